@@ -1,0 +1,92 @@
+"""Argument checks whose messages teach: what was expected, what was given, the fix.
+
+Used by :mod:`normlab.functional` and :mod:`normlab.nn`. Every check raises
+``ValueError`` or ``TypeError`` under the same conditions as torch (or for an
+argument torch would silently accept but that cannot be meant, such as a negative
+eps), with a message a learner can act on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    """``(8, 10, 32)`` for a shape, the way the notebooks write shapes."""
+    shape = tuple(shape)
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_tensor(x: object, who: str, name: str = "input") -> None:
+    """Raise TypeError unless ``x`` is a floating-point torch tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{who} expects {name} to be a torch.Tensor; got {type(x).__name__}. "
+            f"Fix: wrap it with torch.as_tensor({name}, dtype=torch.float32)."
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{who} expects a floating-point {name} (float32 or float64); got dtype {x.dtype}. "
+            f"A mean and a variance are not integers. Fix: pass {name}.float()."
+        )
+
+
+def check_eps(eps: float | None, who: str, allow_none: bool = False) -> None:
+    """Raise ValueError for a negative or non-finite eps (it is added under a square root)."""
+    if eps is None and allow_none:
+        return
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"{who}: eps must be a float such as 1e-5; got {eps!r}.")
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise ValueError(
+            f"{who}: eps must be a finite number >= 0 (it keeps sqrt(var + eps) away from "
+            f"zero); got eps={eps}. Fix: use a small positive value such as eps=1e-5."
+        )
+
+
+def check_momentum(momentum: float, who: str) -> None:
+    """Raise for a momentum that is not a float in [0, 1] (PyTorch's convention)."""
+    if momentum is None:
+        raise TypeError(
+            f"{who}: momentum=None (a cumulative average) is an option of the BatchNorm "
+            "modules, which then pass 1 / num_batches_tracked. The functional form needs "
+            "a float in [0, 1]. Fix: pass momentum=0.1, or use normlab.nn.BatchNorm1d(momentum=None)."
+        )
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+        raise TypeError(f"{who}: momentum must be a float in [0, 1]; got {momentum!r}.")
+    if not 0.0 <= momentum <= 1.0:
+        hint = ""
+        if 1.0 < momentum:
+            hint = " (a value like 0.9 or 0.99 is the Keras/TF convention; PyTorch's momentum is 1 minus it)"
+        raise ValueError(
+            f"{who}: momentum must lie in [0, 1]; got momentum={momentum}. PyTorch updates "
+            f"running = (1 - momentum) * running + momentum * batch_statistic{hint}. "
+            "Fix: pass a value in [0, 1], e.g. momentum=0.1."
+        )
+
+
+def check_per_channel(param: torch.Tensor | None, name: str, num_channels: int, who: str) -> None:
+    """Raise ValueError unless ``param`` (weight, bias, a running statistic) has one entry per channel."""
+    if param is None:
+        return
+    if param.numel() != num_channels or param.dim() != 1:
+        raise ValueError(
+            f"{who}: {name} must hold one value per channel, shape ({num_channels},); got shape "
+            f"{shape_str(param.shape)}. Fix: create it with num_features={num_channels} "
+            "(the size of dim 1 of the input)."
+        )
+
+
+def values_per_channel(shape: Sequence[int]) -> int:
+    """How many values share one channel's statistics: N times the product of the spatial dims."""
+    return shape[0] * math.prod(shape[2:])
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """float32 for half-precision inputs (accumulating statistics in fp16 loses digits), else x's dtype."""
+    return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype

@@ -1,0 +1,1 @@
+"""Small deterministic experiments that return plain results (dataclasses, tensors, floats)."""

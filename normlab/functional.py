@@ -1,0 +1,300 @@
+r"""Reference normalization functions, written so that the math can be read.
+
+Each function has exactly the signature of its namesake in
+``torch.nn.functional`` and gives the same result (to rounding) for every valid
+input, including the in-place update of running statistics. They use plain tensor
+operations and a two-pass variance (first the mean, then the mean squared
+deviation from it), so autograd differentiates through them and a learner can
+read every step.
+
+All of them compute
+
+.. math::  y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot \gamma + \beta
+
+and differ only in the set of elements that share one mean and variance
+(notebook 02, "Which axes?"). ``Var`` is the biased variance (divide by n); the
+*unbiased* variance (divide by n - 1) is what BatchNorm stores in
+``running_var`` (notebook 03, "Train vs eval").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from normlab._errors import (
+    check_eps,
+    check_momentum,
+    check_per_channel,
+    check_tensor,
+    compute_dtype,
+    shape_str,
+    values_per_channel,
+)
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"]
+
+
+def _mean_and_biased_var(x: Tensor, dims: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """Two-pass statistics over ``dims`` (kept for broadcasting): mean, then mean((x - mean)^2)."""
+    mean = x.mean(dim=tuple(dims), keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=tuple(dims), keepdim=True)
+    return mean, var
+
+
+def _per_channel(v: Tensor, ndim: int) -> Tensor:
+    """View a (C,) vector as (1, C, 1, ..., 1) so it broadcasts against an (N, C, *) input."""
+    return v.reshape([1, -1] + [1] * (ndim - 2))
+
+
+def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """y * gamma + beta, skipping whichever is None (weight/bias already broadcastable)."""
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def _channel_affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """y * gamma + beta with per-channel (C,) weight and bias on an (N, C, *) tensor."""
+    return _affine(y,
+                   None if weight is None else _per_channel(weight, y.dim()),
+                   None if bias is None else _per_channel(bias, y.dim()))
+
+
+def _update_running(running: Tensor | None, batch_stat: Tensor, momentum: float) -> None:
+    """PyTorch's rule, in place: running <- (1 - momentum) * running + momentum * batch_stat."""
+    if running is not None:
+        with torch.no_grad():
+            running.mul_(1 - momentum).add_(momentum * batch_stat.detach().to(running.dtype))
+
+
+def _check_channels_input(input: Tensor, who: str) -> None:
+    check_tensor(input, who)
+    if input.dim() < 2:
+        raise ValueError(
+            f"{who} expects input of shape (N, C, *) with at least 2 dims; got shape "
+            f"{shape_str(input.shape)}. Fix: add a batch dim with input.unsqueeze(0)."
+        )
+
+
+def _check_channel_params(who: str, channels: int, **params: Tensor | None) -> None:
+    for name, param in params.items():
+        check_per_channel(param, name, channels, who)
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""Batch normalization of an (N, C, \*) input, one mean and variance per channel.
+
+    Reduced dims: every dim except the channel dim 1, i.e. (0,) for (N, C),
+    (0, 2) for (N, C, L), (0, 2, 3) for (N, C, H, W).
+
+    - training=True: normalize with the batch mean and *biased* variance, and
+      update the running buffers in place (if given):
+      ``running_mean <- (1 - momentum) * running_mean + momentum * mean`` and
+      ``running_var <- (1 - momentum) * running_var + momentum * var * n / (n - 1)``
+      (the unbiased variance is stored; n = values per channel).
+    - training=False: normalize with ``running_mean`` and ``running_var``.
+
+    Taught in notebook 02 (the axes) and notebook 03 (training against eval).
+    """
+    who = "batch_norm"
+    _check_channels_input(input, who)
+    check_eps(eps, who)
+    check_momentum(momentum, who)
+    channels = input.shape[1]
+    _check_channel_params(who, channels, running_mean=running_mean, running_var=running_var,
+                          weight=weight, bias=bias)
+    x = input.to(compute_dtype(input))
+    dims = [0] + list(range(2, x.dim()))  # batch and every spatial/sequence dim
+    if training:
+        n = values_per_channel(x.shape)
+        if n == 1:
+            raise ValueError(
+                f"{who} in training mode needs more than one value per channel to estimate a "
+                f"variance; got input of shape {shape_str(input.shape)}, i.e. 1 value per channel. "
+                "This usually comes from the last, smaller batch of a DataLoader. Fix: pass "
+                "drop_last=True to the DataLoader, or call model.eval() to use running statistics."
+            )
+        mean, var = _mean_and_biased_var(x, dims)
+        if n > 0:  # an empty batch carries no statistics: leave the buffers alone, as torch does
+            _update_running(running_mean, mean.flatten(), momentum)
+            _update_running(running_var, var.flatten() * n / (n - 1), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                f"{who} with training=False normalizes with running_mean and running_var, "
+                "but got None. Fix: pass the running buffers, or training=True to use batch statistics."
+            )
+        mean, var = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
+    y = (x - mean) / torch.sqrt(var + eps)
+    y = _channel_affine(y, weight, bias)
+    return y.to(input.dtype)
+
+
+def _normalized_dims(input: Tensor, normalized_shape: int | Sequence[int], who: str) -> tuple[int, ...]:
+    """The trailing dims named by ``normalized_shape``, after checking they match the input."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
+        trailing = tuple(input.shape[max(input.dim() - k, 0):])
+        raise ValueError(
+            f"{who} normalizes over the last {k} dim(s), so it expects input of shape "
+            f"(*, {', '.join(map(str, shape))}); got shape {shape_str(input.shape)}, whose last "
+            f"{k} dim(s) are {shape_str(trailing)}. Fix: pass normalized_shape={list(trailing) or 'x.shape[-1:]'} "
+            "for the trailing dims, or move the dim you mean to normalize to the end with x.transpose(...)."
+        )
+    return tuple(range(-k, 0))
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""Layer normalization: each sample (each token) normalized over its trailing dims.
+
+    Reduced dims: the last ``len(normalized_shape)`` dims, e.g. (-1,) for an
+    (N, L, C) text batch with normalized_shape=(C,), or (-3, -2, -1) for an
+    (N, C, H, W) image with normalized_shape=(C, H, W). weight and bias have
+    ``normalized_shape`` (one value per normalized element, not per channel).
+
+    Taught in notebook 02, sections "Text" and "Images".
+    """
+    who = "layer_norm"
+    check_tensor(input, who)
+    check_eps(eps, who)
+    dims = _normalized_dims(input, normalized_shape, who)
+    x = input.to(compute_dtype(input))
+    mean, var = _mean_and_biased_var(x, dims)
+    y = _affine((x - mean) / torch.sqrt(var + eps), weight, bias)
+    return y.to(input.dtype)
+
+
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""Group normalization of an (N, C, \*) input: channels split into ``num_groups`` groups.
+
+    Each (sample, group) pair has one mean and variance, taken over the group's
+    C / G channels and all spatial dims. Seen as an (N, G, C/G, \*) tensor, the
+    reduced dims are (2, 3, ...). G = 1 gives LayerNorm's statistics over
+    (C, \*); G = C gives InstanceNorm's. weight and bias are per channel.
+
+    Taught in notebook 02, section "Images: GroupNorm".
+    """
+    who = "group_norm"
+    _check_channels_input(input, who)
+    check_eps(eps, who)
+    n, channels = input.shape[:2]
+    if not isinstance(num_groups, int) or num_groups <= 0 or channels % num_groups:
+        raise ValueError(
+            f"{who} splits the C={channels} channels into num_groups equal groups, so C must be "
+            f"divisible by num_groups; got num_groups={num_groups}. Fix: choose a divisor of "
+            f"{channels}, such as {[g for g in (1, 2, 4, 8, 16, 32) if channels % g == 0][-1]}."
+        )
+    x = input.to(compute_dtype(input))
+    per_group = x.reshape(n, num_groups, math.prod(x.shape[1:]) // num_groups)
+    mean, var = _mean_and_biased_var(per_group, [2])  # the group's channels and all positions
+    y = ((per_group - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+    y = _channel_affine(y, weight, bias)
+    return y.to(input.dtype)
+
+
+def instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""Instance normalization: one mean and variance per (sample, channel).
+
+    Reduced dims: the spatial/sequence dims (2, ...) only. With
+    use_input_stats=True the running buffers (if given) are updated with the
+    batch average of the per-instance means and unbiased variances; with
+    use_input_stats=False the running buffers are used instead, as BatchNorm in
+    eval mode. weight and bias are per channel.
+
+    Taught in notebook 02, section "Images: InstanceNorm".
+    """
+    who = "instance_norm"
+    _check_channels_input(input, who)
+    check_eps(eps, who)
+    check_momentum(momentum, who)
+    _check_channel_params(who, input.shape[1], running_mean=running_mean, running_var=running_var,
+                          weight=weight, bias=bias)
+    x = input.to(compute_dtype(input))
+    dims = list(range(2, x.dim()))  # every spatial/sequence dim
+    if use_input_stats:
+        n = math.prod(x.shape[2:])
+        if n == 1:
+            raise ValueError(
+                f"{who} with use_input_stats=True needs more than one spatial element per "
+                f"(sample, channel); got input of shape {shape_str(input.shape)}. One value always "
+                "normalizes to 0. Fix: normalize over more positions (e.g. GroupNorm or BatchNorm), "
+                "or check that the input has the (N, C, *spatial) layout."
+            )
+        mean, var = _mean_and_biased_var(x, dims)
+        if x.numel() > 0:
+            _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
+            _update_running(running_var, (var * n / (n - 1)).mean(dim=0).flatten(), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                f"{who} with use_input_stats=False normalizes with running_mean and running_var, "
+                "but got None. Fix: pass the running buffers, or use_input_stats=True."
+            )
+        mean, var = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
+    y = (x - mean) / torch.sqrt(var + eps)
+    y = _channel_affine(y, weight, bias)
+    return y.to(input.dtype)
+
+
+def rms_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    eps: float | None = None,
+) -> Tensor:
+    r"""Root-mean-square normalization (Zhang & Sennrich 2019): no mean subtracted, no bias.
+
+    .. math::  y = \frac{x}{\sqrt{\mathrm{mean}(x^2) + \epsilon}} \cdot \gamma
+
+    Reduced dims: the last ``len(normalized_shape)`` dims, as in layer_norm.
+    eps=None uses ``torch.finfo(input.dtype).eps``, as torch does.
+
+    Taught in notebook 03 ("LayerNorm and RMSNorm have no train/eval difference").
+    """
+    who = "rms_norm"
+    check_tensor(input, who)
+    check_eps(eps, who, allow_none=True)
+    dims = _normalized_dims(input, normalized_shape, who)
+    if eps is None:
+        eps = torch.finfo(input.dtype).eps
+    x = input.to(compute_dtype(input))
+    mean_square = (x ** 2).mean(dim=dims, keepdim=True)
+    y = _affine(x / torch.sqrt(mean_square + eps), weight, None)
+    return y.to(input.dtype)
