@@ -36,15 +36,19 @@ def check_tensor(x: object, who: str, name: str = "input") -> None:
         )
 
 
-def check_eps(eps: float | None, who: str, allow_none: bool = False) -> None:
-    """Raise ValueError for a negative or non-finite eps (it is added under a square root)."""
+def check_eps(eps: float | None, who: str, allow_none: bool = False, positive: bool = False) -> None:
+    """Raise ValueError for a negative or non-finite eps (it is added under a square root).
+
+    ``positive=True`` also rejects 0, as torch does for batch_norm in training mode.
+    """
     if eps is None and allow_none:
         return
     if isinstance(eps, bool) or not isinstance(eps, (int, float)):
         raise TypeError(f"{who}: eps must be a float such as 1e-5; got {eps!r}.")
-    if not (eps >= 0 and math.isfinite(eps)):
+    if not (eps >= 0 and math.isfinite(eps)) or (positive and eps == 0):
+        bound = "> 0" if positive else ">= 0"
         raise ValueError(
-            f"{who}: eps must be a finite number >= 0 (it keeps sqrt(var + eps) away from "
+            f"{who}: eps must be a finite number {bound} (it keeps sqrt(var + eps) away from "
             f"zero); got eps={eps}. Fix: use a small positive value such as eps=1e-5."
         )
 

@@ -113,7 +113,7 @@ def batch_norm(
     """
     who = "batch_norm"
     _check_channels_input(input, who)
-    check_eps(eps, who)
+    check_eps(eps, who, positive=training)  # torch rejects eps=0 in training, where a batch can be constant
     check_momentum(momentum, who)
     channels = input.shape[1]
     _check_channel_params(who, channels, running_mean=running_mean, running_var=running_var,
