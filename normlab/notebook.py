@@ -23,4 +23,16 @@ def setup_notebook(seed: int = 0) -> None:
     torch.set_num_threads(THREADS)
     torch.set_printoptions(precision=4, sci_mode=False)
     np.set_printoptions(precision=4, suppress=True)
-    apply_style()
+    _enable_inline_figures()
+    apply_style()  # after the inline backend, which sets rcParams of its own
+
+
+def _enable_inline_figures() -> None:
+    """Show a returned ``matplotlib.figure.Figure`` as a PNG in Jupyter (no-op outside IPython)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "kernel"):
+        shell.run_line_magic("matplotlib", "inline")

@@ -37,12 +37,12 @@ def execute(path: Path, timeout: int = 300) -> float:
     nb.metadata["kernelspec"] = KERNELSPEC
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", record_timing=False,
-        store_widget_state=False, resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=True, resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
-    nb.metadata.pop("widgets", None)
+    nb.metadata.pop("widgets", None)  # live widget state: random ids, useless without a kernel
     renumber_widget_ids(nb)
     nbformat.validate(nb)
     nbformat.write(nb, path)

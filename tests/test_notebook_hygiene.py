@@ -1,0 +1,101 @@
+"""Every stored notebook is clean: executed in order, no errors, no local paths, python3 kernel.
+
+These read the committed .ipynb files; `make notebooks` is the only way to regenerate them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+# An absolute path or a user's home in an output: /root/..., /home/<user>, /Users/<user>, C:\Users.
+LOCAL_PATH = re.compile(r"(/root/|/home/\w|/Users/\w|/work/|/tmp/|[A-Z]:\\\\Users)")
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def output_text(output: dict) -> str:
+    return json.dumps(output.get("text", "")) + json.dumps(output.get("data", {})) + json.dumps(output.get("traceback", ""))
+
+
+def test_there_are_notebooks():
+    assert [p.name for p in NOTEBOOKS][:1] == ["00_start_here.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_kernelspec_is_python3(path):
+    assert load(path)["metadata"]["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_code_cell_was_executed_in_order(path):
+    counts = [c["execution_count"] for c in code_cells(load(path))]
+    assert None not in counts, f"{path.name}: cells without stored outputs; run `make notebooks`"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: execution counts out of order"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_error_outputs_except_where_tagged(path):
+    for cell in code_cells(load(path)):
+        errors = [o for o in cell["outputs"] if o["output_type"] == "error"]
+        if "raises-exception" in tags(cell):
+            assert errors, "a cell tagged raises-exception must show its error"
+        else:
+            assert not errors, f"{path.name}: error {errors[0]['ename']} in {''.join(cell['source'])[:80]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_local_paths_or_user_names_in_outputs(path):
+    for cell in code_cells(load(path)):
+        for output in cell["outputs"]:
+            match = LOCAL_PATH.search(output_text(output))
+            assert not match, f"{path.name}: output shows a local path {match.group(0)!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_calls_setup(path):
+    first = "".join(code_cells(load(path))[0]["source"])
+    assert "normlab.setup_notebook()" in first
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_widget_cells_are_ignored_by_nbval(path):
+    """nbval cannot compare live widgets; their behaviour is tested in-process instead."""
+    for cell in code_cells(load(path)):
+        if any(WIDGET_MIME in o.get("data", {}) for o in cell["outputs"]):
+            assert "nbval-ignore-output" in tags(cell), "".join(cell["source"])[:80]
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if not p.name.startswith("00")], ids=lambda p: p.name)
+def test_chapters_have_exercises_with_solutions(path):
+    assert any("solution" in tags(c) for c in code_cells(load(path)))
+
+
+def test_hygiene_check_catches_a_bad_notebook(tmp_path):
+    """The checks above really fail on a notebook with the problems they look for."""
+    nb = load(NOTEBOOKS[0])
+    cells = code_cells(nb)
+    cells[0]["execution_count"] = None
+    cells[-1]["outputs"].append({"output_type": "stream", "name": "stdout", "text": "/home/alice/x.csv\n"})
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text(json.dumps(nb))
+    with pytest.raises(AssertionError, match="without stored outputs"):
+        test_every_code_cell_was_executed_in_order(bad)
+    with pytest.raises(AssertionError, match="local path"):
+        test_no_local_paths_or_user_names_in_outputs(bad)

@@ -1,0 +1,63 @@
+"""Notebook 00's demo (normalized Gaussian), its figure and explorer; the notebook set-up call; the Explorer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import normlab
+from normlab.experiments.start import normalized_gaussian
+from normlab.plots.start import plot_normalization
+from normlab.style import OKABE_ITO
+from normlab.widgets.start import make_gaussian_explorer
+
+
+def test_normalized_gaussian_is_standardized_and_shift_invariant():
+    a = normalized_gaussian(mean=3.0, std=2.0)
+    b = normalized_gaussian(mean=-4.0, std=0.5)
+    assert abs(a.normalized.mean().item()) < 1e-12 and abs(a.normalized.std(correction=0).item() - 1) < 1e-12
+    torch.testing.assert_close(a.normalized, b.normalized, rtol=0, atol=1e-10)
+    assert a.mean == pytest.approx(3.0, abs=0.1) and a.std == pytest.approx(2.0, abs=0.1)
+    assert torch.equal(normalized_gaussian(3.0, 2.0).raw, a.raw)  # deterministic
+
+
+def test_normalized_gaussian_rejects_non_positive_std():
+    with pytest.raises(ValueError, match=r"std must be > 0; got std=0.*Fix"):
+        normalized_gaussian(mean=0.0, std=0.0)
+
+
+def test_plot_normalization_draws_the_sample():
+    sample = normalized_gaussian(mean=3.0, std=2.0)
+    fig = plot_normalization(sample)
+    left, right = fig.axes
+    counts_left = [p.get_height() for p in left.patches]
+    expected_left, _ = np.histogram(sample.raw.numpy(), bins=np.linspace(-10, 16, 53))
+    assert counts_left == list(expected_left)
+    expected_right, _ = np.histogram(sample.normalized.numpy(), bins=np.linspace(-5, 5, 41))
+    assert [p.get_height() for p in right.patches] == list(expected_right)
+    assert left.get_xlabel() == "value x" and left.get_ylabel() == "count"
+    assert right.get_title() == "Normalized: (x - mean) / std"
+    assert "mean 3.02, std 1.99" in [t.get_text() for t in left.get_legend().get_texts()]
+
+
+def test_gaussian_explorer_redraws_when_a_slider_moves():
+    explorer = make_gaussian_explorer()
+    first_figure, first_mean = explorer.figure, explorer.result.mean
+    explorer.controls["mean"].value = 8.0
+    assert explorer.redraws == 2 and explorer.figure is not first_figure
+    assert explorer.result.mean == pytest.approx(8.0, abs=0.1) and first_mean == pytest.approx(3.0, abs=0.1)
+    heights = [p.get_height() for p in explorer.figure.axes[0].patches]
+    expected, _ = np.histogram(explorer.result.raw.numpy(), bins=np.linspace(-10, 16, 53))
+    assert heights == list(expected)
+
+
+def test_setup_notebook_pins_threads_seed_and_style():
+    torch.set_num_threads(2)
+    normlab.setup_notebook(seed=5)
+    assert torch.get_num_threads() == 1
+    first = torch.rand(3)
+    normlab.setup_notebook(seed=5)
+    assert torch.equal(torch.rand(3), first)
+    import matplotlib as mpl
+    assert mpl.rcParams["axes.prop_cycle"].by_key()["color"] == OKABE_ITO
