@@ -85,6 +85,10 @@ def _check_channels_input(input: Tensor, who: str) -> None:
 def _check_channel_params(who: str, channels: int, **params: Tensor | None) -> None:
     for name, param in params.items():
         check_per_channel(param, name, channels, who)
+    if (params["running_mean"] is None) != (params["running_var"] is None):
+        raise ValueError(
+            f"{who}: running_mean and running_var go together, but only one was given. "
+            "Fix: pass both buffers (to track running statistics) or neither.")
 
 
 def batch_norm(

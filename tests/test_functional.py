@@ -340,6 +340,15 @@ def test_functional_errors_teach():
         F.batch_norm(torch.randn(5), None, None, training=True)
 
 
+@pytest.mark.parametrize("fn", [F.batch_norm, F.instance_norm])
+def test_one_running_buffer_without_the_other(fn):
+    x = torch.randn(4, 3, 2)
+    with pytest.raises(ValueError, match="running_mean and running_var go together, but only one was given"):
+        fn(x, torch.zeros(3), None, training=True) if fn is F.batch_norm else fn(x, torch.zeros(3), None)
+    with pytest.raises(ValueError, match="must either both be None or neither be None"):
+        TF.batch_norm(x, torch.zeros(3), None, training=True)
+
+
 def test_batch_of_one_is_fine_in_eval_mode():
     x = torch.randn(1, 3)
     rm, rv = torch.randn(3), torch.rand(3) + 0.5
