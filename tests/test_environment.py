@@ -58,13 +58,14 @@ def test_a_second_setup_installs_nothing():
     """Once .venv is set up, `make setup` (which `make test` and `make lab` run first) has nothing to do."""
     if not (ROOT / ".venv" / ".installed").exists():
         return  # running outside the Makefile's venv: nothing to check here
-    dry_run = subprocess.run(["make", "-n", "setup"], cwd=ROOT, capture_output=True, text=True, check=True)
+    dry_run = subprocess.run(["make", "--no-print-directory", "-n", "setup"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert "pip install" not in dry_run.stdout, dry_run.stdout
 
 
 def test_make_lab_binds_localhost_with_token_auth():
-    dry_run = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True)
-    command = dry_run.stdout.strip().splitlines()[-1]
+    dry_run = subprocess.run(["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True,
+                             text=True, check=True)
+    command = [line for line in dry_run.stdout.splitlines() if "jupyter lab" in line][-1]
     assert "jupyter lab" in command and "--notebook-dir=notebooks" in command
     assert "--ServerApp.ip=127.0.0.1" in command
     assert "token=''" not in command and 'token=""' not in command and "--IdentityProvider.token" not in command
