@@ -94,3 +94,18 @@ def values_per_channel(shape: Sequence[int]) -> int:
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """float32 for half-precision inputs (accumulating statistics in fp16 loses digits), else x's dtype."""
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+
+
+def trailing_dims(input: Tensor, normalized_shape: int | Sequence[int], who: str) -> tuple[int, ...]:
+    """The trailing dims named by ``normalized_shape`` (as negative indices), after checking they match."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
+        trailing = tuple(input.shape[max(input.dim() - k, 0):])
+        raise ValueError(
+            f"{who} normalizes over the last {k} dim(s), so it expects input of shape "
+            f"(*, {', '.join(map(str, shape))}); got shape {shape_str(input.shape)}, whose last "
+            f"{k} dim(s) are {shape_str(trailing)}. Fix: pass normalized_shape={list(trailing) or 'x.shape[-1:]'} "
+            "for the trailing dims, or move the dim you mean to normalize to the end with x.transpose(...)."
+        )
+    return tuple(range(-k, 0))

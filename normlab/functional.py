@@ -32,6 +32,7 @@ from normlab._errors import (
     check_tensor,
     compute_dtype,
     shape_str,
+    trailing_dims,
     values_per_channel,
 )
 
@@ -149,21 +150,6 @@ def batch_norm(
     return y.to(input.dtype)
 
 
-def _normalized_dims(input: Tensor, normalized_shape: int | Sequence[int], who: str) -> tuple[int, ...]:
-    """The trailing dims named by ``normalized_shape``, after checking they match the input."""
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    k = len(shape)
-    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
-        trailing = tuple(input.shape[max(input.dim() - k, 0):])
-        raise ValueError(
-            f"{who} normalizes over the last {k} dim(s), so it expects input of shape "
-            f"(*, {', '.join(map(str, shape))}); got shape {shape_str(input.shape)}, whose last "
-            f"{k} dim(s) are {shape_str(trailing)}. Fix: pass normalized_shape={list(trailing) or 'x.shape[-1:]'} "
-            "for the trailing dims, or move the dim you mean to normalize to the end with x.transpose(...)."
-        )
-    return tuple(range(-k, 0))
-
-
 def layer_norm(
     input: Tensor,
     normalized_shape: Sequence[int],
@@ -183,7 +169,7 @@ def layer_norm(
     who = "layer_norm"
     check_tensor(input, who)
     check_eps(eps, who)
-    dims = _normalized_dims(input, normalized_shape, who)
+    dims = trailing_dims(input, normalized_shape, who)
     x = input.to(compute_dtype(input))
     mean, var = _mean_and_biased_var(x, dims)
     y = _affine((x - mean) / torch.sqrt(var + eps), weight, bias)
@@ -295,7 +281,7 @@ def rms_norm(
     who = "rms_norm"
     check_tensor(input, who)
     check_eps(eps, who, allow_none=True)
-    dims = _normalized_dims(input, normalized_shape, who)
+    dims = trailing_dims(input, normalized_shape, who)
     if eps is None:
         eps = torch.finfo(input.dtype).eps
     x = input.to(compute_dtype(input))

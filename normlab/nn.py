@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 
 from normlab import functional as F
-from normlab._errors import check_eps, check_tensor, shape_str
+from normlab._errors import check_eps, check_tensor, shape_str, trailing_dims
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
@@ -274,6 +274,8 @@ class LayerNorm(Module):
                 init.zeros_(self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
+        check_tensor(input, "LayerNorm")
+        trailing_dims(input, self.normalized_shape, f"LayerNorm({list(self.normalized_shape)})")
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
@@ -347,6 +349,8 @@ class RMSNorm(Module):
             init.ones_(self.weight)
 
     def forward(self, input: Tensor) -> Tensor:
+        check_tensor(input, "RMSNorm")
+        trailing_dims(input, self.normalized_shape, f"RMSNorm({list(self.normalized_shape)})")
         return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:

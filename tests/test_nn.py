@@ -202,7 +202,7 @@ def test_wrong_ndim(module, shape, expected):
 
 
 def test_layer_norm_shape_mismatch():
-    with pytest.raises(ValueError, match=r"normalizes over the last 2 dim\(s\), so it expects input of shape "
+    with pytest.raises(ValueError, match=r"LayerNorm\(\[28, 28\]\) normalizes over the last 2 dim\(s\), so it expects input of shape "
                                          r"\(\*, 28, 28\); got shape \(6, 3, 28, 14\), whose last 2 dim\(s\) are "
                                          r"\(28, 14\)\. Fix: pass normalized_shape=\[28, 14\]"):
         nn.LayerNorm([28, 28])(torch.randn(6, 3, 28, 14))
