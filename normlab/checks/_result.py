@@ -1,0 +1,137 @@
+"""What a check returns: passed or not, the mistake's code, and what was seen, as text and HTML.
+
+A result has one of three statuses:
+
+- ``"passed"``: ``passed=True``, ``mistake=None``.
+- ``"not-solved"``: the learner's code raised ``NotImplementedError`` (the exercise
+  stub). ``passed=False`` and ``mistake=None``: nothing was attempted, so there is no
+  mistake to name, and the message says "not solved yet".
+- ``"mistake"``: ``passed=False`` and ``mistake`` is one of the codes in
+  :data:`MISTAKES` (``"unknown"`` when the output is wrong in a way no probe recognises).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import textwrap
+from dataclasses import dataclass
+
+# The stable mistake codes and the short phrase each one stands for ("you ...").
+MISTAKES: dict[str, str] = {
+    "raised": "your code raised an exception",
+    "too-slow": "your code did not finish within the time limit",
+    "not-a-tensor": "a torch.Tensor was expected, and something else came back",
+    "wrong-shape": "a tensor has the wrong shape",
+    "mutates-input": "your code changed its input in place",
+    "non-finite": "your result contains NaN or inf",
+    "wrong-axes": "you took the statistics over the wrong dims",
+    "unbiased-variance": "you divided by the unbiased variance (n - 1)",
+    "eps-outside-sqrt": "you added eps outside the square root",
+    "missing-eps": "eps is missing",
+    "missing-affine": "gamma and beta are not (both) applied",
+    "swapped-affine": "gamma and beta are swapped",
+    "one-pass-variance": "your variance E[x^2] - E[x]^2 loses precision in float32",
+    "subtracts-mean": "you subtracted the mean (that is LayerNorm, not RMSNorm)",
+    "momentum-reversed": "your momentum works the other way round (the Keras convention)",
+    "running-var-biased": "running_var stores the biased variance",
+    "stats-not-updated": "the running statistics are not updated in training",
+    "updates-in-eval": "the running statistics change in eval mode",
+    "eval-uses-batch-stats": "eval mode normalizes with the batch's own statistics",
+    "stats-not-detached": "the running statistics keep an autograd graph",
+    "unknown": "the result is wrong in a way the checker does not recognise",
+}
+
+# Okabe-Ito colours (as in normlab.style): bluish green, orange, vermillion.
+_COLOURS = {"passed": "#009E73", "not-solved": "#E69F00", "mistake": "#D55E00"}
+_MARKS = {"passed": "\u2713", "not-solved": "\u2026", "mistake": "\u2717"}
+_WIDTH = 100
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of one ``check_*`` call.
+
+    ``check`` is the call that produced it (e.g. ``check_batch_norm(my_bn, layout='NLC')``),
+    ``checked`` what was tested, ``observed`` what the learner's code did (with numbers),
+    ``hint`` what to do next, and ``also`` further mistakes seen in the same output.
+    It shows as HTML in Jupyter and as plain text elsewhere (``str`` and ``repr``).
+    """
+
+    check: str
+    passed: bool
+    mistake: str | None
+    checked: str
+    observed: str
+    hint: str = ""
+    also: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for code in (self.mistake, *self.also):
+            if code is not None and code not in MISTAKES:
+                raise ValueError(f"unknown mistake code {code!r}; expected one of {', '.join(MISTAKES)}.")
+        if self.passed and (self.mistake is not None or self.also):
+            raise ValueError("a passed check has no mistake.")
+
+    @property
+    def status(self) -> str:
+        """"passed", "not-solved" (the stub still raises NotImplementedError) or "mistake"."""
+        if self.passed:
+            return "passed"
+        return "not-solved" if self.mistake is None else "mistake"
+
+    @property
+    def headline(self) -> str:
+        """One line: the mark, the check and its verdict."""
+        if self.status == "passed":
+            verdict = "passed"
+        elif self.status == "not-solved":
+            verdict = "not solved yet"
+        else:
+            verdict = f"{self.mistake}: {MISTAKES[self.mistake]}"
+        return f"{_MARKS[self.status]} {self.check}: {verdict}"
+
+    def _sections(self) -> list[tuple[str, str]]:
+        sections = [("Checked", self.checked), ("Observed", self.observed)]
+        if self.hint:
+            sections.append(("Hint", self.hint))
+        if self.also:
+            sections.append(("Also", "; ".join(f"{code} ({MISTAKES[code]})" for code in self.also)))
+        return sections
+
+    @property
+    def message(self) -> str:
+        """The plain-text rendering: headline, then what was checked, observed, and the hint."""
+        lines = [self.headline]
+        for title, text in self._sections():
+            # Code spans stay on one line: their spaces are swapped for NUL while wrapping.
+            text = re.sub(r"`[^`]+`", lambda m: m.group(0).replace(" ", "\0"), text)
+            text = textwrap.fill(text, _WIDTH, initial_indent=f"  {title + ':':<10}",
+                                 subsequent_indent=" " * 12, break_on_hyphens=False, break_long_words=False)
+            lines.append(text.replace("\0", " "))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return self.message
+
+    def _repr_html_(self) -> str:
+        colour = _COLOURS[self.status]
+        rows = "".join(
+            f'<tr><th style="text-align:left;vertical-align:top;padding-right:1em">{title}</th>'
+            f'<td style="text-align:left">{_inline_code(text)}</td></tr>'
+            for title, text in self._sections()
+        )
+        return (
+            f'<div class="normlab-check normlab-check-{self.status}" '
+            f'style="border-left:4px solid {colour};padding:0.3em 0.8em;margin:0.3em 0">'
+            f'<div style="font-weight:bold;color:{colour}">{_inline_code(self.headline)}</div>'
+            f"<table>{rows}</table></div>"
+        )
+
+
+def _inline_code(text: str) -> str:
+    """Escape text for HTML and show `backticked` spans as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))

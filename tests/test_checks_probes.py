@@ -1,0 +1,138 @@
+"""The probes tell every mistake apart, for every layout the checkers accept.
+
+The checker's variants (the norm with mistakes switched on) are run here as learner
+functions in float32, so every layout and group count is covered, not only the
+hand-written learners of tests/test_checks.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as TF
+
+from normlab.checks import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
+from normlab.checks._probes import LARGE_EPS, SMALL_STD, Probe, make_probes
+from normlab.checks._specs import batch_norm_spec, group_norm_spec, layer_norm_spec, rms_norm_spec
+from normlab.checks._variants import Variant, all_variants, correct_variant, variant_output
+
+SPECS = {
+    **{f"batch-{layout}": (batch_norm_spec(layout), lambda f, lay=layout: check_batch_norm(f, lay))
+       for layout in ("NC", "NCL", "NLC", "NCHW")},
+    **{f"layer-{layout}": (layer_norm_spec(layout), lambda f, lay=layout: check_layer_norm(f, lay))
+       for layout in ("NC", "NLC", "NCHW")},
+    **{f"group-{g}": (group_norm_spec(g), lambda f, g=g: check_group_norm(f, g)) for g in (1, 2, 3, 4)},
+    **{f"rms-{layout}": (rms_norm_spec(layout), lambda f, lay=layout: check_rms_norm(f, lay))
+       for layout in ("NC", "NLC")},
+}
+
+
+def torch_reference(name: str, spec, p: Probe) -> torch.Tensor:
+    """torch.nn.functional's own result, independent of normlab."""
+    norm = name.split("-")[0]
+    if norm == "batch":
+        c = spec.layout.index("C")
+        return TF.batch_norm(p.x.movedim(c, 1), None, None, p.gamma, p.beta, True, 0.1, p.eps).movedim(1, c)
+    if norm == "layer":
+        return TF.layer_norm(p.x, spec.param_shape, p.gamma, p.beta, p.eps)
+    if norm == "group":
+        return TF.group_norm(p.x, spec.grouping.view_shape[1], p.gamma, p.beta, p.eps)
+    return TF.rms_norm(p.x, spec.param_shape, p.gamma, p.eps)
+
+
+def as_learner(spec, variant: Variant):
+    """A learner function that computes ``variant`` in the dtype it is given."""
+    def learner(*args):
+        a = dict(zip(spec.arg_names, args))
+        probe = Probe("", "", "", a["x"], a["gamma"], a.get("beta"), a["eps"])
+        return variant_output(spec, variant, probe)
+    learner.__name__ = "variant"
+    return learner
+
+
+def single_mistakes(spec) -> list[Variant]:
+    return [v for v in all_variants(spec) if len(v.mistakes(spec)) == 1]
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_the_correct_variant_is_the_reference_and_torchs_result(name):
+    spec, _ = SPECS[name]
+    for probe in make_probes(spec):
+        p = probe.to(torch.float64)
+        ours = variant_output(spec, correct_variant(spec), p)
+        torch.testing.assert_close(ours, spec.reference(p.x, p.gamma, p.beta, p.eps), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(ours, torch_reference(name, spec, p), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_single_mistake_changes_the_output_clearly(name):
+    spec, _ = SPECS[name]
+    probes = [p.to(torch.float64) for p in make_probes(spec)[:2]]
+    for variant in single_mistakes(spec):
+        gaps = [(variant_output(spec, variant, p) - spec.reference(p.x, p.gamma, p.beta, p.eps)).abs().max().item()
+                for p in probes]
+        assert max(gaps) > 100 * probes[0].tolerance, (variant.mistakes(spec), gaps)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_single_mistake_is_named_by_the_checker(name):
+    spec, check = SPECS[name]
+    for variant in single_mistakes(spec):
+        result = check(as_learner(spec, variant))
+        assert (result.mistake, result.also) == (variant.mistakes(spec)[0], ()), (variant, result.message)
+
+
+def test_combined_mistakes_name_the_first_and_list_the_others():
+    spec, check = SPECS["batch-NCHW"]
+    combined = [v for v in all_variants(spec) if v.grouping == spec.grouping and len(v.mistakes(spec)) > 1]
+    assert len(combined) == 31  # 2 variances x 4 eps placements x 5 affine steps, minus 1 correct and 8 single
+    for variant in combined:
+        first, *rest = variant.mistakes(spec)
+        result = check(as_learner(spec, variant))
+        assert (result.mistake, result.also) == (first, tuple(rest)), (variant, result.message)
+
+
+def one_pass_learner(spec):
+    """Right in every way except the variance, taken as E[x^2] - E[x]^2 over the right groups."""
+    def learner(*args):
+        a = dict(zip(spec.arg_names, args))
+        x, g = a["x"], spec.grouping
+        xv = x.reshape(g.view_shape)
+        mean = xv.mean(dim=g.reduced, keepdim=True)
+        var = (xv * xv).mean(dim=g.reduced, keepdim=True) - mean * mean
+        y = ((xv - mean) / torch.sqrt(var + a["eps"])).reshape(x.shape)
+        return y * a["gamma"].reshape(spec.param_view) + a["beta"].reshape(spec.param_view)
+    return learner
+
+
+@pytest.mark.parametrize("name", [n for n in SPECS if not n.startswith("rms")])
+def test_one_pass_variance_is_caught_in_every_layout(name):
+    spec, check = SPECS[name]
+    assert check(one_pass_learner(spec)).mistake == "one-pass-variance"
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_probes_are_fixed_and_hold_the_statistics_they_promise(name):
+    spec, _ = SPECS[name]
+    first, second = make_probes(spec), make_probes(spec)
+    for a, b in zip(first, second):
+        assert torch.equal(a.x, b.x) and torch.equal(a.gamma, b.gamma) and a.x.dtype == torch.float32
+    large_eps = first[1]
+    assert large_eps.eps == LARGE_EPS
+    xv = large_eps.x.double().reshape(spec.grouping.view_shape)
+    centered = xv - xv.mean(dim=spec.grouping.reduced, keepdim=True) if spec.centered else xv
+    spread = centered.pow(2).mean(dim=spec.grouping.reduced).flatten()
+    expected = SMALL_STD ** 2 * (1 if spec.centered else 1.25)  # RMSNorm's tiny token: offset 0.05, std 0.1
+    assert spread[large_eps.small_group].item() == pytest.approx(expected, rel=1e-5)
+    assert (spread.sort().values[1] > 0.5)  # every other group has a variance far above the tiny one
+    assert (large_eps.gamma.min() >= 0.5) and (large_eps.beta is None or large_eps.beta.abs().min() >= 0.3)
+
+
+def test_group_labels_and_names_read_like_the_notebooks():
+    spec = layer_norm_spec("NLC")
+    assert spec.grouping.label(5) == "sample 1, position 1"
+    assert spec.grouping.names((0, 1)) == "N (batch), L (sequence)"
+    gn = group_norm_spec(2).grouping
+    assert gn.names(gn.reduced) == "C/G (channels of one group), H (height), W (width)"
+    assert gn.with_reduced((1, 2, 3, 4)).as_layout_dims() == (1, 2, 3)
+    assert gn.with_reduced((1, 3, 4)).as_layout_dims() is None  # splits the channel dim
