@@ -288,3 +288,6 @@ def rms_norm(
     mean_square = (x ** 2).mean(dim=dims, keepdim=True)
     y = _affine(x / torch.sqrt(mean_square + eps), weight, None)
     return y.to(input.dtype)
+
+# Masked norms of padded (N, L, C) text batches (notebook 02, "Text: padding"); no torch counterpart, so not in __all__.
+from normlab.masked import masked_batch_norm, masked_layer_norm  # noqa: E402, F401

@@ -1,0 +1,191 @@
+"""Figures for notebook 02 ("Which axes?"): the cube of shared statistics, and the image demos.
+
+The cube follows Wu & He 2018 (arXiv:1803.08494), Fig. 2: a tensor drawn as an
+N x C x S block (S = all positions flattened: L for text, H·W for images, 1 for
+tabular data), with the elements that share one mean and variance coloured. It is
+drawn from :class:`normlab.experiments.axes.SharedStatistics`, i.e. from the layout
+vocabulary, never from a stored picture.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from normlab.experiments.axes import SharedStatistics, as_batch_channel_position, position_axis_name
+from normlab.style import OKABE_ITO, new_figure
+
+# Cell categories and their colours: the chosen element, the elements sharing its statistics, the rest.
+OTHER, SHARED, CHOSEN = 0, 1, 2
+CATEGORY_COLORS = {OTHER: "#DDDDDD", SHARED: OKABE_ITO[0], CHOSEN: OKABE_ITO[3]}
+CATEGORY_LABELS = {CHOSEN: "chosen element", SHARED: "same mean and variance", OTHER: "other statistics"}
+# Each visible face of the cube gets its own shade, so the block reads as 3-D.
+FACE_SHADES = {"front": 0.0, "top": 0.35, "side": -0.25}  # > 0 mixes with white, < 0 with black
+DEPTH = np.array([0.5, 0.4])  # screen offset of one step along S (oblique projection)
+CHANNEL_NAMES = {"NC": "C (features)", "NLC": "C (embedding)"}
+RGB_COLORS = (OKABE_ITO[3], OKABE_ITO[2], OKABE_ITO[0])  # red, green, blue channels (colour-blind safe)
+
+
+def shaded(color: str, shade: float) -> tuple[float, float, float, float]:
+    """``color`` mixed with white (shade > 0) or black (shade < 0) by |shade|, as RGBA."""
+    rgba = np.array(to_rgba(color))
+    target = np.ones(3) if shade > 0 else np.zeros(3)
+    rgba[:3] = (1 - abs(shade)) * rgba[:3] + abs(shade) * target
+    return tuple(rgba)
+
+
+def cube_categories(result: SharedStatistics) -> np.ndarray:
+    """An (N, C, S) int array: CHOSEN, SHARED or OTHER for every element (see :data:`CATEGORY_COLORS`)."""
+    cube = as_batch_channel_position(result.mask, result.layout).numpy().astype(int) * SHARED
+    cube[0, result.chosen[result.layout.index("C")], 0] = CHOSEN
+    return cube
+
+
+def _face_polygons(face: str, n: int, c: int, s: int) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
+    """Screen polygons of one visible face's cells and the (n, c, s) element each one shows.
+
+    Front face (s = 0): C along x, N downwards. Top face (n = 0): C along x, S into
+    the depth. Side face (c = C - 1): S into the depth, N downwards.
+    """
+    def quad(origin, u, v):
+        origin = np.asarray(origin, dtype=float)
+        return np.array([origin, origin + u, origin + u + v, origin + v])
+
+    right, down = np.array([1.0, 0.0]), np.array([0.0, -1.0])
+    cells, elements = [], []
+    if face == "front":
+        for i in range(n):
+            for j in range(c):
+                cells.append(quad((j, -i), right, down))
+                elements.append((i, j, 0))
+    elif face == "top":
+        for j in range(c):
+            for k in range(s):
+                cells.append(quad(np.array([j, 0.0]) + k * DEPTH, right, DEPTH))
+                elements.append((0, j, k))
+    else:
+        for i in range(n):
+            for k in range(s):
+                cells.append(quad(np.array([c, -i]) + k * DEPTH, DEPTH, down))
+                elements.append((i, c - 1, k))
+    return cells, elements
+
+
+def _draw_cube(ax, result: SharedStatistics) -> None:
+    cube = cube_categories(result)
+    n, c, s = cube.shape
+    for face, shade in FACE_SHADES.items():
+        cells, elements = _face_polygons(face, n, c, s)
+        colors = [shaded(CATEGORY_COLORS[cube[e]], shade) for e in elements]
+        collection = PolyCollection(cells, facecolors=colors, edgecolors="white", linewidths=0.8)
+        collection.set_gid(face)
+        collection.elements = elements  # which (n, c, s) each cell shows: read by the tests
+        ax.add_collection(collection)
+    back = s * DEPTH
+    arrow = dict(arrowstyle="->", color="0.3", lw=1)
+    ax.annotate("", xy=(-0.3, -n), xytext=(-0.3, 0), arrowprops=arrow)
+    ax.text(-0.5, -n / 2, f"N (batch) = {n}", rotation=90, ha="right", va="center", fontsize=9)
+    ax.annotate("", xy=(c, -n - 0.3), xytext=(0, -n - 0.3), arrowprops=arrow)
+    channel_name = CHANNEL_NAMES.get(result.layout, "C (channels)")
+    ax.text(c / 2, -n - 0.5, f"{channel_name} = {c}", ha="center", va="top", fontsize=9)
+    positions = position_axis_name(result.layout)
+    if positions:
+        start = np.array([c + 0.3, -n])
+        ax.annotate("", xy=start + back, xytext=start, arrowprops=arrow)
+        ax.text(*(start + back / 2 + np.array([0.25, -0.1])), f"{positions} = {s}", ha="left", va="top",
+                fontsize=9, rotation=np.degrees(np.arctan2(*DEPTH[::-1])), rotation_mode="anchor")
+    ax.set_xlim(-1.6, c + back[0] + 3.2)
+    ax.set_ylim(-n - 2.2, back[1] + 0.4)
+    ax.set_aspect("equal")
+    ax.set(xticks=[], yticks=[])  # no ticks to lay out: the arrows above are the axes (and drawing is faster)
+    ax.set_axis_off()
+
+
+def describe(result: SharedStatistics) -> str:
+    """The panel's caption: the statistics' shape and the affine parameters' shape and count."""
+    stats = f"mean, var: {result.stats_dims} = {result.stats_shape}, {result.num_statistics} of each"
+    params = f"γ, β: {result.param_shape} each, {result.num_params} parameters"
+    if not result.affine_by_default:
+        params += "\n(only with affine=True; the default has none)"
+    return f"{stats}\n{params}"
+
+
+def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics]) -> Figure:
+    """One cube per norm: which elements share the chosen element's mean and variance.
+
+    Each panel draws the tensor as an N x C x S block (positions flattened into S)
+    seen from the front, top and side, colours the chosen element, the elements that
+    share its statistics and the rest, and states the statistics' and parameters'
+    shapes. Several results give Wu & He's Fig. 2 for the tensor's actual layout.
+    """
+    results = [results] if isinstance(results, SharedStatistics) else list(results)
+    fig, axes = new_figure(1, len(results), figsize=(max(3.3 * len(results) + 0.4, 7.0), 4.0), squeeze=False)
+    for ax, result in zip(axes[0], results):
+        _draw_cube(ax, result)
+        each = result.elements_per_statistic
+        ax.set_title(f"{result.title}\n{result.num_statistics} statistics × {each} "
+                     f"element{'s' if each != 1 else ''} each")
+        caption = describe(result)
+        if result.note:
+            caption += "\n" + textwrap.fill(result.note.split(";")[0], 44)
+        ax.text(0.0, 0.0, caption, transform=ax.transAxes, ha="left", va="top", fontsize=8)
+    handles = [Patch(facecolor=CATEGORY_COLORS[k], edgecolor="0.5", label=CATEGORY_LABELS[k])
+               for k in (CHOSEN, SHARED, OTHER)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    layouts = {(r.layout, r.shape) for r in results}
+    if len(layouts) == 1:
+        layout, shape = layouts.pop()
+        fig.suptitle(f"Which elements share one mean and variance? Layout {layout}, shape {shape}")
+    return fig
+
+
+def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_image: torch.Tensor) -> Figure:
+    """Digits before and after LayerNorm(W) (each row alone) and LayerNorm([H, W]) (whole image).
+
+    ``images``, ``per_row`` and ``per_image`` are (n, H, W); one column per image.
+    """
+    rows = [(images, "input (pixel value in [0, 1])"), (per_image, "LayerNorm([H, W]): per image"),
+            (per_row, "LayerNorm(W): per row")]
+    n = images.shape[0]
+    fig, axes = new_figure(len(rows), n, figsize=(1.9 * n + 1.2, 5.6), squeeze=False)
+    for r, (batch, label) in enumerate(rows):
+        limit = float(batch.abs().max())
+        vmin = 0.0 if r == 0 else -limit
+        for i in range(n):
+            ax = axes[r][i]
+            im = ax.imshow(batch[i].numpy(), cmap="gray" if r == 0 else "RdBu_r", vmin=vmin, vmax=limit)
+            ax.set(xticks=[], yticks=[])
+            ax.grid(False)
+            if i == 0:
+                ax.set_ylabel("row (H)")
+            if r == len(rows) - 1:
+                ax.set_xlabel("column (W)")
+        axes[r][0].set_title(label, loc="left")
+        fig.colorbar(im, ax=list(axes[r]), label="value" if r == 0 else "normalized value", shrink=0.9)
+    fig.suptitle("LayerNorm's normalized_shape decides the axes: one row or the whole image")
+    return fig
+
+
+def plot_channel_histograms(raw: torch.Tensor, normalized: torch.Tensor,
+                            channel_names: Sequence[str] = ("red", "green", "blue")) -> Figure:
+    """Histograms of each colour channel of an (N, 3, H, W) batch, before and after per-channel normalization."""
+    fig, (left, right) = new_figure(1, 2, figsize=(9, 3.4))
+    for ax, batch, bins in [(left, raw, np.linspace(0, 1, 41)), (right, normalized, np.linspace(-3, 3, 41))]:
+        for c, (name, color) in enumerate(zip(channel_names, RGB_COLORS)):
+            values = batch[:, c].flatten().numpy()
+            mean = round(float(values.mean()), 3) + 0.0  # + 0.0 turns a rounded -0.0 into 0.0
+            ax.hist(values, bins=bins, histtype="step", lw=1.8, color=color,
+                    label=f"{name}: mean {mean:.3f}, std {values.std():.3f}")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
+        ax.legend(loc="upper center", ncols=1)
+    left.set(title="Photos as loaded", xlabel="pixel value (fraction of full intensity)", ylabel="pixel count")
+    right.set(title="After (x - channel mean) / channel std", xlabel="normalized value (channel std units)",
+              ylabel="pixel count")
+    return fig

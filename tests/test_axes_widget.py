@@ -1,0 +1,61 @@
+"""The axis explorer of notebook 02, driven in-process: each control change recomputes and redraws."""
+
+from __future__ import annotations
+
+import torch
+
+from normlab.experiments.axes import DEMO_SHAPES, shared_statistics
+from normlab.plots.axes import CATEGORY_COLORS, FACE_SHADES, SHARED, shaded
+from normlab.widgets.axes import make_axis_explorer
+from normlab.widgets.explorer import Explorer
+
+
+def highlighted_front_cells(explorer: Explorer) -> set[tuple[int, int, int]]:
+    (front,) = [col for col in explorer.figure.axes[0].collections if col.get_gid() == "front"]
+    blue = shaded(CATEGORY_COLORS[SHARED], FACE_SHADES["front"])
+    return {e for e, rgba in zip(front.elements, front.get_facecolors()) if tuple(rgba) == blue}
+
+
+def caption(explorer: Explorer) -> str:
+    return next(t.get_text() for t in explorer.figure.axes[0].texts if t.get_text().startswith("mean, var"))
+
+
+def test_axis_explorer_starts_with_batchnorm_on_images():
+    explorer = make_axis_explorer()
+    assert isinstance(explorer, Explorer) and explorer.redraws == 1
+    assert set(explorer.controls) == {"layout", "norm", "num_groups", "channel"}
+    assert list(explorer.controls["num_groups"].options) == [1, 2, 3, 6]
+    expected = shared_statistics("batch", "NCHW", DEMO_SHAPES["NCHW"], channel=1)
+    assert torch.equal(explorer.result.mask, expected.mask)
+    # channel 1 of every sample at s = 0, except the chosen element (sample 0), which has its own colour
+    assert highlighted_front_cells(explorer) == {(n, 1, 0) for n in range(1, 4)}
+    assert caption(explorer) == "mean, var: C = (6,), 6 of each\nγ, β: (6,) each, 12 parameters"
+
+
+def test_each_control_updates_the_set_the_statistics_and_the_parameter_count():
+    explorer = make_axis_explorer()
+    explorer.controls["norm"].value = "layer"
+    assert explorer.redraws == 2 and explorer.result.stats_shape == (4,) and explorer.result.num_params == 72
+    assert highlighted_front_cells(explorer) == {(0, c, 0) for c in range(6) if c != 1}
+    explorer.controls["layout"].value = "NLC"
+    assert explorer.result.stats_shape == (4, 5) and explorer.result.param_shape == (6,)
+    assert caption(explorer) == "mean, var: NL = (4, 5), 20 of each\nγ, β: (6,) each, 12 parameters"
+    explorer.controls["norm"].value = "group"
+    explorer.controls["num_groups"].value = 3
+    assert explorer.result.num_groups == 3 and explorer.result.stats_shape == (4, 3)
+    assert highlighted_front_cells(explorer) == {(0, 0, 0)}  # group {0, 1}; channel 1 is the chosen one
+    explorer.controls["channel"].value = 4
+    assert highlighted_front_cells(explorer) == {(0, 5, 0)}  # group {4, 5}
+    assert explorer.figure.axes[0].get_title() == "GroupNorm (G = 3)\n12 statistics × 10 elements each"
+    expected = shared_statistics("group", "NLC", DEMO_SHAPES["NLC"], 3, 4)
+    assert torch.equal(explorer.result.mask, expected.mask)
+    assert explorer.redraws == 6
+
+
+def test_group_count_is_ignored_by_the_other_norms():
+    explorer = make_axis_explorer()
+    before = explorer.result
+    explorer.controls["num_groups"].value = 6
+    assert explorer.result.num_groups is None and torch.equal(explorer.result.mask, before.mask)
+    explorer.controls["norm"].value = "instance"
+    assert "(only with affine=True; the default has none)" in caption(explorer)
