@@ -1,0 +1,157 @@
+"""The browser harness catches what it claims to catch, and leaves nothing running.
+
+A stand-in project (the repository's Makefile and .venv, a notebooks/ folder of its own)
+serves one planted notebook through the same `make lab` launcher. It holds: explorers
+that redraw in their Output (they must be seen to change), one that updates its figure in
+place, the known trap (it must be reported as stale), a make_*_explorer() that shows no
+widget (reported), an error in a cell tagged raises-exception (allowed), a stderr line and
+an untagged error (both reported), and a cell after that error (reported as not run).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from playwright.sync_api import sync_playwright
+
+from lab_harness import (REPO, INSTALL_HINT, BrowserNotFound, alive, describe, find_chromium, leftovers_of,
+                         processes_with_argument, running_chromium, running_lab)
+from notebook_driver import VIEWPORT, NotebookFile, find_problems, run_notebook, shows_an_explorer
+
+SETUP = """\
+import normlab
+normlab.setup_notebook()
+import ipywidgets as widgets
+from IPython.display import display
+from normlab.style import new_figure
+from normlab.widgets.explorer import Explorer
+
+def line(slope):
+    return [0.0, float(slope)]
+
+def draw(ys):
+    fig, ax = new_figure(1, 1, figsize=(3, 2))
+    ax.plot([0, 1], ys)
+    ax.set(ylim=(-1, 11), xlabel="x", ylabel="y", title="a line")
+    return fig
+
+def make_broken_explorer():
+    return "a factory that returns no widget"
+
+class InPlaceExplorer(Explorer):
+    '''The trap: change the figure already on screen instead of showing a new one.'''
+    def redraw(self):
+        self.result = self.compute(**self.values())
+        if self.figure is None:
+            self.figure = self.draw(self.result)
+            with self.output:
+                display(self.figure)
+        else:
+            self.figure.axes[0].lines[0].set_ydata(self.result)
+            self.figure.canvas.draw_idle()
+        return self.figure
+"""
+
+CELLS = [  # (source, tags)
+    (SETUP, []),
+    ('Explorer({"slope": widgets.IntSlider(value=10, min=0, max=10)}, line, draw, title="slider at its maximum")', []),
+    ('Explorer({"slope": widgets.Dropdown(options=[1, 5, 9])}, line, draw, title="dropdown")', []),
+    ('Explorer({"slope": widgets.ToggleButtons(options=[2, 4])}, line, draw, title="toggle buttons")', []),
+    ('InPlaceExplorer({"slope": widgets.IntSlider(value=3, max=10)}, line, draw, title="updated in place")', []),
+    ("make_broken_explorer()", []),
+    ('raise ValueError("planted error, allowed by its tag")', ["raises-exception"]),
+    ('import sys\nprint("planted line on stderr", file=sys.stderr)', []),
+    ("", []),
+    ('raise RuntimeError("planted untagged error")', []),
+    ('print("after the untagged error")', []),
+]
+
+
+def stand_in_project(root: Path) -> Path:
+    """A folder that `make -f <repo>/Makefile lab` can serve: the repo's .venv, a notebook of our own."""
+    root.mkdir()
+    (root / ".venv").symlink_to(REPO / ".venv")
+    (root / "pyproject.toml").symlink_to(REPO / "pyproject.toml")
+    (root / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    for source, tags in CELLS:
+        nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags}))
+    nbformat.write(nb, root / "notebooks" / "planted.ipynb")
+    return root / "notebooks" / "planted.ipynb"
+
+
+def test_no_browser_fails_with_how_to_install_one(tmp_path: Path) -> None:
+    with pytest.raises(BrowserNotFound) as error:
+        find_chromium(system_paths=[tmp_path / "chromium"], browsers_dir=tmp_path / "ms-playwright")
+    assert "apt-get install chromium" in str(error.value)
+    assert str(tmp_path / "chromium") in str(error.value)
+    assert INSTALL_HINT.split("{")[0] in str(error.value)
+
+
+def test_a_browser_playwright_installed_is_found(tmp_path: Path) -> None:
+    shell = tmp_path / "chromium-1200" / "chrome-linux" / "chrome"
+    shell.parent.mkdir(parents=True)
+    shell.write_text("")
+    assert find_chromium(system_paths=[tmp_path / "none"], browsers_dir=tmp_path) == shell
+
+
+@pytest.mark.parametrize("source, shows", [
+    ("make_gaussian_explorer()", True),
+    ("from normlab.widgets.start import make_gaussian_explorer\nmake_gaussian_explorer(n=3)", True),
+    ("normlab.widgets.start.make_gaussian_explorer()", True),
+    ("display(make_gaussian_explorer())", True),
+    ("explorer = make_gaussian_explorer()", False),
+    ("from normlab.widgets.start import make_gaussian_explorer", False),
+    ("make_gaussian_explorer()\nprint('done')", False),
+    ("make_figure()", False),
+    ("%matplotlib inline", False),
+])
+def test_cells_that_must_show_an_explorer_are_recognised(source: str, shows: bool) -> None:
+    assert shows_an_explorer(source) is shows
+
+
+def test_harness_catches_planted_problems_and_leaves_nothing_running(tmp_path: Path) -> None:
+    notebook = stand_in_project(tmp_path / "project")
+    with sync_playwright() as playwright:
+        with running_lab(tmp_path / "project") as server, \
+                running_chromium(playwright, find_chromium()) as (browser, marker):
+            browser_processes = processes_with_argument(marker)
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            # A redraw takes well under a second; 8 s keeps the stale explorer's wait short.
+            report = run_notebook(page, server, notebook, "harness-selftest", screenshot_dir=None,
+                                  figure_timeout_s=8)
+            server.record_processes()
+            kernels = server.api("GET", "/api/kernels")
+
+    problems = find_problems(report, NotebookFile.read(notebook))
+    assert [(e.cell, "planted error, allowed by its tag" in e.text) for e in report.allowed_errors] == [(6, True)]
+    assert [(e.cell, e.text.strip().splitlines()[-1]) for e in report.errors] == [
+        (7, "planted line on stderr"), (9, "RuntimeError: planted untagged error")]
+    assert report.prompts[8] == "[ ]:"  # an empty cell is never run, and is not asked to be
+    assert [(c.title, c.value_before, c.value_after, c.figure_changed) for c in report.explorers] == [
+        ("slider at its maximum", "10", "9", True),
+        ("dropdown", "1", "5", True),
+        ("toggle buttons", "2", "4", True),
+        ("updated in place", "3", "4", False),
+    ]
+    assert report.widget_views == 4
+    assert problems == [
+        "cell 10: prompt '[ ]:', expected '[10]:' (each code cell runs once, in order)",
+        "cell 7: error output (not tagged raises-exception): planted line on stderr",
+        problems[2],
+        "cell 5: ends with a make_*_explorer(...) call but shows no explorer",
+        problems[4],
+    ]
+    assert problems[2].startswith("cell 9: error output (not tagged raises-exception): ")
+    assert problems[2].endswith("RuntimeError: planted untagged error")
+    assert problems[4].startswith("explorer 3 ('updated in place'): the figure did not change within 8 s")
+
+    assert len(kernels) == 1  # the planted notebook's kernel was running ...
+    leftovers = leftovers_of(server)  # ... and now neither it, nor jupyter, nor make is
+    assert not leftovers, "\n".join(leftovers)
+    assert len(server.seen) >= 3, describe(list(server.seen.values()))  # make, jupyter, the kernel
+    remaining = alive(browser_processes)
+    assert browser_processes and not remaining, describe(remaining)
