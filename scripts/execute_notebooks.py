@@ -2,8 +2,8 @@
 
 Runs each notebook top to bottom in a fresh python3 kernel from notebooks/ (as
 "Restart kernel and run all" does), then makes the file byte-stable across runs:
-widget model ids (random UUIDs) are renumbered in order of appearance, and no
-timing metadata is recorded. A second run therefore leaves `git diff` empty.
+widget model ids (random UUIDs) are renumbered in order of appearance, printed text
+that the kernel happened to flush in pieces is joined, and no timing metadata is recorded. A second run therefore leaves `git diff` empty.
 
 Usage: python scripts/execute_notebooks.py notebooks/01_why_normalization.ipynb [...]
 """
@@ -31,6 +31,25 @@ def renumber_widget_ids(nb: nbformat.NotebookNode) -> None:
                 view["model_id"] = ids.setdefault(view["model_id"], f"{len(ids) + 1:032x}")
 
 
+def merge_adjacent_streams(nb: nbformat.NotebookNode) -> None:
+    """Join consecutive stdout (or stderr) pieces of a cell into one output.
+
+    The kernel flushes printed text every 0.2 s, so a cell that prints while it computes
+    can be stored as one piece or as several, depending on timing alone.
+    """
+    for cell in nb.cells:
+        merged: list = []
+        for output in cell.get("outputs", []):
+            previous = merged[-1] if merged else None
+            if (previous is not None and output.get("output_type") == "stream"
+                    and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+                previous["text"] = "".join(previous["text"]) + "".join(output["text"])
+            else:
+                merged.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+
+
 def execute(path: Path, timeout: int = 300) -> float:
     """Execute one notebook in place; return the wall time in seconds."""
     nb = nbformat.read(path, as_version=4)
@@ -44,6 +63,7 @@ def execute(path: Path, timeout: int = 300) -> float:
     elapsed = time.perf_counter() - start
     nb.metadata.pop("widgets", None)  # live widget state: random ids, useless without a kernel
     renumber_widget_ids(nb)
+    merge_adjacent_streams(nb)
     nbformat.validate(nb)
     nbformat.write(nb, path)
     return elapsed

@@ -32,3 +32,16 @@ def test_widget_ids_are_renumbered_in_order_of_appearance():
     ids = [o["data"][execute_notebooks.WIDGET_MIME]["model_id"] for o in nb.cells[0]["outputs"]]
     assert ids == ["0" * 31 + "1", "0" * 31 + "2", "0" * 31 + "1"]
     assert json.dumps(nb)  # still serialisable
+
+
+def test_printed_text_flushed_in_pieces_is_joined():
+    nb = execute_notebooks.nbformat.from_dict({"cells": [
+        {"cell_type": "code", "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": "step 1\n"},
+            {"output_type": "stream", "name": "stdout", "text": "step 2\n"},
+            {"output_type": "stream", "name": "stderr", "text": "warning\n"},
+            {"output_type": "stream", "name": "stdout", "text": "step 3\n"},
+        ]}]})
+    execute_notebooks.merge_adjacent_streams(nb)
+    assert [(o["name"], o["text"]) for o in nb.cells[0]["outputs"]] == [
+        ("stdout", "step 1\nstep 2\n"), ("stderr", "warning\n"), ("stdout", "step 3\n")]
