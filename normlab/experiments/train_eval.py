@@ -1,0 +1,495 @@
+r"""Experiments of notebook 03, "Train vs eval": where BatchNorm's statistics come from.
+
+In training, BatchNorm normalizes with the statistics of the current batch and
+folds them into running estimates; in eval it normalizes with those estimates.
+Every function here returns plain data (tensors, floats, frozen dataclasses) and
+is deterministic for a given seed.
+
+The running-statistics rule in PyTorch's convention (``momentum`` m is the weight
+of the NEWEST batch):
+
+.. math::  \hat\mu \leftarrow (1 - m)\,\hat\mu + m\,\mu_B, \qquad
+           \hat\sigma^2 \leftarrow (1 - m)\,\hat\sigma^2 + m\,\tfrac{n}{n-1}\,\sigma_B^2
+
+Keras/TensorFlow (and the hand-written class of one reference article) write
+``running = decay * running + (1 - decay) * batch``: their "momentum" 0.99 or 0.9
+is the weight of the OLD estimate, so it equals PyTorch's 1 - m.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+CONVENTIONS = ("pytorch", "keras")
+
+
+# ---- §1 The running-statistics rule ---------------------------------------------------------
+
+def new_batch_weight(momentum: float, convention: str = "pytorch") -> float:
+    """The weight m of the newest batch in ``running <- (1 - m) * running + m * batch``.
+
+    ``convention="pytorch"``: ``momentum`` is that weight (torch.nn.BatchNorm*, default 0.1).
+    ``convention="keras"``: ``momentum`` is the decay of the old estimate (Keras/TF,
+    default 0.99), so the weight is ``1 - momentum``. Notebook 03, §1.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}; got {convention!r}. "
+                         "Fix: 'pytorch' when momentum weighs the new batch, 'keras' when it weighs the old estimate.")
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be a number in [0, 1]; got {momentum!r}. Fix: e.g. momentum=0.1 "
+                         "(PyTorch) or momentum=0.99 (Keras/TF).")
+    return float(momentum) if convention == "pytorch" else 1.0 - float(momentum)
+
+
+def half_life(momentum: float, convention: str = "pytorch") -> float:
+    r"""How many batches until an old batch's weight in the running estimate has halved.
+
+    A batch seen k updates ago carries weight :math:`m (1 - m)^k`, so the half-life is
+    :math:`\ln 2 / -\ln(1 - m)` batches (inf for m = 0, 0 for m = 1). Notebook 03, §1.
+    """
+    weight = new_batch_weight(momentum, convention)
+    if weight == 0.0:
+        return math.inf
+    if weight == 1.0:
+        return 0.0
+    return math.log(2.0) / -math.log1p(-weight)
+
+
+def running_average(batch_stats: Tensor, momentum: float | None, convention: str = "pytorch",
+                    initial: float | Tensor = 0.0) -> Tensor:
+    r"""The running estimate after each batch: row t of the result is the value after batch t.
+
+    ``batch_stats`` has shape (T, ...), one batch statistic per row (a batch mean, or
+    an unbiased batch variance for ``running_var``). The rule is
+
+    .. math::  r_t = (1 - m_t)\, r_{t-1} + m_t\, s_t,\quad r_0 = \text{initial}
+
+    with :math:`m_t` = ``new_batch_weight(momentum, convention)``, or :math:`1/t` for
+    ``momentum=None``, which makes :math:`r_t` the plain average of :math:`s_1..s_t`
+    (PyTorch's cumulative average, counted by ``num_batches_tracked``). Notebook 03, §1.
+    """
+    if momentum is None and convention != "pytorch":
+        raise ValueError("momentum=None (a cumulative average) is PyTorch's option; Keras/TF has no such "
+                         "setting. Fix: pass convention='pytorch'.")
+    running = torch.as_tensor(initial, dtype=batch_stats.dtype).expand(batch_stats.shape[1:]).clone()
+    trajectory = []
+    for t, stat in enumerate(batch_stats, start=1):
+        weight = 1.0 / t if momentum is None else new_batch_weight(momentum, convention)
+        running = (1.0 - weight) * running + weight * stat
+        trajectory.append(running)
+    return torch.stack(trajectory) if trajectory else batch_stats.clone()
+
+
+def gaussian_batches(num_batches: int, batch_size: int, num_features: int = 1, mean: float = 3.0,
+                     std: float = 2.0, seed: int = 0) -> Tensor:
+    """A stream of (num_batches, batch_size, num_features) float64 draws from N(mean, std^2).
+
+    The "true" statistics are known, so a running estimate can be compared with them
+    (notebook 03, §1, §5 and §9).
+    """
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(num_batches, batch_size, num_features, generator=g, dtype=torch.float64) * std + mean
+
+
+@dataclass(frozen=True)
+class BatchMoments:
+    """Per-batch statistics of a (T, n, C) stream: each field has shape (T, C)."""
+
+    mean: Tensor
+    biased_var: Tensor  # divide by n: what training mode normalizes with
+    unbiased_var: Tensor  # divide by n - 1: what running_var accumulates
+
+
+def batch_moments(batches: Tensor) -> BatchMoments:
+    """Mean, biased and unbiased variance of every batch, over the batch dim 1 of (T, n, C) (notebook 03, §1)."""
+    return BatchMoments(mean=batches.mean(dim=1), biased_var=batches.var(dim=1, correction=0),
+                        unbiased_var=batches.var(dim=1, correction=1))
+
+
+@dataclass(frozen=True)
+class RunningStatsRecord:
+    """A BatchNorm module's buffers after each training step: (T, C), (T, C) and (T,)."""
+
+    running_mean: Tensor
+    running_var: Tensor
+    num_batches_tracked: Tensor
+
+
+def record_running_stats(module: nn.Module, batches: Iterable[Tensor]) -> RunningStatsRecord:
+    """Feed each (n, C) batch to ``module`` in training mode and record its buffers after each step.
+
+    Works for torch.nn.BatchNorm1d and normlab.nn.BatchNorm1d alike; it changes the
+    module's buffers (that is the point), without building an autograd graph.
+    Notebook 03, §1 (the rule checked step by step) and §8 (warming up running statistics).
+    """
+    means, variances, counts = [], [], []
+    module.train()
+    with torch.no_grad():
+        for batch in batches:
+            module(batch)
+            means.append(module.running_mean.clone())
+            variances.append(module.running_var.clone())
+            counts.append(module.num_batches_tracked.clone())
+    return RunningStatsRecord(torch.stack(means), torch.stack(variances), torch.stack(counts))
+
+
+@dataclass(frozen=True)
+class MomentumRule:
+    """One way to write the running-mean update: a label, the number, and its convention."""
+
+    label: str
+    momentum: float | None
+    convention: str = "pytorch"
+
+
+MOMENTUM_RULES = (
+    MomentumRule("PyTorch momentum=0.1", 0.1, "pytorch"),
+    MomentumRule("hand-written 0.9 (decay convention)", 0.9, "keras"),
+    MomentumRule("Keras/TF momentum=0.99", 0.99, "keras"),
+    MomentumRule("0.9 passed to PyTorch (mistake)", 0.9, "pytorch"),
+    MomentumRule("momentum=None (cumulative average)", None, "pytorch"),
+)
+
+
+@dataclass(frozen=True)
+class RunningMeanComparison:
+    """Running-mean trajectories of several rules on the SAME batches."""
+
+    batch_means: Tensor  # (T,)
+    true_mean: float
+    trajectories: dict[str, Tensor]  # rule label -> (T,)
+
+
+def compare_momentum_rules(rules: Sequence[MomentumRule] = MOMENTUM_RULES, num_batches: int = 150,
+                           batch_size: int = 16, mean: float = 3.0, std: float = 2.0,
+                           seed: int = 0) -> RunningMeanComparison:
+    """Apply each rule to one stream of batches from N(mean, std^2), starting at 0 (torch's init).
+
+    Notebook 03, §1: the same number 0.9 means "keep 90% of the old estimate" in the
+    decay convention and "keep 10%" in PyTorch's.
+    """
+    batch_means = batch_moments(gaussian_batches(num_batches, batch_size, 1, mean, std, seed)).mean[:, 0]
+    trajectories = {rule.label: running_average(batch_means, rule.momentum, rule.convention)
+                    for rule in rules}
+    return RunningMeanComparison(batch_means=batch_means, true_mean=mean, trajectories=trajectories)
+
+
+# ---- §2 Biased variance to normalize, unbiased variance stored ------------------------------
+
+@dataclass(frozen=True)
+class VarianceGap:
+    """Train-mode against eval-mode output on the same batch after one step with momentum=1."""
+
+    n: int  # values per channel in the batch
+    predicted: float  # n / (n - 1)
+    measured: float  # var(train output) / var(eval output), averaged over channels
+    max_abs_difference: float  # max |train output - eval output|
+
+
+def momentum_one_variance_gap(batch: Tensor, module_cls: type[nn.Module] = nn.BatchNorm1d,
+                              eps: float = 1e-5) -> VarianceGap:
+    r"""One training step with momentum=1, then the same (n, C) batch again in eval mode.
+
+    With momentum=1 the running buffers hold exactly this batch's mean and its
+    UNBIASED variance :math:`s^2 = \frac{n}{n-1}\sigma_B^2`, while training mode divided
+    by the biased :math:`\sigma_B^2`. So the two outputs differ by the factor
+    :math:`\sqrt{(s^2 + \epsilon)/(\sigma_B^2 + \epsilon)} \approx \sqrt{n/(n-1)}`, and
+    their variances by about n/(n-1). ``module_cls``: torch.nn.BatchNorm1d or
+    normlab.nn.BatchNorm1d. Notebook 03, §2.
+    """
+    n = batch.shape[0]
+    bn = module_cls(batch.shape[1], eps=eps, momentum=1.0, affine=False, dtype=batch.dtype)
+    with torch.no_grad():
+        y_train = bn.train()(batch)
+        y_eval = bn.eval()(batch)
+    ratio = y_train.var(dim=0, correction=0) / y_eval.var(dim=0, correction=0)
+    return VarianceGap(n=n, predicted=n / (n - 1), measured=ratio.mean().item(),
+                       max_abs_difference=(y_train - y_eval).abs().max().item())
+
+
+# ---- §3 eval() and no_grad() ----------------------------------------------------------------
+
+def outputs_across_batches(model: nn.Module, sample: Tensor, companions: Tensor, training: bool) -> Tensor:
+    """The model's output for one ``sample`` (F,), batched with each set of companions (k, m, F).
+
+    Row i of the result is the output for ``sample`` in the batch [sample, *companions[i]].
+    Runs on a deep copy, so the model's buffers and mode are untouched. In training mode
+    the rows differ (BatchNorm uses the batch's statistics); in eval mode they are equal.
+    Notebook 03, §3.
+    """
+    probe = copy.deepcopy(model).train(training)
+    with torch.no_grad():
+        return torch.stack([probe(torch.cat([sample[None], others]))[0] for others in companions])
+
+
+def state_changes(module: nn.Module, action: Callable[[], object]) -> dict[str, float]:
+    """Run ``action()`` and return, for every state_dict entry of ``module``, the max |change| it caused.
+
+    The state_dict holds the parameters AND the buffers (running_mean, running_var,
+    num_batches_tracked). For example ``state_changes(model, lambda: model(x))`` under
+    ``torch.no_grad()`` shows that no_grad does not stop BatchNorm from updating its
+    buffers in training mode (notebook 03, §3), and a fine-tuning step shows what a
+    frozen BatchNorm keeps fixed (§7).
+    """
+    before = {name: value.clone() for name, value in module.state_dict().items()}
+    action()
+    return {name: (value.double() - before[name].double()).abs().max().item() if value.numel() else 0.0
+            for name, value in module.state_dict().items()}
+
+
+def train_eval_output_gap(module: nn.Module, x: Tensor) -> float:
+    """max |train-mode output - eval-mode output| of ``module`` on the same input ``x``.
+
+    Runs on a deep copy, so ``module``'s buffers are untouched. 0 for LayerNorm,
+    RMSNorm, GroupNorm and InstanceNorm without running statistics; not 0 for
+    BatchNorm. Notebook 03, §8.
+    """
+    probe = copy.deepcopy(module)
+    with torch.no_grad():
+        y_eval = probe.eval()(x)
+        y_train = probe.train()(x)
+    return (y_train - y_eval).abs().max().item()
+
+
+# ---- §5 Small batches -----------------------------------------------------------------------
+
+def train_eval_gap(batches: Tensor, eval_mean: Tensor | float, eval_var: Tensor | float,
+                   eps: float = 1e-5) -> Tensor:
+    r"""Root-mean-square difference, per batch, between train-mode and eval-mode standardization.
+
+    For a batch x of shape (n, C) (one of the T in ``batches``, shape (T, n, C)):
+    train mode gives :math:`(x - \mu_B)/\sqrt{\sigma_B^2 + \epsilon}`, eval mode
+    :math:`(x - \hat\mu)/\sqrt{\hat\sigma^2 + \epsilon}` with ``eval_mean`` and
+    ``eval_var`` (scalars, (C,), or (T, C) for one estimate per batch). Returns (T,):
+    the RMS over the batch's values and channels. Notebook 03, §5 and the widget.
+    """
+    moments = batch_moments(batches)
+    eval_mean = torch.as_tensor(eval_mean, dtype=batches.dtype)
+    eval_var = torch.as_tensor(eval_var, dtype=batches.dtype)
+    if eval_mean.dim() == 2:  # one estimate per batch: broadcast over the batch dim
+        eval_mean, eval_var = eval_mean[:, None], eval_var[:, None]
+    y_train = (batches - moments.mean[:, None]) / torch.sqrt(moments.biased_var[:, None] + eps)
+    y_eval = (batches - eval_mean) / torch.sqrt(eval_var + eps)
+    return ((y_train - y_eval) ** 2).mean(dim=(1, 2)).sqrt()
+
+
+@dataclass(frozen=True)
+class BatchSizeNoise:
+    """How noisy batch statistics are, per batch size (each field has one entry per size)."""
+
+    batch_sizes: tuple[int, ...]
+    true_std: float
+    mean_noise: Tensor  # std, over batches, of the batch mean
+    std_noise: Tensor  # std, over batches, of the batch's (biased) std
+    gap: Tensor  # mean over batches of train_eval_gap against the TRUE statistics
+
+
+def batch_statistics_noise(batch_sizes: Sequence[int] = (2, 4, 8, 16, 32, 64, 128, 256),
+                           num_batches: int = 400, mean: float = 3.0, std: float = 2.0,
+                           seed: int = 0) -> BatchSizeNoise:
+    r"""Batch statistics of N(mean, std^2) data across batch sizes.
+
+    The batch mean scatters with std :math:`\sigma/\sqrt{n}` around the true mean, so
+    even perfect running statistics (the true ones) disagree with what training mode
+    used; ``gap`` measures that disagreement in output units. Notebook 03, §5.
+    """
+    mean_noise, std_noise, gap = [], [], []
+    for n in batch_sizes:
+        if n < 2:
+            raise ValueError(f"batch sizes must be >= 2 (a batch of one has no variance); got {n}.")
+        batches = gaussian_batches(num_batches, n, 1, mean, std, seed)
+        moments = batch_moments(batches)
+        mean_noise.append(moments.mean.std().item())
+        std_noise.append(moments.biased_var.sqrt().std().item())
+        gap.append(train_eval_gap(batches, mean, std ** 2).mean().item())
+    mean_noise, std_noise, gap = (torch.tensor(v, dtype=torch.float64) for v in (mean_noise, std_noise, gap))
+    return BatchSizeNoise(tuple(batch_sizes), std, mean_noise, std_noise, gap)
+
+
+# ---- The widget: momentum and batch size ----------------------------------------------------
+
+@dataclass(frozen=True)
+class RunningStatsRun:
+    """One stream of batches through PyTorch's rule: what eval mode would use after each step."""
+
+    momentum: float
+    batch_size: int
+    true_mean: float
+    true_std: float
+    batch_means: Tensor  # (T,)
+    running_mean: Tensor  # (T,) after each step
+    running_var: Tensor  # (T,) after each step
+    gap_running: Tensor  # (T,) train/eval gap on batch t, eval using the estimate BEFORE batch t
+    gap_true: Tensor  # (T,) the same gap with the true statistics: the floor set by batch noise
+
+
+def running_stats_run(momentum: float = 0.1, batch_size: int = 16, num_steps: int = 300,
+                      mean: float = 3.0, std: float = 2.0, seed: int = 0) -> RunningStatsRun:
+    """PyTorch's running statistics on a stream of N(mean, std^2) batches, and the train/eval gap.
+
+    The gap on batch t compares its train-mode output with its eval-mode output under
+    the running statistics from batches 1..t-1 (the batch is new to them, as test data
+    is). Starts from torch's initial buffers, mean 0 and variance 1. Notebook 03, §9 (the explorer).
+    """
+    batches = gaussian_batches(num_steps, batch_size, 1, mean, std, seed)
+    moments = batch_moments(batches)
+    running_mean = running_average(moments.mean, momentum)
+    running_var = running_average(moments.unbiased_var, momentum, initial=1.0)
+    before_mean = torch.cat([torch.zeros(1, 1, dtype=batches.dtype), running_mean[:-1]])
+    before_var = torch.cat([torch.ones(1, 1, dtype=batches.dtype), running_var[:-1]])
+    return RunningStatsRun(
+        momentum=momentum, batch_size=batch_size, true_mean=mean, true_std=std,
+        batch_means=moments.mean[:, 0], running_mean=running_mean[:, 0], running_var=running_var[:, 0],
+        gap_running=train_eval_gap(batches, before_mean, before_var),
+        gap_true=train_eval_gap(batches, mean, std ** 2),
+    )
+
+
+# ---- A small real network: the digits MLP ---------------------------------------------------
+
+@dataclass(frozen=True)
+class DigitsSplit:
+    """scikit-learn's bundled 8x8 digits (offline): pixels scaled to [0, 1], flattened to 64 features."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+
+def load_digits_split(num_test: int = 360, seed: int = 0) -> DigitsSplit:
+    """The 1,797 digits, shuffled with ``seed`` and split into train and ``num_test`` test images (notebook 03, §3)."""
+    from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes a second
+
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0
+    y = torch.as_tensor(bunch.target, dtype=torch.long)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    train, test = order[num_test:], order[:num_test]
+    return DigitsSplit(x[train], y[train], x[test], y[test])
+
+
+def make_mlp(hidden: Sequence[int] = (128,), norm: Callable[[int], nn.Module] | None = nn.BatchNorm1d,
+             in_features: int = 64, num_classes: int = 10, seed: int = 0) -> nn.Sequential:
+    """Linear -> norm -> ReLU blocks, then a Linear classifier; initialized from ``seed``.
+
+    The default is the MLP of one reference article: Linear(64, 128), BatchNorm1d(128),
+    ReLU, Linear(128, 10). ``norm`` is any factory called with the width (torch's or
+    normlab's BatchNorm1d, ``lambda w: nn.LayerNorm(w)``, ...), or None for no norm.
+    The global random state is left as it was. Notebook 03, §3, §6 and §7.
+    """
+    layers: list[nn.Module] = []
+    width = in_features
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for h in hidden:
+            layers += [nn.Linear(width, h)] + ([norm(h)] if norm is not None else []) + [nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def train_classifier(model: nn.Module, x: Tensor, y: Tensor, steps: int = 300, batch_size: int = 32,
+                     lr: float = 0.1, seed: int = 0) -> list[float]:
+    """SGD (momentum 0.9) on cross-entropy with random mini-batches drawn with ``seed``; returns the losses.
+
+    Calls ``model.train()`` first, as every training loop does (notebook 03, §7 shows what
+    that undoes). Only parameters with ``requires_grad`` are optimized.
+    """
+    g = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        index = torch.randint(0, len(x), (batch_size,), generator=g)
+        loss = nn.functional.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Mean cross-entropy and accuracy of a classifier on a data set."""
+
+    loss: float
+    accuracy: float
+
+
+def evaluate_classifier(model: nn.Module, x: Tensor, y: Tensor) -> Evaluation:
+    """Loss and accuracy in eval mode (the running statistics), without gradients; the mode is restored.
+
+    Notebook 03, §3 and §6.
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    model.train(was_training)
+    return Evaluation(loss=nn.functional.cross_entropy(logits, y).item(),
+                      accuracy=(logits.argmax(dim=1) == y).double().mean().item())
+
+
+@dataclass(frozen=True)
+class TrainModeAccuracy:
+    """Test accuracy when a trained model is (wrongly) left in training mode, per test-batch size."""
+
+    batch_sizes: tuple[int, ...]
+    train_mode_accuracy: Tensor  # (len(batch_sizes),)
+    eval_accuracy: float  # eval mode: the same for every batch size
+
+
+def train_mode_accuracy_by_batch_size(model: nn.Module, x: Tensor, y: Tensor,
+                                      batch_sizes: Sequence[int] = (2, 4, 8, 16, 32, 64, 128)) -> TrainModeAccuracy:
+    """Accuracy on (x, y) in training mode, evaluated in batches of each size (on a copy of the model).
+
+    Only full batches are used (the first ``len(x) // b * b`` examples), so no batch has
+    a single example. In eval mode the batch size does not matter. Notebook 03, §5.
+    """
+    probe = copy.deepcopy(model).train()
+    accuracies = []
+    with torch.no_grad():
+        for b in batch_sizes:
+            used = len(x) // b * b
+            logits = torch.cat([probe(chunk) for chunk in x[:used].split(b)])
+            accuracies.append((logits.argmax(dim=1) == y[:used]).double().mean().item())
+    return TrainModeAccuracy(tuple(batch_sizes), torch.tensor(accuracies, dtype=torch.float64),
+                             evaluate_classifier(model, x, y).accuracy)
+
+
+# ---- §6 Recalibration after the weights change ----------------------------------------------
+
+def average_state_dicts(*state_dicts: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The element-wise mean of several state_dicts with the same keys (weights AND buffers).
+
+    Floating-point entries (weights, biases, running_mean, running_var) are averaged;
+    integer ones (num_batches_tracked) are taken from the first. The averaged running
+    statistics are NOT the statistics of the averaged network: notebook 03, §6.
+    """
+    if not state_dicts:
+        raise ValueError("average_state_dicts needs at least one state_dict; got none.")
+    keys = list(state_dicts[0])
+    for other in state_dicts[1:]:
+        if list(other) != keys:
+            raise ValueError("the state_dicts have different keys; average models of the same architecture.")
+    averaged = {}
+    for key in keys:
+        first = state_dicts[0][key]
+        if first.is_floating_point():
+            averaged[key] = torch.stack([sd[key] for sd in state_dicts]).mean(dim=0)
+        else:
+            averaged[key] = first.clone()
+    return averaged
+
+
+def batch_norm_running_vars(model: nn.Module) -> list[Tensor]:
+    """The running_var buffer of every module that has one, in module order (notebook 03, §6)."""
+    return [m.running_var.clone() for m in model.modules() if getattr(m, "running_var", None) is not None]

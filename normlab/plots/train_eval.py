@@ -1,0 +1,111 @@
+"""Figures for notebook 03, "Train vs eval". Each takes an experiment's result and returns a Figure."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
+
+from normlab.experiments.train_eval import (
+    BatchSizeNoise,
+    RunningMeanComparison,
+    RunningStatsRun,
+    TrainModeAccuracy,
+)
+from normlab.style import OKABE_ITO, new_figure
+
+# Markers on a Line2D, not a scatter: much cheaper to redraw in the explorer.
+BATCH_MEAN_STYLE = dict(linestyle="none", marker=".", markersize=5, color="0.6", alpha=0.7, label="batch mean",
+                        zorder=1)
+LINE_STYLES = ("-", "--", "-", "-", ":")
+GAP_TICKS = (0.01, 0.1, 1, 10)
+
+
+def _batch_size_axis(ax, sizes: list[int], label: str) -> None:
+    """A log2 x-axis with one plainly labelled tick per batch size."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel(label)
+
+
+def _true_mean_line(ax, true_mean: float) -> None:
+    ax.axhline(true_mean, color=OKABE_ITO[7], linestyle="--", linewidth=1, label=f"true mean ({true_mean:g})")
+
+
+def plot_momentum_rules(result: RunningMeanComparison) -> Figure:
+    """Running mean after each batch under each rule, against the batch means and the true mean (§1)."""
+    fig, ax = new_figure(figsize=(10, 4.2))
+    steps = range(1, len(result.batch_means) + 1)
+    ax.plot(steps, result.batch_means.numpy(), **BATCH_MEAN_STYLE)
+    for i, (label, trajectory) in enumerate(result.trajectories.items()):
+        ax.plot(steps, trajectory.numpy(), color=OKABE_ITO[i % len(OKABE_ITO)],
+                linestyle=LINE_STYLES[i % len(LINE_STYLES)], linewidth=2 if i != 1 else 2.5, label=label)
+    _true_mean_line(ax, result.true_mean)
+    ax.set(title="The same number, opposite meanings: running mean under five update rules",
+           xlabel="training step (batches seen)", ylabel="running mean (data units)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def plot_batch_size_noise(result: BatchSizeNoise) -> Figure:
+    """Scatter of the batch mean and batch std across batch sizes, with the sigma/sqrt(n) law (§5)."""
+    fig, ax = new_figure(figsize=(6.4, 4.0))
+    sizes = list(result.batch_sizes)
+    theory = [result.true_std / n ** 0.5 for n in sizes]
+    ax.plot(sizes, result.mean_noise.numpy(), "o-", color=OKABE_ITO[0], label="std of the batch mean (measured)")
+    ax.plot(sizes, theory, "--", color=OKABE_ITO[0], label=r"$\sigma/\sqrt{n}$ (theory)")
+    ax.plot(sizes, result.std_noise.numpy(), "s-", color=OKABE_ITO[1], label="std of the batch std (measured)")
+    _batch_size_axis(ax, sizes, "batch size n (values per channel)")
+    ax.set_yscale("log")
+    ax.set(title="Small batches give noisy statistics",
+           ylabel=f"spread across batches (data units, σ = {result.true_std:g})")
+    ax.legend()
+    return fig
+
+
+def plot_train_mode_accuracy(result: TrainModeAccuracy) -> Figure:
+    """Test accuracy in training mode per test-batch size, against eval mode (§5)."""
+    fig, ax = new_figure(figsize=(6.4, 4.0))
+    sizes = list(result.batch_sizes)
+    ax.plot(sizes, 100 * result.train_mode_accuracy.numpy(), "o-", color=OKABE_ITO[3],
+            label="model left in train mode (batch statistics)")
+    ax.axhline(100 * result.eval_accuracy, color=OKABE_ITO[2], linestyle="--",
+               label=f"model.eval() (running statistics): {100 * result.eval_accuracy:.1f} %")
+    _batch_size_axis(ax, sizes, "test batch size")
+    ax.set(title="Forgetting model.eval(): test accuracy depends on the test batch size",
+           ylabel="test accuracy (%)")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def plot_running_stats_run(run: RunningStatsRun) -> Figure:
+    """Left: running mean against batch means and the true mean. Right: the train/eval gap per step.
+
+    Fixed axes, so that moving the widget's sliders moves the lines, not the axes.
+    """
+    fig, (left, right) = new_figure(1, 2, figsize=(10, 3.8))
+    steps = range(1, len(run.batch_means) + 1)
+    left.plot(steps, run.batch_means.numpy(), **BATCH_MEAN_STYLE)
+    left.plot(steps, run.running_mean.numpy(), color=OKABE_ITO[0], linewidth=2, label="running_mean")
+    _true_mean_line(left, run.true_mean)
+    left.set(title=f"Running mean, momentum={run.momentum:g}, batch size {run.batch_size}",
+             xlabel="training step", ylabel="mean (data units)", ylim=(-2, 8))
+    left.legend(loc="lower right")
+    tail = max(len(steps) // 4, 1)
+    right.plot(steps, run.gap_running.numpy(), color=OKABE_ITO[3], linewidth=1.5,
+               label=f"eval with running stats (last {tail}: {run.gap_running[-tail:].mean().item():.3f})")
+    right.plot(steps, run.gap_true.numpy(), color=OKABE_ITO[2], linewidth=1, alpha=0.8,
+               label=f"eval with true stats (last {tail}: {run.gap_true[-tail:].mean().item():.3f})")
+    right.set_yscale("log")
+    # Few, plain ticks: log axes otherwise create dozens of minor ticks and slow every redraw.
+    right.yaxis.set_major_locator(FixedLocator(GAP_TICKS))
+    right.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    right.yaxis.set_minor_locator(NullLocator())
+    right.set(title="Train/eval gap on each new batch", xlabel="training step",
+              ylabel="RMS(train − eval output), output units", ylim=(GAP_TICKS[0], GAP_TICKS[-1]))
+    right.legend(loc="upper right")
+    step_ticks = [round(len(steps) * k / 3) for k in range(4)]  # fixed, few: cheaper to redraw
+    for ax in (left, right):
+        ax.set_xticks(step_ticks)
+        ax.xaxis.set_minor_locator(NullLocator())
+    return fig
