@@ -39,11 +39,19 @@ from normlab._errors import (
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"]
 
 
-def _mean_and_biased_var(x: Tensor, dims: Sequence[int]) -> tuple[Tensor, Tensor]:
-    """Two-pass statistics over ``dims`` (kept for broadcasting): mean, then mean((x - mean)^2)."""
-    mean = x.mean(dim=tuple(dims), keepdim=True)
-    var = ((x - mean) ** 2).mean(dim=tuple(dims), keepdim=True)
-    return mean, var
+def _standardize(x: Tensor, dims: Sequence[int], eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(x - mean) / sqrt(var + eps) over ``dims``, with its two-pass statistics (kept for broadcasting).
+
+    Pass 1: the mean. Pass 2: the mean squared deviation from it (the biased variance).
+    Returns (normalized x, mean, var). Written as sums divided by n and a multiplication
+    by rsqrt, whose backward passes are cheaper than those of ``mean``, ``** 2`` and ``/``.
+    """
+    dims = tuple(dims)
+    n = math.prod(x.shape[d] for d in dims)
+    mean = x.sum(dim=dims, keepdim=True) / n
+    centered = x - mean
+    var = (centered * centered).sum(dim=dims, keepdim=True) / n
+    return centered * torch.rsqrt(var + eps), mean, var
 
 
 def _per_channel(v: Tensor, ndim: int) -> Tensor:
@@ -134,7 +142,7 @@ def batch_norm(
                 "This usually comes from the last, smaller batch of a DataLoader. Fix: pass "
                 "drop_last=True to the DataLoader, or call model.eval() to use running statistics."
             )
-        mean, var = _mean_and_biased_var(x, dims)
+        y, mean, var = _standardize(x, dims, eps)
         if n > 0:  # an empty batch carries no statistics: leave the buffers alone, as torch does
             _update_running(running_mean, mean.flatten(), momentum)
             _update_running(running_var, var.flatten() * n / (n - 1), momentum)
@@ -144,8 +152,7 @@ def batch_norm(
                 f"{who} with training=False normalizes with running_mean and running_var, "
                 "but got None. Fix: pass the running buffers, or training=True to use batch statistics."
             )
-        mean, var = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
-    y = (x - mean) / torch.sqrt(var + eps)
+        y = (x - _per_channel(running_mean, x.dim())) * torch.rsqrt(_per_channel(running_var, x.dim()) + eps)
     y = _channel_affine(y, weight, bias)
     return y.to(input.dtype)
 
@@ -171,8 +178,8 @@ def layer_norm(
     check_eps(eps, who)
     dims = trailing_dims(input, normalized_shape, who)
     x = input.to(compute_dtype(input))
-    mean, var = _mean_and_biased_var(x, dims)
-    y = _affine((x - mean) / torch.sqrt(var + eps), weight, bias)
+    y, _, _ = _standardize(x, dims, eps)
+    y = _affine(y, weight, bias)
     return y.to(input.dtype)
 
 
@@ -204,8 +211,8 @@ def group_norm(
         )
     x = input.to(compute_dtype(input))
     per_group = x.reshape(n, num_groups, math.prod(x.shape[1:]) // num_groups)
-    mean, var = _mean_and_biased_var(per_group, [2])  # the group's channels and all positions
-    y = ((per_group - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+    y, _, _ = _standardize(per_group, [2], eps)  # over the group's channels and all positions
+    y = y.reshape(x.shape)
     y = _channel_affine(y, weight, bias)
     return y.to(input.dtype)
 
@@ -247,7 +254,7 @@ def instance_norm(
                 "normalizes to 0. Fix: normalize over more positions (e.g. GroupNorm or BatchNorm), "
                 "or check that the input has the (N, C, *spatial) layout."
             )
-        mean, var = _mean_and_biased_var(x, dims)
+        y, mean, var = _standardize(x, dims, eps)
         if x.numel() > 0:
             _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
             _update_running(running_var, (var * n / (n - 1)).mean(dim=0).flatten(), momentum)
@@ -257,8 +264,7 @@ def instance_norm(
                 f"{who} with use_input_stats=False normalizes with running_mean and running_var, "
                 "but got None. Fix: pass the running buffers, or use_input_stats=True."
             )
-        mean, var = _per_channel(running_mean, x.dim()), _per_channel(running_var, x.dim())
-    y = (x - mean) / torch.sqrt(var + eps)
+        y = (x - _per_channel(running_mean, x.dim())) * torch.rsqrt(_per_channel(running_var, x.dim()) + eps)
     y = _channel_affine(y, weight, bias)
     return y.to(input.dtype)
 
