@@ -36,3 +36,8 @@ def _enable_inline_figures() -> None:
     shell = get_ipython()
     if shell is not None and hasattr(shell, "kernel"):
         shell.run_line_magic("matplotlib", "inline")
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        # Figures use constrained layout, so the inline backend's bbox_inches="tight" (a
+        # second full draw per PNG) is not needed.
+        set_matplotlib_formats("png", bbox_inches=None)

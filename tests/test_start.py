@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+import ipywidgets as widgets
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+
 import normlab
 from normlab.experiments.start import normalized_gaussian
 from normlab.plots.start import plot_normalization
@@ -31,11 +34,12 @@ def test_plot_normalization_draws_the_sample():
     sample = normalized_gaussian(mean=3.0, std=2.0)
     fig = plot_normalization(sample)
     left, right = fig.axes
-    counts_left = [p.get_height() for p in left.patches]
+    counts_left, edges_left, _ = left.patches[0].get_data()
     expected_left, _ = np.histogram(sample.raw.numpy(), bins=np.linspace(-10, 16, 53))
-    assert counts_left == list(expected_left)
+    assert list(counts_left) == list(expected_left) and np.allclose(edges_left, np.linspace(-10, 16, 53))
+    counts_right, _, _ = right.patches[0].get_data()
     expected_right, _ = np.histogram(sample.normalized.numpy(), bins=np.linspace(-5, 5, 41))
-    assert [p.get_height() for p in right.patches] == list(expected_right)
+    assert list(counts_right) == list(expected_right)
     assert left.get_xlabel() == "value x" and left.get_ylabel() == "count"
     assert right.get_title() == "Normalized: (x - mean) / std"
     assert "mean 3.02, std 1.99" in [t.get_text() for t in left.get_legend().get_texts()]
@@ -47,9 +51,13 @@ def test_gaussian_explorer_redraws_when_a_slider_moves():
     explorer.controls["mean"].value = 8.0
     assert explorer.redraws == 2 and explorer.figure is not first_figure
     assert explorer.result.mean == pytest.approx(8.0, abs=0.1) and first_mean == pytest.approx(3.0, abs=0.1)
-    heights = [p.get_height() for p in explorer.figure.axes[0].patches]
+    heights, _, _ = explorer.figure.axes[0].patches[0].get_data()
     expected, _ = np.histogram(explorer.result.raw.numpy(), bins=np.linspace(-10, 16, 53))
-    assert heights == list(expected)
+    assert list(heights) == list(expected)
+    # the second figure reuses the first one's layout instead of recomputing it
+    assert [ax.get_position().bounds for ax in explorer.figure.axes] == \
+           [ax.get_position().bounds for ax in first_figure.axes]
+    assert not isinstance(explorer.figure.get_layout_engine(), ConstrainedLayoutEngine)
 
 
 def test_setup_notebook_pins_threads_seed_and_style():
@@ -61,3 +69,20 @@ def test_setup_notebook_pins_threads_seed_and_style():
     assert torch.equal(torch.rand(3), first)
     import matplotlib as mpl
     assert mpl.rcParams["axes.prop_cycle"].by_key()["color"] == OKABE_ITO
+
+
+def test_explorer_lays_out_a_figure_with_other_panels_afresh():
+    from normlab.style import new_figure
+    from normlab.widgets.explorer import Explorer
+
+    def draw(panels):
+        fig, _ = new_figure(1, panels)
+        for ax in fig.axes:
+            ax.set_title(f"{panels} panels")
+        return fig
+
+    explorer = Explorer({"panels": widgets.IntSlider(value=1, min=1, max=3)}, compute=lambda panels: panels, draw=draw)
+    one_panel = explorer.figure.axes[0].get_position().bounds
+    explorer.controls["panels"].value = 3
+    widths = [ax.get_position().width for ax in explorer.figure.axes]
+    assert len(widths) == 3 and max(widths) < one_panel[2] / 2  # three new positions, not one reused

@@ -56,12 +56,30 @@ class Explorer:
     def redraw(self) -> Figure:
         """Recompute, redraw and show the new figure in the Output widget."""
         self.result = self.compute(**self.values())
-        self.figure = self.draw(self.result)
+        self.figure = self._reuse_layout(self.draw(self.result))
         self.redraws += 1
         with self.output:
             clear_output(wait=True)
             display(self.figure)
         return self.figure
+
+    def _reuse_layout(self, figure: Figure) -> Figure:
+        """Place the axes where the first figure's constrained layout put them.
+
+        Constrained layout measures every text on the figure, which takes most of a
+        redraw's time. A slider move rarely changes the panels, so the first figure's
+        layout is computed once and reused; a figure with other panels gets its own.
+        """
+        engine = figure.get_layout_engine()
+        if engine is None or len(figure.axes) != len(getattr(self, "_positions", [])):
+            if engine is not None:
+                engine.execute(figure)
+            self._positions = [ax.get_position() for ax in figure.axes]
+        else:
+            for ax, position in zip(figure.axes, self._positions):
+                ax.set_position(position)
+        figure.set_layout_engine("none")
+        return figure
 
     def _on_change(self, change: dict) -> None:
         self.redraw()
