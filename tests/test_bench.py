@@ -1,0 +1,469 @@
+"""The benchmark harness's logic (benchmarks/): budgets, statistics, discovery, random
+interactions, the results schema. Nothing here asserts on a measured time."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import random
+import sys
+from pathlib import Path
+
+import ipywidgets as widgets
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import budgets, importtime, notebooks, reference, results, run  # noqa: E402
+from benchmarks import widgets as bench_widgets  # noqa: E402
+from benchmarks.budgets import CELL, COLLECTION, NOTEBOOK, REFERENCE_RATIO, WIDGET_P95  # noqa: E402
+from normlab.style import new_figure  # noqa: E402
+from normlab.widgets.explorer import Explorer  # noqa: E402
+
+# ---------------------------------------------------------------- budgets and statistics
+
+
+def test_budget_verdicts_under_is_strict_and_within_is_inclusive():
+    assert NOTEBOOK.verdict(29.99) == "PASS" and NOTEBOOK.verdict(30.0) == "OVER"
+    assert COLLECTION.verdict(119.0) == "PASS" and COLLECTION.verdict(121.0) == "OVER"
+    assert CELL.verdict(5.0) == "OVER" and CELL.verdict(4.9) == "PASS"
+    assert WIDGET_P95.verdict(149.9) == "PASS" and WIDGET_P95.verdict(150.0) == "OVER"
+    assert REFERENCE_RATIO.verdict(6.0) == "PASS" and REFERENCE_RATIO.verdict(6.01) == "OVER"
+    assert NOTEBOOK.verdict(None) == "ERROR" and REFERENCE_RATIO.verdict(float("nan")) == "ERROR"
+
+
+def test_budgets_print_as_in_the_issue():
+    assert [b.describe() for b in (NOTEBOOK, COLLECTION, CELL, WIDGET_P95, REFERENCE_RATIO)] == [
+        "< 30 s", "< 120 s", "< 5 s", "< 150 ms", "<= 6x"]
+
+
+def test_percentile_on_known_inputs():
+    values = list(range(1, 31))  # 30 interactions
+    assert budgets.percentile(values, 50) == 15.5
+    assert budgets.percentile(values, 95) == pytest.approx(28.55)  # rank 0.95 * 29 = 27.55
+    assert budgets.percentile([7.0], 95) == 7.0
+    assert budgets.percentile([3, 1, 2], 0) == 1 and budgets.percentile([3, 1, 2], 100) == 3
+    assert budgets.median([3, 1, 2]) == 2 and budgets.median([4, 1, 3, 2]) == 2.5
+
+
+def test_percentile_matches_numpy_linear_interpolation():
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 30, 31):
+        values = rng.exponential(size=n).tolist()
+        for q in (5, 50, 95, 99):
+            assert budgets.percentile(values, q) == pytest.approx(np.percentile(values, q), rel=1e-12)
+
+
+def test_percentile_rejects_empty_input_and_bad_q():
+    with pytest.raises(ValueError, match="percentile of an empty list"):
+        budgets.percentile([], 50)
+    with pytest.raises(ValueError, match=r"q must lie in \[0, 100\]; got q=101"):
+        budgets.percentile([1.0], 101)
+
+
+def notebook_section(first_s: float = 31.0, failed: bool = False) -> dict:
+    nb1 = {"name": "01_a.ipynb", "error": None, "median_s": first_s, "runs_s": [first_s] * 3, "ratio_to_floor": 5.2,
+           "slowest_cell": {"index": 4, "source": "run_experiment()", "median_s": 6.5}}
+    nb2 = {"name": "02_b.ipynb", "error": "failed: CellExecutionError: boom" if failed else None,
+           "median_s": None if failed else 10.0, "runs_s": [] if failed else [10.0] * 3,
+           "ratio_to_floor": None if failed else 1.7, "slowest_cell": None}
+    return {"runs": 3, "floor": {"median_s": 6.0, "runs_s": [6.0] * 3}, "notebooks": [nb1, nb2],
+            "total_s": None if failed else first_s + 10.0}
+
+
+def widget_section(p95: float = 149.0) -> dict:
+    ok = {"name": "why.make_lr_explorer", "error": None, "build_ms": 200.0, "n": 30, "p50_ms": 90.0, "p95_ms": p95,
+          "max_ms": 160.0, "png": "kernel inline display formatter",
+          "stages_ms": {"compute": 5.0, "draw": 30.0, "png": 55.0}}
+    broken = bench_widgets._explorer_entry("normlab.widgets.half_written", "import failed: SyntaxError: x")
+    return {"interactions": 30, "seed": 0, "explorers": [ok, broken]}
+
+
+def reference_section(ratio: float = 7.5) -> dict:
+    case = {"data": "text (32, 128, 256)", "shape": [32, 128, 256], "norm": "layer_norm", "max_abs_difference": 1e-6,
+            "timings": [{"threads": 1, "torch_us": 100.0, "normlab_us": 100.0 * ratio, "ratio": ratio},
+                        {"threads": 2, "torch_us": 60.0, "normlab_us": 300.0, "ratio": 5.0}],
+            "profile": "86 aten ops vs torch's 14; aten::mul 33%", "normlab_top_ops": [], "normlab_top_backward": [],
+            "explanation": reference.EXPLANATIONS["layer_norm"]}
+    return {"rounds": 15, "block_s": 0.05, "threads": [1, 2], "cases": [case]}
+
+
+def import_section() -> dict:
+    return {"runs": 7, "bare_python_s": 0.02, "python_import_normlab_s": 1.52, "import_s": 1.5,
+            "own_modules_s": 0.003, "dependencies_s": {"torch": 1.1}}
+
+
+def all_sections(**overrides) -> dict:
+    sections = {"notebooks": notebook_section(), "widgets": widget_section(), "reference": reference_section(),
+                "import": import_section()}
+    sections.update(overrides)
+    return sections
+
+
+def by_what(rows: list[dict]) -> dict[str, dict]:
+    return {r["what"]: r for r in rows}
+
+
+def test_budget_rows_give_each_figure_its_budget_and_verdict():
+    rows = by_what(budgets.budget_rows(all_sections()))
+    assert rows["notebook 01_a.ipynb"] == {"what": "notebook 01_a.ipynb", "figure": 31.0, "unit": "s",
+                                               "budget": "< 30 s", "verdict": "OVER",
+                                               "note": "median of 3; 5.2x the floor"}
+    assert rows["  slowest cell [4]"]["verdict"] == "OVER" and rows["  slowest cell [4]"]["note"] == "run_experiment()"
+    assert rows["notebook 02_b.ipynb"]["verdict"] == "PASS"
+    assert rows["whole collection"]["figure"] == 41.0 and rows["whole collection"]["verdict"] == "PASS"
+    assert rows["notebook floor (imports only)"]["verdict"] == "-"
+    widget = rows["widget why.make_lr_explorer p95"]
+    assert widget["verdict"] == "PASS" and widget["budget"] == "< 150 ms"
+    assert widget["note"] == "p50 90 ms, n=30; one redraw = compute 5 + draw 30 + png 55 ms"
+    assert rows["widget half_written p95"]["verdict"] == "ERROR"
+    assert rows["widget half_written p95"]["note"] == "import failed: SyntaxError: x"
+    ref = rows["reference layer_norm text (32, 128, 256)"]
+    assert (ref["figure"], ref["budget"], ref["verdict"]) == (7.5, "<= 6x", "OVER")
+    assert ref["note"] == "750 us vs 100 us; 2 threads 5.0x"
+    assert rows["import normlab (minus bare python)"]["verdict"] == "-"
+    assert rows["import normlab (minus bare python)"]["note"] == \
+        "normlab's own modules 3 ms; -X importtime: torch 1.10 s"
+
+
+def test_a_failed_notebook_is_an_error_and_leaves_no_collection_total():
+    rows = by_what(budgets.budget_rows({"notebooks": notebook_section(failed=True)}))
+    assert rows["notebook 02_b.ipynb"]["verdict"] == "ERROR"
+    assert rows["notebook 02_b.ipynb"]["note"] == "failed: CellExecutionError: boom"
+    assert rows["whole collection"]["verdict"] == "ERROR" and "1 notebook(s) failed" in rows["whole collection"]["note"]
+
+
+def test_budget_rows_skip_sections_not_measured():
+    rows = budgets.budget_rows({"notebooks": None, "widgets": None, "reference": reference_section(5.0), "import": None})
+    assert [r["what"] for r in rows] == ["reference layer_norm text (32, 128, 256)"]
+    assert rows[0]["verdict"] == "PASS"
+
+
+def test_format_table_aligns_figure_budget_and_verdict():
+    text = budgets.format_table(budgets.budget_rows(all_sections()))
+    lines = text.splitlines()
+    assert lines[0].split() == ["what", "figure", "budget", "verdict", "note"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    line = next(ln for ln in lines if ln.startswith("notebook 01_a.ipynb"))
+    assert line.split()[2:6] == ["31.00", "s", "<", "30"] and " OVER " in line
+    assert lines[0].index("verdict") == line.index("OVER")
+    assert budgets.format_figure(None, "s") == "n/a" and budgets.format_figure(7.456, "x") == "7.5x"
+    assert budgets.format_figure(149.6, "ms") == "150 ms"
+
+
+# ---------------------------------------------------------------- results.json
+
+
+MACHINE = {"cpu_model": "AMD EPYC", "cores": 2, "python": "3.11.7", "torch": "2.13.0+cpu", "numpy": "2.4.6",
+           "matplotlib": "3.11.2", "ipywidgets": "8.1.9", "platform": "Linux",
+           "load_average_1min": {"start": 1.5, "end": 2.0}}
+
+
+def test_results_have_the_same_keys_whatever_was_measured():
+    full = results.build_results(all_sections(), MACHINE)
+    partial = results.build_results({"widgets": widget_section()}, MACHINE)
+    results.validate_results(full)
+    results.validate_results(partial)
+    assert set(full) == set(partial) == {"schema_version", "machine", "sections", "budgets"}
+    assert list(partial["sections"]) == ["notebooks", "widgets", "reference", "import"]
+    assert partial["sections"]["notebooks"] is None and partial["sections"]["widgets"] == widget_section()
+
+
+def test_results_json_is_sorted_and_round_trips():
+    doc = results.build_results(all_sections(), MACHINE)
+    text = results.to_json(doc)
+    assert text.endswith("}\n") and json.loads(text) == doc
+    assert text == results.to_json(json.loads(text))
+    top_keys = [line.strip().split('"')[1] for line in text.splitlines() if line.startswith('  "')]
+    assert top_keys == sorted(top_keys) == ["budgets", "machine", "schema_version", "sections"]
+
+
+def test_validate_results_names_the_wrong_key():
+    doc = results.build_results(all_sections(), MACHINE)
+    del doc["sections"]["import"]["own_modules_s"]
+    with pytest.raises(ValueError, match=r"results\['sections'\]\['import'\] must have exactly the keys"):
+        results.validate_results(doc)
+    doc = results.build_results({}, MACHINE)
+    doc["budgets"] = [budgets.row("x", 1.0, "s", NOTEBOOK) | {"verdict": "MAYBE"}]
+    with pytest.raises(ValueError, match="verdict 'MAYBE'; expected PASS, OVER, ERROR or -"):
+        results.validate_results(doc)
+    with pytest.raises(ValueError, match=r"unknown benchmark section\(s\) \['gpu'\]"):
+        results.build_results({"gpu": {}}, MACHINE)
+
+
+def test_describe_machine_has_the_schema_keys():
+    machine = results.describe_machine(load_at_start=3.25)
+    assert set(machine) == set(results.MACHINE_KEYS)
+    assert machine["load_average_1min"]["start"] == 3.25 and machine["load_average_1min"]["end"] >= 0
+    assert machine["torch"] == torch.__version__ and machine["cores"] >= 1 and machine["cpu_model"]
+
+
+def test_cpu_model_reads_proc_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU @ 2.0GHz\nflags\t: avx\n")
+    assert results.cpu_model(cpuinfo) == "Example CPU @ 2.0GHz"
+
+
+def test_previous_sections_are_kept_only_from_a_valid_file(tmp_path):
+    path = tmp_path / "results.json"
+    assert results.load_previous_sections(path) == {}
+    path.write_text("{not json")
+    assert results.load_previous_sections(path) == {}
+    path.write_text(results.to_json(results.build_results({"import": import_section()}, MACHINE)))
+    assert results.load_previous_sections(path)["import"] == import_section()
+
+
+# ---------------------------------------------------------------- explorer discovery
+
+
+def factories_in_source() -> set[str]:
+    """Every top-level ``def make_*_explorer`` in normlab/widgets/, read from the source files."""
+    names = set()
+    for path in (ROOT / "normlab" / "widgets").rglob("*.py"):
+        module = "normlab." + ".".join(path.relative_to(ROOT / "normlab").with_suffix("").parts)
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and bench_widgets.FACTORY_NAME.match(node.name):
+                names.add(f"{module}.{node.name}")
+    return names
+
+
+def test_discovery_finds_every_explorer_factory_and_each_returns_an_explorer():
+    """Every factory is declared to return an Explorer; one is built for real. (Building them
+    all is the explorers' own tests' job and `make bench`'s: some precompute for seconds.)"""
+    factories, errors = bench_widgets.discover_explorer_factories()
+    assert errors == {}
+    assert set(factories) == factories_in_source()
+    for name, factory in factories.items():
+        assert inspect.signature(factory, eval_str=True).return_annotation is Explorer, name
+    explorer = factories["normlab.widgets.start.make_gaussian_explorer"]()
+    assert isinstance(explorer, Explorer) and bench_widgets.movable_controls(explorer.controls) == ["mean", "std"]
+
+
+def test_discovery_counts_a_reexported_factory_once_and_reports_broken_modules(tmp_path, monkeypatch):
+    package = tmp_path / "fakewidgets"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def make_a_explorer():\n    return 'a'\n\ndef make_plot():\n    pass\n"
+                                  "def make_explorer():\n    pass\n")
+    (package / "b.py").write_text("from fakewidgets.a import make_a_explorer\n\ndef make_b_explorer():\n    return 'b'\n")
+    (package / "c.py").write_text("raise ImportError('half written')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    factories, errors = bench_widgets.discover_explorer_factories("fakewidgets")
+    assert list(factories) == ["fakewidgets.a.make_a_explorer", "fakewidgets.b.make_b_explorer"]
+    assert errors == {"fakewidgets.c": "ImportError: half written"}
+
+
+# ---------------------------------------------------------------- random interactions
+
+
+def control_zoo() -> dict[str, widgets.Widget]:
+    return {
+        "int": widgets.IntSlider(value=4, min=0, max=10, step=2),
+        "float": widgets.FloatSlider(value=0.5, min=0.1, max=1.0, step=0.05),
+        "log": widgets.FloatLogSlider(value=1e-2, base=10, min=-4, max=0, step=0.5),
+        "irange": widgets.IntRangeSlider(value=(2, 6), min=0, max=9, step=1),
+        "frange": widgets.FloatRangeSlider(value=(0.2, 0.4), min=0.0, max=1.0, step=0.1),
+        "dropdown": widgets.Dropdown(options=[("batch", "bn"), ("layer", "ln"), ("group", "gn")], value="ln"),
+        "toggles": widgets.ToggleButtons(options=["NC", "NCL", "NLC", "NCHW"]),
+        "radio": widgets.RadioButtons(options=["train", "eval"]),
+        "selslider": widgets.SelectionSlider(options=[1, 2, 4, 8, 16], value=4),
+        "multi": widgets.SelectMultiple(options=["a", "b", "c"], value=["a"]),
+        "selrange": widgets.SelectionRangeSlider(options=["x", "y", "z", "w"], index=(0, 1)),
+        "selrange2": widgets.SelectionRangeSlider(options=["lo", "hi"], index=(0, 1)),
+        "check": widgets.Checkbox(value=False),
+        "toggle": widgets.ToggleButton(value=True),
+        "bint": widgets.BoundedIntText(value=3, min=1, max=7),
+        "bfloat": widgets.BoundedFloatText(value=0.5, min=0.0, max=2.0, step=0.25),
+    }
+
+
+def on_grid(value: float, low: float, step: float) -> bool:
+    k = (value - low) / step
+    return abs(k - round(k)) < 1e-9
+
+
+@pytest.mark.parametrize("name", list(control_zoo()))
+def test_pick_new_value_is_valid_and_different_for_every_control_type(name):
+    control = control_zoo()[name]
+    rng = random.Random(name)
+    for _ in range(40):
+        before_value, before_index = control.value, getattr(control, "index", None)
+        attribute, value = bench_widgets.pick_new_value(control, rng)
+        setattr(control, attribute, value)
+        assert getattr(control, attribute) == value, "the control clamped or rejected the value"
+        if attribute == "index":
+            assert control.index != before_index
+            indices = value if isinstance(value, tuple) else (value,)
+            assert all(0 <= i < len(control.options) for i in indices) and len(indices) >= 1
+        else:
+            assert control.value != before_value
+        if isinstance(control, (widgets.IntSlider, widgets.FloatSlider, widgets.BoundedIntText,
+                                widgets.BoundedFloatText)):
+            assert control.min <= value <= control.max and on_grid(value, control.min, control.step)
+        if isinstance(control, widgets.FloatLogSlider):
+            exponent = np.log10(value)
+            assert control.min <= exponent + 1e-9 and exponent - 1e-9 <= control.max
+            assert on_grid(exponent, control.min, control.step)
+        if isinstance(control, (widgets.IntRangeSlider, widgets.FloatRangeSlider)):
+            low, high = value
+            assert control.min <= low <= high <= control.max
+            assert on_grid(low, control.min, control.step) and on_grid(high, control.min, control.step)
+        if isinstance(control, widgets.SelectionRangeSlider):
+            assert value[0] <= value[1]
+
+
+def test_unsupported_and_immovable_controls_are_named():
+    with pytest.raises(TypeError, match="cannot pick values for a Text control; supported: .*Fix"):
+        bench_widgets.pick_new_value(widgets.Text("hi"), random.Random(0))
+    controls = {"one": widgets.Dropdown(options=["only"]), "off": widgets.IntSlider(disabled=True),
+                "ok": widgets.Checkbox()}
+    assert bench_widgets.movable_controls(controls) == ["ok"]
+    with pytest.raises(ValueError, match="no control can be moved among"):
+        next(bench_widgets.random_interactions({"one": widgets.Dropdown(options=["only"])}, 3, seed=0))
+
+
+def play(seed: int | str, n: int = 25) -> list:
+    controls = control_zoo()
+    steps = []
+    for step in bench_widgets.random_interactions(controls, n, seed):
+        setattr(controls[step.control], step.attribute, step.value)
+        steps.append(step)
+    return steps
+
+
+def test_random_interactions_are_seeded():
+    first, again, other = play(7), play(7), play(8)
+    assert first == again and first != other
+    assert len(first) == 25 and len({s.control for s in first}) > 5  # many controls are visited
+
+
+def simple_explorer(same_figure: bool = False) -> Explorer:
+    fig_once, _ = new_figure()
+
+    def draw(value: float):
+        if same_figure:
+            return fig_once
+        fig, ax = new_figure()
+        ax.plot([0, 1], [0, value])
+        return fig
+
+    return Explorer({"a": widgets.FloatSlider(value=0.5, min=0, max=1, step=0.1)},
+                    compute=lambda a: a * 2, draw=draw)
+
+
+def test_measure_explorer_counts_interactions_and_renders_png_outside_a_kernel():
+    out = bench_widgets.measure_explorer(simple_explorer, n=3, seed=0)
+    assert out["n"] == 3 and out["png"] == "savefig to memory"
+    assert out["p50_ms"] <= out["p95_ms"] <= out["max_ms"]
+    assert set(out["stages_ms"]) == {"compute", "draw", "png"}
+    assert bench_widgets.png_bytes(simple_explorer().figure)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_measure_explorer_rejects_an_explorer_that_does_not_redraw():
+    with pytest.raises(RuntimeError, match=r"setting a.value=.* did not draw a new figure"):
+        bench_widgets.measure_explorer(lambda: simple_explorer(same_figure=True), n=3, seed=0)
+
+
+def test_kernel_output_is_parsed_from_the_marker_line():
+    payload = {"interactions": 30, "seed": 0, "explorers": []}
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                           text="noise\n" + bench_widgets.RESULT_MARKER + json.dumps(payload) + "\n")]
+    assert bench_widgets.parse_kernel_output(cell) == payload
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="Traceback ...")]
+    with pytest.raises(RuntimeError, match="printed no result"):
+        bench_widgets.parse_kernel_output(cell)
+    source = bench_widgets.kernel_notebook(Path("/repo"), n=30, seed=0).cells[0].source
+    assert "normlab.setup_notebook()" in source and "measure_all_explorers(n=30, seed=0)" in source
+
+
+# ---------------------------------------------------------------- notebooks, import, reference
+
+
+def test_summarize_runs_takes_medians_and_the_slowest_cell():
+    runs = [notebooks.NotebookRun(10.0, {1: 0.5, 3: 2.0}), notebooks.NotebookRun(12.0, {1: 4.0, 3: 2.5}),
+            notebooks.NotebookRun(11.0, {1: 0.6, 3: 3.0})]
+    out = notebooks.summarize_runs(runs, {1: "\n# train the model for ten epochs and plot the loss\n", 3: "plot()"})
+    assert out["median_s"] == 11.0 and out["runs_s"] == [10.0, 12.0, 11.0]
+    assert out["slowest_cell"] == {"index": 3, "source": "plot()", "median_s": 2.5}  # cell 1's median is 0.6
+    assert notebooks.first_code_line("\n\n# train the model for ten epochs and plot the loss") == \
+        "# train the model for ten epochs and plot the..."
+
+
+def test_floor_notebook_only_imports_the_stack():
+    (cell,) = notebooks.floor_notebook().cells
+    assert cell.source.split("\n") == ["import torch", "import numpy", "import matplotlib", "import ipywidgets",
+                                       "import normlab"]
+
+
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       120 |        120 |     _io
+import time:      5000 |     900000 |   torch
+import time:       300 |       1000 |       normlab.axes
+import time:      2000 |     950000 | normlab
+import time:        40 |         40 |   normlab.notebook
+"""
+
+
+def test_importtime_output_is_parsed_and_split():
+    rows = importtime.parse_importtime(IMPORTTIME)
+    assert [(r["module"], r["depth"]) for r in rows] == [("_io", 2), ("torch", 1), ("normlab.axes", 3),
+                                                         ("normlab", 0), ("normlab.notebook", 1)]
+    assert importtime.split_import_cost(rows) == {"own_modules_s": 0.0023, "dependencies_s": {"torch": 0.9}}
+
+
+def test_reference_cases_cover_the_issue_shapes_and_compare_like_with_like():
+    shapes = {(c.norm, c.shape) for c in reference.CASES}
+    assert {n for n, s in shapes if s == (256, 512)} == {"batch_norm", "layer_norm", "rms_norm"}
+    assert {n for n, s in shapes if s == (32, 128, 256)} == {"batch_norm", "layer_norm", "rms_norm"}
+    assert {n for n, s in shapes if s == (32, 64, 32, 32)} == {"batch_norm", "group_norm", "instance_norm",
+                                                               "layer_norm"}
+    assert set(reference.EXPLANATIONS) == {c.norm for c in reference.CASES}
+    for case in reference.CASES:
+        assert reference.max_difference(case) < 1e-4, case
+        inputs = reference.grad_inputs(case, reference.make_tensors(case))
+        assert all(t.requires_grad for t in inputs) and len(inputs) == (2 if case.norm == "rms_norm" else 3)
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    assert reference.paired_ratio({"normlab": [2.0, 4.0, 9.0], "torch": [1.0, 1.0, 3.0]}) == 3.0
+
+
+def test_describe_profile_names_the_top_ops_and_backward_nodes():
+    ours = {"aten_ops_per_iteration": 86, "top_ops": [{"op": "aten::mul", "share": 0.33},
+                                                      {"op": "aten::div", "share": 0.271}],
+            "top_backward": [{"op": "DivBackward0", "share": 0.31}]}
+    text = reference.describe_profile(ours, {"aten_ops_per_iteration": 14, "top_ops": [], "top_backward": []})
+    assert text == "86 aten ops vs torch's 14; self time aten::mul 33%, aten::div 27%; backward DivBackward0 31%"
+
+
+def test_profile_of_the_reference_names_its_backward_nodes():
+    case = next(c for c in reference.CASES if c.norm == "layer_norm" and c.shape == (256, 512))
+    ours = reference.profile_ops(case, reference.NF, iterations=1, top=20)
+    theirs = reference.profile_ops(case, reference.F, iterations=1, top=20)
+    assert {"PowBackward0", "DivBackward0"} <= {o["op"] for o in ours["top_backward"]}
+    assert "NativeLayerNormBackward0" in {o["op"] for o in theirs["top_backward"]}
+    assert ours["aten_ops_per_iteration"] > theirs["aten_ops_per_iteration"]
+    assert all(o["op"].startswith("aten::") and 0 <= o["share"] <= 1 for o in ours["top_ops"])
+
+
+def test_run_options_and_reference_notes():
+    args = run.parse_args(["--only", "widgets", "import", "--runs", "1"])
+    assert args.only == ["widgets", "import"] and args.runs == 1 and args.interactions == 30
+    assert run.parse_args([]).only == list(results.SECTIONS)
+    with pytest.raises(SystemExit):
+        run.parse_args(["--only", "gpu"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--runs", "0"])
+    notes = run.reference_notes(reference_section(7.5))
+    assert notes[1] == "  layer_norm: " + reference.EXPLANATIONS["layer_norm"]
+    assert notes[2].startswith("  OVER layer_norm text (32, 128, 256): 7.5x; profile: 86 aten ops")
+    assert notes[3] == "  suggested readable change: " + reference.SUGGESTION
+    assert len(run.reference_notes(reference_section(5.0))) == 2  # no OVER line, no suggestion
