@@ -1,0 +1,137 @@
+"""`make student`: copies without solution cells run top to bottom; their checkers say "not solved yet"."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+_spec = importlib.util.spec_from_file_location("make_student", ROOT / "scripts" / "make_student.py")
+make_student = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_student)
+
+STUB = '''def my_bn(x, gamma, beta, eps=1e-5):
+    raise NotImplementedError("your code here")'''
+SOLUTION = '''def my_bn(x, gamma, beta, eps=1e-5):
+    mean = x.mean(dim=(0, 1), keepdim=True)
+    var = x.var(dim=(0, 1), keepdim=True, correction=0)
+    return (x - mean) / torch.sqrt(var + eps) * gamma + beta'''
+MODULE_STUB = '''class MyBN(torch.nn.Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        raise NotImplementedError("your code here")'''
+MODULE_SOLUTION = "MyBN = torch.nn.BatchNorm1d"
+
+
+def code(source: str, tags: tuple[str, ...] = ()) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def exercise_notebook() -> nbformat.NotebookNode:
+    """Set-up, two exercises (a function and a module), each: stub, solution, checker."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.cells = [
+        code("import torch\nimport normlab\nnormlab.setup_notebook()\n"
+             "from normlab.checks import check_batch_norm, check_batch_norm_module"),
+        nbformat.v4.new_markdown_cell("## Exercise"),
+        code(STUB), code(SOLUTION, ("solution",)), code('check_batch_norm(my_bn, layout="NLC")'),
+        code(MODULE_STUB), code(MODULE_SOLUTION, ("solution",)), code("check_batch_norm_module(MyBN)"),
+    ]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+    return nb
+
+
+def execute(nb: nbformat.NotebookNode, where: Path) -> nbformat.NotebookNode:
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(where)}}).execute()
+    return nb
+
+
+def outputs_of(cell: nbformat.NotebookNode) -> str:
+    return json.dumps([o.get("data", o.get("text", "")) for o in cell.get("outputs", [])])
+
+
+def errors(nb: nbformat.NotebookNode) -> list[str]:
+    return [f"{o['ename']}: {o['evalue']}" for c in nb.cells if c.cell_type == "code"
+            for o in c.outputs if o.output_type == "error"]
+
+
+def test_student_copy_drops_solutions_keeps_stubs_and_clears_outputs():
+    nb = exercise_notebook()
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="stale\n")]
+    nb.cells[2].execution_count = 3
+    student = make_student.student_copy(nb, "07_example.ipynb")
+    sources = [c.source for c in student.cells]
+    assert SOLUTION not in sources and MODULE_SOLUTION not in sources
+    assert STUB in sources and MODULE_STUB in sources
+    assert not any("solution" in c.metadata.get("tags", []) for c in student.cells)
+    assert all(c.outputs == [] and c.execution_count is None for c in student.cells if c.cell_type == "code")
+    assert student.cells[0].id == "student-copy-note" and "notebooks/07_example.ipynb" in student.cells[0].source
+    assert len(student.cells) == len(nb.cells) - 2 + 1
+    assert len(nb.cells) == 8 and nb.cells[2].execution_count == 3  # the original is untouched
+
+
+def test_synthetic_student_copy_runs_and_its_checkers_say_not_solved_yet(tmp_path):
+    src, dst = tmp_path / "notebooks", tmp_path / "student"
+    src.mkdir()
+    nbformat.write(exercise_notebook(), src / "07_example.ipynb")
+    [written] = make_student.make_student_copies(src, dst)
+    assert written == dst / "07_example.ipynb"
+    student = execute(nbformat.read(written, as_version=4), dst)
+    assert errors(student) == []
+    checkers = [c for c in student.cells if c.cell_type == "code" and c.source.startswith("check_")]
+    assert len(checkers) == 2
+    for cell in checkers:
+        text = outputs_of(cell)
+        assert "not solved yet" in text and "NotImplementedError: your code here" in text
+        assert "normlab-check-not-solved" in text  # the HTML rendering
+
+
+def test_the_full_notebook_passes_its_checks(tmp_path):
+    """The same notebook with its solutions: the checker cells say passed (so stripping is what changes them)."""
+    nb = execute(exercise_notebook(), tmp_path)
+    assert errors(nb) == []
+    checkers = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("check_")]
+    assert all(": passed" in outputs_of(c) for c in checkers)
+
+
+def test_make_student_writes_every_notebook_identically_twice(tmp_path):
+    first = make_student.make_student_copies(ROOT / "notebooks", tmp_path / "a")
+    second = make_student.make_student_copies(ROOT / "notebooks", tmp_path / "b")
+    assert [p.name for p in first] == [p.name for p in NOTEBOOKS]
+    for a, b, original in zip(first, second, NOTEBOOKS):
+        assert a.read_bytes() == b.read_bytes()
+        copy, source = nbformat.read(a, as_version=4), nbformat.read(original, as_version=4)
+        assert not any(make_student.is_solution(c) for c in copy.cells)
+        kept = [c.source for c in source.cells if not make_student.is_solution(c)]
+        assert [c.source for c in copy.cells[1:]] == kept
+
+
+def test_main_needs_two_arguments_and_a_folder_with_notebooks(tmp_path, capsys):
+    assert make_student.main([]) == 2 and "Usage" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="no notebooks"):
+        make_student.make_student_copies(tmp_path, tmp_path / "student")
+
+
+def has_solutions(path: Path) -> bool:
+    return any(make_student.is_solution(c) for c in nbformat.read(path, as_version=4).cells)
+
+
+# A notebook without solution cells has a student copy with the same code (asserted above), which
+# nbval already runs; the copies that lose cells are executed here. This costs one more run of each
+# chapter notebook.
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if has_solutions(p)], ids=lambda p: p.name)
+def test_student_copies_of_the_chapters_run_and_say_not_solved_yet(path):
+    """Each student copy runs top to bottom, from notebooks/ as the original does, without an error output."""
+    student = execute(make_student.student_copy(nbformat.read(path, as_version=4), path.name), ROOT / "notebooks")
+    assert errors(student) == []
+    assert any("not solved yet" in outputs_of(c) for c in student.cells)

@@ -1,0 +1,607 @@
+"""Notebook 01 (why normalization helps): its experiments, figures and explorers.
+
+Every experiment is run twice to check it is deterministic, its numbers are checked
+against an independent computation (numpy, autograd, torch.nn), the claims the
+notebook makes are asserted, and each figure is checked to draw the result it was given.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.lines import Line2D
+
+import normlab.nn
+from normlab.data.images import load_sample_batch
+from normlab.data.tabular import load_wine_data
+from normlab.experiments import why
+from normlab.experiments import why_training as wt
+from normlab.plots import why as plots
+from normlab.widgets.why import make_learning_rate_explorer, make_saturation_explorer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """As in the notebooks (normlab.setup_notebook): tiny nets run fastest on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits() -> why.DigitsSplit:
+    return why.load_digits_split()
+
+
+@pytest.fixture(scope="module")
+def scales() -> why.FeatureScaleResult:
+    return why.feature_scale_descent()
+
+
+@pytest.fixture(scope="module")
+def small_sweep(digits) -> wt.LearningRateSweep:
+    return wt.learning_rate_sweep(digits, learning_rates=(0.1, 3.0), steps=60)
+
+
+def lines(ax) -> list[Line2D]:
+    """The data lines of an axes (not the axhline/axvline references, which have 2 points)."""
+    return [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
+
+
+def step_heights(patch, bins: int) -> np.ndarray:
+    """The bar heights of a step histogram: its polygon's top edge visits (left, h), (right, h) per bin."""
+    return patch.get_xy()[1:2 * bins:2, 1]
+
+
+# ---- §1 feature scales ----------------------------------------------------------------------
+
+def test_condition_number_matches_numpy_and_scales_with_the_square_of_a_feature_scale():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    eig = np.linalg.eigvalsh(x.numpy().T @ x.numpy() / 200)
+    assert why.condition_number(x) == pytest.approx(eig[-1] / eig[0], rel=1e-10)
+    with_bias = np.c_[np.ones(200), x.numpy()]
+    eig_b = np.linalg.eigvalsh(with_bias.T @ with_bias / 200)
+    assert why.condition_number(x, bias=True) == pytest.approx(eig_b[-1] / eig_b[0], rel=1e-10)
+    # two uncorrelated, equally spread features; stretching one by 10 multiplies kappa by ~100
+    iso = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    assert why.condition_number(iso) == pytest.approx(1.0)
+    assert why.condition_number(iso * torch.tensor([10.0, 1.0], dtype=torch.float64)) == pytest.approx(100.0)
+
+
+def test_wine_condition_numbers_drop_by_orders_of_magnitude():
+    kappa = why.wine_condition_numbers()
+    assert kappa == why.wine_condition_numbers()
+    assert kappa.raw > 1e8 and 1e6 < kappa.centered < kappa.raw and kappa.standardized < 100
+    assert kappa.standardized == pytest.approx(45.52, abs=0.01)
+    # two standardized features with correlation r: eigenvalues 1 +- r, kappa = (1 + |r|) / (1 - |r|)
+    wine = load_wine_data()
+    names = list(wine.feature_names)
+    pair = wine.x[:, [names.index("color_intensity"), names.index("hue")]].double().numpy()
+    r = abs(np.corrcoef(pair.T)[0, 1])
+    assert why.wine_condition_numbers(("color_intensity", "hue")).standardized == pytest.approx((1 + r) / (1 - r))
+
+
+def test_wine_condition_numbers_rejects_an_unknown_feature():
+    with pytest.raises(ValueError, match=r"unknown wine feature 'colour'; the features are \("):
+        why.wine_condition_numbers(("colour",))
+
+
+def test_feature_scale_descent_is_deterministic(scales):
+    again = why.feature_scale_descent()
+    assert (again.min_loss, again.target_loss, again.initial_loss) == (
+        scales.min_loss, scales.target_loss, scales.initial_loss)
+    for a, b in ((scales.raw, again.raw), (scales.standardized, again.standardized)):
+        assert torch.equal(a.path, b.path) and torch.equal(a.grid_loss, b.grid_loss)
+        assert a.steps_to_target == b.steps_to_target
+
+
+def test_feature_scale_descent_raw_and_standardized_solve_the_same_problem(scales):
+    raw, std = scales.raw, scales.standardized
+    wine = load_wine_data()
+    names = list(wine.feature_names)
+    x = wine.x[:, [names.index("color_intensity"), names.index("hue")]].double().numpy()
+    y = wine.x[:, names.index("alcohol")].double().numpy()
+    x, y = x - x.mean(0), y - y.mean()
+    w_numpy = np.linalg.lstsq(x, y, rcond=None)[0]
+    np.testing.assert_allclose(raw.optimum.numpy(), w_numpy, rtol=1e-10)
+    assert scales.min_loss == pytest.approx(0.5 * np.mean((x @ w_numpy - y) ** 2), rel=1e-12)
+    assert scales.initial_loss == pytest.approx(0.5 * np.mean(y ** 2), rel=1e-12)
+    # the same best fit: w_std = w_raw * feature_std
+    torch.testing.assert_close(raw.optimum * torch.tensor(raw.feature_std, dtype=torch.float64), std.optimum)
+    assert std.feature_std == pytest.approx((1.0, 1.0))
+    for run in (raw, std):
+        assert torch.equal(run.path[0], torch.zeros(2, dtype=torch.float64))
+        assert run.losses[0].item() == pytest.approx(scales.initial_loss)
+        assert run.learning_rate == pytest.approx(1 / run.eigenvalues[-1])
+        assert run.condition_number == pytest.approx(run.eigenvalues[-1] / run.eigenvalues[0])
+        assert (run.losses >= scales.min_loss - 1e-12).all()
+        # steps_to_target is the first step at or below the target
+        k = run.steps_to_target
+        assert run.losses[k].item() <= scales.target_loss < run.losses[k - 1].item()
+        assert len(run.path) == k + 1
+        assert run.grid_loss.min().item() >= scales.min_loss - 1e-12
+    assert scales.target_loss == pytest.approx(scales.min_loss + 0.01 * (scales.initial_loss - scales.min_loss))
+
+
+def test_feature_scale_descent_standardizing_cuts_kappa_and_steps(scales):
+    assert scales.raw.condition_number == pytest.approx(142.116, abs=1e-3)
+    assert scales.standardized.condition_number == pytest.approx(3.1825, abs=1e-4)
+    assert (scales.raw.steps_to_target, scales.standardized.steps_to_target) == (204, 6)
+
+
+def test_feature_scale_descent_reports_a_target_that_is_not_reached():
+    result = why.feature_scale_descent(max_steps=50)
+    assert result.raw.steps_to_target is None and len(result.raw.path) == 51
+    assert result.standardized.steps_to_target == 6
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"features": ("alcohol", "colour")}, r"unknown wine feature 'colour'"),
+    ({"target": "price"}, r"unknown wine target 'price'"),
+    ({"tolerance": 1.5}, r"expected 0 < tolerance < 1, got 1.5"),
+])
+def test_feature_scale_descent_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        why.feature_scale_descent(**kwargs)
+
+
+def test_plot_loss_contours_draws_both_paths(scales):
+    fig = plots.plot_loss_contours(scales)
+    left, right = fig.axes
+    for ax, run in ((left, scales.raw), (right, scales.standardized)):
+        path = next(line for line in ax.get_lines() if line.get_label() == "gradient-descent path")
+        np.testing.assert_array_equal(path.get_xdata(), run.path[:, 0].numpy())
+        np.testing.assert_array_equal(path.get_ydata(), run.path[:, 1].numpy())
+        star = next(line for line in ax.get_lines() if line.get_label() == "minimum")
+        np.testing.assert_array_equal(np.r_[star.get_xdata(), star.get_ydata()], run.optimum.numpy())
+        assert f"κ = {run.condition_number:.1f}, {run.steps_to_target} steps" in ax.get_title()
+        unit = "unit" if run is scales.raw else "std"
+        assert ax.get_xlabel() == f"w on color_intensity (alcohol per {unit})"
+        assert ax.get_ylabel() == f"w on hue (alcohol per {unit})"
+    assert left.get_title().startswith("Raw: κ = 142.1") and right.get_title().startswith("Standardized")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "gradient-descent path", "minimum", "start, w = 0", "target loss"]
+
+
+def test_plot_descent_losses_draws_the_excess_loss(scales):
+    ax = plots.plot_descent_losses(scales).axes[0]
+    raw, std = ax.get_lines()[:2]
+    np.testing.assert_allclose(raw.get_ydata(), (scales.raw.losses - scales.min_loss).numpy())
+    np.testing.assert_allclose(std.get_ydata(), (scales.standardized.losses - scales.min_loss).numpy())
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "gradient-descent step"
+    assert ax.get_lines()[2].get_ydata()[0] == pytest.approx(scales.target_loss - scales.min_loss)
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+def test_load_digits_split_is_standardized_with_train_statistics(digits):
+    assert digits.x_train.shape == (1297, 64) and digits.x_test.shape == (500, 64)
+    varying = digits.pixel_std != 1  # the constant corner pixels keep std 1 (only centered)
+    torch.testing.assert_close(digits.x_train.mean(dim=0), torch.zeros(64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(digits.x_train[:, varying].std(dim=0, correction=0), torch.ones(int(varying.sum())),
+                               atol=1e-5, rtol=0)
+    assert torch.isfinite(digits.x_test).all() and set(digits.y_train.tolist()) == set(range(10))
+    again = why.load_digits_split()
+    assert torch.equal(again.x_train, digits.x_train) and torch.equal(again.y_test, digits.y_test)
+
+
+def test_load_digits_split_rejects_a_bad_test_size():
+    with pytest.raises(ValueError, match=r"test_size must be between 1 and 1796; got 0"):
+        why.load_digits_split(test_size=0)
+
+
+# ---- §2-§3 the MLP, saturation, depth ---------------------------------------------------------
+
+def test_build_mlp_uses_the_same_weights_for_every_norm():
+    nets = {norm: why.build_mlp(8, [16, 16], 3, norm=norm, activation="tanh") for norm in why.NORMS}
+    weights = {norm: [m.weight for m in net if isinstance(m, torch.nn.Linear)] for norm, net in nets.items()}
+    for norm in ("batch", "layer"):
+        for a, b in zip(weights[None], weights[norm]):
+            assert torch.equal(a, b)
+    assert [type(m).__name__ for m in nets["batch"]] == [
+        "Linear", "BatchNorm1d", "Tanh", "Linear", "BatchNorm1d", "Tanh", "Linear"]
+    assert isinstance(nets["batch"][1], normlab.nn.BatchNorm1d) and isinstance(nets["layer"][1], normlab.nn.LayerNorm)
+    assert len(nets[None]) == 5
+
+
+def test_build_mlp_initializations():
+    default = why.build_mlp(400, [300], 2)
+    bound = 1 / math.sqrt(400)
+    assert default[0].weight.abs().max().item() <= bound and default[0].weight.abs().max().item() > 0.99 * bound
+    assert default[0].weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)  # uniform std
+    lecun = why.build_mlp(400, [300], 2, init_gain=2.0)
+    assert lecun[0].weight.std().item() == pytest.approx(2.0 / 20, rel=0.02)
+    assert not torch.equal(why.build_mlp(4, [5], 2, seed=1)[0].weight, why.build_mlp(4, [5], 2, seed=2)[0].weight)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"norm": "group"}, r"norm must be one of \(None, 'batch', 'layer'\); got 'group'"),
+    ({"activation": "gelu"}, r"activation must be one of \('relu', 'tanh', 'sigmoid'\); got 'gelu'"),
+    ({"implementation": "jax"}, r"implementation must be one of \('normlab', 'torch'\); got 'jax'"),
+])
+def test_build_mlp_rejects_unknown_choices(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        why.build_mlp(4, [5], 2, **kwargs)
+
+
+@pytest.mark.parametrize("activation, module", [("tanh", torch.nn.Tanh()), ("sigmoid", torch.nn.Sigmoid()),
+                                                ("relu", torch.nn.ReLU())])
+def test_derivative_from_output_matches_autograd(activation, module):
+    z = torch.linspace(-6, 6, 97, dtype=torch.float64, requires_grad=True)
+    a = module(z)
+    (grad,) = torch.autograd.grad(a.sum(), z)
+    torch.testing.assert_close(why.derivative_from_output(a.detach(), activation), grad)
+
+
+def test_saturated_fraction():
+    a = torch.tensor([0.0, 0.5, 0.969, 0.971, -0.99, 1.0])
+    assert why.saturated_fraction(a, "tanh") == pytest.approx(3 / 6)
+    s = torch.tensor([0.01, 0.02, 0.5, 0.98, 0.9])
+    assert why.saturated_fraction(s, "sigmoid") == pytest.approx(3 / 5)
+    assert math.isnan(why.saturated_fraction(a, "relu"))
+
+
+def test_activation_curves_match_autograd():
+    curves = why.activation_curves()
+    z = curves.z.clone().requires_grad_(True)
+    (dsig,) = torch.autograd.grad(torch.sigmoid(z).sum(), z)
+    (dtanh,) = torch.autograd.grad(torch.tanh(z).sum(), z)
+    torch.testing.assert_close(curves.sigmoid_derivative, dsig)
+    torch.testing.assert_close(curves.tanh_derivative, dtanh)
+    assert curves.sigmoid_derivative.max().item() == pytest.approx(0.25)
+    assert curves.tanh_derivative[0].item() < 1e-6  # tanh'(-8)
+
+
+def test_layer_profile_matches_a_hand_computation(digits):
+    x, y = digits.x_train[:64], digits.y_train[:64]
+    profile = why.layer_profile(x, y, depth=3, width=16, activation="tanh", norm="batch", input_scale=2.0)
+    model = why.build_mlp(64, [16] * 3, 10, "batch", "tanh")
+    z1 = model[0](2.0 * x)
+    z1.retain_grad()
+    a1 = model[2](model[1](z1))
+    torch.nn.functional.cross_entropy(model[3:](a1), y).backward()
+    torch.testing.assert_close(profile.outputs[0], a1.detach())
+    assert profile.activation_std[0] == pytest.approx(a1.std().item())
+    assert profile.gradient_std[0] == pytest.approx(z1.grad.std().item())
+    assert profile.saturated[0] == pytest.approx((a1.abs() > 0.97).float().mean().item())
+    assert profile.mean_derivative[0] == pytest.approx((1 - a1 ** 2).mean().item())
+    assert len(profile.outputs) == len(profile.gradient_std) == 3
+
+
+def test_layer_profile_is_deterministic_and_rejects_bad_settings(digits):
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    a, b = (why.layer_profile(x, y, norm="layer") for _ in range(2))
+    assert a.gradient_std == b.gradient_std and a.saturated == b.saturated
+    with pytest.raises(ValueError, match=r"input_scale multiplies the inputs; expected > 0, got 0"):
+        why.layer_profile(x, y, input_scale=0)
+    with pytest.raises(ValueError, match=r"depth and width must be >= 1; got depth=0"):
+        why.layer_profile(x, y, depth=0)
+
+
+def test_large_inputs_saturate_the_first_tanh_layer_and_norm_layers_prevent_it(digits):
+    calm = why.saturation_profiles(digits, input_scale=1.0)
+    loud = why.saturation_profiles(digits, input_scale=10.0)
+    assert [p.norm for p in loud] == [None, "batch", "layer"]
+    plain_calm, plain_loud = calm[0], loud[0]
+    assert plain_calm.saturated[0] < 0.05 and plain_loud.saturated[0] > 0.75
+    assert plain_loud.mean_derivative[0] < 0.25 < 0.5 < plain_calm.mean_derivative[0]
+    for profile in loud[1:]:  # normalized pre-activations: about P(|N(0,1)| > atanh(0.97)) = 3.7%
+        assert all(0.02 < s < 0.06 for s in profile.saturated)
+        assert all(d > 0.55 for d in profile.mean_derivative)
+    # a larger weight gain saturates every layer of the plain net
+    assert min(why.saturation_profiles(digits, init_gain=3.0)[0].saturated) > 0.3
+
+
+def test_depth_default_init_vanishes_and_norm_layers_keep_the_scale(digits):
+    x, y = digits.x_train[:256], digits.y_train[:256]
+    plain, batch, layer = why.layer_profiles(x, y, depth=16, activation="relu")
+    assert plain.gradient_std[-1] / plain.gradient_std[0] > 1e5
+    assert plain.activation_std[-1] < 0.15 * plain.activation_std[0]  # 0.32 -> 0.04
+    for profile in (batch, layer):
+        assert all(0.4 < s < 0.8 for s in profile.activation_std)
+        assert max(profile.gradient_std) / min(profile.gradient_std) < 30
+
+
+def test_plot_activation_histograms_draws_each_layer(digits):
+    profiles = why.saturation_profiles(digits, input_scale=10.0)[:2]
+    fig = plots.plot_activation_histograms(profiles)
+    assert len(fig.axes) == 2 * 5
+    for row, profile in enumerate(profiles):
+        for layer in range(5):
+            ax = fig.axes[row * 5 + layer]
+            expected, _ = np.histogram(profile.outputs[layer].flatten().numpy(), bins=np.linspace(-1, 1, 41))
+            np.testing.assert_array_equal(step_heights(ax.patches[0], len(expected)), expected)
+            assert ax.get_title() == f"layer {layer + 1}: {100 * profile.saturated[layer]:.0f}% sat."
+    assert fig.axes[0].get_title() == "layer 1: 81% sat."
+    assert fig.axes[-1].get_xlabel() == "tanh output" and "BatchNorm" in fig.axes[5].get_ylabel()
+
+
+def test_plot_layer_statistics_draws_one_line_per_profile(digits):
+    profiles = why.saturation_profiles(digits, input_scale=3.0)
+    fig = plots.plot_layer_statistics(profiles, ("saturated", "mean_derivative", "gradient_std"), title="x3")
+    assert fig.get_suptitle() == "x3"
+    sat_ax, deriv_ax, grad_ax = fig.axes
+    for i, profile in enumerate(profiles):
+        np.testing.assert_allclose(sat_ax.get_lines()[i].get_ydata(), 100 * np.array(profile.saturated))
+        np.testing.assert_allclose(deriv_ax.get_lines()[i].get_ydata(), profile.mean_derivative)
+        np.testing.assert_allclose(grad_ax.get_lines()[i].get_ydata(), profile.gradient_std)
+    assert [t.get_text() for t in sat_ax.get_legend().get_texts()] == ["no norm", "BatchNorm", "LayerNorm"]
+    assert grad_ax.get_yscale() == "log" and sat_ax.get_ylabel() == "saturated units (%)"
+    assert sat_ax.get_xlabel() == "hidden layer (1 = nearest the input)"
+    with pytest.raises(ValueError, match=r"unknown quantity 'variance'"):
+        plots.plot_layer_statistics(profiles, ("variance",))
+
+
+def test_plot_saturation_titles_the_settings(digits):
+    fig = plots.plot_saturation(why.saturation_profiles(digits, input_scale=10.0, init_gain=2.0))
+    assert fig.get_suptitle() == "tanh MLP, inputs ×10, weight gain 2"
+    assert [ax.get_title() for ax in fig.axes] == ["Saturated units (%)", "Mean f'(z)"]
+
+
+def test_plot_activation_curves_draws_both_derivatives():
+    curves = why.activation_curves()
+    ax = plots.plot_activation_curves(curves).axes[0]
+    tanh_line, sigmoid_line = ax.get_lines()
+    np.testing.assert_array_equal(tanh_line.get_ydata(), curves.tanh_derivative.numpy())
+    np.testing.assert_array_equal(sigmoid_line.get_ydata(), curves.sigmoid_derivative.numpy())
+    assert ax.get_xlabel() == "pre-activation z (unitless)" and ax.get_legend() is not None
+
+
+# ---- §4 learning rates --------------------------------------------------------------------------
+
+def test_training_is_deterministic(digits):
+    a = wt.train_mlp(digits, "batch", 0.3, steps=30)
+    b = wt.train_mlp(digits, "batch", 0.3, steps=30)
+    assert a == b and len(a.losses) == 30 and a.eval_steps == [0, 10, 20, 30]
+
+
+def test_normlab_batchnorm_trains_like_torch_batchnorm(digits):
+    ours = why.build_mlp(64, wt.HIDDEN, 10, "batch")
+    theirs = wt.digits_mlp(digits, "batch")  # what the training experiments use
+    assert isinstance(ours[1], normlab.nn.BatchNorm1d) and type(theirs[1]) is torch.nn.BatchNorm1d
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
+    run_ours = wt.fit(ours, digits, 0.3, steps=40)
+    run_theirs = wt.fit(theirs, digits, 0.3, steps=40)
+    # float32 rounding differs in the last digits; SGD amplifies it slowly over the steps
+    np.testing.assert_allclose(run_ours.losses[:10], run_theirs.losses[:10], rtol=1e-5)
+    np.testing.assert_allclose(run_ours.losses, run_theirs.losses, rtol=1e-2)
+    np.testing.assert_allclose(run_ours.accuracies, run_theirs.accuracies, atol=2 / 500 + 1e-9)
+
+
+def test_batchnorm_trains_at_a_learning_rate_where_the_plain_net_diverges(digits):
+    plain = wt.train_mlp(digits, None, 3.0)
+    batch = wt.train_mlp(digits, "batch", 3.0)
+    assert plain.diverged and len(plain.losses) < 50 and plain.losses[-1] > wt.DIVERGED_LOSS
+    assert not batch.diverged and batch.steps_to_accuracy(0.95) is not None
+    assert batch.accuracies[-1] > 0.95
+
+
+def test_batchnorm_reaches_the_target_in_fewer_steps(digits):
+    plain = wt.train_mlp(digits, None, 0.1)
+    batch = wt.train_mlp(digits, "batch", 0.1)
+    assert batch.steps_to_accuracy(0.95) * 3 <= plain.steps_to_accuracy(0.95)
+
+
+def test_steps_to_accuracy():
+    run = wt.TrainingRun(None, 0.1, [2.0] * 30, [0, 10, 20, 30], [0.1, 0.5, 0.96, 0.94], diverged=False)
+    assert run.steps_to_accuracy(0.95) == 20 and run.steps_to_accuracy(0.5) == 10
+    assert run.steps_to_accuracy(0.99) is None
+
+
+def test_fit_rejects_bad_settings(digits):
+    model = why.build_mlp(64, [8], 10)
+    with pytest.raises(ValueError, match=r"expected learning_rate > 0, steps >= 1, batch_size >= 2; got -0.1"):
+        wt.fit(model, digits, -0.1)
+
+
+def test_sweep_lookup_and_table(small_sweep):
+    assert [(r.learning_rate, r.norm) for r in small_sweep.runs] == [(0.1, None), (0.1, "batch"),
+                                                                       (3.0, None), (3.0, "batch")]
+    assert small_sweep.runs_at(3.0) == [small_sweep.run(3.0, None), small_sweep.run(3.0, "batch")]
+    with pytest.raises(ValueError, match=r"no run with learning_rate=1.0, norm=None; there are \(learning_rate, "
+                                         r"norm\) = \[\(0.1, None\), \(0.1, 'batch'\), \(3.0, None\)"):
+        small_sweep.run(1.0, None)
+    table = wt.sweep_table(small_sweep).splitlines()
+    assert "no norm: steps to 95%" in table[0] and "BatchNorm: steps to 95%" in table[0]
+    diverged_at = len(small_sweep.run(3.0, None).losses) - 1
+    assert table[3].startswith("     3 |") and f"diverged at step {diverged_at}" in table[3]
+    final = small_sweep.run(0.1, None).accuracies[-1]
+    assert f"not in 60 (final {final:.1%})" in table[2]
+
+
+def test_plot_learning_rate_sweep_draws_every_run(small_sweep):
+    fig = plots.plot_learning_rate_sweep(small_sweep)
+    for ax, norm in zip(fig.axes, small_sweep.norms):
+        loss_lines = [line for line in ax.get_lines() if line.get_marker() != "x"]
+        for line, lr in zip(loss_lines, small_sweep.learning_rates):
+            np.testing.assert_array_equal(line.get_ydata(), small_sweep.run(lr, norm).losses)
+        assert ax.get_title() == wt.NORM_LABELS[norm] and ax.get_yscale() == "log"
+    crosses = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
+    assert len(crosses) == 1 and crosses[0].get_xdata()[0] == len(small_sweep.run(3.0, None).losses) - 1
+    assert "lr = 3 (diverged)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_plot_training_runs_draws_loss_and_accuracy(small_sweep):
+    runs = small_sweep.runs_at(0.1)
+    left, right = plots.plot_training_runs(runs).axes
+    for i, run in enumerate(runs):
+        np.testing.assert_array_equal(left.get_lines()[i].get_ydata(), run.losses)
+        np.testing.assert_allclose(right.get_lines()[i].get_ydata(), 100 * np.array(run.accuracies))
+        np.testing.assert_array_equal(right.get_lines()[i].get_xdata(), run.eval_steps)
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["no norm, lr = 0.1", "BatchNorm, lr = 0.1"]
+    assert right.get_ylabel() == "accuracy (%)" and left.get_ylabel() == "cross-entropy (nats)"
+
+
+# ---- §5 what BatchNorm is not -------------------------------------------------------------------
+
+def test_shift_scale_noise_is_a_per_unit_affine_map_redrawn_each_call():
+    noise = wt.ShiftScaleNoise(4, max_shift=1.0, max_scale=2.0, generator=torch.Generator().manual_seed(0))
+    x = torch.stack([torch.zeros(4), torch.ones(4), torch.ones(4)])
+    y1, y2 = noise(x), noise(x)
+    shift, scale = y1[0], y1[1] - y1[0]
+    assert torch.equal(y1[1], y1[2])  # the same map for every row of the batch
+    assert (shift.abs() <= 1).all() and ((scale >= 0.5 - 1e-6) & (scale <= 2 + 1e-6)).all()
+    assert not torch.equal(y1, y2)  # a new map at every step
+    noise.eval()
+    assert torch.equal(noise(x), x)
+
+
+def test_covariate_shift_test_noise_adds_shift_but_training_still_beats_the_plain_net(digits):
+    result = wt.covariate_shift_test(digits, steps=100)
+    plain, batch, noisy = (result.get(label) for label in ("no norm", "BatchNorm", "BatchNorm + noise"))
+    average = {r.label: sum(r.movement) / len(r.movement) for r in result.runs}
+    assert average["BatchNorm + noise"] > 5 * max(average["no norm"], average["BatchNorm"])
+    assert noisy.run.accuracies[-1] > plain.run.accuracies[-1] + 0.05
+    assert plain.input_mean.shape == (100, 128) and len(plain.movement) == 99
+    expected = ((plain.input_mean[1:] - plain.input_mean[:-1]).abs()
+                + (plain.input_std[1:] - plain.input_std[:-1]).abs()).mean(dim=1)
+    np.testing.assert_allclose(plain.movement, expected.numpy(), rtol=1e-6)
+    # the clean runs are the sweep's runs: recording statistics does not change training
+    assert batch.run == wt.train_mlp(digits, "batch", 0.1, steps=100)
+    with pytest.raises(ValueError, match=r"no run with label='noise'; there are \(label\) = \[\('no norm',\), "):
+        result.get("noise")
+    with pytest.raises(ValueError, match=r"watched_layer must be a Linear layer after the first, 1..3; got 0"):
+        wt.covariate_shift_test(digits, steps=2, watched_layer=0)
+
+
+def test_plot_layer_input_drift_draws_the_watched_unit(digits):
+    result = wt.covariate_shift_test(digits, steps=20)
+    fig = plots.plot_layer_input_drift(result, unit=3)
+    for ax, run in zip(fig.axes, result.runs):
+        np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), run.input_mean[:, 3].numpy())
+        assert ax.get_title().startswith(run.label)
+    assert fig.axes[0].get_ylabel() == "input to Linear layer 3, unit 3"
+
+
+def test_gradient_ray_first_order_and_leaves_the_model_alone(digits):
+    model = why.build_mlp(64, [32], 10, "batch")
+    before = copy.deepcopy(model.state_dict())
+    x, y = digits.x_train[:64], digits.y_train[:64]
+    ray = wt.gradient_ray(model, x, y, step_sizes=(1e-4, 1.0))
+    # L(w - eta g) ~ L(w) - eta ||g||^2 for a small eta
+    predicted = ray.loss - 1e-4 * ray.gradient_norm ** 2
+    assert ray.losses[0] == pytest.approx(predicted, rel=1e-4)
+    assert ray.gradient_change[0] < 0.01
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_best_ratio():
+    ray = wt.GradientRay(0, 2.0, 1.0, [0.1, 1.0, 10.0], [1.8, 1.6, 3.0], [0.0] * 3)
+    assert ray.best_ratio() == pytest.approx(0.8)
+
+
+def test_loss_along_gradient_batchnorm_tolerates_longer_steps(digits):
+    result = wt.loss_along_gradient(digits)
+    assert result == wt.loss_along_gradient(digits)
+    plain, batch = result.get(None), result.get("batch")
+    assert [ray.step for ray in plain.rays] == list(range(10, 200, 10))
+    # one step along BN's gradient removes about two thirds of the loss, along the plain net's a fifth
+    assert batch.median_best_ratio() < 0.4 < 0.75 < plain.median_best_ratio()
+    # a step of 1 (10x the training lr) still lowers BN's loss and raises the plain net's
+    assert batch.median_loss_ratio(1.0) < 1 < plain.median_loss_ratio(1.0)
+    assert plain.median_loss_ratio(10.0) > 3 * batch.median_loss_ratio(10.0)
+    # once the plain net has left its plateau, a step of 10 hurts it more at every checkpoint
+    late = [(p, b) for p, b in zip(plain.rays, batch.rays) if p.step >= 60]
+    assert all(p.losses[-1] / p.loss > b.losses[-1] / b.loss for p, b in late)
+    # the gradient-change signal: larger for BN at the training step size, smaller from 0.3 on
+    assert batch.median_gradient_change(0.1) > plain.median_gradient_change(0.1)
+    for eta in (0.3, 1.0, 3.0, 10.0):
+        assert batch.median_gradient_change(eta) < plain.median_gradient_change(eta)
+    assert plain.run == wt.train_mlp(digits, None, 0.1)  # probing does not change training
+
+
+def test_smoothness_run_lookups_and_medians():
+    rays = [wt.GradientRay(step, 2.0, 1.0, [0.1, 1.0], [1.0, 3.0], [0.2, 0.4 + step]) for step in (10, 20, 30)]
+    run = wt.SmoothnessRun(None, wt.TrainingRun(None, 0.1, [], [0], [0.1], False), rays)
+    assert run.ray_at(20) is rays[1] and run.median_best_ratio() == 0.5
+    assert run.median_loss_ratio(1.0) == 1.5 and run.median_gradient_change(1.0) == pytest.approx(20.4)
+    with pytest.raises(ValueError, match=r"no ray with step=5; there are \(step\) = \[\(10,\), \(20,\), \(30,\)\]"):
+        run.ray_at(5)
+    with pytest.raises(ValueError, match=r"step size 0.3 is not on the grid \[0.1, 1.0\]"):
+        run.median_loss_ratio(0.3)
+
+
+def test_plot_loss_along_gradient_draws_the_ratios(digits):
+    result = wt.loss_along_gradient(digits, steps=30, checkpoints=(0, 10, 20))
+    fig = plots.plot_loss_along_gradient(result, steps=(0, 20))
+    for ax, run in zip(fig.axes, result.runs):
+        drawn = lines(ax)
+        assert len(drawn) == 2
+        for line, ray in zip(drawn, (run.ray_at(0), run.ray_at(20))):
+            np.testing.assert_allclose(line.get_ydata(), np.array(ray.losses) / ray.loss)
+            np.testing.assert_array_equal(line.get_xdata(), ray.step_sizes)
+            assert line.get_label() == f"at step {ray.step} (loss {ray.loss:.3f})"
+        assert ax.get_xscale() == "log" and ax.get_title() == wt.NORM_LABELS[run.norm]
+    with pytest.raises(ValueError, match=r"no run with norm='layer'; there are \(norm\) = \[\(None,\), \('batch',\)\]"):
+        result.get("layer")
+
+
+# ---- §6 input standardization ------------------------------------------------------------------
+
+def test_channel_statistics():
+    images = load_sample_batch(size=32)
+    stats = why.channel_statistics(images)
+    np.testing.assert_allclose(stats.mean, images.mean(dim=(0, 2, 3)).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(stats.std, images.std(dim=(0, 2, 3), correction=0).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(stats.standardized_mean, [0, 0, 0], atol=1e-5)
+    np.testing.assert_allclose(stats.standardized_std, [1, 1, 1], atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected an \(N, C, H, W\) image batch; got shape \(3, 32, 48\)"):
+        why.channel_statistics(images[0])
+
+
+def test_plot_channel_histograms_draws_each_channel():
+    stats = why.channel_statistics(load_sample_batch(size=32))
+    fig = plots.plot_channel_histograms(stats)
+    for ax, images in zip(fig.axes, (stats.images, stats.standardized)):
+        for c, patch in enumerate(ax.patches):
+            counts, _ = np.histogram(images[:, c].flatten().numpy(), bins=50)
+            np.testing.assert_allclose(step_heights(patch, len(counts)), counts)
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["R", "G", "B"]
+    assert fig.axes[1].get_xlabel() == "standardized value (channel std units)"
+
+
+def test_batchnorm_as_standardizer():
+    wine = load_wine_data().x
+    result = why.batchnorm_as_standardizer(wine, batch_size=16)
+    x = wine.double()
+    only_eps = (x - x.mean(0)) / x.std(0, correction=0) - (x - x.mean(0)) / (x.var(0, correction=0) + 1e-5).sqrt()
+    assert result.full_batch_difference == pytest.approx(only_eps.abs().max().item(), rel=1e-6)
+    assert result.full_batch_difference < 1e-3  # only eps separates BN from standardization
+    assert result.mini_batch_difference > 0.1  # a batch's statistics are not the data set's
+    assert result == why.batchnorm_as_standardizer(wine, batch_size=16)
+    with pytest.raises(ValueError, match=r"batch_size must be between 2 and N=178; got 1"):
+        why.batchnorm_as_standardizer(wine, batch_size=1)
+
+
+# ---- explorers -----------------------------------------------------------------------------------
+
+def test_saturation_explorer_redraws_for_new_scales(digits):
+    explorer = make_saturation_explorer(digits)
+    assert explorer.result[0].input_scale == 10.0
+    explorer.controls["input_scale"].value = 0.1
+    assert explorer.redraws == 2 and [p.input_scale for p in explorer.result] == [0.1] * 3
+    sat_ax = explorer.figure.axes[0]
+    np.testing.assert_allclose(sat_ax.get_lines()[0].get_ydata(), 100 * np.array(explorer.result[0].saturated))
+    assert max(explorer.result[0].saturated) < 0.01
+    assert explorer.figure.get_suptitle() == "tanh MLP, inputs ×0.1, weight gain 1"
+    explorer.controls["init_gain"].value = 3.0  # large weights saturate the deeper layers
+    assert explorer.result[0].init_gain == 3.0 and explorer.result[0].saturated[-1] > 0.3
+    np.testing.assert_allclose(explorer.figure.axes[1].get_lines()[0].get_ydata(),
+                               explorer.result[0].mean_derivative)
+
+
+def test_learning_rate_explorer_shows_the_chosen_runs(small_sweep):
+    explorer = make_learning_rate_explorer(small_sweep)
+    assert [r.learning_rate for r in explorer.result] == [3.0, 3.0]
+    explorer.controls["learning_rate"].value = 0.1
+    assert explorer.result == small_sweep.runs_at(0.1)
+    left, right = explorer.figure.axes
+    np.testing.assert_array_equal(left.get_lines()[1].get_ydata(), small_sweep.run(0.1, "batch").losses)
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["no norm, lr = 0.1", "BatchNorm, lr = 0.1"]
