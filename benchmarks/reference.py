@@ -69,28 +69,25 @@ CASES: tuple[Case, ...] = (
 # Why normlab is slower, per norm, from torch.profiler runs of these cases (the harness
 # prints the measured top ops beside each case over budget). torch runs each norm as one
 # fused kernel forward and one backward; normlab runs the formula op by op, each op a full
-# pass over the input whose result autograd keeps. In every norm with a mean, about half of
-# normlab's time is the backward of two lines: (x - mean) ** 2 (PowBackward0) and the
-# division by the broadcast std (DivBackward0: neg, mul, div and a sum over the reduced dims).
+# pass over the input whose result autograd keeps. In every norm with a mean, most of
+# normlab's backward time is MulBackward0 of centered * centered and centered * rsqrt(var + eps).
 EXPLANATIONS = {
-    "batch_norm": "x - mean (computed twice), (x - mean)**2, mean, sqrt, divide, affine: each a full pass, "
-                  "about half the time in Pow/Div backward; torch: one native_batch_norm kernel each way",
-    "layer_norm": "the same op-by-op formula (about half of it in Pow/Div backward) against torch's fused "
-                  "native_layer_norm, one pass per row each way; the per-element affine adds 5 passes",
-    "group_norm": "reshape to (N, G, -1), then the same op-by-op formula (about half in Pow/Div backward); "
-                  "torch: one native_group_norm kernel each way",
-    "instance_norm": "the same op-by-op formula over (H, W) (about half in Pow/Div backward); torch "
-                     "reshapes to (1, N*C, H, W) and calls its fused batch_norm kernel",
+    "batch_norm": "sum / n, x - mean, centered * centered, sum / n, rsqrt, multiply, affine: each a full pass, "
+                  "most of the backward in MulBackward0; torch: one native_batch_norm kernel each way",
+    "layer_norm": "the same op-by-op formula (most of its backward in MulBackward0) against torch's fused "
+                  "native_layer_norm, one pass per row each way; the per-element affine adds 4 passes",
+    "group_norm": "reshape to (N, G, -1), then the same op-by-op formula; torch: one native_group_norm kernel "
+                  "each way",
+    "instance_norm": "the same op-by-op formula over (H, W); torch reshapes to (1, N*C, H, W) and calls its "
+                     "fused batch_norm kernel",
     "rms_norm": "x**2, mean, add eps, sqrt, divide, multiply; torch's CPU rms_norm is built from similar "
                 "ops, hence a ratio near 1",
 }
 
 
-# A readable change that removes most of the Pow/Div backward cost (measured for the issue-8
-# report, not applied: normlab/functional.py is the lead's to change).
-SUGGESTION = ("compute centered = x - mean once, var = (centered * centered).mean(dims, keepdim=True), "
-              "y = centered * torch.rsqrt(var + eps) (multiply, not divide); optionally sum(dims) / n "
-              "instead of mean, whose backward divides a full-size tensor")
+# What is left to try when a case is over budget (plain tensor ops only).
+SUGGESTION = ("a hand-written backward (torch.autograd.Function with the closed-form gradient of notebook 05) "
+              "would fuse the backward's passes; plain tensor ops cannot fuse the forward")
 
 
 def make_tensors(case: Case, seed: int = 0) -> Tensors:
