@@ -48,6 +48,19 @@ def as64(*tensors):
     return [None if t is None else t.double().clone() for t in tensors]
 
 
+def step_agrees(name, x, ours, theirs, weight, bias, use_batch_stats, momentum, eps, condition):
+    """One call of normlab's and torch's ``name`` (batch_norm or instance_norm) on the same input:
+    outputs agree, and so do the running buffers each side updated in place."""
+    truths = as64(*theirs)
+    y = getattr(F, name)(x, *ours, weight, bias, use_batch_stats, momentum, eps)
+    expected = getattr(TF, name)(x, *theirs, weight, bias, use_batch_stats, momentum, eps)
+    truth = getattr(TF, name)(x.double(), *truths, *as64(weight, bias), use_batch_stats, momentum, eps)
+    agree(y, expected, truth, condition)
+    for a, b, t in zip(ours, theirs, truths):
+        if a is not None:
+            agree(a, b, t, condition)
+
+
 @st.composite
 def channel_inputs(draw, min_values_per_channel: int = 2):
     """An (N, C, *spatial) tensor with 0-3 spatial dims, at least 2 values per channel."""
@@ -108,15 +121,8 @@ def test_batch_norm_matches_torch(data, inp, training, momentum, eps, steps, wit
             F.batch_norm(x, *ours, weight, bias, training, momentum, eps)
         return
     for step in range(steps):  # a sequence of steps: the running buffers must agree after each
-        xs = x * (step + 1) + step
-        truths = as64(*theirs)
-        y = F.batch_norm(xs, *ours, weight, bias, training, momentum, eps)
-        expected = TF.batch_norm(xs, *theirs, weight, bias, training, momentum, eps)
-        truth = TF.batch_norm(xs.double(), *truths, *as64(weight, bias), training, momentum, eps)
-        agree(y, expected, truth, condition)
-        for a, b, t in zip(ours, theirs, truths):
-            if a is not None:
-                agree(a, b, t, condition)
+        step_agrees("batch_norm", x * (step + 1) + step, ours, theirs, weight, bias, training, momentum, eps,
+                    condition)
 
 
 @SETTINGS
@@ -157,14 +163,7 @@ def test_instance_norm_matches_torch(data, inp, use_input_stats, momentum, with_
         rm = rv = None
     ours = [None if t is None else t.clone() for t in (rm, rv)]
     theirs = [None if t is None else t.clone() for t in (rm, rv)]
-    truths = as64(*theirs)
-    y = F.instance_norm(x, *ours, weight, bias, use_input_stats, momentum, eps)
-    expected = TF.instance_norm(x, *theirs, weight, bias, use_input_stats, momentum, eps)
-    truth = TF.instance_norm(x.double(), *truths, *as64(weight, bias), use_input_stats, momentum, eps)
-    agree(y, expected, truth, condition)
-    for a, b, t in zip(ours, theirs, truths):
-        if a is not None:
-            agree(a, b, t, condition)
+    step_agrees("instance_norm", x, ours, theirs, weight, bias, use_input_stats, momentum, eps, condition)
 
 
 @SETTINGS
