@@ -109,8 +109,8 @@ def _widget_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
         note = ex["error"]
         if not note:
             split = ex["stages_ms"]
-            note = (f"p50 {ex['p50_ms']:.0f} ms, n={ex['n']}; one redraw = compute {split['compute']:.0f} "
-                    f"+ draw {split['draw']:.0f} + png {split['png']:.0f} ms")
+            note = (f"p50 {ex['p50_ms']:.0f} ms, n={ex['n']}; one redraw ({ex['redraw']}) = compute "
+                    f"{split['compute']:.0f} + draw {split['draw']:.0f} + png {split['png']:.0f} ms")
         rows.append(row(f"widget {ex['name']} p95", ex["p95_ms"], "ms", WIDGET_P95, note=note))
     if not section["explorers"]:
         rows.append(row("widgets: no make_*_explorer found", None, "ms", None, note=section.get("note", "")))

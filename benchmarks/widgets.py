@@ -3,18 +3,14 @@
 Every explorer factory (a function ``make_<something>_explorer`` in a module under
 ``normlab.widgets``) is found by name, built, then driven by seeded random interactions:
 one control at a time is set to a new valid value. One interaction is timed from the
-assignment to the control until the new ``explorer.figure`` exists AND is encoded as
-PNG, because a PNG is what the browser receives. In a Jupyter kernel after
-``normlab.setup_notebook()`` the explorer's ``display(figure)`` already runs the inline
-backend's PNG formatter inside the assignment; anywhere else the harness renders the
-PNG itself (``savefig`` to memory, as the inline backend does).
+assignment to the control until it returns: by then the explorer has recomputed,
+redrawn, encoded the PNG the browser receives and sent it to its Output widget.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import io
 import json
 import pkgutil
 import random
@@ -31,7 +27,6 @@ from ipywidgets.widgets.widget_bool import _Bool
 from ipywidgets.widgets.widget_float import _BoundedFloat, _BoundedFloatRange, _BoundedLogFloat
 from ipywidgets.widgets.widget_int import _BoundedInt, _BoundedIntRange
 from ipywidgets.widgets.widget_selection import _MultipleSelection, _Selection
-from matplotlib.figure import Figure
 
 from benchmarks.budgets import percentile
 
@@ -164,40 +159,18 @@ def random_interactions(controls: Mapping[str, widgets.Widget], n: int, seed: in
 
 # ---------------------------------------------------------------- measurement
 
-def kernel_renders_png(figure: Figure) -> bool:
-    """True inside a Jupyter kernel whose display formatter turns a Figure into PNG (inline backend)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    if shell is None or not hasattr(shell, "kernel"):
-        return False
-    try:
-        shell.display_formatter.formatters["image/png"].lookup(figure)
-    except KeyError:
-        return False
-    return True
-
-
-def png_bytes(figure: Figure) -> bytes:
-    """The figure as PNG, as the inline backend encodes it (bbox_inches='tight')."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    return buffer.getvalue()
-
-
 def stage_times_ms(explorer: Any, repeats: int = 5) -> dict[str, float]:
     """Where one interaction's time goes, at the controls' current values: median ms of
-    ``compute``, ``draw`` and PNG encoding, each timed alone."""
+    ``compute``, ``draw`` (a new figure, or the explorer's in-place update) and ``png``
+    (encoding what the browser receives), each timed alone."""
     stages: dict[str, list[float]] = {"compute": [], "draw": [], "png": []}
     for _ in range(repeats):
         start = time.perf_counter()
         result = explorer.compute(**explorer.values())
         drawn = time.perf_counter()
-        figure = explorer.draw(result)
+        changed = explorer.render(result)
         encoded = time.perf_counter()
-        png_bytes(figure)
+        explorer.encode_png(changed)
         end = time.perf_counter()
         for name, seconds in (("compute", drawn - start), ("draw", encoded - drawn), ("png", end - encoded)):
             stages[name].append(seconds * 1000)
@@ -206,25 +179,27 @@ def stage_times_ms(explorer: Any, repeats: int = 5) -> dict[str, float]:
 
 def measure_explorer(factory: Callable, n: int, seed: int | str) -> dict[str, Any]:
     """Build one explorer and time ``n`` random interactions (ms): build, p50, p95, max, and
-    the compute/draw/png split of one interaction."""
+    the compute/draw/png split of one interaction.
+
+    An interaction is the assignment to a control: the explorer's observer recomputes,
+    redraws, encodes its PNG and sends it to the Output widget before the assignment returns.
+    """
     start = time.perf_counter()
     explorer = factory()
     build_ms = (time.perf_counter() - start) * 1000
-    render_in_display = kernel_renders_png(explorer.figure)
     times_ms = []
     for step in random_interactions(explorer.controls, n, seed):
-        before = explorer.figure
+        before = explorer.redraws
         start = time.perf_counter()
         setattr(explorer.controls[step.control], step.attribute, step.value)
-        if not render_in_display:
-            png_bytes(explorer.figure)
         times_ms.append((time.perf_counter() - start) * 1000)
-        if explorer.figure is before:
-            raise RuntimeError(f"setting {step.control}.{step.attribute}={step.value!r} did not draw a new figure.")
+        if explorer.redraws != before + 1:
+            raise RuntimeError(f"setting {step.control}.{step.attribute}={step.value!r} did not redraw once "
+                               f"({explorer.redraws - before} redraws).")
     return {
         "build_ms": round(build_ms, 1), "n": len(times_ms), "p50_ms": round(percentile(times_ms, 50), 1),
         "p95_ms": round(percentile(times_ms, 95), 1), "max_ms": round(max(times_ms), 1),
-        "png": "kernel inline display formatter" if render_in_display else "savefig to memory",
+        "redraw": "whole figure" if explorer.update is None else "blitted",
         "stages_ms": stage_times_ms(explorer),
     }
 
@@ -232,7 +207,7 @@ def measure_explorer(factory: Callable, n: int, seed: int | str) -> dict[str, An
 def _explorer_entry(name: str, error: str | None = None) -> dict[str, Any]:
     """One explorer's row of the widgets section, before (or instead of) measuring it."""
     return {"name": name.removeprefix("normlab.widgets."), "error": error if error is None else error[:200],
-            "build_ms": None, "n": 0, "p50_ms": None, "p95_ms": None, "max_ms": None, "png": None,
+            "build_ms": None, "n": 0, "p50_ms": None, "p95_ms": None, "max_ms": None, "redraw": None,
             "stages_ms": None}
 
 

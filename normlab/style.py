@@ -20,7 +20,11 @@ STYLE = {
     "axes.prop_cycle": cycler(color=OKABE_ITO),
     "axes.grid": True,
     "grid.alpha": 0.3,
+    "axes.axisbelow": True,  # grid and ticks under the data (and an explorer can redraw data alone)
     "axes.titlesize": 11,
+    # A fixed title height: matplotlib otherwise measures every tick label at each draw
+    # to move the title above them (no plot here has ticks on top).
+    "axes.titley": 1.0,
     "axes.labelsize": 10,
     "legend.fontsize": 9,
     "image.cmap": "viridis",

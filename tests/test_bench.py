@@ -79,7 +79,7 @@ def notebook_section(first_s: float = 31.0, failed: bool = False) -> dict:
 
 def widget_section(p95: float = 149.0) -> dict:
     ok = {"name": "why.make_lr_explorer", "error": None, "build_ms": 200.0, "n": 30, "p50_ms": 90.0, "p95_ms": p95,
-          "max_ms": 160.0, "png": "kernel inline display formatter",
+          "max_ms": 160.0, "redraw": "blitted",
           "stages_ms": {"compute": 5.0, "draw": 30.0, "png": 55.0}}
     broken = bench_widgets._explorer_entry("normlab.widgets.half_written", "import failed: SyntaxError: x")
     return {"interactions": 30, "seed": 0, "explorers": [ok, broken]}
@@ -121,7 +121,7 @@ def test_budget_rows_give_each_figure_its_budget_and_verdict():
     assert rows["notebook floor (imports only)"]["verdict"] == "-"
     widget = rows["widget why.make_lr_explorer p95"]
     assert widget["verdict"] == "PASS" and widget["budget"] == "< 150 ms"
-    assert widget["note"] == "p50 90 ms, n=30; one redraw = compute 5 + draw 30 + png 55 ms"
+    assert widget["note"] == "p50 90 ms, n=30; one redraw (blitted) = compute 5 + draw 30 + png 55 ms"
     assert rows["widget half_written p95"]["verdict"] == "ERROR"
     assert rows["widget half_written p95"]["note"] == "import failed: SyntaxError: x"
     ref = rows["reference layer_norm text (32, 128, 256)"]
@@ -343,31 +343,36 @@ def test_random_interactions_are_seeded():
     assert len(first) == 25 and len({s.control for s in first}) > 5  # many controls are visited
 
 
-def simple_explorer(same_figure: bool = False) -> Explorer:
-    fig_once, _ = new_figure()
-
+def simple_explorer(redraws: bool = True, blitted: bool = False) -> Explorer:
     def draw(value: float):
-        if same_figure:
-            return fig_once
         fig, ax = new_figure()
         ax.plot([0, 1], [0, value])
+        ax.set_ylim(0, 2)
         return fig
 
-    return Explorer({"a": widgets.FloatSlider(value=0.5, min=0, max=1, step=0.1)},
-                    compute=lambda a: a * 2, draw=draw)
+    def update(fig, value: float):
+        line = fig.axes[0].lines[0]
+        line.set_ydata([0, value])
+        return [line]
+
+    explorer = Explorer({"a": widgets.FloatSlider(value=0.5, min=0, max=1, step=0.1)},
+                        compute=lambda a: a * 2, draw=draw, update=update if blitted else None)
+    if not redraws:
+        explorer.controls["a"].unobserve(explorer._on_change, names="value")
+    return explorer
 
 
-def test_measure_explorer_counts_interactions_and_renders_png_outside_a_kernel():
-    out = bench_widgets.measure_explorer(simple_explorer, n=3, seed=0)
-    assert out["n"] == 3 and out["png"] == "savefig to memory"
+@pytest.mark.parametrize("blitted", [False, True])
+def test_measure_explorer_counts_interactions_and_splits_one_redraw(blitted):
+    out = bench_widgets.measure_explorer(lambda: simple_explorer(blitted=blitted), n=3, seed=0)
+    assert out["n"] == 3 and out["redraw"] == ("blitted" if blitted else "whole figure")
     assert out["p50_ms"] <= out["p95_ms"] <= out["max_ms"]
     assert set(out["stages_ms"]) == {"compute", "draw", "png"}
-    assert bench_widgets.png_bytes(simple_explorer().figure)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_measure_explorer_rejects_an_explorer_that_does_not_redraw():
-    with pytest.raises(RuntimeError, match=r"setting a.value=.* did not draw a new figure"):
-        bench_widgets.measure_explorer(lambda: simple_explorer(same_figure=True), n=3, seed=0)
+    with pytest.raises(RuntimeError, match=r"setting a.value=.* did not redraw once \(0 redraws\)"):
+        bench_widgets.measure_explorer(lambda: simple_explorer(redraws=False), n=3, seed=0)
 
 
 def test_kernel_output_is_parsed_from_the_marker_line():

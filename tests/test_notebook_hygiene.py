@@ -61,6 +61,14 @@ def test_no_error_outputs_except_where_tagged(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_warnings_or_other_stderr_outputs(path):
+    """A warning on the page (a deprecation, a layout that failed) is a defect a learner would see."""
+    for cell in code_cells(load(path)):
+        stderr = [o for o in cell["outputs"] if o["output_type"] == "stream" and o["name"] == "stderr"]
+        assert not stderr, f"{path.name}: stderr {''.join(stderr[0]['text'])[:120]!r} in {''.join(cell['source'])[:80]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_no_local_paths_or_user_names_in_outputs(path):
     for cell in code_cells(load(path)):
         for output in cell["outputs"]:
@@ -93,9 +101,12 @@ def test_hygiene_check_catches_a_bad_notebook(tmp_path):
     cells = code_cells(nb)
     cells[0]["execution_count"] = None
     cells[-1]["outputs"].append({"output_type": "stream", "name": "stdout", "text": "/home/alice/x.csv\n"})
+    cells[-1]["outputs"].append({"output_type": "stream", "name": "stderr", "text": "UserWarning: layout failed\n"})
     bad = tmp_path / "bad.ipynb"
     bad.write_text(json.dumps(nb))
     with pytest.raises(AssertionError, match="without stored outputs"):
         test_every_code_cell_was_executed_in_order(bad)
     with pytest.raises(AssertionError, match="local path"):
         test_no_local_paths_or_user_names_in_outputs(bad)
+    with pytest.raises(AssertionError, match="stderr 'UserWarning: layout failed"):
+        test_no_warnings_or_other_stderr_outputs(bad)

@@ -415,23 +415,37 @@ def test_sweep_lookup_and_table(small_sweep):
     assert f"not in 60 (final {final:.1%})" in table[2]
 
 
+def loss_lines(ax) -> list:
+    """The loss curves of a loss panel (each run also has an "x" line marking where it diverged)."""
+    return [line for line in ax.get_lines() if line.get_marker() != "x"]
+
+
+def crosses(ax) -> list:
+    """The divergence marks actually shown (a run that did not diverge has a hidden, empty "x" line)."""
+    return [line for line in ax.get_lines() if line.get_marker() == "x" and line.get_visible()
+            and len(line.get_xdata())]
+
+
 def test_plot_learning_rate_sweep_draws_every_run(small_sweep):
     fig = plots.plot_learning_rate_sweep(small_sweep)
     for ax, norm in zip(fig.axes, small_sweep.norms):
-        loss_lines = [line for line in ax.get_lines() if line.get_marker() != "x"]
-        for line, lr in zip(loss_lines, small_sweep.learning_rates):
+        lines = loss_lines(ax)
+        assert len(lines) == len(small_sweep.learning_rates)
+        for line, lr in zip(lines, small_sweep.learning_rates):
             np.testing.assert_array_equal(line.get_ydata(), small_sweep.run(lr, norm).losses)
         assert ax.get_title() == wt.NORM_LABELS[norm] and ax.get_yscale() == "log"
-    crosses = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
-    assert len(crosses) == 1 and crosses[0].get_xdata()[0] == len(small_sweep.run(3.0, None).losses) - 1
+    shown = crosses(fig.axes[0])
+    assert len(shown) == 1 and shown[0].get_xdata()[0] == len(small_sweep.run(3.0, None).losses) - 1
+    assert crosses(fig.axes[1]) == []
     assert "lr = 3 (diverged)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
 
 
 def test_plot_training_runs_draws_loss_and_accuracy(small_sweep):
     runs = small_sweep.runs_at(0.1)
     left, right = plots.plot_training_runs(runs).axes
+    assert len(loss_lines(left)) == len(runs) and crosses(left) == []
     for i, run in enumerate(runs):
-        np.testing.assert_array_equal(left.get_lines()[i].get_ydata(), run.losses)
+        np.testing.assert_array_equal(loss_lines(left)[i].get_ydata(), run.losses)
         np.testing.assert_allclose(right.get_lines()[i].get_ydata(), 100 * np.array(run.accuracies))
         np.testing.assert_array_equal(right.get_lines()[i].get_xdata(), run.eval_steps)
     assert [t.get_text() for t in right.get_legend().get_texts()] == ["no norm, lr = 0.1", "BatchNorm, lr = 0.1"]
@@ -603,5 +617,6 @@ def test_learning_rate_explorer_shows_the_chosen_runs(small_sweep):
     explorer.controls["learning_rate"].value = 0.1
     assert explorer.result == small_sweep.runs_at(0.1)
     left, right = explorer.figure.axes
-    np.testing.assert_array_equal(left.get_lines()[1].get_ydata(), small_sweep.run(0.1, "batch").losses)
+    np.testing.assert_array_equal(loss_lines(left)[1].get_ydata(), small_sweep.run(0.1, "batch").losses)
+    assert crosses(left) == []  # the lr-3 mark of the plain network is gone
     assert [t.get_text() for t in left.get_legend().get_texts()] == ["no norm, lr = 0.1", "BatchNorm, lr = 0.1"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
@@ -28,8 +30,12 @@ def _batch_size_axis(ax, sizes: list[int], label: str) -> None:
     ax.set_xlabel(label)
 
 
+def true_mean_label(true_mean: float) -> str:
+    return f"true mean ({true_mean:g})"
+
+
 def _true_mean_line(ax, true_mean: float) -> None:
-    ax.axhline(true_mean, color=OKABE_ITO[7], linestyle="--", linewidth=1, label=f"true mean ({true_mean:g})")
+    ax.axhline(true_mean, color=OKABE_ITO[7], linestyle="--", linewidth=1, label=true_mean_label(true_mean))
 
 
 def plot_momentum_rules(result: RunningMeanComparison) -> Figure:
@@ -84,18 +90,13 @@ def plot_running_stats_run(run: RunningStatsRun) -> Figure:
     Fixed axes, so that moving the widget's sliders moves the lines, not the axes.
     """
     fig, (left, right) = new_figure(1, 2, figsize=(10, 3.8))
-    steps = range(1, len(run.batch_means) + 1)
-    left.plot(steps, run.batch_means.numpy(), **BATCH_MEAN_STYLE)
-    left.plot(steps, run.running_mean.numpy(), color=OKABE_ITO[0], linewidth=2, label="running_mean")
+    left.plot([], [], **BATCH_MEAN_STYLE)
+    left.plot([], [], color=OKABE_ITO[0], linewidth=2, label="running_mean")
     _true_mean_line(left, run.true_mean)
-    left.set(title=f"Running mean, momentum={run.momentum:g}, batch size {run.batch_size}",
-             xlabel="training step", ylabel="mean (data units)", ylim=(-2, 8))
+    left.set(xlabel="training step", ylabel="mean (data units)", ylim=(-2, 8))
     left.legend(loc="lower right")
-    tail = max(len(steps) // 4, 1)
-    right.plot(steps, run.gap_running.numpy(), color=OKABE_ITO[3], linewidth=1.5,
-               label=f"eval with running stats (last {tail}: {run.gap_running[-tail:].mean().item():.3f})")
-    right.plot(steps, run.gap_true.numpy(), color=OKABE_ITO[2], linewidth=1, alpha=0.8,
-               label=f"eval with true stats (last {tail}: {run.gap_true[-tail:].mean().item():.3f})")
+    right.plot([], [], color=OKABE_ITO[3], linewidth=1.5, label="eval with running stats")
+    right.plot([], [], color=OKABE_ITO[2], linewidth=1, alpha=0.8, label="eval with true stats")
     right.set_yscale("log")
     # Few, plain ticks: log axes otherwise create dozens of minor ticks and slow every redraw.
     right.yaxis.set_major_locator(FixedLocator(GAP_TICKS))
@@ -104,8 +105,29 @@ def plot_running_stats_run(run: RunningStatsRun) -> Figure:
     right.set(title="Train/eval gap on each new batch", xlabel="training step",
               ylabel="RMS(train − eval output), output units", ylim=(GAP_TICKS[0], GAP_TICKS[-1]))
     right.legend(loc="upper right")
+    update_running_stats_run(fig, run)
+    return fig
+
+
+def update_running_stats_run(fig: Figure, run: RunningStatsRun) -> list[Artist]:
+    """Put ``run`` on a figure made by :func:`plot_running_stats_run`; returns the artists it changed."""
+    left, right = fig.axes
+    steps = np.arange(1, len(run.batch_means) + 1)
+    batch_means, running_mean, true_mean = left.lines
+    batch_means.set_data(steps, run.batch_means.numpy())
+    running_mean.set_data(steps, run.running_mean.numpy())
+    true_mean.set_ydata([run.true_mean, run.true_mean])
+    left.get_legend().get_texts()[2].set_text(true_mean_label(run.true_mean))
+    left.set_title(f"Running mean, momentum={run.momentum:g}, batch size {run.batch_size}")
+    tail = max(len(steps) // 4, 1)
+    gaps = {"running": run.gap_running, "true": run.gap_true}
+    for line, text, (name, gap) in zip(right.lines, right.get_legend().get_texts(), gaps.items()):
+        line.set_data(steps, gap.numpy())
+        text.set_text(f"eval with {name} stats (last {tail}: {gap[-tail:].mean().item():.3f})")
     step_ticks = [round(len(steps) * k / 3) for k in range(4)]  # fixed, few: cheaper to redraw
     for ax in (left, right):
         ax.set_xticks(step_ticks)
         ax.xaxis.set_minor_locator(NullLocator())
-    return fig
+        ax.relim()
+        ax.autoscale_view()  # x only: the y limits are fixed
+    return [*left.lines, left.get_legend(), left.title, *right.lines, right.get_legend()]

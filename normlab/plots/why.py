@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
@@ -132,20 +133,26 @@ def plot_activation_histograms(profiles: Sequence[LayerProfile], bins: int = 40)
     return fig
 
 
+def layer_statistic(profile: LayerProfile, quantity: str) -> np.ndarray:
+    """One LayerProfile field per hidden layer, in the units its axis shows (percent for "saturated")."""
+    if quantity not in QUANTITIES:
+        raise ValueError(f"unknown quantity {quantity!r}; expected one of {tuple(QUANTITIES)}.")
+    return QUANTITIES[quantity][2] * np.array(getattr(profile, quantity))
+
+
 def plot_layer_statistics(profiles: Sequence[LayerProfile],
                           quantities: Sequence[str] = ("activation_std", "gradient_std"),
                           labels: Sequence[str] | None = None, title: str = "") -> Figure:
     """One panel per quantity (a LayerProfile field), one line per profile, against the layer index (§2, §3)."""
     for quantity in quantities:
-        if quantity not in QUANTITIES:
-            raise ValueError(f"unknown quantity {quantity!r}; expected one of {tuple(QUANTITIES)}.")
+        layer_statistic(profiles[0], quantity)  # unknown names fail here, before any drawing
     labels = labels or [NORM_LABELS[p.norm] for p in profiles]
     one_per_norm = len({p.norm for p in profiles}) == len(profiles)
     colors = [NORM_COLORS[p.norm] if one_per_norm else OKABE_ITO[i % len(OKABE_ITO)] for i, p in enumerate(profiles)]
     fig, axes = new_figure(1, len(quantities), figsize=(4.6 * len(quantities), 3.8), squeeze=False)
     for ax, quantity in zip(axes[0], quantities):
-        name, scale, factor, limits = QUANTITIES[quantity]
-        values = [factor * np.array(getattr(profile, quantity)) for profile in profiles]
+        name, scale, _, limits = QUANTITIES[quantity]
+        values = [layer_statistic(profile, quantity) for profile in profiles]
         for profile_values, label, color in zip(values, labels, colors):
             ax.plot(np.arange(1, len(profile_values) + 1), profile_values, "o-", markersize=4, label=label,
                     color=color)
@@ -163,24 +170,50 @@ def plot_layer_statistics(profiles: Sequence[LayerProfile],
     return fig
 
 
-def plot_saturation(profiles: Sequence[LayerProfile]) -> Figure:
-    """Saturated % and mean derivative per layer, one line per norm (§2; the saturation explorer's figure)."""
+SATURATION_QUANTITIES = ("saturated", "mean_derivative")  # both on fixed axes: the explorer only moves lines
+
+
+def saturation_title(profiles: Sequence[LayerProfile]) -> str:
+    """The settings the saturation figure shows, e.g. 'tanh MLP, inputs ×10, weight gain 1'."""
     first = profiles[0]
     gain = "PyTorch default" if first.init_gain is None else f"{first.init_gain:g}"
-    return plot_layer_statistics(profiles, ("saturated", "mean_derivative"),
-                                 title=f"{first.activation} MLP, inputs ×{first.input_scale:g}, weight gain {gain}")
+    return f"{first.activation} MLP, inputs ×{first.input_scale:g}, weight gain {gain}"
+
+
+def plot_saturation(profiles: Sequence[LayerProfile]) -> Figure:
+    """Saturated % and mean derivative per layer, one line per norm (§2; the saturation explorer's figure)."""
+    return plot_layer_statistics(profiles, SATURATION_QUANTITIES, title=saturation_title(profiles))
+
+
+def update_saturation(fig: Figure, profiles: Sequence[LayerProfile]) -> list[Artist]:
+    """Put new profiles on a figure made by :func:`plot_saturation`; returns the artists it changed."""
+    changed: list[Artist] = []
+    for ax, quantity in zip(fig.axes, SATURATION_QUANTITIES):
+        for line, profile in zip(ax.lines, profiles):
+            line.set_ydata(layer_statistic(profile, quantity))
+        changed += [*ax.lines, ax.get_legend()]  # the legend sits above the lines
+    return changed + [fig.suptitle(saturation_title(profiles))]
 
 
 # ---------------------------------------------------------------------------
 # §4 Learning rates
 # ---------------------------------------------------------------------------
 
-def _loss_line(ax, run: TrainingRun, color: str, label: str) -> None:
+def _loss_line(ax, color: str, label: str) -> None:
+    """An empty loss line and its divergence marker (drawn above the spines, where it may sit)."""
+    ax.plot([], [], color=color, linewidth=1, label=label)
+    ax.plot([], [], "x", color=color, markersize=9, markeredgewidth=2, clip_on=False, zorder=3)
+
+
+def _show_losses(line, marker, run: TrainingRun) -> None:
+    """Put a run's losses on its line; mark where a diverged run stopped (at the top if beyond it)."""
     losses = np.array(run.losses, dtype=float)
-    ax.plot(np.arange(len(losses)), losses, color=color, linewidth=1, label=label)
-    if run.diverged:  # mark where the run stopped, at the top of the axes if the loss is beyond it
-        last = min(losses[-1], ax.get_ylim()[1])
-        ax.plot(len(losses) - 1, last, "x", color=color, markersize=9, markeredgewidth=2, clip_on=False)
+    line.set_data(np.arange(len(losses)), losses)
+    if run.diverged:
+        marker.set_data([len(losses) - 1], [min(losses[-1], line.axes.get_ylim()[1])])
+    else:  # hidden, not only empty: an empty unclipped line would upset constrained layout
+        marker.set_data([], [])
+    marker.set_visible(run.diverged)
 
 
 def plot_learning_rate_sweep(sweep: LearningRateSweep) -> Figure:
@@ -192,7 +225,10 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep) -> Figure:
         for i, lr in enumerate(sweep.learning_rates):
             run = sweep.run(lr, norm)
             label = f"lr = {lr:g}" + (" (diverged)" if run.diverged else "")
-            _loss_line(ax, run, OKABE_ITO[i % len(OKABE_ITO)], label)
+            _loss_line(ax, OKABE_ITO[i % len(OKABE_ITO)], label)
+            _show_losses(*ax.lines[-2:], run)
+        ax.relim()
+        ax.autoscale_view()
         ax.set(title=NORM_LABELS[norm], xlabel="SGD step (batch of 64)")
         ax.legend(fontsize=8, loc="upper right")
     axes[0][0].set_ylabel("training loss (cross-entropy, nats)")
@@ -200,24 +236,49 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep) -> Figure:
     return fig
 
 
+def _run_labels(runs: Sequence[TrainingRun]) -> list[str]:
+    return [f"{NORM_LABELS[r.norm]}, lr = {r.learning_rate:g}" for r in runs]
+
+
 def plot_training_runs(runs: Sequence[TrainingRun], labels: Sequence[str] | None = None,
                        title: str = "") -> Figure:
     """Training loss per step (left) and held-out accuracy (right) for a few runs (§4, §5)."""
-    labels = labels or [f"{NORM_LABELS[r.norm]}, lr = {r.learning_rate:g}" for r in runs]
+    labels = labels or _run_labels(runs)
     fig, (left, right) = new_figure(1, 2, figsize=(9.5, 3.8))
     _log_scale(left)
     left.set_ylim(1e-3, 1e3)
     for i, (run, label) in enumerate(zip(runs, labels)):
         color = RUN_COLORS.get(label, NORM_COLORS.get(run.norm, OKABE_ITO[i]))
-        _loss_line(left, run, color, label)
-        right.plot(run.eval_steps, 100 * np.array(run.accuracies), "o-", markersize=3, color=color, label=label)
+        _loss_line(left, color, label)
+        right.plot([], [], "o-", markersize=3, color=color, label=label)
     left.set(title="Training loss", xlabel="SGD step", ylabel="cross-entropy (nats)")
     right.set(title="Held-out accuracy (500 digits)", xlabel="SGD step", ylabel="accuracy (%)", ylim=(0, 100))
     left.legend(fontsize=8)
     right.legend(fontsize=8, loc="lower right")
+    _show_training_runs(fig, runs, labels)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _show_training_runs(fig: Figure, runs: Sequence[TrainingRun], labels: Sequence[str]) -> list[Artist]:
+    """Put runs on a figure made by plot_training_runs; x limits follow the longest run."""
+    left, right = fig.axes
+    for i, run in enumerate(runs):
+        _show_losses(left.lines[2 * i], left.lines[2 * i + 1], run)
+        right.lines[i].set_data(run.eval_steps, 100 * np.array(run.accuracies))
+    for ax in (left, right):
+        ax.relim()
+        ax.autoscale_view()  # x only: the y limits are fixed
+        for text, label in zip(ax.get_legend().get_texts(), labels):
+            text.set_text(label)
+    return [*left.lines, *right.lines, left.get_legend(), right.get_legend()]
+
+
+def update_training_runs(fig: Figure, runs: Sequence[TrainingRun]) -> list[Artist]:
+    """Put new runs (default labels) on a figure made by :func:`plot_training_runs`; returns the artists
+    it changed (the learning-rate explorer's update)."""
+    return _show_training_runs(fig, runs, _run_labels(runs))
 
 
 # ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from normlab.experiments.start import normalized_gaussian
-from normlab.plots.start import plot_normalization
+from normlab.plots.start import plot_normalization, update_normalization
 from normlab.widgets.explorer import Explorer
 
 
@@ -13,7 +13,7 @@ def make_gaussian_explorer() -> Explorer:
     """Sliders for the raw sample's mean and std; the figure shows raw and normalized histograms."""
     controls = {
         "mean": widgets.FloatSlider(value=3.0, min=-5.0, max=10.0, step=0.5, description="mean"),
-        "std": widgets.FloatSlider(value=2.0, min=0.5, max=4.0, step=0.25, description="std"),
+        "std": widgets.FloatSlider(value=2.0, min=1.0, max=4.0, step=0.25, description="std"),
     }
-    return Explorer(controls, compute=normalized_gaussian, draw=plot_normalization,
+    return Explorer(controls, compute=normalized_gaussian, draw=plot_normalization, update=update_normalization,
                     title="Shift and stretch the data; the normalized values do not move")

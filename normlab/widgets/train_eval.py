@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from normlab.experiments.train_eval import running_stats_run
-from normlab.plots.train_eval import plot_running_stats_run
+from normlab.plots.train_eval import plot_running_stats_run, update_running_stats_run
 from normlab.widgets.explorer import Explorer
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
@@ -20,4 +20,5 @@ def make_running_stats_explorer() -> Explorer:
         "batch_size": widgets.SelectionSlider(options=BATCH_SIZES, value=16, description="batch size"),
     }
     return Explorer(controls, compute=running_stats_run, draw=plot_running_stats_run,
+                    update=update_running_stats_run,
                     title="Running statistics: momentum (PyTorch convention) and batch size")

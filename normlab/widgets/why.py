@@ -8,7 +8,7 @@ import ipywidgets as widgets
 
 from normlab.experiments.why import DigitsSplit, load_digits_split, saturation_profiles
 from normlab.experiments.why_training import LearningRateSweep, learning_rate_sweep
-from normlab.plots.why import plot_saturation, plot_training_runs
+from normlab.plots.why import plot_saturation, plot_training_runs, update_saturation, update_training_runs
 from normlab.widgets.explorer import Explorer
 
 
@@ -21,6 +21,7 @@ def make_saturation_explorer(data: DigitsSplit | None = None) -> Explorer:
         "init_gain": widgets.FloatSlider(value=1.0, min=0.25, max=4.0, step=0.25, description="weight gain"),
     }
     return Explorer(controls, compute=partial(saturation_profiles, data), draw=plot_saturation,
+                    update=update_saturation,
                     title="Scale the inputs or the weights: which layers saturate, with and without a norm layer?")
 
 
@@ -36,4 +37,5 @@ def make_learning_rate_explorer(sweep: LearningRateSweep | None = None) -> Explo
                                                  description="learning rate"),
     }
     return Explorer(controls, compute=sweep.runs_at, draw=plot_training_runs,
+                    update=update_training_runs,
                     title="The same MLP with and without BatchNorm, at one learning rate")
