@@ -121,3 +121,9 @@ def test_building_an_explorer_freezes_the_objects_alive_then():
     gc.unfreeze()
     rising_line_explorer()
     assert gc.get_freeze_count() > 1000
+
+
+def test_control_labels_are_shown_whole(explorers):
+    for explorer in explorers.values():
+        for control in explorer.controls.values():
+            assert control.style.description_width == "initial", control.description

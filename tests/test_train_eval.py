@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import normlab.nn
+from normlab.data.digits import load_digits_split
 from normlab.experiments import train_eval as te
 from normlab.plots import train_eval as plots
 from normlab.widgets.train_eval import BATCH_SIZES, make_running_stats_explorer
@@ -131,7 +132,7 @@ def test_momentum_one_gap_is_n_over_n_minus_one(module_cls, n):
 
 @pytest.fixture(scope="module")
 def trained():
-    digits = te.load_digits_split()
+    digits = load_digits_split(test_size=360, scaling="unit")
     model = te.make_mlp(seed=0)
     te.train_classifier(model, digits.x_train, digits.y_train, steps=60, batch_size=32, lr=0.1, seed=0)
     return digits, model
@@ -240,16 +241,6 @@ def test_running_stats_run_matches_torch_and_gaps():
 
 
 # ---- the digits network ----------------------------------------------------------------------
-
-def test_load_digits_split():
-    d = te.load_digits_split()
-    assert d.x_train.shape == (1437, 64) and d.x_test.shape == (360, 64)
-    assert d.x_train.min() >= 0 and d.x_train.max() <= 1 and d.x_train.dtype == torch.float32
-    assert sorted(torch.cat([d.y_train, d.y_test]).unique().tolist()) == list(range(10))
-    again = te.load_digits_split()
-    assert torch.equal(d.x_test, again.x_test)
-    assert not torch.equal(d.x_test, te.load_digits_split(seed=1).x_test)
-
 
 def test_make_mlp_is_the_reference_articles_network_and_seeded():
     model = te.make_mlp()

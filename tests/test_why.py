@@ -16,6 +16,7 @@ import torch
 from matplotlib.lines import Line2D
 
 import normlab.nn
+from normlab.data.digits import DigitsSplit, load_digits_split
 from normlab.data.images import load_sample_batch
 from normlab.data.tabular import load_wine_data
 from normlab.experiments import why
@@ -34,8 +35,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def digits() -> why.DigitsSplit:
-    return why.load_digits_split()
+def digits() -> DigitsSplit:
+    return load_digits_split()
 
 
 @pytest.fixture(scope="module")
@@ -179,22 +180,6 @@ def test_plot_descent_losses_draws_the_excess_loss(scales):
 
 
 # ---- data -----------------------------------------------------------------------------------
-
-def test_load_digits_split_is_standardized_with_train_statistics(digits):
-    assert digits.x_train.shape == (1297, 64) and digits.x_test.shape == (500, 64)
-    varying = digits.pixel_std != 1  # the constant corner pixels keep std 1 (only centered)
-    torch.testing.assert_close(digits.x_train.mean(dim=0), torch.zeros(64), atol=1e-5, rtol=0)
-    torch.testing.assert_close(digits.x_train[:, varying].std(dim=0, correction=0), torch.ones(int(varying.sum())),
-                               atol=1e-5, rtol=0)
-    assert torch.isfinite(digits.x_test).all() and set(digits.y_train.tolist()) == set(range(10))
-    again = why.load_digits_split()
-    assert torch.equal(again.x_train, digits.x_train) and torch.equal(again.y_test, digits.y_test)
-
-
-def test_load_digits_split_rejects_a_bad_test_size():
-    with pytest.raises(ValueError, match=r"test_size must be between 1 and 1796; got 0"):
-        why.load_digits_split(test_size=0)
-
 
 # ---- §2-§3 the MLP, saturation, depth ---------------------------------------------------------
 
@@ -609,6 +594,8 @@ def test_saturation_explorer_redraws_for_new_scales(digits):
     assert explorer.result[0].init_gain == 3.0 and explorer.result[0].saturated[-1] > 0.3
     np.testing.assert_allclose(explorer.figure.axes[1].get_lines()[0].get_ydata(),
                                explorer.result[0].mean_derivative)
+    explorer.controls["input_scale"].value = 10 ** 1.1  # a log slider's value: the title rounds it
+    assert explorer.figure.get_suptitle() == "tanh MLP, inputs ×12.6, weight gain 3"
 
 
 def test_learning_rate_explorer_shows_the_chosen_runs(small_sweep):

@@ -353,28 +353,6 @@ def running_stats_run(momentum: float = 0.1, batch_size: int = 16, num_steps: in
 
 # ---- A small real network: the digits MLP ---------------------------------------------------
 
-@dataclass(frozen=True)
-class DigitsSplit:
-    """scikit-learn's bundled 8x8 digits (offline): pixels scaled to [0, 1], flattened to 64 features."""
-
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
-
-
-def load_digits_split(num_test: int = 360, seed: int = 0) -> DigitsSplit:
-    """The 1,797 digits, shuffled with ``seed`` and split into train and ``num_test`` test images (notebook 03, §3)."""
-    from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes a second
-
-    bunch = load_digits()
-    x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0
-    y = torch.as_tensor(bunch.target, dtype=torch.long)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    train, test = order[num_test:], order[:num_test]
-    return DigitsSplit(x[train], y[train], x[test], y[test])
-
-
 def make_mlp(hidden: Sequence[int] = (128,), norm: Callable[[int], nn.Module] | None = nn.BatchNorm1d,
              in_features: int = 64, num_classes: int = 10, seed: int = 0) -> nn.Sequential:
     """Linear -> norm -> ReLU blocks, then a Linear classifier; initialized from ``seed``.

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as TF
-from sklearn.datasets import load_digits
 from torch import nn
 
 import normlab.nn as nlnn
+from normlab.data.digits import DigitsSplit
 from normlab.data.tabular import load_wine_data, standardize
 
 NORMS = (None, "batch", "layer")
@@ -225,37 +225,7 @@ def feature_scale_descent(features: tuple[str, str] = ("color_intensity", "hue")
 # Data for §2-§5: the digits (8 x 8 images, 64 pixel features, 10 classes)
 # ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class DigitsSplit:
-    """scikit-learn's bundled digits, shuffled once and split; pixels standardized with train statistics."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    pixel_mean: torch.Tensor
-    pixel_std: torch.Tensor
-
-
-def load_digits_split(test_size: int = 500, seed: int = 0) -> DigitsSplit:
-    """1797 handwritten digits (64 pixels in 0..16): shuffle, hold out ``test_size``, standardize per pixel.
-
-    Pixels that are constant in the training set (std 0, the image corners) are
-    only centered, so that no division by zero happens.
-    """
-    digits = load_digits()
-    x = torch.as_tensor(digits.data, dtype=torch.float32)
-    y = torch.as_tensor(digits.target, dtype=torch.long)
-    if not 0 < test_size < len(x):
-        raise ValueError(f"test_size must be between 1 and {len(x) - 1}; got {test_size}.")
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    x, y = x[order], y[order]
-    train, test = x[test_size:], x[:test_size]
-    mean = train.mean(dim=0)
-    std = train.std(dim=0, correction=0)
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    return DigitsSplit(x_train=(train - mean) / std, y_train=y[test_size:], x_test=(test - mean) / std,
-                       y_test=y[:test_size], pixel_mean=mean, pixel_std=std)
+# Loaded by normlab.data.digits.load_digits_split (standardized pixels, 500 held out).
 
 
 # ---------------------------------------------------------------------------

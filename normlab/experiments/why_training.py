@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as TF
 from torch import nn
 
-from normlab.experiments.why import DigitsSplit, build_mlp
+from normlab.data.digits import DigitsSplit
+from normlab.experiments.why import build_mlp
 
 HIDDEN = (128, 128, 128)     # 64 pixels -> 3 x Linear(., 128) + BatchNorm1d(128) + ReLU -> 10 classes
 DIVERGED_LOSS = 100.0        # a training loss above this (chance is ln 10 = 2.3) counts as diverged

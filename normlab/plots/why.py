@@ -177,7 +177,7 @@ def saturation_title(profiles: Sequence[LayerProfile]) -> str:
     """The settings the saturation figure shows, e.g. 'tanh MLP, inputs ×10, weight gain 1'."""
     first = profiles[0]
     gain = "PyTorch default" if first.init_gain is None else f"{first.init_gain:g}"
-    return f"{first.activation} MLP, inputs ×{first.input_scale:g}, weight gain {gain}"
+    return f"{first.activation} MLP, inputs ×{first.input_scale:.3g}, weight gain {gain}"  # a log slider: 12.6
 
 
 def plot_saturation(profiles: Sequence[LayerProfile]) -> Figure:

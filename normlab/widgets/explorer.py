@@ -102,6 +102,8 @@ class Explorer:
         self.widget = widgets.VBox(header + [widgets.HBox(list(self.controls.values())), self.output])
         self.widget.add_class("normlab-explorer")
         for control in self.controls.values():
+            if hasattr(control.style, "description_width"):  # the whole label, not "learning r..."
+                control.style.description_width = "initial"
             control.observe(self._on_change, names="value")
         freeze_long_lived_objects()
         self.redraw()

@@ -6,7 +6,8 @@ from functools import partial
 
 import ipywidgets as widgets
 
-from normlab.experiments.why import DigitsSplit, load_digits_split, saturation_profiles
+from normlab.data.digits import DigitsSplit, load_digits_split
+from normlab.experiments.why import saturation_profiles
 from normlab.experiments.why_training import LearningRateSweep, learning_rate_sweep
 from normlab.plots.why import plot_saturation, plot_training_runs, update_saturation, update_training_runs
 from normlab.widgets.explorer import Explorer

@@ -1,0 +1,59 @@
+"""scikit-learn's bundled handwritten digits (8 x 8 images, 64 pixel features in 0..16, 10 classes).
+
+One loader for every notebook that trains on them: shuffle once, hold out a test set,
+and scale the pixels in one of two ways (notebook 01 standardizes them per pixel,
+notebook 03 divides them by 16, as one reference article does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+SCALINGS = ("standardize", "unit")
+NUM_IMAGES = 1797
+PIXEL_MAX = 16.0
+
+
+@dataclass(frozen=True)
+class DigitsSplit:
+    """The digits, split into train and test, with ``x = (pixels - pixel_mean) / pixel_std`` per pixel."""
+
+    x_train: torch.Tensor  # (N_train, 64) float32
+    y_train: torch.Tensor  # (N_train,) class 0..9
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    pixel_mean: torch.Tensor  # (64,)
+    pixel_std: torch.Tensor  # (64,)
+
+
+def load_digits_split(test_size: int = 500, scaling: str = "standardize", seed: int = 0) -> DigitsSplit:
+    """The 1,797 digits, shuffled with ``seed``; the first ``test_size`` are held out.
+
+    ``scaling="standardize"``: per pixel, subtract the training mean and divide by the
+    training (biased) std; pixels that are constant in the training set (the image
+    corners) are only centered, so nothing is divided by zero (notebook 01).
+    ``scaling="unit"``: divide by 16, so pixels lie in [0, 1] (notebook 03).
+    """
+    from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes a second
+
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}; got {scaling!r}.")
+    if not 0 < test_size < NUM_IMAGES:
+        raise ValueError(f"test_size must be between 1 and {NUM_IMAGES - 1}; got {test_size}. "
+                         f"Fix: hold out some but not all of the {NUM_IMAGES} images, e.g. test_size=500.")
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.data, dtype=torch.float32)
+    y = torch.as_tensor(bunch.target, dtype=torch.long)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    x, y = x[order], y[order]
+    train, test = x[test_size:], x[:test_size]
+    if scaling == "standardize":
+        mean = train.mean(dim=0)
+        std = train.std(dim=0, correction=0)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+    else:
+        mean, std = torch.zeros(x.shape[1]), torch.full((x.shape[1],), PIXEL_MAX)
+    return DigitsSplit(x_train=(train - mean) / std, y_train=y[test_size:], x_test=(test - mean) / std,
+                       y_test=y[:test_size], pixel_mean=mean, pixel_std=std)
