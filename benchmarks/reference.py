@@ -71,23 +71,28 @@ CASES: tuple[Case, ...] = (
 # fused kernel forward and one backward; normlab runs the formula op by op, each op a full
 # pass over the input whose result autograd keeps. In every norm with a mean, most of
 # normlab's backward time is MulBackward0 of centered * centered and centered * rsqrt(var + eps).
+# In every norm with a mean, about half of normlab's backward is _StandardizeBackward (the closed-form
+# gradient of x_hat) and a fifth to a third MulBackward0 of the affine y * weight. Most self time is in
+# ops that write a new full-size tensor (aten::mul, aten::sub): fresh memory costs more than the arithmetic.
 EXPLANATIONS = {
-    "batch_norm": "sum / n, x - mean, centered * centered, sum / n, rsqrt, multiply, affine: each a full pass, "
-                  "most of the backward in MulBackward0; torch: one native_batch_norm kernel each way",
-    "layer_norm": "the same op-by-op formula (most of its backward in MulBackward0) against torch's fused "
-                  "native_layer_norm, one pass per row each way; the per-element affine adds 4 passes",
-    "group_norm": "reshape to (N, G, -1), then the same op-by-op formula; torch: one native_group_norm kernel "
-                  "each way",
-    "instance_norm": "the same op-by-op formula over (H, W); torch reshapes to (1, N*C, H, W) and calls its "
-                     "fused batch_norm kernel",
+    "batch_norm": "sum / n, x - mean, centered * centered, sum / n, rsqrt, multiply, affine: each a full pass; "
+                  "the backward is the closed-form formula (_StandardizeBackward, 6 full-size ops) plus "
+                  "autograd's affine (MulBackward0); torch: one native_batch_norm kernel each way",
+    "layer_norm": "the same two-pass forward and closed-form backward (_StandardizeBackward, then MulBackward0 "
+                  "of the per-element affine) against torch's fused native_layer_norm, one pass per row each way",
+    "group_norm": "reshape to (N, G, -1), then the same two-pass forward and closed-form backward; the "
+                  "per-channel affine's gradients are sums over (N, H, W); torch: one native_group_norm "
+                  "kernel each way",
+    "instance_norm": "the same two-pass forward and closed-form backward over (H, W); torch reshapes to "
+                     "(1, N*C, H, W) and calls its fused batch_norm kernel",
     "rms_norm": "x**2, mean, add eps, sqrt, divide, multiply; torch's CPU rms_norm is built from similar "
                 "ops, hence a ratio near 1",
 }
 
 
 # What is left to try when a case is over budget (plain tensor ops only).
-SUGGESTION = ("a hand-written backward (torch.autograd.Function with the closed-form gradient of notebook 05) "
-              "would fuse the backward's passes; plain tensor ops cannot fuse the forward")
+SUGGESTION = ("fold the affine into the closed-form backward (the weight and bias gradients from the same "
+              "g * x_hat product), saving two full-size tensors; plain tensor ops cannot fuse the forward")
 
 
 def make_tensors(case: Case, seed: int = 0) -> Tensors:

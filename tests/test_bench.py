@@ -453,7 +453,8 @@ def test_profile_of_the_reference_names_its_backward_nodes():
     case = next(c for c in reference.CASES if c.norm == "layer_norm" and c.shape == (256, 512))
     ours = reference.profile_ops(case, reference.NF, iterations=1, top=20)
     theirs = reference.profile_ops(case, reference.F, iterations=1, top=20)
-    assert ours["top_backward"][0]["op"] == "MulBackward0"  # centered * centered, centered * rsqrt(var + eps)
+    # the closed-form standardization backward and the affine y * weight
+    assert {o["op"] for o in ours["top_backward"][:2]} == {"_StandardizeBackward", "MulBackward0"}
     assert "NativeLayerNormBackward0" in {o["op"] for o in theirs["top_backward"]}
     assert ours["aten_ops_per_iteration"] > theirs["aten_ops_per_iteration"]
     assert all(o["op"].startswith("aten::") and 0 <= o["share"] <= 1 for o in ours["top_ops"])
