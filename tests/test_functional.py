@@ -102,6 +102,16 @@ def test_signatures_match_torch():
         assert ours == theirs, name
 
 
+def running_buffer_copies(c: int, dtype: torch.dtype, g: torch.Generator, wanted: bool) -> tuple[list, list]:
+    """Two identical [running_mean, running_var] lists (ours, torch's), random if wanted, else [None, None]."""
+    if wanted:
+        rm, rv = torch.randn(c, generator=g, dtype=dtype), torch.rand(c, generator=g, dtype=dtype) + 0.5
+    else:
+        rm = rv = None
+    return ([None if t is None else t.clone() for t in (rm, rv)],
+            [None if t is None else t.clone() for t in (rm, rv)])
+
+
 @SETTINGS
 @given(data=st.data(), inp=channel_inputs(), training=st.booleans(), momentum=momenta, eps=eps_values,
        steps=st.integers(1, 3), with_buffers=st.booleans())
@@ -109,12 +119,7 @@ def test_batch_norm_matches_torch(data, inp, training, momentum, eps, steps, wit
     x, g, condition = inp
     c = x.shape[1]
     weight, bias = data.draw(affine((c,), x.dtype, g))
-    if with_buffers or not training:
-        rm, rv = torch.randn(c, generator=g, dtype=x.dtype), torch.rand(c, generator=g, dtype=x.dtype) + 0.5
-    else:
-        rm = rv = None
-    ours = [None if t is None else t.clone() for t in (rm, rv)]
-    theirs = [None if t is None else t.clone() for t in (rm, rv)]
+    ours, theirs = running_buffer_copies(c, x.dtype, g, wanted=with_buffers or not training)
     if training and eps == 0:  # torch rejects it: a constant batch would divide by zero
         with pytest.raises(ValueError, match="eps"):
             TF.batch_norm(x, *theirs, weight, bias, training, momentum, eps)
@@ -158,12 +163,7 @@ def test_instance_norm_matches_torch(data, inp, use_input_stats, momentum, with_
         x = torch.cat([x.unsqueeze(-1), 2 * x.unsqueeze(-1) + 1], dim=-1)  # give it 2 positions
     c = x.shape[1]
     weight, bias = data.draw(affine((c,), x.dtype, g))
-    if with_buffers or not use_input_stats:
-        rm, rv = torch.randn(c, generator=g, dtype=x.dtype), torch.rand(c, generator=g, dtype=x.dtype) + 0.5
-    else:
-        rm = rv = None
-    ours = [None if t is None else t.clone() for t in (rm, rv)]
-    theirs = [None if t is None else t.clone() for t in (rm, rv)]
+    ours, theirs = running_buffer_copies(c, x.dtype, g, wanted=with_buffers or not use_input_stats)
     step_agrees("instance_norm", x, ours, theirs, weight, bias, use_input_stats, momentum, eps, condition)
 
 
