@@ -10,7 +10,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LAB_ARGS ?=
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup lab test test-unit test-notebooks notebooks student bench test-browser clean
+.PHONY: setup lab test lint test-unit test-notebooks notebooks student bench test-browser clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,13 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
-## The whole suite: unit tests, then nbval over every notebook.
-test: test-unit test-notebooks
+## The whole suite: lint, unit tests, then nbval over every notebook.
+test: lint test-unit test-notebooks
+
+## ruff: lint and format check of the package, tests, scripts and notebooks.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests

@@ -80,8 +80,15 @@ def row(what: str, figure: float | None, unit: str, budget: Budget | None, note:
 
 def _notebook_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
     floor = section["floor"]
-    rows = [row("notebook floor (imports only)", floor["median_s"], "s", None,
-                note="torch, numpy, matplotlib, ipywidgets, normlab")]
+    rows = [
+        row(
+            "notebook floor (imports only)",
+            floor["median_s"],
+            "s",
+            None,
+            note="torch, numpy, matplotlib, ipywidgets, normlab",
+        )
+    ]
     failed = 0
     for nb in section["notebooks"]:
         name = nb["name"]
@@ -90,12 +97,18 @@ def _notebook_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(row(f"notebook {name}", None, "s", NOTEBOOK, note=nb["error"]))
             continue
         ratio = nb["ratio_to_floor"]
-        rows.append(row(f"notebook {name}", nb["median_s"], "s", NOTEBOOK,
-                        note=f"median of {len(nb['runs_s'])}; {ratio:.1f}x the floor" if ratio else ""))
+        rows.append(
+            row(
+                f"notebook {name}",
+                nb["median_s"],
+                "s",
+                NOTEBOOK,
+                note=f"median of {len(nb['runs_s'])}; {ratio:.1f}x the floor" if ratio else "",
+            )
+        )
         cell = nb["slowest_cell"]
         if cell:
-            rows.append(row(f"  slowest cell [{cell['index']}]", cell["median_s"], "s", CELL,
-                            note=cell["source"]))
+            rows.append(row(f"  slowest cell [{cell['index']}]", cell["median_s"], "s", CELL, note=cell["source"]))
     note = f"sum of {len(section['notebooks'])} medians"
     if failed:
         note += f"; {failed} notebook(s) failed, so no total"
@@ -109,8 +122,10 @@ def _widget_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
         note = ex["error"]
         if not note:
             split = ex["stages_ms"]
-            note = (f"p50 {ex['p50_ms']:.0f} ms, n={ex['n']}; one redraw ({ex['redraw']}) = compute "
-                    f"{split['compute']:.0f} + draw {split['draw']:.0f} + png {split['png']:.0f} ms")
+            note = (
+                f"p50 {ex['p50_ms']:.0f} ms, n={ex['n']}; one redraw ({ex['redraw']}) = compute "
+                f"{split['compute']:.0f} + draw {split['draw']:.0f} + png {split['png']:.0f} ms"
+            )
         rows.append(row(f"widget {ex['name']} p95", ex["p95_ms"], "ms", WIDGET_P95, note=note))
     if not section["explorers"]:
         rows.append(row("widgets: no make_*_explorer found", None, "ms", None, note=section.get("note", "")))
@@ -131,8 +146,15 @@ def _reference_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _import_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
     deps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in section["dependencies_s"].items())
-    return [row("import normlab (minus bare python)", section["import_s"], "s", None,
-                note=f"normlab's own modules {section['own_modules_s'] * 1000:.0f} ms; -X importtime: {deps}")]
+    return [
+        row(
+            "import normlab (minus bare python)",
+            section["import_s"],
+            "s",
+            None,
+            note=f"normlab's own modules {section['own_modules_s'] * 1000:.0f} ms; -X importtime: {deps}",
+        )
+    ]
 
 
 SECTION_ROWS = {
@@ -166,8 +188,9 @@ def format_figure(figure: float | None, unit: str) -> str:
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as an aligned text table: what, figure, budget, verdict, note."""
     header = ("what", "figure", "budget", "verdict", "note")
-    cells = [header] + [(r["what"], format_figure(r["figure"], r["unit"]), r["budget"], r["verdict"], r["note"])
-                        for r in rows]
+    cells = [header] + [
+        (r["what"], format_figure(r["figure"], r["unit"]), r["budget"], r["verdict"], r["note"]) for r in rows
+    ]
     widths = [max(len(c[i]) for c in cells) for i in range(4)]
     lines = []
     for i, c in enumerate(cells):

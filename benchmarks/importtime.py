@@ -27,8 +27,14 @@ def parse_importtime(stderr: str) -> list[dict[str, Any]]:
         match = IMPORTTIME_LINE.match(line)
         if match:
             self_us, cumulative_us, indent, module = match.groups()
-            rows.append({"module": module, "self_us": int(self_us), "cumulative_us": int(cumulative_us),
-                         "depth": (len(indent) - 1) // 2})
+            rows.append(
+                {
+                    "module": module,
+                    "self_us": int(self_us),
+                    "cumulative_us": int(cumulative_us),
+                    "depth": (len(indent) - 1) // 2,
+                }
+            )
     return rows
 
 
@@ -36,8 +42,10 @@ def split_import_cost(rows: list[dict[str, Any]], package: str = "normlab") -> d
     """Seconds spent in ``package``'s own module bodies, and each dependency's cumulative seconds."""
     own_us = sum(r["self_us"] for r in rows if r["module"] == package or r["module"].startswith(package + "."))
     cumulative = {r["module"]: r["cumulative_us"] for r in rows}
-    return {"own_modules_s": round(own_us / 1e6, 4),
-            "dependencies_s": {dep: round(cumulative[dep] / 1e6, 3) for dep in DEPENDENCIES if dep in cumulative}}
+    return {
+        "own_modules_s": round(own_us / 1e6, 4),
+        "dependencies_s": {dep: round(cumulative[dep] / 1e6, 3) for dep in DEPENDENCIES if dep in cumulative},
+    }
 
 
 def _wall_time(args: list[str], cwd: Path) -> float:
@@ -52,8 +60,9 @@ def measure_import(root: Path, runs: int = 7, python: str = sys.executable) -> d
     for _ in range(runs):
         bare.append(_wall_time([python, "-c", "pass"], root))
         full.append(_wall_time([python, "-c", "import normlab"], root))
-    profile = subprocess.run([python, "-X", "importtime", "-c", "import normlab"], cwd=root, check=True,
-                             capture_output=True, text=True)
+    profile = subprocess.run(
+        [python, "-X", "importtime", "-c", "import normlab"], cwd=root, check=True, capture_output=True, text=True
+    )
     return {
         "runs": runs,
         "bare_python_s": round(median(bare), 3),

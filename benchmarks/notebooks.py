@@ -58,8 +58,14 @@ def run_notebook(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 600) -> No
 
     last_end = [0.0]
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", record_timing=False, store_widget_state=True,
-        resources={"metadata": {"path": str(cwd)}}, on_cell_execute=on_execute, on_cell_executed=on_executed,
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(cwd)}},
+        on_cell_execute=on_execute,
+        on_cell_executed=on_executed,
     )
     start = time.perf_counter()
     client.execute()  # starts the kernel, runs every cell, shuts the kernel down (not counted)
@@ -79,15 +85,17 @@ def summarize_runs(runs: Sequence[NotebookRun], sources: dict[int, str]) -> dict
     return {
         "median_s": round(median([r.total_s for r in runs]), 3),
         "runs_s": [round(r.total_s, 3) for r in runs],
-        "slowest_cell": None if slowest is None else {
-            "index": slowest, "source": first_code_line(sources.get(slowest, "")),
+        "slowest_cell": None
+        if slowest is None
+        else {
+            "index": slowest,
+            "source": first_code_line(sources.get(slowest, "")),
             "median_s": round(cells[slowest], 3),
         },
     }
 
 
-def measure_notebooks(paths: Sequence[Path], runs: int = 3,
-                      log: Callable[[str], None] = print) -> dict[str, Any]:
+def measure_notebooks(paths: Sequence[Path], runs: int = 3, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The notebooks section: every notebook and the floor, ``runs`` times each, round-robin.
 
     Round-robin (floor, nb1, nb2, ..., then again) spreads any load from other processes
@@ -117,8 +125,14 @@ def measure_notebooks(paths: Sequence[Path], runs: int = 3,
     floor = summarize_runs(results[FLOOR_NAME], {0: FLOOR_SOURCE})
     notebooks = []
     for p in paths:
-        entry: dict[str, Any] = {"name": p.name, "error": errors.get(p.name), "median_s": None, "runs_s": [],
-                                 "ratio_to_floor": None, "slowest_cell": None}
+        entry: dict[str, Any] = {
+            "name": p.name,
+            "error": errors.get(p.name),
+            "median_s": None,
+            "runs_s": [],
+            "ratio_to_floor": None,
+            "slowest_cell": None,
+        }
         if p.name not in errors:
             sources = {i: c.source for i, c in enumerate(books[p.name].cells)}
             entry.update(summarize_runs(results[p.name], sources))

@@ -44,26 +44,69 @@ def _batch_norm(m: Any, t: Tensors, x: torch.Tensor) -> torch.Tensor:
 
 
 CASES: tuple[Case, ...] = (
-    Case("tabular (256, 512)", (256, 512), "batch_norm", (512,),
-         lambda m, t: _batch_norm(m, t, t["x"]), running_stats=True),
-    Case("tabular (256, 512)", (256, 512), "layer_norm", (512,),
-         lambda m, t: m.layer_norm(t["x"], (512,), t["weight"], t["bias"])),
-    Case("tabular (256, 512)", (256, 512), "rms_norm", (512,),
-         lambda m, t: m.rms_norm(t["x"], (512,), t["weight"])),
-    Case("text (32, 128, 256)", (32, 128, 256), "layer_norm", (256,),
-         lambda m, t: m.layer_norm(t["x"], (256,), t["weight"], t["bias"])),
-    Case("text (32, 128, 256)", (32, 128, 256), "batch_norm", (256,),  # (N, L, C) -> (N, C, L)
-         lambda m, t: _batch_norm(m, t, t["x"].transpose(1, 2)), running_stats=True),
-    Case("text (32, 128, 256)", (32, 128, 256), "rms_norm", (256,),
-         lambda m, t: m.rms_norm(t["x"], (256,), t["weight"])),
-    Case("image (32, 64, 32, 32)", (32, 64, 32, 32), "batch_norm", (64,),
-         lambda m, t: _batch_norm(m, t, t["x"]), running_stats=True),
-    Case("image (32, 64, 32, 32)", (32, 64, 32, 32), "group_norm", (64,),
-         lambda m, t: m.group_norm(t["x"], 8, t["weight"], t["bias"])),
-    Case("image (32, 64, 32, 32)", (32, 64, 32, 32), "instance_norm", (64,),
-         lambda m, t: m.instance_norm(t["x"], None, None, t["weight"], t["bias"])),
-    Case("image (32, 64, 32, 32)", (32, 64, 32, 32), "layer_norm", (64, 32, 32),
-         lambda m, t: m.layer_norm(t["x"], (64, 32, 32), t["weight"], t["bias"])),
+    Case(
+        "tabular (256, 512)",
+        (256, 512),
+        "batch_norm",
+        (512,),
+        lambda m, t: _batch_norm(m, t, t["x"]),
+        running_stats=True,
+    ),
+    Case(
+        "tabular (256, 512)",
+        (256, 512),
+        "layer_norm",
+        (512,),
+        lambda m, t: m.layer_norm(t["x"], (512,), t["weight"], t["bias"]),
+    ),
+    Case("tabular (256, 512)", (256, 512), "rms_norm", (512,), lambda m, t: m.rms_norm(t["x"], (512,), t["weight"])),
+    Case(
+        "text (32, 128, 256)",
+        (32, 128, 256),
+        "layer_norm",
+        (256,),
+        lambda m, t: m.layer_norm(t["x"], (256,), t["weight"], t["bias"]),
+    ),
+    Case(
+        "text (32, 128, 256)",
+        (32, 128, 256),
+        "batch_norm",
+        (256,),  # (N, L, C) -> (N, C, L)
+        lambda m, t: _batch_norm(m, t, t["x"].transpose(1, 2)),
+        running_stats=True,
+    ),
+    Case(
+        "text (32, 128, 256)", (32, 128, 256), "rms_norm", (256,), lambda m, t: m.rms_norm(t["x"], (256,), t["weight"])
+    ),
+    Case(
+        "image (32, 64, 32, 32)",
+        (32, 64, 32, 32),
+        "batch_norm",
+        (64,),
+        lambda m, t: _batch_norm(m, t, t["x"]),
+        running_stats=True,
+    ),
+    Case(
+        "image (32, 64, 32, 32)",
+        (32, 64, 32, 32),
+        "group_norm",
+        (64,),
+        lambda m, t: m.group_norm(t["x"], 8, t["weight"], t["bias"]),
+    ),
+    Case(
+        "image (32, 64, 32, 32)",
+        (32, 64, 32, 32),
+        "instance_norm",
+        (64,),
+        lambda m, t: m.instance_norm(t["x"], None, None, t["weight"], t["bias"]),
+    ),
+    Case(
+        "image (32, 64, 32, 32)",
+        (32, 64, 32, 32),
+        "layer_norm",
+        (64, 32, 32),
+        lambda m, t: m.layer_norm(t["x"], (64, 32, 32), t["weight"], t["bias"]),
+    ),
 )
 
 # Why normlab is slower, per norm, from torch.profiler runs of these cases (the harness
@@ -76,23 +119,25 @@ CASES: tuple[Case, ...] = (
 # ops that write a new full-size tensor (aten::mul, aten::sub): fresh memory costs more than the arithmetic.
 EXPLANATIONS = {
     "batch_norm": "sum / n, x - mean, centered * centered, sum / n, rsqrt, multiply, affine: each a full pass; "
-                  "the backward is the closed-form formula (_StandardizeBackward, 6 full-size ops) plus "
-                  "autograd's affine (MulBackward0); torch: one native_batch_norm kernel each way",
+    "the backward is the closed-form formula (_StandardizeBackward, 6 full-size ops) plus "
+    "autograd's affine (MulBackward0); torch: one native_batch_norm kernel each way",
     "layer_norm": "the same two-pass forward and closed-form backward (_StandardizeBackward, then MulBackward0 "
-                  "of the per-element affine) against torch's fused native_layer_norm, one pass per row each way",
+    "of the per-element affine) against torch's fused native_layer_norm, one pass per row each way",
     "group_norm": "reshape to (N, G, -1), then the same two-pass forward and closed-form backward; the "
-                  "per-channel affine's gradients are sums over (N, H, W); torch: one native_group_norm "
-                  "kernel each way",
+    "per-channel affine's gradients are sums over (N, H, W); torch: one native_group_norm "
+    "kernel each way",
     "instance_norm": "the same two-pass forward and closed-form backward over (H, W); torch reshapes to "
-                     "(1, N*C, H, W) and calls its fused batch_norm kernel",
+    "(1, N*C, H, W) and calls its fused batch_norm kernel",
     "rms_norm": "x**2, mean, add eps, sqrt, divide, multiply; torch's CPU rms_norm is built from similar "
-                "ops, hence a ratio near 1",
+    "ops, hence a ratio near 1",
 }
 
 
 # What is left to try when a case is over budget (plain tensor ops only).
-SUGGESTION = ("fold the affine into the closed-form backward (the weight and bias gradients from the same "
-              "g * x_hat product), saving two full-size tensors; plain tensor ops cannot fuse the forward")
+SUGGESTION = (
+    "fold the affine into the closed-form backward (the weight and bias gradients from the same "
+    "g * x_hat product), saving two full-size tensors; plain tensor ops cannot fuse the forward"
+)
 
 
 def make_tensors(case: Case, seed: int = 0) -> Tensors:
@@ -157,16 +202,22 @@ def time_forward_backward(case: Case, threads: int, rounds: int, block_s: float)
     t = make_tensors(case)
     inputs = grad_inputs(case, t)
     grad = torch.randn(case.call(F, t).shape, generator=torch.Generator().manual_seed(1))
-    calls = {impl: (lambda m=module: torch.autograd.grad(case.call(m, t), inputs, grad))
-             for impl, module in (("torch", F), ("normlab", NF))}
+    calls = {
+        impl: (lambda m=module: torch.autograd.grad(case.call(m, t), inputs, grad))
+        for impl, module in (("torch", F), ("normlab", NF))
+    }
     seconds: dict[str, list[float]] = {"torch": [], "normlab": []}
     with _torch_threads(threads):
         number = {impl: _calls_per_block(fn, block_s) for impl, fn in calls.items()}
         for r in range(rounds):
-            for impl in (("torch", "normlab") if r % 2 == 0 else ("normlab", "torch")):
+            for impl in ("torch", "normlab") if r % 2 == 0 else ("normlab", "torch"):
                 seconds[impl].append(_seconds_per_call(calls[impl], number[impl]))
-    return {"threads": threads, "torch_us": round(median(seconds["torch"]) * 1e6, 1),
-            "normlab_us": round(median(seconds["normlab"]) * 1e6, 1), "ratio": paired_ratio(seconds)}
+    return {
+        "threads": threads,
+        "torch_us": round(median(seconds["torch"]) * 1e6, 1),
+        "normlab_us": round(median(seconds["normlab"]) * 1e6, 1),
+        "ratio": paired_ratio(seconds),
+    }
 
 
 def paired_ratio(seconds: dict[str, list[float]]) -> float:
@@ -224,26 +275,40 @@ def profile_ops(case: Case, module: Any, iterations: int = 10, top: int = 3) -> 
 
 def describe_profile(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
     """'86 aten ops vs torch's 14; self time aten::mul 33%, ...; backward DivBackward0 31%, ...'."""
+
     def listed(entries: list[dict[str, Any]]) -> str:
         return ", ".join(f"{o['op']} {o['share']:.0%}" for o in entries)
 
-    return (f"{ours['aten_ops_per_iteration']} aten ops vs torch's {theirs['aten_ops_per_iteration']}; "
-            f"self time {listed(ours['top_ops'])}; backward {listed(ours['top_backward'])}")
+    return (
+        f"{ours['aten_ops_per_iteration']} aten ops vs torch's {theirs['aten_ops_per_iteration']}; "
+        f"self time {listed(ours['top_ops'])}; backward {listed(ours['top_backward'])}"
+    )
 
 
-def measure_reference(threads: Sequence[int] = (1, 2), rounds: int = 15, block_s: float = 0.05,
-                      cases: Sequence[Case] = CASES, log: Callable[[str], None] = print) -> dict[str, Any]:
+def measure_reference(
+    threads: Sequence[int] = (1, 2),
+    rounds: int = 15,
+    block_s: float = 0.05,
+    cases: Sequence[Case] = CASES,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """The reference section: every case, its timings per thread count, a profile and an explanation."""
     out = []
     for case in cases:
         timings = [time_forward_backward(case, n, rounds, block_s) for n in threads]
         ours, theirs = profile_ops(case, NF), profile_ops(case, F)
-        out.append({
-            "data": case.data, "shape": list(case.shape), "norm": case.norm,
-            "max_abs_difference": float(f"{max_difference(case):.2e}"),
-            "timings": timings, "profile": describe_profile(ours, theirs),
-            "normlab_top_ops": ours["top_ops"], "normlab_top_backward": ours["top_backward"],
-            "explanation": EXPLANATIONS[case.norm],
-        })
+        out.append(
+            {
+                "data": case.data,
+                "shape": list(case.shape),
+                "norm": case.norm,
+                "max_abs_difference": float(f"{max_difference(case):.2e}"),
+                "timings": timings,
+                "profile": describe_profile(ours, theirs),
+                "normlab_top_ops": ours["top_ops"],
+                "normlab_top_backward": ours["top_backward"],
+                "explanation": EXPLANATIONS[case.norm],
+            }
+        )
         log(f"  {case.norm} {case.data}: " + ", ".join(f"{t['threads']} thread(s) {t['ratio']:.1f}x" for t in timings))
     return {"rounds": rounds, "block_s": block_s, "threads": list(threads), "cases": out}

@@ -18,8 +18,17 @@ from benchmarks.budgets import ERROR, INFO, OVER, PASS, budget_rows
 
 SCHEMA_VERSION = 1
 SECTIONS = ("notebooks", "widgets", "reference", "import")
-MACHINE_KEYS = ("cpu_model", "cores", "python", "torch", "numpy", "matplotlib", "ipywidgets", "platform",
-                "load_average_1min")
+MACHINE_KEYS = (
+    "cpu_model",
+    "cores",
+    "python",
+    "torch",
+    "numpy",
+    "matplotlib",
+    "ipywidgets",
+    "platform",
+    "load_average_1min",
+)
 ROW_KEYS = ("what", "figure", "unit", "budget", "verdict", "note")
 SECTION_KEYS = {
     "notebooks": ("runs", "floor", "notebooks", "total_s"),
@@ -56,9 +65,14 @@ def describe_machine(load_at_start: float | None = None) -> dict[str, Any]:
     import torch
 
     return {
-        "cpu_model": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-        "torch": torch.__version__, "numpy": numpy.__version__, "matplotlib": matplotlib.__version__,
-        "ipywidgets": ipywidgets.__version__, "platform": platform.platform(terse=True),
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "matplotlib": matplotlib.__version__,
+        "ipywidgets": ipywidgets.__version__,
+        "platform": platform.platform(terse=True),
         "load_average_1min": {"start": load_at_start, "end": load_average()},
     }
 
@@ -74,6 +88,7 @@ def build_results(sections: dict[str, dict[str, Any] | None], machine: dict[str,
 
 def validate_results(results: dict[str, Any]) -> None:
     """Raise ValueError naming the first key that is missing or unexpected in a results document."""
+
     def expect(keys: object, wanted: tuple[str, ...], where: str) -> None:
         if not isinstance(keys, dict) or set(keys) != set(wanted):
             got = sorted(keys) if isinstance(keys, dict) else type(keys).__name__
@@ -81,7 +96,9 @@ def validate_results(results: dict[str, Any]) -> None:
 
     expect(results, ("schema_version", "machine", "sections", "budgets"), "results")
     if results["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"results schema_version is {results['schema_version']}; this harness writes {SCHEMA_VERSION}.")
+        raise ValueError(
+            f"results schema_version is {results['schema_version']}; this harness writes {SCHEMA_VERSION}."
+        )
     expect(results["machine"], MACHINE_KEYS, "results['machine']")
     expect(results["sections"], SECTIONS, "results['sections']")
     for name, section in results["sections"].items():
@@ -90,7 +107,9 @@ def validate_results(results: dict[str, Any]) -> None:
     for i, row in enumerate(results["budgets"]):
         expect(row, ROW_KEYS, f"results['budgets'][{i}]")
         if row["verdict"] not in (PASS, OVER, ERROR, INFO):
-            raise ValueError(f"results['budgets'][{i}] has verdict {row['verdict']!r}; expected PASS, OVER, ERROR or -.")
+            raise ValueError(
+                f"results['budgets'][{i}] has verdict {row['verdict']!r}; expected PASS, OVER, ERROR or -."
+            )
 
 
 def to_json(results: dict[str, Any]) -> str:

@@ -36,18 +36,26 @@ from benchmarks.results import (  # noqa: E402
 )
 from benchmarks.widgets import measure_widgets  # noqa: E402
 
-WIDGET_DEFINITION = ("widget interaction = set one control to a random valid value -> compute -> draw -> "
-                     "PNG encoded and sent to the explorer's Output widget (what the browser receives); "
-                     "measured in a fresh kernel after normlab.setup_notebook() (1 torch thread)")
+WIDGET_DEFINITION = (
+    "widget interaction = set one control to a random valid value -> compute -> draw -> "
+    "PNG encoded and sent to the explorer's Output widget (what the browser receives); "
+    "measured in a fresh kernel after normlab.setup_notebook() (1 torch thread)"
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                        help="measure only these parts; the others are kept from the previous results.json")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="measure only these parts; the others are kept from the previous results.json",
+    )
     parser.add_argument("--runs", type=int, default=3, help="headless runs per notebook (median), default 3")
-    parser.add_argument("--notebooks", nargs="+", type=Path, default=None,
-                        help="notebooks to run (default: every notebooks/*.ipynb)")
+    parser.add_argument(
+        "--notebooks", nargs="+", type=Path, default=None, help="notebooks to run (default: every notebooks/*.ipynb)"
+    )
     parser.add_argument("--interactions", type=int, default=30, help="random interactions per explorer, default 30")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random interactions, default 0")
     parser.add_argument("--rounds", type=int, default=15, help="alternating timing rounds per reference case")
@@ -101,9 +109,11 @@ def main(argv: list[str]) -> int:
     args.output.write_text(to_json(results))
     machine = results["machine"]
     load = machine["load_average_1min"]
-    print(f"\nmachine: {machine['cpu_model']}, {machine['cores']} cores, python {machine['python']}, "
-          f"torch {machine['torch']}; load average (1 min) {load['start']} at start, {load['end']} at end "
-          "(above the core count, other processes inflated these timings)")
+    print(
+        f"\nmachine: {machine['cpu_model']}, {machine['cores']} cores, python {machine['python']}, "
+        f"torch {machine['torch']}; load average (1 min) {load['start']} at start, {load['end']} at end "
+        "(above the core count, other processes inflated these timings)"
+    )
     if kept:
         print(f"kept from the previous {args.output.name}: {', '.join(kept)}")
     print(format_table(results["budgets"]))

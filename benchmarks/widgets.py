@@ -32,12 +32,19 @@ from benchmarks.budgets import percentile
 
 FACTORY_NAME = re.compile(r"^make_\w+_explorer$")
 RESULT_MARKER = "NORMLAB-BENCH-WIDGETS "
-SUPPORTED = ("IntSlider/BoundedIntText/Play", "FloatSlider/BoundedFloatText", "FloatLogSlider",
-             "Int/FloatRangeSlider", "Dropdown/ToggleButtons/RadioButtons/Select/SelectionSlider",
-             "SelectMultiple/SelectionRangeSlider", "Checkbox/ToggleButton")
+SUPPORTED = (
+    "IntSlider/BoundedIntText/Play",
+    "FloatSlider/BoundedFloatText",
+    "FloatLogSlider",
+    "Int/FloatRangeSlider",
+    "Dropdown/ToggleButtons/RadioButtons/Select/SelectionSlider",
+    "SelectMultiple/SelectionRangeSlider",
+    "Checkbox/ToggleButton",
+)
 
 
 # ---------------------------------------------------------------- discovery
+
 
 def discover_explorer_factories(package: str = "normlab.widgets") -> tuple[dict[str, Callable], dict[str, str]]:
     """Every ``make_*_explorer`` function defined in a module under ``package``.
@@ -61,6 +68,7 @@ def discover_explorer_factories(package: str = "normlab.widgets") -> tuple[dict[
 
 
 # ---------------------------------------------------------------- random valid values
+
 
 @dataclass(frozen=True)
 class Interaction:
@@ -159,6 +167,7 @@ def random_interactions(controls: Mapping[str, widgets.Widget], n: int, seed: in
 
 # ---------------------------------------------------------------- measurement
 
+
 def stage_times_ms(explorer: Any, repeats: int = 5) -> dict[str, float]:
     """Where one interaction's time goes, at the controls' current values: median ms of
     ``compute``, ``draw`` (a new figure, or the explorer's in-place update) and ``png``
@@ -194,11 +203,16 @@ def measure_explorer(factory: Callable, n: int, seed: int | str) -> dict[str, An
         setattr(explorer.controls[step.control], step.attribute, step.value)
         times_ms.append((time.perf_counter() - start) * 1000)
         if explorer.redraws != before + 1:
-            raise RuntimeError(f"setting {step.control}.{step.attribute}={step.value!r} did not redraw once "
-                               f"({explorer.redraws - before} redraws).")
+            raise RuntimeError(
+                f"setting {step.control}.{step.attribute}={step.value!r} did not redraw once "
+                f"({explorer.redraws - before} redraws)."
+            )
     return {
-        "build_ms": round(build_ms, 1), "n": len(times_ms), "p50_ms": round(percentile(times_ms, 50), 1),
-        "p95_ms": round(percentile(times_ms, 95), 1), "max_ms": round(max(times_ms), 1),
+        "build_ms": round(build_ms, 1),
+        "n": len(times_ms),
+        "p50_ms": round(percentile(times_ms, 50), 1),
+        "p95_ms": round(percentile(times_ms, 95), 1),
+        "max_ms": round(max(times_ms), 1),
         "redraw": "whole figure" if explorer.update is None else "blitted",
         "stages_ms": stage_times_ms(explorer),
     }
@@ -206,9 +220,17 @@ def measure_explorer(factory: Callable, n: int, seed: int | str) -> dict[str, An
 
 def _explorer_entry(name: str, error: str | None = None) -> dict[str, Any]:
     """One explorer's row of the widgets section, before (or instead of) measuring it."""
-    return {"name": name.removeprefix("normlab.widgets."), "error": error if error is None else error[:200],
-            "build_ms": None, "n": 0, "p50_ms": None, "p95_ms": None, "max_ms": None, "redraw": None,
-            "stages_ms": None}
+    return {
+        "name": name.removeprefix("normlab.widgets."),
+        "error": error if error is None else error[:200],
+        "build_ms": None,
+        "n": 0,
+        "p50_ms": None,
+        "p95_ms": None,
+        "max_ms": None,
+        "redraw": None,
+        "stages_ms": None,
+    }
 
 
 def measure_all_explorers(n: int = 30, seed: int = 0) -> dict[str, Any]:
@@ -228,14 +250,16 @@ def measure_all_explorers(n: int = 30, seed: int = 0) -> dict[str, Any]:
 
 def kernel_notebook(root: Path, n: int, seed: int) -> nbformat.NotebookNode:
     """A one-cell notebook that sets up like a notebook, measures every explorer and prints JSON."""
-    source = "\n".join([
-        "import json, sys",
-        f"sys.path.insert(0, {str(root)!r})",
-        "import normlab",
-        "normlab.setup_notebook()",
-        "from benchmarks.widgets import measure_all_explorers",
-        f"print({RESULT_MARKER!r} + json.dumps(measure_all_explorers(n={n}, seed={seed})))",
-    ])
+    source = "\n".join(
+        [
+            "import json, sys",
+            f"sys.path.insert(0, {str(root)!r})",
+            "import normlab",
+            "normlab.setup_notebook()",
+            "from benchmarks.widgets import measure_all_explorers",
+            f"print({RESULT_MARKER!r} + json.dumps(measure_all_explorers(n={n}, seed={seed})))",
+        ]
+    )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     return nb
@@ -247,9 +271,10 @@ def parse_kernel_output(cell: nbformat.NotebookNode) -> dict[str, Any]:
         if output.get("output_type") == "stream":
             for line in output.get("text", "").splitlines():
                 if line.startswith(RESULT_MARKER):
-                    return json.loads(line[len(RESULT_MARKER):])
-    raise RuntimeError("the widget benchmark kernel printed no result; its outputs: "
-                       + repr(cell.get("outputs", []))[:500])
+                    return json.loads(line[len(RESULT_MARKER) :])
+    raise RuntimeError(
+        "the widget benchmark kernel printed no result; its outputs: " + repr(cell.get("outputs", []))[:500]
+    )
 
 
 def measure_widgets(root: Path, n: int = 30, seed: int = 0) -> dict[str, Any]:

@@ -14,11 +14,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
-
-from lab_harness import (NOTEBOOK_DIR, SCREENSHOT_DIR, BrowserNotFound, LabServer, alive, describe, find_chromium,
-                         leftovers_of, processes_with_argument, running_chromium, running_lab)
+from lab_harness import (
+    NOTEBOOK_DIR,
+    SCREENSHOT_DIR,
+    BrowserNotFound,
+    LabServer,
+    alive,
+    describe,
+    find_chromium,
+    leftovers_of,
+    processes_with_argument,
+    running_chromium,
+    running_lab,
+)
 from notebook_driver import VIEWPORT
+from playwright.sync_api import Browser, Page, sync_playwright
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -67,8 +77,11 @@ def lab() -> Iterator[LabServer]:
     with running_lab() as server:
         yield server
     leftovers = leftovers_of(server)
-    leftovers += [f"new file in notebooks/: {p.name}" for p in NOTEBOOK_DIR.iterdir()
-                  if p.name not in before and p.suffix != ".ipynb"]  # other authors may add notebooks
+    leftovers += [
+        f"new file in notebooks/: {p.name}"
+        for p in NOTEBOOK_DIR.iterdir()
+        if p.name not in before and p.suffix != ".ipynb"
+    ]  # other authors may add notebooks
     assert not leftovers, "JupyterLab did not stop cleanly:\n" + "\n".join(leftovers)
 
 

@@ -31,15 +31,23 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 SCREENSHOT_DIR = REPO / ".browser-screenshots"
 
-SERVER_START_TIMEOUT_S = 120   # `make lab` may first have to (re)install the venv stamp
+SERVER_START_TIMEOUT_S = 120  # `make lab` may first have to (re)install the venv stamp
 SERVER_STOP_TIMEOUT_S = 20
 
 # As root, Chromium needs --no-sandbox; the rest keep it from calling out to Google's
 # services, which this offline machine refuses (many connections at a time otherwise).
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-    "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--metrics-recording-only",
 ]
 SYSTEM_CHROMIUM_PATHS = [Path("/usr/bin/chromium"), Path("/usr/bin/chromium-browser")]
 INSTALL_HINT = (
@@ -119,8 +127,7 @@ def describe(processes: list[psutil.Process]) -> str:
 # Settings a fresh user directory starts with: no "fetch Jupyter news?" toast over the page,
 # and no autosave, which would write the browser's outputs into the repository's notebooks.
 LAB_USER_SETTINGS = {
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
-        {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
 }
 
@@ -146,8 +153,9 @@ class LabServer:
 
     def api(self, method: str, path: str, timeout: float = 10.0) -> object:
         """Call the Jupyter server REST API; return the decoded JSON (None for an empty reply)."""
-        request = urllib.request.Request(f"{self.url}{path}", method=method,
-                                         headers={"Authorization": f"token {self.token}"})
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             body = reply.read()
         return json.loads(body) if body else None
@@ -180,17 +188,20 @@ class LabServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"`make lab` exited with code {self.process.returncode} before answering.\n"
-                                   f"Its output:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"`make lab` exited with code {self.process.returncode} before answering.\n"
+                    f"Its output:\n{self.log_tail()}"
+                )
             try:
                 self.api("GET", "/api/status", timeout=2.0)
                 return
             except urllib.error.HTTPError:  # it answers, but refuses: a wrong token is no reason to wait
                 raise
-            except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.25)
-        raise RuntimeError(f"JupyterLab did not answer on {self.url} within {timeout:.0f} s.\n"
-                           f"Its output:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"JupyterLab did not answer on {self.url} within {timeout:.0f} s.\nIts output:\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         """Kernels via the API, then the whole `make` process group, then any straggler, by pid."""
@@ -227,7 +238,9 @@ def lab_command(port: int, token: str, state_dir: Path, project_dir: Path) -> li
     (its own notebooks/, the repository's .venv) and the repository's Makefile.
     """
     lab_args = [
-        "--no-browser", f"--port={port}", "--ServerApp.port_retries=0",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--LabApp.workspaces_dir={state_dir / 'workspaces'}",
         f"--LabApp.user_settings_dir={state_dir / 'user-settings'}",
@@ -247,8 +260,12 @@ def lab_environment(state_dir: Path) -> dict[str, str]:
     out of the test, and the test's trust database and connection files out of $HOME.
     """
     env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}}
-    env.update(JUPYTER_CONFIG_DIR=str(state_dir / "config"), JUPYTER_RUNTIME_DIR=str(state_dir / "runtime"),
-               JUPYTER_DATA_DIR=str(state_dir / "data"), IPYTHONDIR=str(state_dir / "ipython"))
+    env.update(
+        JUPYTER_CONFIG_DIR=str(state_dir / "config"),
+        JUPYTER_RUNTIME_DIR=str(state_dir / "runtime"),
+        JUPYTER_DATA_DIR=str(state_dir / "data"),
+        IPYTHONDIR=str(state_dir / "ipython"),
+    )
     return env
 
 
@@ -263,9 +280,15 @@ def running_lab(project_dir: Path = REPO) -> Iterator[LabServer]:
     port, token = free_port(), secrets.token_hex(24)
     log_path = state_dir / "lab.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(lab_command(port, token, state_dir, project_dir), cwd=project_dir,
-                                   env=lab_environment(state_dir), stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            lab_command(port, token, state_dir, project_dir),
+            cwd=project_dir,
+            env=lab_environment(state_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     server = LabServer(port=port, token=token, process=process, log_path=log_path)
     try:
         server.wait_until_ready()
@@ -307,8 +330,7 @@ def leftovers_of(server: LabServer) -> list[str]:
 def running_chromium(playwright, executable: Path) -> Iterator[tuple[object, str]]:
     """A headless Chromium (and the marker on its command line); always closed, and killed if need be."""
     marker = browser_marker()
-    browser = playwright.chromium.launch(executable_path=str(executable), headless=True,
-                                         args=[*CHROMIUM_FLAGS, marker])
+    browser = playwright.chromium.launch(executable_path=str(executable), headless=True, args=[*CHROMIUM_FLAGS, marker])
     try:
         yield browser, marker
     finally:

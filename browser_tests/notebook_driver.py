@@ -14,15 +14,14 @@ from hashlib import sha256
 from pathlib import Path
 
 import nbformat
+from lab_harness import LabServer
 from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from lab_harness import LabServer
-
-KERNEL_START_TIMEOUT_S = 90    # open the notebook and start its kernel
-RUN_ALL_TIMEOUT_S = 150        # a notebook's budget is 30 s; this bounds a hung run
-FIGURE_CHANGE_TIMEOUT_S = 30   # one redraw of an explorer's figure
-WIDGET_RENDER_TIMEOUT_S = 30   # the widget manager draws the widgets a run displayed
+KERNEL_START_TIMEOUT_S = 90  # open the notebook and start its kernel
+RUN_ALL_TIMEOUT_S = 150  # a notebook's budget is 30 s; this bounds a hung run
+FIGURE_CHANGE_TIMEOUT_S = 30  # one redraw of an explorer's figure
+WIDGET_RENDER_TIMEOUT_S = 30  # the widget manager draws the widgets a run displayed
 VIEWPORT = {"width": 1400, "height": 900}
 MAX_SCREENSHOT_HEIGHT = 16000  # Chromium cannot paint a taller page in one piece
 
@@ -30,8 +29,12 @@ STDERR_MIME = "application/vnd.jupyter.stderr"
 RAISES_TAG = "raises-exception"
 EXPLORER = ".normlab-explorer"
 # What the ipywidgets 8 manager for JupyterLab writes instead of a widget it cannot show.
-WIDGET_FAILURES = ("Error displaying widget", "Failed to create view", "Could not instantiate widget",
-                   "Loading widget...")
+WIDGET_FAILURES = (
+    "Error displaying widget",
+    "Failed to create view",
+    "Could not instantiate widget",
+    "Loading widget...",
+)
 FACTORY_NAME = re.compile(r"^make_\w+_explorer$")
 
 
@@ -40,9 +43,9 @@ class NotebookFile:
     """What the .ipynb on disk says the page should show."""
 
     cell_types: list[str]
-    code_to_run: list[int]          # indices of code cells with some source (empty ones never run)
-    allowed_error_cells: set[int]   # cells tagged raises-exception
-    explorer_cells: list[int]       # cells that end by showing make_<something>_explorer(...)
+    code_to_run: list[int]  # indices of code cells with some source (empty ones never run)
+    allowed_error_cells: set[int]  # cells tagged raises-exception
+    explorer_cells: list[int]  # cells that end by showing make_<something>_explorer(...)
 
     @classmethod
     def read(cls, path: Path) -> NotebookFile:
@@ -51,8 +54,9 @@ class NotebookFile:
             cell_types=[cell.cell_type for cell in nb.cells],
             code_to_run=[i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and cell.source.strip()],
             allowed_error_cells={i for i, cell in enumerate(nb.cells) if RAISES_TAG in cell.metadata.get("tags", [])},
-            explorer_cells=[i for i, cell in enumerate(nb.cells)
-                            if cell.cell_type == "code" and shows_an_explorer(cell.source)],
+            explorer_cells=[
+                i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and shows_an_explorer(cell.source)
+            ],
         )
 
 
@@ -91,9 +95,9 @@ class ExplorerCheck:
     control: str
     value_before: str
     value_after: str
-    figure_before: str   # sha256 of the <img> sources, "" when there was no image
+    figure_before: str  # sha256 of the <img> sources, "" when there was no image
     figure_after: str
-    waited_s: float      # how long a change of figure was waited for
+    waited_s: float  # how long a change of figure was waited for
     screenshot: Path | None = None
 
     @property
@@ -103,10 +107,10 @@ class ExplorerCheck:
 
 @dataclass
 class NotebookReport:
-    prompts: dict[int, str] = field(default_factory=dict)   # code cell index -> "[n]:" as shown
-    errors: list[ErrorOutput] = field(default_factory=list)          # stderr/tracebacks in untagged cells
+    prompts: dict[int, str] = field(default_factory=dict)  # code cell index -> "[n]:" as shown
+    errors: list[ErrorOutput] = field(default_factory=list)  # stderr/tracebacks in untagged cells
     allowed_errors: list[ErrorOutput] = field(default_factory=list)  # the same in raises-exception cells
-    widget_views: int = 0                                     # rendered widget outputs, all cells
+    widget_views: int = 0  # rendered widget outputs, all cells
     explorers_in_cell: dict[int, int] = field(default_factory=dict)
     widget_problems: list[str] = field(default_factory=list)
     explorers: list[ExplorerCheck] = field(default_factory=list)
@@ -164,9 +168,11 @@ def open_notebook(page: Page, server: LabServer, notebook: str, workspace: str) 
     """Open ``notebook`` in a reset workspace and wait until its kernel is idle."""
     page.goto(server.notebook_url(notebook, workspace))
     page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel", has_text=notebook).wait_for(
-        timeout=KERNEL_START_TIMEOUT_S * 1000)
+        timeout=KERNEL_START_TIMEOUT_S * 1000
+    )
     page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).wait_for(
-        timeout=KERNEL_START_TIMEOUT_S * 1000)
+        timeout=KERNEL_START_TIMEOUT_S * 1000
+    )
     # Collapse the file browser so the notebook gets the width (clicking the open tab closes it).
     page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click()
 
@@ -182,7 +188,8 @@ def clear_and_run_all(page: Page, expected: NotebookFile, timeout_s: float = RUN
     while cells.count() != len(expected.cell_types) and time.monotonic() < deadline:
         time.sleep(0.2)  # JupyterLab attaches the cells below the fold a little later
     assert cells.count() == len(expected.cell_types), (
-        f"the page shows {cells.count()} cells, the file has {len(expected.cell_types)}")
+        f"the page shows {cells.count()} cells, the file has {len(expected.cell_types)}"
+    )
     click_menu(page, "Edit", "Clear Outputs of All Cells")
     page.wait_for_function("() => !document.querySelector('.jp-Notebook .jp-OutputArea-output')", timeout=10_000)
     click_menu(page, "Run", "Run All Cells")
@@ -246,8 +253,11 @@ def move_one_control(explorer: Locator) -> tuple[str, str, str]:
         slider = handle.locator("xpath=ancestor::div[contains(@class,'widget-slider')]")
         readout = slider.locator(".widget-readout")
         before = readout.inner_text()
-        key = "ArrowLeft" if handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax") \
+        key = (
+            "ArrowLeft"
+            if handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
             else "ArrowRight"
+        )
         handle.focus()
         handle.press(key)
         return f"slider {slider.locator('.widget-label').inner_text()!r} ({key})", before, readout.inner_text()
@@ -275,16 +285,20 @@ def move_one_control(explorer: Locator) -> tuple[str, str, str]:
     raise AssertionError(f"explorer has no control this test can move (labels: {label.all_inner_texts()})")
 
 
-def check_explorers(page: Page, shot_prefix: Path | None,
-                    timeout_s: float = FIGURE_CHANGE_TIMEOUT_S) -> list[ExplorerCheck]:
+def check_explorers(
+    page: Page, shot_prefix: Path | None, timeout_s: float = FIGURE_CHANGE_TIMEOUT_S
+) -> list[ExplorerCheck]:
     """For each explorer on the page: move one control, wait for its figure to change."""
     checks = []
     explorers = page.locator(EXPLORER)
     for i in range(explorers.count()):
         explorer = explorers.nth(i)
         explorer.scroll_into_view_if_needed()
-        title = explorer.locator(".widget-html-content").first.inner_text() if explorer.locator(
-            ".widget-html-content").count() else ""
+        title = (
+            explorer.locator(".widget-html-content").first.inner_text()
+            if explorer.locator(".widget-html-content").count()
+            else ""
+        )
         before = wait_for_figure(explorer, None, timeout_s)
         if not before:  # nothing to compare with: reported as "shows no figure"
             checks.append(ExplorerCheck(i, title, "", "", "", "", "", timeout_s))
@@ -316,8 +330,14 @@ def screenshot_whole_notebook(page: Page, path: Path) -> Path:
     return path
 
 
-def run_notebook(page: Page, server: LabServer, notebook: Path, workspace: str, screenshot_dir: Path | None,
-                 figure_timeout_s: float = FIGURE_CHANGE_TIMEOUT_S) -> NotebookReport:
+def run_notebook(
+    page: Page,
+    server: LabServer,
+    notebook: Path,
+    workspace: str,
+    screenshot_dir: Path | None,
+    figure_timeout_s: float = FIGURE_CHANGE_TIMEOUT_S,
+) -> NotebookReport:
     """Open, clear, run all, check outputs, move every explorer's control, take screenshots."""
     expected = NotebookFile.read(notebook)
     report = NotebookReport()
@@ -360,11 +380,15 @@ def find_problems(report: NotebookReport, expected: NotebookFile) -> list[str]:
     for i, prompt, want in zip(expected.code_to_run, shown, wanted):
         if prompt != want:
             problems.append(f"cell {i}: prompt {prompt!r}, expected {want!r} (each code cell runs once, in order)")
-    problems += [f"cell {e.cell}: error output (not tagged {RAISES_TAG}): {e.text.strip()[-600:]}"
-                 for e in report.errors]
+    problems += [
+        f"cell {e.cell}: error output (not tagged {RAISES_TAG}): {e.text.strip()[-600:]}" for e in report.errors
+    ]
     problems += report.widget_problems
-    problems += [f"cell {i}: ends with a make_*_explorer(...) call but shows no explorer"
-                 for i in expected.explorer_cells if not report.explorers_in_cell.get(i)]
+    problems += [
+        f"cell {i}: ends with a make_*_explorer(...) call but shows no explorer"
+        for i in expected.explorer_cells
+        if not report.explorers_in_cell.get(i)
+    ]
     for check in report.explorers:
         where = f"explorer {check.index} ({check.title!r})"
         if not check.figure_before:
@@ -372,6 +396,8 @@ def find_problems(report: NotebookReport, expected: NotebookFile) -> list[str]:
         elif check.value_before == check.value_after:
             problems.append(f"{where}: moving the {check.control} did not change its value ({check.value_before})")
         elif not check.figure_changed:
-            problems.append(f"{where}: the figure did not change within {check.waited_s:.0f} s after the "
-                            f"{check.control} went from {check.value_before} to {check.value_after}")
+            problems.append(
+                f"{where}: the figure did not change within {check.waited_s:.0f} s after the "
+                f"{check.control} went from {check.value_before} to {check.value_after}"
+            )
     return problems

@@ -14,11 +14,20 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from playwright.sync_api import sync_playwright
-
-from lab_harness import (REPO, INSTALL_HINT, BrowserNotFound, alive, describe, find_chromium, leftovers_of,
-                         processes_with_argument, running_chromium, running_lab)
+from lab_harness import (
+    INSTALL_HINT,
+    REPO,
+    BrowserNotFound,
+    alive,
+    describe,
+    find_chromium,
+    leftovers_of,
+    processes_with_argument,
+    running_chromium,
+    running_lab,
+)
 from notebook_driver import VIEWPORT, NotebookFile, find_problems, run_notebook, shows_an_explorer
+from playwright.sync_api import sync_playwright
 
 SETUP = """\
 import normlab
@@ -98,38 +107,44 @@ def test_a_browser_playwright_installed_is_found(tmp_path: Path) -> None:
     assert find_chromium(system_paths=[tmp_path / "none"], browsers_dir=tmp_path) == shell
 
 
-@pytest.mark.parametrize("source, shows", [
-    ("make_gaussian_explorer()", True),
-    ("from normlab.widgets.start import make_gaussian_explorer\nmake_gaussian_explorer(n=3)", True),
-    ("normlab.widgets.start.make_gaussian_explorer()", True),
-    ("display(make_gaussian_explorer())", True),
-    ("explorer = make_gaussian_explorer()", False),
-    ("from normlab.widgets.start import make_gaussian_explorer", False),
-    ("make_gaussian_explorer()\nprint('done')", False),
-    ("make_figure()", False),
-    ("%matplotlib inline", False),
-])
+@pytest.mark.parametrize(
+    "source, shows",
+    [
+        ("make_gaussian_explorer()", True),
+        ("from normlab.widgets.start import make_gaussian_explorer\nmake_gaussian_explorer(n=3)", True),
+        ("normlab.widgets.start.make_gaussian_explorer()", True),
+        ("display(make_gaussian_explorer())", True),
+        ("explorer = make_gaussian_explorer()", False),
+        ("from normlab.widgets.start import make_gaussian_explorer", False),
+        ("make_gaussian_explorer()\nprint('done')", False),
+        ("make_figure()", False),
+        ("%matplotlib inline", False),
+    ],
+)
 def test_cells_that_must_show_an_explorer_are_recognised(source: str, shows: bool) -> None:
     assert shows_an_explorer(source) is shows
 
 
 def test_harness_catches_planted_problems_and_leaves_nothing_running(tmp_path: Path) -> None:
     notebook = stand_in_project(tmp_path / "project")
-    with sync_playwright() as playwright:
-        with running_lab(tmp_path / "project") as server, \
-                running_chromium(playwright, find_chromium()) as (browser, marker):
-            browser_processes = processes_with_argument(marker)
-            page = browser.new_context(viewport=VIEWPORT).new_page()
-            # A redraw takes well under a second; 8 s keeps the stale explorer's wait short.
-            report = run_notebook(page, server, notebook, "harness-selftest", screenshot_dir=None,
-                                  figure_timeout_s=8)
-            server.record_processes()
-            kernels = server.api("GET", "/api/kernels")
+    with (
+        sync_playwright() as playwright,
+        running_lab(tmp_path / "project") as server,
+        running_chromium(playwright, find_chromium()) as (browser, marker),
+    ):
+        browser_processes = processes_with_argument(marker)
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        # A redraw takes well under a second; 8 s keeps the stale explorer's wait short.
+        report = run_notebook(page, server, notebook, "harness-selftest", screenshot_dir=None, figure_timeout_s=8)
+        server.record_processes()
+        kernels = server.api("GET", "/api/kernels")
 
     problems = find_problems(report, NotebookFile.read(notebook))
     assert [(e.cell, "planted error, allowed by its tag" in e.text) for e in report.allowed_errors] == [(6, True)]
     assert [(e.cell, e.text.strip().splitlines()[-1]) for e in report.errors] == [
-        (7, "planted line on stderr"), (9, "RuntimeError: planted untagged error")]
+        (7, "planted line on stderr"),
+        (9, "RuntimeError: planted untagged error"),
+    ]
     assert report.prompts[8] == "[ ]:"  # an empty cell is never run, and is not asked to be
     assert [(c.title, c.value_before, c.value_after, c.figure_changed) for c in report.explorers] == [
         ("slider at its maximum", "10", "9", True),

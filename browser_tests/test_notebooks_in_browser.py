@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from lab_harness import NOTEBOOK_DIR, LabServer
 from notebook_driver import NotebookFile, find_problems, run_notebook
 
@@ -30,16 +29,19 @@ def test_make_lab_serves_the_notebooks_folder(lab: LabServer) -> None:
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_and_its_widgets_respond(notebook: Path, lab: LabServer, page, workspace: str,
-                                               screenshot_dir: Path, run_log: list[str]) -> None:
+def test_notebook_runs_and_its_widgets_respond(
+    notebook: Path, lab: LabServer, page, workspace: str, screenshot_dir: Path, run_log: list[str]
+) -> None:
     stored = notebook.read_bytes()
     report = run_notebook(page, lab, notebook, workspace, screenshot_dir)
     run_log.append(f"{notebook.name}: " + ", ".join(f"{step} {s:.1f} s" for step, s in report.seconds.items()))
-    run_log.extend(f"  explorer {c.index}: {c.control} {c.value_before} -> {c.value_after}, "
-                   f"figure {c.figure_before[:8]} -> {c.figure_after[:8]}" for c in report.explorers)
+    run_log.extend(
+        f"  explorer {c.index}: {c.control} {c.value_before} -> {c.value_after}, "
+        f"figure {c.figure_before[:8]} -> {c.figure_after[:8]}"
+        for c in report.explorers
+    )
     run_log.extend(f"  uncaught JavaScript error: {error[:300]}" for error in report.page_errors)
     problems = find_problems(report, NotebookFile.read(notebook))
     if notebook.read_bytes() != stored:
         problems.append("the .ipynb on disk changed during the run (JupyterLab must not save over it)")
-    assert not problems, (f"{notebook.name} in JupyterLab (screenshot: {report.screenshot}):\n- "
-                          + "\n- ".join(problems))
+    assert not problems, f"{notebook.name} in JupyterLab (screenshot: {report.screenshot}):\n- " + "\n- ".join(problems)

@@ -11,4 +11,4 @@ Layers (an import only points down):
 from normlab.notebook import setup_notebook
 
 __version__ = "0.1.0"
-__all__ = ["setup_notebook", "__version__"]
+__all__ = ["__version__", "setup_notebook"]

@@ -65,7 +65,7 @@ def check_momentum(momentum: float, who: str) -> None:
         raise TypeError(f"{who}: momentum must be a float in [0, 1]; got {momentum!r}.")
     if not 0.0 <= momentum <= 1.0:
         hint = ""
-        if 1.0 < momentum:
+        if momentum > 1.0:
             hint = " (a value like 0.9 or 0.99 is the Keras/TF convention; PyTorch's momentum is 1 minus it)"
         raise ValueError(
             f"{who}: momentum must lie in [0, 1]; got momentum={momentum}. PyTorch updates "
@@ -96,12 +96,12 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
 
-def trailing_dims(input: Tensor, normalized_shape: int | Sequence[int], who: str) -> tuple[int, ...]:
+def trailing_dims(input: torch.Tensor, normalized_shape: int | Sequence[int], who: str) -> tuple[int, ...]:
     """The trailing dims named by ``normalized_shape`` (as negative indices), after checking they match."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(shape)
-    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k:]) != shape:
-        trailing = tuple(input.shape[max(input.dim() - k, 0):])
+    if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k :]) != shape:
+        trailing = tuple(input.shape[max(input.dim() - k, 0) :])
         raise ValueError(
             f"{who} normalizes over the last {k} dim(s), so it expects input of shape "
             f"(*, {', '.join(map(str, shape))}); got shape {shape_str(input.shape)}, whose last "

@@ -64,8 +64,9 @@ class FrozenBatchNorm:
         self._undo: list[tuple[nn.Module, object, dict[str, bool], bool]] = []
 
     def _freeze(self, name: str, module: nn.Module) -> None:
-        params = {p: getattr(module, p).requires_grad for p in ("weight", "bias")
-                  if getattr(module, p, None) is not None}
+        params = {
+            p: getattr(module, p).requires_grad for p in ("weight", "bias") if getattr(module, p, None) is not None
+        }
         was_training = module.training
         module.train = _StayInEval(module)  # an instance attribute, found before nn.Module.train
         hook = module.register_forward_pre_hook(_force_eval)
@@ -119,9 +120,11 @@ def freeze_batch_norm(model: nn.Module) -> FrozenBatchNorm:
     """
     layers = batch_norm_layers(model)
     if not layers:
-        raise ValueError(f"freeze_batch_norm found no BatchNorm layer in {type(model).__name__}. It freezes "
-                         "torch.nn.BatchNorm1d/2d/3d and normlab.nn.BatchNorm1d/2d/3d. Fix: pass the model "
-                         "that contains them.")
+        raise ValueError(
+            f"freeze_batch_norm found no BatchNorm layer in {type(model).__name__}. It freezes "
+            "torch.nn.BatchNorm1d/2d/3d and normlab.nn.BatchNorm1d/2d/3d. Fix: pass the model "
+            "that contains them."
+        )
     handle = FrozenBatchNorm()
     for name, module in layers:
         if not _is_frozen(module):
@@ -144,8 +147,10 @@ def recalibrate_batch_norm(model: nn.Module, batches: Iterable[Tensor | tuple | 
     """
     layers = [m for _, m in batch_norm_layers(model) if m.track_running_stats and not _is_frozen(m)]
     if not layers:
-        raise ValueError("recalibrate_batch_norm found no unfrozen BatchNorm layer with running statistics "
-                         f"in {type(model).__name__}; there is nothing to re-estimate.")
+        raise ValueError(
+            "recalibrate_batch_norm found no unfrozen BatchNorm layer with running statistics "
+            f"in {type(model).__name__}; there is nothing to re-estimate."
+        )
     modes = {m: m.training for m in model.modules()}
     momenta = {m: m.momentum for m in layers}
     for m in layers:
@@ -162,6 +167,8 @@ def recalibrate_batch_norm(model: nn.Module, batches: Iterable[Tensor | tuple | 
     for m, training in modes.items():
         m.training = training
     if seen == 0:
-        raise ValueError("recalibrate_batch_norm got no batches, so the statistics were reset to mean 0 and "
-                         "variance 1. Fix: pass an iterable of input batches, e.g. a DataLoader.")
+        raise ValueError(
+            "recalibrate_batch_norm got no batches, so the statistics were reset to mean 0 and "
+            "variance 1. Fix: pass an iterable of input batches, e.g. a DataLoader."
+        )
     return model

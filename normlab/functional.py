@@ -38,7 +38,7 @@ from normlab._errors import (
     values_per_channel,
 )
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"]
+__all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "rms_norm"]
 
 
 class _Standardize(torch.autograd.Function):
@@ -84,8 +84,9 @@ class _Standardize(torch.autograd.Function):
         return x_hat, mean, var
 
     @staticmethod
-    def setup_context(ctx, inputs: tuple[Tensor, tuple[int, ...], float],
-                      output: tuple[Tensor, Tensor, Tensor]) -> None:
+    def setup_context(
+        ctx, inputs: tuple[Tensor, tuple[int, ...], float], output: tuple[Tensor, Tensor, Tensor]
+    ) -> None:
         x, ctx.dims, ctx.eps = inputs
         ctx.n = math.prod(x.shape[d] for d in ctx.dims)
         x_hat, _, var = output
@@ -93,8 +94,9 @@ class _Standardize(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # the gradient of an unused output arrives as None
 
     @staticmethod
-    def backward(ctx, grad_x_hat: Tensor | None, grad_mean: Tensor | None,
-                 grad_var: Tensor | None) -> tuple[Tensor, None, None]:
+    def backward(
+        ctx, grad_x_hat: Tensor | None, grad_mean: Tensor | None, grad_var: Tensor | None
+    ) -> tuple[Tensor, None, None]:
         x_hat, var = ctx.saved_tensors
         dims, n = ctx.dims, ctx.n
         inv_std = torch.rsqrt(var + ctx.eps)
@@ -135,9 +137,11 @@ def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
 
 def _channel_affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
     """y * gamma + beta with per-channel (C,) weight and bias on an (N, C, *) tensor."""
-    return _affine(y,
-                   None if weight is None else _per_channel(weight, y.dim()),
-                   None if bias is None else _per_channel(bias, y.dim()))
+    return _affine(
+        y,
+        None if weight is None else _per_channel(weight, y.dim()),
+        None if bias is None else _per_channel(bias, y.dim()),
+    )
 
 
 def _update_running(running: Tensor | None, batch_stat: Tensor, momentum: float) -> None:
@@ -162,7 +166,8 @@ def _check_channel_params(who: str, channels: int, **params: Tensor | None) -> N
     if (params["running_mean"] is None) != (params["running_var"] is None):
         raise ValueError(
             f"{who}: running_mean and running_var go together, but only one was given. "
-            "Fix: pass both buffers (to track running statistics) or neither.")
+            "Fix: pass both buffers (to track running statistics) or neither."
+        )
 
 
 def batch_norm(
@@ -194,8 +199,7 @@ def batch_norm(
     check_eps(eps, who, positive=training)  # torch rejects eps=0 in training, where a batch can be constant
     check_momentum(momentum, who)
     channels = input.shape[1]
-    _check_channel_params(who, channels, running_mean=running_mean, running_var=running_var,
-                          weight=weight, bias=bias)
+    _check_channel_params(who, channels, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
     x = input.to(compute_dtype(input))
     dims = [0] + list(range(2, x.dim()))  # batch and every spatial/sequence dim
     if training:
@@ -306,8 +310,9 @@ def instance_norm(
     _check_channels_input(input, who)
     check_eps(eps, who)
     check_momentum(momentum, who)
-    _check_channel_params(who, input.shape[1], running_mean=running_mean, running_var=running_var,
-                          weight=weight, bias=bias)
+    _check_channel_params(
+        who, input.shape[1], running_mean=running_mean, running_var=running_var, weight=weight, bias=bias
+    )
     x = input.to(compute_dtype(input))
     dims = list(range(2, x.dim()))  # every spatial/sequence dim
     if use_input_stats:
@@ -356,9 +361,10 @@ def rms_norm(
     if eps is None:
         eps = torch.finfo(input.dtype).eps
     x = input.to(compute_dtype(input))
-    mean_square = (x ** 2).mean(dim=dims, keepdim=True)
+    mean_square = (x**2).mean(dim=dims, keepdim=True)
     y = _affine(x / torch.sqrt(mean_square + eps), weight, None)
     return y.to(input.dtype)
+
 
 # Masked norms of padded (N, L, C) text batches (notebook 02, "Text: padding"); no torch counterpart, so not in __all__.
 from normlab.masked import masked_batch_norm, masked_layer_norm  # noqa: E402, F401

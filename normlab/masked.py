@@ -50,8 +50,11 @@ def _check_text_batch(input: Tensor, mask: Tensor, who: str) -> None:
         )
     n, length = input.shape[:2]
     if tuple(mask.shape) != (n, length):
-        hint = ("it looks transposed: pass mask.T" if tuple(mask.shape) == (length, n)
-                else "build it from the lengths: mask = torch.arange(L) < lengths[:, None]")
+        hint = (
+            "it looks transposed: pass mask.T"
+            if tuple(mask.shape) == (length, n)
+            else "build it from the lengths: mask = torch.arange(L) < lengths[:, None]"
+        )
         raise ValueError(
             f"{who} expects mask of shape (N, L) = ({n}, {length}), one flag per token of the "
             f"{shape_str(input.shape)} input; got mask of shape {shape_str(mask.shape)}. Fix: {hint}."
@@ -119,8 +122,9 @@ def masked_batch_norm(
     _check_text_batch(input, mask, who)
     check_eps(eps, who, positive=training)
     check_momentum(momentum, who)
-    _check_channel_vectors(who, input.shape[2], running_mean=running_mean, running_var=running_var,
-                           weight=weight, bias=bias)
+    _check_channel_vectors(
+        who, input.shape[2], running_mean=running_mean, running_var=running_var, weight=weight, bias=bias
+    )
     x = input.to(compute_dtype(input))
     if training:
         real = mask.unsqueeze(-1).to(x.dtype)  # (N, L, 1): 1 at real tokens, 0 at padding

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -30,9 +31,15 @@ from normlab import functional as F
 from normlab._errors import check_eps, check_tensor, shape_str, trailing_dims
 
 __all__ = [
-    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
-    "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
-    "LayerNorm", "GroupNorm", "RMSNorm",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "LayerNorm",
+    "RMSNorm",
 ]
 
 
@@ -41,11 +48,20 @@ class _NormBase(Module):
 
     _version = 2  # state_dict version: 2 added num_batches_tracked
     # The input layouts the subclass accepts: {ndim: "(N, C, ...)"} for error messages.
-    _layouts: dict[int, str] = {}
+    _layouts: ClassVar[dict[int, str]] = {}
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True,
-                 device=None, dtype=None, *, bias: bool = True) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
@@ -85,18 +101,22 @@ class _NormBase(Module):
                 init.zeros_(self.bias)
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+        )
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
-                              missing_keys, unexpected_keys, error_msgs) -> None:
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
         # Checkpoints older than version 2 have no num_batches_tracked: start it at 0.
         version = local_metadata.get("version", None)
         key = prefix + "num_batches_tracked"
         if (version is None or version < 2) and self.track_running_stats and key not in state_dict:
             state_dict[key] = torch.tensor(0, dtype=torch.long)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                      missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def _check_input(self, input: Tensor) -> None:
         """Teaching errors for a wrong dtype, ndim or channel count."""
@@ -132,12 +152,15 @@ class _NormBase(Module):
         if input.dim() > 2 and input.shape[-1] == self.num_features:
             order = (0, input.dim() - 1) + tuple(range(1, input.dim() - 1))
             if input.dim() == 3:
-                return ("this looks like (batch, seq, features); BatchNorm1d wants the features "
-                        "at dim 1, so pass x.transpose(1, 2) (and transpose the output back).")
-            return (f"this looks channels-last; move the channels to dim 1 with "
-                    f"x.permute{order}.")
-        return (f"build the layer with num_features={input.shape[channel_dim]}, or check that the "
-                "previous layer produces the channel count you meant.")
+                return (
+                    "this looks like (batch, seq, features); BatchNorm1d wants the features "
+                    "at dim 1, so pass x.transpose(1, 2) (and transpose the output back)."
+                )
+            return f"this looks channels-last; move the channels to dim 1 with x.permute{order}."
+        return (
+            f"build the layer with num_features={input.shape[channel_dim]}, or check that the "
+            "previous layer produces the channel count you meant."
+        )
 
 
 class _BatchNorm(_NormBase):
@@ -157,14 +180,18 @@ class _BatchNorm(_NormBase):
             input,
             self.running_mean if track else None,
             self.running_var if track else None,
-            self.weight, self.bias, use_batch_stats, factor, self.eps,
+            self.weight,
+            self.bias,
+            use_batch_stats,
+            factor,
+            self.eps,
         )
 
 
 class BatchNorm1d(_BatchNorm):
     """BatchNorm over (N, C) or (N, C, L): one mean and variance per feature/channel C."""
 
-    _layouts = {2: "(N, C)", 3: "(N, C, L)"}
+    _layouts: ClassVar[dict[int, str]] = {2: "(N, C)", 3: "(N, C, L)"}
 
     def _ndim_fix(self, input: Tensor) -> str:
         if input.dim() == 4:
@@ -175,7 +202,7 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     """BatchNorm over (N, C, H, W): one mean and variance per channel, over (N, H, W)."""
 
-    _layouts = {4: "(N, C, H, W)"}
+    _layouts: ClassVar[dict[int, str]] = {4: "(N, C, H, W)"}
 
     def _ndim_fix(self, input: Tensor) -> str:
         if input.dim() == 3:
@@ -186,7 +213,7 @@ class BatchNorm2d(_BatchNorm):
 class BatchNorm3d(_BatchNorm):
     """BatchNorm over (N, C, D, H, W): one mean and variance per channel."""
 
-    _layouts = {5: "(N, C, D, H, W)"}
+    _layouts: ClassVar[dict[int, str]] = {5: "(N, C, D, H, W)"}
 
     def _ndim_fix(self, input: Tensor) -> str:
         return "a single volume (C, D, H, W) needs a batch dim: x.unsqueeze(0)."
@@ -195,11 +222,19 @@ class BatchNorm3d(_BatchNorm):
 class _InstanceNorm(_NormBase):
     """InstanceNorm: one mean and variance per (sample, channel), over the spatial dims."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 affine: bool = False, track_running_stats: bool = False,
-                 device=None, dtype=None, *, bias: bool = True) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats,
-                         device, dtype, bias=bias)
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
 
     def _channel_dim(self, input: Tensor) -> int:
         return 1 if input.dim() == max(self._layouts) else 0  # batched (N, C, *) or unbatched (C, *)
@@ -212,16 +247,23 @@ class _InstanceNorm(_NormBase):
             # Without affine parameters num_features is unused; torch only warns.
             warnings.warn(
                 f"{type(self).__name__}({self.num_features}) got {input.shape[channel_dim]} channels "
-                f"at dim {channel_dim}; num_features is unused because affine=False.", stacklevel=4)
+                f"at dim {channel_dim}; num_features is unused because affine=False.",
+                stacklevel=4,
+            )
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input(input)
         unbatched = input.dim() == min(self._layouts)
         x = input.unsqueeze(0) if unbatched else input
         y = F.instance_norm(
-            x, self.running_mean, self.running_var, self.weight, self.bias,
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
             self.training or not self.track_running_stats,
-            self.momentum if self.momentum is not None else 0.0, self.eps,
+            self.momentum if self.momentum is not None else 0.0,
+            self.eps,
         )
         return y.squeeze(0) if unbatched else y
 
@@ -229,19 +271,19 @@ class _InstanceNorm(_NormBase):
 class InstanceNorm1d(_InstanceNorm):
     """InstanceNorm over (N, C, L) or unbatched (C, L)."""
 
-    _layouts = {2: "(C, L)", 3: "(N, C, L)"}
+    _layouts: ClassVar[dict[int, str]] = {2: "(C, L)", 3: "(N, C, L)"}
 
 
 class InstanceNorm2d(_InstanceNorm):
     """InstanceNorm over (N, C, H, W) or unbatched (C, H, W)."""
 
-    _layouts = {3: "(C, H, W)", 4: "(N, C, H, W)"}
+    _layouts: ClassVar[dict[int, str]] = {3: "(C, H, W)", 4: "(N, C, H, W)"}
 
 
 class InstanceNorm3d(_InstanceNorm):
     """InstanceNorm over (N, C, D, H, W) or unbatched (C, D, H, W)."""
 
-    _layouts = {4: "(C, D, H, W)", 5: "(N, C, D, H, W)"}
+    _layouts: ClassVar[dict[int, str]] = {4: "(C, D, H, W)", 5: "(N, C, D, H, W)"}
 
 
 def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
@@ -251,9 +293,15 @@ def _as_shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
 class LayerNorm(Module):
     """LayerNorm over the trailing ``normalized_shape`` dims, with per-element gamma and beta."""
 
-    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5,
-                 elementwise_affine: bool = True, bias: bool = True,
-                 device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.normalized_shape = _as_shape(normalized_shape)
@@ -279,21 +327,33 @@ class LayerNorm(Module):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class GroupNorm(Module):
     """GroupNorm: channels split into num_groups groups, statistics per (sample, group)."""
 
-    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
-                 device=None, dtype=None, *, bias: bool = True) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if num_channels % num_groups != 0:
             raise ValueError(
                 f"GroupNorm splits num_channels={num_channels} into num_groups={num_groups} equal "
                 f"groups, so num_channels must be divisible by num_groups. Fix: pick num_groups "
-                f"from the divisors of {num_channels}.")
+                f"from the divisors of {num_channels}."
+            )
         factory = {"device": device, "dtype": dtype}
         self.num_groups = num_groups
         self.num_channels = num_channels
@@ -320,19 +380,28 @@ class GroupNorm(Module):
                 f"GroupNorm({self.num_groups}, {self.num_channels}) expects input of shape "
                 f"(N, C, *) with C={self.num_channels} at dim 1; got shape {shape_str(input.shape)}. "
                 "Fix: move the channels to dim 1 (e.g. x.permute(0, 3, 1, 2) for channels-last "
-                "images), or build the layer with the input's channel count.")
+                "images), or build the layer with the input's channel count."
+            )
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class RMSNorm(Module):
     """RMSNorm over the trailing ``normalized_shape`` dims: x / sqrt(mean(x^2) + eps) * gamma."""
 
-    def __init__(self, normalized_shape: int | Sequence[int], eps: float | None = None,
-                 elementwise_affine: bool = True, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float | None = None,
+        elementwise_affine: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         check_eps(eps, "RMSNorm", allow_none=True)
         self.normalized_shape = _as_shape(normalized_shape)

@@ -37,8 +37,9 @@ def apply_style() -> None:
     mpl.rcParams.update(STYLE)
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None,
-               **subplot_kw) -> tuple[Figure, object]:
+def new_figure(
+    nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **subplot_kw
+) -> tuple[Figure, object]:
     """A styled pyplot-free Figure and its axes (as ``Figure.subplots`` returns them)."""
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=figsize or STYLE["figure.figsize"], layout="constrained")

@@ -41,8 +41,12 @@ def merge_adjacent_streams(nb: nbformat.NotebookNode) -> None:
         merged: list = []
         for output in cell.get("outputs", []):
             previous = merged[-1] if merged else None
-            if (previous is not None and output.get("output_type") == "stream"
-                    and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+            if (
+                previous is not None
+                and output.get("output_type") == "stream"
+                and previous.get("output_type") == "stream"
+                and previous.get("name") == output.get("name")
+            ):
                 previous["text"] = "".join(previous["text"]) + "".join(output["text"])
             else:
                 merged.append(output)
@@ -55,8 +59,12 @@ def execute(path: Path, timeout: int = 300) -> float:
     nb = nbformat.read(path, as_version=4)
     nb.metadata["kernelspec"] = KERNELSPEC
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", record_timing=False,
-        store_widget_state=True, resources={"metadata": {"path": str(path.parent)}},
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()
     client.execute()

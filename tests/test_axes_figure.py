@@ -87,11 +87,16 @@ def test_panel_text_names_the_axes_statistics_and_parameters():
 def test_wu_and_he_figure_has_one_panel_per_norm_and_explains_degenerate_cases():
     results = shared_statistics_for_all_norms("NC", num_groups=2)
     fig = plot_shared_statistics(results)
-    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == \
-        ["BatchNorm", "LayerNorm", "InstanceNorm", "GroupNorm (G = 2)"]
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == [
+        "BatchNorm",
+        "LayerNorm",
+        "InstanceNorm",
+        "GroupNorm (G = 2)",
+    ]
     instance_texts = [t.get_text() for t in fig.axes[2].texts]
-    assert any("(only with affine=True; the default has none)" in t and "every output is 0" in t
-               for t in instance_texts)
+    assert any(
+        "(only with affine=True; the default has none)" in t and "every output is 0" in t for t in instance_texts
+    )
     assert "C (features) = 6" in [t.get_text() for t in fig.axes[0].texts]
     assert not any("sequence" in t.get_text() or "height" in t.get_text() for t in fig.axes[0].texts)
     assert fig.axes[2].get_title() == "InstanceNorm\n24 statistics × 1 element each"

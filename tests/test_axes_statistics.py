@@ -63,8 +63,12 @@ def torch_norm(x: torch.Tensor, norm: str, layout: str, num_groups: int | None) 
     return module(xcf).permute(inverse)
 
 
-SHAPE_CASES = [(case, shape) for case in CASES for shape in (DEMO_SHAPES[case[1]], OTHER_SHAPES[case[1]])
-               if case[2] is None or shape[case[1].index("C")] % case[2] == 0]
+SHAPE_CASES = [
+    (case, shape)
+    for case in CASES
+    for shape in (DEMO_SHAPES[case[1]], OTHER_SHAPES[case[1]])
+    if case[2] is None or shape[case[1].index("C")] % case[2] == 0
+]
 
 
 @pytest.mark.parametrize("case, shape", SHAPE_CASES, ids=lambda v: ids_of(v) if isinstance(v[0], str) else str(v))
@@ -115,7 +119,7 @@ def test_statistics_shape_and_parameters_match_torch(case):
         mean = torch.native_batch_norm(xcf, None, None, None, None, True, 0.1, 1e-5)[1]
         module = torch.nn.BatchNorm1d(c)
     elif norm == "layer":
-        normalized_shape = shape[reduced_dims("layer", layout)[0]:]
+        normalized_shape = shape[reduced_dims("layer", layout)[0] :]
         mean = torch.native_layer_norm(x, normalized_shape, None, None, 1e-5)[1]
         module = torch.nn.LayerNorm(normalized_shape)
     elif norm == "group":
@@ -132,14 +136,27 @@ def test_statistics_shape_and_parameters_match_torch(case):
 
 def test_known_values_of_the_reference_examples():
     bn = shared_statistics("batch", "NLC", (8, 10, 32))
-    assert (bn.stats_dims, bn.stats_shape, bn.elements_per_statistic, bn.param_shape, bn.num_params) == \
-        ("C", (32,), 80, (32,), 64)
+    assert (bn.stats_dims, bn.stats_shape, bn.elements_per_statistic, bn.param_shape, bn.num_params) == (
+        "C",
+        (32,),
+        80,
+        (32,),
+        64,
+    )
     ln = shared_statistics("layer", "NCHW", (6, 3, 28, 28))
-    assert (ln.stats_shape, ln.elements_per_statistic, ln.param_shape, ln.num_params) == \
-        ((6,), 2352, (3, 28, 28), 2 * 2352)
+    assert (ln.stats_shape, ln.elements_per_statistic, ln.param_shape, ln.num_params) == (
+        (6,),
+        2352,
+        (3, 28, 28),
+        2 * 2352,
+    )
     gn = shared_statistics("group", "NHWC", (2, 4, 4, 8), num_groups=4, channel=5)
-    assert (gn.stats_dims, gn.stats_shape, gn.elements_per_statistic, gn.title) == \
-        ("NG", (2, 4), 32, "GroupNorm (G = 4)")
+    assert (gn.stats_dims, gn.stats_shape, gn.elements_per_statistic, gn.title) == (
+        "NG",
+        (2, 4),
+        32,
+        "GroupNorm (G = 4)",
+    )
     assert gn.mask[0, :, :, 4:6].all() and not gn.mask[0, :, :, 6:].any() and not gn.mask[1].any()
     inst = shared_statistics("instance", "NC", (4, 3))
     assert inst.elements_per_statistic == 1 and inst.note.startswith("each statistic covers 1 element")
@@ -157,8 +174,9 @@ def test_all_norms_in_wu_and_he_order():
 def test_ids_enumerate_statistics_in_stats_shape_order():
     ids = statistic_ids("layer", "NLC", (2, 3, 4))
     assert torch.equal(ids[:, :, 0], torch.arange(6).reshape(2, 3))  # one id per token, row-major
-    assert torch.equal(statistic_ids("group", "NCHW", (2, 4, 1, 1), 2)[:, :, 0, 0],
-                       torch.tensor([[0, 0, 1, 1], [2, 2, 3, 3]]))
+    assert torch.equal(
+        statistic_ids("group", "NCHW", (2, 4, 1, 1), 2)[:, :, 0, 0], torch.tensor([[0, 0, 1, 1], [2, 2, 3, 3]])
+    )
 
 
 def test_as_batch_channel_position_is_the_same_cube_for_both_image_layouts():
@@ -181,17 +199,24 @@ def test_statistics_table_for_the_text_example():
     assert table[5].split()[:6] == ["GroupNorm", "(G", "=", "4)", "L,", "C/G"]
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: shared_statistics("batch", "NCWH"), r"unknown layout 'NCWH'; expected one of NC, NCL"),
-    (lambda: shared_statistics("batchnorm", "NC"), r"unknown norm 'batchnorm'; expected one of batch"),
-    (lambda: shared_statistics("batch", "NLC", (8, 32)),
-     r"layout 'NLC' names 3 dims \(N, L, C\), so shape must have 3 positive sizes; got shape \(8, 32\)\. "
-     r"Fix: .*e\.g\. \(4, 5, 6\)"),
-    (lambda: shared_statistics("group", "NCHW", num_groups=4),
-     r"num_groups must divide 6; got num_groups=4\. Fix: choose one of \[1, 2, 3, 6\]"),
-    (lambda: shared_statistics("group", "NC"), r"got num_groups=None"),
-    (lambda: shared_statistics("batch", "NC", channel=6), r"channel must lie in 0 \.\. 5 for C=6; got channel=6"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: shared_statistics("batch", "NCWH"), r"unknown layout 'NCWH'; expected one of NC, NCL"),
+        (lambda: shared_statistics("batchnorm", "NC"), r"unknown norm 'batchnorm'; expected one of batch"),
+        (
+            lambda: shared_statistics("batch", "NLC", (8, 32)),
+            r"layout 'NLC' names 3 dims \(N, L, C\), so shape must have 3 positive sizes; got shape \(8, 32\)\. "
+            r"Fix: .*e\.g\. \(4, 5, 6\)",
+        ),
+        (
+            lambda: shared_statistics("group", "NCHW", num_groups=4),
+            r"num_groups must divide 6; got num_groups=4\. Fix: choose one of \[1, 2, 3, 6\]",
+        ),
+        (lambda: shared_statistics("group", "NC"), r"got num_groups=None"),
+        (lambda: shared_statistics("batch", "NC", channel=6), r"channel must lie in 0 \.\. 5 for C=6; got channel=6"),
+    ],
+)
 def test_errors_teach(call, message):
     with pytest.raises(ValueError, match=message):
         call()
@@ -211,8 +236,9 @@ def test_demo_images_are_real_and_deterministic():
     assert digits.shape == (3, 8, 8) and digits.min() == 0 and digits.max() == 1
     crops = photo_crops(6, 28)
     assert crops.shape == (6, 3, 28, 28) and torch.equal(crops, photo_crops(6, 28))
-    assert 0 <= crops.min() and crops.max() <= 1
+    assert crops.min() >= 0 and crops.max() <= 1
     from normlab.data.images import load_sample_image
+
     assert torch.equal(crops[0], load_sample_image("china.jpg", 64)[:, :28, :28])
     assert torch.equal(crops[3], load_sample_image("flower.jpg", 64)[:, 14:42, 28:56])
     channel_means = crops.mean(dim=(0, 2, 3))
@@ -222,7 +248,7 @@ def test_demo_images_are_real_and_deterministic():
 def test_randomize_affine_sets_non_trivial_deterministic_gamma_and_beta():
     bn = torch.nn.BatchNorm1d(5)
     assert randomize_affine(bn) is bn
-    assert ((0.5 <= bn.weight) & (bn.weight <= 1.5)).all() and ((-0.5 <= bn.bias) & (bn.bias <= 0.5)).all()
+    assert ((bn.weight >= 0.5) & (bn.weight <= 1.5)).all() and ((bn.bias >= -0.5) & (bn.bias <= 0.5)).all()
     assert not torch.equal(bn.weight, torch.ones(5)) and not torch.equal(bn.bias, torch.zeros(5))
     ln = randomize_affine(torch.nn.LayerNorm([2, 5]))
     assert ln.weight.shape == (2, 5) and torch.equal(ln.weight[0], bn.weight)  # same seed, same draws

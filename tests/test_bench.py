@@ -40,7 +40,12 @@ def test_budget_verdicts_under_is_strict_and_within_is_inclusive():
 
 def test_budgets_print_as_in_the_issue():
     assert [b.describe() for b in (NOTEBOOK, COLLECTION, CELL, WIDGET_P95, REFERENCE_RATIO)] == [
-        "< 30 s", "< 120 s", "< 5 s", "< 150 ms", "<= 6x"]
+        "< 30 s",
+        "< 120 s",
+        "< 5 s",
+        "< 150 ms",
+        "<= 6x",
+    ]
 
 
 def test_percentile_on_known_inputs():
@@ -68,40 +73,82 @@ def test_percentile_rejects_empty_input_and_bad_q():
 
 
 def notebook_section(first_s: float = 31.0, failed: bool = False) -> dict:
-    nb1 = {"name": "01_a.ipynb", "error": None, "median_s": first_s, "runs_s": [first_s] * 3, "ratio_to_floor": 5.2,
-           "slowest_cell": {"index": 4, "source": "run_experiment()", "median_s": 6.5}}
-    nb2 = {"name": "02_b.ipynb", "error": "failed: CellExecutionError: boom" if failed else None,
-           "median_s": None if failed else 10.0, "runs_s": [] if failed else [10.0] * 3,
-           "ratio_to_floor": None if failed else 1.7, "slowest_cell": None}
-    return {"runs": 3, "floor": {"median_s": 6.0, "runs_s": [6.0] * 3}, "notebooks": [nb1, nb2],
-            "total_s": None if failed else first_s + 10.0}
+    nb1 = {
+        "name": "01_a.ipynb",
+        "error": None,
+        "median_s": first_s,
+        "runs_s": [first_s] * 3,
+        "ratio_to_floor": 5.2,
+        "slowest_cell": {"index": 4, "source": "run_experiment()", "median_s": 6.5},
+    }
+    nb2 = {
+        "name": "02_b.ipynb",
+        "error": "failed: CellExecutionError: boom" if failed else None,
+        "median_s": None if failed else 10.0,
+        "runs_s": [] if failed else [10.0] * 3,
+        "ratio_to_floor": None if failed else 1.7,
+        "slowest_cell": None,
+    }
+    return {
+        "runs": 3,
+        "floor": {"median_s": 6.0, "runs_s": [6.0] * 3},
+        "notebooks": [nb1, nb2],
+        "total_s": None if failed else first_s + 10.0,
+    }
 
 
 def widget_section(p95: float = 149.0) -> dict:
-    ok = {"name": "why.make_lr_explorer", "error": None, "build_ms": 200.0, "n": 30, "p50_ms": 90.0, "p95_ms": p95,
-          "max_ms": 160.0, "redraw": "blitted",
-          "stages_ms": {"compute": 5.0, "draw": 30.0, "png": 55.0}}
+    ok = {
+        "name": "why.make_lr_explorer",
+        "error": None,
+        "build_ms": 200.0,
+        "n": 30,
+        "p50_ms": 90.0,
+        "p95_ms": p95,
+        "max_ms": 160.0,
+        "redraw": "blitted",
+        "stages_ms": {"compute": 5.0, "draw": 30.0, "png": 55.0},
+    }
     broken = bench_widgets._explorer_entry("normlab.widgets.half_written", "import failed: SyntaxError: x")
     return {"interactions": 30, "seed": 0, "explorers": [ok, broken]}
 
 
 def reference_section(ratio: float = 7.5) -> dict:
-    case = {"data": "text (32, 128, 256)", "shape": [32, 128, 256], "norm": "layer_norm", "max_abs_difference": 1e-6,
-            "timings": [{"threads": 1, "torch_us": 100.0, "normlab_us": 100.0 * ratio, "ratio": ratio},
-                        {"threads": 2, "torch_us": 60.0, "normlab_us": 300.0, "ratio": 5.0}],
-            "profile": "86 aten ops vs torch's 14; aten::mul 33%", "normlab_top_ops": [], "normlab_top_backward": [],
-            "explanation": reference.EXPLANATIONS["layer_norm"]}
+    case = {
+        "data": "text (32, 128, 256)",
+        "shape": [32, 128, 256],
+        "norm": "layer_norm",
+        "max_abs_difference": 1e-6,
+        "timings": [
+            {"threads": 1, "torch_us": 100.0, "normlab_us": 100.0 * ratio, "ratio": ratio},
+            {"threads": 2, "torch_us": 60.0, "normlab_us": 300.0, "ratio": 5.0},
+        ],
+        "profile": "86 aten ops vs torch's 14; aten::mul 33%",
+        "normlab_top_ops": [],
+        "normlab_top_backward": [],
+        "explanation": reference.EXPLANATIONS["layer_norm"],
+    }
     return {"rounds": 15, "block_s": 0.05, "threads": [1, 2], "cases": [case]}
 
 
 def import_section() -> dict:
-    return {"runs": 7, "bare_python_s": 0.02, "python_import_normlab_s": 1.52, "import_s": 1.5,
-            "own_modules_s": 0.003, "dependencies_s": {"torch": 1.1}}
+    return {
+        "runs": 7,
+        "bare_python_s": 0.02,
+        "python_import_normlab_s": 1.52,
+        "import_s": 1.5,
+        "own_modules_s": 0.003,
+        "dependencies_s": {"torch": 1.1},
+    }
 
 
 def all_sections(**overrides) -> dict:
-    sections = {"notebooks": notebook_section(), "widgets": widget_section(), "reference": reference_section(),
-                "import": import_section()}
+    sections = {
+        "notebooks": notebook_section(),
+        "widgets": widget_section(),
+        "reference": reference_section(),
+        "import": import_section(),
+    }
     sections.update(overrides)
     return sections
 
@@ -112,9 +159,14 @@ def by_what(rows: list[dict]) -> dict[str, dict]:
 
 def test_budget_rows_give_each_figure_its_budget_and_verdict():
     rows = by_what(budgets.budget_rows(all_sections()))
-    assert rows["notebook 01_a.ipynb"] == {"what": "notebook 01_a.ipynb", "figure": 31.0, "unit": "s",
-                                               "budget": "< 30 s", "verdict": "OVER",
-                                               "note": "median of 3; 5.2x the floor"}
+    assert rows["notebook 01_a.ipynb"] == {
+        "what": "notebook 01_a.ipynb",
+        "figure": 31.0,
+        "unit": "s",
+        "budget": "< 30 s",
+        "verdict": "OVER",
+        "note": "median of 3; 5.2x the floor",
+    }
     assert rows["  slowest cell [4]"]["verdict"] == "OVER" and rows["  slowest cell [4]"]["note"] == "run_experiment()"
     assert rows["notebook 02_b.ipynb"]["verdict"] == "PASS"
     assert rows["whole collection"]["figure"] == 41.0 and rows["whole collection"]["verdict"] == "PASS"
@@ -128,8 +180,9 @@ def test_budget_rows_give_each_figure_its_budget_and_verdict():
     assert (ref["figure"], ref["budget"], ref["verdict"]) == (7.5, "<= 6x", "OVER")
     assert ref["note"] == "750 us vs 100 us; 2 threads 5.0x"
     assert rows["import normlab (minus bare python)"]["verdict"] == "-"
-    assert rows["import normlab (minus bare python)"]["note"] == \
-        "normlab's own modules 3 ms; -X importtime: torch 1.10 s"
+    assert (
+        rows["import normlab (minus bare python)"]["note"] == "normlab's own modules 3 ms; -X importtime: torch 1.10 s"
+    )
 
 
 def test_a_failed_notebook_is_an_error_and_leaves_no_collection_total():
@@ -140,7 +193,9 @@ def test_a_failed_notebook_is_an_error_and_leaves_no_collection_total():
 
 
 def test_budget_rows_skip_sections_not_measured():
-    rows = budgets.budget_rows({"notebooks": None, "widgets": None, "reference": reference_section(5.0), "import": None})
+    rows = budgets.budget_rows(
+        {"notebooks": None, "widgets": None, "reference": reference_section(5.0), "import": None}
+    )
     assert [r["what"] for r in rows] == ["reference layer_norm text (32, 128, 256)"]
     assert rows[0]["verdict"] == "PASS"
 
@@ -160,9 +215,17 @@ def test_format_table_aligns_figure_budget_and_verdict():
 # ---------------------------------------------------------------- results.json
 
 
-MACHINE = {"cpu_model": "AMD EPYC", "cores": 2, "python": "3.11.7", "torch": "2.13.0+cpu", "numpy": "2.4.6",
-           "matplotlib": "3.11.2", "ipywidgets": "8.1.9", "platform": "Linux",
-           "load_average_1min": {"start": 1.5, "end": 2.0}}
+MACHINE = {
+    "cpu_model": "AMD EPYC",
+    "cores": 2,
+    "python": "3.11.7",
+    "torch": "2.13.0+cpu",
+    "numpy": "2.4.6",
+    "matplotlib": "3.11.2",
+    "ipywidgets": "8.1.9",
+    "platform": "Linux",
+    "load_average_1min": {"start": 1.5, "end": 2.0},
+}
 
 
 def test_results_have_the_same_keys_whatever_was_measured():
@@ -249,9 +312,12 @@ def test_discovery_counts_a_reexported_factory_once_and_reports_broken_modules(t
     package = tmp_path / "fakewidgets"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "a.py").write_text("def make_a_explorer():\n    return 'a'\n\ndef make_plot():\n    pass\n"
-                                  "def make_explorer():\n    pass\n")
-    (package / "b.py").write_text("from fakewidgets.a import make_a_explorer\n\ndef make_b_explorer():\n    return 'b'\n")
+    (package / "a.py").write_text(
+        "def make_a_explorer():\n    return 'a'\n\ndef make_plot():\n    pass\ndef make_explorer():\n    pass\n"
+    )
+    (package / "b.py").write_text(
+        "from fakewidgets.a import make_a_explorer\n\ndef make_b_explorer():\n    return 'b'\n"
+    )
     (package / "c.py").write_text("raise ImportError('half written')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     factories, errors = bench_widgets.discover_explorer_factories("fakewidgets")
@@ -303,8 +369,9 @@ def test_pick_new_value_is_valid_and_different_for_every_control_type(name):
             assert all(0 <= i < len(control.options) for i in indices) and len(indices) >= 1
         else:
             assert control.value != before_value
-        if isinstance(control, (widgets.IntSlider, widgets.FloatSlider, widgets.BoundedIntText,
-                                widgets.BoundedFloatText)):
+        if isinstance(
+            control, (widgets.IntSlider, widgets.FloatSlider, widgets.BoundedIntText, widgets.BoundedFloatText)
+        ):
             assert control.min <= value <= control.max and on_grid(value, control.min, control.step)
         if isinstance(control, widgets.FloatLogSlider):
             exponent = np.log10(value)
@@ -319,10 +386,13 @@ def test_pick_new_value_is_valid_and_different_for_every_control_type(name):
 
 
 def test_unsupported_and_immovable_controls_are_named():
-    with pytest.raises(TypeError, match="cannot pick values for a Text control; supported: .*Fix"):
+    with pytest.raises(TypeError, match=r"cannot pick values for a Text control; supported: .*Fix"):
         bench_widgets.pick_new_value(widgets.Text("hi"), random.Random(0))
-    controls = {"one": widgets.Dropdown(options=["only"]), "off": widgets.IntSlider(disabled=True),
-                "ok": widgets.Checkbox()}
+    controls = {
+        "one": widgets.Dropdown(options=["only"]),
+        "off": widgets.IntSlider(disabled=True),
+        "ok": widgets.Checkbox(),
+    }
     assert bench_widgets.movable_controls(controls) == ["ok"]
     with pytest.raises(ValueError, match="no control can be moved among"):
         next(bench_widgets.random_interactions({"one": widgets.Dropdown(options=["only"])}, 3, seed=0))
@@ -355,8 +425,12 @@ def simple_explorer(redraws: bool = True, blitted: bool = False) -> Explorer:
         line.set_ydata([0, value])
         return [line]
 
-    explorer = Explorer({"a": widgets.FloatSlider(value=0.5, min=0, max=1, step=0.1)},
-                        compute=lambda a: a * 2, draw=draw, update=update if blitted else None)
+    explorer = Explorer(
+        {"a": widgets.FloatSlider(value=0.5, min=0, max=1, step=0.1)},
+        compute=lambda a: a * 2,
+        draw=draw,
+        update=update if blitted else None,
+    )
     if not redraws:
         explorer.controls["a"].unobserve(explorer._on_change, names="value")
     return explorer
@@ -378,8 +452,11 @@ def test_measure_explorer_rejects_an_explorer_that_does_not_redraw():
 def test_kernel_output_is_parsed_from_the_marker_line():
     payload = {"interactions": 30, "seed": 0, "explorers": []}
     cell = nbformat.v4.new_code_cell("x")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
-                                           text="noise\n" + bench_widgets.RESULT_MARKER + json.dumps(payload) + "\n")]
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "stream", name="stdout", text="noise\n" + bench_widgets.RESULT_MARKER + json.dumps(payload) + "\n"
+        )
+    ]
     assert bench_widgets.parse_kernel_output(cell) == payload
     cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="Traceback ...")]
     with pytest.raises(RuntimeError, match="printed no result"):
@@ -392,19 +469,29 @@ def test_kernel_output_is_parsed_from_the_marker_line():
 
 
 def test_summarize_runs_takes_medians_and_the_slowest_cell():
-    runs = [notebooks.NotebookRun(10.0, {1: 0.5, 3: 2.0}), notebooks.NotebookRun(12.0, {1: 4.0, 3: 2.5}),
-            notebooks.NotebookRun(11.0, {1: 0.6, 3: 3.0})]
+    runs = [
+        notebooks.NotebookRun(10.0, {1: 0.5, 3: 2.0}),
+        notebooks.NotebookRun(12.0, {1: 4.0, 3: 2.5}),
+        notebooks.NotebookRun(11.0, {1: 0.6, 3: 3.0}),
+    ]
     out = notebooks.summarize_runs(runs, {1: "\n# train the model for ten epochs and plot the loss\n", 3: "plot()"})
     assert out["median_s"] == 11.0 and out["runs_s"] == [10.0, 12.0, 11.0]
     assert out["slowest_cell"] == {"index": 3, "source": "plot()", "median_s": 2.5}  # cell 1's median is 0.6
-    assert notebooks.first_code_line("\n\n# train the model for ten epochs and plot the loss") == \
-        "# train the model for ten epochs and plot the..."
+    assert (
+        notebooks.first_code_line("\n\n# train the model for ten epochs and plot the loss")
+        == "# train the model for ten epochs and plot the..."
+    )
 
 
 def test_floor_notebook_only_imports_the_stack():
     (cell,) = notebooks.floor_notebook().cells
-    assert cell.source.split("\n") == ["import torch", "import numpy", "import matplotlib", "import ipywidgets",
-                                       "import normlab"]
+    assert cell.source.split("\n") == [
+        "import torch",
+        "import numpy",
+        "import matplotlib",
+        "import ipywidgets",
+        "import normlab",
+    ]
 
 
 IMPORTTIME = """\
@@ -419,8 +506,13 @@ import time:        40 |         40 |   normlab.notebook
 
 def test_importtime_output_is_parsed_and_split():
     rows = importtime.parse_importtime(IMPORTTIME)
-    assert [(r["module"], r["depth"]) for r in rows] == [("_io", 2), ("torch", 1), ("normlab.axes", 3),
-                                                         ("normlab", 0), ("normlab.notebook", 1)]
+    assert [(r["module"], r["depth"]) for r in rows] == [
+        ("_io", 2),
+        ("torch", 1),
+        ("normlab.axes", 3),
+        ("normlab", 0),
+        ("normlab.notebook", 1),
+    ]
     assert importtime.split_import_cost(rows) == {"own_modules_s": 0.0023, "dependencies_s": {"torch": 0.9}}
 
 
@@ -428,8 +520,12 @@ def test_reference_cases_cover_the_issue_shapes_and_compare_like_with_like():
     shapes = {(c.norm, c.shape) for c in reference.CASES}
     assert {n for n, s in shapes if s == (256, 512)} == {"batch_norm", "layer_norm", "rms_norm"}
     assert {n for n, s in shapes if s == (32, 128, 256)} == {"batch_norm", "layer_norm", "rms_norm"}
-    assert {n for n, s in shapes if s == (32, 64, 32, 32)} == {"batch_norm", "group_norm", "instance_norm",
-                                                               "layer_norm"}
+    assert {n for n, s in shapes if s == (32, 64, 32, 32)} == {
+        "batch_norm",
+        "group_norm",
+        "instance_norm",
+        "layer_norm",
+    }
     assert set(reference.EXPLANATIONS) == {c.norm for c in reference.CASES}
     for case in reference.CASES:
         assert reference.max_difference(case) < 1e-4, case
@@ -442,9 +538,11 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
 
 
 def test_describe_profile_names_the_top_ops_and_backward_nodes():
-    ours = {"aten_ops_per_iteration": 86, "top_ops": [{"op": "aten::mul", "share": 0.33},
-                                                      {"op": "aten::div", "share": 0.271}],
-            "top_backward": [{"op": "DivBackward0", "share": 0.31}]}
+    ours = {
+        "aten_ops_per_iteration": 86,
+        "top_ops": [{"op": "aten::mul", "share": 0.33}, {"op": "aten::div", "share": 0.271}],
+        "top_backward": [{"op": "DivBackward0", "share": 0.31}],
+    }
     text = reference.describe_profile(ours, {"aten_ops_per_iteration": 14, "top_ops": [], "top_backward": []})
     assert text == "86 aten ops vs torch's 14; self time aten::mul 33%, aten::div 27%; backward DivBackward0 31%"
 

@@ -47,6 +47,7 @@ def bn_nlc_flatten_rsqrt(x, gamma, beta, eps=1e-5):
 
 def bn_nlc_normlab_module(x, gamma, beta, eps=1e-5):
     import normlab.nn
+
     layer = normlab.nn.BatchNorm1d(x.shape[-1], eps=eps)
     with torch.no_grad():
         layer.weight.copy_(gamma)
@@ -252,7 +253,7 @@ def bn_swapped(x, gamma, beta, eps=1e-5):
 
 def bn_one_pass(x, gamma, beta, eps=1e-5):
     mean = x.mean(dim=(0, 1), keepdim=True)
-    var = (x * x).mean(dim=(0, 1), keepdim=True) - mean ** 2
+    var = (x * x).mean(dim=(0, 1), keepdim=True) - mean**2
     return (x - mean) / torch.sqrt(var + eps) * gamma + beta
 
 
@@ -284,7 +285,7 @@ def ln_nchw_per_channel(x, gamma, beta, eps=1e-5):
 def ln_one_pass(x, gamma, beta, eps=1e-5):
     n = x.shape[-1]
     mean = x.sum(dim=-1, keepdim=True) / n
-    var = (x ** 2).sum(dim=-1, keepdim=True) / n - (x.sum(dim=-1, keepdim=True) / n) ** 2
+    var = (x**2).sum(dim=-1, keepdim=True) / n - (x.sum(dim=-1, keepdim=True) / n) ** 2
     return (x - mean) / torch.sqrt(var + eps) * gamma + beta
 
 
@@ -379,10 +380,16 @@ def test_each_mistake_is_named(code, checker, fn, kwargs):
 
 
 def test_every_functional_mistake_code_is_tested_here():
-    tested_elsewhere = {"too-slow",  # below, with a small time limit
-                        # tests/test_checks_module.py:
-                        "momentum-reversed", "running-var-biased", "stats-not-updated", "updates-in-eval",
-                        "eval-uses-batch-stats", "stats-not-detached"}
+    tested_elsewhere = {
+        "too-slow",  # below, with a small time limit
+        # tests/test_checks_module.py:
+        "momentum-reversed",
+        "running-var-biased",
+        "stats-not-updated",
+        "updates-in-eval",
+        "eval-uses-batch-stats",
+        "stats-not-detached",
+    }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 
 
@@ -400,8 +407,13 @@ SAID = [  # (checker, learner, kwargs, field of the result, what it must say)
     (check_batch_norm, bn_undefined_name, NLC, "hint", "Run `bn_undefined_name(x, gamma, beta, eps)` on a small"),
     (check_batch_norm, bn_forgets_eps_parameter, NLC, "hint", "`bn_forgets_eps_parameter(x, gamma, beta, eps)`"),
     (check_batch_norm, bn_nchw_gamma_not_reshaped, {"layout": "NCHW"}, "hint", "gamma.view(1, -1, 1, 1)"),
-    (check_batch_norm, bn_returns_list, NLC, "observed", "returned a list of 4 items; expected a torch.Tensor of "
-                                                         "shape (4, 5, 3)"),
+    (
+        check_batch_norm,
+        bn_returns_list,
+        NLC,
+        "observed",
+        "returned a list of 4 items; expected a torch.Tensor of shape (4, 5, 3)",
+    ),
     (check_batch_norm, bn_returns_numpy, NLC, "observed", "returned a numpy.ndarray"),
     (check_batch_norm, bn_forgets_return, NLC, "observed", "returned None"),
     (check_batch_norm, bn_forgets_return, NLC, "hint", "`return y`"),
@@ -514,8 +526,10 @@ def test_a_mutating_learner_cannot_corrupt_the_checkers_probes():
     assert check_batch_norm(bn_nlc_by_hand, layout="NLC").passed
 
 
-@pytest.mark.parametrize("fn", [bn_nlc_by_hand, bn_unbiased, bn_nlc_without_transpose, bn_divides_by_variance,
-                                bn_undefined_name, bn_one_pass])
+@pytest.mark.parametrize(
+    "fn",
+    [bn_nlc_by_hand, bn_unbiased, bn_nlc_without_transpose, bn_divides_by_variance, bn_undefined_name, bn_one_pass],
+)
 def test_checks_are_deterministic(fn):
     first, second = check_batch_norm(fn, layout="NLC"), check_batch_norm(fn, layout="NLC")
     assert first == second and first.message == second.message and first._repr_html_() == second._repr_html_()
@@ -543,8 +557,10 @@ def test_plain_text_shows_check_observation_and_hint():
     result = check_batch_norm(bn_unbiased, layout="NLC")
     text = str(result)
     assert text == repr(result) == result.message
-    assert text.splitlines()[0] == ("\u2717 check_batch_norm(bn_unbiased, layout='NLC'): unbiased-variance: "
-                                    "you divided by the unbiased variance (n - 1)")
+    assert text.splitlines()[0] == (
+        "\u2717 check_batch_norm(bn_unbiased, layout='NLC'): unbiased-variance: "
+        "you divided by the unbiased variance (n - 1)"
+    )
     for part in (result.checked, result.observed, result.hint):
         assert flat(part) in flat(text)
     assert "`x.var(dim=..., keepdim=True, correction=0)`" in text  # code spans are never broken across lines

@@ -56,8 +56,11 @@ class ReplacesBuffersEachStep(HandBN):
         return self.normalize(x, mean, var)
 
 
-@pytest.mark.parametrize("cls", [torch.nn.BatchNorm1d, normlab.nn.BatchNorm1d, HandBN, ReplacesBuffersEachStep],
-                         ids=lambda c: f"{c.__module__}.{c.__name__}")
+@pytest.mark.parametrize(
+    "cls",
+    [torch.nn.BatchNorm1d, normlab.nn.BatchNorm1d, HandBN, ReplacesBuffersEachStep],
+    ids=lambda c: f"{c.__module__}.{c.__name__}",
+)
 def test_correct_modules_pass(cls):
     result = check_batch_norm_module(cls)
     assert (result.passed, result.mistake) == (True, None), result.message
@@ -228,11 +231,15 @@ def test_eval_eps_mistake_quotes_the_divisor():
 
 def test_structure_problems_are_said():
     assert "NoRunningVar.running_var is missing" in check_batch_norm_module(NoRunningVar).observed
-    assert "After it was built as OneTooMany(4, eps=1e-05, momentum=0.1), OneTooMany.weight has shape (5,); " \
+    assert (
+        "After it was built as OneTooMany(4, eps=1e-05, momentum=0.1), OneTooMany.weight has shape (5,); "
         "expected (4,)" in check_batch_norm_module(OneTooMany).observed
+    )
     assert "not a torch.nn.Module" in check_batch_norm_module(NotAModule).observed
-    assert "running_var = [0.0000, 0.0000, 0.0000, 0.0000] (torch: all 1)" in \
-        check_batch_norm_module(StartsWithZeroVariance).observed
+    assert (
+        "running_var = [0.0000, 0.0000, 0.0000, 0.0000] (torch: all 1)"
+        in check_batch_norm_module(StartsWithZeroVariance).observed
+    )
 
 
 @pytest.mark.parametrize("cls", [ForwardStub, InitStub])

@@ -17,13 +17,19 @@ from normlab.checks._specs import batch_norm_spec, group_norm_spec, layer_norm_s
 from normlab.checks._variants import Variant, all_variants, correct_variant, variant_output
 
 SPECS = {
-    **{f"batch-{layout}": (batch_norm_spec(layout), lambda f, lay=layout: check_batch_norm(f, lay))
-       for layout in ("NC", "NCL", "NLC", "NCHW")},
-    **{f"layer-{layout}": (layer_norm_spec(layout), lambda f, lay=layout: check_layer_norm(f, lay))
-       for layout in ("NC", "NLC", "NCHW")},
+    **{
+        f"batch-{layout}": (batch_norm_spec(layout), lambda f, lay=layout: check_batch_norm(f, lay))
+        for layout in ("NC", "NCL", "NLC", "NCHW")
+    },
+    **{
+        f"layer-{layout}": (layer_norm_spec(layout), lambda f, lay=layout: check_layer_norm(f, lay))
+        for layout in ("NC", "NLC", "NCHW")
+    },
     **{f"group-{g}": (group_norm_spec(g), lambda f, g=g: check_group_norm(f, g)) for g in (1, 2, 3, 4)},
-    **{f"rms-{layout}": (rms_norm_spec(layout), lambda f, lay=layout: check_rms_norm(f, lay))
-       for layout in ("NC", "NLC")},
+    **{
+        f"rms-{layout}": (rms_norm_spec(layout), lambda f, lay=layout: check_rms_norm(f, lay))
+        for layout in ("NC", "NLC")
+    },
 }
 
 
@@ -42,10 +48,12 @@ def torch_reference(name: str, spec, p: Probe) -> torch.Tensor:
 
 def as_learner(spec, variant: Variant):
     """A learner function that computes ``variant`` in the dtype it is given."""
+
     def learner(*args):
         a = dict(zip(spec.arg_names, args))
         probe = Probe("", "", "", a["x"], a["gamma"], a.get("beta"), a["eps"])
         return variant_output(spec, variant, probe)
+
     learner.__name__ = "variant"
     return learner
 
@@ -69,8 +77,10 @@ def test_every_single_mistake_changes_the_output_clearly(name):
     spec, _ = SPECS[name]
     probes = [p.to(torch.float64) for p in make_probes(spec)[:2]]
     for variant in single_mistakes(spec):
-        gaps = [(variant_output(spec, variant, p) - spec.reference(p.x, p.gamma, p.beta, p.eps)).abs().max().item()
-                for p in probes]
+        gaps = [
+            (variant_output(spec, variant, p) - spec.reference(p.x, p.gamma, p.beta, p.eps)).abs().max().item()
+            for p in probes
+        ]
         assert max(gaps) > 100 * probes[0].tolerance, (variant.mistakes(spec), gaps)
 
 
@@ -94,6 +104,7 @@ def test_combined_mistakes_name_the_first_and_list_the_others():
 
 def one_pass_learner(spec):
     """Right in every way except the variance, taken as E[x^2] - E[x]^2 over the right groups."""
+
     def learner(*args):
         a = dict(zip(spec.arg_names, args))
         x, g = a["x"], spec.grouping
@@ -102,6 +113,7 @@ def one_pass_learner(spec):
         var = (xv * xv).mean(dim=g.reduced, keepdim=True) - mean * mean
         y = ((xv - mean) / torch.sqrt(var + a["eps"])).reshape(x.shape)
         return y * a["gamma"].reshape(spec.param_view) + a["beta"].reshape(spec.param_view)
+
     return learner
 
 
@@ -122,9 +134,9 @@ def test_probes_are_fixed_and_hold_the_statistics_they_promise(name):
     xv = large_eps.x.double().reshape(spec.grouping.view_shape)
     centered = xv - xv.mean(dim=spec.grouping.reduced, keepdim=True) if spec.centered else xv
     spread = centered.pow(2).mean(dim=spec.grouping.reduced).flatten()
-    expected = SMALL_STD ** 2 * (1 if spec.centered else 1.25)  # RMSNorm's tiny token: offset 0.05, std 0.1
+    expected = SMALL_STD**2 * (1 if spec.centered else 1.25)  # RMSNorm's tiny token: offset 0.05, std 0.1
     assert spread[large_eps.small_group].item() == pytest.approx(expected, rel=1e-5)
-    assert (spread.sort().values[1] > 0.5)  # every other group has a variance far above the tiny one
+    assert spread.sort().values[1] > 0.5  # every other group has a variance far above the tiny one
     assert (large_eps.gamma.min() >= 0.5) and (large_eps.beta is None or large_eps.beta.abs().min() >= 0.3)
 
 

@@ -19,8 +19,9 @@ def test_standardized_pixels_use_the_training_statistics(standardized):
     assert d.x_train.shape == (1297, 64) and d.x_test.shape == (500, 64) and d.x_train.dtype == torch.float32
     varying = d.pixel_std != 1  # the constant corner pixels keep std 1 (only centered)
     torch.testing.assert_close(d.x_train.mean(dim=0), torch.zeros(64), atol=1e-5, rtol=0)
-    torch.testing.assert_close(d.x_train[:, varying].std(dim=0, correction=0), torch.ones(int(varying.sum())),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        d.x_train[:, varying].std(dim=0, correction=0), torch.ones(int(varying.sum())), atol=1e-5, rtol=0
+    )
     assert torch.isfinite(d.x_test).all() and set(d.y_train.tolist()) == set(range(10))
     again = load_digits_split()
     assert torch.equal(again.x_train, d.x_train) and torch.equal(again.y_test, d.y_test)
@@ -32,8 +33,9 @@ def test_unit_scaling_divides_by_16_and_keeps_the_same_shuffle(standardized):
     assert d.x_train.min() == 0 and d.x_train.max() == 1
     assert set((d.x_train * 16).unique().tolist()) == set(range(17))  # the raw pixel values 0..16
     # one shuffle, two cut points: the last 1297 images are the standardized split's training set
-    torch.testing.assert_close(d.x_train[140:] * 16, standardized.x_train * standardized.pixel_std
-                               + standardized.pixel_mean, atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        d.x_train[140:] * 16, standardized.x_train * standardized.pixel_std + standardized.pixel_mean, atol=1e-4, rtol=0
+    )
     assert torch.equal(d.y_train[140:], standardized.y_train) and torch.equal(d.y_test, standardized.y_test[:360])
     raw = torch.as_tensor(load_digits().data, dtype=torch.float32)
     assert (raw == d.x_test[0] * 16).all(dim=1).any()  # an image of the bundled set, not a transformed one

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 
+import tomllib
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,7 @@ def test_torch_is_pinned_to_2_13_0_and_installed():
 
 def test_installed_versions_match_the_pins():
     from importlib.metadata import version
+
     for name, pinned in pyproject_pins().items():
         assert version(name).split("+")[0] == pinned, name
 
@@ -58,13 +59,16 @@ def test_a_second_setup_installs_nothing():
     """Once .venv is set up, `make setup` (which `make test` and `make lab` run first) has nothing to do."""
     if not (ROOT / ".venv" / ".installed").exists():
         return  # running outside the Makefile's venv: nothing to check here
-    dry_run = subprocess.run(["make", "--no-print-directory", "-n", "setup"], cwd=ROOT, capture_output=True, text=True, check=True)
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "setup"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert "pip install" not in dry_run.stdout, dry_run.stdout
 
 
 def test_make_lab_binds_localhost_with_token_auth():
-    dry_run = subprocess.run(["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True,
-                             text=True, check=True)
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     command = [line for line in dry_run.stdout.splitlines() if "jupyter lab" in line][-1]
     assert "jupyter lab" in command and "--notebook-dir=notebooks" in command
     assert "--ServerApp.ip=127.0.0.1" in command

@@ -16,10 +16,12 @@ from normlab.style import new_figure
 from normlab.widgets.explorer import Explorer, figure_png
 
 FACTORIES, IMPORT_ERRORS = discover_explorer_factories()
-BLITTED_NAMES = ("normlab.widgets.start.make_gaussian_explorer",
-                 "normlab.widgets.train_eval.make_running_stats_explorer",
-                 "normlab.widgets.why.make_learning_rate_explorer",
-                 "normlab.widgets.why.make_saturation_explorer")
+BLITTED_NAMES = (
+    "normlab.widgets.start.make_gaussian_explorer",
+    "normlab.widgets.train_eval.make_running_stats_explorer",
+    "normlab.widgets.why.make_learning_rate_explorer",
+    "normlab.widgets.why.make_saturation_explorer",
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,7 @@ def test_update_draws_what_draw_draws(name, explorers):
 
 def rising_line_explorer() -> Explorer:
     """An update that moves the y limits when the line leaves them (the static part must be redrawn)."""
+
     def draw(top: float):
         fig, ax = new_figure()
         ax.plot([0, 1], [0, top], label="line")
@@ -83,8 +86,12 @@ def rising_line_explorer() -> Explorer:
         ax.set_ylim(0, max(2.0, 1.1 * top))
         return [ax.lines[0], ax.get_legend()]
 
-    return Explorer({"top": widgets.FloatSlider(value=1.0, min=0.0, max=10.0, step=0.5)},
-                    compute=lambda top: top, draw=draw, update=update)
+    return Explorer(
+        {"top": widgets.FloatSlider(value=1.0, min=0.0, max=10.0, step=0.5)},
+        compute=lambda top: top,
+        draw=draw,
+        update=update,
+    )
 
 
 def test_changed_axes_limits_redraw_the_static_part():
@@ -101,6 +108,7 @@ def test_changed_axes_limits_redraw_the_static_part():
 
 def test_a_line_under_the_frame_stays_under_it_when_blitted():
     """A line along the top edge: in a full redraw the spine (zorder 2.5) covers it; so must the blit."""
+
     def draw(level: float):
         fig, ax = new_figure()
         ax.plot([0, 1], [level, level], linewidth=4)
@@ -111,8 +119,12 @@ def test_a_line_under_the_frame_stays_under_it_when_blitted():
         fig.axes[0].lines[0].set_ydata([level, level])
         return fig.axes[0].lines
 
-    explorer = Explorer({"level": widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.5)},
-                        compute=lambda level: level, draw=draw, update=update)
+    explorer = Explorer(
+        {"level": widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.5)},
+        compute=lambda level: level,
+        draw=draw,
+        update=update,
+    )
     explorer.controls["level"].value = 1.0
     assert_same_picture(explorer.png, figure_png(explorer.figure))
 

@@ -54,6 +54,7 @@ def bn_entries(changes: dict[str, float], model: nn.Module) -> dict[str, float]:
 
 # ---- the two pitfalls the helper exists for (torch's real behaviour) --------------------------
 
+
 @pytest.mark.parametrize("norm", BATCH_NORM_1D)
 def test_requires_grad_false_alone_leaves_running_stats_moving(norm):
     model = pretrained(norm)
@@ -73,6 +74,7 @@ def test_model_train_undoes_a_per_layer_eval(norm):
 
 
 # ---- freeze_batch_norm ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("norm", BATCH_NORM_1D)
 def test_frozen_batch_norm_survives_model_train_and_training_steps(norm):
@@ -103,8 +105,9 @@ def test_frozen_layer_computes_with_running_stats(norm):
 
 
 def test_freeze_works_on_batch_norm_2d_in_a_conv_net():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), normlab.nn.BatchNorm2d(4),
-                        nn.Flatten(), nn.LazyLinear(2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), normlab.nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2)
+    )
     x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     net(x)
     freeze_batch_norm(net)
@@ -187,6 +190,7 @@ def test_freeze_errors_teach():
 
 
 # ---- recalibrate_batch_norm -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("norm", BATCH_NORM_1D)
 def test_recalibrate_matches_torch_update_bn(norm):

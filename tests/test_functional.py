@@ -24,8 +24,7 @@ def close(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> None:
     torch.testing.assert_close(a, b, **TOL[dtype], equal_nan=True)
 
 
-def agree(ours: torch.Tensor, theirs: torch.Tensor, truth: torch.Tensor | None = None,
-          condition: float = 1.0) -> None:
+def agree(ours: torch.Tensor, theirs: torch.Tensor, truth: torch.Tensor | None = None, condition: float = 1.0) -> None:
     """ours == torch's result: tight in float64; in float32, tight or as accurate as allowed.
 
     float32 results on ill-conditioned inputs (offset / spread = ``condition`` in the
@@ -95,8 +94,10 @@ momenta = st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0])
 
 def test_signatures_match_torch():
     for name in F.__all__:
-        assert inspect.signature(getattr(F, name)).parameters.keys() == \
-            inspect.signature(getattr(TF, name)).parameters.keys(), name
+        assert (
+            inspect.signature(getattr(F, name)).parameters.keys()
+            == inspect.signature(getattr(TF, name)).parameters.keys()
+        ), name
         ours = {k: p.default for k, p in inspect.signature(getattr(F, name)).parameters.items()}
         theirs = {k: p.default for k, p in inspect.signature(getattr(TF, name)).parameters.items()}
         assert ours == theirs, name
@@ -108,13 +109,19 @@ def running_buffer_copies(c: int, dtype: torch.dtype, g: torch.Generator, wanted
         rm, rv = torch.randn(c, generator=g, dtype=dtype), torch.rand(c, generator=g, dtype=dtype) + 0.5
     else:
         rm = rv = None
-    return ([None if t is None else t.clone() for t in (rm, rv)],
-            [None if t is None else t.clone() for t in (rm, rv)])
+    return ([None if t is None else t.clone() for t in (rm, rv)], [None if t is None else t.clone() for t in (rm, rv)])
 
 
 @SETTINGS
-@given(data=st.data(), inp=channel_inputs(), training=st.booleans(), momentum=momenta, eps=eps_values,
-       steps=st.integers(1, 3), with_buffers=st.booleans())
+@given(
+    data=st.data(),
+    inp=channel_inputs(),
+    training=st.booleans(),
+    momentum=momenta,
+    eps=eps_values,
+    steps=st.integers(1, 3),
+    with_buffers=st.booleans(),
+)
 def test_batch_norm_matches_torch(data, inp, training, momentum, eps, steps, with_buffers):
     x, g, condition = inp
     c = x.shape[1]
@@ -127,8 +134,7 @@ def test_batch_norm_matches_torch(data, inp, training, momentum, eps, steps, wit
             F.batch_norm(x, *ours, weight, bias, training, momentum, eps)
         return
     for step in range(steps):  # a sequence of steps: the running buffers must agree after each
-        step_agrees("batch_norm", x * (step + 1) + step, ours, theirs, weight, bias, training, momentum, eps,
-                    condition)
+        step_agrees("batch_norm", x * (step + 1) + step, ours, theirs, weight, bias, training, momentum, eps, condition)
 
 
 @SETTINGS
@@ -139,8 +145,12 @@ def test_layer_norm_matches_torch(data, inp, eps):
     shape = tuple(x.shape[-k:])
     weight, bias = data.draw(affine(shape, x.dtype, g))
     eps = eps or 1e-5  # a constant row with eps=0 is 0/0 in both; covered by test_zero_variance_with_eps
-    agree(F.layer_norm(x, shape, weight, bias, eps), TF.layer_norm(x, shape, weight, bias, eps),
-          TF.layer_norm(x.double(), shape, *as64(weight, bias), eps), condition)
+    agree(
+        F.layer_norm(x, shape, weight, bias, eps),
+        TF.layer_norm(x, shape, weight, bias, eps),
+        TF.layer_norm(x.double(), shape, *as64(weight, bias), eps),
+        condition,
+    )
 
 
 @SETTINGS
@@ -150,13 +160,23 @@ def test_group_norm_matches_torch(data, inp, eps):
     c = x.shape[1]
     groups = data.draw(st.sampled_from([d for d in range(1, c + 1) if c % d == 0]))
     weight, bias = data.draw(affine((c,), x.dtype, g))
-    agree(F.group_norm(x, groups, weight, bias, eps), TF.group_norm(x, groups, weight, bias, eps),
-          TF.group_norm(x.double(), groups, *as64(weight, bias), eps), condition)
+    agree(
+        F.group_norm(x, groups, weight, bias, eps),
+        TF.group_norm(x, groups, weight, bias, eps),
+        TF.group_norm(x.double(), groups, *as64(weight, bias), eps),
+        condition,
+    )
 
 
 @SETTINGS
-@given(data=st.data(), inp=channel_inputs(), use_input_stats=st.booleans(), momentum=momenta,
-       with_buffers=st.booleans(), eps=st.sampled_from([1e-5, 1e-3, 0.5]))
+@given(
+    data=st.data(),
+    inp=channel_inputs(),
+    use_input_stats=st.booleans(),
+    momentum=momenta,
+    with_buffers=st.booleans(),
+    eps=st.sampled_from([1e-5, 1e-3, 0.5]),
+)
 def test_instance_norm_matches_torch(data, inp, use_input_stats, momentum, with_buffers, eps):
     x, g, condition = inp
     if x.dim() == 2 or (use_input_stats and math.prod(x.shape[2:]) < 2):
@@ -174,19 +194,28 @@ def test_rms_norm_matches_torch(data, inp, eps):
     k = data.draw(st.integers(1, x.dim()))
     shape = tuple(x.shape[-k:])
     weight = maybe(data.draw, torch.randn(shape, generator=g, dtype=torch.float64).to(x.dtype))
-    agree(F.rms_norm(x, shape, weight, eps), TF.rms_norm(x, shape, weight, eps),
-          TF.rms_norm(x.double(), shape, *as64(weight), eps if eps is not None else torch.finfo(x.dtype).eps), condition)
+    agree(
+        F.rms_norm(x, shape, weight, eps),
+        TF.rms_norm(x, shape, weight, eps),
+        TF.rms_norm(x.double(), shape, *as64(weight), eps if eps is not None else torch.finfo(x.dtype).eps),
+        condition,
+    )
 
 
 NORM_CALLS = {
     "batch_norm_train": lambda f, x, w, b: f.batch_norm(x, None, None, w, b, True),
     "batch_norm_eval": lambda f, x, w, b: f.batch_norm(
-        x, torch.linspace(-1, 1, x.shape[1], dtype=x.dtype), torch.linspace(0.5, 2, x.shape[1], dtype=x.dtype),
-        w, b, False),
+        x,
+        torch.linspace(-1, 1, x.shape[1], dtype=x.dtype),
+        torch.linspace(0.5, 2, x.shape[1], dtype=x.dtype),
+        w,
+        b,
+        False,
+    ),
     "layer_norm": lambda f, x, w, b: f.layer_norm(x, x.shape[1:], w.expand(x.shape[1:]) * 1, b.expand(x.shape[1:]) * 1),
     "group_norm": lambda f, x, w, b: f.group_norm(x, 2, w, b),
     "instance_norm": lambda f, x, w, b: f.instance_norm(x, weight=w, bias=b),
-    "rms_norm": lambda f, x, w, b: f.rms_norm(x, x.shape[-1:], w[:x.shape[-1]], 1e-6),
+    "rms_norm": lambda f, x, w, b: f.rms_norm(x, x.shape[-1:], w[: x.shape[-1]], 1e-6),
 }
 
 
@@ -249,9 +278,11 @@ def test_standardize_backward_equals_autograd_through_every_output(dims):
     g = torch.Generator().manual_seed(4)
     x = torch.randn(4, 5, 6, generator=g, dtype=torch.float64) * 3 + 2
     upstream = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in plain_standardize(x, dims, 0.1)]
-    losses = {"x_hat only": lambda outs: (outs[0] * upstream[0]).sum(),
-              "mean and var only": lambda outs: (outs[1] * upstream[1]).sum() + (outs[2] * upstream[2]).sum(),
-              "all three": lambda outs: sum((o * u).sum() for o, u in zip(outs, upstream))}
+    losses = {
+        "x_hat only": lambda outs: (outs[0] * upstream[0]).sum(),
+        "mean and var only": lambda outs: (outs[1] * upstream[1]).sum() + (outs[2] * upstream[2]).sum(),
+        "all three": lambda outs: sum((o * u).sum() for o, u in zip(outs, upstream)),
+    }
     for name, loss in losses.items():
         grads = []
         for standardize in (_standardize, plain_standardize):
@@ -293,26 +324,30 @@ def test_empty_batches_match_torch_and_leave_buffers(shape):
 
 def test_zero_variance_with_eps():
     x = torch.full((4, 3), 2.5, dtype=torch.float64)
-    for ours, theirs in [(F.batch_norm(x, None, None, training=True), TF.batch_norm(x, None, None, training=True)),
-                         (F.layer_norm(x, (3,)), TF.layer_norm(x, (3,))),
-                         (F.group_norm(x, 3), TF.group_norm(x, 3))]:
+    for ours, theirs in [
+        (F.batch_norm(x, None, None, training=True), TF.batch_norm(x, None, None, training=True)),
+        (F.layer_norm(x, (3,)), TF.layer_norm(x, (3,))),
+        (F.group_norm(x, 3), TF.group_norm(x, 3)),
+    ]:
         assert torch.equal(ours, torch.zeros_like(x)) and torch.equal(theirs, torch.zeros_like(x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_inputs_keep_their_dtype(dtype):
     x = (torch.randn(8, 4, 5) * 4 + 2).to(dtype)
-    for ours, theirs in [(F.batch_norm(x, None, None, training=True), TF.batch_norm(x, None, None, training=True)),
-                         (F.layer_norm(x, (5,)), TF.layer_norm(x, (5,))),
-                         (F.group_norm(x, 2), TF.group_norm(x, 2)),
-                         (F.rms_norm(x, (5,)), TF.rms_norm(x, (5,)))]:
+    for ours, theirs in [
+        (F.batch_norm(x, None, None, training=True), TF.batch_norm(x, None, None, training=True)),
+        (F.layer_norm(x, (5,)), TF.layer_norm(x, (5,))),
+        (F.group_norm(x, 2), TF.group_norm(x, 2)),
+        (F.rms_norm(x, (5,)), TF.rms_norm(x, (5,))),
+    ]:
         assert ours.dtype == theirs.dtype == dtype
         torch.testing.assert_close(ours.float(), theirs.float(), rtol=2e-2, atol=2e-2)
 
 
 def one_pass_variance(x: torch.Tensor, dims) -> torch.Tensor:
     """E[x^2] - E[x]^2: the textbook shortcut that cancels catastrophically in float32."""
-    return (x ** 2).mean(dims) - x.mean(dims) ** 2
+    return (x**2).mean(dims) - x.mean(dims) ** 2
 
 
 def test_large_offset_float32_two_pass_matches_torch_where_one_pass_fails():
@@ -338,16 +373,19 @@ def test_large_offset_float32_two_pass_matches_torch_where_one_pass_fails():
     assert (TF.layer_norm(x, (16,)).double() - ln_truth).abs().max() < 0.25
 
 
-@pytest.mark.parametrize("call, argument", [
-    (lambda: F.batch_norm(torch.randn(4, 3), None, None, training=True, eps=-1e-5), "eps=-1e-05"),
-    (lambda: F.layer_norm(torch.randn(4, 3), (3,), eps=-1.0), "eps=-1.0"),
-    (lambda: F.group_norm(torch.randn(4, 4), 2, eps=float("nan")), "eps=nan"),
-    (lambda: F.instance_norm(torch.randn(4, 3, 2), eps=-2.0), "eps=-2.0"),
-    (lambda: F.rms_norm(torch.randn(4, 3), (3,), eps=-1e-6), "eps=-1e-06"),
-    (lambda: F.batch_norm(torch.randn(4, 3), None, None, training=True, momentum=1.5), "momentum=1.5"),
-    (lambda: F.batch_norm(torch.randn(4, 3), None, None, training=True, momentum=-0.1), "momentum=-0.1"),
-    (lambda: F.instance_norm(torch.randn(4, 3, 2), momentum=2.0), "momentum=2.0"),
-])
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda: F.batch_norm(torch.randn(4, 3), None, None, training=True, eps=-1e-5), "eps=-1e-05"),
+        (lambda: F.layer_norm(torch.randn(4, 3), (3,), eps=-1.0), "eps=-1.0"),
+        (lambda: F.group_norm(torch.randn(4, 4), 2, eps=float("nan")), "eps=nan"),
+        (lambda: F.instance_norm(torch.randn(4, 3, 2), eps=-2.0), "eps=-2.0"),
+        (lambda: F.rms_norm(torch.randn(4, 3), (3,), eps=-1e-6), "eps=-1e-06"),
+        (lambda: F.batch_norm(torch.randn(4, 3), None, None, training=True, momentum=1.5), "momentum=1.5"),
+        (lambda: F.batch_norm(torch.randn(4, 3), None, None, training=True, momentum=-0.1), "momentum=-0.1"),
+        (lambda: F.instance_norm(torch.randn(4, 3, 2), momentum=2.0), "momentum=2.0"),
+    ],
+)
 def test_nonsense_arguments_raise_value_error_naming_them(call, argument):
     with pytest.raises(ValueError, match="must") as info:
         call()
@@ -360,18 +398,26 @@ def test_momentum_above_one_mentions_keras_convention():
 
 
 def test_functional_momentum_none_explains_the_module_option():
-    with pytest.raises(TypeError, match=r"momentum=None \(a cumulative average\) is an option of the BatchNorm modules"):
+    with pytest.raises(
+        TypeError, match=r"momentum=None \(a cumulative average\) is an option of the BatchNorm modules"
+    ):
         F.batch_norm(torch.randn(4, 3), torch.zeros(3), torch.ones(3), training=True, momentum=None)
 
 
 def test_functional_errors_teach():
-    with pytest.raises(TypeError, match=r"expects a floating-point input.*got dtype torch.int64.*Fix: pass input.float\(\)"):
+    with pytest.raises(
+        TypeError, match=r"expects a floating-point input.*got dtype torch.int64.*Fix: pass input.float\(\)"
+    ):
         F.batch_norm(torch.arange(12).reshape(4, 3), None, None, training=True)
     with pytest.raises(TypeError, match=r"expects input to be a torch.Tensor; got list"):
         F.layer_norm([[1.0, 2.0]], (2,))
-    with pytest.raises(ValueError, match=r"got input of shape \(1, 3\), i.e. 1 value per channel.*drop_last=True.*model.eval\(\)"):
+    with pytest.raises(
+        ValueError, match=r"got input of shape \(1, 3\), i.e. 1 value per channel.*drop_last=True.*model.eval\(\)"
+    ):
         F.batch_norm(torch.randn(1, 3), None, None, training=True)
-    with pytest.raises(ValueError, match=r"expects input of shape \(\*, 3\); got shape \(4, 6, 2\), whose last 1 dim\(s\) are \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"expects input of shape \(\*, 3\); got shape \(4, 6, 2\), whose last 1 dim\(s\) are \(2,\)"
+    ):
         F.layer_norm(torch.randn(4, 6, 2), (3,))
     with pytest.raises(ValueError, match=r"C=6 channels into num_groups equal groups.*got num_groups=4.*such as 2"):
         F.group_norm(torch.randn(4, 6, 2), 4)

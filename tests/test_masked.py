@@ -42,8 +42,11 @@ def test_mask_convention_is_true_for_real_tokens():
 def test_masked_batch_norm_equals_batch_norm_of_the_real_tokens(batch, momentum, affine):
     x, mask, g = batch
     c = x.shape[-1]
-    weight, bias = (torch.randn(c, generator=g, dtype=x.dtype), torch.randn(c, generator=g, dtype=x.dtype)) \
-        if affine else (None, None)
+    weight, bias = (
+        (torch.randn(c, generator=g, dtype=x.dtype), torch.randn(c, generator=g, dtype=x.dtype))
+        if affine
+        else (None, None)
+    )
     ours_rm, ours_rv = torch.randn(c, dtype=x.dtype), torch.rand(c, dtype=x.dtype) + 0.5
     torch_rm, torch_rv = ours_rm.clone(), ours_rv.clone()
     y = masked_batch_norm(x, mask, ours_rm, ours_rv, weight, bias, True, momentum)
@@ -75,8 +78,11 @@ def test_masked_batch_norm_in_eval_uses_running_statistics(batch):
 def test_masked_layer_norm_equals_layer_norm_of_each_real_token(batch, affine):
     x, mask, g = batch
     c = x.shape[-1]
-    weight, bias = (torch.randn(c, generator=g, dtype=x.dtype), torch.randn(c, generator=g, dtype=x.dtype)) \
-        if affine else (None, None)
+    weight, bias = (
+        (torch.randn(c, generator=g, dtype=x.dtype), torch.randn(c, generator=g, dtype=x.dtype))
+        if affine
+        else (None, None)
+    )
     y = masked_layer_norm(x, mask, weight, bias)
     torch.testing.assert_close(y[mask], TF.layer_norm(x[mask], (c,), weight, bias))
     assert torch.equal(y[~mask], torch.zeros_like(y[~mask]))
@@ -86,8 +92,8 @@ def test_padding_shifts_plain_batch_norm_but_not_the_masked_one():
     """The point of the module: zero padding pulls BatchNorm's mean towards 0; the mask removes that."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 6, 3, generator=g, dtype=torch.float64) + 5.0  # every channel has mean near 5
-    mask = torch.arange(6) < torch.tensor([6, 3, 2, 1])[:, None]      # 12 real tokens of 24
-    x = x * mask[..., None]                                             # zero padding
+    mask = torch.arange(6) < torch.tensor([6, 3, 2, 1])[:, None]  # 12 real tokens of 24
+    x = x * mask[..., None]  # zero padding
     unpadded = TF.batch_norm(x[mask], None, None, training=True)
     plain = TF.batch_norm(x.transpose(1, 2), None, None, training=True).transpose(1, 2)[mask]
     assert (plain - unpadded).abs().max() > 0.5
@@ -101,10 +107,11 @@ def test_gradients_flow_to_real_tokens_only_and_match_the_unpadded_computation()
     weight, bias = torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
     upstream = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
     for masked, reference in [
-        (lambda x, w, b: masked_batch_norm(x, mask, weight=w, bias=b),
-         lambda real, w, b: TF.batch_norm(real, None, None, w, b, True)),
-        (lambda x, w, b: masked_layer_norm(x, mask, w, b),
-         lambda real, w, b: TF.layer_norm(real, (4,), w, b)),
+        (
+            lambda x, w, b: masked_batch_norm(x, mask, weight=w, bias=b),
+            lambda real, w, b: TF.batch_norm(real, None, None, w, b, True),
+        ),
+        (lambda x, w, b: masked_layer_norm(x, mask, w, b), lambda real, w, b: TF.layer_norm(real, (4,), w, b)),
     ]:
         ours = [t.clone().requires_grad_() for t in (x, weight, bias)]
         (masked(*ours) * upstream).sum().backward()
@@ -121,8 +128,9 @@ def test_half_precision_is_computed_in_float32_and_returned_in_half():
     mask = torch.tensor([[True] * 4, [True, True, False, False]])
     y = masked_batch_norm(x, mask)
     assert y.dtype == torch.float16
-    torch.testing.assert_close(y[mask].float(), TF.batch_norm(x[mask].float(), None, None, training=True),
-                               atol=2e-3, rtol=1e-3)
+    torch.testing.assert_close(
+        y[mask].float(), TF.batch_norm(x[mask].float(), None, None, training=True), atol=2e-3, rtol=1e-3
+    )
 
 
 X = torch.randn(2, 3, 4)
@@ -130,28 +138,54 @@ MASK = torch.tensor([[True, True, True], [True, False, False]])
 
 
 @pytest.mark.parametrize("fn", [masked_batch_norm, masked_layer_norm], ids=["bn", "ln"])
-@pytest.mark.parametrize("x, mask, error, message", [
-    (X, MASK.int(), TypeError, r"expects a bool mask \(True = real token, False = padding\); got dtype "
-                                r"torch.int32\. Fix: if 1 marks a real token, pass mask.bool\(\); if 1 marks "
-                                r"padding .*pass ~mask.bool\(\)"),
-    (X, [[1, 1, 1], [1, 0, 0]], TypeError, r"mask to be a bool torch.Tensor of shape \(N, L\).*got list"),
-    (X, MASK.T, ValueError, r"expects mask of shape \(N, L\) = \(2, 3\).*got mask of shape \(3, 2\)\. "
-                            r"Fix: it looks transposed: pass mask.T"),
-    (X, MASK[:, :2], ValueError, r"got mask of shape \(2, 2\)\. Fix: build it from the lengths"),
-    (X, ~MASK, ValueError, r"marks no real token in sample\(s\) \[0\].*If yours is True at padding "
-                           r"\(like key_padding_mask\), pass ~mask"),
-    (X[0], MASK[0], ValueError, r"expects a padded text batch of shape \(N, L, C\).*got a 2-D tensor "
-                                r"of shape \(3, 4\)"),
-    (X.long(), MASK, TypeError, r"floating-point input"),
-])
+@pytest.mark.parametrize(
+    "x, mask, error, message",
+    [
+        (
+            X,
+            MASK.int(),
+            TypeError,
+            r"expects a bool mask \(True = real token, False = padding\); got dtype "
+            r"torch.int32\. Fix: if 1 marks a real token, pass mask.bool\(\); if 1 marks "
+            r"padding .*pass ~mask.bool\(\)",
+        ),
+        (X, [[1, 1, 1], [1, 0, 0]], TypeError, r"mask to be a bool torch.Tensor of shape \(N, L\).*got list"),
+        (
+            X,
+            MASK.T,
+            ValueError,
+            r"expects mask of shape \(N, L\) = \(2, 3\).*got mask of shape \(3, 2\)\. "
+            r"Fix: it looks transposed: pass mask.T",
+        ),
+        (X, MASK[:, :2], ValueError, r"got mask of shape \(2, 2\)\. Fix: build it from the lengths"),
+        (
+            X,
+            ~MASK,
+            ValueError,
+            r"marks no real token in sample\(s\) \[0\].*If yours is True at padding "
+            r"\(like key_padding_mask\), pass ~mask",
+        ),
+        (
+            X[0],
+            MASK[0],
+            ValueError,
+            r"expects a padded text batch of shape \(N, L, C\).*got a 2-D tensor "
+            r"of shape \(3, 4\)",
+        ),
+        (X.long(), MASK, TypeError, r"floating-point input"),
+    ],
+)
 def test_errors_teach(fn, x, mask, error, message):
     with pytest.raises(error, match=message):
         fn(x, mask)
 
 
 def test_per_channel_parameters_must_match_the_last_dim():
-    with pytest.raises(ValueError, match=r"masked_layer_norm: weight must hold one value per channel, shape "
-                                         r"\(4,\).*got shape \(3,\)\. Fix: create it with 4 entries"):
+    with pytest.raises(
+        ValueError,
+        match=r"masked_layer_norm: weight must hold one value per channel, shape "
+        r"\(4,\).*got shape \(3,\)\. Fix: create it with 4 entries",
+    ):
         masked_layer_norm(X, MASK, torch.ones(3))
     with pytest.raises(ValueError, match=r"masked_batch_norm: running_var must hold one value per channel"):
         masked_batch_norm(X, MASK, torch.zeros(4), torch.ones(2, 2))
@@ -163,8 +197,11 @@ def test_batch_norm_needs_two_real_tokens_in_training_and_buffers_in_eval():
         masked_batch_norm(X[:1], one_token)
     y = masked_batch_norm(X[:1], one_token, torch.zeros(4), torch.ones(4), training=False)
     torch.testing.assert_close(y[0, 0], X[0, 0] / (1 + 1e-5) ** 0.5)
-    with pytest.raises(ValueError, match=r"training=False normalizes with running_mean and running_var, "
-                                         r"but got None"):
+    with pytest.raises(
+        ValueError,
+        match=r"training=False normalizes with running_mean and running_var, "
+        r"but got None",
+    ):
         masked_batch_norm(X, MASK, training=False)
     with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\]; got momentum=1.5"):
         masked_batch_norm(X, MASK, momentum=1.5)

@@ -26,16 +26,38 @@ def sanitize(text: str) -> str:
 
 def run_nbval(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
-         "--nbval-sanitize-with", str(SANITIZE), str(path)],
-        cwd=path.parent, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval",
+            "--nbval-current-env",
+            "--nbval-sanitize-with",
+            str(SANITIZE),
+            str(path),
+        ],
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_sanitizer_hides_addresses_and_temp_paths_only():
     assert sanitize("<Foo object at 0x7f3a2b1c9d50>") == "<Foo object at 0xADDRESS>"
-    assert sanitize('File /tmp/ipykernel_4242/123456.py:3') == "File IPYKERNEL_CELL:3"
-    for number_text in ["max |diff| = 2.38e-07", "tensor([0.1234, -1.0000])", "0x10 steps", "mean 1e4, std 1e-2",
-                        "(8, 10, 32)", "True", "45.2 %"]:
+    assert sanitize("File /tmp/ipykernel_4242/123456.py:3") == "File IPYKERNEL_CELL:3"
+    for number_text in [
+        "max |diff| = 2.38e-07",
+        "tensor([0.1234, -1.0000])",
+        "0x10 steps",
+        "mean 1e4, std 1e-2",
+        "(8, 10, 32)",
+        "True",
+        "45.2 %",
+    ]:
         assert sanitize(number_text) == number_text
 
 

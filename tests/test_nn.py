@@ -27,10 +27,22 @@ CASES = [
     ("RMSNorm", ((3, 5),), (4, 3, 5)),
 ]
 OPTIONS = {
-    "BatchNorm": [{}, {"momentum": None}, {"momentum": 0.5}, {"track_running_stats": False},
-                  {"affine": False}, {"bias": False}, {"eps": 1e-2}],
-    "InstanceNorm": [{}, {"track_running_stats": True}, {"affine": True}, {"affine": True, "bias": False},
-                     {"track_running_stats": True, "momentum": 0.5}],
+    "BatchNorm": [
+        {},
+        {"momentum": None},
+        {"momentum": 0.5},
+        {"track_running_stats": False},
+        {"affine": False},
+        {"bias": False},
+        {"eps": 1e-2},
+    ],
+    "InstanceNorm": [
+        {},
+        {"track_running_stats": True},
+        {"affine": True},
+        {"affine": True, "bias": False},
+        {"track_running_stats": True, "momentum": 0.5},
+    ],
     "LayerNorm": [{}, {"elementwise_affine": False}, {"bias": False}, {"eps": 1e-2}],
     "GroupNorm": [{}, {"affine": False}, {"bias": False}],
     "RMSNorm": [{}, {"eps": 1e-3}, {"elementwise_affine": False}],
@@ -66,8 +78,9 @@ def randomize(module: torch.nn.Module, seed: int) -> None:
 def test_constructor_signatures_match_torch():
     for name in nn.__all__:
         ours, theirs = inspect.signature(getattr(nn, name)), inspect.signature(getattr(torch.nn, name))
-        assert [(p.name, p.default, p.kind) for p in ours.parameters.values()] == \
-               [(p.name, p.default, p.kind) for p in theirs.parameters.values()], name
+        assert [(p.name, p.default, p.kind) for p in ours.parameters.values()] == [
+            (p.name, p.default, p.kind) for p in theirs.parameters.values()
+        ], name
 
 
 @pytest.mark.parametrize("name, args, kwargs, shape", ALL_CASES)
@@ -78,8 +91,9 @@ def test_drop_in_for_torch(name, args, kwargs, shape):
     assert repr(ours) == repr(theirs)
     assert list(ours.state_dict()) == list(theirs.state_dict())
     assert [(n, p.shape) for n, p in ours.named_parameters()] == [(n, p.shape) for n, p in theirs.named_parameters()]
-    assert [(n, b.shape, b.dtype) for n, b in ours.named_buffers()] == \
-           [(n, b.shape, b.dtype) for n, b in theirs.named_buffers()]
+    assert [(n, b.shape, b.dtype) for n, b in ours.named_buffers()] == [
+        (n, b.shape, b.dtype) for n, b in theirs.named_buffers()
+    ]
     randomize(theirs, seed=0)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     g = torch.Generator().manual_seed(1)
@@ -167,61 +181,92 @@ def test_group_norm_rejects_indivisible_channels_at_construction():
 
 # ---- errors that teach: what was expected, what was given, the fix --------------------------
 
+
 def test_nlc_tensor_to_batchnorm1d_says_transpose():
     with pytest.raises(ValueError) as info:
         nn.BatchNorm1d(32)(torch.randn(8, 10, 32))
     assert str(info.value) == (
         "BatchNorm1d(32) expects C=32 channels at dim 1 of (N, C, L); got shape (8, 10, 32), with 10 at "
         "dim 1. Fix: this looks like (batch, seq, features); BatchNorm1d wants the features at dim 1, "
-        "so pass x.transpose(1, 2) (and transpose the output back).")
+        "so pass x.transpose(1, 2) (and transpose the output back)."
+    )
 
 
 def test_channel_count_mismatch():
-    with pytest.raises(ValueError, match=r"BatchNorm2d\(16\) expects C=16 channels at dim 1 of \(N, C, H, W\); "
-                                         r"got shape \(4, 8, 5, 5\), with 8 at dim 1\. Fix: build the layer with "
-                                         r"num_features=8"):
+    with pytest.raises(
+        ValueError,
+        match=r"BatchNorm2d\(16\) expects C=16 channels at dim 1 of \(N, C, H, W\); "
+        r"got shape \(4, 8, 5, 5\), with 8 at dim 1\. Fix: build the layer with "
+        r"num_features=8",
+    ):
         nn.BatchNorm2d(16)(torch.randn(4, 8, 5, 5))
 
 
 def test_channels_last_image_says_permute():
-    with pytest.raises(ValueError, match=r"looks channels-last; move the channels to dim 1 with x.permute\(0, 3, 1, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"looks channels-last; move the channels to dim 1 with x.permute\(0, 3, 1, 2\)"
+    ):
         nn.BatchNorm2d(3)(torch.randn(2, 8, 8, 3))
 
 
-@pytest.mark.parametrize("module, shape, expected", [
-    (nn.BatchNorm1d(3), (2, 3, 4, 4), r"expects input of shape \(N, C\) or \(N, C, L\).*got a 4-D tensor of shape "
-                                      r"\(2, 3, 4, 4\)\. Fix: for images \(N, C, H, W\) use BatchNorm2d"),
-    (nn.BatchNorm2d(3), (3, 8, 8), r"expects input of shape \(N, C, H, W\).*got a 3-D tensor.*needs a batch dim: "
-                                   r"x.unsqueeze\(0\)"),
-    (nn.BatchNorm1d(3), (3,), r"got a 1-D tensor of shape \(3,\)\. Fix: add a batch dim with x.unsqueeze\(0\)"),
-    (nn.InstanceNorm2d(3), (2, 3), r"expects input of shape \(C, H, W\) or \(N, C, H, W\)"),
-])
+@pytest.mark.parametrize(
+    "module, shape, expected",
+    [
+        (
+            nn.BatchNorm1d(3),
+            (2, 3, 4, 4),
+            r"expects input of shape \(N, C\) or \(N, C, L\).*got a 4-D tensor of shape "
+            r"\(2, 3, 4, 4\)\. Fix: for images \(N, C, H, W\) use BatchNorm2d",
+        ),
+        (
+            nn.BatchNorm2d(3),
+            (3, 8, 8),
+            r"expects input of shape \(N, C, H, W\).*got a 3-D tensor.*needs a batch dim: "
+            r"x.unsqueeze\(0\)",
+        ),
+        (nn.BatchNorm1d(3), (3,), r"got a 1-D tensor of shape \(3,\)\. Fix: add a batch dim with x.unsqueeze\(0\)"),
+        (nn.InstanceNorm2d(3), (2, 3), r"expects input of shape \(C, H, W\) or \(N, C, H, W\)"),
+    ],
+)
 def test_wrong_ndim(module, shape, expected):
     with pytest.raises(ValueError, match=expected):
         module(torch.randn(shape))
 
 
 def test_layer_norm_shape_mismatch():
-    with pytest.raises(ValueError, match=r"LayerNorm\(\[28, 28\]\) normalizes over the last 2 dim\(s\), so it expects input of shape "
-                                         r"\(\*, 28, 28\); got shape \(6, 3, 28, 14\), whose last 2 dim\(s\) are "
-                                         r"\(28, 14\)\. Fix: pass normalized_shape=\[28, 14\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"LayerNorm\(\[28, 28\]\) normalizes over the last 2 dim\(s\), so it expects input of shape "
+        r"\(\*, 28, 28\); got shape \(6, 3, 28, 14\), whose last 2 dim\(s\) are "
+        r"\(28, 14\)\. Fix: pass normalized_shape=\[28, 14\]",
+    ):
         nn.LayerNorm([28, 28])(torch.randn(6, 3, 28, 14))
 
 
-@pytest.mark.parametrize("module", [nn.BatchNorm1d(3), nn.LayerNorm(3), nn.GroupNorm(1, 3), nn.InstanceNorm1d(3),
-                                    nn.RMSNorm(3)])
+@pytest.mark.parametrize(
+    "module", [nn.BatchNorm1d(3), nn.LayerNorm(3), nn.GroupNorm(1, 3), nn.InstanceNorm1d(3), nn.RMSNorm(3)]
+)
 def test_integer_dtype(module):
-    with pytest.raises(TypeError, match=r"expects a floating-point input \(float32 or float64\); got dtype "
-                                        r"torch.int64.*Fix: pass input.float\(\)"):
-        module(torch.ones(4, 3, 3, dtype=torch.long) if isinstance(module, nn.InstanceNorm1d) else
-               torch.ones(4, 3, dtype=torch.long))
+    with pytest.raises(
+        TypeError,
+        match=r"expects a floating-point input \(float32 or float64\); got dtype "
+        r"torch.int64.*Fix: pass input.float\(\)",
+    ):
+        module(
+            torch.ones(4, 3, 3, dtype=torch.long)
+            if isinstance(module, nn.InstanceNorm1d)
+            else torch.ones(4, 3, dtype=torch.long)
+        )
 
 
 def test_batch_of_one_in_training():
     bn = nn.BatchNorm1d(128)
-    with pytest.raises(ValueError, match=r"got input of shape \(1, 128\), i.e. 1 value per channel\. This usually "
-                                         r"comes from the last, smaller batch of a DataLoader\. Fix: pass "
-                                         r"drop_last=True to the DataLoader, or call model.eval\(\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"got input of shape \(1, 128\), i.e. 1 value per channel\. This usually "
+        r"comes from the last, smaller batch of a DataLoader\. Fix: pass "
+        r"drop_last=True to the DataLoader, or call model.eval\(\)",
+    ):
         bn(torch.randn(1, 128))
     bn.eval()
     assert bn(torch.randn(1, 128)).shape == (1, 128)  # eval mode has no such limit

@@ -31,7 +31,11 @@ def tags(cell: dict) -> list[str]:
 
 
 def output_text(output: dict) -> str:
-    return json.dumps(output.get("text", "")) + json.dumps(output.get("data", {})) + json.dumps(output.get("traceback", ""))
+    return (
+        json.dumps(output.get("text", ""))
+        + json.dumps(output.get("data", {}))
+        + json.dumps(output.get("traceback", ""))
+    )
 
 
 def test_there_are_notebooks():
@@ -65,7 +69,9 @@ def test_no_warnings_or_other_stderr_outputs(path):
     """A warning on the page (a deprecation, a layout that failed) is a defect a learner would see."""
     for cell in code_cells(load(path)):
         stderr = [o for o in cell["outputs"] if o["output_type"] == "stream" and o["name"] == "stderr"]
-        assert not stderr, f"{path.name}: stderr {''.join(stderr[0]['text'])[:120]!r} in {''.join(cell['source'])[:80]!r}"
+        assert not stderr, (
+            f"{path.name}: stderr {''.join(stderr[0]['text'])[:120]!r} in {''.join(cell['source'])[:80]!r}"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import ipywidgets as widgets
 import numpy as np
 import pytest
 import torch
-
-import ipywidgets as widgets
 
 import normlab
 from normlab.experiments.start import normalized_gaussian
@@ -72,8 +71,9 @@ def test_explorer_reuses_the_first_layout_for_new_figures():
     first_figure = explorer.figure
     explorer.controls["slope"].value = 250  # wider y tick labels, which constrained layout would make room for
     assert explorer.figure is not first_figure
-    assert [ax.get_position().bounds for ax in explorer.figure.axes] == \
-           [ax.get_position().bounds for ax in first_figure.axes]
+    assert [ax.get_position().bounds for ax in explorer.figure.axes] == [
+        ax.get_position().bounds for ax in first_figure.axes
+    ]
     assert explorer.figure.get_layout_engine() is None  # no engine: savefig draws the figure once, not twice
 
 
@@ -85,6 +85,7 @@ def test_setup_notebook_pins_threads_seed_and_style():
     normlab.setup_notebook(seed=5)
     assert torch.equal(torch.rand(3), first)
     import matplotlib as mpl
+
     assert mpl.rcParams["axes.prop_cycle"].by_key()["color"] == OKABE_ITO
 
 

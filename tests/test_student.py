@@ -16,16 +16,16 @@ _spec = importlib.util.spec_from_file_location("make_student", ROOT / "scripts" 
 make_student = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_student)
 
-STUB = '''def my_bn(x, gamma, beta, eps=1e-5):
-    raise NotImplementedError("your code here")'''
-SOLUTION = '''def my_bn(x, gamma, beta, eps=1e-5):
+STUB = """def my_bn(x, gamma, beta, eps=1e-5):
+    raise NotImplementedError("your code here")"""
+SOLUTION = """def my_bn(x, gamma, beta, eps=1e-5):
     mean = x.mean(dim=(0, 1), keepdim=True)
     var = x.var(dim=(0, 1), keepdim=True, correction=0)
-    return (x - mean) / torch.sqrt(var + eps) * gamma + beta'''
-MODULE_STUB = '''class MyBN(torch.nn.Module):
+    return (x - mean) / torch.sqrt(var + eps) * gamma + beta"""
+MODULE_STUB = """class MyBN(torch.nn.Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
-        raise NotImplementedError("your code here")'''
+        raise NotImplementedError("your code here")"""
 MODULE_SOLUTION = "MyBN = torch.nn.BatchNorm1d"
 
 
@@ -40,11 +40,17 @@ def exercise_notebook() -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.cells = [
-        code("import torch\nimport normlab\nnormlab.setup_notebook()\n"
-             "from normlab.checks import check_batch_norm, check_batch_norm_module"),
+        code(
+            "import torch\nimport normlab\nnormlab.setup_notebook()\n"
+            "from normlab.checks import check_batch_norm, check_batch_norm_module"
+        ),
         nbformat.v4.new_markdown_cell("## Exercise"),
-        code(STUB), code(SOLUTION, ("solution",)), code('check_batch_norm(my_bn, layout="NLC")'),
-        code(MODULE_STUB), code(MODULE_SOLUTION, ("solution",)), code("check_batch_norm_module(MyBN)"),
+        code(STUB),
+        code(SOLUTION, ("solution",)),
+        code('check_batch_norm(my_bn, layout="NLC")'),
+        code(MODULE_STUB),
+        code(MODULE_SOLUTION, ("solution",)),
+        code("check_batch_norm_module(MyBN)"),
     ]
     for i, cell in enumerate(nb.cells):
         cell.id = f"cell-{i}"
@@ -61,8 +67,13 @@ def outputs_of(cell: nbformat.NotebookNode) -> str:
 
 
 def errors(nb: nbformat.NotebookNode) -> list[str]:
-    return [f"{o['ename']}: {o['evalue']}" for c in nb.cells if c.cell_type == "code"
-            for o in c.outputs if o.output_type == "error"]
+    return [
+        f"{o['ename']}: {o['evalue']}"
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
 
 
 def test_student_copy_drops_solutions_keeps_stubs_and_clears_outputs():

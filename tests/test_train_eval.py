@@ -21,18 +21,24 @@ F64 = dict(rtol=1e-12, atol=1e-12)
 
 # ---- §1 the running-statistics rule ----------------------------------------------------------
 
-@pytest.mark.parametrize("momentum, convention, expected", [
-    (0.1, "pytorch", 0.1), (0.99, "keras", 0.01), (0.9, "keras", 0.1), (1.0, "pytorch", 1.0), (0, "keras", 1.0)])
+
+@pytest.mark.parametrize(
+    "momentum, convention, expected",
+    [(0.1, "pytorch", 0.1), (0.99, "keras", 0.01), (0.9, "keras", 0.1), (1.0, "pytorch", 1.0), (0, "keras", 1.0)],
+)
 def test_new_batch_weight(momentum, convention, expected):
     assert te.new_batch_weight(momentum, convention) == pytest.approx(expected, abs=1e-15)
 
 
-@pytest.mark.parametrize("momentum, convention, message", [
-    (1.5, "pytorch", r"momentum must be a number in \[0, 1\]; got 1.5"),
-    (-0.1, "keras", r"got -0.1"),
-    (True, "pytorch", r"got True"),
-    (0.1, "tf", r"convention must be one of \('pytorch', 'keras'\); got 'tf'"),
-])
+@pytest.mark.parametrize(
+    "momentum, convention, message",
+    [
+        (1.5, "pytorch", r"momentum must be a number in \[0, 1\]; got 1.5"),
+        (-0.1, "keras", r"got -0.1"),
+        (True, "pytorch", r"got True"),
+        (0.1, "tf", r"convention must be one of \('pytorch', 'keras'\); got 'tf'"),
+    ],
+)
 def test_new_batch_weight_rejects_bad_input(momentum, convention, message):
     with pytest.raises(ValueError, match=message):
         te.new_batch_weight(momentum, convention)
@@ -45,7 +51,7 @@ def test_half_life():
     assert te.half_life(0.0) == math.inf and te.half_life(1.0) == 0.0
     # after one half-life the old weight (1 - m)^k is one half
     k = te.half_life(0.01)
-    assert 0.99 ** k == pytest.approx(0.5)
+    assert 0.99**k == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("module_cls", BATCH_NORMS)
@@ -56,8 +62,9 @@ def test_running_average_is_torchs_rule_step_by_step(module_cls, momentum):
     record = te.record_running_stats(module_cls(3, momentum=momentum, dtype=torch.float64), batches)
     moments = te.batch_moments(batches)
     torch.testing.assert_close(record.running_mean, te.running_average(moments.mean, momentum), **F64)
-    torch.testing.assert_close(record.running_var, te.running_average(moments.unbiased_var, momentum, initial=1.0),
-                               **F64)
+    torch.testing.assert_close(
+        record.running_var, te.running_average(moments.unbiased_var, momentum, initial=1.0), **F64
+    )
     assert record.num_batches_tracked.tolist() == list(range(1, 31))
 
 
@@ -73,12 +80,13 @@ def test_running_average_none_is_the_cumulative_mean_whatever_the_start():
     stats = torch.tensor([[1.0], [5.0], [0.0], [2.0]], dtype=torch.float64)
     expected = torch.tensor([[1.0], [3.0], [2.0], [2.0]], dtype=torch.float64)
     torch.testing.assert_close(te.running_average(stats, None, initial=7.0), expected, **F64)
-    torch.testing.assert_close(te.running_average(stats, 0.5, initial=7.0)[:2],
-                               torch.tensor([[4.0], [4.5]], dtype=torch.float64), **F64)
+    torch.testing.assert_close(
+        te.running_average(stats, 0.5, initial=7.0)[:2], torch.tensor([[4.0], [4.5]], dtype=torch.float64), **F64
+    )
 
 
 def test_running_average_none_needs_pytorch_convention():
-    with pytest.raises(ValueError, match="momentum=None .* is PyTorch's option; Keras/TF has no such setting"):
+    with pytest.raises(ValueError, match=r"momentum=None .* is PyTorch's option; Keras/TF has no such setting"):
         te.running_average(torch.zeros(3, 1), None, convention="keras")
 
 
@@ -112,6 +120,7 @@ def test_compare_momentum_rules():
 
 # ---- §2 biased vs unbiased -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("module_cls", BATCH_NORMS)
 @pytest.mark.parametrize("n", [2, 4, 16, 128])
 def test_momentum_one_gap_is_n_over_n_minus_one(module_cls, n):
@@ -129,6 +138,7 @@ def test_momentum_one_gap_is_n_over_n_minus_one(module_cls, n):
 
 
 # ---- §3 eval() and no_grad() -----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trained():
@@ -178,11 +188,17 @@ def test_state_changes_reports_every_entry():
     assert changes == {"weight": 0.0, "bias": pytest.approx(2.0)}
 
 
-@pytest.mark.parametrize("make, shape", [
-    (lambda: torch.nn.LayerNorm(6), (8, 6)), (lambda: normlab.nn.LayerNorm(6), (8, 6)),
-    (lambda: torch.nn.RMSNorm(6), (8, 6)), (lambda: normlab.nn.RMSNorm(6), (8, 6)),
-    (lambda: torch.nn.GroupNorm(2, 6), (8, 6)), (lambda: torch.nn.InstanceNorm1d(6), (8, 6, 5)),
-])
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: torch.nn.LayerNorm(6), (8, 6)),
+        (lambda: normlab.nn.LayerNorm(6), (8, 6)),
+        (lambda: torch.nn.RMSNorm(6), (8, 6)),
+        (lambda: normlab.nn.RMSNorm(6), (8, 6)),
+        (lambda: torch.nn.GroupNorm(2, 6), (8, 6)),
+        (lambda: torch.nn.InstanceNorm1d(6), (8, 6, 5)),
+    ],
+)
 def test_train_eval_output_gap_is_zero_without_running_stats(make, shape):
     x = te.gaussian_batches(1, math.prod(shape), 1, seed=4).reshape(shape).float()
     assert te.train_eval_output_gap(make(), x) == 0.0
@@ -201,6 +217,7 @@ def test_train_eval_output_gap_of_batch_norm(module_cls):
 
 # ---- §5 small batches ------------------------------------------------------------------------
 
+
 def test_train_eval_gap_matches_the_formula_and_vanishes_for_batch_statistics():
     batches = te.gaussian_batches(3, 7, 2, seed=6)
     manual = []
@@ -210,8 +227,9 @@ def test_train_eval_gap_matches_the_formula_and_vanishes_for_batch_statistics():
         manual.append(((y_train - y_eval) ** 2).mean().sqrt())
     torch.testing.assert_close(te.train_eval_gap(batches, 1.0, 4.0), torch.stack(manual), **F64)
     m = te.batch_moments(batches)
-    torch.testing.assert_close(te.train_eval_gap(batches, m.mean, m.biased_var), torch.zeros(3, dtype=torch.float64),
-                               **F64)
+    torch.testing.assert_close(
+        te.train_eval_gap(batches, m.mean, m.biased_var), torch.zeros(3, dtype=torch.float64), **F64
+    )
 
 
 def test_batch_statistics_noise_follows_sigma_over_sqrt_n():
@@ -232,8 +250,9 @@ def test_running_stats_run_matches_torch_and_gaps():
     torch.testing.assert_close(run.running_var, record.running_var[:, 0], **F64)
     # the gap on batch t uses the estimate from before batch t: torch's initial buffers for t = 1
     torch.testing.assert_close(run.gap_running[:1], te.train_eval_gap(batches[:1], 0.0, 1.0), **F64)
-    torch.testing.assert_close(run.gap_running[5:6], te.train_eval_gap(batches[5:6], record.running_mean[4],
-                                                                       record.running_var[4]), **F64)
+    torch.testing.assert_close(
+        run.gap_running[5:6], te.train_eval_gap(batches[5:6], record.running_mean[4], record.running_var[4]), **F64
+    )
     torch.testing.assert_close(run.gap_true, te.train_eval_gap(batches, 3.0, 4.0), **F64)
     assert (run.momentum, run.batch_size, run.true_mean, run.true_std) == (0.2, 8, 3.0, 2.0)
     one = te.running_stats_run(momentum=1.0, batch_size=8, num_steps=25, seed=0)
@@ -241,6 +260,7 @@ def test_running_stats_run_matches_torch_and_gaps():
 
 
 # ---- the digits network ----------------------------------------------------------------------
+
 
 def test_make_mlp_is_the_reference_articles_network_and_seeded():
     model = te.make_mlp()
@@ -290,6 +310,7 @@ def test_train_mode_accuracy_by_batch_size(trained):
 
 # ---- §6 averaging weights --------------------------------------------------------------------
 
+
 def test_average_state_dicts():
     a, b = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
     with torch.no_grad():
@@ -312,6 +333,7 @@ def test_batch_norm_running_vars():
 
 
 # ---- plots and the explorer ------------------------------------------------------------------
+
 
 def _assert_labelled(ax):
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
@@ -380,5 +402,7 @@ def test_explorer_redraws_for_each_control():
     np.testing.assert_allclose(running.get_ydata(), expected.numpy())
     ex.controls["batch_size"].value = 256
     assert ex.result.batch_size == 256 and "batch size 256" in ex.figure.axes[0].get_title()
-    np.testing.assert_allclose(ex.figure.axes[1].get_lines()[0].get_ydata(),
-                               te.running_stats_run(momentum=0.5, batch_size=256).gap_running.numpy())
+    np.testing.assert_allclose(
+        ex.figure.axes[1].get_lines()[0].get_ydata(),
+        te.running_stats_run(momentum=0.5, batch_size=256).gap_running.numpy(),
+    )

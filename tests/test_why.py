@@ -56,10 +56,11 @@ def lines(ax) -> list[Line2D]:
 
 def step_heights(patch, bins: int) -> np.ndarray:
     """The bar heights of a step histogram: its polygon's top edge visits (left, h), (right, h) per bin."""
-    return patch.get_xy()[1:2 * bins:2, 1]
+    return patch.get_xy()[1 : 2 * bins : 2, 1]
 
 
 # ---- §1 feature scales ----------------------------------------------------------------------
+
 
 def test_condition_number_matches_numpy_and_scales_with_the_square_of_a_feature_scale():
     g = torch.Generator().manual_seed(0)
@@ -96,7 +97,10 @@ def test_wine_condition_numbers_rejects_an_unknown_feature():
 def test_feature_scale_descent_is_deterministic(scales):
     again = why.feature_scale_descent()
     assert (again.min_loss, again.target_loss, again.initial_loss) == (
-        scales.min_loss, scales.target_loss, scales.initial_loss)
+        scales.min_loss,
+        scales.target_loss,
+        scales.initial_loss,
+    )
     for a, b in ((scales.raw, again.raw), (scales.standardized, again.standardized)):
         assert torch.equal(a.path, b.path) and torch.equal(a.grid_loss, b.grid_loss)
         assert a.steps_to_target == b.steps_to_target
@@ -112,7 +116,7 @@ def test_feature_scale_descent_raw_and_standardized_solve_the_same_problem(scale
     w_numpy = np.linalg.lstsq(x, y, rcond=None)[0]
     np.testing.assert_allclose(raw.optimum.numpy(), w_numpy, rtol=1e-10)
     assert scales.min_loss == pytest.approx(0.5 * np.mean((x @ w_numpy - y) ** 2), rel=1e-12)
-    assert scales.initial_loss == pytest.approx(0.5 * np.mean(y ** 2), rel=1e-12)
+    assert scales.initial_loss == pytest.approx(0.5 * np.mean(y**2), rel=1e-12)
     # the same best fit: w_std = w_raw * feature_std
     torch.testing.assert_close(raw.optimum * torch.tensor(raw.feature_std, dtype=torch.float64), std.optimum)
     assert std.feature_std == pytest.approx((1.0, 1.0))
@@ -142,11 +146,14 @@ def test_feature_scale_descent_reports_a_target_that_is_not_reached():
     assert result.standardized.steps_to_target == 6
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"features": ("alcohol", "colour")}, r"unknown wine feature 'colour'"),
-    ({"target": "price"}, r"unknown wine target 'price'"),
-    ({"tolerance": 1.5}, r"expected 0 < tolerance < 1, got 1.5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"features": ("alcohol", "colour")}, r"unknown wine feature 'colour'"),
+        ({"target": "price"}, r"unknown wine target 'price'"),
+        ({"tolerance": 1.5}, r"expected 0 < tolerance < 1, got 1.5"),
+    ],
+)
 def test_feature_scale_descent_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         why.feature_scale_descent(**kwargs)
@@ -167,7 +174,11 @@ def test_plot_loss_contours_draws_both_paths(scales):
         assert ax.get_ylabel() == f"w on hue (alcohol per {unit})"
     assert left.get_title().startswith("Raw: κ = 142.1") and right.get_title().startswith("Standardized")
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [
-        "gradient-descent path", "minimum", "start, w = 0", "target loss"]
+        "gradient-descent path",
+        "minimum",
+        "start, w = 0",
+        "target loss",
+    ]
 
 
 def test_plot_descent_losses_draws_the_excess_loss(scales):
@@ -183,6 +194,7 @@ def test_plot_descent_losses_draws_the_excess_loss(scales):
 
 # ---- §2-§3 the MLP, saturation, depth ---------------------------------------------------------
 
+
 def test_build_mlp_uses_the_same_weights_for_every_norm():
     nets = {norm: why.build_mlp(8, [16, 16], 3, norm=norm, activation="tanh") for norm in why.NORMS}
     weights = {norm: [m.weight for m in net if isinstance(m, torch.nn.Linear)] for norm, net in nets.items()}
@@ -190,7 +202,14 @@ def test_build_mlp_uses_the_same_weights_for_every_norm():
         for a, b in zip(weights[None], weights[norm]):
             assert torch.equal(a, b)
     assert [type(m).__name__ for m in nets["batch"]] == [
-        "Linear", "BatchNorm1d", "Tanh", "Linear", "BatchNorm1d", "Tanh", "Linear"]
+        "Linear",
+        "BatchNorm1d",
+        "Tanh",
+        "Linear",
+        "BatchNorm1d",
+        "Tanh",
+        "Linear",
+    ]
     assert isinstance(nets["batch"][1], normlab.nn.BatchNorm1d) and isinstance(nets["layer"][1], normlab.nn.LayerNorm)
     assert len(nets[None]) == 5
 
@@ -205,18 +224,22 @@ def test_build_mlp_initializations():
     assert not torch.equal(why.build_mlp(4, [5], 2, seed=1)[0].weight, why.build_mlp(4, [5], 2, seed=2)[0].weight)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"norm": "group"}, r"norm must be one of \(None, 'batch', 'layer'\); got 'group'"),
-    ({"activation": "gelu"}, r"activation must be one of \('relu', 'tanh', 'sigmoid'\); got 'gelu'"),
-    ({"implementation": "jax"}, r"implementation must be one of \('normlab', 'torch'\); got 'jax'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"norm": "group"}, r"norm must be one of \(None, 'batch', 'layer'\); got 'group'"),
+        ({"activation": "gelu"}, r"activation must be one of \('relu', 'tanh', 'sigmoid'\); got 'gelu'"),
+        ({"implementation": "jax"}, r"implementation must be one of \('normlab', 'torch'\); got 'jax'"),
+    ],
+)
 def test_build_mlp_rejects_unknown_choices(kwargs, message):
     with pytest.raises(ValueError, match=message):
         why.build_mlp(4, [5], 2, **kwargs)
 
 
-@pytest.mark.parametrize("activation, module", [("tanh", torch.nn.Tanh()), ("sigmoid", torch.nn.Sigmoid()),
-                                                ("relu", torch.nn.ReLU())])
+@pytest.mark.parametrize(
+    "activation, module", [("tanh", torch.nn.Tanh()), ("sigmoid", torch.nn.Sigmoid()), ("relu", torch.nn.ReLU())]
+)
 def test_derivative_from_output_matches_autograd(activation, module):
     z = torch.linspace(-6, 6, 97, dtype=torch.float64, requires_grad=True)
     a = module(z)
@@ -255,7 +278,7 @@ def test_layer_profile_matches_a_hand_computation(digits):
     assert profile.activation_std[0] == pytest.approx(a1.std().item())
     assert profile.gradient_std[0] == pytest.approx(z1.grad.std().item())
     assert profile.saturated[0] == pytest.approx((a1.abs() > 0.97).float().mean().item())
-    assert profile.mean_derivative[0] == pytest.approx((1 - a1 ** 2).mean().item())
+    assert profile.mean_derivative[0] == pytest.approx((1 - a1**2).mean().item())
     assert len(profile.outputs) == len(profile.gradient_std) == 3
 
 
@@ -340,6 +363,7 @@ def test_plot_activation_curves_draws_both_derivatives():
 
 # ---- §4 learning rates --------------------------------------------------------------------------
 
+
 def test_training_is_deterministic(digits):
     a = wt.train_mlp(digits, "batch", 0.3, steps=30)
     b = wt.train_mlp(digits, "batch", 0.3, steps=30)
@@ -386,11 +410,18 @@ def test_fit_rejects_bad_settings(digits):
 
 
 def test_sweep_lookup_and_table(small_sweep):
-    assert [(r.learning_rate, r.norm) for r in small_sweep.runs] == [(0.1, None), (0.1, "batch"),
-                                                                       (3.0, None), (3.0, "batch")]
+    assert [(r.learning_rate, r.norm) for r in small_sweep.runs] == [
+        (0.1, None),
+        (0.1, "batch"),
+        (3.0, None),
+        (3.0, "batch"),
+    ]
     assert small_sweep.runs_at(3.0) == [small_sweep.run(3.0, None), small_sweep.run(3.0, "batch")]
-    with pytest.raises(ValueError, match=r"no run with learning_rate=1.0, norm=None; there are \(learning_rate, "
-                                         r"norm\) = \[\(0.1, None\), \(0.1, 'batch'\), \(3.0, None\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"no run with learning_rate=1.0, norm=None; there are \(learning_rate, "
+        r"norm\) = \[\(0.1, None\), \(0.1, 'batch'\), \(3.0, None\)",
+    ):
         small_sweep.run(1.0, None)
     table = wt.sweep_table(small_sweep).splitlines()
     assert "no norm: steps to 95%" in table[0] and "BatchNorm: steps to 95%" in table[0]
@@ -407,8 +438,9 @@ def loss_lines(ax) -> list:
 
 def crosses(ax) -> list:
     """The divergence marks actually shown (a run that did not diverge has a hidden, empty "x" line)."""
-    return [line for line in ax.get_lines() if line.get_marker() == "x" and line.get_visible()
-            and len(line.get_xdata())]
+    return [
+        line for line in ax.get_lines() if line.get_marker() == "x" and line.get_visible() and len(line.get_xdata())
+    ]
 
 
 def test_plot_learning_rate_sweep_draws_every_run(small_sweep):
@@ -439,6 +471,7 @@ def test_plot_training_runs_draws_loss_and_accuracy(small_sweep):
 
 # ---- §5 what BatchNorm is not -------------------------------------------------------------------
 
+
 def test_shift_scale_noise_is_a_per_unit_affine_map_redrawn_each_call():
     noise = wt.ShiftScaleNoise(4, max_shift=1.0, max_scale=2.0, generator=torch.Generator().manual_seed(0))
     x = torch.stack([torch.zeros(4), torch.ones(4), torch.ones(4)])
@@ -458,8 +491,9 @@ def test_covariate_shift_test_noise_adds_shift_but_training_still_beats_the_plai
     assert average["BatchNorm + noise"] > 5 * max(average["no norm"], average["BatchNorm"])
     assert noisy.run.accuracies[-1] > plain.run.accuracies[-1] + 0.05
     assert plain.input_mean.shape == (100, 128) and len(plain.movement) == 99
-    expected = ((plain.input_mean[1:] - plain.input_mean[:-1]).abs()
-                + (plain.input_std[1:] - plain.input_std[:-1]).abs()).mean(dim=1)
+    expected = (
+        (plain.input_mean[1:] - plain.input_mean[:-1]).abs() + (plain.input_std[1:] - plain.input_std[:-1]).abs()
+    ).mean(dim=1)
     np.testing.assert_allclose(plain.movement, expected.numpy(), rtol=1e-6)
     # the clean runs are the sweep's runs: recording statistics does not change training
     assert batch.run == wt.train_mlp(digits, "batch", 0.1, steps=100)
@@ -484,7 +518,7 @@ def test_gradient_ray_first_order_and_leaves_the_model_alone(digits):
     x, y = digits.x_train[:64], digits.y_train[:64]
     ray = wt.gradient_ray(model, x, y, step_sizes=(1e-4, 1.0))
     # L(w - eta g) ~ L(w) - eta ||g||^2 for a small eta
-    predicted = ray.loss - 1e-4 * ray.gradient_norm ** 2
+    predicted = ray.loss - 1e-4 * ray.gradient_norm**2
     assert ray.losses[0] == pytest.approx(predicted, rel=1e-4)
     assert ray.gradient_change[0] < 0.01
     for key, value in model.state_dict().items():
@@ -544,6 +578,7 @@ def test_plot_loss_along_gradient_draws_the_ratios(digits):
 
 # ---- §6 input standardization ------------------------------------------------------------------
 
+
 def test_channel_statistics():
     images = load_sample_batch(size=32)
     stats = why.channel_statistics(images)
@@ -581,6 +616,7 @@ def test_batchnorm_as_standardizer():
 
 # ---- explorers -----------------------------------------------------------------------------------
 
+
 def test_saturation_explorer_redraws_for_new_scales(digits):
     explorer = make_saturation_explorer(digits)
     assert explorer.result[0].input_scale == 10.0
@@ -592,9 +628,8 @@ def test_saturation_explorer_redraws_for_new_scales(digits):
     assert explorer.figure.get_suptitle() == "tanh MLP, inputs ×0.1, weight gain 1"
     explorer.controls["init_gain"].value = 3.0  # large weights saturate the deeper layers
     assert explorer.result[0].init_gain == 3.0 and explorer.result[0].saturated[-1] > 0.3
-    np.testing.assert_allclose(explorer.figure.axes[1].get_lines()[0].get_ydata(),
-                               explorer.result[0].mean_derivative)
-    explorer.controls["input_scale"].value = 10 ** 1.1  # a log slider's value: the title rounds it
+    np.testing.assert_allclose(explorer.figure.axes[1].get_lines()[0].get_ydata(), explorer.result[0].mean_derivative)
+    explorer.controls["input_scale"].value = 10**1.1  # a log slider's value: the title rounds it
     assert explorer.figure.get_suptitle() == "tanh MLP, inputs ×12.6, weight gain 3"
 
 
@@ -603,7 +638,7 @@ def test_learning_rate_explorer_shows_the_chosen_runs(small_sweep):
     assert [r.learning_rate for r in explorer.result] == [3.0, 3.0]
     explorer.controls["learning_rate"].value = 0.1
     assert explorer.result == small_sweep.runs_at(0.1)
-    left, right = explorer.figure.axes
+    left, _ = explorer.figure.axes
     np.testing.assert_array_equal(loss_lines(left)[1].get_ydata(), small_sweep.run(0.1, "batch").losses)
     assert crosses(left) == []  # the lr-3 mark of the plain network is gone
     assert [t.get_text() for t in left.get_legend().get_texts()] == ["no norm, lr = 0.1", "BatchNorm, lr = 0.1"]

@@ -31,6 +31,11 @@ from normlab.checks._norms import check_batch_norm, check_group_norm, check_laye
 from normlab.checks._result import MISTAKES, CheckResult
 
 __all__ = [
-    "check_batch_norm", "check_layer_norm", "check_group_norm", "check_rms_norm", "check_batch_norm_module",
-    "CheckResult", "MISTAKES",
+    "MISTAKES",
+    "CheckResult",
+    "check_batch_norm",
+    "check_batch_norm_module",
+    "check_group_norm",
+    "check_layer_norm",
+    "check_rms_norm",
 ]

@@ -73,12 +73,16 @@ def _not_a_tensor(ctx: Context, value: object, expected: tuple[int, ...]) -> Che
         what, hint = "None", "End your function with `return y` (the normalized tensor)."
     elif isinstance(value, (list, tuple)):
         what = f"a {type(value).__name__} of {len(value)} items"
-        hint = ("Return only the normalized tensor, not a tuple such as (y, mean, var)." if isinstance(value, tuple)
-                else "Compute with tensor operations and return the resulting tensor, not a Python list.")
+        hint = (
+            "Return only the normalized tensor, not a tuple such as (y, mean, var)."
+            if isinstance(value, tuple)
+            else "Compute with tensor operations and return the resulting tensor, not a Python list."
+        )
     elif isinstance(value, np.ndarray):
         what = "a numpy.ndarray"
-        hint = ("Keep the computation in torch and return a torch.Tensor: autograd and the GPU do not "
-                "follow a NumPy array.")
+        hint = (
+            "Keep the computation in torch and return a torch.Tensor: autograd and the GPU do not follow a NumPy array."
+        )
     else:
         what, hint = f"a {_type_name(value)}", "Return a torch.Tensor with the shape of x."
     observed = f"{ctx.who} returned {what}; expected a torch.Tensor of shape {shape_str(expected)}."
@@ -89,11 +93,15 @@ def _wrong_shape(ctx: Context, shape: tuple[int, ...], expected: tuple[int, ...]
     observed = f"{ctx.who} returned a tensor of shape {shape_str(shape)}; expected {shape_str(expected)}, x's shape."
     n, want = int(np.prod(shape)), int(np.prod(expected))
     if n < want:
-        hint = ("Your result is smaller than x: keep `keepdim=True` in the reductions, so that mean and variance "
-                "broadcast against x, and return the normalized x, not a statistic.")
+        hint = (
+            "Your result is smaller than x: keep `keepdim=True` in the reductions, so that mean and variance "
+            "broadcast against x, and return the normalized x, not a statistic."
+        )
     elif n > want:
-        hint = ("Your result is larger than x: something broadcast against a tensor of another shape. Check "
-                f"the shapes of your statistics and of gamma and beta: `{ctx.spec.affine_code}`.")
+        hint = (
+            "Your result is larger than x: something broadcast against a tensor of another shape. Check "
+            f"the shapes of your statistics and of gamma and beta: `{ctx.spec.affine_code}`."
+        )
     else:
         hint = "Your result has x's number of elements in another arrangement: do not transpose or reshape it."
     return ctx.result("wrong-shape", observed, hint)
@@ -105,8 +113,10 @@ def raised_hint(ctx: Context, error: str) -> str:
     if error.startswith("TypeError") and ("argument" in error or "takes" in error):
         return f"The checker calls `{call}`: accept exactly these arguments, in this order."
     if "must match the size" in error:  # torch's broadcasting error
-        return (f"x has shape {shape_str(spec.shape)} ({spec.layout}) and gamma {shape_str(spec.param_shape)}: "
-                f"reshape gamma and beta to broadcast along the right dims, `{spec.affine_code}`.")
+        return (
+            f"x has shape {shape_str(spec.shape)} ({spec.layout}) and gamma {shape_str(spec.param_shape)}: "
+            f"reshape gamma and beta to broadcast along the right dims, `{spec.affine_code}`."
+        )
     return f"Run `{call}` on a small tensor in a cell of its own to see the full traceback."
 
 
@@ -117,8 +127,11 @@ def call_problem(ctx: Context, outcome: Outcome, action: str) -> CheckResult | N
         return ctx.result("too-slow", observed, explain.hint(ctx.spec, "too-slow"))
     if outcome.not_implemented:
         observed = f"Not solved yet: {ctx.who} raised {outcome.error}."
-        return ctx.result(None, observed, "Replace `raise NotImplementedError` with your code, run that cell, "
-                                          "then run this check again.")
+        return ctx.result(
+            None,
+            observed,
+            "Replace `raise NotImplementedError` with your code, run that cell, then run this check again.",
+        )
     if outcome.error is not None:
         where = f" {outcome.where}" if outcome.where else ""
         observed = f"{ctx.who} raised {outcome.error}{where}, when {action}."
@@ -144,8 +157,9 @@ def outcome_problem(ctx: Context, outcome: Outcome, action: str) -> CheckResult 
     return None
 
 
-def diagnose_values(ctx: Context, probes: tuple[Probe, ...], outputs: list[Tensor],
-                    references: list[Tensor]) -> CheckResult:
+def diagnose_values(
+    ctx: Context, probes: tuple[Probe, ...], outputs: list[Tensor], references: list[Tensor]
+) -> CheckResult:
     """Name the mistake behind outputs that differ from the references (all float64)."""
     spec = ctx.spec
     matches = matching_variants(spec, probes, outputs)
@@ -179,8 +193,7 @@ def diagnose_outputs(ctx: Context, call: Call, verb: str = "called") -> CheckRes
         outputs.append(as_float64(outcome.value))
     for probe, output in zip(ordinary, outputs):
         if not output.isfinite().all():
-            return ctx.result("non-finite", explain.observe_non_finite(probe, output),
-                              explain.hint(spec, "non-finite"))
+            return ctx.result("non-finite", explain.observe_non_finite(probe, output), explain.hint(spec, "non-finite"))
     exact = tuple(p.to(torch.float64) for p in ordinary)
     references = [reference(spec, p) for p in exact]
     if not all(close(o, r, p.tolerance) for o, r, p in zip(outputs, references, exact)):
@@ -201,22 +214,35 @@ def _diagnose_offset(ctx: Context, call: Call, probe: Probe, verb: str) -> Check
         return None
     in_float64 = call(probe.to(torch.float64))
     value = getattr(in_float64, "value", None)
-    right_in_float64 = (isinstance(in_float64, Outcome) and in_float64.ok and isinstance(value, Tensor)
-                        and tuple(value.shape) == spec.shape and close(as_float64(value), expected, TOLERANCE))
+    right_in_float64 = (
+        isinstance(in_float64, Outcome)
+        and in_float64.ok
+        and isinstance(value, Tensor)
+        and tuple(value.shape) == spec.shape
+        and close(as_float64(value), expected, TOLERANCE)
+    )
     if right_in_float64:
-        return ctx.result("one-pass-variance", explain.observe_one_pass(spec, probe, output, expected),
-                          explain.hint(spec, "one-pass-variance"))
+        return ctx.result(
+            "one-pass-variance",
+            explain.observe_one_pass(spec, probe, output, expected),
+            explain.hint(spec, "one-pass-variance"),
+        )
     observed = explain.observe_difference(spec, probe, output, expected)
-    return ctx.result("unknown", observed + " It is right on the inputs near 0, so look at what changes "
-                      "when all values are large.", explain.hint(spec, "unknown"))
+    return ctx.result(
+        "unknown",
+        observed + " It is right on the inputs near 0, so look at what changes when all values are large.",
+        explain.hint(spec, "unknown"),
+    )
 
 
 def safely(ctx: Context, diagnose: Callable[[], CheckResult]) -> CheckResult:
     """``diagnose()``, or an honest 'unknown' if analysing an unusual output itself failed."""
     try:
         return diagnose()
-    except Exception as exc:  # noqa: BLE001 - a checker must never crash in a learner's notebook
-        observed = (f"The checker could not analyse what {ctx.who} returned ({type(exc).__name__}: {exc}), "
-                    "so it cannot say whether it is right. This is a gap in the checker: compare your output "
-                    f"with `{ctx.spec.reference_name}` by hand.")
+    except Exception as exc:
+        observed = (
+            f"The checker could not analyse what {ctx.who} returned ({type(exc).__name__}: {exc}), "
+            "so it cannot say whether it is right. This is a gap in the checker: compare your output "
+            f"with `{ctx.spec.reference_name}` by hand."
+        )
         return ctx.result("unknown", observed, explain.hint(ctx.spec, "unknown"))

@@ -31,14 +31,30 @@ from normlab.checks._diagnose import (
     outcome_problem,
     safely,
 )
-from normlab.checks._explain import describe_checked, describe_group_stats, hint, num, observe_affine
-from normlab.checks._explain import observe_difference, observe_non_finite, vector
+from normlab.checks._explain import (
+    describe_checked,
+    describe_group_stats,
+    hint,
+    num,
+    observe_affine,
+    observe_difference,
+    observe_non_finite,
+    vector,
+)
 from normlab.checks._probes import LARGE_EPS, SMALL_GROUP, SMALL_STD, TOLERANCE, Probe, make_probe, make_probes
 from normlab.checks._result import CheckResult
 from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, preserved_random_state
 from normlab.checks._specs import NormSpec, batch_norm_spec
-from normlab.checks._variants import AFFINE_MODES, EPS_MODES, PRIORITY, Variant, apply_affine, close, divide
-from normlab.checks._variants import undo_affine
+from normlab.checks._variants import (
+    AFFINE_MODES,
+    EPS_MODES,
+    PRIORITY,
+    Variant,
+    apply_affine,
+    close,
+    divide,
+    undo_affine,
+)
 
 MOMENTUM = 0.1
 ATTRIBUTES = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}  # with torch's initial values
@@ -48,23 +64,43 @@ TRAIN_SHIFT, TRAIN_FACTOR = (-1.5, 2.0, -1.0, 1.25), (2.0, 0.5, 3.0, 0.25)
 # Known buffers in eval mode, far from the eval batch's own statistics.
 EVAL_SHIFT, EVAL_FACTOR = (1.0, -0.5, 2.0, -1.5), (2.5, 0.4, 1.5, 4.0)
 MODULE_HINTS = {
-    "stats-not-updated": ("In training mode (`if self.training:`) update both buffers in every forward pass, "
-                          "e.g. `self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)` inside "
-                          "`with torch.no_grad():`, and the same for running_var with the unbiased variance."),
-    "momentum-reversed": ("PyTorch's rule is `running = (1 - momentum) * running + momentum * batch_stat`: "
-                          "momentum = 0.1 is the weight of the new batch."),
-    "running-var-biased": ("Store the unbiased variance, `var * n / (n - 1)` (or `x.var(dim=0, correction=1)`), "
-                           "while normalizing with the biased one."),
-    "stats-not-detached": ("Update the buffers under `with torch.no_grad():`, or from `mean.detach()` and "
-                           "`var.detach()`: a buffer holds numbers, not a graph."),
+    "stats-not-updated": (
+        "In training mode (`if self.training:`) update both buffers in every forward pass, "
+        "e.g. `self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)` inside "
+        "`with torch.no_grad():`, and the same for running_var with the unbiased variance."
+    ),
+    "momentum-reversed": (
+        "PyTorch's rule is `running = (1 - momentum) * running + momentum * batch_stat`: "
+        "momentum = 0.1 is the weight of the new batch."
+    ),
+    "running-var-biased": (
+        "Store the unbiased variance, `var * n / (n - 1)` (or `x.var(dim=0, correction=1)`), "
+        "while normalizing with the biased one."
+    ),
+    "stats-not-detached": (
+        "Update the buffers under `with torch.no_grad():`, or from `mean.detach()` and "
+        "`var.detach()`: a buffer holds numbers, not a graph."
+    ),
     "updates-in-eval": "Update the buffers only `if self.training:`; `model.eval()` sets it to False.",
-    "eval-uses-batch-stats": ("In eval mode normalize with the buffers: `(x - self.running_mean) / "
-                              "torch.sqrt(self.running_var + self.eps) * self.weight + self.bias`."),
-    "unknown-init": ("Start as torch does: `torch.ones` for weight and running_var, `torch.zeros` for bias and "
-                     "running_mean (an untrained layer then passes data through unchanged in eval mode)."),
+    "eval-uses-batch-stats": (
+        "In eval mode normalize with the buffers: `(x - self.running_mean) / "
+        "torch.sqrt(self.running_var + self.eps) * self.weight + self.bias`."
+    ),
+    "unknown-init": (
+        "Start as torch does: `torch.ones` for weight and running_var, `torch.zeros` for bias and "
+        "running_mean (an untrained layer then passes data through unchanged in eval mode)."
+    ),
 }
-MODULE_ORDER = ("eval-uses-batch-stats", "updates-in-eval", "stats-not-updated", "momentum-reversed",
-                "running-var-biased", "stats-not-detached", *PRIORITY, "unknown")
+MODULE_ORDER = (
+    "eval-uses-batch-stats",
+    "updates-in-eval",
+    "stats-not-updated",
+    "momentum-reversed",
+    "running-var-biased",
+    "stats-not-detached",
+    *PRIORITY,
+    "unknown",
+)
 
 
 def _per_channel(values: tuple[float, ...], channels: int) -> Tensor:
@@ -92,14 +128,17 @@ class _ModuleCheck:
         module = self._build(self.ctx.spec.default_eps, torch.float32)
         if isinstance(module, CheckResult):
             return module
-        return (self._initial_values(module)
-                or diagnose_outputs(self.ctx, self._train_step, verb="called in training mode")
-                or self._running_stats()
-                or self._eval_mode()
-                or self.ctx.passed(
-                    "In training mode your output equals the reference; after one step your running_mean and "
-                    "running_var follow PyTorch's update (momentum 0.1, unbiased variance stored) without an "
-                    "autograd graph; in eval mode your output uses them, and they stay unchanged."))
+        return (
+            self._initial_values(module)
+            or diagnose_outputs(self.ctx, self._train_step, verb="called in training mode")
+            or self._running_stats()
+            or self._eval_mode()
+            or self.ctx.passed(
+                "In training mode your output equals the reference; after one step your running_mean and "
+                "running_var follow PyTorch's update (momentum 0.1, unbiased variance stored) without an "
+                "autograd graph; in eval mode your output uses them, and they stay unchanged."
+            )
+        )
 
     # -- building and setting ---------------------------------------------------------------
 
@@ -114,9 +153,12 @@ class _ModuleCheck:
             return problem
         module = outcome.value
         if not isinstance(module, Module):
-            return ctx.result("unknown", f"When {action}, it gave a {type(module).__name__}, not a torch.nn.Module.",
-                              "Subclass torch.nn.Module (`class MyBatchNorm(torch.nn.Module):`) and call "
-                              "`super().__init__()` first in `__init__`.")
+            return ctx.result(
+                "unknown",
+                f"When {action}, it gave a {type(module).__name__}, not a torch.nn.Module.",
+                "Subclass torch.nn.Module (`class MyBatchNorm(torch.nn.Module):`) and call "
+                "`super().__init__()` first in `__init__`.",
+            )
         if problem := self._attribute_problem(module, f"after it was {action}"):
             return problem
         if dtype != torch.float32:
@@ -134,21 +176,30 @@ class _ModuleCheck:
             if not isinstance(value, Tensor):
                 what = "missing" if value is None and not hasattr(module, name) else f"a {type(value).__name__}"
                 return ctx.result(
-                    "not-a-tensor", f"{when}, {ctx.who}.{name} is {what}; expected a tensor of shape ({c},).",
+                    "not-a-tensor",
+                    f"{when}, {ctx.who}.{name} is {what}; expected a tensor of shape ({c},).",
                     "Use torch's names: `self.weight` and `self.bias` as `nn.Parameter`, and "
                     "`self.register_buffer('running_mean', torch.zeros(num_features))`, the same for running_var "
-                    "with torch.ones.")
+                    "with torch.ones.",
+                )
             if value.numel() != c:
                 return ctx.result(
-                    "wrong-shape", f"{when}, {ctx.who}.{name} has shape {shape_str(value.shape)}; expected ({c},), "
-                    "one value per feature.", "Create weight, bias and the buffers with num_features values.")
+                    "wrong-shape",
+                    f"{when}, {ctx.who}.{name} has shape {shape_str(value.shape)}; expected ({c},), "
+                    "one value per feature.",
+                    "Create weight, bias and the buffers with num_features values.",
+                )
         return None
 
     def _initial_values(self, module: Module) -> CheckResult | None:
-        wrong = [f"{name} = {vector(getattr(module, name).detach().double())} (torch: all {start:g})"
-                 for name, start in ATTRIBUTES.items()
-                 if not torch.equal(getattr(module, name).detach().double().flatten(),
-                                    torch.full((self.channels,), start, dtype=torch.float64))]
+        wrong = [
+            f"{name} = {vector(getattr(module, name).detach().double())} (torch: all {start:g})"
+            for name, start in ATTRIBUTES.items()
+            if not torch.equal(
+                getattr(module, name).detach().double().flatten(),
+                torch.full((self.channels,), start, dtype=torch.float64),
+            )
+        ]
         if not wrong:
             return None
         observed = f"A new {self.ctx.who}({self.channels}) starts with " + "; ".join(wrong) + "."
@@ -168,10 +219,13 @@ class _ModuleCheck:
             return module
         try:
             self._set(module, probe, *buffers)
-        except Exception as exc:  # noqa: BLE001 - e.g. a buffer that cannot take float values
-            return self.ctx.result("unknown", f"The checker could not set weight, bias and the running statistics "
-                                   f"of a {self.ctx.who} ({type(exc).__name__}: {exc}).",
-                                   "Keep them as float tensors of shape (num_features,), as torch does.")
+        except Exception as exc:
+            return self.ctx.result(
+                "unknown",
+                f"The checker could not set weight, bias and the running statistics "
+                f"of a {self.ctx.who} ({type(exc).__name__}: {exc}).",
+                "Keep them as float tensors of shape (num_features,), as torch does.",
+            )
         outcome = self._call(getattr(module, mode))
         return call_problem(self.ctx, outcome, f"switched to {mode} mode") or module
 
@@ -197,13 +251,23 @@ class _ModuleCheck:
         mean, biased, unbiased = _batch_stats(probe.x.double())
         weights = {MOMENTUM: None, 1 - MOMENTUM: "momentum-reversed", 0.0: "stats-not-updated"}
         mean_w = next((w for w in weights if close(mean1, (1 - w) * mean0 + w * mean, TOLERANCE)), None)
-        var_match = next(((w, kind) for w in weights for kind, v in (("unbiased", unbiased), ("biased", biased))
-                          if close(var1, (1 - w) * var0 + w * v, TOLERANCE)), None)
+        var_match = next(
+            (
+                (w, kind)
+                for w in weights
+                for kind, v in (("unbiased", unbiased), ("biased", biased))
+                if close(var1, (1 - w) * var0 + w * v, TOLERANCE)
+            ),
+            None,
+        )
         codes = [weights[w] for w in (mean_w, var_match and var_match[0]) if w is not None and weights[w]]
         if var_match and var_match[0] and var_match[1] == "biased":
             codes.append("running-var-biased")
-        graphs = [f"{name} has requires_grad=True" + (f" and grad_fn={type(t.grad_fn).__name__}" if t.grad_fn else "")
-                  for name, t in after.items() if t.requires_grad or t.grad_fn is not None]
+        graphs = [
+            f"{name} has requires_grad=True" + (f" and grad_fn={type(t.grad_fn).__name__}" if t.grad_fn else "")
+            for name, t in after.items()
+            if t.requires_grad or t.grad_fn is not None
+        ]
         if graphs:
             codes.append("stats-not-detached")
         if mean_w is None or var_match is None:
@@ -211,13 +275,20 @@ class _ModuleCheck:
         if not codes:
             return None
         mistake, *also = _ordered(codes)
-        numbers = {"mean0": mean0, "var0": var0, "mean1": mean1, "var1": var1, "mean": mean,
-                   "biased": biased, "unbiased": unbiased}
+        numbers = {
+            "mean0": mean0,
+            "var0": var0,
+            "mean1": mean1,
+            "var1": var1,
+            "mean": mean,
+            "biased": biased,
+            "unbiased": unbiased,
+        }
         not_updated = [name for name, w in zip(BUFFERS, (mean_w, var_match and var_match[0])) if w == 0.0]
-        observed = _observe_update(mistake, numbers, probe.x.shape[0], not_updated,
-                                   var_match[0] if var_match else MOMENTUM, graphs)
-        return self.ctx.result(mistake, observed, MODULE_HINTS.get(mistake, hint(self.ctx.spec, mistake)),
-                               tuple(also))
+        observed = _observe_update(
+            mistake, numbers, probe.x.shape[0], not_updated, var_match[0] if var_match else MOMENTUM, graphs
+        )
+        return self.ctx.result(mistake, observed, MODULE_HINTS.get(mistake, hint(self.ctx.spec, mistake)), tuple(also))
 
     # -- eval -------------------------------------------------------------------------------
 
@@ -232,7 +303,7 @@ class _ModuleCheck:
             mean, biased, unbiased = _batch_stats(x)
             buffers = (mean + _per_channel(EVAL_SHIFT, c), biased * _per_channel(EVAL_FACTOR, c))
             if small is not None:
-                buffers[1][small] = SMALL_STD ** 2
+                buffers[1][small] = SMALL_STD**2
             module = self._prepared(probe, eps, "eval", buffers)
             if isinstance(module, CheckResult):
                 return module
@@ -252,8 +323,12 @@ class _ModuleCheck:
 
     def _eval_verdict(self, runs: list) -> CheckResult | None:
         ctx, spec = self.ctx, self.ctx.spec
-        changed = [(name, before, now) for probe, _, stats, after, _ in runs
-                   for name, before, now in zip(BUFFERS, stats["running"], after) if not close(now, before, TOLERANCE)]
+        changed = [
+            (name, before, now)
+            for probe, _, stats, after, _ in runs
+            for name, before, now in zip(BUFFERS, stats["running"], after)
+            if not close(now, before, TOLERANCE)
+        ]
         match = _eval_match(spec, runs)
         codes = ["updates-in-eval"] if changed else []
         if match is None:
@@ -263,37 +338,51 @@ class _ModuleCheck:
         if not codes:
             return None
         mistake, *also = _ordered(codes)
-        expected = [F.batch_norm(probe.x, *stats["running"], probe.gamma, probe.beta, training=False, eps=probe.eps)
-                    for probe, _, stats, _, _ in runs]
-        i = 1 if mistake in ("eps-outside-sqrt", "missing-eps") else \
-            next((i for i, run in enumerate(runs) if not close(run[1], expected[i], TOLERANCE)), 0)
+        expected = [
+            F.batch_norm(probe.x, *stats["running"], probe.gamma, probe.beta, training=False, eps=probe.eps)
+            for probe, _, stats, _, _ in runs
+        ]
+        i = (
+            1
+            if mistake in ("eps-outside-sqrt", "missing-eps")
+            else next((i for i, run in enumerate(runs) if not close(run[1], expected[i], TOLERANCE)), 0)
+        )
         probe, output, stats, _, small = runs[i]
         expected = expected[i]
         gamma, beta = probe.gamma, probe.beta
         running_mean, running_var = stats["running"]
         eps_mode, affine = (match[1], match[2]) if match else ("inside", "both")
         if mistake == "eval-uses-batch-stats":
-            observed = (f"In eval mode, with running_mean = {vector(running_mean)} and running_var = "
-                        f"{vector(running_var)}, your output was normalized with this batch's own statistics, "
-                        "so a sample's output still depends on the rest of its batch. "
-                        + describe_group_stats(spec, probe, output, expected, affine))
+            observed = (
+                f"In eval mode, with running_mean = {vector(running_mean)} and running_var = "
+                f"{vector(running_var)}, your output was normalized with this batch's own statistics, "
+                "so a sample's output still depends on the rest of its batch. "
+                + describe_group_stats(spec, probe, output, expected, affine)
+            )
         elif mistake == "updates-in-eval":
             name, before, now = changed[0]
-            observed = (f"During a forward pass in eval mode, {name} changed from {vector(before)} to {vector(now)}.")
+            observed = f"During a forward pass in eval mode, {name} changed from {vector(before)} to {vector(now)}."
         elif mistake in ("eps-outside-sqrt", "missing-eps"):
             z = undo_affine(output, gamma, beta, affine)
             divisor = ((probe.x - running_mean)[:, small] / z[:, small]).median().item()
             var = running_var[small].item()
-            formula = {"outside": ("sqrt(running_var) + eps", var ** 0.5 + probe.eps),
-                       "missing": ("sqrt(running_var)", var ** 0.5),
-                       "fixed": (f"sqrt(running_var + {spec.default_eps:g}), ignoring the module's eps",
-                                 (var + spec.default_eps) ** 0.5)}[eps_mode]
-            observed = (f"In eval mode with eps = {probe.eps:g}, on channel {small} (running_var {num(var)}), your "
-                        f"output divides by {num(divisor)}; the reference divides by sqrt(running_var + eps) = "
-                        f"{num((var + probe.eps) ** 0.5)}. Yours is {formula[0]}: {num(formula[1])}.")
+            formula = {
+                "outside": ("sqrt(running_var) + eps", var**0.5 + probe.eps),
+                "missing": ("sqrt(running_var)", var**0.5),
+                "fixed": (
+                    f"sqrt(running_var + {spec.default_eps:g}), ignoring the module's eps",
+                    (var + spec.default_eps) ** 0.5,
+                ),
+            }[eps_mode]
+            observed = (
+                f"In eval mode with eps = {probe.eps:g}, on channel {small} (running_var {num(var)}), your "
+                f"output divides by {num(divisor)}; the reference divides by sqrt(running_var + eps) = "
+                f"{num((var + probe.eps) ** 0.5)}. Yours is {formula[0]}: {num(formula[1])}."
+            )
         elif mistake in ("missing-affine", "swapped-affine"):
-            observed = "In eval mode: " + observe_affine(spec, probe, output, expected, Variant(spec.grouping, True,
-                                                                                               affine=affine))
+            observed = "In eval mode: " + observe_affine(
+                spec, probe, output, expected, Variant(spec.grouping, True, affine=affine)
+            )
         else:
             observed = "In eval mode: " + observe_difference(spec, probe, output, expected)
         return ctx.result(mistake, observed, MODULE_HINTS.get(mistake, hint(spec, mistake)), tuple(also))
@@ -305,10 +394,25 @@ def _eval_match(spec: NormSpec, runs: list) -> tuple[str, str, str, list[str]] |
     for stats_name in ("running", "batch", "batch-unbiased"):
         for eps_mode in EPS_MODES:
             for affine in AFFINE_MODES:
-                if all(close(output, apply_affine(divide(probe.x - stats[stats_name][0], stats[stats_name][1],
-                                                         probe.eps, eps_mode, spec.default_eps),
-                                                  probe.gamma, probe.beta, affine), TOLERANCE)
-                       for probe, output, stats, _, _ in runs):
+                if all(
+                    close(
+                        output,
+                        apply_affine(
+                            divide(
+                                probe.x - stats[stats_name][0],
+                                stats[stats_name][1],
+                                probe.eps,
+                                eps_mode,
+                                spec.default_eps,
+                            ),
+                            probe.gamma,
+                            probe.beta,
+                            affine,
+                        ),
+                        TOLERANCE,
+                    )
+                    for probe, output, stats, _, _ in runs
+                ):
                     codes = [c for c in (EPS_MODES[eps_mode], AFFINE_MODES[affine]) if c]
                     if stats_name != "running":
                         codes.insert(0, "eval-uses-batch-stats")
@@ -316,32 +420,41 @@ def _eval_match(spec: NormSpec, runs: list) -> tuple[str, str, str, list[str]] |
     return min(candidates, key=lambda m: len(m[3]), default=None)
 
 
-def _observe_update(mistake: str, n: dict[str, Tensor], batch: int, not_updated: list[str], var_weight: float,
-                    graphs: list[str]) -> str:
+def _observe_update(
+    mistake: str, n: dict[str, Tensor], batch: int, not_updated: list[str], var_weight: float, graphs: list[str]
+) -> str:
     """What one training step did to the buffers, for ``mistake`` (n: the numbers before, after, of the batch)."""
     if mistake == "stats-not-updated":
-        return (f"After one training step, {' and '.join(not_updated)} still "
-                f"{'hold' if len(not_updated) > 1 else 'holds'} the values set before it "
-                f"(running_mean {vector(n['mean0'])}), although this batch's mean is {vector(n['mean'])}.")
+        return (
+            f"After one training step, {' and '.join(not_updated)} still "
+            f"{'hold' if len(not_updated) > 1 else 'holds'} the values set before it "
+            f"(running_mean {vector(n['mean0'])}), although this batch's mean is {vector(n['mean'])}."
+        )
     if mistake == "momentum-reversed":
         return _observe_momentum(n)
     if mistake == "running-var-biased":
         w, var0 = var_weight, n["var0"][0]
-        return (f"running_var[0] went from {num(var0)} to {num(n['var1'][0])}. With the unbiased batch variance "
-                f"{num(n['unbiased'][0])} (divide by n - 1 = {batch - 1}) it would be "
-                f"{num((1 - w) * var0 + w * n['unbiased'][0])}; yours is {1 - w:g} * {num(var0)} + {w:g} * "
-                f"{num(n['biased'][0])}, with the biased variance (divide by n = {batch}). BatchNorm normalizes "
-                "with the biased variance but stores the unbiased one.")
+        return (
+            f"running_var[0] went from {num(var0)} to {num(n['var1'][0])}. With the unbiased batch variance "
+            f"{num(n['unbiased'][0])} (divide by n - 1 = {batch - 1}) it would be "
+            f"{num((1 - w) * var0 + w * n['unbiased'][0])}; yours is {1 - w:g} * {num(var0)} + {w:g} * "
+            f"{num(n['biased'][0])}, with the biased variance (divide by n = {batch}). BatchNorm normalizes "
+            "with the biased variance but stores the unbiased one."
+        )
     if mistake == "stats-not-detached":
-        return ("After a training step on an input that requires grad, " + " and ".join(graphs) + ": the buffer "
-                "is part of the autograd graph, so every step's graph stays alive (memory grows) and a second "
-                "backward through it fails.")
+        return (
+            "After a training step on an input that requires grad, " + " and ".join(graphs) + ": the buffer "
+            "is part of the autograd graph, so every step's graph stays alive (memory grows) and a second "
+            "backward through it fails."
+        )
     m = MOMENTUM
-    return (f"After one training step (momentum {m:g}) from running_mean {vector(n['mean0'])} on a batch with mean "
-            f"{vector(n['mean'])}, yours is {vector(n['mean1'])}; PyTorch gives "
-            f"{vector((1 - m) * n['mean0'] + m * n['mean'])}. running_var: from {vector(n['var0'])} with unbiased "
-            f"batch variance {vector(n['unbiased'])}, yours is {vector(n['var1'])}; PyTorch gives "
-            f"{vector((1 - m) * n['var0'] + m * n['unbiased'])}.")
+    return (
+        f"After one training step (momentum {m:g}) from running_mean {vector(n['mean0'])} on a batch with mean "
+        f"{vector(n['mean'])}, yours is {vector(n['mean1'])}; PyTorch gives "
+        f"{vector((1 - m) * n['mean0'] + m * n['mean'])}. running_var: from {vector(n['var0'])} with unbiased "
+        f"batch variance {vector(n['unbiased'])}, yours is {vector(n['var1'])}; PyTorch gives "
+        f"{vector((1 - m) * n['var0'] + m * n['unbiased'])}."
+    )
 
 
 def _observe_momentum(n: dict[str, Tensor]) -> str:
@@ -353,11 +466,13 @@ def _observe_momentum(n: dict[str, Tensor]) -> str:
         name, before, batch, now = "running_var", n["var0"], n["unbiased"], n["var1"]
         moved = (now - before) / (batch - before)
     expected = (1 - MOMENTUM) * before[0] + MOMENTUM * batch[0]
-    return (f"In channel 0, {name} was {num(before[0])} before one training step on a batch whose statistic is "
-            f"{num(batch[0])}; yours is then {num(now[0])}: it moved {moved.median().item():.2f} of the way to the "
-            f"batch's value. With momentum = {MOMENTUM:g}, PyTorch moves it {MOMENTUM:.2f} of the way, to "
-            f"{num(expected)}: `running = (1 - momentum) * running + momentum * batch_stat`. Weighting the old value "
-            "by momentum is the Keras/TensorFlow convention (their 0.9 or 0.99 is PyTorch's 0.1 or 0.01).")
+    return (
+        f"In channel 0, {name} was {num(before[0])} before one training step on a batch whose statistic is "
+        f"{num(batch[0])}; yours is then {num(now[0])}: it moved {moved.median().item():.2f} of the way to the "
+        f"batch's value. With momentum = {MOMENTUM:g}, PyTorch moves it {MOMENTUM:.2f} of the way, to "
+        f"{num(expected)}: `running = (1 - momentum) * running + momentum * batch_stat`. Weighting the old value "
+        "by momentum is the Keras/TensorFlow convention (their 0.9 or 0.99 is PyTorch's 0.1 or 0.01)."
+    )
 
 
 def check_batch_norm_module(cls: type, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -379,11 +494,18 @@ def check_batch_norm_module(cls: type, *, time_limit: float = DEFAULT_TIME_LIMIT
     spec = batch_norm_spec("NC")
     name = getattr(cls, "__name__", None) or type(cls).__name__
     c = spec.shape[1]
-    checked = (f"A module built as {name}({c}, eps=..., momentum={MOMENTUM:g}) on (N, C) = {shape_str(spec.shape)} "
-               "input. Training mode: " + describe_checked(spec, make_probes(spec)) + " Then one training step "
-               "from known running statistics on an input that requires grad, and eval mode with known running "
-               f"statistics (eps = {spec.default_eps:g} and {LARGE_EPS:g}).")
-    ctx = Context(spec, f"check_batch_norm_module({name})", name, checked,
-                  signature=f"{name}(num_features, eps=1e-5, momentum=0.1)` and then `module(x)")
+    checked = (
+        f"A module built as {name}({c}, eps=..., momentum={MOMENTUM:g}) on (N, C) = {shape_str(spec.shape)} "
+        "input. Training mode: " + describe_checked(spec, make_probes(spec)) + " Then one training step "
+        "from known running statistics on an input that requires grad, and eval mode with known running "
+        f"statistics (eps = {spec.default_eps:g} and {LARGE_EPS:g})."
+    )
+    ctx = Context(
+        spec,
+        f"check_batch_norm_module({name})",
+        name,
+        checked,
+        signature=f"{name}(num_features, eps=1e-5, momentum=0.1)` and then `module(x)",
+    )
     with preserved_random_state():
         return safely(ctx, _ModuleCheck(ctx, cls, time_limit).run)

@@ -48,17 +48,20 @@ def run_function_check(spec: NormSpec, fn: Callable, check: str, time_limit: flo
     """Check ``fn`` against ``spec`` on every probe: the shared body of the functional checkers."""
     time_limit = check_time_limit(time_limit)
     name = learner_name(fn)
-    ctx = Context(spec, check, name, describe_checked(spec, make_probes(spec)),
-                  signature=f"{name}({', '.join(spec.arg_names)})")
+    ctx = Context(
+        spec, check, name, describe_checked(spec, make_probes(spec)), signature=f"{name}({', '.join(spec.arg_names)})"
+    )
 
     def call(probe):
         args = spec.call_args(probe.x, probe.gamma, probe.beta, probe.eps)
         return call_learner(fn, args, spec.arg_names, time_limit=time_limit)
 
-    tolerances = f"{TOLERANCE:g}" + (f" ({OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered
-                                     else "")
-    passed = (f"Your output equals the reference to within {tolerances} on every input, and your inputs were "
-              "left unchanged.")
+    tolerances = f"{TOLERANCE:g}" + (
+        f" ({OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered else ""
+    )
+    passed = (
+        f"Your output equals the reference to within {tolerances} on every input, and your inputs were left unchanged."
+    )
     with preserved_random_state():
         return safely(ctx, lambda: diagnose_outputs(ctx, call) or ctx.passed(passed))
 
@@ -73,8 +76,9 @@ def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_T
     """
     _check_function(fn, "check_batch_norm")
     _check_layout(layout, BATCH_NORM_SHAPES, "check_batch_norm")
-    return run_function_check(batch_norm_spec(layout), fn, f"check_batch_norm({learner_name(fn)}, "
-                              f"layout={layout!r})", time_limit)
+    return run_function_check(
+        batch_norm_spec(layout), fn, f"check_batch_norm({learner_name(fn)}, layout={layout!r})", time_limit
+    )
 
 
 def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -85,8 +89,9 @@ def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_T
     """
     _check_function(fn, "check_layer_norm")
     _check_layout(layout, LAYER_NORM_SHAPES, "check_layer_norm")
-    return run_function_check(layer_norm_spec(layout), fn, f"check_layer_norm({learner_name(fn)}, "
-                              f"layout={layout!r})", time_limit)
+    return run_function_check(
+        layer_norm_spec(layout), fn, f"check_layer_norm({learner_name(fn)}, layout={layout!r})", time_limit
+    )
 
 
 def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -98,10 +103,13 @@ def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAU
     """
     _check_function(fn, "check_group_norm")
     if isinstance(num_groups, bool) or not isinstance(num_groups, int) or not 1 <= num_groups <= MAX_GROUPS:
-        raise ValueError(f"check_group_norm needs num_groups, an int from 1 to {MAX_GROUPS}; got {num_groups!r}. "
-                         "Fix: pass the number of groups your exercise uses, e.g. num_groups=2.")
-    return run_function_check(group_norm_spec(num_groups), fn, f"check_group_norm({learner_name(fn)}, "
-                              f"num_groups={num_groups})", time_limit)
+        raise ValueError(
+            f"check_group_norm needs num_groups, an int from 1 to {MAX_GROUPS}; got {num_groups!r}. "
+            "Fix: pass the number of groups your exercise uses, e.g. num_groups=2."
+        )
+    return run_function_check(
+        group_norm_spec(num_groups), fn, f"check_group_norm({learner_name(fn)}, num_groups={num_groups})", time_limit
+    )
 
 
 def check_rms_norm(fn: Callable, layout: str = "NLC", *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -111,5 +119,6 @@ def check_rms_norm(fn: Callable, layout: str = "NLC", *, time_limit: float = DEF
     """
     _check_function(fn, "check_rms_norm")
     _check_layout(layout, RMS_NORM_SHAPES, "check_rms_norm")
-    return run_function_check(rms_norm_spec(layout), fn, f"check_rms_norm({learner_name(fn)}, "
-                              f"layout={layout!r})", time_limit)
+    return run_function_check(
+        rms_norm_spec(layout), fn, f"check_rms_norm({learner_name(fn)}, layout={layout!r})", time_limit
+    )

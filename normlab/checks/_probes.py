@@ -50,17 +50,29 @@ class Probe:
 
     def to(self, dtype: torch.dtype) -> Probe:
         """The same probe in another dtype (float64 for the reference and the diagnosis)."""
-        return replace(self, x=self.x.to(dtype), gamma=self.gamma.to(dtype),
-                       beta=None if self.beta is None else self.beta.to(dtype))
+        return replace(
+            self,
+            x=self.x.to(dtype),
+            gamma=self.gamma.to(dtype),
+            beta=None if self.beta is None else self.beta.to(dtype),
+        )
 
 
 def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator) -> Tensor:
     return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
 
 
-def make_probe(spec: NormSpec, name: str, summary: str, seed: int, eps: float,
-               offsets: tuple[float, float], scales: tuple[float, float],
-               small_group: int | None = None, tolerance: float = TOLERANCE) -> Probe:
+def make_probe(
+    spec: NormSpec,
+    name: str,
+    summary: str,
+    seed: int,
+    eps: float,
+    offsets: tuple[float, float],
+    scales: tuple[float, float],
+    small_group: int | None = None,
+    tolerance: float = TOLERANCE,
+) -> Probe:
     """A probe whose statistic groups have means drawn from ``offsets`` and stds from ``scales``.
 
     ``small_group`` (a flat index over the groups) gets std 0.1 instead.
@@ -80,22 +92,54 @@ def make_probe(spec: NormSpec, name: str, summary: str, seed: int, eps: float,
     gamma = _uniform(spec.param_shape, 0.5, 2.0, generator).to(torch.float32)
     sign = torch.where(torch.rand(spec.param_shape, generator=generator) < 0.5, -1.0, 1.0)
     beta = (sign * _uniform(spec.param_shape, 0.3, 1.5, generator)).to(torch.float32)
-    return Probe(name, summary, f"the input with {summary}", x, gamma, beta if spec.has_beta else None, eps,
-                 small_group, tolerance)
+    return Probe(
+        name,
+        summary,
+        f"the input with {summary}",
+        x,
+        gamma,
+        beta if spec.has_beta else None,
+        eps,
+        small_group,
+        tolerance,
+    )
 
 
 def make_probes(spec: NormSpec) -> tuple[Probe, ...]:
     """The ordinary, large-eps and (if the mean is subtracted) large-offset probes for ``spec``."""
     unit = spec.unit
     probes = [
-        make_probe(spec, "ordinary", f"ordinary values (eps = {spec.default_eps:g})", seed=1,
-                    eps=spec.default_eps, offsets=(-1.0, 2.0), scales=(0.8, 2.5)),
-        make_probe(spec, "large-eps", f"eps = {LARGE_EPS:g} and one {unit} of tiny {spec.spread_word}",
-                    seed=2, eps=LARGE_EPS, offsets=(-1.0, 2.0), scales=(0.8, 2.5), small_group=SMALL_GROUP),
+        make_probe(
+            spec,
+            "ordinary",
+            f"ordinary values (eps = {spec.default_eps:g})",
+            seed=1,
+            eps=spec.default_eps,
+            offsets=(-1.0, 2.0),
+            scales=(0.8, 2.5),
+        ),
+        make_probe(
+            spec,
+            "large-eps",
+            f"eps = {LARGE_EPS:g} and one {unit} of tiny {spec.spread_word}",
+            seed=2,
+            eps=LARGE_EPS,
+            offsets=(-1.0, 2.0),
+            scales=(0.8, 2.5),
+            small_group=SMALL_GROUP,
+        ),
     ]
     if spec.centered:
-        probes.append(make_probe(
-            spec, "large-offset", f"values near {OFFSET:g} (std about 1) in float32", seed=3,
-            eps=spec.default_eps, offsets=(OFFSET - 500, OFFSET + 500), scales=(0.5, 1.5),
-            tolerance=OFFSET_TOLERANCE))
+        probes.append(
+            make_probe(
+                spec,
+                "large-offset",
+                f"values near {OFFSET:g} (std about 1) in float32",
+                seed=3,
+                eps=spec.default_eps,
+                offsets=(OFFSET - 500, OFFSET + 500),
+                scales=(0.5, 1.5),
+                tolerance=OFFSET_TOLERANCE,
+            )
+        )
     return tuple(probes)

@@ -75,7 +75,7 @@ class CheckResult:
 
     @property
     def status(self) -> str:
-        """"passed", "not-solved" (the stub still raises NotImplementedError) or "mistake"."""
+        """ "passed", "not-solved" (the stub still raises NotImplementedError) or "mistake"."""
         if self.passed:
             return "passed"
         return "not-solved" if self.mistake is None else "mistake"
@@ -106,8 +106,14 @@ class CheckResult:
         for title, text in self._sections():
             # Code spans stay on one line: their spaces are swapped for NUL while wrapping.
             text = re.sub(r"`[^`]+`", lambda m: m.group(0).replace(" ", "\0"), text)
-            text = textwrap.fill(text, _WIDTH, initial_indent=f"  {title + ':':<10}",
-                                 subsequent_indent=" " * 12, break_on_hyphens=False, break_long_words=False)
+            text = textwrap.fill(
+                text,
+                _WIDTH,
+                initial_indent=f"  {title + ':':<10}",
+                subsequent_indent=" " * 12,
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
             lines.append(text.replace("\0", " "))
         return "\n".join(lines)
 

@@ -39,9 +39,14 @@ THREAD_NAME = "normlab-check"
 # Frames in these folders (stdlib, site-packages, torch, normlab) are not the learner's code:
 # they are skipped when saying where an error was raised.
 _LIBRARY_DIRS = tuple(
-    str(Path(p).resolve()) for p in
-    {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
-     str(Path(torch.__file__).parent), str(Path(__file__).parents[1])}
+    str(Path(p).resolve())
+    for p in {
+        sysconfig.get_paths()["stdlib"],
+        sysconfig.get_paths()["purelib"],
+        sysconfig.get_paths()["platlib"],
+        str(Path(torch.__file__).parent),
+        str(Path(__file__).parents[1]),
+    }
 )
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _MAX_ERROR_CHARS = 400
@@ -75,9 +80,13 @@ def check_time_limit(time_limit: float) -> float:
     return float(time_limit)
 
 
-def call_learner(fn: Callable, args: Sequence[object] = (), names: Sequence[str] = (),
-                 kwargs: dict[str, object] | None = None,
-                 time_limit: float = DEFAULT_TIME_LIMIT) -> Outcome:
+def call_learner(
+    fn: Callable,
+    args: Sequence[object] = (),
+    names: Sequence[str] = (),
+    kwargs: dict[str, object] | None = None,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+) -> Outcome:
     """Call ``fn(*copies of args, **kwargs)`` with a time limit; never raises.
 
     ``names`` name the positional arguments in messages about in-place changes.
@@ -90,7 +99,7 @@ def call_learner(fn: Callable, args: Sequence[object] = (), names: Sequence[str]
         try:
             with torch.set_grad_enabled(grad_enabled):
                 box["value"] = fn(*copies, **(kwargs or {}))
-        except BaseException as exc:  # noqa: BLE001 - learner code may raise anything
+        except BaseException as exc:
             box["error"] = _describe_exception(exc)
             box["not_implemented"] = isinstance(exc, NotImplementedError)
 
@@ -104,8 +113,9 @@ def call_learner(fn: Callable, args: Sequence[object] = (), names: Sequence[str]
         error, where = box["error"]
         return Outcome(error=error, where=where, not_implemented=bool(box["not_implemented"]))
     names = list(names) + [f"argument {i + 1}" for i in range(len(names), len(args))]
-    mutated = tuple(note for name, original, copy in zip(names, args, copies)
-                    if (note := _mutation(name, original, copy)))
+    mutated = tuple(
+        note for name, original, copy in zip(names, args, copies) if (note := _mutation(name, original, copy))
+    )
     return Outcome(value=box.get("value"), mutated=mutated)
 
 
@@ -124,8 +134,10 @@ def _mutation(name: str, original: object, copy: object) -> str:
         return ""
     after = copy.detach()
     if after.shape != original.shape or after.dtype != original.dtype:
-        return f"{name} changed shape or dtype, from {tuple(original.shape)} {original.dtype} to " \
-               f"{tuple(after.shape)} {after.dtype}"
+        return (
+            f"{name} changed shape or dtype, from {tuple(original.shape)} {original.dtype} to "
+            f"{tuple(after.shape)} {after.dtype}"
+        )
     before = original.detach()
     changed = ~((after == before) | (after.isnan() & before.isnan()))
     if not changed.any():
@@ -136,8 +148,7 @@ def _mutation(name: str, original: object, copy: object) -> str:
 
 def _stop(worker: threading.Thread) -> None:
     """Raise _TimeLimitExceeded inside ``worker``; wait briefly for it to unwind."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident),
-                                               ctypes.py_object(_TimeLimitExceeded))
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(_TimeLimitExceeded))
     worker.join(_GRACE)
 
 

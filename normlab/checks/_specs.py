@@ -27,8 +27,13 @@ _NAMES = {**DIM_NAMES, "G": "groups", "c": "channels of one group"}
 _SHOWN = {"c": "C/G"}
 # How one index along a dim is said: "channel 2", "sample 0, position 3".
 _WORDS = {"N": "sample", "C": "channel", "L": "position", "H": "row", "W": "column", "G": "group", "c": "channel"}
-NORM_TITLES = {"batch": "BatchNorm", "layer": "LayerNorm", "instance": "InstanceNorm", "group": "GroupNorm",
-               "rms": "RMSNorm"}
+NORM_TITLES = {
+    "batch": "BatchNorm",
+    "layer": "LayerNorm",
+    "instance": "InstanceNorm",
+    "group": "GroupNorm",
+    "rms": "RMSNorm",
+}
 BATCH_NORM_SHAPES = {"NC": (6, 4), "NCL": (4, 3, 5), "NLC": (4, 5, 3), "NCHW": (2, 3, 4, 5)}
 LAYER_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6), "NCHW": (2, 3, 4, 5)}
 RMS_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6)}
@@ -61,9 +66,8 @@ class Grouping:
         return math.prod(self.view_shape[d] for d in self.reduced)
 
     def names(self, dims: tuple[int, ...]) -> str:
-        """"N (batch), L (sequence)" for the given view dims."""
-        return ", ".join(f"{_SHOWN.get(self.letters[d], self.letters[d])} ({_NAMES[self.letters[d]]})"
-                         for d in dims)
+        """ "N (batch), L (sequence)" for the given view dims."""
+        return ", ".join(f"{_SHOWN.get(self.letters[d], self.letters[d])} ({_NAMES[self.letters[d]]})" for d in dims)
 
     def kept_dims(self) -> tuple[int, ...]:
         return tuple(d for d in range(len(self.view_shape)) if d not in self.reduced)
@@ -84,8 +88,12 @@ class Grouping:
         """Every other non-empty set of dims (of size > 1) this view could be reduced over."""
         dims = [d for d, s in enumerate(self.view_shape) if s > 1]
         own = tuple(d for d in self.reduced if self.view_shape[d] > 1)
-        return [self.with_reduced(subset) for k in range(1, len(dims) + 1)
-                for subset in combinations(dims, k) if subset != own]
+        return [
+            self.with_reduced(subset)
+            for k in range(1, len(dims) + 1)
+            for subset in combinations(dims, k)
+            if subset != own
+        ]
 
     def as_layout_dims(self) -> tuple[int, ...] | None:
         """The reduced dims as dims of the input, or None if they split one input dim."""
@@ -138,7 +146,7 @@ class NormSpec:
         return "variance" if self.centered else "mean square"
 
     def known_norm_axes(self, grouping: Grouping) -> str:
-        """"BatchNorm" if ``grouping`` reduces exactly the dims another norm reduces, else ""."""
+        """ "BatchNorm" if ``grouping`` reduces exactly the dims another norm reduces, else ""."""
         dims = grouping.as_layout_dims()
         for norm in ("batch", "layer", "instance"):
             if dims and dims == reduced_dims(norm, self.layout) and norm != self.norm:
@@ -157,10 +165,11 @@ def _standard_grouping(layout: str, shape: tuple[int, ...], reduced: tuple[int, 
 def _formula(dims: tuple[int, ...], affine: str, centered: bool = True) -> str:
     d = _dims_code(dims)
     if not centered:
-        return (f"`ms = (x ** 2).mean(dim={d}, keepdim=True)`, then "
-                f"`x / torch.sqrt(ms + eps) * {affine}`")
-    return (f"`mean = x.mean(dim={d}, keepdim=True)`, `var = x.var(dim={d}, keepdim=True, correction=0)`, "
-            f"`y = (x - mean) / torch.sqrt(var + eps)`, then `{affine}`")
+        return f"`ms = (x ** 2).mean(dim={d}, keepdim=True)`, then `x / torch.sqrt(ms + eps) * {affine}`"
+    return (
+        f"`mean = x.mean(dim={d}, keepdim=True)`, `var = x.var(dim={d}, keepdim=True, correction=0)`, "
+        f"`y = (x - mean) / torch.sqrt(var + eps)`, then `{affine}`"
+    )
 
 
 def _channel_affine(ndim: int, channel: int) -> str:
@@ -181,12 +190,19 @@ def batch_norm_spec(layout: str) -> NormSpec:
         return y.movedim(1, c)
 
     return NormSpec(
-        checker="check_batch_norm", norm="batch", layout=layout, shape=shape,
-        grouping=_standard_grouping(layout, shape, reduced), unit="channel",
-        param_shape=(shape[c],), param_view=tuple(s if d == c else 1 for d, s in enumerate(shape)),
-        reference=reference, call_args=lambda x, g, b, eps: (x, g, b, eps),
+        checker="check_batch_norm",
+        norm="batch",
+        layout=layout,
+        shape=shape,
+        grouping=_standard_grouping(layout, shape, reduced),
+        unit="channel",
+        param_shape=(shape[c],),
+        param_view=tuple(s if d == c else 1 for d, s in enumerate(shape)),
+        reference=reference,
+        call_args=lambda x, g, b, eps: (x, g, b, eps),
         arg_names=("x", "gamma", "beta", "eps"),
-        formula=_formula(reduced, _channel_affine(len(shape), c)), affine_code=_channel_affine(len(shape), c),
+        formula=_formula(reduced, _channel_affine(len(shape), c)),
+        affine_code=_channel_affine(len(shape), c),
     )
 
 
@@ -194,16 +210,22 @@ def layer_norm_spec(layout: str) -> NormSpec:
     """LayerNorm: one statistic per sample (per token for NLC); gamma and beta of the normalized shape."""
     shape = LAYER_NORM_SHAPES[layout]
     reduced = reduced_dims("layer", layout)
-    normalized = shape[reduced[0]:]
+    normalized = shape[reduced[0] :]
 
     def reference(x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> Tensor:
         return F.layer_norm(x, normalized, gamma, beta, eps)
 
     return NormSpec(
-        checker="check_layer_norm", norm="layer", layout=layout, shape=shape,
-        grouping=_standard_grouping(layout, shape, reduced), unit="token" if layout == "NLC" else "sample",
-        param_shape=normalized, param_view=normalized,
-        reference=reference, call_args=lambda x, g, b, eps: (x, g, b, eps),
+        checker="check_layer_norm",
+        norm="layer",
+        layout=layout,
+        shape=shape,
+        grouping=_standard_grouping(layout, shape, reduced),
+        unit="token" if layout == "NLC" else "sample",
+        param_shape=normalized,
+        param_view=normalized,
+        reference=reference,
+        call_args=lambda x, g, b, eps: (x, g, b, eps),
         arg_names=("x", "gamma", "beta", "eps"),
         formula=_formula(reduced, "y * gamma + beta"),
     )
@@ -218,25 +240,42 @@ def group_norm_spec(num_groups: int) -> NormSpec:
     grouping = Grouping((n, num_groups, GROUP_SIZE, h, w), "NGcHW", (2, 3, 4), layout_dims)
     alternatives = ()
     if num_groups > 1:
-        alternatives = (Grouping(
-            (n, GROUP_SIZE, num_groups, h, w), "NcGHW", (1, 3, 4), layout_dims,
-            description=(f"groups of channels {num_groups} apart (channels 0, {num_groups}, {2 * num_groups}, "
-                         "... share statistics), as x.reshape(N, C // num_groups, num_groups, H, W) makes them; "
-                         "GroupNorm's groups are consecutive channels"),
-        ),)
+        alternatives = (
+            Grouping(
+                (n, GROUP_SIZE, num_groups, h, w),
+                "NcGHW",
+                (1, 3, 4),
+                layout_dims,
+                description=(
+                    f"groups of channels {num_groups} apart (channels 0, {num_groups}, {2 * num_groups}, "
+                    "... share statistics), as x.reshape(N, C // num_groups, num_groups, H, W) makes them; "
+                    "GroupNorm's groups are consecutive channels"
+                ),
+            ),
+        )
 
     def reference(x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> Tensor:
         return F.group_norm(x, num_groups, gamma, beta, eps)
 
     return NormSpec(
-        checker="check_group_norm", norm="group", layout="NCHW", shape=shape, grouping=grouping,
-        unit="(sample, group)", param_shape=(c,), param_view=(1, c, 1, 1),
-        reference=reference, call_args=lambda x, g, b, eps: (x, num_groups, g, b, eps),
-        arg_names=("x", "num_groups", "gamma", "beta", "eps"), alternatives=alternatives,
-        formula=("`xg = x.reshape(N, num_groups, -1)`, `mean = xg.mean(dim=2, keepdim=True)`, "
-                 "`var = xg.var(dim=2, keepdim=True, correction=0)`, "
-                 "`y = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)`, then "
-                 "`y * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)`"),
+        checker="check_group_norm",
+        norm="group",
+        layout="NCHW",
+        shape=shape,
+        grouping=grouping,
+        unit="(sample, group)",
+        param_shape=(c,),
+        param_view=(1, c, 1, 1),
+        reference=reference,
+        call_args=lambda x, g, b, eps: (x, num_groups, g, b, eps),
+        arg_names=("x", "num_groups", "gamma", "beta", "eps"),
+        alternatives=alternatives,
+        formula=(
+            "`xg = x.reshape(N, num_groups, -1)`, `mean = xg.mean(dim=2, keepdim=True)`, "
+            "`var = xg.var(dim=2, keepdim=True, correction=0)`, "
+            "`y = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)`, then "
+            "`y * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)`"
+        ),
         affine_code=_channel_affine(4, 1),
     )
 
@@ -250,10 +289,19 @@ def rms_norm_spec(layout: str) -> NormSpec:
         return F.rms_norm(x, shape[-1:], gamma, eps)
 
     return NormSpec(
-        checker="check_rms_norm", norm="rms", layout=layout, shape=shape,
-        grouping=_standard_grouping(layout, shape, reduced), unit="token" if layout == "NLC" else "sample",
-        param_shape=shape[-1:], param_view=shape[-1:],
-        reference=reference, call_args=lambda x, g, b, eps: (x, g, eps),
-        arg_names=("x", "gamma", "eps"), default_eps=1e-6, centered=False,
-        formula=_formula((-1,), "gamma", centered=False), affine_code="y * gamma",
+        checker="check_rms_norm",
+        norm="rms",
+        layout=layout,
+        shape=shape,
+        grouping=_standard_grouping(layout, shape, reduced),
+        unit="token" if layout == "NLC" else "sample",
+        param_shape=shape[-1:],
+        param_view=shape[-1:],
+        reference=reference,
+        call_args=lambda x, g, b, eps: (x, g, eps),
+        arg_names=("x", "gamma", "eps"),
+        default_eps=1e-6,
+        centered=False,
+        formula=_formula((-1,), "gamma", centered=False),
+        affine_code="y * gamma",
     )

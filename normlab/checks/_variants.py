@@ -27,11 +27,23 @@ from normlab.checks._probes import Probe
 from normlab.checks._specs import Grouping, NormSpec
 
 EPS_MODES = {"inside": None, "outside": "eps-outside-sqrt", "missing": "missing-eps", "fixed": "missing-eps"}
-AFFINE_MODES = {"both": None, "none": "missing-affine", "gamma": "missing-affine", "beta": "missing-affine",
-                "swapped": "swapped-affine"}
+AFFINE_MODES = {
+    "both": None,
+    "none": "missing-affine",
+    "gamma": "missing-affine",
+    "beta": "missing-affine",
+    "swapped": "swapped-affine",
+}
 # The order in which combined mistakes are named: the first one is the result's `mistake`.
-PRIORITY = ("wrong-axes", "subtracts-mean", "unbiased-variance", "eps-outside-sqrt", "missing-eps",
-            "swapped-affine", "missing-affine")
+PRIORITY = (
+    "wrong-axes",
+    "subtracts-mean",
+    "unbiased-variance",
+    "eps-outside-sqrt",
+    "missing-eps",
+    "swapped-affine",
+    "missing-affine",
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +80,7 @@ def all_variants(spec: NormSpec) -> Iterator[Variant]:
     groupings = [spec.grouping, *spec.grouping.other_reductions(), *spec.alternatives]
     centerings = [spec.centered] if spec.centered else [False, True]
     affines = [a for a in AFFINE_MODES if spec.has_beta or a in ("both", "none")]
-    for grouping, centered, correction, eps_mode, affine in product(
-            groupings, centerings, (0, 1), EPS_MODES, affines):
+    for grouping, centered, correction, eps_mode, affine in product(groupings, centerings, (0, 1), EPS_MODES, affines):
         variant = Variant(grouping, centered, correction, eps_mode, affine)
         if variant != correct_variant(spec):
             yield variant
@@ -87,15 +98,25 @@ def divide(centered_x: Tensor, spread: Tensor, eps: float, eps_mode: str, fixed_
 def apply_affine(z: Tensor, gamma: Tensor, beta: Tensor | None, mode: str) -> Tensor:
     """gamma * z + beta, or the mistaken forms (gamma and beta already broadcast against z)."""
     beta = torch.zeros_like(gamma) if beta is None else beta
-    return {"both": lambda: z * gamma + beta, "none": lambda: z, "gamma": lambda: z * gamma,
-            "beta": lambda: z + beta, "swapped": lambda: z * beta + gamma}[mode]()
+    return {
+        "both": lambda: z * gamma + beta,
+        "none": lambda: z,
+        "gamma": lambda: z * gamma,
+        "beta": lambda: z + beta,
+        "swapped": lambda: z * beta + gamma,
+    }[mode]()
 
 
 def undo_affine(y: Tensor, gamma: Tensor, beta: Tensor | None, mode: str) -> Tensor:
     """The normalized values z behind an output made with affine ``mode`` (inverse of apply_affine)."""
     beta = torch.zeros_like(gamma) if beta is None else beta
-    return {"both": lambda: (y - beta) / gamma, "none": lambda: y, "gamma": lambda: y / gamma,
-            "beta": lambda: y - beta, "swapped": lambda: (y - gamma) / beta}[mode]()
+    return {
+        "both": lambda: (y - beta) / gamma,
+        "none": lambda: y,
+        "gamma": lambda: y / gamma,
+        "beta": lambda: y - beta,
+        "swapped": lambda: (y - gamma) / beta,
+    }[mode]()
 
 
 def broadcast_params(spec: NormSpec, probe: Probe) -> tuple[Tensor, Tensor | None]:
@@ -104,8 +125,9 @@ def broadcast_params(spec: NormSpec, probe: Probe) -> tuple[Tensor, Tensor | Non
     return probe.gamma.reshape(spec.param_view), beta
 
 
-def normalized(x: Tensor, grouping: Grouping, centered: bool, correction: int,
-               eps: float, eps_mode: str, fixed_eps: float) -> Tensor:
+def normalized(
+    x: Tensor, grouping: Grouping, centered: bool, correction: int, eps: float, eps_mode: str, fixed_eps: float
+) -> Tensor:
     """(x - c) / div(s, eps) with statistics shared along ``grouping.reduced``, in x's shape."""
     xv = x.reshape(grouping.view_shape)
     dims = grouping.reduced
@@ -116,8 +138,9 @@ def normalized(x: Tensor, grouping: Grouping, centered: bool, correction: int,
 
 def variant_output(spec: NormSpec, variant: Variant, probe: Probe) -> Tensor:
     """The output of ``variant`` on ``probe`` (use a float64 probe for exact values)."""
-    z = normalized(probe.x, variant.grouping, variant.centered, variant.correction, probe.eps, variant.eps_mode,
-                   spec.default_eps)
+    z = normalized(
+        probe.x, variant.grouping, variant.centered, variant.correction, probe.eps, variant.eps_mode, spec.default_eps
+    )
     return apply_affine(z, *broadcast_params(spec, probe), variant.affine)
 
 

@@ -41,8 +41,10 @@ def load_digits_split(test_size: int = 500, scaling: str = "standardize", seed: 
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}; got {scaling!r}.")
     if not 0 < test_size < NUM_IMAGES:
-        raise ValueError(f"test_size must be between 1 and {NUM_IMAGES - 1}; got {test_size}. "
-                         f"Fix: hold out some but not all of the {NUM_IMAGES} images, e.g. test_size=500.")
+        raise ValueError(
+            f"test_size must be between 1 and {NUM_IMAGES - 1}; got {test_size}. "
+            f"Fix: hold out some but not all of the {NUM_IMAGES} images, e.g. test_size=500."
+        )
     bunch = load_digits()
     x = torch.as_tensor(bunch.data, dtype=torch.float32)
     y = torch.as_tensor(bunch.target, dtype=torch.long)
@@ -55,5 +57,11 @@ def load_digits_split(test_size: int = 500, scaling: str = "standardize", seed: 
         std = torch.where(std > 0, std, torch.ones_like(std))
     else:
         mean, std = torch.zeros(x.shape[1]), torch.full((x.shape[1],), PIXEL_MAX)
-    return DigitsSplit(x_train=(train - mean) / std, y_train=y[test_size:], x_test=(test - mean) / std,
-                       y_test=y[:test_size], pixel_mean=mean, pixel_std=std)
+    return DigitsSplit(
+        x_train=(train - mean) / std,
+        y_train=y[test_size:],
+        x_test=(test - mean) / std,
+        y_test=y[:test_size],
+        pixel_mean=mean,
+        pixel_std=std,
+    )

@@ -133,8 +133,9 @@ def statistic_ids(norm: str, layout: str, shape: tuple[int, ...], num_groups: in
     return ids
 
 
-def shared_statistics(norm: str, layout: str, shape: tuple[int, ...] | None = None,
-                      num_groups: int | None = None, channel: int = 0) -> SharedStatistics:
+def shared_statistics(
+    norm: str, layout: str, shape: tuple[int, ...] | None = None, num_groups: int | None = None, channel: int = 0
+) -> SharedStatistics:
     """The elements that share one mean and variance with a chosen element, and the shapes around it.
 
     The chosen element is sample 0, channel ``channel``, first position (so that
@@ -155,8 +156,10 @@ def shared_statistics(norm: str, layout: str, shape: tuple[int, ...] | None = No
     shape = DEMO_SHAPES[layout] if shape is None else _check_shape(layout, shape)
     c = layout.index("C")
     if not 0 <= channel < shape[c]:
-        raise ValueError(f"channel must lie in 0 .. {shape[c] - 1} for C={shape[c]}; got channel={channel}. "
-                         f"Fix: pass an index of the channel dim, e.g. channel={shape[c] - 1}.")
+        raise ValueError(
+            f"channel must lie in 0 .. {shape[c] - 1} for C={shape[c]}; got channel={channel}. "
+            f"Fix: pass an index of the channel dim, e.g. channel={shape[c] - 1}."
+        )
     ids = statistic_ids(norm, layout, shape, num_groups)
     num_groups = _check_groups(norm, shape[c], num_groups)
     chosen = tuple(channel if d == c else 0 for d in range(len(shape)))
@@ -171,27 +174,43 @@ def shared_statistics(norm: str, layout: str, shape: tuple[int, ...] | None = No
     if elements_per_statistic == 1:
         note = "each statistic covers 1 element, so x - mean = 0 and every output is 0"
     if not reduced:
-        note += ("; F.instance_norm refuses an (N, F) input, and nn.InstanceNorm1d(F) reads it as one "
-                 "unbatched (C, L) sample and normalizes each row (LayerNorm's statistics) with only a warning")
+        note += (
+            "; F.instance_norm refuses an (N, F) input, and nn.InstanceNorm1d(F) reads it as one "
+            "unbatched (C, L) sample and normalizes each row (LayerNorm's statistics) with only a warning"
+        )
     return SharedStatistics(
-        norm=norm, layout=layout, shape=shape, num_groups=num_groups, chosen=chosen,
-        mask=ids == ids[chosen], reduced=reduced, stats_dims=stats_dims, stats_shape=stats_shape,
+        norm=norm,
+        layout=layout,
+        shape=shape,
+        num_groups=num_groups,
+        chosen=chosen,
+        mask=ids == ids[chosen],
+        reduced=reduced,
+        stats_dims=stats_dims,
+        stats_shape=stats_shape,
         elements_per_statistic=elements_per_statistic,
-        param_shape=param_shape, num_params=2 * math.prod(param_shape),
-        affine_by_default=norm != "instance", note=note,
+        param_shape=param_shape,
+        num_params=2 * math.prod(param_shape),
+        affine_by_default=norm != "instance",
+        note=note,
     )
 
 
-def shared_statistics_for_all_norms(layout: str, shape: tuple[int, ...] | None = None,
-                                    num_groups: int = 2, channel: int = 0) -> list[SharedStatistics]:
+def shared_statistics_for_all_norms(
+    layout: str, shape: tuple[int, ...] | None = None, num_groups: int = 2, channel: int = 0
+) -> list[SharedStatistics]:
     """:func:`shared_statistics` for BatchNorm, LayerNorm, InstanceNorm and GroupNorm (Wu & He 2018, Fig. 2)."""
     return [shared_statistics(norm, layout, shape, num_groups, channel) for norm in NORMS]
 
 
 def demo_cases() -> list[tuple[str, str, int | None]]:
     """Every (norm, layout, num_groups) the axis explorer can show: GroupNorm with each of DEMO_GROUP_COUNTS."""
-    return [(norm, layout, g) for norm in NORMS for layout in LAYOUTS
-            for g in (DEMO_GROUP_COUNTS if norm == "group" else (None,))]
+    return [
+        (norm, layout, g)
+        for norm in NORMS
+        for layout in LAYOUTS
+        for g in (DEMO_GROUP_COUNTS if norm == "group" else (None,))
+    ]
 
 
 def as_batch_channel_position(t: torch.Tensor, layout: str) -> torch.Tensor:
@@ -220,9 +239,16 @@ def statistics_table(layout: str, shape: tuple[int, ...] | None = None, num_grou
     for s in shared_statistics_for_all_norms(layout, shape, num_groups):
         params = f"{s.num_params}" if s.affine_by_default else f"0 ({s.num_params} if affine)"
         reduced = ", ".join("C/G" if s.norm == "group" and s.layout[d] == "C" else s.layout[d] for d in s.reduced)
-        rows.append((s.title, reduced or "none",
-                     f"{s.stats_dims} = {s.stats_shape}", str(s.elements_per_statistic),
-                     f"{s.param_shape} each", params))
+        rows.append(
+            (
+                s.title,
+                reduced or "none",
+                f"{s.stats_dims} = {s.stats_shape}",
+                str(s.elements_per_statistic),
+                f"{s.param_shape} each",
+                params,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     shape = shape or DEMO_SHAPES[layout]
     head = f"layout {layout} ({LAYOUTS[layout]}), shape {tuple(shape)}"
@@ -269,7 +295,7 @@ def photo_crops(n: int = 6, size: int = 28, image_size: int = 64) -> torch.Tenso
         step = i // len(photos)
         top = min(step * (size // 2), h - size)
         left = min(step * size, w - size)
-        crops.append(photo[:, top:top + size, left:left + size])
+        crops.append(photo[:, top : top + size, left : left + size])
     return torch.stack(crops)
 
 

@@ -31,6 +31,7 @@ CONVENTIONS = ("pytorch", "keras")
 
 # ---- §1 The running-statistics rule ---------------------------------------------------------
 
+
 def new_batch_weight(momentum: float, convention: str = "pytorch") -> float:
     """The weight m of the newest batch in ``running <- (1 - m) * running + m * batch``.
 
@@ -39,11 +40,15 @@ def new_batch_weight(momentum: float, convention: str = "pytorch") -> float:
     default 0.99), so the weight is ``1 - momentum``. Notebook 03, §1.
     """
     if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}; got {convention!r}. "
-                         "Fix: 'pytorch' when momentum weighs the new batch, 'keras' when it weighs the old estimate.")
+        raise ValueError(
+            f"convention must be one of {CONVENTIONS}; got {convention!r}. "
+            "Fix: 'pytorch' when momentum weighs the new batch, 'keras' when it weighs the old estimate."
+        )
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum must be a number in [0, 1]; got {momentum!r}. Fix: e.g. momentum=0.1 "
-                         "(PyTorch) or momentum=0.99 (Keras/TF).")
+        raise ValueError(
+            f"momentum must be a number in [0, 1]; got {momentum!r}. Fix: e.g. momentum=0.1 "
+            "(PyTorch) or momentum=0.99 (Keras/TF)."
+        )
     return float(momentum) if convention == "pytorch" else 1.0 - float(momentum)
 
 
@@ -61,8 +66,9 @@ def half_life(momentum: float, convention: str = "pytorch") -> float:
     return math.log(2.0) / -math.log1p(-weight)
 
 
-def running_average(batch_stats: Tensor, momentum: float | None, convention: str = "pytorch",
-                    initial: float | Tensor = 0.0) -> Tensor:
+def running_average(
+    batch_stats: Tensor, momentum: float | None, convention: str = "pytorch", initial: float | Tensor = 0.0
+) -> Tensor:
     r"""The running estimate after each batch: row t of the result is the value after batch t.
 
     ``batch_stats`` has shape (T, ...), one batch statistic per row (a batch mean, or
@@ -75,8 +81,10 @@ def running_average(batch_stats: Tensor, momentum: float | None, convention: str
     (PyTorch's cumulative average, counted by ``num_batches_tracked``). Notebook 03, §1.
     """
     if momentum is None and convention != "pytorch":
-        raise ValueError("momentum=None (a cumulative average) is PyTorch's option; Keras/TF has no such "
-                         "setting. Fix: pass convention='pytorch'.")
+        raise ValueError(
+            "momentum=None (a cumulative average) is PyTorch's option; Keras/TF has no such "
+            "setting. Fix: pass convention='pytorch'."
+        )
     running = torch.as_tensor(initial, dtype=batch_stats.dtype).expand(batch_stats.shape[1:]).clone()
     trajectory = []
     for t, stat in enumerate(batch_stats, start=1):
@@ -86,8 +94,9 @@ def running_average(batch_stats: Tensor, momentum: float | None, convention: str
     return torch.stack(trajectory) if trajectory else batch_stats.clone()
 
 
-def gaussian_batches(num_batches: int, batch_size: int, num_features: int = 1, mean: float = 3.0,
-                     std: float = 2.0, seed: int = 0) -> Tensor:
+def gaussian_batches(
+    num_batches: int, batch_size: int, num_features: int = 1, mean: float = 3.0, std: float = 2.0, seed: int = 0
+) -> Tensor:
     """A stream of (num_batches, batch_size, num_features) float64 draws from N(mean, std^2).
 
     The "true" statistics are known, so a running estimate can be compared with them
@@ -108,8 +117,11 @@ class BatchMoments:
 
 def batch_moments(batches: Tensor) -> BatchMoments:
     """Mean, biased and unbiased variance of every batch, over the batch dim 1 of (T, n, C) (notebook 03, §1)."""
-    return BatchMoments(mean=batches.mean(dim=1), biased_var=batches.var(dim=1, correction=0),
-                        unbiased_var=batches.var(dim=1, correction=1))
+    return BatchMoments(
+        mean=batches.mean(dim=1),
+        biased_var=batches.var(dim=1, correction=0),
+        unbiased_var=batches.var(dim=1, correction=1),
+    )
 
 
 @dataclass(frozen=True)
@@ -166,21 +178,26 @@ class RunningMeanComparison:
     trajectories: dict[str, Tensor]  # rule label -> (T,)
 
 
-def compare_momentum_rules(rules: Sequence[MomentumRule] = MOMENTUM_RULES, num_batches: int = 150,
-                           batch_size: int = 16, mean: float = 3.0, std: float = 2.0,
-                           seed: int = 0) -> RunningMeanComparison:
+def compare_momentum_rules(
+    rules: Sequence[MomentumRule] = MOMENTUM_RULES,
+    num_batches: int = 150,
+    batch_size: int = 16,
+    mean: float = 3.0,
+    std: float = 2.0,
+    seed: int = 0,
+) -> RunningMeanComparison:
     """Apply each rule to one stream of batches from N(mean, std^2), starting at 0 (torch's init).
 
     Notebook 03, §1: the same number 0.9 means "keep 90% of the old estimate" in the
     decay convention and "keep 10%" in PyTorch's.
     """
     batch_means = batch_moments(gaussian_batches(num_batches, batch_size, 1, mean, std, seed)).mean[:, 0]
-    trajectories = {rule.label: running_average(batch_means, rule.momentum, rule.convention)
-                    for rule in rules}
+    trajectories = {rule.label: running_average(batch_means, rule.momentum, rule.convention) for rule in rules}
     return RunningMeanComparison(batch_means=batch_means, true_mean=mean, trajectories=trajectories)
 
 
 # ---- §2 Biased variance to normalize, unbiased variance stored ------------------------------
+
 
 @dataclass(frozen=True)
 class VarianceGap:
@@ -192,8 +209,9 @@ class VarianceGap:
     max_abs_difference: float  # max |train output - eval output|
 
 
-def momentum_one_variance_gap(batch: Tensor, module_cls: type[nn.Module] = nn.BatchNorm1d,
-                              eps: float = 1e-5) -> VarianceGap:
+def momentum_one_variance_gap(
+    batch: Tensor, module_cls: type[nn.Module] = nn.BatchNorm1d, eps: float = 1e-5
+) -> VarianceGap:
     r"""One training step with momentum=1, then the same (n, C) batch again in eval mode.
 
     With momentum=1 the running buffers hold exactly this batch's mean and its
@@ -209,11 +227,16 @@ def momentum_one_variance_gap(batch: Tensor, module_cls: type[nn.Module] = nn.Ba
         y_train = bn.train()(batch)
         y_eval = bn.eval()(batch)
     ratio = y_train.var(dim=0, correction=0) / y_eval.var(dim=0, correction=0)
-    return VarianceGap(n=n, predicted=n / (n - 1), measured=ratio.mean().item(),
-                       max_abs_difference=(y_train - y_eval).abs().max().item())
+    return VarianceGap(
+        n=n,
+        predicted=n / (n - 1),
+        measured=ratio.mean().item(),
+        max_abs_difference=(y_train - y_eval).abs().max().item(),
+    )
 
 
 # ---- §3 eval() and no_grad() ----------------------------------------------------------------
+
 
 def outputs_across_batches(model: nn.Module, sample: Tensor, companions: Tensor, training: bool) -> Tensor:
     """The model's output for one ``sample`` (F,), batched with each set of companions (k, m, F).
@@ -239,8 +262,10 @@ def state_changes(module: nn.Module, action: Callable[[], object]) -> dict[str, 
     """
     before = {name: value.clone() for name, value in module.state_dict().items()}
     action()
-    return {name: (value.double() - before[name].double()).abs().max().item() if value.numel() else 0.0
-            for name, value in module.state_dict().items()}
+    return {
+        name: (value.double() - before[name].double()).abs().max().item() if value.numel() else 0.0
+        for name, value in module.state_dict().items()
+    }
 
 
 def train_eval_output_gap(module: nn.Module, x: Tensor) -> float:
@@ -259,8 +284,8 @@ def train_eval_output_gap(module: nn.Module, x: Tensor) -> float:
 
 # ---- §5 Small batches -----------------------------------------------------------------------
 
-def train_eval_gap(batches: Tensor, eval_mean: Tensor | float, eval_var: Tensor | float,
-                   eps: float = 1e-5) -> Tensor:
+
+def train_eval_gap(batches: Tensor, eval_mean: Tensor | float, eval_var: Tensor | float, eps: float = 1e-5) -> Tensor:
     r"""Root-mean-square difference, per batch, between train-mode and eval-mode standardization.
 
     For a batch x of shape (n, C) (one of the T in ``batches``, shape (T, n, C)):
@@ -290,9 +315,13 @@ class BatchSizeNoise:
     gap: Tensor  # mean over batches of train_eval_gap against the TRUE statistics
 
 
-def batch_statistics_noise(batch_sizes: Sequence[int] = (2, 4, 8, 16, 32, 64, 128, 256),
-                           num_batches: int = 400, mean: float = 3.0, std: float = 2.0,
-                           seed: int = 0) -> BatchSizeNoise:
+def batch_statistics_noise(
+    batch_sizes: Sequence[int] = (2, 4, 8, 16, 32, 64, 128, 256),
+    num_batches: int = 400,
+    mean: float = 3.0,
+    std: float = 2.0,
+    seed: int = 0,
+) -> BatchSizeNoise:
     r"""Batch statistics of N(mean, std^2) data across batch sizes.
 
     The batch mean scatters with std :math:`\sigma/\sqrt{n}` around the true mean, so
@@ -307,12 +336,13 @@ def batch_statistics_noise(batch_sizes: Sequence[int] = (2, 4, 8, 16, 32, 64, 12
         moments = batch_moments(batches)
         mean_noise.append(moments.mean.std().item())
         std_noise.append(moments.biased_var.sqrt().std().item())
-        gap.append(train_eval_gap(batches, mean, std ** 2).mean().item())
+        gap.append(train_eval_gap(batches, mean, std**2).mean().item())
     mean_noise, std_noise, gap = (torch.tensor(v, dtype=torch.float64) for v in (mean_noise, std_noise, gap))
     return BatchSizeNoise(tuple(batch_sizes), std, mean_noise, std_noise, gap)
 
 
 # ---- The widget: momentum and batch size ----------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RunningStatsRun:
@@ -329,8 +359,14 @@ class RunningStatsRun:
     gap_true: Tensor  # (T,) the same gap with the true statistics: the floor set by batch noise
 
 
-def running_stats_run(momentum: float = 0.1, batch_size: int = 16, num_steps: int = 300,
-                      mean: float = 3.0, std: float = 2.0, seed: int = 0) -> RunningStatsRun:
+def running_stats_run(
+    momentum: float = 0.1,
+    batch_size: int = 16,
+    num_steps: int = 300,
+    mean: float = 3.0,
+    std: float = 2.0,
+    seed: int = 0,
+) -> RunningStatsRun:
     """PyTorch's running statistics on a stream of N(mean, std^2) batches, and the train/eval gap.
 
     The gap on batch t compares its train-mode output with its eval-mode output under
@@ -344,17 +380,28 @@ def running_stats_run(momentum: float = 0.1, batch_size: int = 16, num_steps: in
     before_mean = torch.cat([torch.zeros(1, 1, dtype=batches.dtype), running_mean[:-1]])
     before_var = torch.cat([torch.ones(1, 1, dtype=batches.dtype), running_var[:-1]])
     return RunningStatsRun(
-        momentum=momentum, batch_size=batch_size, true_mean=mean, true_std=std,
-        batch_means=moments.mean[:, 0], running_mean=running_mean[:, 0], running_var=running_var[:, 0],
+        momentum=momentum,
+        batch_size=batch_size,
+        true_mean=mean,
+        true_std=std,
+        batch_means=moments.mean[:, 0],
+        running_mean=running_mean[:, 0],
+        running_var=running_var[:, 0],
         gap_running=train_eval_gap(batches, before_mean, before_var),
-        gap_true=train_eval_gap(batches, mean, std ** 2),
+        gap_true=train_eval_gap(batches, mean, std**2),
     )
 
 
 # ---- A small real network: the digits MLP ---------------------------------------------------
 
-def make_mlp(hidden: Sequence[int] = (128,), norm: Callable[[int], nn.Module] | None = nn.BatchNorm1d,
-             in_features: int = 64, num_classes: int = 10, seed: int = 0) -> nn.Sequential:
+
+def make_mlp(
+    hidden: Sequence[int] = (128,),
+    norm: Callable[[int], nn.Module] | None = nn.BatchNorm1d,
+    in_features: int = 64,
+    num_classes: int = 10,
+    seed: int = 0,
+) -> nn.Sequential:
     """Linear -> norm -> ReLU blocks, then a Linear classifier; initialized from ``seed``.
 
     The default is the MLP of one reference article: Linear(64, 128), BatchNorm1d(128),
@@ -373,8 +420,9 @@ def make_mlp(hidden: Sequence[int] = (128,), norm: Callable[[int], nn.Module] | 
     return nn.Sequential(*layers)
 
 
-def train_classifier(model: nn.Module, x: Tensor, y: Tensor, steps: int = 300, batch_size: int = 32,
-                     lr: float = 0.1, seed: int = 0) -> list[float]:
+def train_classifier(
+    model: nn.Module, x: Tensor, y: Tensor, steps: int = 300, batch_size: int = 32, lr: float = 0.1, seed: int = 0
+) -> list[float]:
     """SGD (momentum 0.9) on cross-entropy with random mini-batches drawn with ``seed``; returns the losses.
 
     Calls ``model.train()`` first, as every training loop does (notebook 03, §7 shows what
@@ -412,8 +460,9 @@ def evaluate_classifier(model: nn.Module, x: Tensor, y: Tensor) -> Evaluation:
     with torch.no_grad():
         logits = model(x)
     model.train(was_training)
-    return Evaluation(loss=nn.functional.cross_entropy(logits, y).item(),
-                      accuracy=(logits.argmax(dim=1) == y).double().mean().item())
+    return Evaluation(
+        loss=nn.functional.cross_entropy(logits, y).item(), accuracy=(logits.argmax(dim=1) == y).double().mean().item()
+    )
 
 
 @dataclass(frozen=True)
@@ -425,8 +474,9 @@ class TrainModeAccuracy:
     eval_accuracy: float  # eval mode: the same for every batch size
 
 
-def train_mode_accuracy_by_batch_size(model: nn.Module, x: Tensor, y: Tensor,
-                                      batch_sizes: Sequence[int] = (2, 4, 8, 16, 32, 64, 128)) -> TrainModeAccuracy:
+def train_mode_accuracy_by_batch_size(
+    model: nn.Module, x: Tensor, y: Tensor, batch_sizes: Sequence[int] = (2, 4, 8, 16, 32, 64, 128)
+) -> TrainModeAccuracy:
     """Accuracy on (x, y) in training mode, evaluated in batches of each size (on a copy of the model).
 
     Only full batches are used (the first ``len(x) // b * b`` examples), so no batch has
@@ -439,11 +489,13 @@ def train_mode_accuracy_by_batch_size(model: nn.Module, x: Tensor, y: Tensor,
             used = len(x) // b * b
             logits = torch.cat([probe(chunk) for chunk in x[:used].split(b)])
             accuracies.append((logits.argmax(dim=1) == y[:used]).double().mean().item())
-    return TrainModeAccuracy(tuple(batch_sizes), torch.tensor(accuracies, dtype=torch.float64),
-                             evaluate_classifier(model, x, y).accuracy)
+    return TrainModeAccuracy(
+        tuple(batch_sizes), torch.tensor(accuracies, dtype=torch.float64), evaluate_classifier(model, x, y).accuracy
+    )
 
 
 # ---- §6 Recalibration after the weights change ----------------------------------------------
+
 
 def average_state_dicts(*state_dicts: dict[str, Tensor]) -> dict[str, Tensor]:
     """The element-wise mean of several state_dicts with the same keys (weights AND buffers).

@@ -14,6 +14,7 @@ its own generator, and returns plain dataclasses of floats, lists and tensors.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ def _check_choice(value: object, options: Sequence[object], name: str) -> None:
 # §1 Feature scales: a linear model of the wine data
 # ---------------------------------------------------------------------------
 
+
 def condition_number(x: torch.Tensor, bias: bool = False) -> float:
     r"""kappa = lambda_max / lambda_min of the least-squares Hessian H = X^T X / n (notebook 01 §1).
 
@@ -58,8 +60,8 @@ def condition_number(x: torch.Tensor, bias: bool = False) -> float:
 class ConditionNumbers:
     """The wine regression's condition number under three preprocessings (notebook 01 §1)."""
 
-    raw: float           # features as measured, with an intercept column
-    centered: float      # each feature minus its mean (the intercept decouples)
+    raw: float  # features as measured, with an intercept column
+    centered: float  # each feature minus its mean (the intercept decouples)
     standardized: float  # centered and divided by its std
 
 
@@ -72,8 +74,11 @@ def wine_condition_numbers(features: Sequence[str] | None = None) -> ConditionNu
     wine = load_wine_data()
     x = wine.x[:, _feature_indices(wine.feature_names, features)] if features else wine.x
     centered = x.to(torch.float64) - x.to(torch.float64).mean(dim=0)
-    return ConditionNumbers(raw=condition_number(x, bias=True), centered=condition_number(centered),
-                            standardized=condition_number(standardize(x.to(torch.float64))))
+    return ConditionNumbers(
+        raw=condition_number(x, bias=True),
+        centered=condition_number(centered),
+        standardized=condition_number(standardize(x.to(torch.float64))),
+    )
 
 
 def _feature_indices(names: Sequence[str], wanted: Sequence[str]) -> list[int]:
@@ -122,13 +127,14 @@ class FeatureScaleResult:
 # routines (matmul, solve, eigvalsh) may differ in the last bit from run to run, depending on how
 # memory happens to be aligned, and the stored figure must be byte-identical on every run.
 
+
 def _mse_half(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """L(w) = 1/(2n) ||x w - y||^2 for x (n, 2) and one weight vector w (2,) or many, w (2, K)."""
     if w.dim() == 1:
         residual = x[:, 0] * w[0] + x[:, 1] * w[1] - y
     else:
         residual = x[:, :1] * w[:1] + x[:, 1:] * w[1:] - y[:, None]
-    return 0.5 * (residual ** 2).mean(dim=0)
+    return 0.5 * (residual**2).mean(dim=0)
 
 
 def _normal_equations(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,8 +162,9 @@ def _nice_range(lo: float, hi: float) -> tuple[float, float]:
     return math.floor(lo / unit) * unit, math.ceil(hi / unit) * unit
 
 
-def _descend(label: str, x: torch.Tensor, y: torch.Tensor, target_loss: float, max_steps: int,
-             grid_points: int) -> DescentRun:
+def _descend(
+    label: str, x: torch.Tensor, y: torch.Tensor, target_loss: float, max_steps: int, grid_points: int
+) -> DescentRun:
     hessian, b = _normal_equations(x, y)
     low, high = _eigenvalues_2x2(hessian)
     lr = 1.0 / high  # the step the steepest direction tolerates (< 2 / lambda_max)
@@ -175,20 +182,35 @@ def _descend(label: str, x: torch.Tensor, y: torch.Tensor, target_loss: float, m
     lo = torch.minimum(path.min(dim=0).values, optimum)
     hi = torch.maximum(path.max(dim=0).values, optimum)
     pad = 0.35 * (hi - lo).max().item()  # the same margin on both axes, for an equal-aspect plot
-    axes = [torch.linspace(*_nice_range(lo[i].item() - pad, hi[i].item() + pad), grid_points, dtype=x.dtype)
-            for i in range(2)]
+    axes = [
+        torch.linspace(*_nice_range(lo[i].item() - pad, hi[i].item() + pad), grid_points, dtype=x.dtype)
+        for i in range(2)
+    ]
     mesh2, mesh1 = torch.meshgrid(axes[1], axes[0], indexing="ij")
     grid = _mse_half(x, y, torch.stack([mesh1.flatten(), mesh2.flatten()])).reshape(grid_points, grid_points)
     return DescentRun(
-        label=label, feature_std=tuple(x.std(dim=0, correction=0).tolist()), eigenvalues=(low, high),
-        condition_number=high / low, learning_rate=lr, optimum=optimum, path=path, losses=torch.stack(losses),
-        steps_to_target=reached, grid_w1=axes[0], grid_w2=axes[1], grid_loss=grid,
+        label=label,
+        feature_std=tuple(x.std(dim=0, correction=0).tolist()),
+        eigenvalues=(low, high),
+        condition_number=high / low,
+        learning_rate=lr,
+        optimum=optimum,
+        path=path,
+        losses=torch.stack(losses),
+        steps_to_target=reached,
+        grid_w1=axes[0],
+        grid_w2=axes[1],
+        grid_loss=grid,
     )
 
 
-def feature_scale_descent(features: tuple[str, str] = ("color_intensity", "hue"), target: str = "alcohol",
-                          tolerance: float = 0.01, max_steps: int = 2000,
-                          grid_points: int = 121) -> FeatureScaleResult:
+def feature_scale_descent(
+    features: tuple[str, str] = ("color_intensity", "hue"),
+    target: str = "alcohol",
+    tolerance: float = 0.01,
+    max_steps: int = 2000,
+    grid_points: int = 121,
+) -> FeatureScaleResult:
     r"""Gradient descent on a linear model of the wine data, raw against standardized (notebook 01 §1).
 
     Model: :math:`\hat y = w_1 x_1 + w_2 x_2` on centered features and a centered
@@ -205,8 +227,9 @@ def feature_scale_descent(features: tuple[str, str] = ("color_intensity", "hue")
     if target not in names:
         raise ValueError(f"unknown wine target {target!r}; the features are {tuple(names)}.")
     if not 0 < tolerance < 1:
-        raise ValueError(f"tolerance is the fraction of the reducible loss left; expected 0 < tolerance < 1, "
-                         f"got {tolerance}.")
+        raise ValueError(
+            f"tolerance is the fraction of the reducible loss left; expected 0 < tolerance < 1, got {tolerance}."
+        )
     data = wine.x.to(torch.float64)
     x = data[:, columns] - data[:, columns].mean(dim=0)
     y = data[:, names.index(target)] - data[:, names.index(target)].mean()
@@ -215,7 +238,11 @@ def feature_scale_descent(features: tuple[str, str] = ("color_intensity", "hue")
     best = _mse_half(x, y, _solve_2x2(*_normal_equations(x, y))).item()
     target_loss = best + tolerance * (initial - best)
     return FeatureScaleResult(
-        features=tuple(features), target=target, initial_loss=initial, min_loss=best, target_loss=target_loss,
+        features=tuple(features),
+        target=target,
+        initial_loss=initial,
+        min_loss=best,
+        target_loss=target_loss,
         raw=_descend("raw", x, y, target_loss, max_steps, grid_points),
         standardized=_descend("standardized", scaled, y, target_loss, max_steps, grid_points),
     )
@@ -244,10 +271,17 @@ def _norm_layer(norm: str | None, width: int, implementation: str) -> nn.Module 
     return None if norm is None else NORM_MODULES[implementation][norm](width)
 
 
-def build_mlp(in_features: int, hidden: Sequence[int], out_features: int, norm: str | None = None,
-              activation: str = "relu", init_gain: float | None = None, seed: int = 0,
-              after_norm: Callable[[int, int], nn.Module] | None = None,
-              implementation: str = "normlab") -> nn.Sequential:
+def build_mlp(
+    in_features: int,
+    hidden: Sequence[int],
+    out_features: int,
+    norm: str | None = None,
+    activation: str = "relu",
+    init_gain: float | None = None,
+    seed: int = 0,
+    after_norm: Callable[[int, int], nn.Module] | None = None,
+    implementation: str = "normlab",
+) -> nn.Sequential:
     """Linear -> [norm] -> activation, per hidden layer, then a Linear head (notebook 01 §2-§5).
 
     ``norm``: None, "batch" (BatchNorm1d over the batch, dim 0) or "layer" (LayerNorm
@@ -265,7 +299,7 @@ def build_mlp(in_features: int, hidden: Sequence[int], out_features: int, norm: 
     generator = torch.Generator().manual_seed(seed)
     layers: list[nn.Module] = []
     sizes = [in_features, *hidden]
-    for index, (fan_in, width) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for index, (fan_in, width) in enumerate(itertools.pairwise(sizes)):
         layers.append(_seeded_linear(fan_in, width, init_gain, generator))
         norm_layer = _norm_layer(norm, width, implementation)
         if norm_layer is not None:
@@ -330,15 +364,23 @@ def derivative_from_output(a: torch.Tensor, activation: str) -> torch.Tensor:
     """f'(z) written with the output a = f(z): tanh 1 - a^2, sigmoid a (1 - a), relu 1 where a > 0 (notebook 01 §2)."""
     _check_choice(activation, tuple(ACTIVATIONS), "activation")
     if activation == "tanh":
-        return 1 - a ** 2
+        return 1 - a**2
     if activation == "sigmoid":
         return a * (1 - a)
     return (a > 0).to(a.dtype)
 
 
-def layer_profile(x: torch.Tensor, y: torch.Tensor, depth: int = 6, width: int = 64, activation: str = "tanh",
-                  norm: str | None = None, input_scale: float = 1.0, init_gain: float | None = None,
-                  seed: int = 0) -> LayerProfile:
+def layer_profile(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    depth: int = 6,
+    width: int = 64,
+    activation: str = "tanh",
+    norm: str | None = None,
+    input_scale: float = 1.0,
+    init_gain: float | None = None,
+    seed: int = 0,
+) -> LayerProfile:
     r"""Activation and gradient statistics per layer of a freshly initialized MLP (notebook 01 §2, §3).
 
     One forward pass of ``input_scale * x`` (N, F) through ``depth`` hidden layers
@@ -364,7 +406,11 @@ def layer_profile(x: torch.Tensor, y: torch.Tensor, depth: int = 6, width: int =
             outputs.append(h.detach())
     TF.cross_entropy(h, y).backward()
     return LayerProfile(
-        activation=activation, norm=norm, input_scale=float(input_scale), init_gain=init_gain, outputs=outputs,
+        activation=activation,
+        norm=norm,
+        input_scale=float(input_scale),
+        init_gain=init_gain,
+        outputs=outputs,
         activation_std=[o.std().item() for o in outputs],
         gradient_std=[z.grad.std().item() for z in linear_outputs[:-1]],  # the last Linear is the head
         saturated=[saturated_fraction(o, activation) for o in outputs],
@@ -372,8 +418,9 @@ def layer_profile(x: torch.Tensor, y: torch.Tensor, depth: int = 6, width: int =
     )
 
 
-def layer_profiles(x: torch.Tensor, y: torch.Tensor, norms: Sequence[str | None] = NORMS,
-                   **settings) -> list[LayerProfile]:
+def layer_profiles(
+    x: torch.Tensor, y: torch.Tensor, norms: Sequence[str | None] = NORMS, **settings
+) -> list[LayerProfile]:
     """:func:`layer_profile` once per norm, with the same seed and settings (same weights)."""
     return [layer_profile(x, y, norm=norm, **settings) for norm in norms]
 
@@ -381,16 +428,16 @@ def layer_profiles(x: torch.Tensor, y: torch.Tensor, norms: Sequence[str | None]
 SATURATION_BATCH = 256  # digits in one saturation forward pass: stable percentages, a few ms
 
 
-def saturation_profiles(data: DigitsSplit, input_scale: float = 1.0, init_gain: float = 1.0,
-                        depth: int = 5) -> list[LayerProfile]:
+def saturation_profiles(
+    data: DigitsSplit, input_scale: float = 1.0, init_gain: float = 1.0, depth: int = 5
+) -> list[LayerProfile]:
     """The tanh MLP of notebook 01 §2 (width 64) on 256 digits, once per norm (None, batch, layer), same weights.
 
     ``init_gain`` = 1 is LeCun's init, N(0, 1/fan_in): well scaled for tanh, so any
     saturation comes from ``input_scale`` (or from a larger gain).
     """
     x, y = data.x_train[:SATURATION_BATCH], data.y_train[:SATURATION_BATCH]
-    return layer_profiles(x, y, depth=depth, width=64, activation="tanh", input_scale=input_scale,
-                          init_gain=init_gain)
+    return layer_profiles(x, y, depth=depth, width=64, activation="tanh", input_scale=input_scale, init_gain=init_gain)
 
 
 @dataclass(frozen=True)
@@ -411,12 +458,13 @@ def activation_curves(z_max: float = 8.0, points: int = 321) -> ActivationCurves
     """
     z = torch.linspace(-z_max, z_max, points, dtype=torch.float64)
     s, t = torch.sigmoid(z), torch.tanh(z)
-    return ActivationCurves(z=z, sigmoid=s, sigmoid_derivative=s * (1 - s), tanh=t, tanh_derivative=1 - t ** 2)
+    return ActivationCurves(z=z, sigmoid=s, sigmoid_derivative=s * (1 - s), tanh=t, tanh_derivative=1 - t**2)
 
 
 # ---------------------------------------------------------------------------
 # §6 Input standardization against normalization layers
 # ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ChannelStatistics:
@@ -437,15 +485,19 @@ def channel_statistics(images: torch.Tensor) -> ChannelStatistics:
     that image pipelines apply with constants computed once on the training set.
     """
     if images.dim() != 4:
-        raise ValueError(f"expected an (N, C, H, W) image batch; got shape {tuple(images.shape)}. "
-                         "Fix: add a batch dim with images.unsqueeze(0) for a single (C, H, W) image.")
+        raise ValueError(
+            f"expected an (N, C, H, W) image batch; got shape {tuple(images.shape)}. "
+            "Fix: add a batch dim with images.unsqueeze(0) for a single (C, H, W) image."
+        )
     dims = (0, 2, 3)
     standardized = standardize(images, dim=dims)
     return ChannelStatistics(
-        mean=images.mean(dim=dims).tolist(), std=images.std(dim=dims, correction=0).tolist(),
+        mean=images.mean(dim=dims).tolist(),
+        std=images.std(dim=dims, correction=0).tolist(),
         standardized_mean=standardized.mean(dim=dims).tolist(),
         standardized_std=standardized.std(dim=dims, correction=0).tolist(),
-        images=images, standardized=standardized,
+        images=images,
+        standardized=standardized,
     )
 
 
@@ -453,8 +505,8 @@ def channel_statistics(images: torch.Tensor) -> ChannelStatistics:
 class BatchNormAsStandardizer:
     """How far BatchNorm's output (train mode, gamma = 1, beta = 0) is from dataset standardization."""
 
-    full_batch_difference: float       # BN on all N rows vs standardize(x)
-    mini_batch_difference: float       # BN on a mini-batch vs the same rows of standardize(x)
+    full_batch_difference: float  # BN on all N rows vs standardize(x)
+    mini_batch_difference: float  # BN on a mini-batch vs the same rows of standardize(x)
     batch_size: int
 
 

@@ -26,8 +26,8 @@ from torch import nn
 from normlab.data.digits import DigitsSplit
 from normlab.experiments.why import build_mlp
 
-HIDDEN = (128, 128, 128)     # 64 pixels -> 3 x Linear(., 128) + BatchNorm1d(128) + ReLU -> 10 classes
-DIVERGED_LOSS = 100.0        # a training loss above this (chance is ln 10 = 2.3) counts as diverged
+HIDDEN = (128, 128, 128)  # 64 pixels -> 3 x Linear(., 128) + BatchNorm1d(128) + ReLU -> 10 classes
+DIVERGED_LOSS = 100.0  # a training loss above this (chance is ln 10 = 2.3) counts as diverged
 NORM_LABELS = {None: "no norm", "batch": "BatchNorm", "layer": "LayerNorm"}
 StepHook = Callable[[int, nn.Module, torch.Tensor, torch.Tensor], None]
 T = TypeVar("T")
@@ -74,16 +74,26 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct
 
 
-def fit(model: nn.Module, data: DigitsSplit, learning_rate: float, steps: int = 200, batch_size: int = 64,
-        eval_every: int = 10, seed: int = 0, on_step: StepHook | None = None, norm: str | None = None) -> TrainingRun:
+def fit(
+    model: nn.Module,
+    data: DigitsSplit,
+    learning_rate: float,
+    steps: int = 200,
+    batch_size: int = 64,
+    eval_every: int = 10,
+    seed: int = 0,
+    on_step: StepHook | None = None,
+    norm: str | None = None,
+) -> TrainingRun:
     """Plain SGD on cross-entropy with mini-batches drawn (with replacement) from a seeded generator.
 
     ``on_step(step, model, x_batch, y_batch)`` runs before each update (probes use it);
     ``norm`` only labels the returned run.
     """
     if learning_rate <= 0 or steps < 1 or batch_size < 2:
-        raise ValueError(f"expected learning_rate > 0, steps >= 1, batch_size >= 2; got {learning_rate}, "
-                         f"{steps}, {batch_size}.")
+        raise ValueError(
+            f"expected learning_rate > 0, steps >= 1, batch_size >= 2; got {learning_rate}, {steps}, {batch_size}."
+        )
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
     batches = torch.Generator().manual_seed(seed + 1)
     losses: list[float] = []
@@ -109,24 +119,44 @@ def fit(model: nn.Module, data: DigitsSplit, learning_rate: float, steps: int = 
     return TrainingRun(norm, learning_rate, losses, eval_steps, accuracies, diverged=False)
 
 
-def digits_mlp(data: DigitsSplit, norm: str | None, hidden: Sequence[int] = HIDDEN, seed: int = 0,
-               after_norm: Callable[[int, int], nn.Module] | None = None) -> nn.Sequential:
+def digits_mlp(
+    data: DigitsSplit,
+    norm: str | None,
+    hidden: Sequence[int] = HIDDEN,
+    seed: int = 0,
+    after_norm: Callable[[int, int], nn.Module] | None = None,
+) -> nn.Sequential:
     """The MLP of §4-§5 for the digits: :func:`normlab.experiments.why.build_mlp` with ReLU and PyTorch's
     default init. Its norm layers are torch.nn's: the same values as normlab's drop-ins, faster to train."""
-    return build_mlp(data.x_train.shape[1], hidden, int(data.y_train.max()) + 1, norm, "relu", seed=seed,
-                     after_norm=after_norm, implementation="torch")
+    return build_mlp(
+        data.x_train.shape[1],
+        hidden,
+        int(data.y_train.max()) + 1,
+        norm,
+        "relu",
+        seed=seed,
+        after_norm=after_norm,
+        implementation="torch",
+    )
 
 
-def train_mlp(data: DigitsSplit, norm: str | None, learning_rate: float, steps: int = 200,
-              hidden: Sequence[int] = HIDDEN, seed: int = 0, **fit_options) -> TrainingRun:
+def train_mlp(
+    data: DigitsSplit,
+    norm: str | None,
+    learning_rate: float,
+    steps: int = 200,
+    hidden: Sequence[int] = HIDDEN,
+    seed: int = 0,
+    **fit_options,
+) -> TrainingRun:
     """Build :func:`digits_mlp` and :func:`fit` it."""
-    return fit(digits_mlp(data, norm, hidden, seed), data, learning_rate, steps, seed=seed, norm=norm,
-               **fit_options)
+    return fit(digits_mlp(data, norm, hidden, seed), data, learning_rate, steps, seed=seed, norm=norm, **fit_options)
 
 
 # ---------------------------------------------------------------------------
 # §4 Learning rates
 # ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LearningRateSweep:
@@ -146,9 +176,14 @@ class LearningRateSweep:
         return [self.run(learning_rate, norm) for norm in self.norms]
 
 
-def learning_rate_sweep(data: DigitsSplit, learning_rates: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0),
-                        norms: Sequence[str | None] = (None, "batch"), target_accuracy: float = 0.95,
-                        steps: int = 200, seed: int = 0) -> LearningRateSweep:
+def learning_rate_sweep(
+    data: DigitsSplit,
+    learning_rates: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0),
+    norms: Sequence[str | None] = (None, "batch"),
+    target_accuracy: float = 0.95,
+    steps: int = 200,
+    seed: int = 0,
+) -> LearningRateSweep:
     """Train the same MLP at each learning rate with each norm (notebook 01 §4).
 
     Same seed for every run: identical initial weights (norm layers start at
@@ -180,6 +215,7 @@ def sweep_table(sweep: LearningRateSweep) -> str:
 # ---------------------------------------------------------------------------
 # §5 What BatchNorm is not: covariate shift injected on purpose
 # ---------------------------------------------------------------------------
+
 
 class ShiftScaleNoise(nn.Module):
     """y -> scale_j * y + shift_j, with a new random (scale_j, shift_j) per unit j at every training step.
@@ -236,9 +272,15 @@ def _watched_linear(model: nn.Sequential, layer: int) -> nn.Linear:
     return linears[layer]
 
 
-def covariate_shift_test(data: DigitsSplit, learning_rate: float = 0.1, steps: int = 200,
-                         watched_layer: int = 2, max_shift: float = 1.0, max_scale: float = 2.0,
-                         seed: int = 0) -> CovariateShiftResult:
+def covariate_shift_test(
+    data: DigitsSplit,
+    learning_rate: float = 0.1,
+    steps: int = 200,
+    watched_layer: int = 2,
+    max_shift: float = 1.0,
+    max_scale: float = 2.0,
+    seed: int = 0,
+) -> CovariateShiftResult:
     """Does BatchNorm work by removing covariate shift? Add shift back after it, and train (notebook 01 §5).
 
     Three nets with the same weights and mini-batches: no norm, BatchNorm, and
@@ -246,20 +288,23 @@ def covariate_shift_test(data: DigitsSplit, learning_rate: float = 0.1, steps: i
     layer ``watched_layer`` (0 = first) is recorded at every training step.
     """
     runs = []
-    for label, norm, noisy in (("no norm", None, False), ("BatchNorm", "batch", False),
-                               ("BatchNorm + noise", "batch", True)):
+    for label, norm, noisy in (
+        ("no norm", None, False),
+        ("BatchNorm", "batch", False),
+        ("BatchNorm + noise", "batch", True),
+    ):
         noise_generator = torch.Generator().manual_seed(seed + 2)
 
         def noise(width: int, index: int) -> nn.Module:
-            return ShiftScaleNoise(width, max_shift, max_scale, noise_generator)
+            return ShiftScaleNoise(width, max_shift, max_scale, noise_generator)  # noqa: B023 (used in this iteration)
 
         model = digits_mlp(data, norm, seed=seed, after_norm=noise if noisy else None)
         means, stds = [], []
 
         def record(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
             if module.training:
-                means.append(inputs[0].detach().mean(dim=0))
-                stds.append(inputs[0].detach().std(dim=0, correction=0))
+                means.append(inputs[0].detach().mean(dim=0))  # noqa: B023 (hook removed before the next iteration)
+                stds.append(inputs[0].detach().std(dim=0, correction=0))  # noqa: B023 (as above)
 
         handle = _watched_linear(model, watched_layer).register_forward_pre_hook(record)
         run = fit(model, data, learning_rate, steps, seed=seed, norm=norm)
@@ -273,6 +318,7 @@ def covariate_shift_test(data: DigitsSplit, learning_rate: float = 0.1, steps: i
 # ---------------------------------------------------------------------------
 # §5 Smoothness: the loss along the gradient direction
 # ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class GradientRay:
@@ -347,8 +393,9 @@ def _loss_and_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tu
     return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
-def gradient_ray(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_sizes: Sequence[float],
-                 step: int = 0) -> GradientRay:
+def gradient_ray(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_sizes: Sequence[float], step: int = 0
+) -> GradientRay:
     r"""Walk from the weights w along the negative gradient: L(w - eta g) and g(w - eta g) for each eta.
 
     Works on a deep copy (the model and its BatchNorm buffers are untouched), in
@@ -372,10 +419,15 @@ def gradient_ray(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_sizes:
     return GradientRay(step, loss, gradient.norm().item(), list(step_sizes), losses, changes)
 
 
-def loss_along_gradient(data: DigitsSplit, learning_rate: float = 0.1, steps: int = 200,
-                        checkpoints: Sequence[int] = tuple(range(10, 200, 10)),
-                        step_sizes: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
-                        norms: Sequence[str | None] = (None, "batch"), seed: int = 0) -> SmoothnessResult:
+def loss_along_gradient(
+    data: DigitsSplit,
+    learning_rate: float = 0.1,
+    steps: int = 200,
+    checkpoints: Sequence[int] = tuple(range(10, 200, 10)),
+    step_sizes: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
+    norms: Sequence[str | None] = (None, "batch"),
+    seed: int = 0,
+) -> SmoothnessResult:
     """Train with and without BatchNorm; at each checkpoint, measure the loss along the gradient (notebook 01 §5).
 
     Same weights, mini-batches and learning rate for both nets; a ray (see
@@ -387,9 +439,8 @@ def loss_along_gradient(data: DigitsSplit, learning_rate: float = 0.1, steps: in
 
         def probe(step: int, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> None:
             if step in checkpoints:
-                rays.append(gradient_ray(model, xb, yb, step_sizes, step))
+                rays.append(gradient_ray(model, xb, yb, step_sizes, step))  # noqa: B023 (called within this iteration)
 
         run = train_mlp(data, norm, learning_rate, steps, seed=seed, on_step=probe)
         runs.append(SmoothnessRun(norm, run, rays))
     return SmoothnessResult(learning_rate, list(step_sizes), runs)
-

@@ -54,6 +54,7 @@ def _face_polygons(face: str, n: int, c: int, s: int) -> tuple[list[np.ndarray],
     Front face (s = 0): C along x, N downwards. Top face (n = 0): C along x, S into
     the depth. Side face (c = C - 1): S into the depth, N downwards.
     """
+
     def quad(origin, u, v):
         origin = np.asarray(origin, dtype=float)
         return np.array([origin, origin + u, origin + u + v, origin + v])
@@ -99,8 +100,15 @@ def _draw_cube(ax, result: SharedStatistics) -> None:
     if positions:
         start = np.array([c + 0.3, -n])
         ax.annotate("", xy=start + back, xytext=start, arrowprops=arrow)
-        ax.text(*(start + back / 2 + np.array([0.25, -0.1])), f"{positions} = {s}", ha="left", va="top",
-                fontsize=9, rotation=np.degrees(np.arctan2(*DEPTH[::-1])), rotation_mode="anchor")
+        ax.text(
+            *(start + back / 2 + np.array([0.25, -0.1])),
+            f"{positions} = {s}",
+            ha="left",
+            va="top",
+            fontsize=9,
+            rotation=np.degrees(np.arctan2(*DEPTH[::-1])),
+            rotation_mode="anchor",
+        )
     ax.set_xlim(-1.6, c + back[0] + 3.2)
     ax.set_ylim(-n - 2.2, back[1] + 0.4)
     ax.set_aspect("equal")
@@ -130,14 +138,16 @@ def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics
     for ax, result in zip(axes[0], results):
         _draw_cube(ax, result)
         each = result.elements_per_statistic
-        ax.set_title(f"{result.title}\n{result.num_statistics} statistics × {each} "
-                     f"element{'s' if each != 1 else ''} each")
+        ax.set_title(
+            f"{result.title}\n{result.num_statistics} statistics × {each} element{'s' if each != 1 else ''} each"
+        )
         caption = describe(result)
         if result.note:
             caption += "\n" + textwrap.fill(result.note.split(";")[0], 44)
         ax.text(0.0, 0.0, caption, transform=ax.transAxes, ha="left", va="top", fontsize=8)
-    handles = [Patch(facecolor=CATEGORY_COLORS[k], edgecolor="0.5", label=CATEGORY_LABELS[k])
-               for k in (CHOSEN, SHARED, OTHER)]
+    handles = [
+        Patch(facecolor=CATEGORY_COLORS[k], edgecolor="0.5", label=CATEGORY_LABELS[k]) for k in (CHOSEN, SHARED, OTHER)
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
     layouts = {(r.layout, r.shape) for r in results}
     if len(layouts) == 1:
@@ -151,8 +161,11 @@ def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_imag
 
     ``images``, ``per_row`` and ``per_image`` are (n, H, W); one column per image.
     """
-    rows = [(images, "input (pixel value in [0, 1])"), (per_image, "LayerNorm([H, W]): per image"),
-            (per_row, "LayerNorm(W): per row")]
+    rows = [
+        (images, "input (pixel value in [0, 1])"),
+        (per_image, "LayerNorm([H, W]): per image"),
+        (per_row, "LayerNorm(W): per row"),
+    ]
     n = images.shape[0]
     fig, axes = new_figure(len(rows), n, figsize=(1.9 * n + 1.2, 5.6), squeeze=False)
     for r, (batch, label) in enumerate(rows):
@@ -173,19 +186,29 @@ def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_imag
     return fig
 
 
-def plot_channel_histograms(raw: torch.Tensor, normalized: torch.Tensor,
-                            channel_names: Sequence[str] = ("red", "green", "blue")) -> Figure:
+def plot_channel_histograms(
+    raw: torch.Tensor, normalized: torch.Tensor, channel_names: Sequence[str] = ("red", "green", "blue")
+) -> Figure:
     """Histograms of each colour channel of an (N, 3, H, W) batch, before and after per-channel normalization."""
     fig, (left, right) = new_figure(1, 2, figsize=(9, 3.4))
     for ax, batch, bins in [(left, raw, np.linspace(0, 1, 41)), (right, normalized, np.linspace(-3, 3, 41))]:
         for c, (name, color) in enumerate(zip(channel_names, RGB_COLORS)):
             values = batch[:, c].flatten().numpy()
             mean = round(float(values.mean()), 3) + 0.0  # + 0.0 turns a rounded -0.0 into 0.0
-            ax.hist(values, bins=bins, histtype="step", lw=1.8, color=color,
-                    label=f"{name}: mean {mean:.3f}, std {values.std():.3f}")
+            ax.hist(
+                values,
+                bins=bins,
+                histtype="step",
+                lw=1.8,
+                color=color,
+                label=f"{name}: mean {mean:.3f}, std {values.std():.3f}",
+            )
         ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
         ax.legend(loc="upper center", ncols=1)
     left.set(title="Photos as loaded", xlabel="pixel value (fraction of full intensity)", ylabel="pixel count")
-    right.set(title="After (x - channel mean) / channel std", xlabel="normalized value (channel std units)",
-              ylabel="pixel count")
+    right.set(
+        title="After (x - channel mean) / channel std",
+        xlabel="normalized value (channel std units)",
+        ylabel="pixel count",
+    )
     return fig

@@ -19,8 +19,9 @@ def plot_normalization(sample: NormalizedSample) -> Figure:
     fig, (left, right) = new_figure(1, 2, figsize=(8, 3.2), sharey=True)
     # One StepPatch per histogram (not one bar per bin): the figure redraws fast under a slider.
     left.stairs(np.zeros(len(BINS) - 1), BINS, fill=True, color=OKABE_ITO[0], label="raw")
-    right.stairs(np.zeros(len(NORMALIZED_BINS) - 1), NORMALIZED_BINS, fill=True, color=OKABE_ITO[2],
-                 label="mean 0, std 1")
+    right.stairs(
+        np.zeros(len(NORMALIZED_BINS) - 1), NORMALIZED_BINS, fill=True, color=OKABE_ITO[2], label="mean 0, std 1"
+    )
     left.set(title="Raw values", xlabel="value x", ylabel="count", xlim=(BINS[0], BINS[-1]))
     right.set(title="Normalized: (x - mean) / std", xlabel="normalized value", xlim=(-5, 5))
     left.legend(loc="upper right")

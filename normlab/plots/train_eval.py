@@ -16,8 +16,9 @@ from normlab.experiments.train_eval import (
 from normlab.style import OKABE_ITO, new_figure
 
 # Markers on a Line2D, not a scatter: much cheaper to redraw in the explorer.
-BATCH_MEAN_STYLE = dict(linestyle="none", marker=".", markersize=5, color="0.6", alpha=0.7, label="batch mean",
-                        zorder=1)
+BATCH_MEAN_STYLE = dict(
+    linestyle="none", marker=".", markersize=5, color="0.6", alpha=0.7, label="batch mean", zorder=1
+)
 LINE_STYLES = ("-", "--", "-", "-", ":")
 GAP_TICKS = (0.01, 0.1, 1, 10)
 
@@ -44,11 +45,20 @@ def plot_momentum_rules(result: RunningMeanComparison) -> Figure:
     steps = range(1, len(result.batch_means) + 1)
     ax.plot(steps, result.batch_means.numpy(), **BATCH_MEAN_STYLE)
     for i, (label, trajectory) in enumerate(result.trajectories.items()):
-        ax.plot(steps, trajectory.numpy(), color=OKABE_ITO[i % len(OKABE_ITO)],
-                linestyle=LINE_STYLES[i % len(LINE_STYLES)], linewidth=2 if i != 1 else 2.5, label=label)
+        ax.plot(
+            steps,
+            trajectory.numpy(),
+            color=OKABE_ITO[i % len(OKABE_ITO)],
+            linestyle=LINE_STYLES[i % len(LINE_STYLES)],
+            linewidth=2 if i != 1 else 2.5,
+            label=label,
+        )
     _true_mean_line(ax, result.true_mean)
-    ax.set(title="The same number, opposite meanings: running mean under five update rules",
-           xlabel="training step (batches seen)", ylabel="running mean (data units)")
+    ax.set(
+        title="The same number, opposite meanings: running mean under five update rules",
+        xlabel="training step (batches seen)",
+        ylabel="running mean (data units)",
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -57,14 +67,16 @@ def plot_batch_size_noise(result: BatchSizeNoise) -> Figure:
     """Scatter of the batch mean and batch std across batch sizes, with the sigma/sqrt(n) law (§5)."""
     fig, ax = new_figure(figsize=(6.4, 4.0))
     sizes = list(result.batch_sizes)
-    theory = [result.true_std / n ** 0.5 for n in sizes]
+    theory = [result.true_std / n**0.5 for n in sizes]
     ax.plot(sizes, result.mean_noise.numpy(), "o-", color=OKABE_ITO[0], label="std of the batch mean (measured)")
     ax.plot(sizes, theory, "--", color=OKABE_ITO[0], label=r"$\sigma/\sqrt{n}$ (theory)")
     ax.plot(sizes, result.std_noise.numpy(), "s-", color=OKABE_ITO[1], label="std of the batch std (measured)")
     _batch_size_axis(ax, sizes, "batch size n (values per channel)")
     ax.set_yscale("log")
-    ax.set(title="Small batches give noisy statistics",
-           ylabel=f"spread across batches (data units, σ = {result.true_std:g})")
+    ax.set(
+        title="Small batches give noisy statistics",
+        ylabel=f"spread across batches (data units, σ = {result.true_std:g})",
+    )
     ax.legend()
     return fig
 
@@ -73,13 +85,21 @@ def plot_train_mode_accuracy(result: TrainModeAccuracy) -> Figure:
     """Test accuracy in training mode per test-batch size, against eval mode (§5)."""
     fig, ax = new_figure(figsize=(6.4, 4.0))
     sizes = list(result.batch_sizes)
-    ax.plot(sizes, 100 * result.train_mode_accuracy.numpy(), "o-", color=OKABE_ITO[3],
-            label="model left in train mode (batch statistics)")
-    ax.axhline(100 * result.eval_accuracy, color=OKABE_ITO[2], linestyle="--",
-               label=f"model.eval() (running statistics): {100 * result.eval_accuracy:.1f} %")
+    ax.plot(
+        sizes,
+        100 * result.train_mode_accuracy.numpy(),
+        "o-",
+        color=OKABE_ITO[3],
+        label="model left in train mode (batch statistics)",
+    )
+    ax.axhline(
+        100 * result.eval_accuracy,
+        color=OKABE_ITO[2],
+        linestyle="--",
+        label=f"model.eval() (running statistics): {100 * result.eval_accuracy:.1f} %",
+    )
     _batch_size_axis(ax, sizes, "test batch size")
-    ax.set(title="Forgetting model.eval(): test accuracy depends on the test batch size",
-           ylabel="test accuracy (%)")
+    ax.set(title="Forgetting model.eval(): test accuracy depends on the test batch size", ylabel="test accuracy (%)")
     ax.legend(loc="lower right")
     return fig
 
@@ -102,8 +122,12 @@ def plot_running_stats_run(run: RunningStatsRun) -> Figure:
     right.yaxis.set_major_locator(FixedLocator(GAP_TICKS))
     right.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     right.yaxis.set_minor_locator(NullLocator())
-    right.set(title="Train/eval gap on each new batch", xlabel="training step",
-              ylabel="RMS(train − eval output), output units", ylim=(GAP_TICKS[0], GAP_TICKS[-1]))
+    right.set(
+        title="Train/eval gap on each new batch",
+        xlabel="training step",
+        ylabel="RMS(train − eval output), output units",
+        ylim=(GAP_TICKS[0], GAP_TICKS[-1]),
+    )
     right.legend(loc="upper right")
     update_running_stats_run(fig, run)
     return fig

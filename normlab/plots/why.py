@@ -27,7 +27,7 @@ NORM_COLORS = {None: OKABE_ITO[3], "batch": OKABE_ITO[0], "layer": OKABE_ITO[2]}
 RUN_COLORS = {"no norm": OKABE_ITO[3], "BatchNorm": OKABE_ITO[0], "BatchNorm + noise": OKABE_ITO[1]}
 RAY_COLORS = (OKABE_ITO[4], OKABE_ITO[5], OKABE_ITO[7])
 CHANNEL_COLORS = (OKABE_ITO[3], OKABE_ITO[2], OKABE_ITO[0])  # red, green, blue channels
-EXCESS_LEVELS = (0.01, 0.04, 0.15, 0.5, 1.0, 2.0, 4.0)      # contour levels: fraction of the reducible loss
+EXCESS_LEVELS = (0.01, 0.04, 0.15, 0.5, 1.0, 2.0, 4.0)  # contour levels: fraction of the reducible loss
 QUANTITIES = {  # LayerProfile field: (axis label, y scale, factor, y limits)
     "activation_std": ("std of activations", "log", 1, None),
     "gradient_std": ("std of dLoss/dz (Linear output)", "log", 1, None),
@@ -54,6 +54,7 @@ def _log_scale(ax, axis: str = "y", fine: bool = False) -> None:
 # §1 Feature scales
 # ---------------------------------------------------------------------------
 
+
 def plot_loss_contours(result: FeatureScaleResult) -> Figure:
     """Loss contours of the linear model with the gradient-descent path, raw and standardized (§1)."""
     fig, axes = new_figure(1, 2, figsize=(9, 4.8))
@@ -64,16 +65,19 @@ def plot_loss_contours(result: FeatureScaleResult) -> Figure:
         ax.contour(*grid, levels=levels, colors=OKABE_ITO[7], linewidths=0.7, alpha=0.6)
         ax.contour(*grid, levels=[result.target_loss], colors=OKABE_ITO[2], linewidths=1.5)
         path = run.path.numpy()
-        ax.plot(path[:, 0], path[:, 1], ".-", color=OKABE_ITO[3], markersize=3, linewidth=1,
-                label="gradient-descent path")
+        ax.plot(
+            path[:, 0], path[:, 1], ".-", color=OKABE_ITO[3], markersize=3, linewidth=1, label="gradient-descent path"
+        )
         ax.plot(*run.optimum.numpy(), "*", color=OKABE_ITO[0], markersize=12, label="minimum")
         ax.plot(0, 0, "o", color=OKABE_ITO[7], markersize=5, label="start, w = 0")
         ax.plot([], [], color=OKABE_ITO[2], linewidth=1.5, label="target loss")
         ax.set_aspect("equal")
         steps = "target not reached" if run.steps_to_target is None else f"{run.steps_to_target} steps"
-        ax.set(title=f"{run.label.capitalize()}: κ = {run.condition_number:.1f}, {steps}",
-               xlabel=f"w on {result.features[0]} ({result.target} per {per[run.label]})",
-               ylabel=f"w on {result.features[1]} ({result.target} per {per[run.label]})")
+        ax.set(
+            title=f"{run.label.capitalize()}: κ = {run.condition_number:.1f}, {steps}",
+            xlabel=f"w on {result.features[0]} ({result.target} per {per[run.label]})",
+            ylabel=f"w on {result.features[1]} ({result.target} per {per[run.label]})",
+        )
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4)
     fig.suptitle(f"Predicting {result.target} from two features: same model, same minimum")
     return fig
@@ -84,12 +88,19 @@ def plot_descent_losses(result: FeatureScaleResult) -> Figure:
     fig, ax = new_figure(figsize=(6.4, 3.8))
     for run, color in ((result.raw, OKABE_ITO[3]), (result.standardized, OKABE_ITO[0])):
         excess = (run.losses - result.min_loss).numpy()
-        ax.plot(np.arange(len(excess)), excess, color=color,
-                label=f"{run.label} (lr = {run.learning_rate:.3g}, κ = {run.condition_number:.1f})")
+        ax.plot(
+            np.arange(len(excess)),
+            excess,
+            color=color,
+            label=f"{run.label} (lr = {run.learning_rate:.3g}, κ = {run.condition_number:.1f})",
+        )
     ax.axhline(result.target_loss - result.min_loss, color=OKABE_ITO[2], linestyle="--", label="target")
     _log_scale(ax)
-    ax.set(title="Steps to the same loss", xlabel="gradient-descent step",
-           ylabel=f"loss above the minimum ({result.target} units²)")
+    ax.set(
+        title="Steps to the same loss",
+        xlabel="gradient-descent step",
+        ylabel=f"loss above the minimum ({result.target} units²)",
+    )
     ax.legend()
     return fig
 
@@ -98,14 +109,18 @@ def plot_descent_losses(result: FeatureScaleResult) -> Figure:
 # §2-§3 Saturation and depth
 # ---------------------------------------------------------------------------
 
+
 def plot_activation_curves(curves: ActivationCurves) -> Figure:
     """sigmoid'(z) and tanh'(z): both vanish when |z| is large (§2)."""
     fig, ax = new_figure(figsize=(6.4, 3.6))
     z = curves.z.numpy()
     ax.plot(z, curves.tanh_derivative.numpy(), color=OKABE_ITO[0], label="tanh'(z) = 1 − tanh²(z)")
     ax.plot(z, curves.sigmoid_derivative.numpy(), color=OKABE_ITO[1], label="σ'(z) = σ(z)(1 − σ(z))")
-    ax.set(title="The derivative collapses for large inputs", xlabel="pre-activation z (unitless)",
-           ylabel="derivative (unitless)")
+    ax.set(
+        title="The derivative collapses for large inputs",
+        xlabel="pre-activation z (unitless)",
+        ylabel="derivative (unitless)",
+    )
     ax.legend()
     return fig
 
@@ -118,8 +133,9 @@ def profile_label(profile: LayerProfile) -> str:
 def plot_activation_histograms(profiles: Sequence[LayerProfile], bins: int = 40) -> Figure:
     """One row per profile, one histogram per hidden layer, titled with the saturated % (§2)."""
     layers = len(profiles[0].outputs)
-    fig, axes = new_figure(len(profiles), layers, figsize=(1.7 * layers + 0.6, 1.9 * len(profiles) + 0.4),
-                           sharex=True, squeeze=False)
+    fig, axes = new_figure(
+        len(profiles), layers, figsize=(1.7 * layers + 0.6, 1.9 * len(profiles) + 0.4), sharex=True, squeeze=False
+    )
     edges = np.linspace(-1, 1, bins + 1)
     for row, profile in zip(axes, profiles):
         for layer, (ax, output) in enumerate(zip(row, profile.outputs), start=1):
@@ -140,9 +156,12 @@ def layer_statistic(profile: LayerProfile, quantity: str) -> np.ndarray:
     return QUANTITIES[quantity][2] * np.array(getattr(profile, quantity))
 
 
-def plot_layer_statistics(profiles: Sequence[LayerProfile],
-                          quantities: Sequence[str] = ("activation_std", "gradient_std"),
-                          labels: Sequence[str] | None = None, title: str = "") -> Figure:
+def plot_layer_statistics(
+    profiles: Sequence[LayerProfile],
+    quantities: Sequence[str] = ("activation_std", "gradient_std"),
+    labels: Sequence[str] | None = None,
+    title: str = "",
+) -> Figure:
     """One panel per quantity (a LayerProfile field), one line per profile, against the layer index (§2, §3)."""
     for quantity in quantities:
         layer_statistic(profiles[0], quantity)  # unknown names fail here, before any drawing
@@ -154,8 +173,7 @@ def plot_layer_statistics(profiles: Sequence[LayerProfile],
         name, scale, _, limits = QUANTITIES[quantity]
         values = [layer_statistic(profile, quantity) for profile in profiles]
         for profile_values, label, color in zip(values, labels, colors):
-            ax.plot(np.arange(1, len(profile_values) + 1), profile_values, "o-", markersize=4, label=label,
-                    color=color)
+            ax.plot(np.arange(1, len(profile_values) + 1), profile_values, "o-", markersize=4, label=label, color=color)
         if scale == "log":
             everything = np.concatenate(values)
             _log_scale(ax, fine=everything.max() < 100 * everything.min())
@@ -199,6 +217,7 @@ def update_saturation(fig: Figure, profiles: Sequence[LayerProfile]) -> list[Art
 # §4 Learning rates
 # ---------------------------------------------------------------------------
 
+
 def _loss_line(ax, color: str, label: str) -> None:
     """An empty loss line and its divergence marker (drawn above the spines, where it may sit)."""
     ax.plot([], [], color=color, linewidth=1, label=label)
@@ -240,8 +259,7 @@ def _run_labels(runs: Sequence[TrainingRun]) -> list[str]:
     return [f"{NORM_LABELS[r.norm]}, lr = {r.learning_rate:g}" for r in runs]
 
 
-def plot_training_runs(runs: Sequence[TrainingRun], labels: Sequence[str] | None = None,
-                       title: str = "") -> Figure:
+def plot_training_runs(runs: Sequence[TrainingRun], labels: Sequence[str] | None = None, title: str = "") -> Figure:
     """Training loss per step (left) and held-out accuracy (right) for a few runs (§4, §5)."""
     labels = labels or _run_labels(runs)
     fig, (left, right) = new_figure(1, 2, figsize=(9.5, 3.8))
@@ -285,6 +303,7 @@ def update_training_runs(fig: Figure, runs: Sequence[TrainingRun]) -> list[Artis
 # §5 What BatchNorm is not
 # ---------------------------------------------------------------------------
 
+
 def plot_layer_input_drift(result: CovariateShiftResult, unit: int = 0) -> Figure:
     """Batch mean ± std of one unit of the watched layer's input at every step, one panel per run (§5)."""
     fig, axes = new_figure(1, len(result.runs), figsize=(4 * len(result.runs), 3.6), sharey=True)
@@ -309,11 +328,22 @@ def plot_loss_along_gradient(result: SmoothnessResult, steps: Sequence[int] = (5
     for ax, run in zip(axes, result.runs):
         for i, ray in enumerate(run.ray_at(step) for step in steps):
             ratio = np.array(ray.losses) / ray.loss
-            ax.plot(ray.step_sizes, ratio, "o-", markersize=4, color=RAY_COLORS[i % len(RAY_COLORS)],
-                    label=f"at step {ray.step} (loss {ray.loss:.3f})")
+            ax.plot(
+                ray.step_sizes,
+                ratio,
+                "o-",
+                markersize=4,
+                color=RAY_COLORS[i % len(RAY_COLORS)],
+                label=f"at step {ray.step} (loss {ray.loss:.3f})",
+            )
         ax.axhline(1.0, color=OKABE_ITO[7], linewidth=1, linestyle="--")
-        ax.axvline(result.learning_rate, color=OKABE_ITO[7], linewidth=1, linestyle=":",
-                   label=f"training lr = {result.learning_rate:g}")
+        ax.axvline(
+            result.learning_rate,
+            color=OKABE_ITO[7],
+            linewidth=1,
+            linestyle=":",
+            label=f"training lr = {result.learning_rate:g}",
+        )
         _log_scale(ax, "x")
         _log_scale(ax, "y")
         ax.set(title=NORM_LABELS[run.norm], xlabel="step size η along −gradient")
@@ -327,14 +357,18 @@ def plot_loss_along_gradient(result: SmoothnessResult, steps: Sequence[int] = (5
 # §6 Input standardization
 # ---------------------------------------------------------------------------
 
+
 def plot_channel_histograms(stats: ChannelStatistics, bins: int = 50) -> Figure:
     """Pixel-value histograms per colour channel, before and after per-channel standardization (§6)."""
     fig, (left, right) = new_figure(1, 2, figsize=(9, 3.6))
-    for panel, images, xlabel in ((left, stats.images, "pixel value (0 = black, 1 = full intensity)"),
-                                  (right, stats.standardized, "standardized value (channel std units)")):
+    for panel, images, xlabel in (
+        (left, stats.images, "pixel value (0 = black, 1 = full intensity)"),
+        (right, stats.standardized, "standardized value (channel std units)"),
+    ):
         for c, (name, color) in enumerate(zip("RGB", CHANNEL_COLORS)):
-            panel.hist(images[:, c].flatten().numpy(), bins=bins, histtype="step", color=color, linewidth=1.5,
-                       label=name)
+            panel.hist(
+                images[:, c].flatten().numpy(), bins=bins, histtype="step", color=color, linewidth=1.5, label=name
+            )
         panel.set(xlabel=xlabel, ylabel="pixel count")
         panel.legend()
     left.set_title("Raw photos: each channel its own mean and spread")

@@ -21,12 +21,18 @@ def make_axis_explorer() -> Explorer:
     """
     channels = DEMO_SHAPES["NCHW"][1]
     controls = {
-        "layout": widgets.Dropdown(options=[(f"{name}: {LAYOUTS[name]}", name) for name in DEMO_SHAPES],
-                                   value="NCHW", description="layout"),
-        "norm": widgets.Dropdown(options=[(title, norm) for norm, title in NORM_NAMES.items()],
-                                 value="batch", description="norm"),
+        "layout": widgets.Dropdown(
+            options=[(f"{name}: {LAYOUTS[name]}", name) for name in DEMO_SHAPES], value="NCHW", description="layout"
+        ),
+        "norm": widgets.Dropdown(
+            options=[(title, norm) for norm, title in NORM_NAMES.items()], value="batch", description="norm"
+        ),
         "num_groups": widgets.Dropdown(options=list(DEMO_GROUP_COUNTS), value=2, description="groups G"),
         "channel": widgets.IntSlider(value=1, min=0, max=channels - 1, description="channel c"),
     }
-    return Explorer(controls, compute=shared_statistics, draw=plot_shared_statistics,
-                    title="Which elements share the chosen element's mean and variance?")
+    return Explorer(
+        controls,
+        compute=shared_statistics,
+        draw=plot_shared_statistics,
+        title="Which elements share the chosen element's mean and variance?",
+    )

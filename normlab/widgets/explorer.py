@@ -84,9 +84,14 @@ class Explorer:
     widget: the ``ipywidgets.VBox`` that a notebook displays.
     """
 
-    def __init__(self, controls: Mapping[str, widgets.ValueWidget],
-                 compute: Callable[..., Any], draw: Callable[[Any], Figure],
-                 update: Callable[[Figure, Any], Sequence[Artist]] | None = None, title: str = "") -> None:
+    def __init__(
+        self,
+        controls: Mapping[str, widgets.ValueWidget],
+        compute: Callable[..., Any],
+        draw: Callable[[Any], Figure],
+        update: Callable[[Figure, Any], Sequence[Artist]] | None = None,
+        title: str = "",
+    ) -> None:
         self.controls = dict(controls)
         self.compute = compute
         self.draw = draw
@@ -138,8 +143,11 @@ class Explorer:
         if changed is None:
             return figure_png(self.figure)
         foreground = self._foreground(changed)
-        key = (tuple(map(id, foreground)), tuple(tuple(ax.viewLim.bounds) for ax in self.figure.axes),
-               tuple(self.figure.bbox.bounds))
+        key = (
+            tuple(map(id, foreground)),
+            tuple(tuple(ax.viewLim.bounds) for ax in self.figure.axes),
+            tuple(self.figure.bbox.bounds),
+        )
         if self._background is None or self._background[0] != key:
             self._draw_background(key, foreground)
         else:

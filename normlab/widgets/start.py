@@ -15,5 +15,10 @@ def make_gaussian_explorer() -> Explorer:
         "mean": widgets.FloatSlider(value=3.0, min=-5.0, max=10.0, step=0.5, description="mean"),
         "std": widgets.FloatSlider(value=2.0, min=1.0, max=4.0, step=0.25, description="std"),
     }
-    return Explorer(controls, compute=normalized_gaussian, draw=plot_normalization, update=update_normalization,
-                    title="Shift and stretch the data; the normalized values do not move")
+    return Explorer(
+        controls,
+        compute=normalized_gaussian,
+        draw=plot_normalization,
+        update=update_normalization,
+        title="Shift and stretch the data; the normalized values do not move",
+    )

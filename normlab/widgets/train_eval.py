@@ -15,10 +15,15 @@ def make_running_stats_explorer() -> Explorer:
     """Sliders for PyTorch's momentum and the batch size; the figure shows the running mean
     against the true mean and the train/eval gap on each new batch (notebook 03, widget section)."""
     controls = {
-        "momentum": widgets.FloatSlider(value=0.1, min=0.01, max=1.0, step=0.01, description="momentum",
-                                        readout_format=".2f"),
+        "momentum": widgets.FloatSlider(
+            value=0.1, min=0.01, max=1.0, step=0.01, description="momentum", readout_format=".2f"
+        ),
         "batch_size": widgets.SelectionSlider(options=BATCH_SIZES, value=16, description="batch size"),
     }
-    return Explorer(controls, compute=running_stats_run, draw=plot_running_stats_run,
-                    update=update_running_stats_run,
-                    title="Running statistics: momentum (PyTorch convention) and batch size")
+    return Explorer(
+        controls,
+        compute=running_stats_run,
+        draw=plot_running_stats_run,
+        update=update_running_stats_run,
+        title="Running statistics: momentum (PyTorch convention) and batch size",
+    )

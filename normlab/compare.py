@@ -1,0 +1,103 @@
+"""Compare a result with a reference in one line whose text is the same on every CPU.
+
+Two float32 computations of the same formula differ by rounding, and the exact size of
+that difference depends on the order of the additions, which depends on the CPU's vector
+width and on the BLAS library. Printing it (``3.0e-07`` here, ``2.4e-07`` on another
+laptop) prints noise. :func:`compare` says instead whether the two agree within a stated
+rounding bound, and prints the size of the difference only when they really disagree::
+
+    >>> compare(torch.tensor([0.5, 0.75]), torch.tensor([0.5, 0.75 + 1e-7]))
+    ours vs torch: agree, max |difference| < 1e-05 (float32 rounding)
+    >>> compare(torch.tensor([0.5, 1.0]), torch.tensor([0.5, 1.5]), "scratch vs torch")
+    scratch vs torch: DIFFER, max |difference| = 0.5 (rounding bound 1e-04)
+
+Taught in 00 (the first comparison with torch) and used wherever a notebook or a checker
+message compares two results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# Relative rounding bound per dtype: a few hundred units in the last place of float32, which
+# covers the reductions over a few thousand elements in the notebooks, far below any mistake.
+RELATIVE_TOLERANCE: dict[torch.dtype, float] = {
+    torch.float64: 1e-12,
+    torch.float32: 1e-5,
+    torch.float16: 1e-2,
+    torch.bfloat16: 1e-1,
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of :func:`compare`: ``agree`` is True when max |difference| <= ``tolerance``."""
+
+    label: str
+    max_difference: float
+    tolerance: float
+    dtype_name: str
+
+    @property
+    def agree(self) -> bool:
+        return self.max_difference <= self.tolerance  # False for NaN
+
+    def __bool__(self) -> bool:
+        return self.agree
+
+    def __str__(self) -> str:
+        if self.agree:
+            return f"{self.label}: agree, max |difference| < {self.tolerance:.0e} ({self.dtype_name} rounding)"
+        return (
+            f"{self.label}: DIFFER, max |difference| = {self.max_difference:.3g} (rounding bound {self.tolerance:.0e})"
+        )
+
+    __repr__ = __str__
+
+
+def rounding_tolerance(reference: torch.Tensor, dtype: torch.dtype) -> float:
+    """The bound RELATIVE_TOLERANCE[dtype] * max(1, max |reference|), rounded up to a power of ten.
+
+    Rounding up keeps the printed bound the same on every machine: it moves only when the
+    reference's largest magnitude crosses a power of ten.
+    """
+    if dtype not in RELATIVE_TOLERANCE:
+        raise TypeError(f"compare() works on floating-point tensors; got dtype {dtype}. Convert with .float() first.")
+    finite = reference[torch.isfinite(reference)]
+    scale = max(1.0, finite.abs().max().item()) if finite.numel() else 1.0
+    bound = RELATIVE_TOLERANCE[dtype] * scale
+    return 10.0 ** math.ceil(round(math.log10(bound), 9))
+
+
+def compare(
+    ours: torch.Tensor, reference: torch.Tensor, label: str = "ours vs torch", tolerance: float | None = None
+) -> Comparison:
+    """Compare ``ours`` with ``reference`` (same shape): agreement within a rounding bound, or the real gap.
+
+    The bound defaults to :func:`rounding_tolerance` for the less precise of the two dtypes.
+    NaN in the same places in both counts as agreement; NaN or inf in only one is a
+    difference of inf.
+    """
+    ours, reference = torch.as_tensor(ours).detach(), torch.as_tensor(reference).detach()
+    if ours.shape != reference.shape:
+        raise ValueError(
+            f"compare() needs two tensors of the same shape; got {tuple(ours.shape)} and "
+            f"{tuple(reference.shape)}. Compare like with like (reshape or index one of them first)."
+        )
+    dtype = (
+        ours.dtype
+        if ours.dtype.is_floating_point and ours.dtype.itemsize <= reference.dtype.itemsize
+        else reference.dtype
+    )
+    if not (ours.dtype.is_floating_point and reference.dtype.is_floating_point):
+        dtype = ours.dtype if not ours.dtype.is_floating_point else reference.dtype
+    bound = rounding_tolerance(reference.double(), dtype) if tolerance is None else float(tolerance)
+    a, b = ours.double(), reference.double()
+    both_nan = a.isnan() & b.isnan()
+    same_inf = a.isinf() & (a == b)
+    difference = (a - b).abs().masked_fill(both_nan | same_inf, 0.0).nan_to_num(nan=math.inf)
+    largest = difference.max().item() if difference.numel() else 0.0
+    return Comparison(label, largest, bound, str(dtype).removeprefix("torch."))
