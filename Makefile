@@ -10,7 +10,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LAB_ARGS ?=
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup lab test lint test-unit test-notebooks notebooks student bench test-browser clean
+.PHONY: setup lab test lint test-portability doctor test-unit test-notebooks notebooks student bench test-browser clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	$(PY) -m pytest $(NBVAL) notebooks
 
+## Every notebook re-run under two other CPU kernel paths; every text output must equal the stored one.
+test-portability: $(STAMP)
+	$(PY) scripts/check_portability.py
+
 ## Re-execute every notebook in place (the only way stored outputs change).
 notebooks: $(STAMP)
 	$(PY) scripts/execute_notebooks.py notebooks/*.ipynb
@@ -45,6 +49,10 @@ notebooks: $(STAMP)
 ## Student copies: student/<name>.ipynb without the cells tagged `solution`.
 student: $(STAMP)
 	$(PY) scripts/make_student.py notebooks student
+
+## What this machine runs: versions, CPU, ATen's kernel path, BLAS, threads (send it with a differing number).
+doctor: $(STAMP)
+	$(PY) -m normlab.doctor
 
 clean:
 	rm -rf $(VENV) student build *.egg-info

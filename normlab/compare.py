@@ -101,3 +101,18 @@ def compare(
     difference = (a - b).abs().masked_fill(both_nan | same_inf, 0.0).nan_to_num(nan=math.inf)
     largest = difference.max().item() if difference.numel() else 0.0
     return Comparison(label, largest, bound, str(dtype).removeprefix("torch."))
+
+
+def fmt(value: float | torch.Tensor, spec: str = ".4f") -> str:
+    """``format(value, spec)``, except that a value that rounds to zero prints without a sign.
+
+    A mean that is zero up to rounding is ``-3e-09`` on one CPU and ``+2e-09`` on another;
+    printed at 4 decimals, the first shows ``-0.0000``. ``fmt`` prints ``0.0000`` for both::
+
+        >>> fmt(-3e-09), fmt(2e-09), fmt(-0.25, ".2f")
+        ('0.0000', '0.0000', '-0.25')
+    """
+    text = format(float(value), spec)
+    if text.startswith("-") and not any(ch in "123456789" for ch in text.split("e")[0]):
+        return ("+" if "+" in spec else "") + text[1:]
+    return text

@@ -62,3 +62,14 @@ def test_bad_input_says_what_to_do():
         compare(torch.zeros(2, 3), torch.zeros(3, 2))
     with pytest.raises(TypeError, match=r"floating-point tensors; got dtype torch\.int64\. Convert with \.float\(\)"):
         compare(torch.ones(3, dtype=torch.int64), torch.ones(3))
+
+
+def test_fmt_never_prints_a_negative_zero():
+    from normlab.compare import fmt
+
+    assert [fmt(v) for v in (-3e-09, 2e-09, -0.0, 0.0)] == ["0.0000"] * 4
+    assert fmt(torch.tensor(-4e-05)) == "0.0000"
+    assert fmt(-5.1e-04) == "-0.0005"
+    assert fmt(-0.25, ".2f") == "-0.25"
+    assert fmt(-1e-12, ".1e") == "-1.0e-12"  # scientific notation keeps its sign: it is not zero
+    assert fmt(-1e-05, "+.3f") == "+0.000"

@@ -16,11 +16,14 @@ def standardized():
 
 def test_standardized_pixels_use_the_training_statistics(standardized):
     d = standardized
-    assert d.x_train.shape == (1297, 64) and d.x_test.shape == (500, 64) and d.x_train.dtype == torch.float32
+    assert d.x_train.shape == (1297, 64) and d.x_test.shape == (500, 64) and d.x_train.dtype == torch.float64
     varying = d.pixel_std != 1  # the constant corner pixels keep std 1 (only centered)
-    torch.testing.assert_close(d.x_train.mean(dim=0), torch.zeros(64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(d.x_train.mean(dim=0), torch.zeros(64, dtype=torch.float64), atol=1e-12, rtol=0)
     torch.testing.assert_close(
-        d.x_train[:, varying].std(dim=0, correction=0), torch.ones(int(varying.sum())), atol=1e-5, rtol=0
+        d.x_train[:, varying].std(dim=0, correction=0),
+        torch.ones(int(varying.sum()), dtype=torch.float64),
+        atol=1e-12,
+        rtol=0,
     )
     assert torch.isfinite(d.x_test).all() and set(d.y_train.tolist()) == set(range(10))
     again = load_digits_split()
@@ -37,8 +40,18 @@ def test_unit_scaling_divides_by_16_and_keeps_the_same_shuffle(standardized):
         d.x_train[140:] * 16, standardized.x_train * standardized.pixel_std + standardized.pixel_mean, atol=1e-4, rtol=0
     )
     assert torch.equal(d.y_train[140:], standardized.y_train) and torch.equal(d.y_test, standardized.y_test[:360])
-    raw = torch.as_tensor(load_digits().data, dtype=torch.float32)
+    raw = torch.as_tensor(load_digits().data, dtype=torch.float64)
     assert (raw == d.x_test[0] * 16).all(dim=1).any()  # an image of the bundled set, not a transformed one
+
+
+def test_float32_on_request_with_the_same_pixels(standardized):
+    d = load_digits_split(dtype=torch.float32)
+    assert d.x_train.dtype == d.pixel_mean.dtype == torch.float32
+    torch.testing.assert_close(d.x_train.double(), standardized.x_train, atol=1e-5, rtol=0)
+    with pytest.raises(
+        TypeError, match=r"dtype must be a floating-point dtype such as torch\.float64; got torch\.int64"
+    ):
+        load_digits_split(dtype=torch.int64)
 
 
 def test_the_seed_changes_the_split():

@@ -19,7 +19,7 @@ BN_KEYS = ("running_mean", "running_var", "num_batches_tracked", "weight", "bias
 
 def data(seed: int = 0, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 64, generator=g) * 2 + 1, torch.randint(0, 10, (n,), generator=g)
+    return torch.randn(n, 64, generator=g, dtype=torch.float64) * 2 + 1, torch.randint(0, 10, (n,), generator=g)
 
 
 def pretrained(norm, seed: int = 0) -> nn.Sequential:

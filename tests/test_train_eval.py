@@ -171,7 +171,7 @@ def test_outputs_depend_on_the_batch_in_train_mode_only(trained):
 def test_no_grad_does_not_freeze_running_stats(trained):
     _, model = trained
     probe = copy.deepcopy(model).train()
-    x = torch.rand(16, 64)
+    x = torch.rand(16, 64, dtype=torch.float64)
     with torch.no_grad():
         changes = te.state_changes(probe, lambda: probe(x))
     assert changes["1.running_mean"] > 0 and changes["1.running_var"] > 0

@@ -429,6 +429,20 @@ def test_sweep_lookup_and_table(small_sweep):
     assert table[3].startswith("     3 |") and f"diverged at step {diverged_at}" in table[3]
     final = small_sweep.run(0.1, None).accuracies[-1]
     assert f"not in 60 (final {final:.1%})" in table[2]
+    # a run that reaches the target shows only its step count: its final accuracy is not portable
+    batch = small_sweep.run(0.1, "batch")
+    expected = batch.steps_to_accuracy(0.95)
+    last_cell = table[2].split("|")[-1].strip()
+    assert last_cell == (str(expected) if expected is not None else f"not in 60 (final {batch.accuracies[-1]:.1%})")
+
+
+def test_accuracy_counts_exactly_so_a_target_of_95_percent_is_met_by_475_of_500():
+    model = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(2))
+    x = torch.tensor([[1.0, 0.0]] * 475 + [[0.0, 1.0]] * 25)
+    y = torch.zeros(500, dtype=torch.long)
+    assert wt.accuracy(model, x, y) >= 0.95
 
 
 def loss_lines(ax) -> list:

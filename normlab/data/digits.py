@@ -20,7 +20,7 @@ PIXEL_MAX = 16.0
 class DigitsSplit:
     """The digits, split into train and test, with ``x = (pixels - pixel_mean) / pixel_std`` per pixel."""
 
-    x_train: torch.Tensor  # (N_train, 64) float32
+    x_train: torch.Tensor  # (N_train, 64), float64 by default
     y_train: torch.Tensor  # (N_train,) class 0..9
     x_test: torch.Tensor
     y_test: torch.Tensor
@@ -28,13 +28,18 @@ class DigitsSplit:
     pixel_std: torch.Tensor  # (64,)
 
 
-def load_digits_split(test_size: int = 500, scaling: str = "standardize", seed: int = 0) -> DigitsSplit:
+def load_digits_split(
+    test_size: int = 500, scaling: str = "standardize", seed: int = 0, dtype: torch.dtype = torch.float64
+) -> DigitsSplit:
     """The 1,797 digits, shuffled with ``seed``; the first ``test_size`` are held out.
 
     ``scaling="standardize"``: per pixel, subtract the training mean and divide by the
     training (biased) std; pixels that are constant in the training set (the image
     corners) are only centered, so nothing is divided by zero (notebook 01).
     ``scaling="unit"``: divide by 16, so pixels lie in [0, 1] (notebook 03).
+    ``dtype``: float64 by default, so that the training demos built on these pixels print
+    the same numbers on every CPU (a float32 run amplifies rounding differences between
+    vector instruction sets into different accuracies).
     """
     from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes a second
 
@@ -46,7 +51,9 @@ def load_digits_split(test_size: int = 500, scaling: str = "standardize", seed: 
             f"Fix: hold out some but not all of the {NUM_IMAGES} images, e.g. test_size=500."
         )
     bunch = load_digits()
-    x = torch.as_tensor(bunch.data, dtype=torch.float32)
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point dtype such as torch.float64; got {dtype}.")
+    x = torch.as_tensor(bunch.data, dtype=dtype)
     y = torch.as_tensor(bunch.target, dtype=torch.long)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     x, y = x[order], y[order]
@@ -56,7 +63,7 @@ def load_digits_split(test_size: int = 500, scaling: str = "standardize", seed: 
         std = train.std(dim=0, correction=0)
         std = torch.where(std > 0, std, torch.ones_like(std))
     else:
-        mean, std = torch.zeros(x.shape[1]), torch.full((x.shape[1],), PIXEL_MAX)
+        mean, std = torch.zeros(x.shape[1], dtype=dtype), torch.full((x.shape[1],), PIXEL_MAX, dtype=dtype)
     return DigitsSplit(
         x_train=(train - mean) / std,
         y_train=y[test_size:],

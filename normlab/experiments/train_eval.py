@@ -401,12 +401,16 @@ def make_mlp(
     in_features: int = 64,
     num_classes: int = 10,
     seed: int = 0,
+    dtype: torch.dtype = torch.float64,
 ) -> nn.Sequential:
-    """Linear -> norm -> ReLU blocks, then a Linear classifier; initialized from ``seed``.
+    """Linear -> norm -> ReLU blocks, then a Linear classifier; initialized from ``seed`` in ``dtype``.
 
     The default is the MLP of one reference article: Linear(64, 128), BatchNorm1d(128),
     ReLU, Linear(128, 10). ``norm`` is any factory called with the width (torch's or
     normlab's BatchNorm1d, ``lambda w: nn.LayerNorm(w)``, ...), or None for no norm.
+    ``dtype`` is float64 by default (as :func:`normlab.data.digits.load_digits_split`), so
+    trained accuracies print the same on every CPU; float32 training amplifies the CPU's
+    rounding differences into different accuracies.
     The global random state is left as it was. Notebook 03, §3, §6 and §7.
     """
     layers: list[nn.Module] = []
@@ -417,7 +421,7 @@ def make_mlp(
             layers += [nn.Linear(width, h)] + ([norm(h)] if norm is not None else []) + [nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, num_classes))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(dtype)  # float32 draws, converted exactly: the same start in every dtype
 
 
 def train_classifier(

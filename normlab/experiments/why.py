@@ -267,8 +267,8 @@ NORM_MODULES = {
 }
 
 
-def _norm_layer(norm: str | None, width: int, implementation: str) -> nn.Module | None:
-    return None if norm is None else NORM_MODULES[implementation][norm](width)
+def _norm_layer(norm: str | None, width: int, implementation: str, dtype: torch.dtype) -> nn.Module | None:
+    return None if norm is None else NORM_MODULES[implementation][norm](width, dtype=dtype)
 
 
 def build_mlp(
@@ -281,6 +281,7 @@ def build_mlp(
     seed: int = 0,
     after_norm: Callable[[int, int], nn.Module] | None = None,
     implementation: str = "normlab",
+    dtype: torch.dtype = torch.float64,
 ) -> nn.Sequential:
     """Linear -> [norm] -> activation, per hidden layer, then a Linear head (notebook 01 §2-§5).
 
@@ -292,6 +293,9 @@ def build_mlp(
     ``after_norm(width, layer_index)`` builds a module inserted after each norm layer;
     the covariate-shift experiment (§5) uses it to inject noise. ``implementation``:
     "normlab" (the drop-ins of :mod:`normlab.nn`) or "torch" (torch.nn's, faster to train).
+    ``dtype``: float64 by default: the network computes and trains in it, so that printed
+    results do not depend on the CPU's float32 rounding (the initial weights are the same
+    float32 draws in every dtype).
     """
     _check_choice(norm, NORMS, "norm")
     _check_choice(implementation, tuple(NORM_MODULES), "implementation")
@@ -300,18 +304,20 @@ def build_mlp(
     layers: list[nn.Module] = []
     sizes = [in_features, *hidden]
     for index, (fan_in, width) in enumerate(itertools.pairwise(sizes)):
-        layers.append(_seeded_linear(fan_in, width, init_gain, generator))
-        norm_layer = _norm_layer(norm, width, implementation)
+        layers.append(_seeded_linear(fan_in, width, init_gain, generator, dtype))
+        norm_layer = _norm_layer(norm, width, implementation, dtype)
         if norm_layer is not None:
             layers.append(norm_layer)
             if after_norm is not None:
                 layers.append(after_norm(width, index))
         layers.append(ACTIVATIONS[activation]())
-    layers.append(_seeded_linear(sizes[-1], out_features, None, generator))
+    layers.append(_seeded_linear(sizes[-1], out_features, None, generator, dtype))
     return nn.Sequential(*layers)
 
 
-def _seeded_linear(fan_in: int, fan_out: int, init_gain: float | None, generator: torch.Generator) -> nn.Linear:
+def _seeded_linear(
+    fan_in: int, fan_out: int, init_gain: float | None, generator: torch.Generator, dtype: torch.dtype
+) -> nn.Linear:
     layer = torch.nn.utils.skip_init(nn.Linear, fan_in, fan_out)  # initialized below, from our generator only
     bound = 1.0 / math.sqrt(fan_in)
     with torch.no_grad():
@@ -320,7 +326,8 @@ def _seeded_linear(fan_in: int, fan_out: int, init_gain: float | None, generator
         else:
             layer.weight.normal_(0.0, init_gain / math.sqrt(fan_in), generator=generator)
         layer.bias.uniform_(-bound, bound, generator=generator)
-    return layer
+    # Drawn in float32 and converted exactly, so every dtype starts from the same weights.
+    return layer.to(dtype)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,65 @@
+"""make test-portability: re-running under another CPU kernel path catches an output that depends on it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import check_portability  # noqa: E402 (the script lives in scripts/, not in the package)
+import execute_notebooks  # noqa: E402
+
+
+def stored_notebook(path: Path, sources: list[str]) -> Path:
+    """A notebook with ``sources`` as code cells, executed natively like `make notebooks` does."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, path)
+    execute_notebooks.execute(path)
+    return path
+
+
+def run_check(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_portability.py"), "--path", "no-vector", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() == "DEFAULT",
+    reason="this CPU's native kernel path is ATen's default one, so no other path can be forced",
+)
+def test_an_output_that_depends_on_the_kernel_path_fails_and_is_reported(tmp_path):
+    path = stored_notebook(
+        tmp_path / "depends.ipynb",
+        ["print(1 + 1)", "import torch\nprint('kernels:', torch.backends.cpu.get_cpu_capability())"],
+    )
+    native = torch.backends.cpu.get_cpu_capability()
+    result = run_check(path)
+    assert result.returncode == 1, result.stdout
+    assert "portability check FAILED under no-vector" in result.stdout
+    assert "Cell 1" in result.stdout and "Cell 0" not in result.stdout  # only the dependent cell
+    assert f"kernels: {native}" in result.stdout and "kernels: DEFAULT" in result.stdout  # both values
+
+
+def test_a_portable_notebook_passes(tmp_path):
+    path = stored_notebook(tmp_path / "portable.ipynb", ["import torch\nprint(torch.arange(6).sum().item())"])
+    result = run_check(path)
+    assert result.returncode == 0, result.stdout
+    assert "portability check passed: every text output identical under no-vector" in result.stdout
+
+
+def test_each_kernel_path_sets_atens_and_mkls_variables():
+    for name, settings in check_portability.KERNEL_PATHS.items():
+        assert {"ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR"} <= set(settings), name
+        assert check_portability.kernel_env(name)["ATEN_CPU_CAPABILITY"] == settings["ATEN_CPU_CAPABILITY"]
+    assert check_portability.capability(check_portability.kernel_env("no-vector")) == "DEFAULT"
+    with pytest.raises(SystemExit, match="unknown kernel path 'avx1024'; choose from no-vector, avx2-blas-avx"):
+        check_portability.kernel_env("avx1024")
