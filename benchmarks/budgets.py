@@ -36,7 +36,8 @@ class Budget:
         return f"{sign} {self.limit:g}{'' if self.unit == 'x' else ' '}{self.unit}"
 
 
-# The budgets (2-core CPU) and COMMON.md's per-cell budget. Never loosen them.
+# The time budgets on a 2-core CPU: a notebook, one of its cells, all notebooks, one widget interaction
+# (95th percentile) and the reference against torch. Never loosen them.
 NOTEBOOK = Budget(30.0, "s")
 CELL = Budget(5.0, "s")
 COLLECTION = Budget(120.0, "s")

@@ -107,7 +107,7 @@ def measure_notebooks(paths: Sequence[Path], runs: int = 3, log: Callable[[str],
     for p in paths:
         try:
             books[p.name] = nbformat.read(p, as_version=4)
-        except (OSError, ValueError) as exc:  # e.g. a notebook another helper is writing right now
+        except (OSError, ValueError) as exc:  # e.g. a notebook saved half-way: reported, not fatal
             errors[p.name] = f"unreadable: {type(exc).__name__}: {first_code_line(str(exc), 80)}"
     results: dict[str, list[NotebookRun]] = {name: [] for name in books}
     for r in range(runs):

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-import normlab.functional as NF
+import normlab.functional as nlf
 from benchmarks.budgets import median
 
 Tensors = dict[str, torch.Tensor]
@@ -29,7 +29,7 @@ Tensors = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class Case:
-    """One norm on one representative input: ``call(module, tensors)`` runs it with F or NF."""
+    """One norm on one representative input: ``call(module, tensors)`` runs it with F or nlf."""
 
     data: str
     shape: tuple[int, ...]
@@ -162,7 +162,7 @@ def grad_inputs(case: Case, t: Tensors) -> list[torch.Tensor]:
 def max_difference(case: Case, seed: int = 0) -> float:
     """Largest absolute difference between normlab's and torch's outputs on the case's input."""
     with torch.no_grad():
-        ours, theirs = case.call(NF, make_tensors(case, seed)), case.call(F, make_tensors(case, seed))
+        ours, theirs = case.call(nlf, make_tensors(case, seed)), case.call(F, make_tensors(case, seed))
     return (ours - theirs).abs().max().item()
 
 
@@ -204,7 +204,7 @@ def time_forward_backward(case: Case, threads: int, rounds: int, block_s: float)
     grad = torch.randn(case.call(F, t).shape, generator=torch.Generator().manual_seed(1))
     calls = {
         impl: (lambda m=module: torch.autograd.grad(case.call(m, t), inputs, grad))
-        for impl, module in (("torch", F), ("normlab", NF))
+        for impl, module in (("torch", F), ("normlab", nlf))
     }
     seconds: dict[str, list[float]] = {"torch": [], "normlab": []}
     with _torch_threads(threads):
@@ -296,7 +296,7 @@ def measure_reference(
     out = []
     for case in cases:
         timings = [time_forward_backward(case, n, rounds, block_s) for n in threads]
-        ours, theirs = profile_ops(case, NF), profile_ops(case, F)
+        ours, theirs = profile_ops(case, nlf), profile_ops(case, F)
         out.append(
             {
                 "data": case.data,

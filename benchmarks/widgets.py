@@ -58,7 +58,7 @@ def discover_explorer_factories(package: str = "normlab.widgets") -> tuple[dict[
     for info in pkgutil.walk_packages(root.__path__, prefix=package + "."):
         try:
             module = importlib.import_module(info.name)
-        except Exception as exc:  # a module another helper is half-way through writing
+        except Exception as exc:  # a module that does not import (e.g. unfinished): reported, not fatal
             errors[info.name] = f"{type(exc).__name__}: {exc}"
             continue
         for name, fn in inspect.getmembers(module, inspect.isfunction):

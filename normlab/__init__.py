@@ -3,7 +3,7 @@
 Layers (an import only points down):
 1. ``normlab.functional``: reference norms with torch.nn.functional's signatures.
 2. ``normlab.nn``: drop-in modules built on them.
-3. ``normlab.axes``: which dims each norm reduces for each layout.
+3. ``normlab.layouts``: which dims each norm reduces for each layout.
 4. data, experiments, plots, widgets: the notebooks' demos.
 5. ``normlab.checks``: exercise checkers that name the learner's mistake.
 """

@@ -69,7 +69,7 @@ class _Standardize(torch.autograd.Function):
     Autograd, differentiating the forward op by op, runs ten full-size ops for this
     backward, five of them into new tensors; the formula needs six, two of them new.
     tests/test_functional.py checks it against autograd and with gradcheck; the planned
-    notebook 05 ("Inside BatchNorm", see the curriculum) is to derive it with learners.
+    notebook 05 ("Inside BatchNorm") is to derive it with learners.
     """
 
     generate_vmap_rule = True  # torch.func.vmap works through it

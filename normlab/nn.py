@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.nn import Module, Parameter, init
 
-from normlab import functional as F
+from normlab import functional as nlf
 from normlab._errors import check_eps, check_tensor, shape_str, trailing_dims
 
 __all__ = [
@@ -176,7 +176,7 @@ class _BatchNorm(_NormBase):
         # Batch statistics in training, and in eval when there are no running buffers.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         track = not self.training or self.track_running_stats
-        return F.batch_norm(
+        return nlf.batch_norm(
             input,
             self.running_mean if track else None,
             self.running_var if track else None,
@@ -255,7 +255,7 @@ class _InstanceNorm(_NormBase):
         self._check_input(input)
         unbatched = input.dim() == min(self._layouts)
         x = input.unsqueeze(0) if unbatched else input
-        y = F.instance_norm(
+        y = nlf.instance_norm(
             x,
             self.running_mean,
             self.running_var,
@@ -324,7 +324,7 @@ class LayerNorm(Module):
     def forward(self, input: Tensor) -> Tensor:
         check_tensor(input, "LayerNorm")
         trailing_dims(input, self.normalized_shape, f"LayerNorm({list(self.normalized_shape)})")
-        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        return nlf.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return (
@@ -382,7 +382,7 @@ class GroupNorm(Module):
                 "Fix: move the channels to dim 1 (e.g. x.permute(0, 3, 1, 2) for channels-last "
                 "images), or build the layer with the input's channel count."
             )
-        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+        return nlf.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return (
@@ -420,7 +420,7 @@ class RMSNorm(Module):
     def forward(self, input: Tensor) -> Tensor:
         check_tensor(input, "RMSNorm")
         trailing_dims(input, self.normalized_shape, f"RMSNorm({list(self.normalized_shape)})")
-        return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+        return nlf.rms_norm(input, self.normalized_shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

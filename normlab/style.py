@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with the common colour-vision deficiencies.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+# The red, green and blue channels of a photo: vermillion, bluish green and blue from that palette.
+RGB_COLORS = (OKABE_ITO[3], OKABE_ITO[2], OKABE_ITO[0])
 
 STYLE = {
     "figure.figsize": (6.4, 4.0),

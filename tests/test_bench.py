@@ -304,7 +304,7 @@ def test_discovery_finds_every_explorer_factory_and_each_returns_an_explorer():
     assert set(factories) == factories_in_source()
     for name, factory in factories.items():
         assert inspect.signature(factory, eval_str=True).return_annotation is Explorer, name
-    explorer = factories["normlab.widgets.start.make_gaussian_explorer"]()
+    explorer = factories["normlab.widgets.start_here.make_gaussian_explorer"]()
     assert isinstance(explorer, Explorer) and bench_widgets.movable_controls(explorer.controls) == ["mean", "std"]
 
 
@@ -498,7 +498,7 @@ IMPORTTIME = """\
 import time: self [us] | cumulative | imported package
 import time:       120 |        120 |     _io
 import time:      5000 |     900000 |   torch
-import time:       300 |       1000 |       normlab.axes
+import time:       300 |       1000 |       normlab.layouts
 import time:      2000 |     950000 | normlab
 import time:        40 |         40 |   normlab.notebook
 """
@@ -509,7 +509,7 @@ def test_importtime_output_is_parsed_and_split():
     assert [(r["module"], r["depth"]) for r in rows] == [
         ("_io", 2),
         ("torch", 1),
-        ("normlab.axes", 3),
+        ("normlab.layouts", 3),
         ("normlab", 0),
         ("normlab.notebook", 1),
     ]
@@ -549,7 +549,7 @@ def test_describe_profile_names_the_top_ops_and_backward_nodes():
 
 def test_profile_of_the_reference_names_its_backward_nodes():
     case = next(c for c in reference.CASES if c.norm == "layer_norm" and c.shape == (256, 512))
-    ours = reference.profile_ops(case, reference.NF, iterations=1, top=20)
+    ours = reference.profile_ops(case, reference.nlf, iterations=1, top=20)
     theirs = reference.profile_ops(case, reference.F, iterations=1, top=20)
     # the closed-form standardization backward and the affine y * weight
     assert {o["op"] for o in ours["top_backward"][:2]} == {"_StandardizeBackward", "MulBackward0"}

@@ -12,9 +12,9 @@ import threading
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 
-import normlab.functional as NF
+import normlab.functional as nlf
 from normlab.checks import (
     MISTAKES,
     CheckResult,
@@ -34,7 +34,7 @@ def bn_nlc_by_hand(x, gamma, beta, eps=1e-5):
 
 
 def bn_nlc_torch_transpose(x, gamma, beta, eps=1e-5):
-    y = TF.batch_norm(x.transpose(1, 2), None, None, gamma, beta, training=True, eps=eps)
+    y = F.batch_norm(x.transpose(1, 2), None, None, gamma, beta, training=True, eps=eps)
     return y.transpose(1, 2)
 
 
@@ -70,7 +70,7 @@ def bn_nchw_loop_over_channels(x, gamma, beta, eps=1e-5):
 
 
 def bn_channels_first_torch(x, gamma, beta, eps=1e-5):
-    return TF.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+    return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
 
 
 def bn_nc_by_hand(x, gamma, beta, eps=1e-5):
@@ -80,7 +80,7 @@ def bn_nc_by_hand(x, gamma, beta, eps=1e-5):
 
 
 def ln_torch(x, gamma, beta, eps=1e-5):
-    return TF.layer_norm(x, gamma.shape, gamma, beta, eps)
+    return F.layer_norm(x, gamma.shape, gamma, beta, eps)
 
 
 def ln_by_hand_last_dim(x, gamma, beta, eps=1e-5):
@@ -97,7 +97,7 @@ def ln_nchw_by_hand(x, gamma, beta, eps=1e-5):
 
 
 def gn_torch(x, num_groups, gamma, beta, eps=1e-5):
-    return TF.group_norm(x, num_groups, gamma, beta, eps)
+    return F.group_norm(x, num_groups, gamma, beta, eps)
 
 
 def gn_by_hand(x, num_groups, gamma, beta, eps=1e-5):
@@ -110,7 +110,7 @@ def gn_by_hand(x, num_groups, gamma, beta, eps=1e-5):
 
 
 def gn_loop_over_groups(x, num_groups, gamma, beta, eps=1e-5):
-    parts = [TF.layer_norm(part, part.shape[1:], eps=eps) for part in x.chunk(num_groups, dim=1)]
+    parts = [F.layer_norm(part, part.shape[1:], eps=eps) for part in x.chunk(num_groups, dim=1)]
     return torch.cat(parts, dim=1) * gamma[:, None, None] + beta[:, None, None]
 
 
@@ -119,11 +119,11 @@ def rms_by_hand(x, gamma, eps=1e-6):
 
 
 def rms_torch(x, gamma, eps=1e-6):
-    return TF.rms_norm(x, gamma.shape, gamma, eps)
+    return F.rms_norm(x, gamma.shape, gamma, eps)
 
 
 def rms_normlab(x, gamma, eps=1e-6):
-    return NF.rms_norm(x, x.shape[-1:], gamma, eps)
+    return nlf.rms_norm(x, x.shape[-1:], gamma, eps)
 
 
 CORRECT = [
@@ -319,7 +319,7 @@ def gn_one_pass(x, num_groups, gamma, beta, eps=1e-5):
 
 
 def rms_centers(x, gamma, eps=1e-6):
-    return TF.layer_norm(x, x.shape[-1:], eps=eps) * gamma
+    return F.layer_norm(x, x.shape[-1:], eps=eps) * gamma
 
 
 def rms_eps_outside(x, gamma, eps=1e-6):

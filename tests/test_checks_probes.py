@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 
 from normlab.checks import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
 from normlab.checks._probes import LARGE_EPS, SMALL_STD, Probe, make_probes
@@ -38,12 +38,12 @@ def torch_reference(name: str, spec, p: Probe) -> torch.Tensor:
     norm = name.split("-")[0]
     if norm == "batch":
         c = spec.layout.index("C")
-        return TF.batch_norm(p.x.movedim(c, 1), None, None, p.gamma, p.beta, True, 0.1, p.eps).movedim(1, c)
+        return F.batch_norm(p.x.movedim(c, 1), None, None, p.gamma, p.beta, True, 0.1, p.eps).movedim(1, c)
     if norm == "layer":
-        return TF.layer_norm(p.x, spec.param_shape, p.gamma, p.beta, p.eps)
+        return F.layer_norm(p.x, spec.param_shape, p.gamma, p.beta, p.eps)
     if norm == "group":
-        return TF.group_norm(p.x, spec.grouping.view_shape[1], p.gamma, p.beta, p.eps)
-    return TF.rms_norm(p.x, spec.param_shape, p.gamma, p.eps)
+        return F.group_norm(p.x, spec.grouping.view_shape[1], p.gamma, p.beta, p.eps)
+    return F.rms_norm(p.x, spec.param_shape, p.gamma, p.eps)
 
 
 def as_learner(spec, variant: Variant):

@@ -1,4 +1,4 @@
-"""normlab.data.digits: one loader, two scalings, the same shuffled split."""
+"""normlab.data.digits: one loader, two scalings, the same shuffled split; the first digits as images."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from normlab.data.digits import load_digits_split
+from normlab.data.digits import digit_images, load_digits_split
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,9 @@ def test_bad_arguments_say_what_to_pass():
         load_digits_split(test_size=0)
     with pytest.raises(ValueError, match=r"scaling must be one of \('standardize', 'unit'\); got 'minmax'"):
         load_digits_split(scaling="minmax")
+
+
+def test_digit_images_are_the_first_bundled_digits_in_unit_range():
+    digits = digit_images(3)
+    assert digits.shape == (3, 8, 8) and digits.dtype == torch.float32 and digits.min() == 0 and digits.max() == 1
+    torch.testing.assert_close(digits, torch.tensor(load_digits().images[:3], dtype=torch.float32) / 16, rtol=0, atol=0)

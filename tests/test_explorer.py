@@ -17,10 +17,10 @@ from normlab.widgets.explorer import Explorer, figure_png
 
 FACTORIES, IMPORT_ERRORS = discover_explorer_factories()
 BLITTED_NAMES = (
-    "normlab.widgets.start.make_gaussian_explorer",
-    "normlab.widgets.train_eval.make_running_stats_explorer",
-    "normlab.widgets.why.make_learning_rate_explorer",
-    "normlab.widgets.why.make_saturation_explorer",
+    "normlab.widgets.start_here.make_gaussian_explorer",
+    "normlab.widgets.train_vs_eval.make_running_stats_explorer",
+    "normlab.widgets.why_normalization.make_learning_rate_explorer",
+    "normlab.widgets.why_normalization.make_saturation_explorer",
 )
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import normlab.nn
-from normlab.experiments.train_eval import make_mlp, state_changes
+from normlab.experiments.train_vs_eval import make_mlp, state_changes
 from normlab.finetune import FrozenBatchNorm, batch_norm_layers, freeze_batch_norm, recalibrate_batch_norm
 
 BATCH_NORM_1D = [nn.BatchNorm1d, normlab.nn.BatchNorm1d]

@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import normlab.functional as F
+import normlab.functional as nlf
 from normlab.functional import _standardize
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,9 +52,9 @@ def step_agrees(name, x, ours, theirs, weight, bias, use_batch_stats, momentum, 
     """One call of normlab's and torch's ``name`` (batch_norm or instance_norm) on the same input:
     outputs agree, and so do the running buffers each side updated in place."""
     truths = as64(*theirs)
-    y = getattr(F, name)(x, *ours, weight, bias, use_batch_stats, momentum, eps)
-    expected = getattr(TF, name)(x, *theirs, weight, bias, use_batch_stats, momentum, eps)
-    truth = getattr(TF, name)(x.double(), *truths, *as64(weight, bias), use_batch_stats, momentum, eps)
+    y = getattr(nlf, name)(x, *ours, weight, bias, use_batch_stats, momentum, eps)
+    expected = getattr(F, name)(x, *theirs, weight, bias, use_batch_stats, momentum, eps)
+    truth = getattr(F, name)(x.double(), *truths, *as64(weight, bias), use_batch_stats, momentum, eps)
     agree(y, expected, truth, condition)
     for a, b, t in zip(ours, theirs, truths):
         if a is not None:
@@ -93,13 +93,13 @@ momenta = st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0])
 
 
 def test_signatures_match_torch():
-    for name in F.__all__:
+    for name in nlf.__all__:
         assert (
-            inspect.signature(getattr(F, name)).parameters.keys()
-            == inspect.signature(getattr(TF, name)).parameters.keys()
+            inspect.signature(getattr(nlf, name)).parameters.keys()
+            == inspect.signature(getattr(F, name)).parameters.keys()
         ), name
-        ours = {k: p.default for k, p in inspect.signature(getattr(F, name)).parameters.items()}
-        theirs = {k: p.default for k, p in inspect.signature(getattr(TF, name)).parameters.items()}
+        ours = {k: p.default for k, p in inspect.signature(getattr(nlf, name)).parameters.items()}
+        theirs = {k: p.default for k, p in inspect.signature(getattr(F, name)).parameters.items()}
         assert ours == theirs, name
 
 
@@ -129,9 +129,9 @@ def test_batch_norm_matches_torch(data, inp, training, momentum, eps, steps, wit
     ours, theirs = running_buffer_copies(c, x.dtype, g, wanted=with_buffers or not training)
     if training and eps == 0:  # torch rejects it: a constant batch would divide by zero
         with pytest.raises(ValueError, match="eps"):
-            TF.batch_norm(x, *theirs, weight, bias, training, momentum, eps)
+            F.batch_norm(x, *theirs, weight, bias, training, momentum, eps)
         with pytest.raises(ValueError, match=r"eps must be a finite number > 0 .*got eps=0.0"):
-            F.batch_norm(x, *ours, weight, bias, training, momentum, eps)
+            nlf.batch_norm(x, *ours, weight, bias, training, momentum, eps)
         return
     for step in range(steps):  # a sequence of steps: the running buffers must agree after each
         step_agrees("batch_norm", x * (step + 1) + step, ours, theirs, weight, bias, training, momentum, eps, condition)
@@ -146,9 +146,9 @@ def test_layer_norm_matches_torch(data, inp, eps):
     weight, bias = data.draw(affine(shape, x.dtype, g))
     eps = eps or 1e-5  # a constant row with eps=0 is 0/0 in both; covered by test_zero_variance_with_eps
     agree(
+        nlf.layer_norm(x, shape, weight, bias, eps),
         F.layer_norm(x, shape, weight, bias, eps),
-        TF.layer_norm(x, shape, weight, bias, eps),
-        TF.layer_norm(x.double(), shape, *as64(weight, bias), eps),
+        F.layer_norm(x.double(), shape, *as64(weight, bias), eps),
         condition,
     )
 
@@ -161,9 +161,9 @@ def test_group_norm_matches_torch(data, inp, eps):
     groups = data.draw(st.sampled_from([d for d in range(1, c + 1) if c % d == 0]))
     weight, bias = data.draw(affine((c,), x.dtype, g))
     agree(
+        nlf.group_norm(x, groups, weight, bias, eps),
         F.group_norm(x, groups, weight, bias, eps),
-        TF.group_norm(x, groups, weight, bias, eps),
-        TF.group_norm(x.double(), groups, *as64(weight, bias), eps),
+        F.group_norm(x.double(), groups, *as64(weight, bias), eps),
         condition,
     )
 
@@ -195,9 +195,9 @@ def test_rms_norm_matches_torch(data, inp, eps):
     shape = tuple(x.shape[-k:])
     weight = maybe(data.draw, torch.randn(shape, generator=g, dtype=torch.float64).to(x.dtype))
     agree(
+        nlf.rms_norm(x, shape, weight, eps),
         F.rms_norm(x, shape, weight, eps),
-        TF.rms_norm(x, shape, weight, eps),
-        TF.rms_norm(x.double(), shape, *as64(weight), eps if eps is not None else torch.finfo(x.dtype).eps),
+        F.rms_norm(x.double(), shape, *as64(weight), eps if eps is not None else torch.finfo(x.dtype).eps),
         condition,
     )
 
@@ -223,7 +223,7 @@ NORM_CALLS = {
 def test_gradients_match_torch(name):
     g = torch.Generator().manual_seed(1)
     grads = []
-    for module in (F, TF):
+    for module in (nlf, F):
         x = (torch.randn(4, 4, 3, generator=g, dtype=torch.float64) * 3 + 1).requires_grad_()
         w = torch.randn(4, 1, generator=g, dtype=torch.float64).squeeze(1).requires_grad_()
         b = torch.randn(4, generator=g, dtype=torch.float64).requires_grad_()
@@ -245,14 +245,14 @@ def test_gradcheck_through_batch_norm_training():
     x = torch.randn(5, 3, 2, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, True), (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w, b: nlf.batch_norm(x, None, None, w, b, True), (x, w, b))
 
 
 STANDARDIZING_CALLS = {  # every norm whose backward goes through the hand-written _Standardize
-    "batch_norm": lambda x, w, b: F.batch_norm(x, None, None, w, b, True),
-    "layer_norm": lambda x, w, b: F.layer_norm(x, (3, 4), w[:, None].expand(3, 4) * 1, b[:, None].expand(3, 4) * 1),
-    "group_norm": lambda x, w, b: F.group_norm(x, 3, w, b),
-    "instance_norm": lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+    "batch_norm": lambda x, w, b: nlf.batch_norm(x, None, None, w, b, True),
+    "layer_norm": lambda x, w, b: nlf.layer_norm(x, (3, 4), w[:, None].expand(3, 4) * 1, b[:, None].expand(3, 4) * 1),
+    "group_norm": lambda x, w, b: nlf.group_norm(x, 3, w, b),
+    "instance_norm": lambda x, w, b: nlf.instance_norm(x, weight=w, bias=b),
 }
 
 
@@ -298,14 +298,14 @@ def test_standardize_backward_equals_autograd_through_every_output(dims):
 def test_running_buffers_never_require_grad():
     x = torch.randn(6, 3, requires_grad=True)
     rm, rv = torch.zeros(3), torch.ones(3)
-    F.batch_norm(x, rm, rv, training=True).sum().backward()
+    nlf.batch_norm(x, rm, rv, training=True).sum().backward()
     assert rm.grad_fn is None and rv.grad_fn is None and not rm.requires_grad
 
 
 def test_running_var_stores_unbiased_variance():
     x = torch.tensor([[1.0], [2.0], [4.0], [7.0]])
     rm, rv = torch.zeros(1), torch.ones(1)
-    F.batch_norm(x, rm, rv, training=True, momentum=1.0)
+    nlf.batch_norm(x, rm, rv, training=True, momentum=1.0)
     assert rm.item() == pytest.approx(3.5)
     assert rv.item() == pytest.approx(x.var(correction=1).item())  # 7.0, not the biased 5.25
 
@@ -314,20 +314,20 @@ def test_running_var_stores_unbiased_variance():
 def test_empty_batches_match_torch_and_leave_buffers(shape):
     x = torch.randn(shape)
     rm, rv = torch.full((shape[1],), 0.5), torch.full((shape[1],), 2.0)
-    y = F.batch_norm(x, rm, rv, training=True)
-    assert y.shape == TF.batch_norm(x, None, None, training=True).shape == x.shape
+    y = nlf.batch_norm(x, rm, rv, training=True)
+    assert y.shape == F.batch_norm(x, None, None, training=True).shape == x.shape
     assert torch.equal(rm, torch.full((shape[1],), 0.5)) and torch.equal(rv, torch.full((shape[1],), 2.0))
-    assert F.layer_norm(x, x.shape[-1:]).shape == x.shape
+    assert nlf.layer_norm(x, x.shape[-1:]).shape == x.shape
     if shape[0] == 0:
-        assert F.group_norm(x, 1).shape == TF.group_norm(x, 1).shape == x.shape
+        assert nlf.group_norm(x, 1).shape == F.group_norm(x, 1).shape == x.shape
 
 
 def test_zero_variance_with_eps():
     x = torch.full((4, 3), 2.5, dtype=torch.float64)
     for ours, theirs in [
-        (F.batch_norm(x, None, None, training=True), TF.batch_norm(x, None, None, training=True)),
-        (F.layer_norm(x, (3,)), TF.layer_norm(x, (3,))),
-        (F.group_norm(x, 3), TF.group_norm(x, 3)),
+        (nlf.batch_norm(x, None, None, training=True), F.batch_norm(x, None, None, training=True)),
+        (nlf.layer_norm(x, (3,)), F.layer_norm(x, (3,))),
+        (nlf.group_norm(x, 3), F.group_norm(x, 3)),
     ]:
         assert torch.equal(ours, torch.zeros_like(x)) and torch.equal(theirs, torch.zeros_like(x))
 
@@ -336,10 +336,10 @@ def test_zero_variance_with_eps():
 def test_low_precision_inputs_keep_their_dtype(dtype):
     x = (torch.randn(8, 4, 5) * 4 + 2).to(dtype)
     for ours, theirs in [
-        (F.batch_norm(x, None, None, training=True), TF.batch_norm(x, None, None, training=True)),
-        (F.layer_norm(x, (5,)), TF.layer_norm(x, (5,))),
-        (F.group_norm(x, 2), TF.group_norm(x, 2)),
-        (F.rms_norm(x, (5,)), TF.rms_norm(x, (5,))),
+        (nlf.batch_norm(x, None, None, training=True), F.batch_norm(x, None, None, training=True)),
+        (nlf.layer_norm(x, (5,)), F.layer_norm(x, (5,))),
+        (nlf.group_norm(x, 2), F.group_norm(x, 2)),
+        (nlf.rms_norm(x, (5,)), F.rms_norm(x, (5,))),
     ]:
         assert ours.dtype == theirs.dtype == dtype
         torch.testing.assert_close(ours.float(), theirs.float(), rtol=2e-2, atol=2e-2)
@@ -354,36 +354,36 @@ def test_large_offset_float32_two_pass_matches_torch_where_one_pass_fails():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 4, 16, generator=g) * 1e-2 + 1e4  # mean 1e4, std 1e-2, float32
     true_var = x.double().var(dim=(0, 2), correction=0)  # of the float32 values, in float64
-    truth = TF.batch_norm(x.double(), None, None, training=True)
+    truth = F.batch_norm(x.double(), None, None, training=True)
     # The one-pass formula E[x^2] - E[x]^2 loses every digit at this offset (even its sign) ...
     one_pass = one_pass_variance(x, (0, 2)).double()
     assert ((one_pass - true_var).abs() / true_var).max() > 10
     # ... while the two-pass variance is within 2% of the truth (float32 values near 1e4 are
     # only ~1e-3 apart, so the mean itself carries a rounding error of that size).
     rm, rv = torch.zeros(4), torch.ones(4)
-    y = F.batch_norm(x, rm, rv, training=True, momentum=1.0)
+    y = nlf.batch_norm(x, rm, rv, training=True, momentum=1.0)
     torch.testing.assert_close(rv.double(), x.double().var(dim=(0, 2)), rtol=2e-2, atol=0)
     expected_std = (true_var / (true_var + 1e-5)).sqrt().float()  # eps=1e-5 is ~10% of this variance
     torch.testing.assert_close(y.std(dim=(0, 2), correction=0), expected_std, rtol=1e-2, atol=0)
-    torch_error = (TF.batch_norm(x, None, None, training=True).double() - truth).abs().max().item()
+    torch_error = (F.batch_norm(x, None, None, training=True).double() - truth).abs().max().item()
     our_error = (y.double() - truth).abs().max().item()
     assert torch_error < 0.05 and our_error < 0.15  # in units of the per-channel std
-    ln_truth = TF.layer_norm(x.double(), (16,))
+    ln_truth = F.layer_norm(x.double(), (16,))
+    assert (nlf.layer_norm(x, (16,)).double() - ln_truth).abs().max() < 0.25
     assert (F.layer_norm(x, (16,)).double() - ln_truth).abs().max() < 0.25
-    assert (TF.layer_norm(x, (16,)).double() - ln_truth).abs().max() < 0.25
 
 
 @pytest.mark.parametrize(
     "call, argument",
     [
-        (lambda: F.batch_norm(torch.randn(4, 3), None, None, training=True, eps=-1e-5), "eps=-1e-05"),
-        (lambda: F.layer_norm(torch.randn(4, 3), (3,), eps=-1.0), "eps=-1.0"),
-        (lambda: F.group_norm(torch.randn(4, 4), 2, eps=float("nan")), "eps=nan"),
-        (lambda: F.instance_norm(torch.randn(4, 3, 2), eps=-2.0), "eps=-2.0"),
-        (lambda: F.rms_norm(torch.randn(4, 3), (3,), eps=-1e-6), "eps=-1e-06"),
-        (lambda: F.batch_norm(torch.randn(4, 3), None, None, training=True, momentum=1.5), "momentum=1.5"),
-        (lambda: F.batch_norm(torch.randn(4, 3), None, None, training=True, momentum=-0.1), "momentum=-0.1"),
-        (lambda: F.instance_norm(torch.randn(4, 3, 2), momentum=2.0), "momentum=2.0"),
+        (lambda: nlf.batch_norm(torch.randn(4, 3), None, None, training=True, eps=-1e-5), "eps=-1e-05"),
+        (lambda: nlf.layer_norm(torch.randn(4, 3), (3,), eps=-1.0), "eps=-1.0"),
+        (lambda: nlf.group_norm(torch.randn(4, 4), 2, eps=float("nan")), "eps=nan"),
+        (lambda: nlf.instance_norm(torch.randn(4, 3, 2), eps=-2.0), "eps=-2.0"),
+        (lambda: nlf.rms_norm(torch.randn(4, 3), (3,), eps=-1e-6), "eps=-1e-06"),
+        (lambda: nlf.batch_norm(torch.randn(4, 3), None, None, training=True, momentum=1.5), "momentum=1.5"),
+        (lambda: nlf.batch_norm(torch.randn(4, 3), None, None, training=True, momentum=-0.1), "momentum=-0.1"),
+        (lambda: nlf.instance_norm(torch.randn(4, 3, 2), momentum=2.0), "momentum=2.0"),
     ],
 )
 def test_nonsense_arguments_raise_value_error_naming_them(call, argument):
@@ -394,53 +394,53 @@ def test_nonsense_arguments_raise_value_error_naming_them(call, argument):
 
 def test_momentum_above_one_mentions_keras_convention():
     with pytest.raises(ValueError, match="Keras/TF convention"):
-        F.batch_norm(torch.randn(4, 3), torch.zeros(3), torch.ones(3), training=True, momentum=0.99 * 100)
+        nlf.batch_norm(torch.randn(4, 3), torch.zeros(3), torch.ones(3), training=True, momentum=0.99 * 100)
 
 
 def test_functional_momentum_none_explains_the_module_option():
     with pytest.raises(
         TypeError, match=r"momentum=None \(a cumulative average\) is an option of the BatchNorm modules"
     ):
-        F.batch_norm(torch.randn(4, 3), torch.zeros(3), torch.ones(3), training=True, momentum=None)
+        nlf.batch_norm(torch.randn(4, 3), torch.zeros(3), torch.ones(3), training=True, momentum=None)
 
 
 def test_functional_errors_teach():
     with pytest.raises(
         TypeError, match=r"expects a floating-point input.*got dtype torch.int64.*Fix: pass input.float\(\)"
     ):
-        F.batch_norm(torch.arange(12).reshape(4, 3), None, None, training=True)
+        nlf.batch_norm(torch.arange(12).reshape(4, 3), None, None, training=True)
     with pytest.raises(TypeError, match=r"expects input to be a torch.Tensor; got list"):
-        F.layer_norm([[1.0, 2.0]], (2,))
+        nlf.layer_norm([[1.0, 2.0]], (2,))
     with pytest.raises(
         ValueError, match=r"got input of shape \(1, 3\), i.e. 1 value per channel.*drop_last=True.*model.eval\(\)"
     ):
-        F.batch_norm(torch.randn(1, 3), None, None, training=True)
+        nlf.batch_norm(torch.randn(1, 3), None, None, training=True)
     with pytest.raises(
         ValueError, match=r"expects input of shape \(\*, 3\); got shape \(4, 6, 2\), whose last 1 dim\(s\) are \(2,\)"
     ):
-        F.layer_norm(torch.randn(4, 6, 2), (3,))
+        nlf.layer_norm(torch.randn(4, 6, 2), (3,))
     with pytest.raises(ValueError, match=r"C=6 channels into num_groups equal groups.*got num_groups=4.*such as 2"):
-        F.group_norm(torch.randn(4, 6, 2), 4)
+        nlf.group_norm(torch.randn(4, 6, 2), 4)
     with pytest.raises(ValueError, match=r"weight must hold one value per channel, shape \(3,\); got shape \(4,\)"):
-        F.batch_norm(torch.randn(4, 3), None, None, weight=torch.ones(4), training=True)
+        nlf.batch_norm(torch.randn(4, 3), None, None, weight=torch.ones(4), training=True)
     with pytest.raises(ValueError, match=r"training=False normalizes with running_mean and running_var, but got None"):
-        F.batch_norm(torch.randn(4, 3), None, None, training=False)
+        nlf.batch_norm(torch.randn(4, 3), None, None, training=False)
     with pytest.raises(ValueError, match=r"more than one spatial element.*\(4, 3, 1\)"):
-        F.instance_norm(torch.randn(4, 3, 1))
+        nlf.instance_norm(torch.randn(4, 3, 1))
     with pytest.raises(ValueError, match=r"at least 2 dims; got shape \(5,\).*unsqueeze\(0\)"):
-        F.batch_norm(torch.randn(5), None, None, training=True)
+        nlf.batch_norm(torch.randn(5), None, None, training=True)
 
 
-@pytest.mark.parametrize("fn", [F.batch_norm, F.instance_norm])
+@pytest.mark.parametrize("fn", [nlf.batch_norm, nlf.instance_norm])
 def test_one_running_buffer_without_the_other(fn):
     x = torch.randn(4, 3, 2)
     with pytest.raises(ValueError, match="running_mean and running_var go together, but only one was given"):
-        fn(x, torch.zeros(3), None, training=True) if fn is F.batch_norm else fn(x, torch.zeros(3), None)
+        fn(x, torch.zeros(3), None, training=True) if fn is nlf.batch_norm else fn(x, torch.zeros(3), None)
     with pytest.raises(ValueError, match="must either both be None or neither be None"):
-        TF.batch_norm(x, torch.zeros(3), None, training=True)
+        F.batch_norm(x, torch.zeros(3), None, training=True)
 
 
 def test_batch_of_one_is_fine_in_eval_mode():
     x = torch.randn(1, 3)
     rm, rv = torch.randn(3), torch.rand(3) + 0.5
-    torch.testing.assert_close(F.batch_norm(x, rm, rv), TF.batch_norm(x, rm, rv))
+    torch.testing.assert_close(nlf.batch_norm(x, rm, rv), F.batch_norm(x, rm, rv))

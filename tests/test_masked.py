@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +50,7 @@ def test_masked_batch_norm_equals_batch_norm_of_the_real_tokens(batch, momentum,
     ours_rm, ours_rv = torch.randn(c, dtype=x.dtype), torch.rand(c, dtype=x.dtype) + 0.5
     torch_rm, torch_rv = ours_rm.clone(), ours_rv.clone()
     y = masked_batch_norm(x, mask, ours_rm, ours_rv, weight, bias, True, momentum)
-    expected = TF.batch_norm(x[mask], torch_rm, torch_rv, weight, bias, True, momentum)  # (n_real, C)
+    expected = F.batch_norm(x[mask], torch_rm, torch_rv, weight, bias, True, momentum)  # (n_real, C)
     torch.testing.assert_close(y[mask], expected)
     assert torch.equal(y[~mask], torch.zeros_like(y[~mask]))
     torch.testing.assert_close(ours_rm, torch_rm)
@@ -68,7 +68,7 @@ def test_masked_batch_norm_in_eval_uses_running_statistics(batch):
     rm, rv = torch.randn(c, generator=g, dtype=x.dtype), torch.rand(c, generator=g, dtype=x.dtype) + 0.5
     before = rm.clone(), rv.clone()
     y = masked_batch_norm(x, mask, rm, rv, training=False, eps=1e-3)
-    torch.testing.assert_close(y[mask], TF.batch_norm(x[mask], rm, rv, training=False, eps=1e-3))
+    torch.testing.assert_close(y[mask], F.batch_norm(x[mask], rm, rv, training=False, eps=1e-3))
     assert torch.equal(y[~mask], torch.zeros_like(y[~mask]))
     assert torch.equal(rm, before[0]) and torch.equal(rv, before[1])  # eval does not update them
 
@@ -84,7 +84,7 @@ def test_masked_layer_norm_equals_layer_norm_of_each_real_token(batch, affine):
         else (None, None)
     )
     y = masked_layer_norm(x, mask, weight, bias)
-    torch.testing.assert_close(y[mask], TF.layer_norm(x[mask], (c,), weight, bias))
+    torch.testing.assert_close(y[mask], F.layer_norm(x[mask], (c,), weight, bias))
     assert torch.equal(y[~mask], torch.zeros_like(y[~mask]))
 
 
@@ -94,8 +94,8 @@ def test_padding_shifts_plain_batch_norm_but_not_the_masked_one():
     x = torch.randn(4, 6, 3, generator=g, dtype=torch.float64) + 5.0  # every channel has mean near 5
     mask = torch.arange(6) < torch.tensor([6, 3, 2, 1])[:, None]  # 12 real tokens of 24
     x = x * mask[..., None]  # zero padding
-    unpadded = TF.batch_norm(x[mask], None, None, training=True)
-    plain = TF.batch_norm(x.transpose(1, 2), None, None, training=True).transpose(1, 2)[mask]
+    unpadded = F.batch_norm(x[mask], None, None, training=True)
+    plain = F.batch_norm(x.transpose(1, 2), None, None, training=True).transpose(1, 2)[mask]
     assert (plain - unpadded).abs().max() > 0.5
     torch.testing.assert_close(masked_batch_norm(x, mask)[mask], unpadded)
 
@@ -109,9 +109,9 @@ def test_gradients_flow_to_real_tokens_only_and_match_the_unpadded_computation()
     for masked, reference in [
         (
             lambda x, w, b: masked_batch_norm(x, mask, weight=w, bias=b),
-            lambda real, w, b: TF.batch_norm(real, None, None, w, b, True),
+            lambda real, w, b: F.batch_norm(real, None, None, w, b, True),
         ),
-        (lambda x, w, b: masked_layer_norm(x, mask, w, b), lambda real, w, b: TF.layer_norm(real, (4,), w, b)),
+        (lambda x, w, b: masked_layer_norm(x, mask, w, b), lambda real, w, b: F.layer_norm(real, (4,), w, b)),
     ]:
         ours = [t.clone().requires_grad_() for t in (x, weight, bias)]
         (masked(*ours) * upstream).sum().backward()
@@ -129,7 +129,7 @@ def test_half_precision_is_computed_in_float32_and_returned_in_half():
     y = masked_batch_norm(x, mask)
     assert y.dtype == torch.float16
     torch.testing.assert_close(
-        y[mask].float(), TF.batch_norm(x[mask].float(), None, None, training=True), atol=2e-3, rtol=1e-3
+        y[mask].float(), F.batch_norm(x[mask].float(), None, None, training=True), atol=2e-3, rtol=1e-3
     )
 
 

@@ -20,9 +20,9 @@ from itertools import combinations
 from torch import Tensor
 
 from normlab import functional as F
-from normlab.axes import DIM_NAMES, reduced_dims
+from normlab.layouts import DIM_NAMES, reduced_dims
 
-# Letters for the dims of GroupNorm's view (N, G, C/G, H, W), beside normlab.axes's N C L H W.
+# Letters for the dims of GroupNorm's view (N, G, C/G, H, W), beside normlab.layouts's N C L H W.
 _NAMES = {**DIM_NAMES, "G": "groups", "c": "channels of one group"}
 _SHOWN = {"c": "C/G"}
 # How one index along a dim is said: "channel 2", "sample 0, position 3".

@@ -2,7 +2,8 @@
 
 One loader for every notebook that trains on them: shuffle once, hold out a test set,
 and scale the pixels in one of two ways (notebook 01 standardizes them per pixel,
-notebook 03 divides them by 16, as one reference article does).
+notebook 03 divides them by 16, as one reference article does). And a few of them as
+8 x 8 images (notebook 02). Both read scikit-learn's data through one function.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ import torch
 SCALINGS = ("standardize", "unit")
 NUM_IMAGES = 1797
 PIXEL_MAX = 16.0
+
+
+def _bundled_digits():
+    """scikit-learn's digits bunch: ``data`` (1797, 64) and ``images`` (1797, 8, 8), pixels in 0..16."""
+    from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes a second
+
+    return load_digits()
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,6 @@ def load_digits_split(
     the same numbers on every CPU (a float32 run amplifies rounding differences between
     vector instruction sets into different accuracies).
     """
-    from sklearn.datasets import load_digits  # here, not at the top: importing scikit-learn takes a second
-
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}; got {scaling!r}.")
     if not 0 < test_size < NUM_IMAGES:
@@ -50,9 +56,9 @@ def load_digits_split(
             f"test_size must be between 1 and {NUM_IMAGES - 1}; got {test_size}. "
             f"Fix: hold out some but not all of the {NUM_IMAGES} images, e.g. test_size=500."
         )
-    bunch = load_digits()
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point dtype such as torch.float64; got {dtype}.")
+    bunch = _bundled_digits()
     x = torch.as_tensor(bunch.data, dtype=dtype)
     y = torch.as_tensor(bunch.target, dtype=torch.long)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
@@ -72,3 +78,9 @@ def load_digits_split(
         pixel_mean=mean,
         pixel_std=std,
     )
+
+
+def digit_images(n: int = 4) -> torch.Tensor:
+    """The first n 8 x 8 handwritten digits bundled with scikit-learn, as an (n, 8, 8) float32 tensor in [0, 1]."""
+    images = _bundled_digits().images[:n]
+    return torch.tensor(images, dtype=torch.float32) / PIXEL_MAX

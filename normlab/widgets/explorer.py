@@ -6,7 +6,7 @@ explorer shows each new state as a new PNG: it replaces the contents of an
 computation lives in ``compute`` (a pure normlab function); ``draw`` only plots what
 compute returned.
 
-Speed (issue 8: an interaction must take under 150 ms on a 2-core laptop). Drawing a
+Speed (an interaction must take under 150 ms on a 2-core laptop; ``make bench`` measures it). Drawing a
 two-panel figure from scratch costs matplotlib about 100 ms, mostly ticks and text.
 An explorer given an ``update`` function therefore draws its figure once, keeps the
 parts that never change (axes, ticks, labels, grid) as a cached bitmap, and on each

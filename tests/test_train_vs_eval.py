@@ -1,4 +1,4 @@
-"""normlab.experiments.train_eval, its plots and its explorer (notebook 03), checked against torch."""
+"""normlab.experiments.train_vs_eval, its plots and its explorer (notebook 03), checked against torch."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 
 import normlab.nn
 from normlab.data.digits import load_digits_split
-from normlab.experiments import train_eval as te
-from normlab.plots import train_eval as plots
-from normlab.widgets.train_eval import BATCH_SIZES, make_running_stats_explorer
+from normlab.experiments import train_vs_eval as te
+from normlab.plots import train_vs_eval as plots
+from normlab.widgets.train_vs_eval import BATCH_SIZES, make_running_stats_explorer
 
 BATCH_NORMS = [torch.nn.BatchNorm1d, normlab.nn.BatchNorm1d]
 F64 = dict(rtol=1e-12, atol=1e-12)

@@ -1,4 +1,4 @@
-"""normlab.plots.axes: the drawn cells equal the shared-statistics mask, for every norm x layout pair.
+"""normlab.plots.which_axes: the drawn cells equal the shared-statistics mask, for every norm x layout pair.
 
 The expected picture is rebuilt here from ``SharedStatistics.mask`` by plain
 indexing (not with the plot module's helpers): the front face shows s = 0, the
@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from normlab.experiments.axes import DEMO_SHAPES, demo_cases, shared_statistics, shared_statistics_for_all_norms
-from normlab.plots.axes import (
+from normlab.experiments.which_axes import DEMO_SHAPES, demo_cases, shared_statistics, shared_statistics_for_all_norms
+from normlab.plots.which_axes import (
     CATEGORY_COLORS,
     CHOSEN,
     FACE_SHADES,
     OTHER,
-    RGB_COLORS,
     SHARED,
-    plot_channel_histograms,
     plot_layer_norm_shapes,
     plot_shared_statistics,
     shaded,
@@ -119,24 +117,3 @@ def test_layer_norm_shapes_figure_draws_the_three_batches():
     assert grid[6].get_xlabel() == "column (W)" and grid[0].get_ylabel() == "row (H)"
     colorbar_labels = {ax.get_ylabel() for ax in fig.axes if not ax.images}
     assert colorbar_labels == {"value", "normalized value"}
-
-
-def test_channel_histograms_draw_each_channel_before_and_after():
-    g = torch.Generator().manual_seed(0)
-    raw = torch.rand(2, 3, 5, 7, generator=g)
-    normalized = (raw - raw.mean(dim=(0, 2, 3), keepdim=True)) / raw.std(dim=(0, 2, 3), keepdim=True, correction=0)
-    fig = plot_channel_histograms(raw, normalized)
-    left, right = fig.axes
-    for ax, batch, bins in [(left, raw, np.linspace(0, 1, 41)), (right, normalized, np.linspace(-3, 3, 41))]:
-        assert len(ax.patches) == 3
-        for c, patch in enumerate(ax.patches):
-            counts, _ = np.histogram(batch[:, c].flatten().numpy(), bins=bins)
-            np.testing.assert_array_equal(patch.get_xy()[1:-1:2, 1], counts)
-            assert patch.get_edgecolor() == shaded(RGB_COLORS[c], 0.0)
-    labels = [t.get_text() for t in left.get_legend().get_texts()]
-    m, sd = raw[:, 0].mean().item(), raw[:, 0].flatten().numpy().std()
-    assert labels[0] == f"red: mean {m:.3f}, std {sd:.3f}"
-    after = [t.get_text() for t in right.get_legend().get_texts()]
-    assert after == ["red: mean 0.000, std 1.000", "green: mean 0.000, std 1.000", "blue: mean 0.000, std 1.000"]
-    assert left.get_xlabel() == "pixel value (fraction of full intensity)" and left.get_ylabel() == "pixel count"
-    assert right.get_title() == "After (x - channel mean) / channel std"

@@ -7,7 +7,7 @@ from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
-from normlab.experiments.train_eval import (
+from normlab.experiments.train_vs_eval import (
     BatchSizeNoise,
     RunningMeanComparison,
     RunningStatsRun,

@@ -2,7 +2,7 @@ r"""Which elements share one mean and variance: the pure functions behind notebo
 
 Every norm computes :math:`y = (x - \mu) / \sqrt{\sigma^2 + \epsilon} \cdot \gamma + \beta`;
 they differ in the set of elements that share one :math:`(\mu, \sigma^2)`. From the
-layout vocabulary (:func:`normlab.axes.reduced_dims`) this module derives, for a
+layout vocabulary (:func:`normlab.layouts.reduced_dims`) this module derives, for a
 tensor shape, a layout and a norm:
 
 - the id of the statistic each element is normalized with (:func:`statistic_ids`),
@@ -11,8 +11,8 @@ tensor shape, a layout and a norm:
   (:func:`shared_statistics`, :func:`statistics_table`).
 
 Nothing here normalizes a tensor: it is bookkeeping, checked against torch's
-norms in the tests. Also the small demo data of the notebook's tabular and
-image sections. Taught in notebook 02, section 1 "One picture for every norm".
+norms in the tests. Taught in notebook 02, section 1 "One picture for every norm".
+The notebook's demo data (students, digits, photo crops) is in :mod:`normlab.data`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from normlab.axes import LAYOUTS, NORMS, check_layout, reduced_dims
-
-NORM_NAMES = {"batch": "BatchNorm", "layer": "LayerNorm", "instance": "InstanceNorm", "group": "GroupNorm"}
+from normlab.layouts import LAYOUTS, NORM_KINDS, NORM_LABELS, check_layout, reduced_dims
 
 # Small demo shapes, one per layout, all with C = 6 channels (so 1, 2, 3 or 6 groups).
 DEMO_SHAPES: dict[str, tuple[int, ...]] = {
@@ -36,7 +34,6 @@ DEMO_SHAPES: dict[str, tuple[int, ...]] = {
 }
 
 DEMO_GROUP_COUNTS = (1, 2, 3, 6)  # the divisors of C = 6
-STUDENT_FEATURES = ("height (cm)", "weight (kg)", "age (years)")
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ class SharedStatistics:
     @property
     def title(self) -> str:
         """The norm's display name, with the group count for GroupNorm: "GroupNorm (G = 2)"."""
-        name = NORM_NAMES[self.norm]
+        name = NORM_LABELS[self.norm]
         return f"{name} (G = {self.num_groups})" if self.norm == "group" else name
 
 
@@ -113,8 +110,8 @@ def statistic_ids(norm: str, layout: str, shape: tuple[int, ...], num_groups: in
     in mixed radix. Ids run over 0 .. (number of statistics - 1), in the order of
     ``stats_shape`` (row-major).
     """
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}.")
+    if norm not in NORM_KINDS:
+        raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORM_KINDS)}.")
     layout = check_layout(layout)
     shape = _check_shape(layout, shape)
     c = layout.index("C")
@@ -140,11 +137,11 @@ def shared_statistics(
 
     The chosen element is sample 0, channel ``channel``, first position (so that
     its set touches the front and top faces of the cube drawn by
-    :func:`normlab.plots.axes.plot_shared_statistics`). ``shape`` defaults to
+    :func:`normlab.plots.which_axes.plot_shared_statistics`). ``shape`` defaults to
     ``DEMO_SHAPES[layout]``; ``num_groups`` is required for norm="group" and
     ignored otherwise.
 
-    Reduced dims (from :func:`normlab.axes.reduced_dims`): batch -> every dim but C;
+    Reduced dims (from :func:`normlab.layouts.reduced_dims`): batch -> every dim but C;
     layer -> every dim but N (for "NLC": only C); instance -> the positions;
     group -> the C / G channels of a group and the positions.
 
@@ -200,14 +197,14 @@ def shared_statistics_for_all_norms(
     layout: str, shape: tuple[int, ...] | None = None, num_groups: int = 2, channel: int = 0
 ) -> list[SharedStatistics]:
     """:func:`shared_statistics` for BatchNorm, LayerNorm, InstanceNorm and GroupNorm (Wu & He 2018, Fig. 2)."""
-    return [shared_statistics(norm, layout, shape, num_groups, channel) for norm in NORMS]
+    return [shared_statistics(norm, layout, shape, num_groups, channel) for norm in NORM_KINDS]
 
 
 def demo_cases() -> list[tuple[str, str, int | None]]:
     """Every (norm, layout, num_groups) the axis explorer can show: GroupNorm with each of DEMO_GROUP_COUNTS."""
     return [
         (norm, layout, g)
-        for norm in NORMS
+        for norm in NORM_KINDS
         for layout in LAYOUTS
         for g in (DEMO_GROUP_COUNTS if norm == "group" else (None,))
     ]
@@ -254,49 +251,6 @@ def statistics_table(layout: str, shape: tuple[int, ...] | None = None, num_grou
     head = f"layout {layout} ({LAYOUTS[layout]}), shape {tuple(shape)}"
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join([head] + lines)
-
-
-def student_measurements(n: int = 8, seed: int = 0) -> torch.Tensor:
-    """An (n, 3) float32 table of made-up students: height (cm), weight (kg), age (years).
-
-    Three features in three units and three scales (about 170, 65 and 21), so
-    that normalizing per feature (BatchNorm) and per student (LayerNorm) give very
-    different answers. Generated in code: heights ~ 170 +- 9 cm, weights follow
-    height (BMI about 22), ages 18 to 26 years; rounded to one decimal.
-    """
-    g = torch.Generator().manual_seed(seed)
-    height = 170 + 9 * torch.randn(n, generator=g)
-    weight = 22 * (height / 100) ** 2 + 6 * torch.randn(n, generator=g)
-    age = 18 + 8 * torch.rand(n, generator=g)
-    return (torch.stack([height, weight, age], dim=1) * 10).round() / 10
-
-
-def digit_images(n: int = 4) -> torch.Tensor:
-    """The first n 8 x 8 handwritten digits bundled with scikit-learn, as an (n, 8, 8) float32 tensor in [0, 1]."""
-    from sklearn.datasets import load_digits  # imported on use: scikit-learn takes a second to import
-
-    images = load_digits().images[:n]
-    return torch.tensor(images, dtype=torch.float32) / 16.0
-
-
-def photo_crops(n: int = 6, size: int = 28, image_size: int = 64) -> torch.Tensor:
-    """An (n, 3, size, size) batch of RGB crops from the two bundled photos (a real "(6, 3, 28, 28)" batch).
-
-    Crops alternate between the photos and walk along a diagonal of each, so the
-    batch is deterministic and its three channels have different statistics.
-    """
-    from normlab.data.images import SAMPLE_IMAGES, load_sample_image  # on use, as scikit-learn in digit_images
-
-    photos = [load_sample_image(name, image_size) for name in SAMPLE_IMAGES]
-    crops = []
-    for i in range(n):
-        photo = photos[i % len(photos)]
-        h, w = photo.shape[1:]
-        step = i // len(photos)
-        top = min(step * (size // 2), h - size)
-        left = min(step * size, w - size)
-        crops.append(photo[:, top : top + size, left : left + size])
-    return torch.stack(crops)
 
 
 def randomize_affine(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

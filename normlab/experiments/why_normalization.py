@@ -4,11 +4,11 @@
   against standardized features (loss surface, path, steps, condition number).
 - §2 saturation and §3 depth: one forward and backward pass through an MLP whose
   normalization is switched by one ``norm=`` argument; per-layer statistics.
-- §6 input standardization: per-feature and per-channel statistics, and BatchNorm
-  as a standardizer of its own input.
+- §6 input standardization: BatchNorm as a standardizer of its own input (the
+  photos' per-channel statistics are :func:`normlab.data.images.channel_statistics`).
 
 The training experiments (§4 learning rates, §5 what BN is not) are in
-:mod:`normlab.experiments.why_training`. Every function is deterministic: it seeds
+:mod:`normlab.experiments.why_normalization_training`. Every function is deterministic: it seeds
 its own generator, and returns plain dataclasses of floats, lists and tensors.
 """
 
@@ -20,14 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from torch import nn
 
 import normlab.nn as nlnn
 from normlab.data.digits import DigitsSplit
 from normlab.data.tabular import load_wine_data, standardize
 
-NORMS = (None, "batch", "layer")
+MLP_NORMS = (None, "batch", "layer")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 SATURATION_MARGIN = 0.03  # "saturated": the output is within 0.03 of an asymptote (tanh: +-1; sigmoid: 0, 1)
 
@@ -260,7 +260,7 @@ def feature_scale_descent(
 # ---------------------------------------------------------------------------
 
 NORM_MODULES = {
-    # normlab's drop-ins compute the same values as torch.nn's (notebook 00; tests/test_why.py trains both);
+    # normlab's drop-ins compute the same values as torch.nn's (notebook 00; tests/test_why_normalization.py trains both);
     # torch's fused kernels make a 200-step training run about 2.5x faster, so §4-§5 use them.
     "normlab": {"batch": nlnn.BatchNorm1d, "layer": nlnn.LayerNorm},
     "torch": {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm},
@@ -297,7 +297,7 @@ def build_mlp(
     results do not depend on the CPU's float32 rounding (the initial weights are the same
     float32 draws in every dtype).
     """
-    _check_choice(norm, NORMS, "norm")
+    _check_choice(norm, MLP_NORMS, "norm")
     _check_choice(implementation, tuple(NORM_MODULES), "implementation")
     _check_choice(activation, tuple(ACTIVATIONS), "activation")
     generator = torch.Generator().manual_seed(seed)
@@ -411,7 +411,7 @@ def layer_profile(
             linear_outputs.append(h)
         elif isinstance(module, activation_type):
             outputs.append(h.detach())
-    TF.cross_entropy(h, y).backward()
+    F.cross_entropy(h, y).backward()
     return LayerProfile(
         activation=activation,
         norm=norm,
@@ -426,7 +426,7 @@ def layer_profile(
 
 
 def layer_profiles(
-    x: torch.Tensor, y: torch.Tensor, norms: Sequence[str | None] = NORMS, **settings
+    x: torch.Tensor, y: torch.Tensor, norms: Sequence[str | None] = MLP_NORMS, **settings
 ) -> list[LayerProfile]:
     """:func:`layer_profile` once per norm, with the same seed and settings (same weights)."""
     return [layer_profile(x, y, norm=norm, **settings) for norm in norms]
@@ -471,41 +471,6 @@ def activation_curves(z_max: float = 8.0, points: int = 321) -> ActivationCurves
 # ---------------------------------------------------------------------------
 # §6 Input standardization against normalization layers
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChannelStatistics:
-    """Per-channel mean and std of an (N, C, H, W) image batch, before and after standardizing."""
-
-    mean: list[float]
-    std: list[float]
-    standardized_mean: list[float]
-    standardized_std: list[float]
-    images: torch.Tensor
-    standardized: torch.Tensor
-
-
-def channel_statistics(images: torch.Tensor) -> ChannelStatistics:
-    """Per-channel statistics over dims (0, 2, 3) = (batch, height, width) (notebook 01 §6).
-
-    The standardized batch is ``(images - mean_c) / std_c``, the input normalization
-    that image pipelines apply with constants computed once on the training set.
-    """
-    if images.dim() != 4:
-        raise ValueError(
-            f"expected an (N, C, H, W) image batch; got shape {tuple(images.shape)}. "
-            "Fix: add a batch dim with images.unsqueeze(0) for a single (C, H, W) image."
-        )
-    dims = (0, 2, 3)
-    standardized = standardize(images, dim=dims)
-    return ChannelStatistics(
-        mean=images.mean(dim=dims).tolist(),
-        std=images.std(dim=dims, correction=0).tolist(),
-        standardized_mean=standardized.mean(dim=dims).tolist(),
-        standardized_std=standardized.std(dim=dims, correction=0).tolist(),
-        images=images,
-        standardized=standardized,
-    )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Figures for notebook 01, "Why normalization helps". Each takes an experiment's result and returns a Figure.
 
-Nothing here computes: the experiments in :mod:`normlab.experiments.why` and
-:mod:`normlab.experiments.why_training` return the numbers, these functions draw them.
+Nothing here computes: the experiments in :mod:`normlab.experiments.why_normalization` and
+:mod:`normlab.experiments.why_normalization_training` return the numbers, these functions draw them.
 """
 
 from __future__ import annotations
@@ -13,20 +13,19 @@ from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-from normlab.experiments.why import ActivationCurves, ChannelStatistics, FeatureScaleResult, LayerProfile
-from normlab.experiments.why_training import (
-    NORM_LABELS,
+from normlab.experiments.why_normalization import ActivationCurves, FeatureScaleResult, LayerProfile
+from normlab.experiments.why_normalization_training import (
     CovariateShiftResult,
     LearningRateSweep,
     SmoothnessResult,
     TrainingRun,
 )
+from normlab.layouts import NORM_LABELS
 from normlab.style import OKABE_ITO, new_figure
 
 NORM_COLORS = {None: OKABE_ITO[3], "batch": OKABE_ITO[0], "layer": OKABE_ITO[2]}
 RUN_COLORS = {"no norm": OKABE_ITO[3], "BatchNorm": OKABE_ITO[0], "BatchNorm + noise": OKABE_ITO[1]}
 RAY_COLORS = (OKABE_ITO[4], OKABE_ITO[5], OKABE_ITO[7])
-CHANNEL_COLORS = (OKABE_ITO[3], OKABE_ITO[2], OKABE_ITO[0])  # red, green, blue channels
 EXCESS_LEVELS = (0.01, 0.04, 0.15, 0.5, 1.0, 2.0, 4.0)  # contour levels: fraction of the reducible loss
 QUANTITIES = {  # LayerProfile field: (axis label, y scale, factor, y limits)
     "activation_std": ("std of activations", "log", 1, None),
@@ -350,27 +349,4 @@ def plot_loss_along_gradient(result: SmoothnessResult, steps: Sequence[int] = (5
         ax.legend(fontsize=8, loc="upper left")
     axes[0].set_ylabel("L(w − η g) / L(w)  (below 1: the step helps)")
     fig.suptitle("Walking along the gradient: how far does it stay a good direction?")
-    return fig
-
-
-# ---------------------------------------------------------------------------
-# §6 Input standardization
-# ---------------------------------------------------------------------------
-
-
-def plot_channel_histograms(stats: ChannelStatistics, bins: int = 50) -> Figure:
-    """Pixel-value histograms per colour channel, before and after per-channel standardization (§6)."""
-    fig, (left, right) = new_figure(1, 2, figsize=(9, 3.6))
-    for panel, images, xlabel in (
-        (left, stats.images, "pixel value (0 = black, 1 = full intensity)"),
-        (right, stats.standardized, "standardized value (channel std units)"),
-    ):
-        for c, (name, color) in enumerate(zip("RGB", CHANNEL_COLORS)):
-            panel.hist(
-                images[:, c].flatten().numpy(), bins=bins, histtype="step", color=color, linewidth=1.5, label=name
-            )
-        panel.set(xlabel=xlabel, ylabel="pixel count")
-        panel.legend()
-    left.set_title("Raw photos: each channel its own mean and spread")
-    right.set_title("Per-channel standardized: mean 0, std 1 each")
     return fig

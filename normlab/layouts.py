@@ -14,6 +14,8 @@ elements that differ only along those dims share one mean and one variance
 | layer     | every dim except N (NLC: only C)      | sample (NLC: token)   |
 | instance  | the spatial/sequence dims             | (sample, channel)     |
 | group     | C/G channels of a group + spatial     | (sample, group)       |
+
+``NORM_LABELS`` holds the display name of each norm ("BatchNorm", ..., "no norm" for None).
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ LAYOUTS: dict[str, str] = {
     "NCHW": "images (batch, channels, height, width)",
     "NHWC": "images, channels last (batch, height, width, channels)",
 }
-NORMS = ("batch", "layer", "instance", "group")
+NORM_KINDS = ("batch", "layer", "instance", "group")  # the norms told apart by the dims they reduce
+# Display names, also for "no norm" (None): the networks of notebook 01 are built with or without one.
+NORM_LABELS: dict[str | None, str] = {
+    None: "no norm",
+    "batch": "BatchNorm",
+    "layer": "LayerNorm",
+    "instance": "InstanceNorm",
+    "group": "GroupNorm",
+}
 
 DIM_NAMES = {"N": "batch", "C": "channels", "L": "sequence", "H": "height", "W": "width"}
 
@@ -53,8 +63,8 @@ def reduced_dims(norm: str, layout: str) -> tuple[int, ...]:
     >>> reduced_dims("layer", "NCHW")
     (1, 2, 3)
     """
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}.")
+    if norm not in NORM_KINDS:
+        raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(NORM_KINDS)}.")
     layout = check_layout(layout)
     c = layout.index("C")
     everything = tuple(range(len(layout)))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from normlab.experiments.axes import DEMO_SHAPES, shared_statistics
-from normlab.plots.axes import CATEGORY_COLORS, FACE_SHADES, SHARED, shaded
-from normlab.widgets.axes import make_axis_explorer
+from normlab.experiments.which_axes import DEMO_SHAPES, shared_statistics
+from normlab.plots.which_axes import CATEGORY_COLORS, FACE_SHADES, SHARED, shaded
 from normlab.widgets.explorer import Explorer
+from normlab.widgets.which_axes import make_axis_explorer
 
 
 def highlighted_front_cells(explorer: Explorer) -> set[tuple[int, int, int]]:

@@ -3,7 +3,7 @@
 The cube follows Wu & He 2018 (arXiv:1803.08494), Fig. 2: a tensor drawn as an
 N x C x S block (S = all positions flattened: L for text, H·W for images, 1 for
 tabular data), with the elements that share one mean and variance coloured. It is
-drawn from :class:`normlab.experiments.axes.SharedStatistics`, i.e. from the layout
+drawn from :class:`normlab.experiments.which_axes.SharedStatistics`, i.e. from the layout
 vocabulary, never from a stored picture.
 """
 
@@ -19,7 +19,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from normlab.experiments.axes import SharedStatistics, as_batch_channel_position, position_axis_name
+from normlab.experiments.which_axes import SharedStatistics, as_batch_channel_position, position_axis_name
 from normlab.style import OKABE_ITO, new_figure
 
 # Cell categories and their colours: the chosen element, the elements sharing its statistics, the rest.
@@ -30,7 +30,6 @@ CATEGORY_LABELS = {CHOSEN: "chosen element", SHARED: "same mean and variance", O
 FACE_SHADES = {"front": 0.0, "top": 0.35, "side": -0.25}  # > 0 mixes with white, < 0 with black
 DEPTH = np.array([0.5, 0.4])  # screen offset of one step along S (oblique projection)
 CHANNEL_NAMES = {"NC": "C (features)", "NLC": "C (embedding)"}
-RGB_COLORS = (OKABE_ITO[3], OKABE_ITO[2], OKABE_ITO[0])  # red, green, blue channels (colour-blind safe)
 
 
 def shaded(color: str, shade: float) -> tuple[float, float, float, float]:
@@ -183,32 +182,4 @@ def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_imag
         axes[r][0].set_title(label, loc="left")
         fig.colorbar(im, ax=list(axes[r]), label="value" if r == 0 else "normalized value", shrink=0.9)
     fig.suptitle("LayerNorm's normalized_shape decides the axes: one row or the whole image")
-    return fig
-
-
-def plot_channel_histograms(
-    raw: torch.Tensor, normalized: torch.Tensor, channel_names: Sequence[str] = ("red", "green", "blue")
-) -> Figure:
-    """Histograms of each colour channel of an (N, 3, H, W) batch, before and after per-channel normalization."""
-    fig, (left, right) = new_figure(1, 2, figsize=(9, 3.4))
-    for ax, batch, bins in [(left, raw, np.linspace(0, 1, 41)), (right, normalized, np.linspace(-3, 3, 41))]:
-        for c, (name, color) in enumerate(zip(channel_names, RGB_COLORS)):
-            values = batch[:, c].flatten().numpy()
-            mean = round(float(values.mean()), 3) + 0.0  # + 0.0 turns a rounded -0.0 into 0.0
-            ax.hist(
-                values,
-                bins=bins,
-                histtype="step",
-                lw=1.8,
-                color=color,
-                label=f"{name}: mean {mean:.3f}, std {values.std():.3f}",
-            )
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the bars
-        ax.legend(loc="upper center", ncols=1)
-    left.set(title="Photos as loaded", xlabel="pixel value (fraction of full intensity)", ylabel="pixel count")
-    right.set(
-        title="After (x - channel mean) / channel std",
-        xlabel="normalized value (channel std units)",
-        ylabel="pixel count",
-    )
     return fig

@@ -17,12 +17,12 @@ from matplotlib.lines import Line2D
 
 import normlab.nn
 from normlab.data.digits import DigitsSplit, load_digits_split
-from normlab.data.images import load_sample_batch
 from normlab.data.tabular import load_wine_data
-from normlab.experiments import why
-from normlab.experiments import why_training as wt
-from normlab.plots import why as plots
-from normlab.widgets.why import make_learning_rate_explorer, make_saturation_explorer
+from normlab.experiments import why_normalization as why
+from normlab.experiments import why_normalization_training as wt
+from normlab.layouts import NORM_LABELS
+from normlab.plots import why_normalization as plots
+from normlab.widgets.why_normalization import make_learning_rate_explorer, make_saturation_explorer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -196,7 +196,7 @@ def test_plot_descent_losses_draws_the_excess_loss(scales):
 
 
 def test_build_mlp_uses_the_same_weights_for_every_norm():
-    nets = {norm: why.build_mlp(8, [16, 16], 3, norm=norm, activation="tanh") for norm in why.NORMS}
+    nets = {norm: why.build_mlp(8, [16, 16], 3, norm=norm, activation="tanh") for norm in why.MLP_NORMS}
     weights = {norm: [m.weight for m in net if isinstance(m, torch.nn.Linear)] for norm, net in nets.items()}
     for norm in ("batch", "layer"):
         for a, b in zip(weights[None], weights[norm]):
@@ -464,7 +464,7 @@ def test_plot_learning_rate_sweep_draws_every_run(small_sweep):
         assert len(lines) == len(small_sweep.learning_rates)
         for line, lr in zip(lines, small_sweep.learning_rates):
             np.testing.assert_array_equal(line.get_ydata(), small_sweep.run(lr, norm).losses)
-        assert ax.get_title() == wt.NORM_LABELS[norm] and ax.get_yscale() == "log"
+        assert ax.get_title() == NORM_LABELS[norm] and ax.get_yscale() == "log"
     shown = crosses(fig.axes[0])
     assert len(shown) == 1 and shown[0].get_xdata()[0] == len(small_sweep.run(3.0, None).losses) - 1
     assert crosses(fig.axes[1]) == []
@@ -585,34 +585,12 @@ def test_plot_loss_along_gradient_draws_the_ratios(digits):
             np.testing.assert_allclose(line.get_ydata(), np.array(ray.losses) / ray.loss)
             np.testing.assert_array_equal(line.get_xdata(), ray.step_sizes)
             assert line.get_label() == f"at step {ray.step} (loss {ray.loss:.3f})"
-        assert ax.get_xscale() == "log" and ax.get_title() == wt.NORM_LABELS[run.norm]
+        assert ax.get_xscale() == "log" and ax.get_title() == NORM_LABELS[run.norm]
     with pytest.raises(ValueError, match=r"no run with norm='layer'; there are \(norm\) = \[\(None,\), \('batch',\)\]"):
         result.get("layer")
 
 
 # ---- §6 input standardization ------------------------------------------------------------------
-
-
-def test_channel_statistics():
-    images = load_sample_batch(size=32)
-    stats = why.channel_statistics(images)
-    np.testing.assert_allclose(stats.mean, images.mean(dim=(0, 2, 3)).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(stats.std, images.std(dim=(0, 2, 3), correction=0).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(stats.standardized_mean, [0, 0, 0], atol=1e-5)
-    np.testing.assert_allclose(stats.standardized_std, [1, 1, 1], atol=1e-5)
-    with pytest.raises(ValueError, match=r"expected an \(N, C, H, W\) image batch; got shape \(3, 32, 48\)"):
-        why.channel_statistics(images[0])
-
-
-def test_plot_channel_histograms_draws_each_channel():
-    stats = why.channel_statistics(load_sample_batch(size=32))
-    fig = plots.plot_channel_histograms(stats)
-    for ax, images in zip(fig.axes, (stats.images, stats.standardized)):
-        for c, patch in enumerate(ax.patches):
-            counts, _ = np.histogram(images[:, c].flatten().numpy(), bins=50)
-            np.testing.assert_allclose(step_heights(patch, len(counts)), counts)
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["R", "G", "B"]
-    assert fig.axes[1].get_xlabel() == "standardized value (channel std units)"
 
 
 def test_batchnorm_as_standardizer():

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import normlab
-from normlab.experiments.start import normalized_gaussian
-from normlab.plots.start import COUNT_LIMIT, plot_normalization
+from normlab.experiments.start_here import normalized_gaussian
+from normlab.plots.start_here import COUNT_LIMIT, plot_normalization
 from normlab.style import OKABE_ITO
-from normlab.widgets.start import make_gaussian_explorer
+from normlab.widgets.start_here import make_gaussian_explorer
 
 
 def test_normalized_gaussian_is_standardized_and_shift_invariant():

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from torch import nn
 
 from normlab.data.digits import DigitsSplit
-from normlab.experiments.why import build_mlp
+from normlab.experiments.why_normalization import build_mlp
+from normlab.layouts import NORM_LABELS
 
 HIDDEN = (128, 128, 128)  # 64 pixels -> 3 x Linear(., 128) + BatchNorm1d(128) + ReLU -> 10 classes
 DIVERGED_LOSS = 100.0  # a training loss above this (chance is ln 10 = 2.3) counts as diverged
-NORM_LABELS = {None: "no norm", "batch": "BatchNorm", "layer": "LayerNorm"}
 StepHook = Callable[[int, nn.Module, torch.Tensor, torch.Tensor], None]
 T = TypeVar("T")
 
@@ -105,7 +105,7 @@ def fit(
         xb, yb = data.x_train[rows], data.y_train[rows]
         if on_step is not None:
             on_step(step, model, xb, yb)
-        loss = TF.cross_entropy(model(xb), yb)
+        loss = F.cross_entropy(model(xb), yb)
         value = loss.item()
         if not math.isfinite(value) or value > DIVERGED_LOSS:
             losses.append(value if math.isfinite(value) else math.inf)
@@ -127,7 +127,7 @@ def digits_mlp(
     seed: int = 0,
     after_norm: Callable[[int, int], nn.Module] | None = None,
 ) -> nn.Sequential:
-    """The MLP of §4-§5 for the digits: :func:`normlab.experiments.why.build_mlp` with ReLU and PyTorch's
+    """The MLP of §4-§5 for the digits: :func:`normlab.experiments.why_normalization.build_mlp` with ReLU and PyTorch's
     default init. Its norm layers are torch.nn's: the same values as normlab's drop-ins, faster to train."""
     return build_mlp(
         data.x_train.shape[1],
@@ -397,7 +397,7 @@ class SmoothnessResult:
 
 def _loss_and_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
     model.zero_grad()
-    loss = TF.cross_entropy(model(x), y)
+    loss = F.cross_entropy(model(x), y)
     loss.backward()
     return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])
 

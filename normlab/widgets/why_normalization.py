@@ -7,9 +7,9 @@ from functools import partial
 import ipywidgets as widgets
 
 from normlab.data.digits import DigitsSplit, load_digits_split
-from normlab.experiments.why import saturation_profiles
-from normlab.experiments.why_training import LearningRateSweep, learning_rate_sweep
-from normlab.plots.why import plot_saturation, plot_training_runs, update_saturation, update_training_runs
+from normlab.experiments.why_normalization import saturation_profiles
+from normlab.experiments.why_normalization_training import LearningRateSweep, learning_rate_sweep
+from normlab.plots.why_normalization import plot_saturation, plot_training_runs, update_saturation, update_training_runs
 from normlab.widgets.explorer import Explorer
 
 

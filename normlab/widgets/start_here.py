@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from normlab.experiments.start import normalized_gaussian
-from normlab.plots.start import plot_normalization, update_normalization
+from normlab.experiments.start_here import normalized_gaussian
+from normlab.plots.start_here import plot_normalization, update_normalization
 from normlab.widgets.explorer import Explorer
 
 

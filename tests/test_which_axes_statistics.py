@@ -1,4 +1,4 @@
-"""normlab.experiments.axes: the shared-statistics bookkeeping, checked against torch's norms.
+"""normlab.experiments.which_axes: the shared-statistics bookkeeping, checked against torch's norms.
 
 The strongest check: output element i of a torch norm depends on input element j
 (d y_i / d x_j != 0) exactly when i and j share a mean and variance. So the
@@ -14,20 +14,17 @@ import math
 import pytest
 import torch
 
-from normlab.axes import LAYOUTS, NORMS, reduced_dims
-from normlab.experiments.axes import (
+from normlab.experiments.which_axes import (
     DEMO_SHAPES,
     as_batch_channel_position,
     demo_cases,
-    digit_images,
-    photo_crops,
     randomize_affine,
     shared_statistics,
     shared_statistics_for_all_norms,
     statistic_ids,
     statistics_table,
-    student_measurements,
 )
+from normlab.layouts import LAYOUTS, NORM_KINDS, reduced_dims
 
 CASES = demo_cases()
 OTHER_SHAPES = {"NC": (3, 4), "NCL": (2, 4, 3), "NLC": (3, 2, 4), "NCHW": (2, 4, 3, 2), "NHWC": (2, 2, 3, 4)}
@@ -222,29 +219,6 @@ def test_errors_teach(call, message):
         call()
 
 
-def test_student_measurements_are_three_features_on_three_scales():
-    x = student_measurements(8)
-    assert x.shape == (8, 3) and x.dtype == torch.float32
-    assert torch.equal(x, student_measurements(8))  # deterministic
-    assert 150 < x[:, 0].mean() < 190 and 45 < x[:, 1].mean() < 85 and 18 <= x[:, 2].min() <= x[:, 2].max() <= 26
-    assert torch.equal(x, (x * 10).round() / 10)  # one decimal
-    assert torch.corrcoef(x[:, :2].T)[0, 1] > 0.5  # taller students weigh more
-
-
-def test_demo_images_are_real_and_deterministic():
-    digits = digit_images(3)
-    assert digits.shape == (3, 8, 8) and digits.min() == 0 and digits.max() == 1
-    crops = photo_crops(6, 28)
-    assert crops.shape == (6, 3, 28, 28) and torch.equal(crops, photo_crops(6, 28))
-    assert crops.min() >= 0 and crops.max() <= 1
-    from normlab.data.images import load_sample_image
-
-    assert torch.equal(crops[0], load_sample_image("china.jpg", 64)[:, :28, :28])
-    assert torch.equal(crops[3], load_sample_image("flower.jpg", 64)[:, 14:42, 28:56])
-    channel_means = crops.mean(dim=(0, 2, 3))
-    assert (channel_means.max() - channel_means.min()) > 0.02  # the channels differ
-
-
 def test_randomize_affine_sets_non_trivial_deterministic_gamma_and_beta():
     bn = torch.nn.BatchNorm1d(5)
     assert randomize_affine(bn) is bn
@@ -260,6 +234,6 @@ def test_randomize_affine_sets_non_trivial_deterministic_gamma_and_beta():
 
 def test_demo_cases_cover_every_norm_and_layout_and_each_group_count():
     cases = demo_cases()
-    assert {(norm, layout) for norm, layout, _ in cases} == set(itertools.product(NORMS, LAYOUTS))
+    assert {(norm, layout) for norm, layout, _ in cases} == set(itertools.product(NORM_KINDS, LAYOUTS))
     assert sorted(g for norm, layout, g in cases if layout == "NLC" and norm == "group") == [1, 2, 3, 6]
     assert len(cases) == 3 * len(LAYOUTS) + 4 * len(LAYOUTS)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from normlab.experiments.train_eval import running_stats_run
-from normlab.plots.train_eval import plot_running_stats_run, update_running_stats_run
+from normlab.experiments.train_vs_eval import running_stats_run
+from normlab.plots.train_vs_eval import plot_running_stats_run, update_running_stats_run
 from normlab.widgets.explorer import Explorer
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)

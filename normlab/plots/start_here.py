@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
-from normlab.experiments.start import NormalizedSample
+from normlab.experiments.start_here import NormalizedSample
 from normlab.style import OKABE_ITO, new_figure
 
 BINS = np.linspace(-10, 16, 53)  # fixed bins, so that moving a slider moves the histogram, not the axes
