@@ -68,7 +68,7 @@ def test_nbval_fails_when_a_stored_number_changes(tmp_path):
         for output in cell.get("outputs", []):
             text = "".join(output.get("text", ""))
             if output.get("output_type") == "stream" and "max |difference|" in text:
-                new = re.sub(r"(\d)e-", lambda m: f"{(int(m.group(1)) + 1) % 10}e-", text, count=1)
+                new = re.sub(r"(\d)e-", lambda m: f"{(int(m.group(1)) + 1) % 10}e-", text, count=1)  # 1e-04 -> 2e-04
                 assert new != text
                 output["text"] = new
                 changed = (text, new)
@@ -77,7 +77,9 @@ def test_nbval_fails_when_a_stored_number_changes(tmp_path):
     copy.write_text(json.dumps(nb))
     result = run_nbval(copy)
     assert result.returncode == 1, result.stdout[-2000:]
-    assert "1 failed" in result.stdout and "max |difference|" in result.stdout
+    assert "1 failed" in result.stdout and "Cell outputs differ" in result.stdout
+    # nbval shows the stored digit and the re-computed one
+    assert "< 1e-04" in result.stdout and "< 2e-04" in result.stdout
 
 
 def test_nbval_passes_on_the_unchanged_copy(tmp_path):
