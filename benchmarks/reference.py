@@ -116,8 +116,7 @@ EXPLANATIONS = {
     "differentiates each; torch: one native_batch_norm kernel each way",
     "layer_norm": "the same two-pass forward over the trailing dims, differentiated op by op, against torch's "
     "fused native_layer_norm, one pass per row each way",
-    "group_norm": "reshape to (N, G, -1), then the same two-pass forward; torch: one native_group_norm "
-    "kernel each way",
+    "group_norm": "reshape to (N, G, -1), then the same two-pass forward; torch: one native_group_norm kernel each way",
     "instance_norm": "the same two-pass forward over (H, W); torch reshapes to (1, N*C, H, W) and calls its "
     "fused batch_norm kernel",
     "rms_norm": "x**2, mean, add eps, sqrt, divide, multiply; torch's CPU rms_norm is built from similar "

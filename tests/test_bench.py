@@ -7,7 +7,6 @@ import ast
 import inspect
 import json
 import random
-import sys
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -16,15 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks import budgets, importtime, notebooks, reference, results, run
+from benchmarks import widgets as bench_widgets
+from benchmarks.budgets import CELL, COLLECTION, NOTEBOOK, WIDGET_P95
+from normlab.style import new_figure
+from normlab.widgets.explorer import Explorer
 
-from benchmarks import budgets, importtime, notebooks, reference, results, run  # noqa: E402
-from benchmarks import widgets as bench_widgets  # noqa: E402
-from benchmarks.budgets import CELL, COLLECTION, NOTEBOOK, WIDGET_P95  # noqa: E402
-from normlab.style import new_figure  # noqa: E402
-from normlab.widgets.explorer import Explorer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- budgets and statistics
 
@@ -40,7 +37,12 @@ def test_budget_verdicts_under_is_strict_and_within_is_inclusive():
 
 
 def test_budgets_print_as_in_the_issue():
-    assert [b.describe() for b in (NOTEBOOK, COLLECTION, CELL, WIDGET_P95)] == ["< 30 s", "< 120 s", "< 5 s", "< 150 ms"]
+    assert [b.describe() for b in (NOTEBOOK, COLLECTION, CELL, WIDGET_P95)] == [
+        "< 30 s",
+        "< 120 s",
+        "< 5 s",
+        "< 150 ms",
+    ]
     assert not hasattr(budgets, "REFERENCE_RATIO")  # the reference norms are written to be read: no speed budget
 
 
