@@ -163,8 +163,9 @@ def budget_rows(sections: dict[str, dict[str, Any] | None]) -> list[dict[str, An
     """Every row of the table, in the order of SECTION_ROWS; sections not measured give none."""
     rows: list[dict[str, Any]] = []
     for name, make_rows in SECTION_ROWS.items():
-        if sections.get(name) is not None:
-            rows.extend(make_rows(sections[name]))
+        section = sections.get(name)
+        if section is not None:
+            rows.extend(make_rows(section))
     return rows
 
 

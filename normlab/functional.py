@@ -39,7 +39,7 @@ from normlab._errors import (
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "rms_norm"]
 
 
-def _standardize(x: Tensor, dims: Sequence[int], eps: float) -> tuple[Tensor, Tensor, Tensor]:
+def _standardize(x: Tensor, dims: list[int] | tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
     r"""(x - mean) / sqrt(var + eps) over ``dims``, and the mean and var (kept for broadcasting).
 
     .. math::  \mu = \tfrac{1}{n}\sum_i x_i, \quad v = \tfrac{1}{n}\sum_i (x_i - \mu)^2, \quad

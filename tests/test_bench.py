@@ -19,7 +19,7 @@ from benchmarks import budgets, importtime, notebooks, reference, results, run
 from benchmarks import widgets as bench_widgets
 from benchmarks.budgets import CELL, COLLECTION, NOTEBOOK, WIDGET_P95
 from normlab.style import new_figure
-from normlab.widgets.explorer import Explorer
+from normlab.widgets.explorer import EXPLORER_FACTORY, Explorer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -289,7 +289,7 @@ def factories_in_source() -> set[str]:
     for path in (ROOT / "normlab" / "widgets").rglob("*.py"):
         module = "normlab." + ".".join(path.relative_to(ROOT / "normlab").with_suffix("").parts)
         for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.FunctionDef) and bench_widgets.FACTORY_NAME.match(node.name):
+            if isinstance(node, ast.FunctionDef) and EXPLORER_FACTORY.match(node.name):
                 names.add(f"{module}.{node.name}")
     return names
 
