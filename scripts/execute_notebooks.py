@@ -47,6 +47,7 @@ def execute(path: Path, timeout: int = 300) -> float:
         timeout=timeout,
         kernel_name="python3",
         record_timing=False,
+        store_widget_state=False,  # live widget state: random ids, useless without a kernel
         resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()
