@@ -27,10 +27,11 @@ lab: $(STAMP)
 ## The whole suite: lint, unit tests, then nbval over every notebook.
 test: lint test-unit test-notebooks
 
-## ruff: lint and format check of the package, tests, scripts and notebooks.
+## ruff (lint and format check of the package, tests, scripts and notebooks) and mypy (types; settings in pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests

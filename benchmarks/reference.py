@@ -2,10 +2,10 @@
 
 Each case builds one set of inputs (seeded), checks that both implementations give the
 same output, then times ``torch.autograd.grad(fn(...), [x, weight, bias], grad_out)``
-at 1 thread (the notebooks' setting) and 2 threads, with time.perf_counter around
-blocks of calls. The two implementations are timed in alternating rounds (one block
-each) so that load from other processes hits both alike; the figure is the median of
-the per-round ratios. A torch.profiler run names the ops where normlab's time goes.
+at 1 thread (the notebooks' setting) and 2 threads with ``torch.utils.benchmark.Timer``
+(median over blocks of calls); ``torch.utils.benchmark.Compare`` prints the table. The
+ratio normlab / torch is information, not a budget: the reference is written to be read.
+A torch.profiler run names the ops where normlab's time goes.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils import benchmark
 
 import normlab.functional as nlf
-from benchmarks.budgets import median
 
 Tensors = dict[str, torch.Tensor]
 
@@ -109,35 +108,20 @@ CASES: tuple[Case, ...] = (
     ),
 )
 
-# Why normlab is slower, per norm, from torch.profiler runs of these cases (the harness
-# prints the measured top ops beside each case over budget). torch runs each norm as one
-# fused kernel forward and one backward; normlab runs the formula op by op, each op a full
-# pass over the input whose result autograd keeps. In every norm with a mean, most of
-# normlab's backward time is MulBackward0 of centered * centered and centered * rsqrt(var + eps).
-# In every norm with a mean, about half of normlab's backward is _StandardizeBackward (the closed-form
-# gradient of x_hat) and a fifth to a third MulBackward0 of the affine y * weight. Most self time is in
-# ops that write a new full-size tensor (aten::mul, aten::sub): fresh memory costs more than the arithmetic.
+# Why normlab is slower, per norm: torch runs each norm as one fused kernel forward and one
+# backward; normlab runs the formula op by op, each op a full pass over the input whose result
+# autograd keeps for the backward, which then runs one node per op.
 EXPLANATIONS = {
-    "batch_norm": "sum / n, x - mean, centered * centered, sum / n, rsqrt, multiply, affine: each a full pass; "
-    "the backward is the closed-form formula (_StandardizeBackward, 6 full-size ops) plus "
-    "autograd's affine (MulBackward0); torch: one native_batch_norm kernel each way",
-    "layer_norm": "the same two-pass forward and closed-form backward (_StandardizeBackward, then MulBackward0 "
-    "of the per-element affine) against torch's fused native_layer_norm, one pass per row each way",
-    "group_norm": "reshape to (N, G, -1), then the same two-pass forward and closed-form backward; the "
-    "per-channel affine's gradients are sums over (N, H, W); torch: one native_group_norm "
-    "kernel each way",
-    "instance_norm": "the same two-pass forward and closed-form backward over (H, W); torch reshapes to "
-    "(1, N*C, H, W) and calls its fused batch_norm kernel",
+    "batch_norm": "mean, x - mean, square, mean, rsqrt, multiply, affine: each a full pass, and autograd "
+    "differentiates each; torch: one native_batch_norm kernel each way",
+    "layer_norm": "the same two-pass forward over the trailing dims, differentiated op by op, against torch's "
+    "fused native_layer_norm, one pass per row each way",
+    "group_norm": "reshape to (N, G, -1), then the same two-pass forward; torch: one native_group_norm kernel each way",
+    "instance_norm": "the same two-pass forward over (H, W); torch reshapes to (1, N*C, H, W) and calls its "
+    "fused batch_norm kernel",
     "rms_norm": "x**2, mean, add eps, sqrt, divide, multiply; torch's CPU rms_norm is built from similar "
     "ops, hence a ratio near 1",
 }
-
-
-# What is left to try when a case is over budget (plain tensor ops only).
-SUGGESTION = (
-    "fold the affine into the closed-form backward (the weight and bias gradients from the same "
-    "g * x_hat product), saving two full-size tensors; plain tensor ops cannot fuse the forward"
-)
 
 
 def make_tensors(case: Case, seed: int = 0) -> Tensors:
@@ -166,6 +150,33 @@ def max_difference(case: Case, seed: int = 0) -> float:
     return (ours - theirs).abs().max().item()
 
 
+def time_forward_backward(case: Case, threads: int, min_run_time: float) -> tuple[dict[str, Any], list[Any]]:
+    """Median microseconds of forward+backward for torch and normlab at ``threads`` threads, their ratio,
+    and the two ``torch.utils.benchmark`` measurements (for ``Compare``)."""
+    t = make_tensors(case)
+    inputs = grad_inputs(case, t)
+    grad = torch.randn(case.call(F, t).shape, generator=torch.Generator().manual_seed(1))
+    measurements = []
+    for impl, module in (("torch", F), ("normlab", nlf)):
+        timer = benchmark.Timer(
+            stmt="torch.autograd.grad(call(module, t), inputs, grad)",
+            globals={"torch": torch, "call": case.call, "module": module, "t": t, "inputs": inputs, "grad": grad},
+            num_threads=threads,
+            label="forward + backward",
+            sub_label=f"{case.norm} {case.data}",
+            description=impl,
+        )
+        measurements.append(timer.blocked_autorange(min_run_time=min_run_time))
+    theirs, ours = (m.median for m in measurements)
+    timing = {
+        "threads": threads,
+        "torch_us": round(theirs * 1e6, 1),
+        "normlab_us": round(ours * 1e6, 1),
+        "ratio": round(ours / theirs, 2),
+    }
+    return timing, measurements
+
+
 @contextlib.contextmanager
 def _torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch threads, then restore the previous count."""
@@ -175,54 +186,6 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _seconds_per_call(fn: Callable[[], object], number: int) -> float:
-    """Wall seconds per call, averaged over ``number`` calls."""
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - start) / number
-
-
-def _calls_per_block(fn: Callable[[], object], block_s: float) -> int:
-    """How many calls fill about ``block_s`` seconds (after one warm-up call)."""
-    fn()
-    return max(1, int(block_s / _seconds_per_call(fn, 1)))
-
-
-def time_forward_backward(case: Case, threads: int, rounds: int, block_s: float) -> dict[str, float]:
-    """Median microseconds of forward+backward for torch and normlab, and the median of the
-    per-round ratios.
-
-    Each round times one block of torch calls and one block of normlab calls back to back
-    (in alternating order), so a burst of load from other processes lands on both halves
-    of a pair; the median ratio over rounds is robust to such bursts.
-    """
-    t = make_tensors(case)
-    inputs = grad_inputs(case, t)
-    grad = torch.randn(case.call(F, t).shape, generator=torch.Generator().manual_seed(1))
-    calls = {
-        impl: (lambda m=module: torch.autograd.grad(case.call(m, t), inputs, grad))
-        for impl, module in (("torch", F), ("normlab", nlf))
-    }
-    seconds: dict[str, list[float]] = {"torch": [], "normlab": []}
-    with _torch_threads(threads):
-        number = {impl: _calls_per_block(fn, block_s) for impl, fn in calls.items()}
-        for r in range(rounds):
-            for impl in ("torch", "normlab") if r % 2 == 0 else ("normlab", "torch"):
-                seconds[impl].append(_seconds_per_call(calls[impl], number[impl]))
-    return {
-        "threads": threads,
-        "torch_us": round(median(seconds["torch"]) * 1e6, 1),
-        "normlab_us": round(median(seconds["normlab"]) * 1e6, 1),
-        "ratio": paired_ratio(seconds),
-    }
-
-
-def paired_ratio(seconds: dict[str, list[float]]) -> float:
-    """Median over rounds of normlab's seconds / torch's seconds in the same round."""
-    return round(median([ours / theirs for ours, theirs in zip(seconds["normlab"], seconds["torch"])]), 2)
 
 
 @contextlib.contextmanager
@@ -287,15 +250,21 @@ def describe_profile(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
 
 def measure_reference(
     threads: Sequence[int] = (1, 2),
-    rounds: int = 15,
-    block_s: float = 0.05,
+    min_run_time: float = 0.5,
     cases: Sequence[Case] = CASES,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The reference section: every case, its timings per thread count, a profile and an explanation."""
-    out = []
+    """The reference section: every case, its timings per thread count, a profile and an explanation.
+
+    ``log`` receives torch.utils.benchmark's comparison table at the end.
+    """
+    out, measurements = [], []
     for case in cases:
-        timings = [time_forward_backward(case, n, rounds, block_s) for n in threads]
+        timings = []
+        for n in threads:
+            timing, measured = time_forward_backward(case, n, min_run_time)
+            timings.append(timing)
+            measurements += measured
         ours, theirs = profile_ops(case, nlf), profile_ops(case, F)
         out.append(
             {
@@ -310,5 +279,7 @@ def measure_reference(
                 "explanation": EXPLANATIONS[case.norm],
             }
         )
-        log(f"  {case.norm} {case.data}: " + ", ".join(f"{t['threads']} thread(s) {t['ratio']:.1f}x" for t in timings))
-    return {"rounds": rounds, "block_s": block_s, "threads": list(threads), "cases": out}
+    comparison = benchmark.Compare(measurements)
+    comparison.trim_significant_figures()
+    log(str(comparison))
+    return {"min_run_time_s": min_run_time, "threads": list(threads), "cases": out}

@@ -33,7 +33,7 @@ ROW_KEYS = ("what", "figure", "unit", "budget", "verdict", "note")
 SECTION_KEYS = {
     "notebooks": ("runs", "floor", "notebooks", "total_s"),
     "widgets": ("interactions", "seed", "explorers"),
-    "reference": ("rounds", "block_s", "threads", "cases"),
+    "reference": ("min_run_time_s", "threads", "cases"),
     "import": ("runs", "bare_python_s", "python_import_normlab_s", "import_s", "own_modules_s", "dependencies_s"),
 }
 

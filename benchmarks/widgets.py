@@ -1,7 +1,7 @@
 """Explorer interaction latency: control change -> compute -> draw -> PNG, measured in a kernel.
 
-Every explorer factory (a function ``make_<something>_explorer`` in a module under
-``normlab.widgets``) is found by name, built, then driven by seeded random interactions:
+Every explorer factory (a function named by ``normlab.widgets.explorer.EXPLORER_FACTORY``,
+``make_<something>_explorer``, in a module under ``normlab.widgets``) is found by name, built, then driven by seeded random interactions:
 one control at a time is set to a new valid value. One interaction is timed from the
 assignment to the control until it returns: by then the explorer has recomputed,
 redrawn, encoded the PNG the browser receives and sent it to its Output widget.
@@ -14,7 +14,6 @@ import inspect
 import json
 import pkgutil
 import random
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ from ipywidgets.widgets.widget_int import _BoundedInt, _BoundedIntRange
 from ipywidgets.widgets.widget_selection import _MultipleSelection, _Selection
 
 from benchmarks.budgets import percentile
+from normlab.widgets.explorer import EXPLORER_FACTORY
 
-FACTORY_NAME = re.compile(r"^make_\w+_explorer$")
 RESULT_MARKER = "NORMLAB-BENCH-WIDGETS "
 SUPPORTED = (
     "IntSlider/BoundedIntText/Play",
@@ -62,7 +61,7 @@ def discover_explorer_factories(package: str = "normlab.widgets") -> tuple[dict[
             errors[info.name] = f"{type(exc).__name__}: {exc}"
             continue
         for name, fn in inspect.getmembers(module, inspect.isfunction):
-            if FACTORY_NAME.match(name) and fn.__module__ == module.__name__:
+            if EXPLORER_FACTORY.match(name) and fn.__module__ == module.__name__:
                 factories[f"{module.__name__}.{name}"] = fn
     return dict(sorted(factories.items())), errors
 
@@ -177,9 +176,9 @@ def stage_times_ms(explorer: Any, repeats: int = 5) -> dict[str, float]:
         start = time.perf_counter()
         result = explorer.compute(**explorer.values())
         drawn = time.perf_counter()
-        changed = explorer.render(result)
+        changed = explorer.renderer.render(result)
         encoded = time.perf_counter()
-        explorer.encode_png(changed)
+        explorer.renderer.encode_png(changed)
         end = time.perf_counter()
         for name, seconds in (("compute", drawn - start), ("draw", encoded - drawn), ("png", end - encoded)):
             stages[name].append(seconds * 1000)
@@ -282,4 +281,6 @@ def measure_widgets(root: Path, n: int = 30, seed: int = 0) -> dict[str, Any]:
     from benchmarks.notebooks import run_notebook
 
     run = run_notebook(kernel_notebook(root, n, seed), cwd=root / "notebooks")
+    if run.notebook is None:
+        raise RuntimeError("the widget benchmark kernel returned no notebook.")
     return parse_kernel_output(run.notebook.cells[0])

@@ -18,6 +18,8 @@ from lab_harness import LabServer
 from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from normlab.widgets.explorer import EXPLORER_FACTORY
+
 KERNEL_START_TIMEOUT_S = 90  # open the notebook and start its kernel
 RUN_ALL_TIMEOUT_S = 150  # a notebook's budget is 30 s; this bounds a hung run
 FIGURE_CHANGE_TIMEOUT_S = 30  # one redraw of an explorer's figure
@@ -35,7 +37,6 @@ WIDGET_FAILURES = (
     "Could not instantiate widget",
     "Loading widget...",
 )
-FACTORY_NAME = re.compile(r"^make_\w+_explorer$")
 
 
 @dataclass
@@ -77,7 +78,7 @@ def shows_an_explorer(source: str) -> bool:
     if not isinstance(call, ast.Call):
         return False
     name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
-    return bool(FACTORY_NAME.match(name))
+    return bool(EXPLORER_FACTORY.match(name))
 
 
 @dataclass

@@ -23,13 +23,14 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm as _TorchBatchNorm
+from torch.utils.hooks import RemovableHandle
 
 from normlab.nn import _BatchNorm as _NormlabBatchNorm
 
 BATCH_NORM_TYPES = (_TorchBatchNorm, _NormlabBatchNorm)
 
 
-def batch_norm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def batch_norm_layers(model: nn.Module) -> list[tuple[str, _TorchBatchNorm | _NormlabBatchNorm]]:
     """(name, module) for every BatchNorm1d/2d/3d in ``model``, torch's or normlab's, in module order."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected a torch.nn.Module; got {type(model).__name__}. Fix: pass the model itself.")
@@ -61,14 +62,15 @@ class FrozenBatchNorm:
 
     def __init__(self) -> None:
         self.names: list[str] = []
-        self._undo: list[tuple[nn.Module, object, dict[str, bool], bool]] = []
+        self._undo: list[tuple[nn.Module, RemovableHandle, dict[str, bool], bool]] = []
 
     def _freeze(self, name: str, module: nn.Module) -> None:
         params = {
             p: getattr(module, p).requires_grad for p in ("weight", "bias") if getattr(module, p, None) is not None
         }
         was_training = module.training
-        module.train = _StayInEval(module)  # an instance attribute, found before nn.Module.train
+        # An instance attribute, found before nn.Module.train: shadowing the method is the point.
+        module.train = _StayInEval(module)  # type: ignore[method-assign]
         hook = module.register_forward_pre_hook(_force_eval)
         for p in params:
             getattr(module, p).requires_grad_(False)
@@ -162,10 +164,10 @@ def recalibrate_batch_norm(model: nn.Module, batches: Iterable[Tensor | tuple | 
         for batch in batches:
             model(batch[0] if isinstance(batch, (tuple, list)) else batch)
             seen += 1
-    for m, momentum in momenta.items():
-        m.momentum = momentum
-    for m, training in modes.items():
-        m.training = training
+    for layer, momentum in momenta.items():
+        layer.momentum = momentum
+    for module, training in modes.items():
+        module.training = training
     if seen == 0:
         raise ValueError(
             "recalibrate_batch_norm got no batches, so the statistics were reset to mean 0 and "

@@ -2,12 +2,10 @@ r"""Reference normalization functions, written so that the math can be read.
 
 Each function has exactly the signature of its namesake in
 ``torch.nn.functional`` and gives the same result (to rounding) for every valid
-input, including the in-place update of running statistics. They use plain tensor
-operations and a two-pass variance (first the mean, then the mean squared
-deviation from it), so a learner can read every step. Autograd differentiates the
-affine step; the standardization (x - mean) / sqrt(var + eps) shared by every norm
-with a mean has its backward written out as a formula (``_Standardize``), which
-keeps training with these functions within a few times torch's fused kernels.
+input, including the in-place update of running statistics. They use plain,
+differentiable tensor operations, so autograd gives the backward and a learner can
+read every step; the backward written out as a formula is the subject of
+:mod:`normlab.batch_norm_backward`.
 
 All of them compute
 
@@ -41,85 +39,20 @@ from normlab._errors import (
 __all__ = ["batch_norm", "group_norm", "instance_norm", "layer_norm", "rms_norm"]
 
 
-class _Standardize(torch.autograd.Function):
-    r"""x -> (x_hat, mean, var) over ``dims``, with the backward written out by hand.
+def _standardize(x: Tensor, dims: list[int] | tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""(x - mean) / sqrt(var + eps) over ``dims``, and the mean and var (kept for broadcasting).
 
-    Forward, with a two-pass variance (pass 1 the mean, pass 2 the mean squared
-    deviation from it; the one-pass E[x^2] - E[x]^2 cancels catastrophically in float32):
+    .. math::  \mu = \tfrac{1}{n}\sum_i x_i, \quad v = \tfrac{1}{n}\sum_i (x_i - \mu)^2, \quad
+               \hat x_i = \frac{x_i - \mu}{\sqrt{v + \epsilon}}
 
-    .. math::  \mu = \tfrac{1}{n}\sum_i x_i, \quad
-               v = \tfrac{1}{n}\sum_i (x_i - \mu)^2, \quad
-               \hat x_i = (x_i - \mu)\, s, \quad s = 1 / \sqrt{v + \epsilon}
-
-    where i runs over the n elements that share one mean and variance (the ``dims``).
-
-    Backward: x_j moves x_hat_i directly, through the mean (d mu / d x_j = 1/n) and
-    through s (d v / d x_j = 2 (x_j - mu) / n, so d s / d x_j = -s^2 x_hat_j / n):
-    d x_hat_i / d x_j = s (delta_ij - 1/n - x_hat_i x_hat_j / n). Summed against the
-    incoming gradient g = dL/dx_hat, and adding the paths through the returned mean and var,
-
-    .. math::  \frac{\partial L}{\partial x_j} = s \left(g_j - \overline{g}
-               - \hat x_j\, \overline{g \hat x}\right)
-               + \frac{1}{n}\frac{\partial L}{\partial \mu}
-               + \frac{2 (x_j - \mu)}{n} \frac{\partial L}{\partial v}
-
-    with the bars means over ``dims``. The norms never put mean or var in the loss
-    (their running statistics are detached), so the last two terms serve second
-    derivatives, which differentiate this backward through the saved x_hat and var.
-    Autograd, differentiating the forward op by op, runs ten full-size ops for this
-    backward, five of them into new tensors; the formula needs six, two of them new.
-    tests/test_functional.py checks it against autograd and with gradcheck; the planned
-    notebook 05 ("Inside BatchNorm") is to derive it with learners.
+    where i runs over the n elements of ``dims``. The variance takes two passes (first the
+    mean, then the mean squared deviation from it): the one-pass E[x^2] - E[x]^2 cancels
+    catastrophically in float32. Autograd differentiates these lines; the backward written
+    out as a formula is in :mod:`normlab.batch_norm_backward`.
     """
-
-    generate_vmap_rule = True  # torch.func.vmap works through it
-
-    @staticmethod
-    def forward(x: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
-        n = math.prod(x.shape[d] for d in dims)
-        mean = x.sum(dim=dims, keepdim=True) / n
-        centered = x - mean
-        var = (centered * centered).sum(dim=dims, keepdim=True) / n
-        x_hat = centered.mul_(torch.rsqrt(var + eps))  # in place: centered is not needed any more
-        return x_hat, mean, var
-
-    @staticmethod
-    def setup_context(
-        ctx, inputs: tuple[Tensor, tuple[int, ...], float], output: tuple[Tensor, Tensor, Tensor]
-    ) -> None:
-        x, ctx.dims, ctx.eps = inputs
-        ctx.n = math.prod(x.shape[d] for d in ctx.dims)
-        x_hat, _, var = output
-        ctx.save_for_backward(x_hat, var)  # outputs, so a second derivative can go through them
-        ctx.set_materialize_grads(False)  # the gradient of an unused output arrives as None
-
-    @staticmethod
-    def backward(
-        ctx, grad_x_hat: Tensor | None, grad_mean: Tensor | None, grad_var: Tensor | None
-    ) -> tuple[Tensor, None, None]:
-        x_hat, var = ctx.saved_tensors
-        dims, n = ctx.dims, ctx.n
-        inv_std = torch.rsqrt(var + ctx.eps)
-        if grad_x_hat is None:
-            grad_x = torch.zeros_like(x_hat)
-        else:  # inv_std * (g - mean(g) - x_hat * mean(g * x_hat)), updating one new tensor in place
-            mean_g = grad_x_hat.sum(dim=dims, keepdim=True) / n
-            mean_g_x_hat = (grad_x_hat * x_hat).sum(dim=dims, keepdim=True) / n
-            grad_x = (grad_x_hat - mean_g).addcmul_(x_hat, mean_g_x_hat, value=-1).mul_(inv_std)
-        if grad_mean is not None:
-            grad_x = grad_x + grad_mean / n
-        if grad_var is not None:  # x - mean = x_hat / inv_std
-            grad_x = grad_x + grad_var * (2 / n) * x_hat / inv_std
-        return grad_x, None, None
-
-
-def _standardize(x: Tensor, dims: Sequence[int], eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(x - mean) / sqrt(var + eps) over ``dims``, with its two-pass statistics (kept for broadcasting).
-
-    Returns (normalized x, mean, var); :class:`_Standardize` states the formulas and
-    derives the backward.
-    """
-    return _Standardize.apply(x, tuple(dims), eps)
+    mean = x.mean(dim=dims, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)  # biased: divide by n
+    return (x - mean) * torch.rsqrt(var + eps), mean, var  # rsqrt: 1 / sqrt
 
 
 def _per_channel(v: Tensor, ndim: int) -> Tensor:
@@ -129,10 +62,11 @@ def _per_channel(v: Tensor, ndim: int) -> Tensor:
 
 def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
     """y * gamma + beta, skipping whichever is None (weight/bias already broadcastable)."""
-    if weight is None:
-        return y if bias is None else y + bias
-    y = y * weight
-    return y if bias is None else y.add_(bias)  # in place into the fresh product: one full-size tensor fewer
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
 
 
 def _channel_affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:

@@ -43,12 +43,32 @@ __all__ = [
 ]
 
 
+def module_tensor(module: Module, name: str) -> Tensor:
+    """The parameter or buffer ``name`` of ``module`` (e.g. "weight", "running_var"), as a Tensor.
+
+    torch types a module's attributes as ``Tensor | Module``; this says which one is meant, and
+    raises a TypeError naming the attribute when the module has no such tensor (e.g. affine=False).
+    """
+    value = getattr(module, name, None)
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"{type(module).__name__} has no tensor {name!r} (got {type(value).__name__}). "
+            "Fix: build it with affine=True / track_running_stats=True, or pass a module that has one."
+        )
+    return value
+
+
 class _NormBase(Module):
     """Parameters and running buffers shared by BatchNorm and InstanceNorm (as in torch)."""
 
     _version = 2  # state_dict version: 2 added num_batches_tracked
     # The input layouts the subclass accepts: {ndim: "(N, C, ...)"} for error messages.
     _layouts: ClassVar[dict[int, str]] = {}
+    # Buffers (None when track_running_stats=False), declared for the type checker: Module's
+    # attribute lookup would otherwise type them as Tensor | Module.
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
 
     def __init__(
         self,
@@ -87,7 +107,7 @@ class _NormBase(Module):
 
     def reset_running_stats(self) -> None:
         """running_mean <- 0, running_var <- 1, num_batches_tracked <- 0."""
-        if self.track_running_stats:
+        if self.running_mean is not None and self.running_var is not None and self.num_batches_tracked is not None:
             self.running_mean.zero_()
             self.running_var.fill_(1)
             self.num_batches_tracked.zero_()
@@ -169,7 +189,7 @@ class _BatchNorm(_NormBase):
     def forward(self, input: Tensor) -> Tensor:
         self._check_input(input)
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative average of all batches so far
                 factor = 1.0 / float(self.num_batches_tracked)

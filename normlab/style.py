@@ -6,17 +6,23 @@ function has no global state, returns its figure, and a notebook shows it once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib as mpl
 from cycler import cycler
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.typing import RcKeyType
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with the common colour-vision deficiencies.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 # The red, green and blue channels of a photo: vermillion, bluish green and blue from that palette.
 RGB_COLORS = (OKABE_ITO[3], OKABE_ITO[2], OKABE_ITO[0])
 
-STYLE = {
-    "figure.figsize": (6.4, 4.0),
+FIGSIZE = (6.4, 4.0)  # inches
+STYLE: dict[RcKeyType, Any] = {
+    "figure.figsize": FIGSIZE,
     "figure.dpi": 80,
     "savefig.dpi": 80,
     "axes.prop_cycle": cycler(color=OKABE_ITO),
@@ -40,10 +46,24 @@ def apply_style() -> None:
 
 
 def new_figure(
-    nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **subplot_kw
-) -> tuple[Figure, object]:
-    """A styled pyplot-free Figure and its axes (as ``Figure.subplots`` returns them)."""
+    nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **subplot_kw: Any
+) -> tuple[Figure, Any]:
+    """A styled pyplot-free Figure and its axes (as ``Figure.subplots`` returns them).
+
+    The axes are one ``Axes`` for a 1 x 1 grid, else a numpy array of them; matplotlib types
+    that return value as ``Any`` too, since it depends on the grid's shape.
+    """
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=figsize or STYLE["figure.figsize"], layout="constrained")
+        fig = Figure(figsize=figsize or FIGSIZE, layout="constrained")
         axes = fig.subplots(nrows, ncols, **subplot_kw)
     return fig, axes
+
+
+def legend_of(ax: Axes) -> Legend:
+    """The legend of ``ax``, which a plot's ``draw`` made; an ``update`` changes its texts in place."""
+    legend = ax.get_legend()
+    if legend is None:
+        raise ValueError(
+            f"the axes {ax.get_title()!r} have no legend: the figure's draw function must call ax.legend()."
+        )
+    return legend

@@ -3,7 +3,9 @@
 Runs each notebook top to bottom in a fresh python3 kernel from notebooks/ (as
 "Restart kernel and run all" does), then makes the file byte-stable across runs:
 widget model ids (random UUIDs) are renumbered in order of appearance, printed text
-that the kernel happened to flush in pieces is joined, and no timing metadata is recorded. A second run therefore leaves `git diff` empty.
+that the kernel happened to flush in pieces is joined (nbconvert's
+CoalesceStreamsPreprocessor), and no timing metadata and no widget state are recorded.
+A second run therefore leaves `git diff` empty.
 
 Usage: python scripts/execute_notebooks.py notebooks/01_why_normalization.ipynb [...]
 """
@@ -16,42 +18,24 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
 def renumber_widget_ids(nb: nbformat.NotebookNode) -> None:
-    """Replace each widget model id (a random UUID) by a counter, so reruns are identical."""
+    """Replace each widget model id (a random UUID) by a counter, so reruns are identical.
+
+    Hand-written because no nbconvert preprocessor rewrites widget view ids; they are the one
+    output that differs between two runs of the same code.
+    """
     ids: dict[str, str] = {}
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             view = output.get("data", {}).get(WIDGET_MIME)
             if view and "model_id" in view:
                 view["model_id"] = ids.setdefault(view["model_id"], f"{len(ids) + 1:032x}")
-
-
-def merge_adjacent_streams(nb: nbformat.NotebookNode) -> None:
-    """Join consecutive stdout (or stderr) pieces of a cell into one output.
-
-    The kernel flushes printed text every 0.2 s, so a cell that prints while it computes
-    can be stored as one piece or as several, depending on timing alone.
-    """
-    for cell in nb.cells:
-        merged: list = []
-        for output in cell.get("outputs", []):
-            previous = merged[-1] if merged else None
-            if (
-                previous is not None
-                and output.get("output_type") == "stream"
-                and previous.get("output_type") == "stream"
-                and previous.get("name") == output.get("name")
-            ):
-                previous["text"] = "".join(previous["text"]) + "".join(output["text"])
-            else:
-                merged.append(output)
-        if "outputs" in cell:
-            cell["outputs"] = merged
 
 
 def execute(path: Path, timeout: int = 300) -> float:
@@ -63,15 +47,14 @@ def execute(path: Path, timeout: int = 300) -> float:
         timeout=timeout,
         kernel_name="python3",
         record_timing=False,
-        store_widget_state=True,
+        store_widget_state=False,  # live widget state: random ids, useless without a kernel
         resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
-    nb.metadata.pop("widgets", None)  # live widget state: random ids, useless without a kernel
     renumber_widget_ids(nb)
-    merge_adjacent_streams(nb)
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
     nbformat.validate(nb)
     nbformat.write(nb, path)
     return elapsed

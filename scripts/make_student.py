@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
 
 SOLUTION_TAG = "solution"
 NOTE_ID = "student-copy-note"
@@ -34,11 +35,8 @@ def is_solution(cell: nbformat.NotebookNode) -> bool:
 def student_copy(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     """A copy of ``nb`` without solution cells and outputs, headed by a note (``nb`` is not changed)."""
     student = copy.deepcopy(nb)
-    student.cells = [cell for cell in student.cells if not is_solution(cell)]
-    for cell in student.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
+    TagRemovePreprocessor(remove_cell_tags={SOLUTION_TAG}).preprocess(student, {})
+    ClearOutputPreprocessor().preprocess(student, {})
     student.metadata.pop("widgets", None)
     note = nbformat.v4.new_markdown_cell(
         f"**Student copy** of `notebooks/{name}`, made by `make student`: the solution cells are removed "

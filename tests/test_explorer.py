@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import gc
 import io
+import weakref
 
 import ipywidgets as widgets
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+import normlab
 from benchmarks.widgets import discover_explorer_factories, random_interactions
 from normlab.style import new_figure
 from normlab.widgets.explorer import Explorer, figure_png
 
 FACTORIES, IMPORT_ERRORS = discover_explorer_factories()
-BLITTED_NAMES = (
-    "normlab.widgets.start_here.make_gaussian_explorer",
-    "normlab.widgets.train_vs_eval.make_running_stats_explorer",
-    "normlab.widgets.why_normalization.make_learning_rate_explorer",
-    "normlab.widgets.why_normalization.make_saturation_explorer",
-)
 
 
 @pytest.fixture(scope="module")
@@ -41,26 +37,32 @@ def assert_same_picture(png: bytes, expected_png: bytes) -> None:
     assert differing == 0, f"{differing} pixels differ"
 
 
-def test_every_explorer_module_imports_and_the_multi_panel_explorers_are_blitted(explorers):
+def test_every_explorer_module_imports_and_some_explorers_are_blitted(explorers):
     assert IMPORT_ERRORS == {}
-    assert {name for name, explorer in explorers.items() if explorer.update is not None} == set(BLITTED_NAMES)
+    assert all(isinstance(explorer, Explorer) for explorer in explorers.values())
+    assert any(explorer.update is not None for explorer in explorers.values())
 
 
-@pytest.mark.parametrize("name", BLITTED_NAMES)
-def test_blitted_png_is_the_full_redraw_after_every_interaction(name, explorers):
+@pytest.mark.parametrize("name", FACTORIES)
+def test_png_is_the_full_redraw_after_every_interaction(name, explorers):
+    """Blitted or not, what the browser receives is the picture of the whole figure; a blitted explorer
+    keeps its one figure, the others draw a new one each time."""
     explorer = explorers[name]
     first_figure, redraws = explorer.figure, explorer.redraws
     assert_same_picture(explorer.png, figure_png(explorer.figure))
     for step in random_interactions(explorer.controls, 6, seed=name):
         setattr(explorer.controls[step.control], step.attribute, step.value)
         assert_same_picture(explorer.png, figure_png(explorer.figure))
-    assert explorer.figure is first_figure and explorer.redraws == redraws + 6
+    assert (explorer.figure is first_figure) == (explorer.update is not None)
+    assert explorer.redraws == redraws + 6
 
 
-@pytest.mark.parametrize("name", BLITTED_NAMES)
+@pytest.mark.parametrize("name", FACTORIES)
 def test_update_draws_what_draw_draws(name, explorers):
     """update(draw(a), b) and draw(b) are the same picture: the two paths cannot drift apart."""
     explorer = explorers[name]
+    if explorer.update is None:
+        pytest.skip(f"{name} has no update: it always draws a new figure, so there is no second path")
     first = explorer.result
     step = next(iter(random_interactions(explorer.controls, 1, seed=name)))
     setattr(explorer.controls[step.control], step.attribute, step.value)
@@ -68,6 +70,14 @@ def test_update_draws_what_draw_draws(name, explorers):
     updated = explorer.draw(first)
     explorer.update(updated, second)
     assert_same_picture(figure_png(updated), figure_png(explorer.draw(second)))
+
+
+class _Collectable:
+    """An object in a reference cycle (it holds a list that holds it), for the garbage-collection test."""
+
+    def __init__(self, cycle: list) -> None:
+        self.cycle = cycle
+        cycle.append(self)
 
 
 def rising_line_explorer() -> Explorer:
@@ -97,12 +107,14 @@ def rising_line_explorer() -> Explorer:
 def test_changed_axes_limits_redraw_the_static_part():
     explorer = rising_line_explorer()
     explorer.controls["top"].value = 1.2  # the first update caches the static part
-    background = explorer._background
+    background = explorer.renderer._background
     explorer.controls["top"].value = 1.5  # same limits: the cached bitmap is reused
-    assert explorer._background is background
+    assert explorer.renderer._background is background
     assert_same_picture(explorer.png, figure_png(explorer.figure))
     explorer.controls["top"].value = 8.0  # new y limits: new tick labels, a new bitmap
-    assert explorer._background is not background and explorer.figure.axes[0].get_ylim()[1] == pytest.approx(8.8)
+    assert explorer.renderer._background is not background and explorer.figure.axes[0].get_ylim()[1] == pytest.approx(
+        8.8
+    )
     assert_same_picture(explorer.png, figure_png(explorer.figure))
 
 
@@ -129,10 +141,24 @@ def test_a_line_under_the_frame_stays_under_it_when_blitted():
     assert_same_picture(explorer.png, figure_png(explorer.figure))
 
 
-def test_building_an_explorer_freezes_the_objects_alive_then():
+def test_building_an_explorer_leaves_garbage_collection_alone():
+    """No global side effect: an object in a reference cycle made before an explorer is still collected."""
     gc.unfreeze()
+    alive = weakref.ref(_Collectable([]))  # unreachable now, but only the garbage collector can free it
     rising_line_explorer()
-    assert gc.get_freeze_count() > 1000
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert alive() is None
+
+
+def test_setup_notebook_freezes_the_imported_objects_once():
+    gc.unfreeze()
+    normlab.setup_notebook()
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000  # torch, matplotlib, ipywidgets and normlab are imported here
+    rising_line_explorer()
+    assert gc.get_freeze_count() == frozen
+    gc.unfreeze()
 
 
 def test_control_labels_are_shown_whole(explorers):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
+import execute_notebooks  # scripts/ is on pytest's pythonpath
+import nbformat
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("execute_notebooks", ROOT / "scripts" / "execute_notebooks.py")
-execute_notebooks = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(execute_notebooks)
 
 
 def test_re_executing_start_here_reproduces_the_committed_file(tmp_path):
@@ -42,25 +41,23 @@ def test_widget_ids_are_renumbered_in_order_of_appearance():
     assert json.dumps(nb)  # still serialisable
 
 
-def test_printed_text_flushed_in_pieces_is_joined():
-    nb = execute_notebooks.nbformat.from_dict(
-        {
-            "cells": [
-                {
-                    "cell_type": "code",
-                    "outputs": [
-                        {"output_type": "stream", "name": "stdout", "text": "step 1\n"},
-                        {"output_type": "stream", "name": "stdout", "text": "step 2\n"},
-                        {"output_type": "stream", "name": "stderr", "text": "warning\n"},
-                        {"output_type": "stream", "name": "stdout", "text": "step 3\n"},
-                    ],
-                }
-            ]
-        }
+def test_printed_text_flushed_in_pieces_is_joined_and_no_widget_state_is_stored(tmp_path):
+    """The kernel flushes printed text every 0.2 s: a cell printing while it works arrives in pieces,
+    which the stored file joins into one output per stream (and an interleaved stderr stays apart)."""
+    path = tmp_path / "pieces.ipynb"
+    source = (
+        "import sys, time, ipywidgets\n"
+        "for step in (1, 2):\n"
+        "    print(f'step {step}', flush=True)\n"
+        "    time.sleep(0.5)\n"
+        "print('warning', file=sys.stderr, flush=True)\n"
+        "time.sleep(0.5)\n"
+        "print('step 3', flush=True)\n"
+        "ipywidgets.IntSlider()"
     )
-    execute_notebooks.merge_adjacent_streams(nb)
-    assert [(o["name"], o["text"]) for o in nb.cells[0]["outputs"]] == [
-        ("stdout", "step 1\nstep 2\n"),
-        ("stderr", "warning\n"),
-        ("stdout", "step 3\n"),
-    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), path)
+    execute_notebooks.execute(path)
+    nb = nbformat.read(path, as_version=4)
+    streams = [(o["name"], o["text"]) for o in nb.cells[0].outputs if o["output_type"] == "stream"]
+    assert streams == [("stdout", "step 1\nstep 2\n"), ("stderr", "warning\n"), ("stdout", "step 3\n")]
+    assert "widgets" not in nb.metadata  # the live widget state (random ids) is never written

@@ -4,14 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import check_portability  # scripts/ is on pytest's pythonpath
+import execute_notebooks
 import nbformat
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import check_portability  # noqa: E402 (the script lives in scripts/, not in the package)
-import execute_notebooks  # noqa: E402
 
 
 def stored_notebook(path: Path, sources: list[str]) -> Path:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from normlab.nn import module_tensor
+
 CONVENTIONS = ("pytorch", "keras")
 
 
@@ -145,9 +147,9 @@ def record_running_stats(module: nn.Module, batches: Iterable[Tensor]) -> Runnin
     with torch.no_grad():
         for batch in batches:
             module(batch)
-            means.append(module.running_mean.clone())
-            variances.append(module.running_var.clone())
-            counts.append(module.num_batches_tracked.clone())
+            means.append(module_tensor(module, "running_mean").clone())
+            variances.append(module_tensor(module, "running_var").clone())
+            counts.append(module_tensor(module, "num_batches_tracked").clone())
     return RunningStatsRecord(torch.stack(means), torch.stack(variances), torch.stack(counts))
 
 
@@ -337,8 +339,13 @@ def batch_statistics_noise(
         mean_noise.append(moments.mean.std().item())
         std_noise.append(moments.biased_var.sqrt().std().item())
         gap.append(train_eval_gap(batches, mean, std**2).mean().item())
-    mean_noise, std_noise, gap = (torch.tensor(v, dtype=torch.float64) for v in (mean_noise, std_noise, gap))
-    return BatchSizeNoise(tuple(batch_sizes), std, mean_noise, std_noise, gap)
+    return BatchSizeNoise(
+        tuple(batch_sizes),
+        std,
+        torch.tensor(mean_noise, dtype=torch.float64),
+        torch.tensor(std_noise, dtype=torch.float64),
+        torch.tensor(gap, dtype=torch.float64),
+    )
 
 
 # ---- The widget: momentum and batch size ----------------------------------------------------
@@ -526,4 +533,6 @@ def average_state_dicts(*state_dicts: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def batch_norm_running_vars(model: nn.Module) -> list[Tensor]:
     """The running_var buffer of every module that has one, in module order (notebook 03, §6)."""
-    return [m.running_var.clone() for m in model.modules() if getattr(m, "running_var", None) is not None]
+    return [
+        module_tensor(m, "running_var").clone() for m in model.modules() if getattr(m, "running_var", None) is not None
+    ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from normlab.layouts import LAYOUTS, NORM_KINDS, NORM_LABELS, check_layout, reduced_dims
+from normlab.nn import module_tensor
 
 # Small demo shapes, one per layout, all with C = 6 channels (so 1, 2, 3 or 6 groups).
 DEMO_SHAPES: dict[str, tuple[int, ...]] = {
@@ -120,8 +121,8 @@ def statistic_ids(norm: str, layout: str, shape: tuple[int, ...], num_groups: in
     ids = torch.zeros(shape, dtype=torch.long)
     for d, size in enumerate(shape):
         coords = torch.arange(size)
-        if norm == "group" and d == c:
-            coords, size = coords // (shape[c] // num_groups), num_groups  # channel -> its group
+        if num_groups is not None and d == c:  # GroupNorm: channel -> its group
+            coords, size = coords // (shape[c] // num_groups), num_groups
         elif d in reduced:
             continue  # averaged over: does not tell statistics apart
         view = [1] * len(shape)
@@ -163,7 +164,7 @@ def shared_statistics(
     reduced = reduced_dims(norm, layout)
     kept = [d for d in range(len(shape)) if d not in reduced]
     stats_dims = "".join(layout[d] for d in kept) + ("G" if norm == "group" else "")
-    stats_shape = tuple(shape[d] for d in kept) + ((num_groups,) if norm == "group" else ())
+    stats_shape = tuple(shape[d] for d in kept) + ((num_groups,) if num_groups is not None else ())
     # gamma and beta: per element of normalized_shape for LayerNorm, per channel otherwise
     param_shape = tuple(shape[d] for d in reduced) if norm == "layer" else (shape[c],)
     elements_per_statistic = math.prod(shape) // math.prod(stats_shape)
@@ -266,7 +267,8 @@ def randomize_affine(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             "has none. Fix: build it with affine=True (InstanceNorm) or elementwise_affine=True (LayerNorm)."
         )
     g = torch.Generator().manual_seed(seed)
+    weight, bias = module_tensor(module, "weight"), module_tensor(module, "bias")
     with torch.no_grad():
-        module.weight.copy_(torch.rand(module.weight.shape, generator=g) + 0.5)
-        module.bias.copy_(torch.rand(module.bias.shape, generator=g) - 0.5)
+        weight.copy_(torch.rand(weight.shape, generator=g) + 0.5)
+        bias.copy_(torch.rand(bias.shape, generator=g) - 0.5)
     return module

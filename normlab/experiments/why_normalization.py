@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 import normlab.nn as nlnn
 from normlab.data.digits import DigitsSplit
@@ -30,6 +30,13 @@ from normlab.data.tabular import load_wine_data, standardize
 MLP_NORMS = (None, "batch", "layer")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 SATURATION_MARGIN = 0.03  # "saturated": the output is within 0.03 of an asymptote (tanh: +-1; sigmoid: 0, 1)
+
+
+def grad_of(t: Tensor) -> Tensor:
+    """``t.grad`` after a backward pass; a RuntimeError, not a None, if no gradient reached ``t``."""
+    if t.grad is None:
+        raise RuntimeError(f"no gradient reached a tensor of shape {tuple(t.shape)}: call loss.backward() first.")
+    return t.grad
 
 
 def _check_choice(value: object, options: Sequence[object], name: str) -> None:
@@ -178,9 +185,9 @@ def _descend(
         if losses[-1] <= target_loss:
             reached = step
             break
-    path = torch.stack(path)
-    lo = torch.minimum(path.min(dim=0).values, optimum)
-    hi = torch.maximum(path.max(dim=0).values, optimum)
+    steps = torch.stack(path)
+    lo = torch.minimum(steps.min(dim=0).values, optimum)
+    hi = torch.maximum(steps.max(dim=0).values, optimum)
     pad = 0.35 * (hi - lo).max().item()  # the same margin on both axes, for an equal-aspect plot
     axes = [
         torch.linspace(*_nice_range(lo[i].item() - pad, hi[i].item() + pad), grid_points, dtype=x.dtype)
@@ -195,7 +202,7 @@ def _descend(
         condition_number=high / low,
         learning_rate=lr,
         optimum=optimum,
-        path=path,
+        path=steps,
         losses=torch.stack(losses),
         steps_to_target=reached,
         grid_w1=axes[0],
@@ -238,7 +245,7 @@ def feature_scale_descent(
     best = _mse_half(x, y, _solve_2x2(*_normal_equations(x, y))).item()
     target_loss = best + tolerance * (initial - best)
     return FeatureScaleResult(
-        features=tuple(features),
+        features=(features[0], features[1]),
         target=target,
         initial_loss=initial,
         min_loss=best,
@@ -419,7 +426,7 @@ def layer_profile(
         init_gain=init_gain,
         outputs=outputs,
         activation_std=[o.std().item() for o in outputs],
-        gradient_std=[z.grad.std().item() for z in linear_outputs[:-1]],  # the last Linear is the head
+        gradient_std=[grad_of(z).std().item() for z in linear_outputs[:-1]],  # the last Linear is the head
         saturated=[saturated_fraction(o, activation) for o in outputs],
         mean_derivative=[derivative_from_output(o, activation).mean().item() for o in outputs],
     )

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.data.digits import DigitsSplit
-from normlab.experiments.why_normalization import build_mlp
+from normlab.experiments.why_normalization import build_mlp, grad_of
 from normlab.layouts import NORM_LABELS
 
 HIDDEN = (128, 128, 128)  # 64 pixels -> 3 x Linear(., 128) + BatchNorm1d(128) + ReLU -> 10 classes
@@ -399,7 +399,7 @@ def _loss_and_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tu
     model.zero_grad()
     loss = F.cross_entropy(model(x), y)
     loss.backward()
-    return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])
+    return loss.item(), torch.cat([grad_of(p).flatten() for p in model.parameters()])
 
 
 def gradient_ray(
@@ -416,7 +416,7 @@ def gradient_ray(
     loss, gradient = _loss_and_gradient(probe, x, y)
     params = list(probe.parameters())
     start = [p.detach().clone() for p in params]
-    directions = [p.grad.detach().clone() for p in params]
+    directions = [grad_of(p).detach().clone() for p in params]
     losses, changes = [], []
     for eta in step_sizes:
         with torch.no_grad():

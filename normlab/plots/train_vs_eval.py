@@ -13,7 +13,7 @@ from normlab.experiments.train_vs_eval import (
     RunningStatsRun,
     TrainModeAccuracy,
 )
-from normlab.style import OKABE_ITO, new_figure
+from normlab.style import OKABE_ITO, legend_of, new_figure
 
 # Markers on a Line2D, not a scatter: much cheaper to redraw in the explorer.
 BATCH_MEAN_STYLE = dict(
@@ -141,11 +141,11 @@ def update_running_stats_run(fig: Figure, run: RunningStatsRun) -> list[Artist]:
     batch_means.set_data(steps, run.batch_means.numpy())
     running_mean.set_data(steps, run.running_mean.numpy())
     true_mean.set_ydata([run.true_mean, run.true_mean])
-    left.get_legend().get_texts()[2].set_text(true_mean_label(run.true_mean))
+    legend_of(left).get_texts()[2].set_text(true_mean_label(run.true_mean))
     left.set_title(f"Running mean, momentum={run.momentum:g}, batch size {run.batch_size}")
     tail = max(len(steps) // 4, 1)
     gaps = {"running": run.gap_running, "true": run.gap_true}
-    for line, text, (name, gap) in zip(right.lines, right.get_legend().get_texts(), gaps.items()):
+    for line, text, (name, gap) in zip(right.lines, legend_of(right).get_texts(), gaps.items()):
         line.set_data(steps, gap.numpy())
         text.set_text(f"eval with {name} stats (last {tail}: {gap[-tail:].mean().item():.3f})")
     step_ticks = [round(len(steps) * k / 3) for k in range(4)]  # fixed, few: cheaper to redraw
@@ -154,4 +154,4 @@ def update_running_stats_run(fig: Figure, run: RunningStatsRun) -> list[Artist]:
         ax.xaxis.set_minor_locator(NullLocator())
         ax.relim()
         ax.autoscale_view()  # x only: the y limits are fixed
-    return [*left.lines, left.get_legend(), left.title, *right.lines, right.get_legend()]
+    return [*left.lines, legend_of(left), left.title, *right.lines, legend_of(right)]

@@ -78,13 +78,19 @@ def _face_polygons(face: str, n: int, c: int, s: int) -> tuple[list[np.ndarray],
     return cells, elements
 
 
+class CubeFace(PolyCollection):
+    """The cells of one face of the cube; ``elements`` says which (n, c, s) each cell shows (read by the tests)."""
+
+    elements: list[tuple[int, int, int]]
+
+
 def _draw_cube(ax, result: SharedStatistics) -> None:
     cube = cube_categories(result)
     n, c, s = cube.shape
     for face, shade in FACE_SHADES.items():
         cells, elements = _face_polygons(face, n, c, s)
         colors = [shaded(CATEGORY_COLORS[cube[e]], shade) for e in elements]
-        collection = PolyCollection(cells, facecolors=colors, edgecolors="white", linewidths=0.8)
+        collection = CubeFace(cells, facecolors=colors, edgecolors="white", linewidths=0.8)
         collection.set_gid(face)
         collection.elements = elements  # which (n, c, s) each cell shows: read by the tests
         ax.add_collection(collection)

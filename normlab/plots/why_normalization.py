@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 from normlab.experiments.why_normalization import ActivationCurves, FeatureScaleResult, LayerProfile
@@ -21,7 +22,7 @@ from normlab.experiments.why_normalization_training import (
     TrainingRun,
 )
 from normlab.layouts import NORM_LABELS
-from normlab.style import OKABE_ITO, new_figure
+from normlab.style import OKABE_ITO, legend_of, new_figure
 
 NORM_COLORS = {None: OKABE_ITO[3], "batch": OKABE_ITO[0], "layer": OKABE_ITO[2]}
 RUN_COLORS = {"no norm": OKABE_ITO[3], "BatchNorm": OKABE_ITO[0], "BatchNorm + noise": OKABE_ITO[1]}
@@ -208,7 +209,7 @@ def update_saturation(fig: Figure, profiles: Sequence[LayerProfile]) -> list[Art
     for ax, quantity in zip(fig.axes, SATURATION_QUANTITIES):
         for line, profile in zip(ax.lines, profiles):
             line.set_ydata(layer_statistic(profile, quantity))
-        changed += [*ax.lines, ax.get_legend()]  # the legend sits above the lines
+        changed += [*ax.lines, legend_of(ax)]  # the legend sits above the lines
     return changed + [fig.suptitle(saturation_title(profiles))]
 
 
@@ -223,12 +224,12 @@ def _loss_line(ax, color: str, label: str) -> None:
     ax.plot([], [], "x", color=color, markersize=9, markeredgewidth=2, clip_on=False, zorder=3)
 
 
-def _show_losses(line, marker, run: TrainingRun) -> None:
+def _show_losses(line: Line2D, marker: Line2D, run: TrainingRun, top: float) -> None:
     """Put a run's losses on its line; mark where a diverged run stopped (at the top if beyond it)."""
     losses = np.array(run.losses, dtype=float)
     line.set_data(np.arange(len(losses)), losses)
     if run.diverged:
-        marker.set_data([len(losses) - 1], [min(losses[-1], line.axes.get_ylim()[1])])
+        marker.set_data([len(losses) - 1], [min(losses[-1], top)])
     else:  # hidden, not only empty: an empty unclipped line would upset constrained layout
         marker.set_data([], [])
     marker.set_visible(run.diverged)
@@ -244,7 +245,7 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep) -> Figure:
             run = sweep.run(lr, norm)
             label = f"lr = {lr:g}" + (" (diverged)" if run.diverged else "")
             _loss_line(ax, OKABE_ITO[i % len(OKABE_ITO)], label)
-            _show_losses(*ax.lines[-2:], run)
+            _show_losses(ax.lines[-2], ax.lines[-1], run, ax.get_ylim()[1])
         ax.relim()
         ax.autoscale_view()
         ax.set(title=NORM_LABELS[norm], xlabel="SGD step (batch of 64)")
@@ -282,14 +283,14 @@ def _show_training_runs(fig: Figure, runs: Sequence[TrainingRun], labels: Sequen
     """Put runs on a figure made by plot_training_runs; x limits follow the longest run."""
     left, right = fig.axes
     for i, run in enumerate(runs):
-        _show_losses(left.lines[2 * i], left.lines[2 * i + 1], run)
+        _show_losses(left.lines[2 * i], left.lines[2 * i + 1], run, left.get_ylim()[1])
         right.lines[i].set_data(run.eval_steps, 100 * np.array(run.accuracies))
     for ax in (left, right):
         ax.relim()
         ax.autoscale_view()  # x only: the y limits are fixed
-        for text, label in zip(ax.get_legend().get_texts(), labels):
+        for text, label in zip(legend_of(ax).get_texts(), labels):
             text.set_text(label)
-    return [*left.lines, *right.lines, left.get_legend(), right.get_legend()]
+    return [*left.lines, *right.lines, legend_of(left), legend_of(right)]
 
 
 def update_training_runs(fig: Figure, runs: Sequence[TrainingRun]) -> list[Artist]:
