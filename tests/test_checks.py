@@ -198,6 +198,26 @@ def bn_returns_statistics_too(x, gamma, beta, eps=1e-5):
     return (x - mean) / torch.sqrt(var + eps) * gamma + beta, mean, var
 
 
+def bn_rounds_to_int(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x, gamma, beta, eps).long()
+
+
+def bn_in_half_precision(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x.half(), gamma.half(), beta.half(), eps)
+
+
+def bn_returns_sign(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x, gamma, beta, eps) > 0
+
+
+def bn_returns_complex(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x, gamma, beta, eps).to(torch.complex64)
+
+
+def bn_returns_sparse(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x, gamma, beta, eps).to_sparse()
+
+
 def bn_returns_the_mean(x, gamma, beta, eps=1e-5):
     return x.mean(dim=(0, 1))
 
@@ -343,7 +363,12 @@ MISTAKEN = [
     ("not-a-tensor", check_batch_norm, bn_returns_numpy, NLC),
     ("not-a-tensor", check_batch_norm, bn_forgets_return, NLC),
     ("not-a-tensor", check_batch_norm, bn_returns_statistics_too, NLC),
+    ("not-a-tensor", check_batch_norm, bn_returns_sparse, NLC),
     ("wrong-shape", check_batch_norm, bn_returns_the_mean, NLC),
+    ("wrong-dtype", check_batch_norm, bn_rounds_to_int, NLC),
+    ("wrong-dtype", check_batch_norm, bn_in_half_precision, NLC),
+    ("wrong-dtype", check_batch_norm, bn_returns_sign, NLC),
+    ("wrong-dtype", check_batch_norm, bn_returns_complex, NLC),
     ("mutates-input", check_batch_norm, bn_in_place, NLC),
     ("non-finite", check_batch_norm, bn_all_nan, NLC),
     ("non-finite", check_batch_norm, bn_subtracts_eps, NLC),
@@ -382,6 +407,7 @@ def test_each_mistake_is_named(code, checker, fn, kwargs):
 def test_every_functional_mistake_code_is_tested_here():
     tested_elsewhere = {
         "too-slow",  # below, with a small time limit
+        "interrupted",  # tests/test_checks_hostile.py, with a real SIGINT
         # tests/test_checks_module.py:
         "momentum-reversed",
         "running-var-biased",
@@ -419,6 +445,26 @@ SAID = [  # (checker, learner, kwargs, field of the result, what it must say)
     (check_batch_norm, bn_forgets_return, NLC, "hint", "`return y`"),
     (check_batch_norm, bn_returns_statistics_too, NLC, "observed", "returned a tuple of 3 items"),
     (check_batch_norm, bn_returns_the_mean, NLC, "observed", "shape (3,); expected (4, 5, 3)"),
+    (
+        check_batch_norm,
+        bn_rounds_to_int,
+        NLC,
+        "observed",
+        "returned a tensor of dtype torch.int64; expected x's dtype, torch.float32",
+    ),
+    (check_batch_norm, bn_rounds_to_int, NLC, "hint", "lost the fractional part"),
+    (
+        check_batch_norm,
+        bn_in_half_precision,
+        NLC,
+        "observed",
+        "yours vs the reference: agree, max |difference| < 1e-01 (float16 rounding)",
+    ),
+    (check_batch_norm, bn_returns_sign, NLC, "observed", "dtype torch.bool"),
+    (check_batch_norm, bn_returns_complex, NLC, "observed", "dtype torch.complex64"),
+    (check_batch_norm, bn_returns_complex, NLC, "hint", "Return a real tensor"),
+    (check_batch_norm, bn_returns_sparse, NLC, "observed", "returned a tensor with layout torch.sparse_coo"),
+    (check_batch_norm, bn_returns_sparse, NLC, "hint", "`.to_dense()`"),
     (check_batch_norm, bn_returns_the_mean, NLC, "hint", "keepdim=True"),
     (check_batch_norm, bn_in_place, NLC, "observed", "x: 60 of 60 values changed"),
     (check_batch_norm, bn_all_nan, NLC, "observed", "60 NaN and 0 infinite values out of 60"),

@@ -272,6 +272,10 @@ def hint(spec: NormSpec, code: str) -> str:
             "Use whole-tensor operations such as `x.mean(dim=..., keepdim=True)` instead of Python "
             "loops over elements, and make sure every loop ends."
         ),
+        "interrupted": (
+            "If your code was stuck, look for a loop that never ends; run it on a small tensor in a cell of "
+            "its own, then run the check again."
+        ),
         "unknown": f"Compare your code step by step with the formula: {spec.formula}.",
     }
     return hints.get(code, "")

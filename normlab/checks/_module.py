@@ -29,7 +29,7 @@ from normlab.checks._diagnose import (
     call_problem,
     diagnose_outputs,
     outcome_problem,
-    safely,
+    run_check,
 )
 from normlab.checks._explain import (
     describe_checked,
@@ -43,7 +43,8 @@ from normlab.checks._explain import (
 )
 from normlab.checks._probes import LARGE_EPS, SMALL_GROUP, SMALL_STD, TOLERANCE, Probe, make_probe, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, preserved_random_state
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit
+from normlab.checks._session import Session
 from normlab.checks._specs import NormSpec, batch_norm_spec
 from normlab.checks._variants import (
     AFFINE_MODES,
@@ -119,8 +120,8 @@ def _ordered(codes: list[str]) -> tuple[str, ...]:
 class _ModuleCheck:
     """One run of check_batch_norm_module: builds modules, steps them, and keeps what they did."""
 
-    def __init__(self, ctx: Context, cls: type, time_limit: float) -> None:
-        self.ctx, self.cls, self.time_limit = ctx, cls, time_limit
+    def __init__(self, ctx: Context, cls: type, session: Session) -> None:
+        self.ctx, self.cls, self.session = ctx, cls, session
         self.channels = ctx.spec.shape[1]
         self.trained: dict[str, tuple[Module, Probe, Tensor, Tensor]] = {}  # probe name -> module, probe, buffers
 
@@ -143,7 +144,7 @@ class _ModuleCheck:
     # -- building and setting ---------------------------------------------------------------
 
     def _call(self, fn, args=(), names=(), kwargs=None) -> Outcome:
-        return call_learner(fn, args, names, kwargs, time_limit=self.time_limit)
+        return call_learner(self.session, fn, args, names, kwargs, who=self.ctx.who)
 
     def _build(self, eps: float, dtype: torch.dtype) -> Module | CheckResult:
         ctx, c = self.ctx, self.channels
@@ -506,6 +507,6 @@ def check_batch_norm_module(cls: type, *, time_limit: float = DEFAULT_TIME_LIMIT
         name,
         checked,
         signature=f"{name}(num_features, eps=1e-5, momentum=0.1)` and then `module(x)",
+        time_limit=time_limit,
     )
-    with preserved_random_state():
-        return safely(ctx, _ModuleCheck(ctx, cls, time_limit).run)
+    return run_check(ctx, lambda session: _ModuleCheck(ctx, cls, session).run())
