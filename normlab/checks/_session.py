@@ -52,10 +52,6 @@ class Setting:
     fixed: object = _MISSING  # the value a check runs with, whatever the caller's
 
 
-def _set_warning_filters(filters: object) -> None:
-    warnings.filters[:] = filters  # type: ignore[index]  # the list object the warnings module reads
-
-
 def _set_default_device(device: object) -> None:
     """torch.set_default_device, without a device context (which slows every torch call) for the CPU."""
     torch.set_default_device(None if device == torch.device("cpu") else device)
@@ -81,7 +77,6 @@ SETTINGS = (
     Setting("the recursion limit", sys.getrecursionlimit, sys.setrecursionlimit),
     Setting("torch's print options", torch._tensor_str.get_printoptions, lambda v: torch.set_printoptions(**v)),
     Setting("NumPy's print options", np.get_printoptions, lambda v: np.set_printoptions(**v)),
-    Setting("the warning filters", lambda: list(warnings.filters), _set_warning_filters),
     Setting("the working directory", os.getcwd, os.chdir),
 )
 
@@ -123,6 +118,14 @@ def _put_back(snapshot: dict[str, dict[str, object]], where: list[tuple[str, str
 def _shown(value: object) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _change(before: object, now: object) -> str:
+    """ "from torch.float32 to torch.float64", or for option dicts "precision from 4 to 1"."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        keys = [k for k in before.keys() | now.keys() if before.get(k) != now.get(k)]
+        return ", ".join(f"{k} from {_shown(before.get(k))} to {_shown(now.get(k))}" for k in sorted(keys))
+    return f"from {_shown(before)} to {_shown(now)}"
 
 
 class BoundedText(io.TextIOBase):
@@ -174,24 +177,25 @@ class Session:
         """Around a whole check: fixed settings and torch's own functions inside; the caller's back after."""
         caller, randoms = _read(), (random.getstate(), np.random.get_state(), torch.get_rng_state())
         theirs = _namespaces()
-        self._patched_before = _replaced(PRISTINE, theirs)
-        _put_back(PRISTINE, self._patched_before)
-        for space, attr in self._patched_before:
-            self.note(
-                f"{space}.{attr} had been replaced before this check (by an earlier cell?): the check used "
-                "the original, and put yours back afterwards"
-            )
         try:
             with torch.inference_mode(False):  # restores the caller's grad mode on exit
                 for setting in SETTINGS:
                     if setting.fixed is not _MISSING and setting.set is not None and setting.get() != setting.fixed:
                         setting.set(setting.fixed)
+                # after the settings: set_default_dtype itself rebinds torch.Storage
+                self._patched_before = _replaced(PRISTINE, _namespaces())
+                _put_back(PRISTINE, self._patched_before)
+                for space, attr in self._patched_before:
+                    self.note(
+                        f"{space}.{attr} had been replaced before this check (by an earlier cell?): the check "
+                        "used the original, and put yours back afterwards"
+                    )
                 yield self
         finally:
-            _put_back(theirs, _replaced(_namespaces(), theirs))
             for setting in SETTINGS:
                 if setting.set is not None and setting.get() != caller[setting.name]:
                     setting.set(caller[setting.name])
+            _put_back(theirs, _replaced(_namespaces(), theirs))
             random.setstate(randoms[0])
             np.random.set_state(randoms[1])
             torch.set_rng_state(randoms[2])
@@ -210,13 +214,16 @@ class Session:
                 flush=True,
             )
 
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught:  # which puts the warning filters back
             warnings.simplefilter("always")
+            filters = list(warnings.filters)
             sys.stdout = sys.stderr = self.printed
             try:
                 finished = _limits.run_limited(fn, self.time_limit, on_stuck)
             finally:
                 sys.stdout, sys.stderr = stdout, stderr
+            if warnings.filters != filters:
+                self.note(f"{who} changed the warning filters; the checker put them back")
         for w in caught:
             self.printed.write(f"{w.category.__name__}: {w.message}\n")
         self._restore(before, functions, who)
@@ -230,18 +237,18 @@ class Session:
         return finished
 
     def _restore(self, before: dict[str, object], functions: dict[str, dict[str, object]], who: str) -> None:
-        replaced = _replaced(functions, _namespaces())
-        _put_back(functions, replaced)
-        for space, attr in replaced:
-            self.note(f"{who} replaced {space}.{attr}: the checker put the original back")
+        """Put back the settings, then the functions (set_default_dtype rebinds torch.Storage itself)."""
         for setting in SETTINGS:
             now = setting.get()
             if now == before[setting.name]:
                 continue
+            change = _change(before[setting.name], now)
             if setting.set is None:
-                self.note(f"{who} changed {setting.name} to {_shown(now)}, which the checker cannot put back")
+                self.note(f"{who} changed {setting.name} {change}, which the checker cannot put back")
                 continue
             setting.set(before[setting.name])
-            self.note(
-                f"{who} changed {setting.name} to {_shown(now)}; the checker put back {_shown(before[setting.name])}"
-            )
+            self.note(f"{who} changed {setting.name} {change}; the checker put it back")
+        replaced = _replaced(functions, _namespaces())
+        _put_back(functions, replaced)
+        for space, attr in replaced:
+            self.note(f"{who} replaced {space}.{attr}: the checker put the original back")
