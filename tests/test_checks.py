@@ -246,6 +246,20 @@ def bn_nlc_without_transpose(x, gamma, beta, eps=1e-5):
     return (x - mean) / torch.sqrt(var + eps) * gamma + beta
 
 
+def bn_nlc_reshaped_for_torch(x, gamma, beta, eps=1e-5):
+    n, length, c = x.shape
+    y = TF.batch_norm(x.reshape(n, c, length), None, None, gamma, beta, training=True, eps=eps)  # not a transpose
+    return y.reshape(n, length, c)
+
+
+def bn_nlc_reshaped_then_affine(x, gamma, beta, eps=1e-5):
+    n, length, c = x.shape
+    xr = x.reshape(n, c, length)
+    mean = xr.mean(dim=(0, 2), keepdim=True)
+    var = xr.var(dim=(0, 2), keepdim=True)  # and the unbiased variance as well
+    return ((xr - mean) / torch.sqrt(var + eps)).reshape(n, length, c) * gamma + beta
+
+
 def bn_unbiased(x, gamma, beta, eps=1e-5):
     mean = x.mean(dim=(0, 1), keepdim=True)
     var = x.var(dim=(0, 1), keepdim=True)  # torch.var divides by n - 1 by default
@@ -373,6 +387,8 @@ MISTAKEN = [
     ("non-finite", check_batch_norm, bn_all_nan, NLC),
     ("non-finite", check_batch_norm, bn_subtracts_eps, NLC),
     ("wrong-axes", check_batch_norm, bn_nlc_without_transpose, NLC),
+    ("reshape-not-transpose", check_batch_norm, bn_nlc_reshaped_for_torch, NLC),
+    ("reshape-not-transpose", check_batch_norm, bn_nlc_reshaped_then_affine, NLC),
     ("wrong-axes", check_layer_norm, ln_nchw_per_channel, {"layout": "NCHW"}),
     ("wrong-axes", check_layer_norm, bn_nc_by_hand, {"layout": "NC"}),
     ("wrong-axes", check_group_norm, gn_without_reshape, {"num_groups": 2}),
@@ -495,6 +511,15 @@ def test_wrong_axes_names_the_dims_and_the_norm_they_belong_to():
     gn = check_group_norm(gn_without_reshape, num_groups=2).observed
     assert "(the axes of LayerNorm)" in gn
     assert "channels 0, 4, 8, ... share statistics" in check_group_norm(gn_interleaved_groups, 4).observed
+
+
+def test_a_reshape_instead_of_a_transpose_is_named_with_every_other_mistake():
+    result = check_batch_norm(bn_nlc_reshaped_for_torch, layout="NLC")
+    assert result.also == ()
+    assert "statistics per 'channel' of x.reshape(N, C, L) = x.reshape(4, 3, 5)" in result.observed
+    assert "`x.transpose(1, 2)`" in result.hint
+    both = check_batch_norm(bn_nlc_reshaped_then_affine, layout="NLC")
+    assert (both.mistake, both.also) == ("reshape-not-transpose", ("unbiased-variance",))
 
 
 def test_unbiased_variance_is_measured_as_sqrt_n_minus_1_over_n():

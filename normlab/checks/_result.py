@@ -33,6 +33,7 @@ MISTAKES: dict[str, str] = {
     "mutates-input": "your code changed its input in place",
     "non-finite": "your result contains NaN or inf",
     "wrong-axes": "you took the statistics over the wrong dims",
+    "reshape-not-transpose": "you reshaped (N, L, C) to (N, C, L) where a transpose was needed",
     "unbiased-variance": "you divided by the unbiased variance (n - 1)",
     "eps-outside-sqrt": "you added eps outside the square root",
     "missing-eps": "eps is missing",
