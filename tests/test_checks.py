@@ -431,6 +431,12 @@ def test_every_functional_mistake_code_is_tested_here():
         "updates-in-eval",
         "eval-uses-batch-stats",
         "stats-not-detached",
+        "ignores-momentum",
+        "mode-from-grad",
+        "not-a-module",
+        "stats-not-buffers",
+        "params-not-parameters",
+        "nonstandard-names",
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 

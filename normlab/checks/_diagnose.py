@@ -50,8 +50,15 @@ class Context:
     signature: str  # how the checker calls the learner's code: "my_bn(x, gamma, beta, eps)"
     time_limit: float = DEFAULT_TIME_LIMIT  # seconds per call
 
-    def result(self, mistake: str | None, observed: str, hint: str, also: tuple[str, ...] = ()) -> CheckResult:
-        return CheckResult(self.check, False, mistake, self.checked, observed, hint, also)
+    def result(
+        self,
+        mistake: str | None,
+        observed: str,
+        hint: str,
+        also: tuple[str, ...] = (),
+        also_observed: tuple[str, ...] = (),
+    ) -> CheckResult:
+        return CheckResult(self.check, False, mistake, self.checked, observed, hint, also, also_observed)
 
     def passed(self, observed: str) -> CheckResult:
         return CheckResult(self.check, True, None, self.checked, observed)

@@ -47,6 +47,12 @@ MISTAKES: dict[str, str] = {
     "updates-in-eval": "the running statistics change in eval mode",
     "eval-uses-batch-stats": "eval mode normalizes with the batch's own statistics",
     "stats-not-detached": "the running statistics keep an autograd graph",
+    "ignores-momentum": "your module ignores the momentum it is given",
+    "mode-from-grad": "your module takes grad mode (torch.is_grad_enabled()) for train/eval mode",
+    "not-a-module": "your class is not a torch.nn.Module",
+    "stats-not-buffers": "the running statistics are plain attributes, not registered buffers",
+    "params-not-parameters": "gamma and beta are plain tensors, not nn.Parameter",
+    "nonstandard-names": "weight, bias or the running statistics have names other than torch's",
     "unknown": "the result is wrong in a way the checker does not recognise",
 }
 
