@@ -89,6 +89,11 @@ def _namespaces() -> dict[str, dict[str, object]]:
     return snapshot()
 
 
+def _same(a: object, b: object) -> bool:
+    """The same object, or the same bound method (IPython binds ``builtins.get_ipython`` afresh for every cell)."""
+    return a is b or (isinstance(a, types.MethodType) and isinstance(b, types.MethodType) and a == b)
+
+
 def _replaced(before: dict[str, dict[str, object]], now: dict[str, dict[str, object]]) -> list[tuple[str, str]]:
     """(namespace, attribute) of every function replaced, deleted or added between two snapshots.
 
@@ -100,9 +105,10 @@ def _replaced(before: dict[str, dict[str, object]], now: dict[str, dict[str, obj
         if old.keys() == new.keys() and all(map(operator.is_, old.values(), new.values())):
             continue  # the usual case, decided at C speed
         for attr in old.keys() | new.keys():
-            value = new.get(attr, _MISSING)
-            if value is not old.get(attr, _MISSING) and not (attr not in old and isinstance(value, types.ModuleType)):
-                changed.append((space, attr))
+            value, before = new.get(attr, _MISSING), old.get(attr, _MISSING)
+            if _same(value, before) or (before is _MISSING and isinstance(value, types.ModuleType)):
+                continue
+            changed.append((space, attr))
     return sorted(changed)
 
 
