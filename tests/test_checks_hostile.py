@@ -7,6 +7,8 @@ prints its verdict as JSON.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import math
 import os
@@ -319,6 +321,22 @@ def test_a_patch_made_before_the_check_does_not_change_the_checkers_reference():
         "torch.Tensor.sum had been replaced before this check (by an earlier cell?): the check used the "
         "original, and put yours back afterwards",
     )
+
+
+def wraps_torch_mean(x, gamma, beta, eps=1e-5):
+    original = torch.mean
+    torch.mean = functools.wraps(original)(lambda *a, **k: original(*a, **k) * 2)  # a wrapper, but the learner's
+    return bn_nlc_by_hand(x, gamma, beta, eps)
+
+
+def test_a_libraries_wrapper_is_not_a_patch_but_a_learners_is():
+    original = torch.manual_seed
+    importlib.import_module("torch._dynamo")  # wraps torch.manual_seed (functools.wraps) when first imported
+    assert torch.manual_seed is original or torch.manual_seed.__wrapped__ is original
+    assert check_batch_norm(bn_nlc_by_hand, layout="NLC").session == ()
+    result = check_batch_norm(wraps_torch_mean, layout="NLC")
+    assert result.session == ("wraps_torch_mean replaced torch.mean: the checker put the original back",)
+    assert torch.mean.__module__ == "torch" and not hasattr(torch.mean, "__wrapped__")
 
 
 def draws_and_starts_a_thread(x, gamma, beta, eps=1e-5):

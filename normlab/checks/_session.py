@@ -89,9 +89,15 @@ def _namespaces() -> dict[str, dict[str, object]]:
     return snapshot()
 
 
-def _same(a: object, b: object) -> bool:
-    """The same object, or the same bound method (IPython binds ``builtins.get_ipython`` afresh for every cell)."""
-    return a is b or (isinstance(a, types.MethodType) and isinstance(b, types.MethodType) and a == b)
+def _same(new: object, old: object) -> bool:
+    """The same object, the same bound method (IPython binds ``builtins.get_ipython`` afresh for every cell),
+    or a library's wrapper of it (importing torch._dynamo wraps ``torch.manual_seed``)."""
+    if new is old:
+        return True
+    code = getattr(new, "__code__", None)
+    if getattr(new, "__wrapped__", None) is old and code is not None and _limits.is_library(code.co_filename):
+        return True
+    return isinstance(new, types.MethodType) and isinstance(old, types.MethodType) and new == old
 
 
 def _replaced(before: dict[str, dict[str, object]], now: dict[str, dict[str, object]]) -> list[tuple[str, str]]:
