@@ -8,6 +8,7 @@ Layers (an import only points down):
 5. ``normlab.checks``: exercise checkers that name the learner's mistake.
 """
 
+import normlab._pristine  # noqa: F401 - snapshots torch's functions for the checkers before a cell can replace them
 from normlab.notebook import setup_notebook
 
 __version__ = "0.1.0"

@@ -86,6 +86,73 @@ def check_per_channel(param: torch.Tensor | None, name: str, num_channels: int, 
         )
 
 
+def check_affine_shape(weight: torch.Tensor | None, bias: torch.Tensor | None, shape: Sequence[int], who: str) -> None:
+    """Raise ValueError unless weight and bias (each optional) have exactly ``shape``, as torch requires.
+
+    ``shape`` is ``normalized_shape`` for layer_norm and rms_norm, ``(C,)`` for group_norm.
+    A (1,), (N, C) or (C, 1) weight would broadcast without an error into another computation.
+    """
+    shape = tuple(shape)
+    per = "channel" if who == "group_norm" else "normalized element (normalized_shape)"
+    for name, param in (("weight", weight), ("bias", bias)):
+        if param is not None and tuple(param.shape) != shape:
+            raise ValueError(
+                f"{who}: {name} must have shape {shape_str(shape)}, one value per {per}; got shape "
+                f"{shape_str(param.shape)}. Fix: create it with that shape, e.g. "
+                f"torch.{'ones' if name == 'weight' else 'zeros'}({', '.join(map(str, shape))})."
+            )
+
+
+def check_running_stats(running_mean: torch.Tensor | None, running_var: torch.Tensor | None, who: str) -> None:
+    """Raise ValueError if a running statistic requires grad while grad mode is on, as torch does.
+
+    The running statistics are buffers: numbers averaged outside autograd. A buffer that
+    requires grad would let the gradient flow into it in eval mode, and an in-place update
+    of it in training would fail.
+    """
+    if not torch.is_grad_enabled():
+        return
+    for name, stat in (("running_mean", running_mean), ("running_var", running_var)):
+        if stat is not None and stat.requires_grad:
+            raise ValueError(
+                f"{who}: {name} must not require grad (a running statistic is a buffer, averaged outside "
+                f"autograd, not a parameter); got a tensor with requires_grad=True. Fix: create it with "
+                f"self.register_buffer('{name}', ...), or pass {name}.detach()."
+            )
+
+
+def check_statistics_finite(statistic: torch.Tensor, input: torch.Tensor, who: str, what: str = "variance") -> None:
+    """Raise ValueError if a variance (or mean square) overflowed to inf although every input value is finite.
+
+    In float32, values beyond about 1e19 square to more than the largest float32 (3.4e38):
+    the normalized output would silently be 0 (or NaN in torch), where the exact result is
+    an ordinary standardized tensor. Skipped inside torch.func.vmap, whose batched tensors
+    cannot be tested in an ``if``.
+    """
+    if torch._C._functorch.is_batchedtensor(statistic) or not bool(statistic.isinf().any()):
+        return  # (an empty input gives NaN statistics, not inf)
+    if not bool(input.isfinite().all()):
+        return  # NaN or inf in, NaN or inf out, as in torch
+    biggest = float(input.abs().max())
+    dtype = str(statistic.dtype).removeprefix("torch.")
+    raise ValueError(
+        f"{who}: the {what} overflows {dtype}: the input is finite, with values up to {biggest:.1e}, "
+        f"but their squares exceed {dtype}'s largest number ({torch.finfo(statistic.dtype).max:.1e}), "
+        "so the normalized output would be 0 or NaN instead of values near -1 to 1. Fix: scale the input "
+        "down first (normalization does not depend on the scale, apart from eps), or normalize in float64: "
+        f"{who}(x.double(), ...).to(x.dtype)."
+    )
+
+
+def rms_norm_eps(eps: float | None, input: torch.Tensor) -> float:
+    """The eps rms_norm adds: ``eps``, or for None the machine epsilon of the dtype it computes in, as torch does.
+
+    torch takes the epsilon of the accumulation dtype, so float16 and bfloat16 inputs get
+    float32's 1.2e-7 (not their own 9.8e-4 or 7.8e-3, which would swamp mean squares near 1e-3).
+    """
+    return torch.finfo(compute_dtype(input)).eps if eps is None else eps
+
+
 def values_per_channel(shape: Sequence[int]) -> int:
     """How many values share one channel's statistics: N times the product of the spatial dims."""
     return shape[0] * math.prod(shape[2:])

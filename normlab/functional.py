@@ -26,11 +26,15 @@ import torch
 from torch import Tensor
 
 from normlab._errors import (
+    check_affine_shape,
     check_eps,
     check_momentum,
     check_per_channel,
+    check_running_stats,
+    check_statistics_finite,
     check_tensor,
     compute_dtype,
+    rms_norm_eps,
     shape_str,
     trailing_dims,
     values_per_channel,
@@ -102,6 +106,7 @@ def _check_channel_params(who: str, channels: int, **params: Tensor | None) -> N
             f"{who}: running_mean and running_var go together, but only one was given. "
             "Fix: pass both buffers (to track running statistics) or neither."
         )
+    check_running_stats(params["running_mean"], params["running_var"], who)
 
 
 def batch_norm(
@@ -146,6 +151,7 @@ def batch_norm(
                 "drop_last=True to the DataLoader, or call model.eval() to use running statistics."
             )
         y, mean, var = _standardize(x, dims, eps)
+        check_statistics_finite(var, input, who)
         if n > 0:  # an empty batch carries no statistics: leave the buffers alone, as torch does
             _update_running(running_mean, mean.flatten(), momentum)
             _update_running(running_var, var.flatten() * n / (n - 1), momentum)
@@ -180,8 +186,10 @@ def layer_norm(
     check_tensor(input, who)
     check_eps(eps, who)
     dims = trailing_dims(input, normalized_shape, who)
+    check_affine_shape(weight, bias, input.shape[dims[0] :], who)
     x = input.to(compute_dtype(input))
-    y, _, _ = _standardize(x, dims, eps)
+    y, _, var = _standardize(x, dims, eps)
+    check_statistics_finite(var, input, who)
     y = _affine(y, weight, bias)
     return y.to(input.dtype)
 
@@ -212,9 +220,11 @@ def group_norm(
             f"divisible by num_groups; got num_groups={num_groups}. Fix: choose a divisor of "
             f"{channels}, such as {[g for g in (1, 2, 4, 8, 16, 32) if channels % g == 0][-1]}."
         )
+    check_affine_shape(weight, bias, (channels,), who)
     x = input.to(compute_dtype(input))
     per_group = x.reshape(n, num_groups, math.prod(x.shape[1:]) // num_groups)
-    y, _, _ = _standardize(per_group, [2], eps)  # over the group's channels and all positions
+    y, _, var = _standardize(per_group, [2], eps)  # over the group's channels and all positions
+    check_statistics_finite(var, input, who)
     y = y.reshape(x.shape)
     y = _channel_affine(y, weight, bias)
     return y.to(input.dtype)
@@ -259,6 +269,7 @@ def instance_norm(
                 "or check that the input has the (N, C, *spatial) layout."
             )
         y, mean, var = _standardize(x, dims, eps)
+        check_statistics_finite(var, input, who)
         if x.numel() > 0:
             _update_running(running_mean, mean.mean(dim=0).flatten(), momentum)
             _update_running(running_var, (var * n / (n - 1)).mean(dim=0).flatten(), momentum)
@@ -284,7 +295,8 @@ def rms_norm(
     .. math::  y = \frac{x}{\sqrt{\mathrm{mean}(x^2) + \epsilon}} \cdot \gamma
 
     Reduced dims: the last ``len(normalized_shape)`` dims, as in layer_norm.
-    eps=None uses ``torch.finfo(input.dtype).eps``, as torch does.
+    eps=None uses the machine epsilon of the dtype it computes in (float32's for float16 and
+    bfloat16 inputs), as torch does.
 
     Taught in notebook 03 ("LayerNorm and RMSNorm have no train/eval difference").
     """
@@ -292,10 +304,11 @@ def rms_norm(
     check_tensor(input, who)
     check_eps(eps, who, allow_none=True)
     dims = trailing_dims(input, normalized_shape, who)
-    if eps is None:
-        eps = torch.finfo(input.dtype).eps
+    check_affine_shape(weight, None, input.shape[dims[0] :], who)
+    eps = rms_norm_eps(eps, input)
     x = input.to(compute_dtype(input))
     mean_square = (x**2).mean(dim=dims, keepdim=True)
+    check_statistics_finite(mean_square, input, who, "mean square")
     y = _affine(x / torch.sqrt(mean_square + eps), weight, None)
     return y.to(input.dtype)
 

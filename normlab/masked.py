@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from normlab._errors import check_eps, check_momentum, check_tensor, compute_dtype, shape_str
+from normlab._errors import check_eps, check_momentum, check_running_stats, check_tensor, compute_dtype, shape_str
 
 __all__ = ["masked_batch_norm", "masked_layer_norm"]
 
@@ -125,17 +125,19 @@ def masked_batch_norm(
     _check_channel_vectors(
         who, input.shape[2], running_mean=running_mean, running_var=running_var, weight=weight, bias=bias
     )
-    x = input.to(compute_dtype(input))
+    check_running_stats(running_mean, running_var, who)
+    real = mask.unsqueeze(-1)  # (N, L, 1): True at real tokens, False at padding
+    # Padded positions are replaced by 0, not multiplied by it: NaN * 0 is NaN, and padding may hold anything.
+    x = torch.where(real, input.to(compute_dtype(input)), 0.0)
     if training:
-        real = mask.unsqueeze(-1).to(x.dtype)  # (N, L, 1): 1 at real tokens, 0 at padding
         n = int(mask.sum())
         if n < 2:
             raise ValueError(
                 f"{who} in training mode needs at least 2 real tokens to estimate a variance; the mask "
                 f"marks {n}. Fix: use a larger batch, or training=False to use running statistics."
             )
-        mean = (x * real).sum(dim=(0, 1)) / n  # (C,): over the real tokens of all sentences
-        var = (((x - mean) * real) ** 2).sum(dim=(0, 1)) / n
+        mean = x.sum(dim=(0, 1)) / n  # (C,): over the real tokens of all sentences (padding is 0 in x)
+        var = torch.where(real, (x - mean) ** 2, 0.0).sum(dim=(0, 1)) / n
         with torch.no_grad():  # running <- (1 - momentum) * running + momentum * batch statistic
             if running_mean is not None:
                 running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)
@@ -176,7 +178,7 @@ def masked_layer_norm(
     _check_text_batch(input, mask, who)
     check_eps(eps, who)
     _check_channel_vectors(who, input.shape[2], weight=weight, bias=bias)
-    x = input.to(compute_dtype(input))
+    x = torch.where(mask.unsqueeze(-1), input.to(compute_dtype(input)), 0.0)  # NaN padding gives no NaN gradient
     mean = x.mean(dim=-1, keepdim=True)  # (N, L, 1): one mean per token
     var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
     y = (x - mean) / torch.sqrt(var + eps)

@@ -198,6 +198,26 @@ def bn_returns_statistics_too(x, gamma, beta, eps=1e-5):
     return (x - mean) / torch.sqrt(var + eps) * gamma + beta, mean, var
 
 
+def bn_rounds_to_int(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x, gamma, beta, eps).long()
+
+
+def bn_in_half_precision(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x.half(), gamma.half(), beta.half(), eps)
+
+
+def bn_returns_sign(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x, gamma, beta, eps) > 0
+
+
+def bn_returns_complex(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x, gamma, beta, eps).to(torch.complex64)
+
+
+def bn_returns_sparse(x, gamma, beta, eps=1e-5):
+    return bn_nlc_by_hand(x, gamma, beta, eps).to_sparse()
+
+
 def bn_returns_the_mean(x, gamma, beta, eps=1e-5):
     return x.mean(dim=(0, 1))
 
@@ -224,6 +244,20 @@ def bn_nlc_without_transpose(x, gamma, beta, eps=1e-5):
     mean = x.mean(dim=(0, 2), keepdim=True)  # as if x were (N, C, L)
     var = x.var(dim=(0, 2), keepdim=True, correction=0)
     return (x - mean) / torch.sqrt(var + eps) * gamma + beta
+
+
+def bn_nlc_reshaped_for_torch(x, gamma, beta, eps=1e-5):
+    n, length, c = x.shape
+    y = TF.batch_norm(x.reshape(n, c, length), None, None, gamma, beta, training=True, eps=eps)  # not a transpose
+    return y.reshape(n, length, c)
+
+
+def bn_nlc_reshaped_then_affine(x, gamma, beta, eps=1e-5):
+    n, length, c = x.shape
+    xr = x.reshape(n, c, length)
+    mean = xr.mean(dim=(0, 2), keepdim=True)
+    var = xr.var(dim=(0, 2), keepdim=True)  # and the unbiased variance as well
+    return ((xr - mean) / torch.sqrt(var + eps)).reshape(n, length, c) * gamma + beta
 
 
 def bn_unbiased(x, gamma, beta, eps=1e-5):
@@ -343,11 +377,18 @@ MISTAKEN = [
     ("not-a-tensor", check_batch_norm, bn_returns_numpy, NLC),
     ("not-a-tensor", check_batch_norm, bn_forgets_return, NLC),
     ("not-a-tensor", check_batch_norm, bn_returns_statistics_too, NLC),
+    ("not-a-tensor", check_batch_norm, bn_returns_sparse, NLC),
     ("wrong-shape", check_batch_norm, bn_returns_the_mean, NLC),
+    ("wrong-dtype", check_batch_norm, bn_rounds_to_int, NLC),
+    ("wrong-dtype", check_batch_norm, bn_in_half_precision, NLC),
+    ("wrong-dtype", check_batch_norm, bn_returns_sign, NLC),
+    ("wrong-dtype", check_batch_norm, bn_returns_complex, NLC),
     ("mutates-input", check_batch_norm, bn_in_place, NLC),
     ("non-finite", check_batch_norm, bn_all_nan, NLC),
     ("non-finite", check_batch_norm, bn_subtracts_eps, NLC),
     ("wrong-axes", check_batch_norm, bn_nlc_without_transpose, NLC),
+    ("reshape-not-transpose", check_batch_norm, bn_nlc_reshaped_for_torch, NLC),
+    ("reshape-not-transpose", check_batch_norm, bn_nlc_reshaped_then_affine, NLC),
     ("wrong-axes", check_layer_norm, ln_nchw_per_channel, {"layout": "NCHW"}),
     ("wrong-axes", check_layer_norm, bn_nc_by_hand, {"layout": "NC"}),
     ("wrong-axes", check_group_norm, gn_without_reshape, {"num_groups": 2}),
@@ -382,6 +423,7 @@ def test_each_mistake_is_named(code, checker, fn, kwargs):
 def test_every_functional_mistake_code_is_tested_here():
     tested_elsewhere = {
         "too-slow",  # below, with a small time limit
+        "interrupted",  # tests/test_checks_hostile.py, with a real SIGINT
         # tests/test_checks_module.py:
         "momentum-reversed",
         "running-var-biased",
@@ -389,6 +431,12 @@ def test_every_functional_mistake_code_is_tested_here():
         "updates-in-eval",
         "eval-uses-batch-stats",
         "stats-not-detached",
+        "ignores-momentum",
+        "mode-from-grad",
+        "not-a-module",
+        "stats-not-buffers",
+        "params-not-parameters",
+        "nonstandard-names",
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 
@@ -419,6 +467,26 @@ SAID = [  # (checker, learner, kwargs, field of the result, what it must say)
     (check_batch_norm, bn_forgets_return, NLC, "hint", "`return y`"),
     (check_batch_norm, bn_returns_statistics_too, NLC, "observed", "returned a tuple of 3 items"),
     (check_batch_norm, bn_returns_the_mean, NLC, "observed", "shape (3,); expected (4, 5, 3)"),
+    (
+        check_batch_norm,
+        bn_rounds_to_int,
+        NLC,
+        "observed",
+        "returned a tensor of dtype torch.int64; expected x's dtype, torch.float32",
+    ),
+    (check_batch_norm, bn_rounds_to_int, NLC, "hint", "lost the fractional part"),
+    (
+        check_batch_norm,
+        bn_in_half_precision,
+        NLC,
+        "observed",
+        "yours vs the reference: agree, max |difference| < 1e-01 (float16 rounding)",
+    ),
+    (check_batch_norm, bn_returns_sign, NLC, "observed", "dtype torch.bool"),
+    (check_batch_norm, bn_returns_complex, NLC, "observed", "dtype torch.complex64"),
+    (check_batch_norm, bn_returns_complex, NLC, "hint", "Return a real tensor"),
+    (check_batch_norm, bn_returns_sparse, NLC, "observed", "returned a tensor with layout torch.sparse_coo"),
+    (check_batch_norm, bn_returns_sparse, NLC, "hint", "`.to_dense()`"),
     (check_batch_norm, bn_returns_the_mean, NLC, "hint", "keepdim=True"),
     (check_batch_norm, bn_in_place, NLC, "observed", "x: 60 of 60 values changed"),
     (check_batch_norm, bn_all_nan, NLC, "observed", "60 NaN and 0 infinite values out of 60"),
@@ -449,6 +517,15 @@ def test_wrong_axes_names_the_dims_and_the_norm_they_belong_to():
     gn = check_group_norm(gn_without_reshape, num_groups=2).observed
     assert "(the axes of LayerNorm)" in gn
     assert "channels 0, 4, 8, ... share statistics" in check_group_norm(gn_interleaved_groups, 4).observed
+
+
+def test_a_reshape_instead_of_a_transpose_is_named_with_every_other_mistake():
+    result = check_batch_norm(bn_nlc_reshaped_for_torch, layout="NLC")
+    assert result.also == ()
+    assert "statistics per 'channel' of x.reshape(N, C, L) = x.reshape(4, 3, 5)" in result.observed
+    assert "`x.transpose(1, 2)`" in result.hint
+    both = check_batch_norm(bn_nlc_reshaped_then_affine, layout="NLC")
+    assert (both.mistake, both.also) == ("reshape-not-transpose", ("unbiased-variance",))
 
 
 def test_unbiased_variance_is_measured_as_sqrt_n_minus_1_over_n():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from html import escape as html_escape
+
 import pytest
 import torch
 from torch import nn
 
 import normlab.nn
-from normlab.checks import check_batch_norm_module
+from normlab.checks import MISTAKES, check_batch_norm_module
 
 
 class HandBN(nn.Module):
@@ -182,12 +184,12 @@ MISTAKEN = [
     ("stats-not-detached", KeepsGraph),
     ("updates-in-eval", UpdatesAlways),
     ("eval-uses-batch-stats", BatchStatsInEval),
-    ("eval-uses-batch-stats", EvalByGradMode),
+    ("mode-from-grad", EvalByGradMode),
     ("eps-outside-sqrt", EvalEpsOutside),
     ("unbiased-variance", NormalizesWithUnbiased),
     ("mutates-input", SubtractsInPlace),
     ("unknown", StartsWithZeroVariance),
-    ("unknown", NotAModule),
+    ("not-a-module", NotAModule),
     ("not-a-tensor", NoRunningVar),
     ("wrong-shape", OneTooMany),
     ("raised", Typo),
@@ -217,10 +219,13 @@ def test_not_detached_names_the_grad_fn():
     assert "running_mean has requires_grad=True and grad_fn=AddBackward0" in observed
 
 
-def test_grad_mode_as_training_flag_is_caught_in_eval_and_also_updates():
+def test_grad_mode_as_training_flag_is_named_for_what_it_is():
     result = check_batch_norm_module(EvalByGradMode)
-    assert result.also == ("updates-in-eval",)
-    assert "your output was normalized with this batch's own statistics" in result.observed
+    assert result.also == ()  # its symptoms in eval mode (batch statistics, updates) are not named apart
+    assert (
+        "In training mode (after .train()) but under torch.no_grad(), your module normalized with its running "
+        "statistics and left running_mean and running_var unchanged, as if in eval mode" in result.observed
+    )
 
 
 def test_eval_eps_mistake_quotes_the_divisor():
@@ -235,7 +240,7 @@ def test_structure_problems_are_said():
         "After it was built as OneTooMany(4, eps=1e-05, momentum=0.1), OneTooMany.weight has shape (5,); "
         "expected (4,)" in check_batch_norm_module(OneTooMany).observed
     )
-    assert "not a torch.nn.Module" in check_batch_norm_module(NotAModule).observed
+    assert "which cannot be called on a tensor: not a torch.nn.Module" in check_batch_norm_module(NotAModule).observed
     assert (
         "running_var = [0.0000, 0.0000, 0.0000, 0.0000] (torch: all 1)"
         in check_batch_norm_module(StartsWithZeroVariance).observed
@@ -264,3 +269,215 @@ def test_the_class_is_left_unchanged_and_results_repeat():
 def test_passing_an_instance_is_a_teaching_error():
     with pytest.raises(TypeError, match="pass the class itself"):
         check_batch_norm_module(HandBN(4))
+
+
+# ---------------------------------------------------------------- the code that circulates
+
+
+class D2LBatchNorm(nn.Module):
+    """d2l's BatchNorm (chapter "Batch Normalization"), with the exercise's constructor."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones((1, num_features)))
+        self.beta = nn.Parameter(torch.zeros((1, num_features)))
+        self.moving_mean = torch.zeros((1, num_features))
+        self.moving_var = torch.ones((1, num_features))
+
+    def forward(self, X):
+        if not torch.is_grad_enabled():
+            X_hat = (X - self.moving_mean) / torch.sqrt(self.moving_var + 1e-5)
+        else:
+            mean = X.mean(dim=0)
+            var = ((X - mean) ** 2).mean(dim=0)
+            X_hat = (X - mean) / torch.sqrt(var + 1e-5)
+            self.moving_mean = (1.0 - 0.1) * self.moving_mean + 0.1 * mean.data
+            self.moving_var = (1.0 - 0.1) * self.moving_var + 0.1 * var.data
+        return self.gamma * X_hat + self.beta
+
+
+class ArticleBatchNorm(nn.Module):
+    """The reference article's hand-written BatchNorm: decay-convention momentum, unbiased variance, no detach."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.gamma = nn.Parameter(torch.ones((1, num_features)))
+        self.beta = nn.Parameter(torch.zeros((1, num_features)))
+        self.moving_mean = torch.zeros((1, num_features))
+        self.moving_var = torch.ones((1, num_features))
+
+    def forward(self, x):
+        if self.training:
+            mean = x.mean(dim=0, keepdim=True)
+            var = x.var(dim=0, keepdim=True)
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            self.moving_mean = self.momentum * self.moving_mean + (1.0 - self.momentum) * mean
+            self.moving_var = self.momentum * self.moving_var + (1.0 - self.momentum) * var
+        else:
+            x_hat = (x - self.moving_mean) / torch.sqrt(self.moving_var + self.eps)
+        return self.gamma * x_hat + self.beta
+
+
+class KarpathyBatchNorm1d:
+    """makemore part 3's plain class: __call__, .training, plain tensors, unbiased variance to normalize."""
+
+    def __init__(self, dim, eps=1e-5, momentum=0.1):
+        self.eps, self.momentum, self.training = eps, momentum, True
+        self.gamma, self.beta = torch.ones(dim), torch.zeros(dim)
+        self.running_mean, self.running_var = torch.zeros(dim), torch.ones(dim)
+
+    def __call__(self, x):
+        if self.training:
+            xmean, xvar = x.mean(0, keepdim=True), x.var(0, keepdim=True)
+        else:
+            xmean, xvar = self.running_mean, self.running_var
+        self.out = self.gamma * (x - xmean) / torch.sqrt(xvar + self.eps) + self.beta
+        if self.training:
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean
+                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar
+        return self.out
+
+    def parameters(self):
+        return [self.gamma, self.beta]
+
+
+class PlainAttributes(HandBN):
+    """Right numbers, but the statistics are plain tensors, not buffers."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        del self.running_mean, self.running_var
+        self.running_mean, self.running_var = torch.zeros(num_features), torch.ones(num_features)
+
+
+class IgnoresMomentum(HandBN):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum=0.1)
+
+
+class FixedReversedMomentum(HandBN):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum=0.9)  # Keras's 0.9, kept whatever is asked
+
+
+class PlainParameters(HandBN):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        del self.weight, self.bias
+        self.weight, self.bias = torch.ones(num_features), torch.zeros(num_features)
+
+
+class OwnNames(nn.Module):
+    """Right in every way but the names."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.scale = nn.Parameter(torch.ones(num_features))
+        self.shift = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("moving_mean", torch.zeros(num_features))
+        self.register_buffer("moving_var", torch.ones(num_features))
+
+    def forward(self, x):
+        if self.training:
+            n = x.shape[0]
+            mean, var = x.mean(dim=0), x.var(dim=0, correction=0)
+            with torch.no_grad():
+                self.moving_mean.lerp_(mean, self.momentum)
+                self.moving_var.lerp_(var * n / (n - 1), self.momentum)
+        else:
+            mean, var = self.moving_mean, self.moving_var
+        return (x - mean) / torch.sqrt(var + self.eps) * self.scale + self.shift
+
+
+CIRCULATING = [  # (class, mistake, also): every mistake each one makes
+    (
+        D2LBatchNorm,
+        "missing-eps",
+        (
+            "mode-from-grad",
+            "ignores-momentum",
+            "running-var-biased",
+            "stats-not-buffers",
+            "nonstandard-names",
+        ),
+    ),
+    (
+        ArticleBatchNorm,
+        "unbiased-variance",
+        ("momentum-reversed", "stats-not-detached", "stats-not-buffers", "nonstandard-names"),
+    ),
+    (KarpathyBatchNorm1d, "unbiased-variance", ("not-a-module", "nonstandard-names")),
+    (PlainAttributes, "stats-not-buffers", ()),
+    (IgnoresMomentum, "ignores-momentum", ()),
+    (FixedReversedMomentum, "momentum-reversed", ("ignores-momentum",)),
+    (PlainParameters, "params-not-parameters", ()),
+    (OwnNames, "nonstandard-names", ()),
+]
+
+
+@pytest.mark.parametrize("cls, mistake, also", CIRCULATING, ids=lambda v: getattr(v, "__name__", None))
+def test_every_mistake_of_the_code_that_circulates_is_named(cls, mistake, also):
+    result = check_batch_norm_module(cls)
+    assert (result.mistake, result.also) == (mistake, also), result.message
+    assert len(result.also_observed) == len(also) and all(result.also_observed)
+    text, html = " ".join(result.message.split()), result._repr_html_()
+    for code in also:
+        assert f"{code} ({MISTAKES[code]})" in text and f"{code} ({html_escape(MISTAKES[code])})" in html
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.enable_grad])
+def test_the_articles_three_mistakes_are_each_measured(mode):
+    with mode():
+        result = check_batch_norm_module(ArticleBatchNorm)
+    said = dict(zip(result.also, result.also_observed))
+    assert "sqrt(5/6) = 0.9129" in result.observed
+    assert "In channel 0, moving_mean was -1.9375 before one training step" in said["momentum-reversed"]
+    assert "it moved 0.90 of the way to the batch's value" in said["momentum-reversed"]
+    assert "moving_mean has requires_grad=True and grad_fn=AddBackward0" in said["stats-not-detached"]
+    assert said["nonstandard-names"].startswith(
+        "The checker found them by their values and names: gamma (torch: weight), beta (torch: bias), "
+        "moving_mean (torch: running_mean), moving_var (torch: running_var)."
+    )
+
+
+def test_plain_attributes_are_shown_missing_from_the_state_dict_and_left_behind_by_double():
+    said = check_batch_norm_module(PlainAttributes).observed
+    assert said == (
+        "running_mean and running_var are plain tensor attributes, not registered buffers: "
+        "PlainAttributes(4).state_dict() has only the keys ['weight', 'bias'], so saving and loading the model "
+        "loses them, and after .double() running_mean and running_var are still float32 (a buffer follows its "
+        "module to a dtype or a device)."
+    )
+
+
+def test_an_ignored_momentum_is_measured_with_a_second_value():
+    said = check_batch_norm_module(IgnoresMomentum).observed
+    assert said == (
+        "Built with momentum=0.3, your module moved running_mean 0.10 of the way to the batch's mean in one "
+        "training step, as it did with momentum=0.1: it ignores the momentum it is given. PyTorch moves it 0.30 "
+        "of the way."
+    )
+
+
+def test_a_plain_class_is_checked_with_its_training_attribute():
+    result = check_batch_norm_module(KarpathyBatchNorm1d)
+    said = dict(zip(result.also, result.also_observed))
+    assert said["not-a-module"] == (
+        "KarpathyBatchNorm1d is a plain Python class, not a torch.nn.Module: the checker switched its mode by "
+        "setting .training itself. It has no .train(), .eval(), .state_dict(), .to(), which model.train(), "
+        "model.eval(), an optimizer, saving and moving to a device rely on; and an nn.Module that holds it does "
+        "not see it as a layer."
+    )
+    assert "gamma (torch: weight), beta (torch: bias)" in said["nonstandard-names"]
+
+
+def test_every_module_mistake_code_is_tested_here():
+    from normlab.checks._module import MODULE_HINTS, MODULE_ORDER
+
+    named = {code for code, _ in MISTAKEN} | {c for _, mistake, also in CIRCULATING for c in (mistake, *also)}
+    module_only = set(MODULE_HINTS) - {"unknown-init"}
+    assert module_only <= named
+    assert module_only <= set(MODULE_ORDER) and set(MODULE_ORDER) <= set(MISTAKES)

@@ -10,20 +10,26 @@ Jupyter and as text elsewhere.
 - ``check_layer_norm(fn, layout)``: ``fn(x, gamma, beta, eps=1e-5)``, layout "NC", "NLC", "NCHW".
 - ``check_group_norm(fn, num_groups)``: ``fn(x, num_groups, gamma, beta, eps=1e-5)`` on NCHW.
 - ``check_rms_norm(fn, layout="NLC")``: ``fn(x, gamma, eps=1e-6)``.
-- ``check_batch_norm_module(cls)``: ``cls(num_features, eps=1e-5, momentum=0.1)``, an nn.Module.
+- ``check_batch_norm_module(cls)``: ``cls(num_features, eps=1e-5, momentum=0.1)``, an nn.Module
+  (a plain class with ``__call__`` and ``.training`` is checked too, and said not to be one).
 
 Design decisions:
 
 - A stub that raises ``NotImplementedError`` is *not solved yet*: ``passed=False``,
   ``mistake=None``, ``status == "not-solved"``. ``"raised"`` is for every other exception.
-- Learner code runs with a time limit (``time_limit``, 10 s per call by default) in a
-  worker thread that is stopped when it runs over; that gives the extra code
-  ``"too-slow"``. A checker never raises because of learner code and never hangs; it
-  raises ``TypeError``/``ValueError`` only when the checker itself is called wrongly.
+- Learner code runs with a time limit (``time_limit``, 10 s per call by default; ``inf``
+  for none) and is really stopped when it runs over (``"too-slow"``) or when the kernel is
+  interrupted (``"interrupted"``): see :mod:`normlab.checks._limits`, which also says when
+  code may still be running (outside the main thread, or code that hoards the exceptions
+  that stop it). A checker never raises
+  because of learner code; it raises ``TypeError``/``ValueError`` only when the checker
+  itself is called wrongly.
 - Learner code gets copies of the probe tensors; changes to them are reported as
-  ``"mutates-input"``. The global random states are restored after each check, and
-  the probes come from local generators, so a check is deterministic and leaves a
-  notebook's random numbers alone. Anything the learner's code prints is shown.
+  ``"mutates-input"``. The verdict does not depend on the caller's grad mode, default
+  dtype or other settings, and whatever learner code changes in the session is put back
+  after every call: settings and torch's functions with a note in the result's
+  ``session`` (:mod:`normlab.checks._session`), random states without one. What it prints or warns is
+  captured, bounded, in ``printed``.
 """
 
 from normlab.checks._module import check_batch_norm_module

@@ -17,7 +17,7 @@ each later question assumes the earlier ones were answered "no":
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,11 +25,14 @@ from torch import Tensor
 
 from normlab._errors import shape_str
 from normlab.checks import _explain as explain
+from normlab.checks._limits import INTERRUPT
 from normlab.checks._probes import TOLERANCE, Probe, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._run import Outcome
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, bounded
+from normlab.checks._session import Session
 from normlab.checks._specs import NormSpec
 from normlab.checks._variants import close, matching_variants
+from normlab.compare import compare
 
 # Runs the learner's code on a probe. A module check may answer with a result of its own
 # (e.g. when building the module failed), which then ends the check.
@@ -45,9 +48,17 @@ class Context:
     who: str  # "my_bn", or "MyBatchNorm"
     checked: str
     signature: str  # how the checker calls the learner's code: "my_bn(x, gamma, beta, eps)"
+    time_limit: float = DEFAULT_TIME_LIMIT  # seconds per call
 
-    def result(self, mistake: str | None, observed: str, hint: str, also: tuple[str, ...] = ()) -> CheckResult:
-        return CheckResult(self.check, False, mistake, self.checked, observed, hint, also)
+    def result(
+        self,
+        mistake: str | None,
+        observed: str,
+        hint: str,
+        also: tuple[str, ...] = (),
+        also_observed: tuple[str, ...] = (),
+    ) -> CheckResult:
+        return CheckResult(self.check, False, mistake, self.checked, observed, hint, also, also_observed)
 
     def passed(self, observed: str) -> CheckResult:
         return CheckResult(self.check, True, None, self.checked, observed)
@@ -122,9 +133,8 @@ def raised_hint(ctx: Context, error: str) -> str:
 
 def call_problem(ctx: Context, outcome: Outcome, action: str) -> CheckResult | None:
     """The result for a call that did not return (stub, exception, time limit); else None."""
-    if outcome.timed_out:
-        observed = f"{ctx.who} did not return within the time limit when {action}; the checker stopped it."
-        return ctx.result("too-slow", observed, explain.hint(ctx.spec, "too-slow"))
+    if outcome.stopped:
+        return _stopped(ctx, outcome, action)
     if outcome.not_implemented:
         observed = f"Not solved yet: {ctx.who} raised {outcome.error}."
         return ctx.result(
@@ -139,18 +149,98 @@ def call_problem(ctx: Context, outcome: Outcome, action: str) -> CheckResult | N
     return None
 
 
-def outcome_problem(ctx: Context, outcome: Outcome, action: str) -> CheckResult | None:
+def _stopped(ctx: Context, outcome: Outcome, action: str) -> CheckResult:
+    """too-slow or interrupted: said truthfully, stopped or (in a thread that could not be stopped) maybe running."""
+    if outcome.still_running:
+        fate = (
+            "the checker could not stop it: the check ran outside the main thread, where a call blocked in C "
+            "(such as time.sleep) cannot be interrupted, so it may still be running. Restart the kernel "
+            "(Kernel -> Restart) to stop it"
+        )
+    else:
+        fate = "the checker stopped it"
+    if outcome.stopped == INTERRUPT:
+        observed = (
+            f"The check was interrupted (Kernel -> Interrupt or Ctrl-C) while {ctx.who} ran, when {action}; {fate}."
+        )
+        return ctx.result("interrupted", observed, explain.hint(ctx.spec, "interrupted"))
+    observed = f"{ctx.who} did not return within the time limit ({ctx.time_limit:g} s) when {action}; {fate}."
+    return ctx.result("too-slow", observed, explain.hint(ctx.spec, "too-slow"))
+
+
+_DTYPE_HINTS = {
+    "bool": "A comparison (such as `y > 0`) gives a bool tensor: return the normalized values themselves.",
+    "int": (
+        "An integer tensor has lost the fractional part of every normalized value: keep the computation in "
+        "floating point (no `//`, `.long()`, `.int()` or `.round()`)."
+    ),
+    "complex": "Return a real tensor: the normalized values of a real input are real.",
+    "float": (
+        "torch's norms return their input's dtype: compute in x's dtype, or convert the result back with "
+        "`y.to(x.dtype)`. A lower precision loses digits; float64 doubles the memory and makes the next "
+        "layer fail with a dtype mismatch."
+    ),
+}
+
+
+def _wrong_dtype(ctx: Context, value: Tensor, dtype: torch.dtype, expected: Tensor | None) -> CheckResult:
+    kind = (
+        "bool"
+        if value.dtype == torch.bool
+        else "complex"
+        if value.is_complex()
+        else "float"
+        if value.is_floating_point()
+        else "int"
+    )
+    observed = (
+        f"{ctx.who} returned a tensor of dtype {value.dtype}; expected x's dtype, {dtype} (a norm keeps its "
+        "input's dtype)."
+    )
+    if kind == "float" and expected is not None:
+        observed += f" Its values, compared with the reference's: {compare(value, expected, 'yours vs the reference')}."
+    return ctx.result("wrong-dtype", observed, _DTYPE_HINTS[kind])
+
+
+def _not_dense(ctx: Context, value: Tensor) -> CheckResult | None:
+    """not-a-tensor for a sparse, meta or other tensor whose values cannot be read as an ordinary tensor's."""
+    if value.layout == torch.strided and value.device.type != "meta":
+        return None
+    what = f"layout {value.layout}" if value.layout != torch.strided else f"device {value.device}"
+    observed = f"{ctx.who} returned a tensor with {what}; expected an ordinary (dense) tensor of shape "
+    observed += f"{shape_str(ctx.spec.shape)}."
+    hint = (
+        "Return a dense tensor: leave out `.to_sparse()` (or call `.to_dense()`)."
+        if value.layout != torch.strided
+        else "Compute on the device of x: a meta tensor has a shape but no values."
+    )
+    return ctx.result("not-a-tensor", observed, hint)
+
+
+def outcome_problem(
+    ctx: Context,
+    outcome: Outcome,
+    action: str,
+    dtype: torch.dtype = torch.float32,
+    expected: Tensor | None = None,
+) -> CheckResult | None:
     """The result for a call that failed, returned something unusable, or changed its inputs; else None.
 
-    ``action`` says in messages what was done: "called on the input with ...".
+    ``action`` says in messages what was done: "called on the input with ...". ``dtype`` is
+    the input's, which the output must keep; ``expected`` (the reference), if given, is
+    compared with an output of another floating dtype.
     """
     if problem := call_problem(ctx, outcome, action):
         return problem
     value = outcome.value
-    if not isinstance(value, Tensor) or value.is_complex():
+    if not isinstance(value, Tensor):
         return _not_a_tensor(ctx, value, ctx.spec.shape)
+    if problem := _not_dense(ctx, value):
+        return problem
     if tuple(value.shape) != ctx.spec.shape:
         return _wrong_shape(ctx, tuple(value.shape), ctx.spec.shape)
+    if value.dtype != dtype:
+        return _wrong_dtype(ctx, value, dtype, expected)
     if outcome.mutated:
         observed = f"After {ctx.who} was {action}, its inputs had changed: " + "; ".join(outcome.mutated) + "."
         return ctx.result("mutates-input", observed, explain.hint(ctx.spec, "mutates-input"))
@@ -188,7 +278,8 @@ def diagnose_outputs(ctx: Context, call: Call, verb: str = "called") -> CheckRes
         outcome = call(probe)
         if isinstance(outcome, CheckResult):
             return outcome
-        if problem := outcome_problem(ctx, outcome, f"{verb} on {probe.description}"):
+        action = f"{verb} on {probe.description}"
+        if problem := outcome_problem(ctx, outcome, action, probe.x.dtype, reference(spec, probe)):
             return problem
         outputs.append(as_float64(outcome.value))
     for probe, output in zip(ordinary, outputs):
@@ -207,9 +298,10 @@ def _diagnose_offset(ctx: Context, call: Call, probe: Probe, verb: str) -> Check
     outcome = call(probe)
     if isinstance(outcome, CheckResult):
         return outcome
-    if problem := outcome_problem(ctx, outcome, f"{verb} on {probe.description}"):
+    output, expected = None, reference(spec, probe)
+    if problem := outcome_problem(ctx, outcome, f"{verb} on {probe.description}", probe.x.dtype, expected):
         return problem
-    output, expected = as_float64(outcome.value), reference(spec, probe)
+    output = as_float64(outcome.value)
     if close(output, expected, probe.tolerance):
         return None
     in_float64 = call(probe.to(torch.float64))
@@ -235,14 +327,20 @@ def _diagnose_offset(ctx: Context, call: Call, probe: Probe, verb: str) -> Check
     )
 
 
-def safely(ctx: Context, diagnose: Callable[[], CheckResult]) -> CheckResult:
-    """``diagnose()``, or an honest 'unknown' if analysing an unusual output itself failed."""
-    try:
-        return diagnose()
-    except Exception as exc:
-        observed = (
-            f"The checker could not analyse what {ctx.who} returned ({type(exc).__name__}: {exc}), "
-            "so it cannot say whether it is right. This is a gap in the checker: compare your output "
-            f"with `{ctx.spec.reference_name}` by hand."
-        )
-        return ctx.result("unknown", observed, explain.hint(ctx.spec, "unknown"))
+def run_check(ctx: Context, diagnose: Callable[[Session], CheckResult]) -> CheckResult:
+    """``diagnose(session)`` in a fresh :class:`Session`, with what the learner's code printed and changed added.
+
+    If analysing an unusual output itself fails, the result is an honest 'unknown'.
+    """
+    session = Session(ctx.time_limit)
+    with session.check():
+        try:
+            result = diagnose(session)
+        except Exception as exc:
+            observed = (
+                f"The checker could not analyse what {ctx.who} returned "
+                f"({bounded(f'{type(exc).__name__}: {exc}')}), so it cannot say whether it is right. This is a "
+                f"gap in the checker: compare your output with `{ctx.spec.reference_name}` by hand."
+            )
+            result = ctx.result("unknown", observed, explain.hint(ctx.spec, "unknown"))
+    return replace(result, printed=session.printed.text(), session=session.notes)

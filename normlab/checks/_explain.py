@@ -51,15 +51,27 @@ def _range(t: Tensor) -> str:
     return f"all {low}" if low == high else f"from {low} to {high}"
 
 
-def _normalized_values(spec: NormSpec, probe: Probe, output: Tensor, affine: str) -> Tensor:
-    return undo_affine(output, *broadcast_params(spec, probe), affine)
+def _normalized_values(
+    spec: NormSpec, probe: Probe, output: Tensor, affine: str, grouping: Grouping | None = None
+) -> Tensor:
+    """The output with gamma and beta undone, as applied by ``affine`` (in ``grouping``'s view, if it has one)."""
+    return undo_affine(output, *broadcast_params(spec, probe, grouping), affine)
 
 
 def _both_stats(
-    spec: NormSpec, probe: Probe, output: Tensor, reference: Tensor, affine: str, g: Grouping
+    spec: NormSpec,
+    probe: Probe,
+    output: Tensor,
+    reference: Tensor,
+    affine: str,
+    g: Grouping,
+    params: Grouping | None = None,
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """Per group of ``g``: (mean, spread) of the learner's normalized values and of the reference's."""
-    mine = group_stats(g, _normalized_values(spec, probe, output, affine), spec.centered)
+    """Per group of ``g``: (mean, spread) of the learner's normalized values and of the reference's.
+
+    ``params`` is the grouping whose placement of gamma and beta the learner's output used.
+    """
+    mine = group_stats(g, _normalized_values(spec, probe, output, affine, params), spec.centered)
     ref = group_stats(g, _normalized_values(spec, probe, reference, "both"), spec.centered)
     return mine, ref
 
@@ -77,10 +89,10 @@ def describe_group_stats(
     The groups are the reference's; or, if given and where the two differ more, ``grouping``
     (the sets of values the learner's code normalized together).
     """
-    stats = _both_stats(spec, probe, output, reference, affine, spec.grouping)
+    stats = _both_stats(spec, probe, output, reference, affine, spec.grouping, grouping)
     per, same = f"Per {spec.unit}", ""
     if grouping is not None:
-        theirs = _both_stats(spec, probe, output, reference, affine, grouping)
+        theirs = _both_stats(spec, probe, output, reference, affine, grouping, grouping)
         if _stats_gap(theirs) > _stats_gap(stats):
             stats = theirs
             per, same = "Within each set of values your code normalized together", " over the same sets"
@@ -184,6 +196,7 @@ def observe_subtracts_mean(spec: NormSpec, probe: Probe, output: Tensor, referen
 
 
 OBSERVERS = {
+    "reshape-not-transpose": observe_wrong_axes,
     "wrong-axes": observe_wrong_axes,
     "subtracts-mean": observe_subtracts_mean,
     "unbiased-variance": observe_unbiased,
@@ -243,6 +256,11 @@ def hint(spec: NormSpec, code: str) -> str:
     hints = {
         "wrong-axes": f"{spec.title} on {spec.layout} input: {spec.formula}.",
         "subtracts-mean": f"RMSNorm does not subtract the mean: {spec.formula}.",
+        "reshape-not-transpose": (
+            "Swap the dims with `x.transpose(1, 2)` (or `x.permute(0, 2, 1)`), which moves each channel's "
+            "values together to dim 1, normalize, then transpose back; `x.reshape(N, C, L)` only relabels the "
+            f"memory. Or reduce over batch and sequence directly: {spec.formula}."
+        ),
         "unbiased-variance": (
             "Divide by n: `x.var(dim=..., keepdim=True, correction=0)` (or `unbiased=False`), or "
             "`((x - mean) ** 2).mean(dim=..., keepdim=True)`. `torch.var` divides by n - 1 unless told otherwise."
@@ -271,6 +289,10 @@ def hint(spec: NormSpec, code: str) -> str:
         "too-slow": (
             "Use whole-tensor operations such as `x.mean(dim=..., keepdim=True)` instead of Python "
             "loops over elements, and make sure every loop ends."
+        ),
+        "interrupted": (
+            "If your code was stuck, look for a loop that never ends; run it on a small tensor in a cell of "
+            "its own, then run the check again."
         ),
         "unknown": f"Compare your code step by step with the formula: {spec.formula}.",
     }

@@ -1,21 +1,34 @@
-"""The checker for a learner's BatchNorm module: training output, running statistics, eval mode.
+"""The checker for a learner's BatchNorm module: training output, running statistics, eval mode, structure.
 
-``cls(num_features, eps=..., momentum=0.1)`` must build an ``nn.Module`` with torch's
-attribute names (weight, bias, running_mean, running_var; each with num_features
-values) and torch's initial values. The check, on (N, C) = (6, 4) input:
+``cls(num_features, eps=..., momentum=...)`` should build an ``nn.Module`` with torch's
+attributes (weight and bias as parameters, running_mean and running_var as buffers;
+each with num_features values) and torch's initial values. The check, on (N, C) = (6, 4)
+input, finds those four by what they are (:mod:`normlab.checks._attributes`), so a class
+that names them otherwise, keeps them as plain attributes, or is a plain Python class
+with ``__call__`` and ``.training`` is still checked, and each of these is named too:
 
 1. Training mode: the output on the probes of ``check_batch_norm(..., layout="NC")``,
    with weight and bias set to the probe's gamma and beta (same diagnosis).
 2. One training step from known buffers (running_mean = batch mean + a shift,
    running_var = batch variance times a factor), on an input that requires grad:
    the buffers must follow ``running = (1 - momentum) * running + momentum * batch_stat``
-   with the unbiased variance, and hold no autograd graph.
-3. Eval mode, with known buffers far from the batch's statistics (and, with eps = 0.5,
+   with the unbiased variance, and hold no autograd graph; with momentum 0.1 and 0.3,
+   so that a momentum fixed in the code shows.
+3. The same step under ``torch.no_grad()``: still training mode (code that takes
+   ``torch.is_grad_enabled()`` for the mode, as d2l's does, fails here).
+4. Eval mode, with known buffers far from the batch's statistics (and, with eps = 0.5,
    one channel of running variance 0.01): the output must use the buffers, which must
    not change.
+
+Every mistake seen is named: the first (in :data:`MODULE_ORDER`) as ``mistake``, the
+others in ``also``, each with what showed it. A problem that stops the check (an
+exception, no tensor back, the time limit) ends it at once.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -23,13 +36,21 @@ from torch.nn import Module
 
 from normlab import functional as F
 from normlab._errors import shape_str
+from normlab.checks._attributes import (
+    START,
+    STATISTICS,
+    TORCH_NAMES,
+    Roles,
+    find_roles,
+    not_kept_as_torch_does,
+)
 from normlab.checks._diagnose import (
     Context,
     as_float64,
     call_problem,
     diagnose_outputs,
     outcome_problem,
-    safely,
+    run_check,
 )
 from normlab.checks._explain import (
     describe_checked,
@@ -43,7 +64,8 @@ from normlab.checks._explain import (
 )
 from normlab.checks._probes import LARGE_EPS, SMALL_GROUP, SMALL_STD, TOLERANCE, Probe, make_probe, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, preserved_random_state
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit
+from normlab.checks._session import Session
 from normlab.checks._specs import NormSpec, batch_norm_spec
 from normlab.checks._variants import (
     AFFINE_MODES,
@@ -57,8 +79,7 @@ from normlab.checks._variants import (
 )
 
 MOMENTUM = 0.1
-ATTRIBUTES = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}  # with torch's initial values
-BUFFERS = ("running_mean", "running_var")
+SECOND_MOMENTUM = 0.3  # a second value: a momentum fixed in the code moves the buffers as much as with 0.1
 # Known buffers before the training step: batch mean + shift, batch variance * factor (one per channel).
 TRAIN_SHIFT, TRAIN_FACTOR = (-1.5, 2.0, -1.0, 1.25), (2.0, 0.5, 3.0, 0.25)
 # Known buffers in eval mode, far from the eval batch's own statistics.
@@ -73,6 +94,10 @@ MODULE_HINTS = {
         "PyTorch's rule is `running = (1 - momentum) * running + momentum * batch_stat`: "
         "momentum = 0.1 is the weight of the new batch."
     ),
+    "ignores-momentum": (
+        "Keep the argument, `self.momentum = momentum`, and use it in the update: "
+        "`running = (1 - self.momentum) * running + self.momentum * batch_stat`."
+    ),
     "running-var-biased": (
         "Store the unbiased variance, `var * n / (n - 1)` (or `x.var(dim=0, correction=1)`), "
         "while normalizing with the biased one."
@@ -86,21 +111,63 @@ MODULE_HINTS = {
         "In eval mode normalize with the buffers: `(x - self.running_mean) / "
         "torch.sqrt(self.running_var + self.eps) * self.weight + self.bias`."
     ),
+    "mode-from-grad": (
+        "Decide with `if self.training:`, which `model.train()` and `model.eval()` set. Grad mode is "
+        "another switch: `torch.no_grad()` is also used in training (to update statistics alone, or "
+        "in validation code run before `model.eval()`)."
+    ),
+    "not-a-module": (
+        "Subclass torch.nn.Module (`class MyBatchNorm(torch.nn.Module):`), call `super().__init__()` first in "
+        "`__init__`, and put the computation in `forward`: then `.train()`, `.eval()`, `.parameters()`, "
+        "`.state_dict()` and `.to(device)` work as for torch's layers."
+    ),
+    "stats-not-buffers": (
+        "Register them: `self.register_buffer('running_mean', torch.zeros(num_features))` and the same for "
+        "running_var with torch.ones; then update them in place (`self.running_mean.mul_(...)`), or assign "
+        "new tensors to the same names, which stay buffers."
+    ),
+    "params-not-parameters": (
+        "Wrap them: `self.weight = torch.nn.Parameter(torch.ones(num_features))` and "
+        "`self.bias = torch.nn.Parameter(torch.zeros(num_features))`."
+    ),
+    "nonstandard-names": (
+        "Use torch's names, `self.weight`, `self.bias`, `running_mean` and `running_var`, so that "
+        "`load_state_dict` takes a torch.nn.BatchNorm1d's weights and code written for torch's layer works."
+    ),
     "unknown-init": (
         "Start as torch does: `torch.ones` for weight and running_var, `torch.zeros` for bias and "
         "running_mean (an untrained layer then passes data through unchanged in eval mode)."
     ),
 }
+# The order in which a module's mistakes are named: what it computes first, how it is built last.
 MODULE_ORDER = (
+    *PRIORITY,
+    "one-pass-variance",
+    "mode-from-grad",
     "eval-uses-batch-stats",
     "updates-in-eval",
     "stats-not-updated",
     "momentum-reversed",
+    "ignores-momentum",
     "running-var-biased",
     "stats-not-detached",
-    *PRIORITY,
+    "not-a-module",
+    "stats-not-buffers",
+    "params-not-parameters",
+    "nonstandard-names",
     "unknown",
 )
+# Results of the training-mode diagnosis that end the check: nothing further can be measured.
+STOPPING = (None, "raised", "too-slow", "interrupted", "not-a-tensor", "wrong-shape", "wrong-dtype", "mutates-input")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One mistake seen: its code, what showed it, and what to do."""
+
+    code: str
+    observed: str
+    hint: str
 
 
 def _per_channel(values: tuple[float, ...], channels: int) -> Tensor:
@@ -112,109 +179,264 @@ def _batch_stats(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return x.mean(dim=0), x.var(dim=0, correction=0), x.var(dim=0, correction=1)
 
 
-def _ordered(codes: list[str]) -> tuple[str, ...]:
-    return tuple(sorted(dict.fromkeys(codes), key=MODULE_ORDER.index))
+def _moved(now: Tensor, before: Tensor, target: Tensor) -> float | None:
+    """w if ``now == (1 - w) * before + w * target`` for one w in every channel, else None."""
+    w = ((now - before) / (target - before)).median().item()
+    return w if close(now, (1 - w) * before + w * target, TOLERANCE) else None
+
+
+def _near(a: float | None, b: float) -> bool:
+    return a is not None and abs(a - b) < 1e-3
+
+
+def _under_no_grad(module: Callable) -> Callable:
+    def call(x: Tensor) -> object:
+        with torch.no_grad():
+            return module(x)
+
+    return call
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One training step from known buffers: the module after it, the probe, the buffers before, the call."""
+
+    module: object
+    probe: Probe
+    mean0: Tensor
+    var0: Tensor
+    outcome: Outcome
 
 
 class _ModuleCheck:
     """One run of check_batch_norm_module: builds modules, steps them, and keeps what they did."""
 
-    def __init__(self, ctx: Context, cls: type, time_limit: float) -> None:
-        self.ctx, self.cls, self.time_limit = ctx, cls, time_limit
+    def __init__(self, ctx: Context, cls: type, session: Session) -> None:
+        self.ctx, self.cls, self.session = ctx, cls, session
         self.channels = ctx.spec.shape[1]
-        self.trained: dict[str, tuple[Module, Probe, Tensor, Tensor]] = {}  # probe name -> module, probe, buffers
+        self.roles = Roles({name: name for name in TORCH_NAMES})
+        self.is_module = True
+        self.findings: list[Finding] = []
+        self.steps: dict[str, _Step] = {}  # probe name -> the training step on it (momentum 0.1)
+        self.mean_weight: float | None = None  # how far that step moved running_mean towards the batch mean
 
     def run(self) -> CheckResult:
-        module = self._build(self.ctx.spec.default_eps, torch.float32)
+        module = self._build(self.ctx.spec.default_eps, torch.float32, MOMENTUM, first=True)
         if isinstance(module, CheckResult):
-            return module
-        return (
-            self._initial_values(module)
-            or diagnose_outputs(self.ctx, self._train_step, verb="called in training mode")
-            or self._running_stats()
-            or self._eval_mode()
-            or self.ctx.passed(
+            return self._stopped(module)
+        self._initial_values(module)
+        if isinstance(problem := self._structure(module), CheckResult):
+            return self._stopped(problem)
+        training = diagnose_outputs(self.ctx, self._train_step, verb="called in training mode")
+        if training is not None and training.mistake in STOPPING:
+            return self._stopped(training)
+        if training is not None:
+            self._add_result(training, "in the same training-mode output")
+        for stage in (self._running_stats, self._momentum, self._grad_mode, self._eval_mode):
+            if isinstance(problem := stage(), CheckResult):
+                return self._stopped(problem)
+        return self._verdict()
+
+    # -- the verdict --------------------------------------------------------------------------
+
+    def _add(self, code: str, observed: str, hint_text: str | None = None) -> None:
+        if code not in (f.code for f in self.findings):
+            text = hint_text if hint_text is not None else MODULE_HINTS.get(code, hint(self.ctx.spec, code))
+            self.findings.append(Finding(code, observed, text))
+
+    def _add_result(self, result: CheckResult, where: str) -> None:
+        self._add(result.mistake, result.observed, result.hint)
+        for code in result.also:
+            self._add(code, f"Seen {where}.")
+
+    def _codes(self) -> set[str]:
+        return {f.code for f in self.findings}
+
+    def _verdict(self) -> CheckResult:
+        if not self.findings:
+            return self.ctx.passed(
                 "In training mode your output equals the reference; after one step your running_mean and "
-                "running_var follow PyTorch's update (momentum 0.1, unbiased variance stored) without an "
-                "autograd graph; in eval mode your output uses them, and they stay unchanged."
+                f"running_var follow PyTorch's update (momentum {MOMENTUM:g} and {SECOND_MOMENTUM:g}, unbiased "
+                "variance stored) without an autograd graph, also under torch.no_grad(); in eval mode your "
+                "output uses them, and they stay unchanged."
             )
+        first, *rest = sorted(self.findings, key=lambda f: MODULE_ORDER.index(f.code))
+        return self.ctx.result(
+            first.code, first.observed, first.hint, tuple(f.code for f in rest), tuple(f.observed for f in rest)
         )
+
+    def _stopped(self, result: CheckResult) -> CheckResult:
+        """A result that ended the check, with the structural mistakes already seen added to ``also``."""
+        extra = [f for f in self.findings if f.code != result.mistake and f.code not in result.also]
+        if result.mistake is None or not extra:
+            return result
+        also = (*result.also, *(f.code for f in extra))
+        details = (*(result.also_observed or ("",) * len(result.also)), *(f.observed for f in extra))
+        return self.ctx.result(result.mistake, result.observed, result.hint, also, details)
 
     # -- building and setting ---------------------------------------------------------------
 
     def _call(self, fn, args=(), names=(), kwargs=None) -> Outcome:
-        return call_learner(fn, args, names, kwargs, time_limit=self.time_limit)
+        return call_learner(self.session, fn, args, names, kwargs, who=self.ctx.who)
 
-    def _build(self, eps: float, dtype: torch.dtype) -> Module | CheckResult:
+    def _build(self, eps: float, dtype: torch.dtype, momentum: float, first: bool = False) -> object | CheckResult:
         ctx, c = self.ctx, self.channels
-        action = f"built as {ctx.who}({c}, eps={eps:g}, momentum={MOMENTUM:g})"
-        outcome = self._call(self.cls, (c,), ("num_features",), {"eps": eps, "momentum": MOMENTUM})
+        action = f"built as {ctx.who}({c}, eps={eps:g}, momentum={momentum:g})"
+        outcome = self._call(self.cls, (c,), ("num_features",), {"eps": eps, "momentum": momentum})
         if problem := call_problem(ctx, outcome, action):
             return problem
         module = outcome.value
-        if not isinstance(module, Module):
-            return ctx.result(
-                "unknown",
-                f"When {action}, it gave a {type(module).__name__}, not a torch.nn.Module.",
-                "Subclass torch.nn.Module (`class MyBatchNorm(torch.nn.Module):`) and call "
-                "`super().__init__()` first in `__init__`.",
-            )
+        if first and (problem := self._kind_problem(module, action)):
+            return problem
+        if first:
+            roles = find_roles(module, c)
+            if isinstance(roles, str):
+                return self._missing(module, roles, f"after it was {action}")
+            self.roles = roles
         if problem := self._attribute_problem(module, f"after it was {action}"):
             return problem
-        if dtype != torch.float32:
+        if dtype != torch.float32 and isinstance(module, Module):
             outcome = self._call(module.to, (dtype,))
             if problem := call_problem(ctx, outcome, f"converted with .to({dtype})"):
                 return problem
         return module
 
-    def _attribute_problem(self, module: Module, when: str) -> CheckResult | None:
-        """not-a-tensor / wrong-shape if weight, bias or a buffer is missing or has the wrong size."""
+    def _kind_problem(self, module: object, action: str) -> CheckResult | None:
+        """Something the check cannot run (not callable, no mode to switch); notes a plain class as not-a-module."""
+        ctx = self.ctx
+        self.is_module = isinstance(module, Module)
+        if self.is_module:
+            return None
+        kind = type(module).__name__
+        if not callable(module):
+            return ctx.result(
+                "not-a-module",
+                f"When {action}, it gave a {kind}, which cannot be called on a tensor: not a torch.nn.Module.",
+                MODULE_HINTS["not-a-module"],
+            )
+        if not (hasattr(module, "training") or (hasattr(module, "train") and hasattr(module, "eval"))):
+            return ctx.result(
+                "not-a-module",
+                f"When {action}, it gave a {kind}, not a torch.nn.Module, with neither .train()/.eval() nor a "
+                ".training attribute, so the checker cannot switch it to eval mode.",
+                MODULE_HINTS["not-a-module"],
+            )
+        missing = [f".{m}()" for m in ("train", "eval", "parameters", "state_dict", "to") if not hasattr(module, m)]
+        self._add(
+            "not-a-module",
+            f"{ctx.who} is a plain Python class, not a torch.nn.Module: the checker switched its mode by setting "
+            f".training itself. It has no {', '.join(missing)}, which model.train(), model.eval(), an optimizer, "
+            "saving and moving to a device rely on; and an nn.Module that holds it does not see it as a layer.",
+        )
+        return None
+
+    def _missing(self, module: object, role: str, when: str, name: str | None = None) -> CheckResult:
+        """not-a-tensor: no tensor for ``role`` (or its attribute ``name`` is no longer one)."""
         ctx, c = self.ctx, self.channels
-        when = when[0].upper() + when[1:]
-        for name in ATTRIBUTES:
+        name = name or role
+        value = getattr(module, name, None)
+        what = "missing" if value is None and not hasattr(module, name) else f"a {type(value).__name__}"
+        elsewhere = (
+            ""
+            if name != role
+            else f", and no other attribute of {c} values looks like it (starting at {START[role]:g})"
+        )
+        return ctx.result(
+            "not-a-tensor",
+            f"{when[0].upper()}{when[1:]}, {ctx.who}.{name} is {what}{elsewhere}; expected a tensor of shape ({c},).",
+            "Use torch's names: `self.weight` and `self.bias` as `nn.Parameter`, and "
+            "`self.register_buffer('running_mean', torch.zeros(num_features))`, the same for running_var "
+            "with torch.ones.",
+        )
+
+    def _attribute_problem(self, module: object, when: str) -> CheckResult | None:
+        """not-a-tensor / wrong-shape if weight, bias or a statistic is missing or has the wrong size."""
+        ctx, c = self.ctx, self.channels
+        for role in TORCH_NAMES:
+            name = self.roles[role]
             value = getattr(module, name, None)
             if not isinstance(value, Tensor):
-                what = "missing" if value is None and not hasattr(module, name) else f"a {type(value).__name__}"
-                return ctx.result(
-                    "not-a-tensor",
-                    f"{when}, {ctx.who}.{name} is {what}; expected a tensor of shape ({c},).",
-                    "Use torch's names: `self.weight` and `self.bias` as `nn.Parameter`, and "
-                    "`self.register_buffer('running_mean', torch.zeros(num_features))`, the same for running_var "
-                    "with torch.ones.",
-                )
+                return self._missing(module, role, when, name)
             if value.numel() != c:
                 return ctx.result(
                     "wrong-shape",
-                    f"{when}, {ctx.who}.{name} has shape {shape_str(value.shape)}; expected ({c},), "
-                    "one value per feature.",
+                    f"{when[0].upper()}{when[1:]}, {ctx.who}.{name} has shape {shape_str(value.shape)}; expected "
+                    f"({c},), one value per feature.",
                     "Create weight, bias and the buffers with num_features values.",
                 )
         return None
 
-    def _initial_values(self, module: Module) -> CheckResult | None:
-        wrong = [
-            f"{name} = {vector(getattr(module, name).detach().double())} (torch: all {start:g})"
-            for name, start in ATTRIBUTES.items()
-            if not torch.equal(
-                getattr(module, name).detach().double().flatten(),
-                torch.full((self.channels,), start, dtype=torch.float64),
-            )
-        ]
-        if not wrong:
-            return None
-        observed = f"A new {self.ctx.who}({self.channels}) starts with " + "; ".join(wrong) + "."
-        return self.ctx.result("unknown", observed, MODULE_HINTS["unknown-init"])
+    def _structure(self, module: object) -> CheckResult | None:
+        """Names other than torch's, statistics that are not buffers, gamma and beta that are not parameters.
 
-    def _set(self, module: Module, probe: Probe, running_mean: Tensor, running_var: Tensor) -> None:
+        Converts ``module`` to float64 to see whether the statistics follow it.
+        """
+        who, c = self.ctx.who, self.channels
+        kept = not_kept_as_torch_does(module, self.roles)
+        if stats := kept.get("stats-not-buffers"):
+            keys = list(module.state_dict())  # torch's own method, on an nn.Module
+            outcome = self._call(module.double)
+            if problem := call_problem(self.ctx, outcome, "converted with .double()"):
+                return problem
+            left = [name for name in stats if getattr(module, name).dtype != torch.float64]
+            behind = (
+                f", and after .double() {' and '.join(left)} {'are' if len(left) > 1 else 'is'} still float32 "
+                if left
+                else " "
+            )
+            self._add(
+                "stats-not-buffers",
+                f"{' and '.join(stats)} {'are plain tensor attributes' if len(stats) > 1 else 'is a plain tensor attribute'}, "
+                f"not registered buffers: {who}({c}).state_dict() has only the keys {keys}, so saving and loading the "
+                f"model loses them{behind}(a buffer follows its module to a dtype or a device).",
+            )
+        if params := kept.get("params-not-parameters"):
+            self._add(
+                "params-not-parameters",
+                f"{' and '.join(params)} {'are plain tensors' if len(params) > 1 else 'is a plain tensor'}, not "
+                "nn.Parameter: .parameters() does not list them, so an optimizer never trains them.",
+            )
+        if renamed := self.roles.renamed():
+            found = ", ".join(f"{theirs} (torch: {torch_name})" for theirs, torch_name in renamed)
+            self._add(
+                "nonstandard-names",
+                f"The checker found them by their values and names: {found}. torch.nn.BatchNorm1d's state_dict "
+                "keys, and code written for it, use torch's names.",
+            )
+
+    def _initial_values(self, module: object) -> None:
+        wrong = []
+        for role, start in START.items():
+            value = getattr(module, self.roles[role]).detach().double().flatten()
+            if not torch.equal(value, torch.full((self.channels,), start, dtype=torch.float64)):
+                wrong.append(f"{self.roles[role]} = {vector(value)} (torch: all {start:g})")
+        if wrong:
+            observed = f"A new {self.ctx.who}({self.channels}) starts with " + "; ".join(wrong) + "."
+            self._add("unknown", observed, MODULE_HINTS["unknown-init"])
+
+    def _set(self, module: object, probe: Probe, running_mean: Tensor, running_var: Tensor) -> None:
         values = {"weight": probe.gamma, "bias": probe.beta, "running_mean": running_mean, "running_var": running_var}
         with torch.no_grad():
-            for name, value in values.items():
+            for role, value in values.items():
+                name = self.roles[role]
                 target = getattr(module, name)
-                target.copy_(value.reshape(target.shape))
+                if target.dtype == probe.x.dtype:
+                    target.copy_(value.reshape(target.shape))
+                else:  # a plain attribute that .to(dtype) did not convert, or a plain class
+                    setattr(module, name, value.to(probe.x.dtype).reshape(target.shape).clone())
 
-    def _prepared(self, probe: Probe, eps: float, mode: str, buffers: tuple[Tensor, Tensor]) -> Module | CheckResult:
-        """A module built with ``eps``, with gamma, beta and the given buffers set, in ``mode``."""
-        module = self._build(eps, probe.x.dtype)
+    def _switch(self, module: object, mode: str) -> CheckResult | None:
+        if callable(getattr(module, mode, None)):
+            outcome = self._call(getattr(module, mode))
+        else:
+            outcome = self._call(setattr, (module, "training", mode == "train"))
+        return call_problem(self.ctx, outcome, f"switched to {mode} mode")
+
+    def _prepared(
+        self, probe: Probe, eps: float, mode: str, buffers: tuple[Tensor, Tensor], momentum: float = MOMENTUM
+    ) -> object | CheckResult:
+        """A module built with ``eps`` and ``momentum``, with gamma, beta and the given buffers set, in ``mode``."""
+        module = self._build(eps, probe.x.dtype, momentum)
         if isinstance(module, CheckResult):
             return module
         try:
@@ -226,75 +448,166 @@ class _ModuleCheck:
                 f"of a {self.ctx.who} ({type(exc).__name__}: {exc}).",
                 "Keep them as float tensors of shape (num_features,), as torch does.",
             )
-        outcome = self._call(getattr(module, mode))
-        return call_problem(self.ctx, outcome, f"switched to {mode} mode") or module
+        return self._switch(module, mode) or module
+
+    def _statistics(self, module: object) -> tuple[Tensor, Tensor]:
+        return tuple(getattr(module, self.roles[r]) for r in STATISTICS)
 
     # -- training ---------------------------------------------------------------------------
 
-    def _train_step(self, probe: Probe) -> Outcome | CheckResult:
+    def _step(self, probe: Probe, momentum: float = MOMENTUM, grad: bool = True) -> _Step | CheckResult:
+        """One training step on ``probe`` from known buffers, on an input that requires grad."""
         mean, _, unbiased = _batch_stats(probe.x.double())
         before = (mean + _per_channel(TRAIN_SHIFT, self.channels), unbiased * _per_channel(TRAIN_FACTOR, self.channels))
-        module = self._prepared(probe, probe.eps, "train", before)
+        module = self._prepared(probe, probe.eps, "train", before, momentum)
         if isinstance(module, CheckResult):
             return module
-        outcome = self._call(module, (probe.x.detach().clone().requires_grad_(True),), ("x",))
-        self.trained[probe.name] = (module, probe, *before)
-        return outcome
+        fn = module if grad else _under_no_grad(module)
+        outcome = self._call(fn, (probe.x.detach().clone().requires_grad_(True),), ("x",))
+        return _Step(module, probe, *before, outcome)
 
-    def _running_stats(self) -> CheckResult | None:
-        """After one step from known buffers: PyTorch's update, and no autograd graph."""
-        module, probe, mean0, var0 = self.trained["ordinary"]
-        if problem := self._attribute_problem(module, "after one training step"):
-            return problem
-        after = {name: getattr(module, name) for name in BUFFERS}
-        mean1, var1 = (after[name].detach().double().flatten() for name in BUFFERS)
-        mean, biased, unbiased = _batch_stats(probe.x.double())
-        weights = {MOMENTUM: None, 1 - MOMENTUM: "momentum-reversed", 0.0: "stats-not-updated"}
-        mean_w = next((w for w in weights if close(mean1, (1 - w) * mean0 + w * mean, TOLERANCE)), None)
-        var_match = next(
+    def _train_step(self, probe: Probe) -> Outcome | CheckResult:
+        step = self._step(probe)
+        if isinstance(step, CheckResult):
+            return step
+        self.steps[probe.name] = step
+        return step.outcome
+
+    def _update(self, step: _Step) -> tuple[float | None, tuple[float, str] | None, Tensor, Tensor]:
+        """How far the step moved running_mean, and running_var towards which variance; the buffers after it."""
+        mean1, var1 = (t.detach().double().flatten() for t in self._statistics(step.module))
+        mean, biased, unbiased = _batch_stats(step.probe.x.double())
+        var_fit = next(
             (
                 (w, kind)
-                for w in weights
                 for kind, v in (("unbiased", unbiased), ("biased", biased))
-                if close(var1, (1 - w) * var0 + w * v, TOLERANCE)
+                if (w := _moved(var1, step.var0, v)) is not None
             ),
             None,
         )
-        codes = [weights[w] for w in (mean_w, var_match and var_match[0]) if w is not None and weights[w]]
-        if var_match and var_match[0] and var_match[1] == "biased":
+        return _moved(mean1, step.mean0, mean), var_fit, mean1, var1
+
+    def _running_stats(self) -> CheckResult | None:
+        """After one step from known buffers: PyTorch's update, and no autograd graph."""
+        step = self.steps.get("ordinary")
+        if step is None:
+            return None
+        if problem := self._attribute_problem(step.module, "after one training step"):
+            return problem
+        mean_w, var_fit, mean1, var1 = self._update(step)
+        var_w = var_fit[0] if var_fit else None
+        codes = []
+        for w in (mean_w, var_w):
+            if _near(w, 1 - MOMENTUM):
+                codes.append("momentum-reversed")
+            elif _near(w, 0.0):
+                codes.append("stats-not-updated")
+        if var_fit and var_fit[1] == "biased" and not _near(var_w, 0.0):
             codes.append("running-var-biased")
+        names = dict(zip(STATISTICS, self._statistics(step.module)))
         graphs = [
-            f"{name} has requires_grad=True" + (f" and grad_fn={type(t.grad_fn).__name__}" if t.grad_fn else "")
-            for name, t in after.items()
+            f"{self.roles[role]} has requires_grad=True"
+            + (f" and grad_fn={type(t.grad_fn).__name__}" if t.grad_fn else "")
+            for role, t in names.items()
             if t.requires_grad or t.grad_fn is not None
         ]
         if graphs:
             codes.append("stats-not-detached")
-        if mean_w is None or var_match is None:
+        if mean_w is None or var_fit is None:
             codes.append("unknown")
-        if not codes:
-            return None
-        mistake, *also = _ordered(codes)
+        mean, biased, unbiased = _batch_stats(step.probe.x.double())
         numbers = {
-            "mean0": mean0,
-            "var0": var0,
+            "mean0": step.mean0,
+            "var0": step.var0,
             "mean1": mean1,
             "var1": var1,
             "mean": mean,
             "biased": biased,
             "unbiased": unbiased,
         }
-        not_updated = [name for name, w in zip(BUFFERS, (mean_w, var_match and var_match[0])) if w == 0.0]
-        observed = _observe_update(
-            mistake, numbers, probe.x.shape[0], not_updated, var_match[0] if var_match else MOMENTUM, graphs
-        )
-        return self.ctx.result(mistake, observed, MODULE_HINTS.get(mistake, hint(self.ctx.spec, mistake)), tuple(also))
+        not_updated = [self.roles[r] for r, w in zip(STATISTICS, (mean_w, var_w)) if _near(w, 0.0)]
+        self.mean_weight = mean_w
+        for code in dict.fromkeys(codes):
+            observed = _observe_update(
+                code,
+                numbers,
+                step.probe.x.shape[0],
+                not_updated,
+                var_w if var_w is not None else MOMENTUM,
+                graphs,
+                tuple(self.roles[r] for r in STATISTICS),
+            )
+            self._add(code, observed)
+        return None
+
+    def _momentum(self) -> CheckResult | None:
+        """The same step built with another momentum: code that ignores its argument moves the buffers as before."""
+        first = self.mean_weight
+        if first is None or _near(first, 0.0):
+            return None
+        step = self._step(self.steps["ordinary"].probe, SECOND_MOMENTUM)
+        if isinstance(step, CheckResult):
+            return step
+        action = f"called in training mode, built with momentum={SECOND_MOMENTUM:g}"
+        if problem := call_problem(self.ctx, step.outcome, action):
+            return problem
+        second, *_ = self._update(step)
+        name = self.roles["running_mean"]
+        if _near(second, first):
+            self._add(
+                "ignores-momentum",
+                f"Built with momentum={SECOND_MOMENTUM:g}, your module moved {name} {second:.2f} of the way to the "
+                f"batch's mean in one training step, as it did with momentum={MOMENTUM:g}: it ignores the "
+                f"momentum it is given. PyTorch moves it {SECOND_MOMENTUM:.2f} of the way.",
+            )
+        elif not (_near(first, MOMENTUM) and _near(second, SECOND_MOMENTUM)) and not (
+            _near(first, 1 - MOMENTUM) and _near(second, 1 - SECOND_MOMENTUM)
+        ):
+            moved = "an amount that is not one fraction" if second is None else f"{second:.2f} of the way"
+            self._add(
+                "unknown",
+                f"In one training step your module moved {name} {first:.2f} of the way to the batch's mean with "
+                f"momentum={MOMENTUM:g}, and {moved} with momentum={SECOND_MOMENTUM:g}; PyTorch moves it "
+                f"{MOMENTUM:.2f} and {SECOND_MOMENTUM:.2f} of the way: `running = (1 - momentum) * running + "
+                "momentum * batch_stat`.",
+                MODULE_HINTS["ignores-momentum"],
+            )
+        return None
+
+    def _grad_mode(self) -> CheckResult | None:
+        """A training step under torch.no_grad(): still training mode, batch statistics, buffers updated."""
+        step = self._step(self.steps["ordinary"].probe, grad=False)
+        if isinstance(step, CheckResult):
+            return step
+        ctx, probe = self.ctx, step.probe
+        if problem := outcome_problem(ctx, step.outcome, "called in training mode under torch.no_grad()"):
+            return problem
+        output = as_float64(step.outcome.value)
+        p = probe.to(torch.float64)
+        as_eval = F.batch_norm(p.x, step.mean0, step.var0, p.gamma, p.beta, training=False, eps=p.eps)
+        mean1, var1 = (t.detach().double().flatten() for t in self._statistics(step.module))
+        still = close(mean1, step.mean0, TOLERANCE) and close(var1, step.var0, TOLERANCE)
+        updated_with_grad = self.mean_weight is not None and not _near(self.mean_weight, 0.0)
+        if close(output, as_eval, TOLERANCE) or (still and updated_with_grad):
+            what = "normalized with its running statistics" if close(output, as_eval, TOLERANCE) else "normalized"
+            self._add(
+                "mode-from-grad",
+                f"In training mode (after .train()) but under torch.no_grad(), your module {what} and left "
+                f"{self.roles['running_mean']} and {self.roles['running_var']} unchanged, as if in eval mode: it "
+                "takes `torch.is_grad_enabled()` for the mode. torch's BatchNorm uses the batch and updates its "
+                "statistics there, and in eval mode (with grad enabled) it uses the running statistics.",
+            )
+        return None
 
     # -- eval -------------------------------------------------------------------------------
 
     def _eval_mode(self) -> CheckResult | None:
-        """Known buffers in eval mode: the output must use them, and they must not change."""
+        """Known buffers in eval mode: the output must use them, and they must not change.
+
+        For a module that takes grad mode for the mode, its eval path is reached under torch.no_grad().
+        """
         ctx, spec, c = self.ctx, self.ctx.spec, self.channels
+        grad = "mode-from-grad" not in self._codes()
         runs = []
         for seed, (name, eps) in enumerate((("ordinary", spec.default_eps), ("large-eps", LARGE_EPS)), start=4):
             small = SMALL_GROUP if eps == LARGE_EPS else None
@@ -307,63 +620,68 @@ class _ModuleCheck:
             module = self._prepared(probe, eps, "eval", buffers)
             if isinstance(module, CheckResult):
                 return module
-            outcome = self._call(module, (probe.x.clone(),), ("x",))
-            action = f"called in eval mode with eps = {eps:g}"
-            if problem := outcome_problem(ctx, outcome, action):
+            outcome = self._call(module if grad else _under_no_grad(module), (probe.x.clone(),), ("x",))
+            action = f"called in eval mode with eps = {eps:g}" + ("" if grad else " under torch.no_grad()")
+            expected = F.batch_norm(
+                probe.x.double(), *buffers, probe.gamma.double(), probe.beta.double(), training=False, eps=eps
+            )
+            if problem := outcome_problem(ctx, outcome, action, probe.x.dtype, expected):
                 return problem
             if problem := self._attribute_problem(module, f"after it was {action}"):
                 return problem
             output = as_float64(outcome.value)
             if not output.isfinite().all():
                 return ctx.result("non-finite", observe_non_finite(probe, output), hint(spec, "non-finite"))
-            after = tuple(getattr(module, b).detach().double().flatten() for b in BUFFERS)
+            after = tuple(t.detach().double().flatten() for t in self._statistics(module))
             stats = {"running": buffers, "batch": (mean, biased), "batch-unbiased": (mean, unbiased)}
             runs.append((probe.to(torch.float64), output, stats, after, small))
-        return self._eval_verdict(runs)
+        self._eval_findings(runs)
+        return None
 
-    def _eval_verdict(self, runs: list) -> CheckResult | None:
-        ctx, spec = self.ctx, self.ctx.spec
+    def _eval_findings(self, runs: list) -> None:
+        spec = self.ctx.spec
+        names = [self.roles[r] for r in STATISTICS]
         changed = [
             (name, before, now)
             for probe, _, stats, after, _ in runs
-            for name, before, now in zip(BUFFERS, stats["running"], after)
+            for name, before, now in zip(names, stats["running"], after)
             if not close(now, before, TOLERANCE)
         ]
         match = _eval_match(spec, runs)
         codes = ["updates-in-eval"] if changed else []
-        if match is None:
-            codes.append("unknown")
-        else:
-            codes += match[3]
-        if not codes:
-            return None
-        mistake, *also = _ordered(codes)
+        codes += ["unknown"] if match is None else match[3]
         expected = [
             F.batch_norm(probe.x, *stats["running"], probe.gamma, probe.beta, training=False, eps=probe.eps)
             for probe, _, stats, _, _ in runs
         ]
-        i = (
-            1
-            if mistake in ("eps-outside-sqrt", "missing-eps")
-            else next((i for i, run in enumerate(runs) if not close(run[1], expected[i], TOLERANCE)), 0)
-        )
-        probe, output, stats, _, small = runs[i]
-        expected = expected[i]
-        gamma, beta = probe.gamma, probe.beta
-        running_mean, running_var = stats["running"]
         eps_mode, affine = (match[1], match[2]) if match else ("inside", "both")
-        if mistake == "eval-uses-batch-stats":
-            observed = (
-                f"In eval mode, with running_mean = {vector(running_mean)} and running_var = "
+        for code in dict.fromkeys(codes):
+            i = (
+                1
+                if code in ("eps-outside-sqrt", "missing-eps")
+                else next((i for i, run in enumerate(runs) if not close(run[1], expected[i], TOLERANCE)), 0)
+            )
+            probe, output, stats, _, small = runs[i]
+            self._add(
+                code, self._observe_eval(code, probe, output, expected[i], stats, small, eps_mode, affine, changed)
+            )
+
+    def _observe_eval(self, code, probe, output, expected, stats, small, eps_mode, affine, changed) -> str:
+        spec = self.ctx.spec
+        mean_name, var_name = (self.roles[r] for r in STATISTICS)
+        running_mean, running_var = stats["running"]
+        if code == "eval-uses-batch-stats":
+            return (
+                f"In eval mode, with {mean_name} = {vector(running_mean)} and {var_name} = "
                 f"{vector(running_var)}, your output was normalized with this batch's own statistics, "
                 "so a sample's output still depends on the rest of its batch. "
                 + describe_group_stats(spec, probe, output, expected, affine)
             )
-        elif mistake == "updates-in-eval":
+        if code == "updates-in-eval":
             name, before, now = changed[0]
-            observed = f"During a forward pass in eval mode, {name} changed from {vector(before)} to {vector(now)}."
-        elif mistake in ("eps-outside-sqrt", "missing-eps"):
-            z = undo_affine(output, gamma, beta, affine)
+            return f"During a forward pass in eval mode, {name} changed from {vector(before)} to {vector(now)}."
+        if code in ("eps-outside-sqrt", "missing-eps"):
+            z = undo_affine(output, probe.gamma, probe.beta, affine)
             divisor = ((probe.x - running_mean)[:, small] / z[:, small]).median().item()
             var = running_var[small].item()
             formula = {
@@ -374,18 +692,16 @@ class _ModuleCheck:
                     (var + spec.default_eps) ** 0.5,
                 ),
             }[eps_mode]
-            observed = (
+            return (
                 f"In eval mode with eps = {probe.eps:g}, on channel {small} (running_var {num(var)}), your "
                 f"output divides by {num(divisor)}; the reference divides by sqrt(running_var + eps) = "
                 f"{num((var + probe.eps) ** 0.5)}. Yours is {formula[0]}: {num(formula[1])}."
             )
-        elif mistake in ("missing-affine", "swapped-affine"):
-            observed = "In eval mode: " + observe_affine(
+        if code in ("missing-affine", "swapped-affine"):
+            return "In eval mode: " + observe_affine(
                 spec, probe, output, expected, Variant(spec.grouping, True, affine=affine)
             )
-        else:
-            observed = "In eval mode: " + observe_difference(spec, probe, output, expected)
-        return ctx.result(mistake, observed, MODULE_HINTS.get(mistake, hint(spec, mistake)), tuple(also))
+        return "In eval mode: " + observe_difference(spec, probe, output, expected)
 
 
 def _eval_match(spec: NormSpec, runs: list) -> tuple[str, str, str, list[str]] | None:
@@ -421,21 +737,30 @@ def _eval_match(spec: NormSpec, runs: list) -> tuple[str, str, str, list[str]] |
 
 
 def _observe_update(
-    mistake: str, n: dict[str, Tensor], batch: int, not_updated: list[str], var_weight: float, graphs: list[str]
+    mistake: str,
+    n: dict[str, Tensor],
+    batch: int,
+    not_updated: list[str],
+    var_weight: float,
+    graphs: list[str],
+    names: tuple[str, str],
 ) -> str:
-    """What one training step did to the buffers, for ``mistake`` (n: the numbers before, after, of the batch)."""
+    """What one training step did to the buffers, for ``mistake`` (n: the numbers before, after, of the batch).
+
+    ``names`` are the learner's names of running_mean and running_var.
+    """
     if mistake == "stats-not-updated":
         return (
             f"After one training step, {' and '.join(not_updated)} still "
             f"{'hold' if len(not_updated) > 1 else 'holds'} the values set before it "
-            f"(running_mean {vector(n['mean0'])}), although this batch's mean is {vector(n['mean'])}."
+            f"({names[0]} {vector(n['mean0'])}), although this batch's mean is {vector(n['mean'])}."
         )
     if mistake == "momentum-reversed":
-        return _observe_momentum(n)
+        return _observe_momentum(n, names)
     if mistake == "running-var-biased":
         w, var0 = var_weight, n["var0"][0]
         return (
-            f"running_var[0] went from {num(var0)} to {num(n['var1'][0])}. With the unbiased batch variance "
+            f"{names[1]}[0] went from {num(var0)} to {num(n['var1'][0])}. With the unbiased batch variance "
             f"{num(n['unbiased'][0])} (divide by n - 1 = {batch - 1}) it would be "
             f"{num((1 - w) * var0 + w * n['unbiased'][0])}; yours is {1 - w:g} * {num(var0)} + {w:g} * "
             f"{num(n['biased'][0])}, with the biased variance (divide by n = {batch}). BatchNorm normalizes "
@@ -449,21 +774,21 @@ def _observe_update(
         )
     m = MOMENTUM
     return (
-        f"After one training step (momentum {m:g}) from running_mean {vector(n['mean0'])} on a batch with mean "
+        f"After one training step (momentum {m:g}) from {names[0]} {vector(n['mean0'])} on a batch with mean "
         f"{vector(n['mean'])}, yours is {vector(n['mean1'])}; PyTorch gives "
-        f"{vector((1 - m) * n['mean0'] + m * n['mean'])}. running_var: from {vector(n['var0'])} with unbiased "
+        f"{vector((1 - m) * n['mean0'] + m * n['mean'])}. {names[1]}: from {vector(n['var0'])} with unbiased "
         f"batch variance {vector(n['unbiased'])}, yours is {vector(n['var1'])}; PyTorch gives "
         f"{vector((1 - m) * n['var0'] + m * n['unbiased'])}."
     )
 
 
-def _observe_momentum(n: dict[str, Tensor]) -> str:
+def _observe_momentum(n: dict[str, Tensor], names: tuple[str, str]) -> str:
     """How far running_mean (or running_var) moved towards the batch statistic, as a measured fraction."""
     moved_mean = (n["mean1"] - n["mean0"]) / (n["mean"] - n["mean0"])
     if abs(moved_mean.median().item() - (1 - MOMENTUM)) < 0.01:
-        name, before, batch, now, moved = "running_mean", n["mean0"], n["mean"], n["mean1"], moved_mean
+        name, before, batch, now, moved = names[0], n["mean0"], n["mean"], n["mean1"], moved_mean
     else:
-        name, before, batch, now = "running_var", n["var0"], n["unbiased"], n["var1"]
+        name, before, batch, now = names[1], n["var0"], n["unbiased"], n["var1"]
         moved = (now - before) / (batch - before)
     expected = (1 - MOMENTUM) * before[0] + MOMENTUM * batch[0]
     return (
@@ -480,8 +805,9 @@ def check_batch_norm_module(cls: type, *, time_limit: float = DEFAULT_TIME_LIMIT
 
     In training mode it normalizes (N, C) input with the batch statistics and updates
     ``running_mean`` and ``running_var`` (unbiased) with PyTorch's momentum rule, outside
-    the autograd graph; in eval mode it normalizes with them and leaves them unchanged
-    (notebook 03, "Train vs eval"). ``time_limit`` is in seconds per call.
+    the autograd graph, whatever the grad mode; in eval mode it normalizes with them and
+    leaves them unchanged (notebook 03, "Train vs eval"). It is an nn.Module with torch's
+    parameters and buffers. ``time_limit`` is in seconds per call.
     """
     if isinstance(cls, Module):
         raise TypeError(
@@ -497,8 +823,10 @@ def check_batch_norm_module(cls: type, *, time_limit: float = DEFAULT_TIME_LIMIT
     checked = (
         f"A module built as {name}({c}, eps=..., momentum={MOMENTUM:g}) on (N, C) = {shape_str(spec.shape)} "
         "input. Training mode: " + describe_checked(spec, make_probes(spec)) + " Then one training step "
-        "from known running statistics on an input that requires grad, and eval mode with known running "
-        f"statistics (eps = {spec.default_eps:g} and {LARGE_EPS:g})."
+        "from known running statistics on an input that requires grad (also with "
+        f"momentum={SECOND_MOMENTUM:g}, and under torch.no_grad()), and eval mode with known running "
+        f"statistics (eps = {spec.default_eps:g} and {LARGE_EPS:g}); and whether weight, bias and the running "
+        "statistics are kept as torch keeps them."
     )
     ctx = Context(
         spec,
@@ -506,6 +834,6 @@ def check_batch_norm_module(cls: type, *, time_limit: float = DEFAULT_TIME_LIMIT
         name,
         checked,
         signature=f"{name}(num_features, eps=1e-5, momentum=0.1)` and then `module(x)",
+        time_limit=time_limit,
     )
-    with preserved_random_state():
-        return safely(ctx, _ModuleCheck(ctx, cls, time_limit).run)
+    return run_check(ctx, lambda session: _ModuleCheck(ctx, cls, session).run())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from normlab.checks._diagnose import Context, diagnose_outputs, safely
+from normlab.checks._diagnose import Context, diagnose_outputs, run_check
 from normlab.checks._explain import describe_checked
 from normlab.checks._probes import OFFSET_TOLERANCE, TOLERANCE, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit, preserved_random_state
+from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit
 from normlab.checks._specs import (
     BATCH_NORM_SHAPES,
     LAYER_NORM_SHAPES,
@@ -49,12 +49,13 @@ def run_function_check(spec: NormSpec, fn: Callable, check: str, time_limit: flo
     time_limit = check_time_limit(time_limit)
     name = learner_name(fn)
     ctx = Context(
-        spec, check, name, describe_checked(spec, make_probes(spec)), signature=f"{name}({', '.join(spec.arg_names)})"
+        spec,
+        check,
+        name,
+        describe_checked(spec, make_probes(spec)),
+        signature=f"{name}({', '.join(spec.arg_names)})",
+        time_limit=time_limit,
     )
-
-    def call(probe):
-        args = spec.call_args(probe.x, probe.gamma, probe.beta, probe.eps)
-        return call_learner(fn, args, spec.arg_names, time_limit=time_limit)
 
     tolerances = f"{TOLERANCE:g}" + (
         f" ({OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered else ""
@@ -62,8 +63,15 @@ def run_function_check(spec: NormSpec, fn: Callable, check: str, time_limit: flo
     passed = (
         f"Your output equals the reference to within {tolerances} on every input, and your inputs were left unchanged."
     )
-    with preserved_random_state():
-        return safely(ctx, lambda: diagnose_outputs(ctx, call) or ctx.passed(passed))
+
+    def diagnose(session):
+        def call(probe):
+            args = spec.call_args(probe.x, probe.gamma, probe.beta, probe.eps)
+            return call_learner(session, fn, args, spec.arg_names, who=name)
+
+        return diagnose_outputs(ctx, call) or ctx.passed(passed)
+
+    return run_check(ctx, diagnose)
 
 
 def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:

@@ -8,6 +8,11 @@ A result has one of three statuses:
   mistake to name, and the message says "not solved yet".
 - ``"mistake"``: ``passed=False`` and ``mistake`` is one of the codes in
   :data:`MISTAKES` (``"unknown"`` when the output is wrong in a way no probe recognises).
+
+Besides the verdict, a result carries what the learner's code printed or warned
+(``printed``, bounded) and what it changed in the Python session that the checker put
+back (``session``). Every text is bounded to :data:`MAX_TEXT` characters, so no learner
+output can flood a notebook.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from dataclasses import dataclass
 MISTAKES: dict[str, str] = {
     "raised": "your code raised an exception",
     "too-slow": "your code did not finish within the time limit",
+    "interrupted": "the check was interrupted while your code ran",
     "not-a-tensor": "a torch.Tensor was expected, and something else came back",
     "wrong-shape": "a tensor has the wrong shape",
+    "wrong-dtype": "your result has another dtype than its input",
     "mutates-input": "your code changed its input in place",
     "non-finite": "your result contains NaN or inf",
     "wrong-axes": "you took the statistics over the wrong dims",
+    "reshape-not-transpose": "you reshaped (N, L, C) to (N, C, L) where a transpose was needed",
     "unbiased-variance": "you divided by the unbiased variance (n - 1)",
     "eps-outside-sqrt": "you added eps outside the square root",
     "missing-eps": "eps is missing",
@@ -39,6 +47,12 @@ MISTAKES: dict[str, str] = {
     "updates-in-eval": "the running statistics change in eval mode",
     "eval-uses-batch-stats": "eval mode normalizes with the batch's own statistics",
     "stats-not-detached": "the running statistics keep an autograd graph",
+    "ignores-momentum": "your module ignores the momentum it is given",
+    "mode-from-grad": "your module takes grad mode (torch.is_grad_enabled()) for train/eval mode",
+    "not-a-module": "your class is not a torch.nn.Module",
+    "stats-not-buffers": "the running statistics are plain attributes, not registered buffers",
+    "params-not-parameters": "gamma and beta are plain tensors, not nn.Parameter",
+    "nonstandard-names": "weight, bias or the running statistics have names other than torch's",
     "unknown": "the result is wrong in a way the checker does not recognise",
 }
 
@@ -46,6 +60,7 @@ MISTAKES: dict[str, str] = {
 _COLOURS = {"passed": "#009E73", "not-solved": "#E69F00", "mistake": "#D55E00"}
 _MARKS = {"passed": "\u2713", "not-solved": "\u2026", "mistake": "\u2717"}
 _WIDTH = 100
+MAX_TEXT = 3000  # characters per field of a result
 
 
 @dataclass(frozen=True)
@@ -54,8 +69,11 @@ class CheckResult:
 
     ``check`` is the call that produced it (e.g. ``check_batch_norm(my_bn, layout='NLC')``),
     ``checked`` what was tested, ``observed`` what the learner's code did (with numbers),
-    ``hint`` what to do next, and ``also`` further mistakes seen in the same output.
-    It shows as HTML in Jupyter and as plain text elsewhere (``str`` and ``repr``).
+    ``hint`` what to do next, and ``also`` further mistakes seen in the same check, with
+    ``also_observed`` (when given, one text per code in ``also``) saying what showed each.
+    ``printed`` is what the learner's code printed or warned, ``session`` what it changed
+    in the Python session (put back by the checker). It shows as HTML in Jupyter and as
+    plain text elsewhere (``str`` and ``repr``).
     """
 
     check: str
@@ -65,6 +83,9 @@ class CheckResult:
     observed: str
     hint: str = ""
     also: tuple[str, ...] = ()
+    also_observed: tuple[str, ...] = ()
+    printed: str = ""
+    session: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for code in (self.mistake, *self.also):
@@ -72,6 +93,12 @@ class CheckResult:
                 raise ValueError(f"unknown mistake code {code!r}; expected one of {', '.join(MISTAKES)}.")
         if self.passed and (self.mistake is not None or self.also):
             raise ValueError("a passed check has no mistake.")
+        if self.also_observed and len(self.also_observed) != len(self.also):
+            raise ValueError("also_observed needs one text per code in also.")
+        for name in ("checked", "observed", "hint", "printed"):
+            object.__setattr__(self, name, _bounded(getattr(self, name)))
+        object.__setattr__(self, "also_observed", tuple(_bounded(t) for t in self.also_observed))
+        object.__setattr__(self, "session", tuple(_bounded(t) for t in self.session))
 
     @property
     def status(self) -> str:
@@ -91,30 +118,45 @@ class CheckResult:
             verdict = f"{self.mistake}: {MISTAKES[self.mistake]}"
         return f"{_MARKS[self.status]} {self.check}: {verdict}"
 
-    def _sections(self) -> list[tuple[str, str]]:
-        sections = [("Checked", self.checked), ("Observed", self.observed)]
+    def _also_items(self) -> list[str]:
+        """One text per further mistake: its code and phrase, and what showed it when known."""
+        details = self.also_observed or ("",) * len(self.also)
+        return [
+            f"{code} ({MISTAKES[code]})" + (f": {detail}" if detail else "") for code, detail in zip(self.also, details)
+        ]
+
+    def _sections(self) -> list[tuple[str, list[str]]]:
+        """(title, paragraphs) for every section that has something to say."""
+        sections = [("Checked", [self.checked]), ("Observed", [self.observed])]
         if self.hint:
-            sections.append(("Hint", self.hint))
+            sections.append(("Hint", [self.hint]))
         if self.also:
-            sections.append(("Also", "; ".join(f"{code} ({MISTAKES[code]})" for code in self.also)))
+            items = self._also_items()
+            sections.append(("Also", items if self.also_observed else ["; ".join(items)]))
+        if self.session:
+            sections.append(("Session", [f"{note}." for note in self.session]))
         return sections
 
     @property
     def message(self) -> str:
-        """The plain-text rendering: headline, then what was checked, observed, and the hint."""
+        """The plain-text rendering: headline, what was checked, observed, the hint and the rest."""
         lines = [self.headline]
-        for title, text in self._sections():
-            # Code spans stay on one line: their spaces are swapped for NUL while wrapping.
-            text = re.sub(r"`[^`]+`", lambda m: m.group(0).replace(" ", "\0"), text)
-            text = textwrap.fill(
-                text,
-                _WIDTH,
-                initial_indent=f"  {title + ':':<10}",
-                subsequent_indent=" " * 12,
-                break_on_hyphens=False,
-                break_long_words=False,
-            )
-            lines.append(text.replace("\0", " "))
+        for title, paragraphs in self._sections():
+            for i, text in enumerate(paragraphs):
+                # Code spans stay on one line: their spaces are swapped for NUL while wrapping.
+                text = re.sub(r"`[^`]+`", lambda m: m.group(0).replace(" ", "\0"), text)
+                text = textwrap.fill(
+                    text,
+                    _WIDTH,
+                    initial_indent=f"  {title + ':' if i == 0 else '':<10}",
+                    subsequent_indent=" " * 12,
+                    break_on_hyphens=False,
+                    break_long_words=False,
+                )
+                lines.append(text.replace("\0", " "))
+        if self.printed:
+            lines.append("  Printed:  (what your code printed or warned during the check)")
+            lines.extend(" " * 12 + line for line in self.printed.splitlines())
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -125,10 +167,13 @@ class CheckResult:
 
     def _repr_html_(self) -> str:
         colour = _COLOURS[self.status]
+        cells = [(title, "<br>".join(_inline_code(p) for p in paragraphs)) for title, paragraphs in self._sections()]
+        if self.printed:
+            cells.append(("Printed", f'<pre style="margin:0">{html.escape(self.printed)}</pre>'))
         rows = "".join(
             f'<tr><th style="text-align:left;vertical-align:top;padding-right:1em">{title}</th>'
-            f'<td style="text-align:left">{_inline_code(text)}</td></tr>'
-            for title, text in self._sections()
+            f'<td style="text-align:left">{cell}</td></tr>'
+            for title, cell in cells
         )
         return (
             f'<div class="normlab-check normlab-check-{self.status}" '
@@ -136,6 +181,12 @@ class CheckResult:
             f'<div style="font-weight:bold;color:{colour}">{_inline_code(self.headline)}</div>'
             f"<table>{rows}</table></div>"
         )
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_TEXT:
+        return text
+    return f"{text[:MAX_TEXT]} ... ({len(text) - MAX_TEXT:,} more characters not shown)"
 
 
 def _inline_code(text: str) -> str:

@@ -46,7 +46,9 @@ class Grouping:
 
     ``layout_dims[i]`` lists the view dims that make up dim i of the input, e.g. GroupNorm's
     (N, G, C/G, H, W) view has ((0,), (1, 2), (3,), (4,)). ``description``, when set, says
-    what an alternative view means (e.g. groups of every G-th channel).
+    what an alternative view means (e.g. groups of every G-th channel); ``mistake`` is the
+    code of normalizing with it, and ``param_view``, when set, is the shape in which gamma
+    and beta broadcast against the view (instead of against the input).
     """
 
     view_shape: tuple[int, ...]
@@ -54,6 +56,8 @@ class Grouping:
     reduced: tuple[int, ...]
     layout_dims: tuple[tuple[int, ...], ...]
     description: str = ""
+    mistake: str = "wrong-axes"
+    param_view: tuple[int, ...] | None = None
 
     @property
     def kept_shape(self) -> tuple[int, ...]:
@@ -179,6 +183,21 @@ def _channel_affine(ndim: int, channel: int) -> str:
     return f"y * gamma.view({view}) + beta.view({view})"
 
 
+def _reshaped_for_transpose(shape: tuple[int, int, int]) -> tuple[Grouping, ...]:
+    """An (N, L, C) input normalized as ``x.reshape(N, C, L)``, with gamma and beta in that view or in x's."""
+    n, length, c = shape
+    view = (n, c, length)
+    description = (
+        f"statistics per 'channel' of x.reshape(N, C, L) = x.reshape{view}, over its N and L: a reshape keeps "
+        "the memory order, so each of those 'channels' holds a run of consecutive values of a sample, mixing "
+        "x's positions and channels"
+    )
+    return tuple(
+        Grouping(view, "NCL", (0, 2), ((0,), (1, 2), (1, 2)), description, "reshape-not-transpose", params)
+        for params in ((1, c, 1), None)
+    )
+
+
 def batch_norm_spec(layout: str) -> NormSpec:
     """BatchNorm: one statistic per channel, over every other dim; gamma and beta of shape (C,)."""
     shape = BATCH_NORM_SHAPES[layout]
@@ -201,6 +220,7 @@ def batch_norm_spec(layout: str) -> NormSpec:
         reference=reference,
         call_args=lambda x, g, b, eps: (x, g, b, eps),
         arg_names=("x", "gamma", "beta", "eps"),
+        alternatives=_reshaped_for_transpose(shape) if layout == "NLC" else (),
         formula=_formula(reduced, _channel_affine(len(shape), c)),
         affine_code=_channel_affine(len(shape), c),
     )

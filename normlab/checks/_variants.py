@@ -36,6 +36,7 @@ AFFINE_MODES = {
 }
 # The order in which combined mistakes are named: the first one is the result's `mistake`.
 PRIORITY = (
+    "reshape-not-transpose",
     "wrong-axes",
     "subtracts-mean",
     "unbiased-variance",
@@ -60,7 +61,7 @@ class Variant:
         """The mistake codes this variant makes, most important first (empty for the correct one)."""
         found = []
         if self.grouping != spec.grouping:
-            found.append("wrong-axes")
+            found.append(self.grouping.mistake)
         if self.centered and not spec.centered:
             found.append("subtracts-mean")
         if self.correction:
@@ -119,10 +120,20 @@ def undo_affine(y: Tensor, gamma: Tensor, beta: Tensor | None, mode: str) -> Ten
     }[mode]()
 
 
-def broadcast_params(spec: NormSpec, probe: Probe) -> tuple[Tensor, Tensor | None]:
-    """gamma and beta reshaped to broadcast against the probe input."""
-    beta = None if probe.beta is None else probe.beta.reshape(spec.param_view)
-    return probe.gamma.reshape(spec.param_view), beta
+def broadcast_params(spec: NormSpec, probe: Probe, grouping: Grouping | None = None) -> tuple[Tensor, Tensor | None]:
+    """gamma and beta reshaped to broadcast against the probe input.
+
+    A grouping with a ``param_view`` applies them in its view of the input (as code that
+    normalizes ``x.reshape(...)`` with a per-channel norm does): they come back full-size.
+    """
+    view = grouping.param_view if grouping is not None else None
+
+    def place(param: Tensor) -> Tensor:
+        if view is None:
+            return param.reshape(spec.param_view)
+        return param.reshape(view).expand(grouping.view_shape).reshape(probe.x.shape)
+
+    return place(probe.gamma), None if probe.beta is None else place(probe.beta)
 
 
 def normalized(
@@ -141,7 +152,7 @@ def variant_output(spec: NormSpec, variant: Variant, probe: Probe) -> Tensor:
     z = normalized(
         probe.x, variant.grouping, variant.centered, variant.correction, probe.eps, variant.eps_mode, spec.default_eps
     )
-    return apply_affine(z, *broadcast_params(spec, probe), variant.affine)
+    return apply_affine(z, *broadcast_params(spec, probe, variant.grouping), variant.affine)
 
 
 def close(output: Tensor, expected: Tensor, tolerance: float) -> bool:
@@ -158,13 +169,13 @@ def matching_variants(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence
     """
     survivors = list(all_variants(spec))
     for probe, output in zip(probes, outputs):
-        gamma, beta = broadcast_params(spec, probe)
         by_statistics: dict[tuple, list[Variant]] = {}
         for v in survivors:
             by_statistics.setdefault((v.grouping, v.centered, v.correction, v.eps_mode), []).append(v)
         kept = set()
         for (grouping, centered, correction, eps_mode), variants in by_statistics.items():
             z = normalized(probe.x, grouping, centered, correction, probe.eps, eps_mode, spec.default_eps)
+            gamma, beta = broadcast_params(spec, probe, grouping)
             candidates = torch.stack([apply_affine(z, gamma, beta, v.affine) for v in variants])
             good = ((candidates - output).abs() <= probe.tolerance * (1 + candidates.abs())).flatten(1).all(dim=1)
             kept.update(v for v, ok in zip(variants, good.tolist()) if ok)
