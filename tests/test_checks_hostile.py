@@ -413,3 +413,29 @@ def test_long_messages_are_truncated():
     assert sparse.mistake == "not-a-tensor" and len(sparse.message) < 2000
     long = check_batch_norm(bn_nlc_by_hand, layout="NLC")
     assert len(type(long)(long.check, False, "unknown", "c", "z" * 10 * MAX_TEXT).observed) < MAX_TEXT + 100
+
+
+def test_a_librarys_own_rebinding_is_swapped_back_without_a_note(untouched):
+    # importing torch._dynamo wraps torch.manual_seed (functools.wraps keeps __module__ == "torch.random"), and
+    # ipykernel swaps builtins.input for every cell: neither is the learner's doing, so neither is reported
+    import builtins
+    import functools
+
+    original_seed, original_input = torch.manual_seed, builtins.input
+
+    @functools.wraps(original_seed)
+    def wrapped_seed(*args, **kwargs):
+        return original_seed(*args, **kwargs)
+
+    def kernel_input(prompt=""):
+        return ""
+
+    kernel_input.__module__ = "ipykernel.kernelbase"
+    torch.manual_seed, builtins.input = wrapped_seed, kernel_input
+    try:
+        result = check_batch_norm(bn_nlc_by_hand, layout="NLC")
+        assert torch.manual_seed is wrapped_seed and builtins.input is kernel_input  # left as they were
+    finally:
+        torch.manual_seed, builtins.input = original_seed, original_input
+    assert result.passed, result.message
+    assert result.session == ()

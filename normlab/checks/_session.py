@@ -118,6 +118,30 @@ def _replaced(before: dict[str, dict[str, object]], now: dict[str, dict[str, obj
     return sorted(changed)
 
 
+def _replacement(now: dict[str, dict[str, object]], where: tuple[str, str]) -> tuple[object, str | None]:
+    value = now[where[0]].get(where[1], _MISSING)
+    return value, getattr(value, "__module__", None)
+
+
+def _installed_by_the_kernel(now: dict[str, dict[str, object]], where: tuple[str, str]) -> bool:
+    """ipykernel replaces ``builtins.input`` (and IPython a few more) for every cell: not a learner's change."""
+    module = _replacement(now, where)[1]
+    return isinstance(module, str) and module.startswith(("ipykernel", "IPython"))
+
+
+LIBRARIES = ("torch", "numpy", "ipykernel", "IPython", "matplotlib", "sklearn")
+
+
+def _made_in_the_notebook(now: dict[str, dict[str, object]], where: tuple[str, str]) -> bool:
+    """A replacement worth a note: anything but a library's own rebinding. Libraries rebind torch's
+    functions too (importing ``torch._dynamo`` wraps ``torch.manual_seed``): those are swapped back for
+    the check without a note. Another pristine function put in place (``torch.mean = torch.sum``) is noted."""
+    value, module = _replacement(now, where)
+    if value is _MISSING or not (isinstance(module, str) and module.split(".")[0] in LIBRARIES):
+        return True
+    return any(value is original for space in PRISTINE.values() for original in space.values())
+
+
 def _put_back(snapshot: dict[str, dict[str, object]], where: list[tuple[str, str]]) -> None:
     for space, attr in where:
         target, value = NAMESPACES[space], snapshot[space].get(attr, _MISSING)
@@ -195,9 +219,12 @@ class Session:
                     if setting.fixed is not _MISSING and setting.set is not None and setting.get() != setting.fixed:
                         setting.set(setting.fixed)
                 # after the settings: set_default_dtype itself rebinds torch.Storage
-                self._patched_before = _replaced(PRISTINE, _namespaces())
+                now = _namespaces()
+                self._patched_before = [
+                    where for where in _replaced(PRISTINE, now) if not _installed_by_the_kernel(now, where)
+                ]
                 _put_back(PRISTINE, self._patched_before)
-                for space, attr in self._patched_before:
+                for space, attr in (where for where in self._patched_before if _made_in_the_notebook(now, where)):
                     self.note(
                         f"{space}.{attr} had been replaced before this check (by an earlier cell?): the check "
                         "used the original, and put yours back afterwards"
