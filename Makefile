@@ -8,9 +8,14 @@ STAMP  := $(VENV)/.installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Extra arguments for `make lab`, e.g. LAB_ARGS="--no-browser --port=8899".
 LAB_ARGS ?=
+# Browser assets for the deck and the site: pinned in web/package-lock.json, installed by `npm ci`.
+WEB_STAMP := web/node_modules/.package-lock.json
+# Copies of the notebooks run with their widget state saved (the stored notebooks are never written).
+EXECUTED := $(patsubst notebooks/%.ipynb,build/executed/%.ipynb,$(wildcard notebooks/*.ipynb))
+PACKAGE_SOURCES := $(shell find normlab -name '*.py')
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup lab test lint test-portability doctor test-unit test-notebooks notebooks student bench test-browser clean
+.PHONY: setup lab test lint test-portability doctor test-unit test-notebooks notebooks student bench test-browser clean web-assets slides site
 
 setup: $(STAMP)
 
@@ -62,6 +67,27 @@ clean:
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
-## Every notebook in JupyterLab in headless Chromium (Playwright); widgets must respond.
-test-browser: $(STAMP)
+## Every notebook in JupyterLab in headless Chromium (Playwright); widgets must respond;
+## the deck and the site render offline (no request to another host).
+test-browser: $(STAMP) slides site
 	$(PY) -m pytest browser_tests -v
+
+## reveal.js, MathJax 2, require.js, jQuery and the widget HTML manager, from the npm registry.
+web-assets: $(WEB_STAMP)
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+build/executed/%.ipynb: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
+	$(PY) scripts/offline_html.py execute $< $@
+
+## A reveal.js deck per notebook in build/slides/ (open index.html; S shows the speaker notes).
+slides: $(STAMP) $(WEB_STAMP) $(EXECUTED)
+	rm -rf build/slides
+	$(PY) scripts/offline_html.py slides build/slides $(EXECUTED)
+
+## A static reading copy in build/site/: every notebook as run, widgets drawn from their saved state.
+site: $(STAMP) $(WEB_STAMP) $(EXECUTED)
+	rm -rf build/site
+	$(PY) scripts/offline_html.py site build/site $(EXECUTED)

@@ -1,6 +1,8 @@
 """`make bench`: measure notebooks, widgets, the reference code and import time (budgets where there are any).
 
-Prints a table (each figure, its budget, PASS or OVER, or "-" for information such as the reference ratios) and writes benchmarks/results.json.
+Prints a table (each figure, its budget, PASS or OVER, or "-" for information such as the reference ratios)
+and writes benchmarks/results.json; with the widgets, also their latency in JupyterLab in Chromium
+(benchmarks/browser_widgets.py, benchmarks/browser_results.json).
 Never part of `make test`; the verdicts are information for the maintainers, not assertions.
 
 Usage:
@@ -120,6 +122,11 @@ def main(argv: list[str]) -> int:
     if results["sections"]["reference"] is not None:
         print("\n".join(reference_notes(results["sections"]["reference"])))
     print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    if "widgets" in args.only:  # the same explorers as a learner feels them: benchmarks/browser_results.json
+        from benchmarks.browser_widgets import main as measure_in_browser
+
+        print("\nmeasuring widgets in JupyterLab in Chromium ...", flush=True)
+        measure_in_browser(["--moves", str(args.interactions), "--seed", str(args.seed)])
     return 0
 
 
