@@ -189,7 +189,7 @@ def build(kind: str, output_dir: Path, notebooks: list[Path]) -> list[Path]:
         nb = nbformat.read(path, as_version=4)
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook_title(nb, path.stem)}})
         page = output_dir / f"{path.stem}{suffix}"
-        page.write_text(body, encoding="utf-8")
+        page.write_text(str(body), encoding="utf-8")
         pages.append((page, notebook_title(nb, path.stem)))
     items = "\n".join(f'  <li><a href="{html.escape(p.name)}">{html.escape(t)}</a></li>' for p, t in pages)
     index = output_dir / "index.html"

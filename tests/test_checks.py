@@ -248,7 +248,7 @@ def bn_nlc_without_transpose(x, gamma, beta, eps=1e-5):
 
 def bn_nlc_reshaped_for_torch(x, gamma, beta, eps=1e-5):
     n, length, c = x.shape
-    y = TF.batch_norm(x.reshape(n, c, length), None, None, gamma, beta, training=True, eps=eps)  # not a transpose
+    y = F.batch_norm(x.reshape(n, c, length), None, None, gamma, beta, training=True, eps=eps)  # not a transpose
     return y.reshape(n, length, c)
 
 
