@@ -26,6 +26,7 @@ Design decisions:
   notebook's random numbers alone. Anything the learner's code prints is shown.
 """
 
+from normlab.checks._distributed import check_combine_statistics
 from normlab.checks._module import check_batch_norm_module
 from normlab.checks._norms import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
 from normlab.checks._result import MISTAKES, CheckResult
@@ -35,6 +36,7 @@ __all__ = [
     "CheckResult",
     "check_batch_norm",
     "check_batch_norm_module",
+    "check_combine_statistics",
     "check_group_norm",
     "check_layer_norm",
     "check_rms_norm",

@@ -39,6 +39,9 @@ MISTAKES: dict[str, str] = {
     "updates-in-eval": "the running statistics change in eval mode",
     "eval-uses-batch-stats": "eval mode normalizes with the batch's own statistics",
     "stats-not-detached": "the running statistics keep an autograd graph",
+    "averaged-variances": "you averaged the replicas' variances and left out the spread of their means",
+    "unweighted-means": "you gave every replica the same weight although their counts differ",
+    "variance-bias-mix-up": "you mixed up the biased variance (divide by n) and the unbiased one (n - 1)",
     "unknown": "the result is wrong in a way the checker does not recognise",
 }
 
