@@ -54,6 +54,8 @@ MAX_PROCESSES = 8  # a teaching machine has 2-8 cores; more processes only wait 
 DEFAULT_TIMEOUT = 120.0  # seconds from start to the last result; importing torch takes most of it
 POLL_SECONDS = 0.02
 STOP_GRACE = 3.0  # seconds a process gets to exit after SIGTERM before SIGKILL
+# What gloo says in a rank whose partner exited: such a rank is reported only if no other rank failed.
+LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket closed", "GLHF!")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
@@ -191,7 +193,9 @@ def _wait(processes: list[subprocess.Popen], work: Path, target: str, deadline: 
         codes = [p.poll() for p in processes]
         failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)]
         if failed:
-            rank = min(failed, key=lambda r: _error_order(work, r))
+            codes = _settle(processes)  # the rank that raised may exit after the partner it left behind
+            failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)]
+            rank = min(failed, key=lambda r: (_lost_peer(_read_log(work, r)), r))
             log = _read_log(work, rank)
             reason = _last_error(log, codes[rank])
             raise WorkerError(
@@ -215,10 +219,17 @@ def _wait(processes: list[subprocess.Popen], work: Path, target: str, deadline: 
         time.sleep(POLL_SECONDS)
 
 
-def _error_order(work: Path, rank: int) -> tuple[int, int]:
-    """Report a rank whose own code raised before one that only lost its partner (a gloo error)."""
-    log = _read_log(work, rank)
-    return (int("gloo" in _last_error(log, 1).lower() or "connection" in log.lower()), rank)
+def _settle(processes: list[subprocess.Popen], seconds: float = 2.0) -> list[int | None]:
+    """Exit codes after giving the other processes a moment to finish failing too."""
+    deadline = time.monotonic() + seconds
+    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+    return [p.poll() for p in processes]
+
+
+def _lost_peer(log: str) -> bool:
+    """True when a rank only failed because a partner went away (a gloo connection error)."""
+    return any(marker in log for marker in LOST_PEER)
 
 
 def _read_log(work: Path, rank: int) -> str:
