@@ -12,7 +12,6 @@ import torch
 from normlab import distributed
 from normlab.distributed import WorkerError, leftovers, run_processes
 from normlab.experiments import batch_norm_across_processes as bp
-
 from tests import distributed_workers as workers
 
 
@@ -118,7 +117,7 @@ def test_torch_sync_batch_norm_refuses_cpu_under_a_process_group():
     torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
     try:
         with pytest.raises(
-            ValueError, match="^SyncBatchNorm expected input tensor to be on GPU or XPU or privateuseone$"
+            ValueError, match=r"^SyncBatchNorm expected input tensor to be on GPU or XPU or privateuseone$"
         ):
             torch.nn.SyncBatchNorm(3)(torch.randn(4, 3))
         with pytest.raises(
