@@ -163,7 +163,7 @@ def test_each_mistake_is_named(fn, mistake, also):
 
 def test_the_averaged_message_shows_the_numbers_and_the_fix():
     message = " ".join(check_combine_statistics(averaged_weighted).message.split())
-    assert "variance [1.2500, 1.0000, 1.8750] (expected [4.0225, 1.4509, 5.3428])" in message
+    assert "variance [1.2812, 1.0547, 1.7031] (expected [4.0225, 1.4509, 5.3428])" in message
     assert "Add the spread of the means" in message
 
 
