@@ -32,6 +32,7 @@ Design decisions:
   captured, bounded, in ``printed``.
 """
 
+from normlab.checks._distributed import check_combine_statistics
 from normlab.checks._module import check_batch_norm_module
 from normlab.checks._norms import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
 from normlab.checks._result import MISTAKES, CheckResult
@@ -41,6 +42,7 @@ __all__ = [
     "CheckResult",
     "check_batch_norm",
     "check_batch_norm_module",
+    "check_combine_statistics",
     "check_group_norm",
     "check_layer_norm",
     "check_rms_norm",

@@ -53,6 +53,9 @@ MISTAKES: dict[str, str] = {
     "stats-not-buffers": "the running statistics are plain attributes, not registered buffers",
     "params-not-parameters": "gamma and beta are plain tensors, not nn.Parameter",
     "nonstandard-names": "weight, bias or the running statistics have names other than torch's",
+    "averaged-variances": "you averaged the replicas' variances and left out the spread of their means",
+    "unweighted-means": "you gave every replica the same weight although their counts differ",
+    "variance-bias-mix-up": "you mixed up the biased variance (divide by n) and the unbiased one (n - 1)",
     "unknown": "the result is wrong in a way the checker does not recognise",
 }
 

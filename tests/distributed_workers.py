@@ -1,0 +1,26 @@
+"""Worker functions for tests/test_distributed.py (importable by name, as run_processes needs)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.distributed as dist
+
+
+def rank_sum() -> tuple[int, int, float]:
+    t = torch.tensor([float(dist.get_rank())])
+    dist.all_reduce(t)
+    return dist.get_rank(), dist.get_world_size(), t.item()
+
+
+def fail_on_rank(rank: int) -> float:
+    if dist.get_rank() == rank:
+        raise ValueError(f"rank {rank} gave up")
+    t = torch.ones(1)
+    dist.all_reduce(t)  # waits for the failed rank
+    return t.item()
+
+
+def sleep_forever() -> None:
+    time.sleep(3600)

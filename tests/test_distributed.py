@@ -1,0 +1,128 @@
+"""normlab.distributed: real gloo processes start, return results, fail clearly, time out, and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from normlab import distributed
+from normlab.distributed import WorkerError, leftovers, run_processes
+from normlab.experiments import batch_norm_across_processes as bp
+from tests import distributed_workers as workers
+
+
+def _gone(launch) -> bool:
+    return not any(distributed._alive(pid) for pid in launch.pids) and not distributed._listening(launch.port)
+
+
+def test_results_come_back_by_rank_and_processes_are_gone():
+    results = run_processes(workers.rank_sum, world_size=2, timeout=120)
+    assert results == [(0, 2, 1.0), (1, 2, 1.0)]
+    assert _gone(distributed.LAUNCHES[-1])
+    assert leftovers() == []
+
+
+def test_a_failing_worker_is_reported_with_its_rank_and_error_and_the_others_are_stopped():
+    with pytest.raises(WorkerError) as info:
+        run_processes(workers.fail_on_rank, world_size=2, timeout=120, rank=1)
+    message = str(info.value)
+    assert message.startswith(
+        "rank 1 of 2 failed in tests.distributed_workers:fail_on_rank: ValueError: rank 1 gave up."
+    )
+    assert info.value.rank == 1
+    assert "ValueError: rank 1 gave up" in info.value.log
+    assert _gone(distributed.LAUNCHES[-1])  # rank 0 was blocked in all_reduce: stopped, not left waiting
+
+
+def test_a_hanging_worker_meets_the_deadline_and_is_killed():
+    with pytest.raises(WorkerError, match=r"did not finish within 30 s \(ranks still running: \[0, 1\]\)"):
+        run_processes(workers.sleep_forever, world_size=2, timeout=30)
+    assert _gone(distributed.LAUNCHES[-1])
+
+
+def test_gloo_all_gather_of_unequal_shapes_aborts_and_is_reported():
+    with pytest.raises(
+        WorkerError, match=r"rank 0 of 2 failed .*aborted \(SIGABRT\).*Received data size doesn't match"
+    ):
+        run_processes(bp.gather_raw_batches, world_size=2, timeout=120, batch_sizes=(3, 5))
+    assert _gone(distributed.LAUNCHES[-1])
+
+
+def test_a_notebook_function_is_refused_before_anything_starts():
+    def local_worker():
+        return 1
+
+    before = len(distributed.LAUNCHES)
+    with pytest.raises(TypeError, match="needs a function that a new Python process can import by name"):
+        run_processes(local_worker, world_size=2)
+    assert len(distributed.LAUNCHES) == before
+
+
+@pytest.mark.parametrize("world_size", [0, 9, 2.0, True])
+def test_bad_world_size_is_a_teaching_error(world_size):
+    with pytest.raises(ValueError, match="world_size must be a whole number of processes from 1 to 8"):
+        run_processes(workers.rank_sum, world_size=world_size)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), "10"])
+def test_bad_timeout_is_a_teaching_error(timeout):
+    with pytest.raises(ValueError, match="timeout must be a positive, finite number of seconds"):
+        run_processes(workers.rank_sum, world_size=2, timeout=timeout)
+
+
+def test_leftovers_sees_a_live_process_and_a_listening_port():
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    port_owner = __import__("socket").socket()
+    port_owner.bind(("127.0.0.1", 0))
+    port_owner.listen()
+    try:
+        distributed.LAUNCHES.append(distributed.Launch("fake:worker", port_owner.getsockname()[1], (server.pid,)))
+        found = leftovers()
+        assert found == [f"process {server.pid} (fake:worker)", f"port {port_owner.getsockname()[1]} (fake:worker)"]
+    finally:
+        distributed.LAUNCHES.pop()
+        server.kill()
+        server.wait()
+        port_owner.close()
+
+
+def test_the_same_worker_runs_under_torchrun():
+    """The command the notebook shows, on one machine: torchrun sets the environment, normlab.distributed runs it."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    out = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "normlab.distributed",
+            "tests.distributed_workers:rank_sum",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "rank 0: (0, 2, 1.0)" in out.stdout and "rank 1: (1, 2, 1.0)" in out.stdout
+
+
+def test_torch_sync_batch_norm_refuses_cpu_under_a_process_group():
+    """The fact notebook 06 §4 shows, in a process group of one (no network: a HashStore)."""
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    try:
+        with pytest.raises(
+            ValueError, match=r"^SyncBatchNorm expected input tensor to be on GPU or XPU or privateuseone$"
+        ):
+            torch.nn.SyncBatchNorm(3)(torch.randn(4, 3))
+        with pytest.raises(
+            NotImplementedError, match="Could not run 'aten::batch_norm_stats' with arguments from the 'CPU'"
+        ):
+            torch.batch_norm_stats(torch.randn(4, 3), 1e-5)
+    finally:
+        torch.distributed.destroy_process_group()
