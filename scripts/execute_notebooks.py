@@ -47,12 +47,15 @@ def execute(path: Path, timeout: int = 300) -> float:
         timeout=timeout,
         kernel_name="python3",
         record_timing=False,
-        store_widget_state=False,  # live widget state: random ids, useless without a kernel
+        # True although the state is dropped below: with False, nbclient 0.11 raises KeyError in its
+        # Output-widget hook (output_widget.py writes into widget_state) when an explorer prints.
+        store_widget_state=True,
         resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
+    nb.metadata.pop("widgets", None)  # live widget state: random ids, useless without a kernel
     renumber_widget_ids(nb)
     CoalesceStreamsPreprocessor().preprocess(nb, {})
     nbformat.validate(nb)
