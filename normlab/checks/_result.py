@@ -39,6 +39,11 @@ MISTAKES: dict[str, str] = {
     "updates-in-eval": "the running statistics change in eval mode",
     "eval-uses-batch-stats": "eval mode normalizes with the batch's own statistics",
     "stats-not-detached": "the running statistics keep an autograd graph",
+    "post-ln-placement": "you normalized after the residual sum (post-LN), not inside the branch (pre-LN)",
+    "residual-after-norm": "your residual path carries the normalized x instead of x itself",
+    "missing-residual": "a residual connection (x + ...) is missing",
+    "half-overflow": "your intermediate values overflow float16 (largest finite value 65504)",
+    "wrong-dtype": "your result has another dtype than the input",
     "unknown": "the result is wrong in a way the checker does not recognise",
 }
 
