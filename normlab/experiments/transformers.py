@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.data.sequences import SequenceTask, make_sequence_task
+from normlab.data.sequences import PAD, make_sequence_task, padded_batch
 
-NORMS = ("layer", "rms")
+NORMS = ("layer", "rms")  # "batch" too, for the padding demo of §4
 PLACEMENTS = ("pre", "post")
 DTYPE = torch.float64
 DIVERGED_LOSS = 10.0  # cross-entropy above this (chance is ln 10 = 2.3 for 10 tokens) counts as diverged
@@ -43,12 +43,25 @@ SWEEP_FILE = "transformer_sweep.json"
 
 
 def make_norm(norm: str, d_model: int) -> nn.Module:
-    """``nn.LayerNorm(d_model)`` for "layer", ``nn.RMSNorm(d_model)`` for "rms", both in float64."""
+    """``nn.LayerNorm(d_model)`` for "layer", ``nn.RMSNorm(d_model)`` for "rms", :class:`TokenBatchNorm` for "batch"."""
     if norm == "layer":
         return nn.LayerNorm(d_model, dtype=DTYPE)
     if norm == "rms":
         return nn.RMSNorm(d_model, dtype=DTYPE)
-    raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))}; got {norm!r}.")
+    if norm == "batch":
+        return TokenBatchNorm(d_model)
+    raise ValueError(f"norm must be one of {', '.join(map(repr, (*NORMS, 'batch')))}; got {norm!r}.")
+
+
+class TokenBatchNorm(nn.Module):
+    """BatchNorm1d on (N, L, d_model) tokens: one mean and variance per feature over batch AND sequence (§4)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(d_model, dtype=DTYPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)  # BatchNorm1d wants (N, C, L)
 
 
 class SelfAttention(nn.Module):
@@ -369,3 +382,81 @@ def gradient_norm_table(
         runs = [gradient_norms_at_init(depth, norm, placement, seed).per_layer for seed in seeds]
         medians[(depth, norm, placement)] = [statistics.median(layer) for layer in zip(*runs)]
     return GradientNormTable(tuple(depths), tuple(seeds), medians)
+
+
+@dataclass(frozen=True)
+class PaddingEffects:
+    """The same sequences padded to two lengths, through an untrained model in training mode (§4).
+
+    ``real_token_gap``: max |output difference| at the real tokens between the two paddings.
+    ``padded_logit_size``: mean |logit| at padded positions (they are computed like any token).
+    ``loss_all`` and ``loss_real``: cross-entropy averaged over all positions and over real tokens only.
+    """
+
+    norm: str
+    lengths: tuple[int, ...]
+    real_token_gap: float
+    padded_positions: int
+    padded_logit_size: float
+    loss_all: float
+    loss_real: float
+
+
+def padding_effects(
+    norm: str, lengths: Sequence[int] = (8, 5, 3), extra_padding: int = 4, seed: int = 0
+) -> PaddingEffects:
+    """Run ``lengths``-long sequences padded to max(lengths) and to max(lengths) + extra_padding; compare.
+
+    Attention never looks at padding (the mask), so only a norm that shares statistics
+    across tokens (BatchNorm) lets the amount of padding change the real tokens' outputs.
+    """
+    tokens, mask = padded_batch(lengths, seed=seed)
+    longer = F.pad(tokens, (0, extra_padding), value=PAD)
+    longer_mask = F.pad(mask, (0, extra_padding), value=False)
+    model = build_transformer(2, norm, "pre", seed)  # training mode: BatchNorm uses batch statistics
+    short_out, long_out = model(tokens, mask), model(longer, longer_mask)
+    gap = (short_out - long_out[:, : tokens.shape[1]])[mask].abs().max().item()
+    targets = tokens.flip(dims=[1])  # any targets will do: the point is which positions are counted
+    per_position = F.cross_entropy(short_out.flatten(0, 1), targets.flatten(), reduction="none").view(tokens.shape)
+    return PaddingEffects(
+        norm,
+        tuple(lengths),
+        gap,
+        int((~mask).sum()),
+        short_out[~mask].abs().mean().item(),
+        per_position.mean().item(),
+        per_position[mask].mean().item(),
+    )
+
+
+@dataclass(frozen=True)
+class ExplorerView:
+    """What the §6 explorer shows: per-layer gradient norms for one setting (and the other placement's),
+    and the median loss curves of the cached sweep at one learning rate, with and without warm-up."""
+
+    gradients: GradientNorms
+    other_placement: GradientNorms
+    largest_gradient: float  # over the whole table: a fixed y-axis
+    learning_rate: float
+    curves: dict[str, list[float]]  # "pre-LN, no warm-up" -> median loss per 10 steps
+    curve_window: int
+
+
+def explorer_view(
+    table: GradientNormTable, sweep: WarmupSweep, num_layers: int, placement: str, norm: str, learning_rate: float
+) -> ExplorerView:
+    """Select (no training) what the explorer draws for these control values."""
+    other = "post" if placement == "pre" else "pre"
+    curves = {
+        f"{p}-LN, {'no warm-up' if w == 0 else f'{w}-step warm-up'}": sweep.median_curve(p, learning_rate, w)
+        for p in PLACEMENTS
+        for w in sweep.settings["warmups"]
+    }
+    return ExplorerView(
+        table.at(num_layers, norm, placement),
+        table.at(num_layers, norm, other),
+        max(max(v) for v in table.medians.values()),
+        learning_rate,
+        curves,
+        CURVE_WINDOW,
+    )
