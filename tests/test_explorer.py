@@ -19,6 +19,7 @@ FACTORIES, IMPORT_ERRORS = discover_explorer_factories()
 BLITTED_NAMES = (
     "normlab.widgets.start_here.make_gaussian_explorer",
     "normlab.widgets.train_vs_eval.make_running_stats_explorer",
+    "normlab.widgets.transformers.make_transformer_explorer",
     "normlab.widgets.why_normalization.make_learning_rate_explorer",
     "normlab.widgets.why_normalization.make_saturation_explorer",
 )
