@@ -88,4 +88,5 @@ def update_explorer_view(fig: Figure, view: ExplorerView) -> list[Artist]:
     for line, curve in zip(right.lines, view.curves.values()):
         line.set_data(_curve_steps(curve, view.curve_window), curve)
     right.set_title(f"6 blocks, LayerNorm, learning rate {view.learning_rate:g}")
-    return [*left.lines, left.title, *right.lines, right.title]
+    # The legends go on top of the lines, so they are redrawn over them too.
+    return [*left.lines, left.title, left.get_legend(), *right.lines, right.title, right.get_legend()]
