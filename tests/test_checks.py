@@ -437,6 +437,8 @@ def test_every_functional_mistake_code_is_tested_here():
         "stats-not-buffers",
         "params-not-parameters",
         "nonstandard-names",
+        # tests/test_transformer_checks.py:
+        *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow", "wrong-dtype"),
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 

@@ -12,6 +12,8 @@ Jupyter and as text elsewhere.
 - ``check_rms_norm(fn, layout="NLC")``: ``fn(x, gamma, eps=1e-6)``.
 - ``check_batch_norm_module(cls)``: ``cls(num_features, eps=1e-5, momentum=0.1)``, an nn.Module
   (a plain class with ``__call__`` and ``.training`` is checked too, and said not to be one).
+- ``check_pre_ln_block(fn)``: ``fn(x, attention, mlp, eps=1e-5)``, a pre-LN transformer block.
+- ``check_float16_layer_norm(fn)``: ``fn(x, gamma, beta, eps=1e-5)``, right in float16 too.
 
 Design decisions:
 
@@ -36,6 +38,7 @@ from normlab.checks._distributed import check_combine_statistics
 from normlab.checks._module import check_batch_norm_module
 from normlab.checks._norms import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
 from normlab.checks._result import MISTAKES, CheckResult
+from normlab.checks._transformer import check_float16_layer_norm, check_pre_ln_block
 
 __all__ = [
     "MISTAKES",
@@ -43,7 +46,9 @@ __all__ = [
     "check_batch_norm",
     "check_batch_norm_module",
     "check_combine_statistics",
+    "check_float16_layer_norm",
     "check_group_norm",
     "check_layer_norm",
+    "check_pre_ln_block",
     "check_rms_norm",
 ]

@@ -56,6 +56,11 @@ MISTAKES: dict[str, str] = {
     "averaged-variances": "you averaged the replicas' variances and left out the spread of their means",
     "unweighted-means": "you gave every replica the same weight although their counts differ",
     "variance-bias-mix-up": "you mixed up the biased variance (divide by n) and the unbiased one (n - 1)",
+    "post-ln-placement": "you normalized after the residual sum (post-LN), not inside the branch (pre-LN)",
+    "residual-after-norm": "your residual path carries the normalized x instead of x itself",
+    "missing-residual": "a residual connection (x + ...) is missing",
+    "half-overflow": "your intermediate values overflow float16 (largest finite value 65504)",
+    "wrong-dtype": "your result has another dtype than the input",
     "unknown": "the result is wrong in a way the checker does not recognise",
 }
 

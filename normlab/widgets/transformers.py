@@ -1,0 +1,41 @@
+"""The explorer of notebook 04: depth, placement and norm -> gradient norms at init; loss curves from the sweep."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import ipywidgets as widgets
+
+from normlab.experiments.transformers import (
+    NORMS,
+    PLACEMENTS,
+    GradientNormTable,
+    WarmupSweep,
+    explorer_view,
+    gradient_norm_table,
+    load_warmup_sweep,
+)
+from normlab.plots.transformers import plot_explorer_view, update_explorer_view
+from normlab.widgets.explorer import Explorer
+
+
+def make_transformer_explorer(table: GradientNormTable | None = None, sweep: WarmupSweep | None = None) -> Explorer:
+    """Controls for depth, placement, norm and learning rate (§6). Pass the notebook's table to reuse it;
+    without one it is computed here first (a second or two). Every interaction only selects and redraws."""
+    table = table or gradient_norm_table()
+    sweep = sweep or load_warmup_sweep()
+    controls = {
+        "num_layers": widgets.SelectionSlider(options=table.depths, value=table.depths[-1], description="blocks"),
+        "placement": widgets.ToggleButtons(options=PLACEMENTS, value="post", description="placement"),
+        "norm": widgets.ToggleButtons(options=NORMS, value="layer", description="norm"),
+        "learning_rate": widgets.SelectionSlider(
+            options=sweep.settings["learning_rates"], value=0.01, description="learning rate"
+        ),
+    }
+    return Explorer(
+        controls,
+        compute=partial(explorer_view, table, sweep),
+        draw=plot_explorer_view,
+        update=update_explorer_view,
+        title="Pre-LN or post-LN: gradients at initialization, and training with and without warm-up",
+    )
