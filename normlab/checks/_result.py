@@ -60,7 +60,6 @@ MISTAKES: dict[str, str] = {
     "residual-after-norm": "your residual path carries the normalized x instead of x itself",
     "missing-residual": "a residual connection (x + ...) is missing",
     "half-overflow": "your intermediate values overflow float16 (largest finite value 65504)",
-    "wrong-dtype": "your result has another dtype than the input",
     "unknown": "the result is wrong in a way the checker does not recognise",
 }
 
