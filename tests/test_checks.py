@@ -438,7 +438,9 @@ def test_every_functional_mistake_code_is_tested_here():
         "params-not-parameters",
         "nonstandard-names",
         # tests/test_transformer_checks.py:
-        *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow", "wrong-dtype"),
+        *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow"),
+        # tests/test_batch_norm_across_processes.py:
+        *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 
