@@ -22,7 +22,8 @@ from torch import Tensor
 
 from normlab.checks._explain import vector
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit, preserved_random_state
+from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit
+from normlab.checks._session import Session
 
 COUNTS = (3, 5, 8, 16)
 MEANS = ((0.0, 2.0, -1.0), (1.0, 2.5, 4.0), (3.0, 1.5, -2.0), (-1.0, 3.0, 0.5))
@@ -109,8 +110,8 @@ def check_combine_statistics(fn: Callable, time_limit: float = DEFAULT_TIME_LIMI
             f"check_combine_statistics expects a function fn(counts, means, variances); got {type(fn).__name__}."
         )
     counts, means, variances = _probe()
-    with preserved_random_state():
-        outcome = call_learner(fn, (counts, means, variances), ("counts", "means", "variances"), time_limit=time_limit)
+    with Session(time_limit).check() as session:
+        outcome = call_learner(session, fn, (counts, means, variances), ("counts", "means", "variances"))
     if outcome.timed_out:
         return result("too-slow", f"{who} did not return within {time_limit:g} s.")
     if outcome.not_implemented:

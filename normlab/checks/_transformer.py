@@ -31,7 +31,8 @@ from torch import Tensor
 from normlab._errors import shape_str
 from normlab.checks._norms import _check_function, check_layer_norm, learner_name
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, preserved_random_state
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit
+from normlab.checks._session import Session
 
 SHAPE = (3, 5, 8)  # (N, L, E): three different sizes, so that every choice of dims is visible
 EPS = 1e-5
@@ -218,9 +219,9 @@ def check_pre_ln_block(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) 
         f"to within {TOLERANCE:g}."
     )
     x, sublayers = _probe()
-    with preserved_random_state():
+    with Session(time_limit).check() as session:
         outcome = call_learner(
-            fn, (x, sublayers.attention, sublayers.mlp), ("x", "attention", "mlp"), {"eps": EPS}, time_limit
+            session, fn, (x, sublayers.attention, sublayers.mlp), ("x", "attention", "mlp"), {"eps": EPS}
         )
     if problem := _call_problem(outcome, who, check, checked, BLOCK_HINTS, SHAPE):
         return problem
@@ -278,8 +279,8 @@ def check_float16_layer_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_L
     )
     reference = torch.nn.functional.layer_norm(x.float(), HALF_SHAPE[-1:], gamma.float(), beta.float(), EPS).double()
     names = ("x", "gamma", "beta")
-    with preserved_random_state():
-        outcome = call_learner(fn, (x, gamma, beta), names, {"eps": EPS}, time_limit)
+    with Session(time_limit).check() as session:
+        outcome = call_learner(session, fn, (x, gamma, beta), names, {"eps": EPS})
         if problem := _call_problem(outcome, who, check, checked, HALF_HINTS, HALF_SHAPE):
             return problem
         if outcome.value.dtype != torch.float16:
@@ -288,7 +289,7 @@ def check_float16_layer_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_L
         output = outcome.value.detach().double()
         if _close(output, reference, HALF_TOLERANCE):
             return CheckResult(check, True, None, checked, "Your LayerNorm is right in float32 and in float16.")
-        in_float32 = call_learner(fn, (x.float(), gamma.float(), beta.float()), names, {"eps": EPS}, time_limit)
+        in_float32 = call_learner(session, fn, (x.float(), gamma.float(), beta.float()), names, {"eps": EPS})
     value = in_float32.value if in_float32.ok else None
     gap = (output - reference).abs().nan_to_num(nan=float("inf")).max().item()
     bad = int((~output.isfinite()).sum())
