@@ -53,14 +53,15 @@ class InPlaceExplorer(Explorer):
     '''The trap: change the figure already on screen instead of showing a new one.'''
     def redraw(self):
         self.result = self.compute(**self.values())
-        if self.figure is None:
-            self.figure = self.draw(self.result)
+        figure = getattr(self, "on_screen", None)
+        if figure is None:
+            self.on_screen = figure = self.draw(self.result)
             with self.output:
-                display(self.figure)
+                display(figure)
         else:
-            self.figure.axes[0].lines[0].set_ydata(self.result)
-            self.figure.canvas.draw_idle()
-        return self.figure
+            figure.axes[0].lines[0].set_ydata(self.result)
+            figure.canvas.draw_idle()
+        return figure
 """
 
 CELLS = [  # (source, tags)
