@@ -99,7 +99,7 @@ def target_name(worker: Callable[..., Any]) -> str:
             "(a notebook, a script's __main__ or another function), which a new process does not run. "
             "Fix: define the worker at the top level of a .py module and import it from there."
         )
-    found = importlib.import_module(module)
+    found: object = importlib.import_module(module)
     for part in name.split("."):
         found = getattr(found, part, None)
     if found is not worker:

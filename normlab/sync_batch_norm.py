@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 from normlab import functional as nlf
 from normlab.nn import _NormBase
@@ -139,6 +139,13 @@ class SyncBatchNorm(_NormBase):
     keys; in training, statistics over the batches of every rank in ``process_group`` (default: all)."""
 
     _layouts: ClassVar[dict[int, str]] = {2: "(N, C)", 3: "(N, C, L)", 4: "(N, C, H, W)", 5: "(N, C, D, H, W)"}
+    # Always affine and tracking, with a float momentum: narrower than _NormBase's optional types.
+    weight: nn.Parameter
+    bias: nn.Parameter
+    running_mean: Tensor
+    running_var: Tensor
+    num_batches_tracked: Tensor
+    momentum: float
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, process_group: Any = None, **kw):
         super().__init__(num_features, eps, momentum, affine=True, track_running_stats=True, **kw)

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from normlab.experiments.common import grad_of
 from normlab.experiments.train_vs_eval import evaluate_classifier, make_mlp, train_classifier
 from normlab.sync_batch_norm import SyncBatchNorm, combine_moments, local_moments
 
@@ -112,9 +113,9 @@ def replica_step(
         local_mean=mine.mean,
         local_var=mine.var,
         output=y.detach(),
-        input_grad=xi.grad,
-        weight_grad=layer.weight.grad,
-        bias_grad=layer.bias.grad,
+        input_grad=grad_of(xi),
+        weight_grad=grad_of(layer.weight),
+        bias_grad=grad_of(layer.bias),
         running_mean=layer.running_mean.clone(),
         running_var=layer.running_var.clone(),
         torch_sync_error=_torch_sync_batch_norm_error(x, channels),
@@ -221,7 +222,12 @@ def full_batch_reference(
         y = layer(xi)
         y.backward(dy)
     return FullBatchResult(
-        y.detach(), xi.grad, layer.weight.grad, layer.bias.grad, layer.running_mean.clone(), layer.running_var.clone()
+        y.detach(),
+        grad_of(xi),
+        grad_of(layer.get_parameter("weight")),
+        grad_of(layer.get_parameter("bias")),
+        layer.get_buffer("running_mean").clone(),
+        layer.get_buffer("running_var").clone(),
     )
 
 
@@ -333,11 +339,17 @@ def accumulation_vs_large_batch(micro_batches: int = 4, micro_batch_size: int = 
         nn.functional.mse_loss(large(x), target).backward()
         for chunk, t in zip(x.split(b), target.split(b)):
             (nn.functional.mse_loss(acc(chunk), t) / k).backward()
-        grads_large[name], grads_acc[name] = large[0].weight.grad, acc[0].weight.grad
+        grads_large[name], grads_acc[name] = (
+            grad_of(large.get_parameter("0.weight")),
+            grad_of(acc.get_parameter("0.weight")),
+        )
         if norm is not None:
-            running = {"large": large[1].running_var.clone(), "acc": acc[1].running_var.clone()}
+            running = {
+                "large": large.get_buffer("1.running_var").clone(),
+                "acc": acc.get_buffer("1.running_var").clone(),
+            }
             with torch.no_grad():
-                h = large[0](x)
+                h = large[:1](x)
     return AccumulationResult(
         k, b, grads_large, grads_acc, h.reshape(k, b, -1).mean(dim=1), h.mean(dim=0), running["large"], running["acc"]
     )
@@ -346,7 +358,7 @@ def accumulation_vs_large_batch(micro_batches: int = 4, micro_batch_size: int = 
 def _regression_model(norm, seed: int) -> nn.Sequential:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        layers = [nn.Linear(8, 16, dtype=torch.float64)]
+        layers: list[nn.Module] = [nn.Linear(8, 16, dtype=torch.float64)]
         layers += [norm(16, dtype=torch.float64)] if norm is not None else []
         layers += [nn.Tanh(), nn.Linear(16, 1, dtype=torch.float64)]
     return nn.Sequential(*layers)
@@ -400,7 +412,7 @@ def small_batch_training(
         SMALL_BATCH_NORMS[1]: lambda w: nn.BatchNorm1d(w, dtype=torch.float64),
         SMALL_BATCH_NORMS[2]: lambda w: nn.GroupNorm(4, w, dtype=torch.float64),
     }
-    accuracy = {name: [] for name in norms}
+    accuracy: dict[str, list[float]] = {name: [] for name in norms}
     for name, norm in norms.items():
         for seed in seeds:
             model = make_mlp(hidden=(32,), norm=norm, seed=seed)

@@ -27,12 +27,14 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from normlab.data.sequences import PAD, make_sequence_task, padded_batch
+from normlab.experiments.common import grad_of
 
 NORMS = ("layer", "rms")  # "batch" too, for the padding demo of §4
 PLACEMENTS = ("pre", "post")
@@ -169,7 +171,7 @@ def gradient_norms_at_init(
     loss = F.cross_entropy(model(data.inputs).flatten(0, 1), data.targets.flatten())
     loss.backward()
     per_layer = [
-        math.sqrt(sum(p.grad.pow(2).sum().item() for name, p in block.named_parameters() if _is_matrix(name, p)))
+        math.sqrt(sum(grad_of(p).pow(2).sum().item() for name, p in block.named_parameters() if _is_matrix(name, p)))
         for block in model.blocks
     ]
     return GradientNorms(num_layers, norm, placement, per_layer)
@@ -240,8 +242,21 @@ def train_run(
     return TrainingRun(num_layers, norm, placement, learning_rate, warmup_steps, seed, losses, False)
 
 
+class SweepSettings(TypedDict):
+    """The settings of the §3 warm-up sweep (what the cache records beside its runs)."""
+
+    num_layers: int
+    norm: str
+    placements: tuple[str, ...]
+    learning_rates: tuple[float, ...]
+    warmups: tuple[int, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    batch_size: int
+
+
 # The warm-up sweep of §3: small enough to precompute in minutes, large enough to show the effect.
-SWEEP = {
+SWEEP: SweepSettings = {
     "num_layers": 6,
     "norm": "layer",
     "placements": PLACEMENTS,
@@ -309,7 +324,7 @@ def sweep_run(placement: str, learning_rate: float, warmup_steps: int, seed: int
 class WarmupSweep:
     """Every run of the §3 sweep, summarized; made by ``scripts/precompute_transformer_sweep.py``."""
 
-    settings: dict
+    settings: SweepSettings
     runs: list[RunSummary]
 
     def select(self, placement: str, learning_rate: float, warmup_steps: int) -> list[RunSummary]:
@@ -343,7 +358,7 @@ def run_sweep() -> WarmupSweep:
         for w in SWEEP["warmups"]
         for s in SWEEP["seeds"]
     ]
-    return WarmupSweep(dict(SWEEP), runs)
+    return WarmupSweep(SweepSettings(**SWEEP), runs)
 
 
 def sweep_to_json(sweep: WarmupSweep) -> str:
@@ -352,9 +367,9 @@ def sweep_to_json(sweep: WarmupSweep) -> str:
 
 def load_warmup_sweep() -> WarmupSweep:
     """The precomputed §3 sweep, from ``normlab/data/cached/transformer_sweep.json``."""
-    text = resources.files("normlab.data").joinpath("cached", SWEEP_FILE).read_text()
+    text = resources.files("normlab.data").joinpath("cached").joinpath(SWEEP_FILE).read_text()
     data = json.loads(text)
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in data["settings"].items()}
+    settings: SweepSettings = {k: tuple(v) if isinstance(v, list) else v for k, v in data["settings"].items()}  # type: ignore[assignment]  # JSON's lists back to the tuples of SWEEP
     return WarmupSweep(settings, [RunSummary(**r) for r in data["runs"]])
 
 

@@ -21,22 +21,16 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 import normlab.nn as nlnn
 from normlab.data.digits import DigitsSplit
 from normlab.data.tabular import load_wine_data, standardize
+from normlab.experiments.common import grad_of
 
 MLP_NORMS = (None, "batch", "layer")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 SATURATION_MARGIN = 0.03  # "saturated": the output is within 0.03 of an asymptote (tanh: +-1; sigmoid: 0, 1)
-
-
-def grad_of(t: Tensor) -> Tensor:
-    """``t.grad`` after a backward pass; a RuntimeError, not a None, if no gradient reached ``t``."""
-    if t.grad is None:
-        raise RuntimeError(f"no gradient reached a tensor of shape {tuple(t.shape)}: call loss.backward() first.")
-    return t.grad
 
 
 def _check_choice(value: object, options: Sequence[object], name: str) -> None:

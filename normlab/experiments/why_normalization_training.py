@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.data.digits import DigitsSplit
-from normlab.experiments.why_normalization import build_mlp, grad_of
+from normlab.experiments.common import grad_of
+from normlab.experiments.why_normalization import build_mlp
 from normlab.layouts import NORM_LABELS
 
 HIDDEN = (128, 128, 128)  # 64 pixels -> 3 x Linear(., 128) + BatchNorm1d(128) + ReLU -> 10 classes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
-from normlab.experiments.transformers import PLACEMENTS, ExplorerView, GradientNormTable, WarmupSweep
+from normlab.experiments.transformers import CURVE_WINDOW, PLACEMENTS, ExplorerView, GradientNormTable, WarmupSweep
 from normlab.style import OKABE_ITO, new_figure
 
 PLACEMENT_COLORS = {"pre": OKABE_ITO[0], "post": OKABE_ITO[3]}
@@ -43,14 +43,13 @@ def plot_warmup_sweep(sweep: WarmupSweep) -> Figure:
     """Median training loss over seeds, one panel per learning rate: pre/post-LN, with and without warm-up (§3)."""
     rates = sweep.settings["learning_rates"]
     fig, axes = new_figure(1, len(rates), figsize=(10, 3.4), sharey=True)
-    window = sweep.settings.get("curve_window", 10)
     for ax, rate in zip(axes, rates):
         for placement in PLACEMENTS:
             for warmup in sweep.settings["warmups"]:
                 color, dash = CURVE_STYLES[(placement, warmup > 0)]
                 curve = sweep.median_curve(placement, rate, warmup)
                 label = f"{placement}-LN, " + ("no warm-up" if warmup == 0 else f"warm-up {warmup} steps")
-                ax.plot(_curve_steps(curve, window), curve, dash, color=color, label=label)
+                ax.plot(_curve_steps(curve, CURVE_WINDOW), curve, dash, color=color, label=label)
         ax.set(title=f"Adam, learning rate {rate:g}", xlabel="training step")
     axes[0].set_ylabel(f"loss (median of {len(sweep.settings['seeds'])} seeds)")
     axes[0].legend(loc="center right")
@@ -89,4 +88,5 @@ def update_explorer_view(fig: Figure, view: ExplorerView) -> list[Artist]:
         line.set_data(_curve_steps(curve, view.curve_window), curve)
     right.set_title(f"6 blocks, LayerNorm, learning rate {view.learning_rate:g}")
     # The legends go on top of the lines, so they are redrawn over them too.
-    return [*left.lines, left.title, left.get_legend(), *right.lines, right.title, right.get_legend()]
+    artists = [*left.lines, left.title, left.get_legend(), *right.lines, right.title, right.get_legend()]
+    return [artist for artist in artists if artist is not None]

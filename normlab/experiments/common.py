@@ -1,0 +1,23 @@
+"""Small helpers the experiments of several notebooks share."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from torch import Tensor
+
+T = TypeVar("T")
+
+
+def grad_of(t: Tensor) -> Tensor:
+    """``t.grad`` after a backward pass; a RuntimeError, not a None, if no gradient reached ``t``."""
+    if t.grad is None:
+        raise RuntimeError(f"no gradient reached a tensor of shape {tuple(t.shape)}: call loss.backward() first.")
+    return t.grad
+
+
+def present(value: T | None, what: str) -> T:
+    """``value``, which the caller knows is set (a module's weight, a buffer); a RuntimeError naming ``what`` if not."""
+    if value is None:
+        raise RuntimeError(f"{what} is None; the experiment needs it set.")
+    return value
