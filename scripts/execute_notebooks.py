@@ -38,8 +38,9 @@ def renumber_widget_ids(nb: nbformat.NotebookNode) -> None:
                 view["model_id"] = ids.setdefault(view["model_id"], f"{len(ids) + 1:032x}")
 
 
-def execute(path: Path, timeout: int = 300) -> float:
-    """Execute one notebook in place; return the wall time in seconds."""
+def run_top_to_bottom(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNode, float]:
+    """``path`` run in a fresh python3 kernel from its own folder, with its widget state kept in its
+    metadata; the executed notebook (not written anywhere) and the wall time in seconds."""
     nb = nbformat.read(path, as_version=4)
     nb.metadata["kernelspec"] = KERNELSPEC
     client = NotebookClient(
@@ -47,14 +48,19 @@ def execute(path: Path, timeout: int = 300) -> float:
         timeout=timeout,
         kernel_name="python3",
         record_timing=False,
-        # True although the state is dropped below: with False, nbclient 0.11 raises KeyError in its
+        # Also needed where the state is dropped: with False, nbclient 0.11 raises KeyError in its
         # Output-widget hook (output_widget.py writes into widget_state) when an explorer prints.
         store_widget_state=True,
-        resources={"metadata": {"path": str(path.parent)}},
+        resources={"metadata": {"path": str(path.resolve().parent)}},
     )
     start = time.perf_counter()
     client.execute()
-    elapsed = time.perf_counter() - start
+    return nb, time.perf_counter() - start
+
+
+def execute(path: Path, timeout: int = 300) -> float:
+    """Execute one notebook in place; return the wall time in seconds."""
+    nb, elapsed = run_top_to_bottom(path, timeout)
     nb.metadata.pop("widgets", None)  # live widget state: random ids, useless without a kernel
     renumber_widget_ids(nb)
     CoalesceStreamsPreprocessor().preprocess(nb, {})

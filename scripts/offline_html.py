@@ -24,16 +24,16 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 from nbconvert import HTMLExporter, SlidesExporter
 from nbconvert.exporters import Exporter
+
+from execute_notebooks import run_top_to_bottom
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_MODULES = REPO / "web" / "node_modules"
 EXECUTED_DIR = REPO / "build" / "executed"
 VENDOR = "vendor"
 TEMPLATES = Path(__file__).resolve().parent / "nbconvert_templates"
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 # What the pages load, as (package, path inside it). Directories are copied whole.
 # MathJax 2: only the files that the "TeX-AMS_CHTML-full,Safe" configuration fetches
@@ -107,17 +107,7 @@ def execute_with_widget_state(source: Path, target: Path, timeout: int = 300) ->
     metadata, which nbconvert's HTML turns into widgets drawn without a kernel. The
     notebooks in notebooks/ are never written: their outputs change only by `make notebooks`.
     """
-    nb = nbformat.read(source, as_version=4)
-    nb.metadata["kernelspec"] = KERNELSPEC
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        record_timing=False,
-        store_widget_state=True,
-        resources={"metadata": {"path": str(source.resolve().parent)}},
-    )
-    client.execute()
+    nb, _ = run_top_to_bottom(source, timeout)
     if "widgets" not in nb.metadata:
         has_views = any(
             "application/vnd.jupyter.widget-view+json" in output.get("data", {})

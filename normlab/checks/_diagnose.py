@@ -270,9 +270,8 @@ def diagnose_outputs(ctx: Context, call: Call, verb: str = "called") -> CheckRes
     ``verb`` says in messages what a call does ("called in training mode").
     """
     spec = ctx.spec
-    *ordinary, offset = probes = make_probes(spec)
-    if not spec.centered:
-        ordinary, offset = list(probes), None
+    probes = make_probes(spec)
+    ordinary, offset = (probes[:-1], probes[-1]) if spec.centered else (probes, None)
     outputs = []
     for probe in ordinary:
         outcome = call(probe)

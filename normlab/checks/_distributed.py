@@ -64,18 +64,19 @@ def _candidates(counts: Tensor, means: Tensor, variances: Tensor) -> tuple[dict,
     n = counts.to(torch.float64)[:, None]
     total = n.sum()
     weighted_mean, plain_mean = (n * means).sum(0) / total, means.mean(0)
-    means_by = {(): weighted_mean, ("unweighted-means",): plain_mean}
-    variances_by = {}
-    for weights, codes in ((n, ()), (torch.ones_like(n), ("unweighted-means",))):
+    means_by: dict[tuple[str, ...], Tensor] = {(): weighted_mean, ("unweighted-means",): plain_mean}
+    variances_by: dict[tuple[str, ...], Tensor] = {}
+    no_codes: tuple[str, ...] = ()
+    for weights, codes in ((n, no_codes), (torch.ones_like(n), ("unweighted-means",))):
         mean = (weights * means).sum(0) / weights.sum()
         spread = (weights * (means - mean) ** 2).sum(0)
         within = (weights * variances).sum(0)
         within_unbiased = ((weights - 1).clamp(min=0) * variances).sum(0) if not codes else within
         size = weights.sum()
         variances_by[codes] = (within + spread) / size
-        variances_by[(*codes, "averaged-variances")] = within / size
-        variances_by[(*codes, "variance-bias-mix-up")] = (within + spread) / (size - 1)
-        variances_by[(*codes, "averaged-variances", "variance-bias-mix-up")] = within / (size - 1)
+        variances_by[codes + ("averaged-variances",)] = within / size
+        variances_by[codes + ("variance-bias-mix-up",)] = (within + spread) / (size - 1)
+        variances_by[codes + ("averaged-variances", "variance-bias-mix-up")] = within / (size - 1)
         if not codes:
             variances_by[("variance-bias-mix-up",) + ("inputs",)] = (within_unbiased + spread) / size
     return means_by, variances_by
@@ -151,7 +152,7 @@ def check_combine_statistics(fn: Callable, time_limit: float = DEFAULT_TIME_LIMI
         return CheckResult(check, True, None, CHECKED, "Your count, mean and biased variance equal the reference.")
     if mean_codes is None or var_codes is None or not right_count:
         return result("unknown", observed)
-    order = ("unweighted-means",) if mean_codes else ()
+    order: tuple[str, ...] = ("unweighted-means",) if mean_codes else ()
     order += ("averaged-variances", "variance-bias-mix-up", "unweighted-means")
     codes = tuple(code for code in dict.fromkeys(order) if code in mean_codes + var_codes)
     return result(codes[0], observed, codes[1:])

@@ -35,8 +35,9 @@ def group_stats(grouping: Grouping, t: Tensor, centered: bool) -> tuple[Tensor, 
     return mean.flatten(), spread.flatten()
 
 
-def num(value: float) -> str:
-    """A number at 4 decimals, never "-0.0000" (whose sign would depend on rounding noise)."""
+def num(value: float | Tensor) -> str:
+    """A number (a float or a one-element tensor) at 4 decimals, never "-0.0000" (whose sign would depend on
+    rounding noise)."""
     text = f"{value:.4f}"
     return "0.0000" if text == "-0.0000" else text
 
@@ -146,6 +147,8 @@ def observe_unbiased(spec: NormSpec, probe: Probe, output: Tensor, reference: Te
 
 def observe_eps(spec: NormSpec, probe: Probe, output: Tensor, reference: Tensor, variant: Variant) -> str:
     g, word, i = spec.grouping, spec.spread_word, probe.small_group
+    if i is None:
+        raise ValueError("observe_eps needs a probe with a small group (make_probe(small_group=...)).")
     _, x_spread = group_stats(g, probe.x, spec.centered)
     _, z_spread = group_stats(g, _normalized_values(spec, probe, output, variant.affine), spec.centered)
     s = x_spread[i].item() ** 2

@@ -222,8 +222,10 @@ def _run_in_worker_thread(fn: Callable[[], object], time_limit: float) -> Finish
     if reason is None:
         error = box.get("error")
         return Finished(value=box.get("value"), error=error if isinstance(error, BaseException) else None)
-    stopper.stop(reason, sys._current_frames().get(worker.ident))
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(Stop))
+    ident = worker.ident
+    assert ident is not None  # set once start() has returned
+    stopper.stop(reason, sys._current_frames().get(ident))
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(Stop))
     worker.join(GRACE)
     stopper.release()
     return Finished(stopped=reason, still_running=worker.is_alive())

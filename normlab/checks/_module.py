@@ -64,7 +64,7 @@ from normlab.checks._explain import (
 )
 from normlab.checks._probes import LARGE_EPS, SMALL_GROUP, SMALL_STD, TOLERANCE, Probe, make_probe, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit
+from normlab.checks._run import DEFAULT_TIME_LIMIT, LearnerValue, Outcome, call_learner, check_time_limit
 from normlab.checks._session import Session
 from normlab.checks._specs import NormSpec, batch_norm_spec
 from normlab.checks._variants import (
@@ -189,6 +189,13 @@ def _near(a: float | None, b: float) -> bool:
     return a is not None and abs(a - b) < 1e-3
 
 
+def _beta(probe: Probe) -> Tensor:
+    """The probe's beta, which every module probe has (the layer's bias)."""
+    if probe.beta is None:
+        raise ValueError("a module check needs a probe with beta (make_probe(..., beta=...)).")
+    return probe.beta
+
+
 def _under_no_grad(module: Callable) -> Callable:
     def call(x: Tensor) -> object:
         with torch.no_grad():
@@ -201,7 +208,7 @@ def _under_no_grad(module: Callable) -> Callable:
 class _Step:
     """One training step from known buffers: the module after it, the probe, the buffers before, the call."""
 
-    module: object
+    module: LearnerValue
     probe: Probe
     mean0: Tensor
     var0: Tensor
@@ -245,7 +252,7 @@ class _ModuleCheck:
             self.findings.append(Finding(code, observed, text))
 
     def _add_result(self, result: CheckResult, where: str) -> None:
-        self._add(result.mistake, result.observed, result.hint)
+        self._add(result.mistake or "unknown", result.observed, result.hint)
         for code in result.also:
             self._add(code, f"Seen {where}.")
 
@@ -279,7 +286,9 @@ class _ModuleCheck:
     def _call(self, fn, args=(), names=(), kwargs=None) -> Outcome:
         return call_learner(self.session, fn, args, names, kwargs, who=self.ctx.who)
 
-    def _build(self, eps: float, dtype: torch.dtype, momentum: float, first: bool = False) -> object | CheckResult:
+    def _build(
+        self, eps: float, dtype: torch.dtype, momentum: float, first: bool = False
+    ) -> LearnerValue | CheckResult:
         ctx, c = self.ctx, self.channels
         action = f"built as {ctx.who}({c}, eps={eps:g}, momentum={momentum:g})"
         outcome = self._call(self.cls, (c,), ("num_features",), {"eps": eps, "momentum": momentum})
@@ -301,7 +310,7 @@ class _ModuleCheck:
                 return problem
         return module
 
-    def _kind_problem(self, module: object, action: str) -> CheckResult | None:
+    def _kind_problem(self, module: LearnerValue, action: str) -> CheckResult | None:
         """Something the check cannot run (not callable, no mode to switch); notes a plain class as not-a-module."""
         ctx = self.ctx
         self.is_module = isinstance(module, Module)
@@ -330,7 +339,7 @@ class _ModuleCheck:
         )
         return None
 
-    def _missing(self, module: object, role: str, when: str, name: str | None = None) -> CheckResult:
+    def _missing(self, module: LearnerValue, role: str, when: str, name: str | None = None) -> CheckResult:
         """not-a-tensor: no tensor for ``role`` (or its attribute ``name`` is no longer one)."""
         ctx, c = self.ctx, self.channels
         name = name or role
@@ -349,7 +358,7 @@ class _ModuleCheck:
             "with torch.ones.",
         )
 
-    def _attribute_problem(self, module: object, when: str) -> CheckResult | None:
+    def _attribute_problem(self, module: LearnerValue, when: str) -> CheckResult | None:
         """not-a-tensor / wrong-shape if weight, bias or a statistic is missing or has the wrong size."""
         ctx, c = self.ctx, self.channels
         for role in TORCH_NAMES:
@@ -366,7 +375,7 @@ class _ModuleCheck:
                 )
         return None
 
-    def _structure(self, module: object) -> CheckResult | None:
+    def _structure(self, module: LearnerValue) -> CheckResult | None:
         """Names other than torch's, statistics that are not buffers, gamma and beta that are not parameters.
 
         Converts ``module`` to float64 to see whether the statistics follow it.
@@ -403,8 +412,9 @@ class _ModuleCheck:
                 f"The checker found them by their values and names: {found}. torch.nn.BatchNorm1d's state_dict "
                 "keys, and code written for it, use torch's names.",
             )
+        return None
 
-    def _initial_values(self, module: object) -> None:
+    def _initial_values(self, module: LearnerValue) -> None:
         wrong = []
         for role, start in START.items():
             value = getattr(module, self.roles[role]).detach().double().flatten()
@@ -414,8 +424,8 @@ class _ModuleCheck:
             observed = f"A new {self.ctx.who}({self.channels}) starts with " + "; ".join(wrong) + "."
             self._add("unknown", observed, MODULE_HINTS["unknown-init"])
 
-    def _set(self, module: object, probe: Probe, running_mean: Tensor, running_var: Tensor) -> None:
-        values = {"weight": probe.gamma, "bias": probe.beta, "running_mean": running_mean, "running_var": running_var}
+    def _set(self, module: LearnerValue, probe: Probe, running_mean: Tensor, running_var: Tensor) -> None:
+        values = {"weight": probe.gamma, "bias": _beta(probe), "running_mean": running_mean, "running_var": running_var}
         with torch.no_grad():
             for role, value in values.items():
                 name = self.roles[role]
@@ -425,7 +435,7 @@ class _ModuleCheck:
                 else:  # a plain attribute that .to(dtype) did not convert, or a plain class
                     setattr(module, name, value.to(probe.x.dtype).reshape(target.shape).clone())
 
-    def _switch(self, module: object, mode: str) -> CheckResult | None:
+    def _switch(self, module: LearnerValue, mode: str) -> CheckResult | None:
         if callable(getattr(module, mode, None)):
             outcome = self._call(getattr(module, mode))
         else:
@@ -434,7 +444,7 @@ class _ModuleCheck:
 
     def _prepared(
         self, probe: Probe, eps: float, mode: str, buffers: tuple[Tensor, Tensor], momentum: float = MOMENTUM
-    ) -> object | CheckResult:
+    ) -> LearnerValue | CheckResult:
         """A module built with ``eps`` and ``momentum``, with gamma, beta and the given buffers set, in ``mode``."""
         module = self._build(eps, probe.x.dtype, momentum)
         if isinstance(module, CheckResult):
@@ -450,7 +460,7 @@ class _ModuleCheck:
             )
         return self._switch(module, mode) or module
 
-    def _statistics(self, module: object) -> tuple[Tensor, Tensor]:
+    def _statistics(self, module: LearnerValue) -> tuple[Tensor, Tensor]:
         return tuple(getattr(module, self.roles[r]) for r in STATISTICS)
 
     # -- training ---------------------------------------------------------------------------
@@ -623,7 +633,7 @@ class _ModuleCheck:
             outcome = self._call(module if grad else _under_no_grad(module), (probe.x.clone(),), ("x",))
             action = f"called in eval mode with eps = {eps:g}" + ("" if grad else " under torch.no_grad()")
             expected = F.batch_norm(
-                probe.x.double(), *buffers, probe.gamma.double(), probe.beta.double(), training=False, eps=eps
+                probe.x.double(), *buffers, probe.gamma.double(), _beta(probe).double(), training=False, eps=eps
             )
             if problem := outcome_problem(ctx, outcome, action, probe.x.dtype, expected):
                 return problem
@@ -651,8 +661,9 @@ class _ModuleCheck:
         codes = ["updates-in-eval"] if changed else []
         codes += ["unknown"] if match is None else match[3]
         expected = [
-            F.batch_norm(probe.x, *stats["running"], probe.gamma, probe.beta, training=False, eps=probe.eps)
+            F.batch_norm(probe.x, mean, var, probe.gamma, probe.beta, training=False, eps=probe.eps)
             for probe, _, stats, _, _ in runs
+            for mean, var in [stats["running"]]
         ]
         eps_mode, affine = (match[1], match[2]) if match else ("inside", "both")
         for code in dict.fromkeys(codes):
@@ -743,7 +754,7 @@ def _observe_update(
     not_updated: list[str],
     var_weight: float,
     graphs: list[str],
-    names: tuple[str, str],
+    names: tuple[str, ...],
 ) -> str:
     """What one training step did to the buffers, for ``mistake`` (n: the numbers before, after, of the batch).
 
@@ -782,7 +793,7 @@ def _observe_update(
     )
 
 
-def _observe_momentum(n: dict[str, Tensor], names: tuple[str, str]) -> str:
+def _observe_momentum(n: dict[str, Tensor], names: tuple[str, ...]) -> str:
     """How far running_mean (or running_var) moved towards the batch statistic, as a measured fraction."""
     moved_mean = (n["mean1"] - n["mean0"]) / (n["mean"] - n["mean0"])
     if abs(moved_mean.median().item() - (1 - MOMENTUM)) < 0.01:

@@ -117,9 +117,9 @@ class CheckResult:
     @property
     def headline(self) -> str:
         """One line: the mark, the check and its verdict."""
-        if self.status == "passed":
+        if self.passed:
             verdict = "passed"
-        elif self.status == "not-solved":
+        elif self.mistake is None:  # status "not-solved"
             verdict = "not solved yet"
         else:
             verdict = f"{self.mistake}: {MISTAKES[self.mistake]}"

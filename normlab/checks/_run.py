@@ -18,11 +18,16 @@ import re
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from normlab.checks._limits import INTERRUPT, is_library
 from normlab.checks._session import Session
+
+# What learner code returns or builds: anything at all. Typed Any on purpose: every use looks at
+# it at run time first (isinstance, getattr with a default), which a static type cannot express.
+LearnerValue = Any
 
 DEFAULT_TIME_LIMIT = 10.0  # seconds per call of learner code; correct code takes milliseconds, and a
 # generous limit keeps a loaded machine from turning a correct answer into "too-slow"
@@ -34,7 +39,7 @@ MAX_ERROR_CHARS = 400
 class Outcome:
     """What one call of learner code did."""
 
-    value: object = None
+    value: LearnerValue = None
     error: str | None = None  # "ZeroDivisionError: division by zero"
     where: str = ""  # "in my_bn, at `y = x / 0`"
     not_implemented: bool = False  # the error was NotImplementedError: the stub is not solved yet
@@ -101,7 +106,7 @@ def _fresh_copy(arg: object) -> object:
     return copy
 
 
-def _mutation(name: str, original: object, copy: object) -> str:
+def _mutation(name: str, original: object, copy: LearnerValue) -> str:
     """A description of how ``copy`` differs from ``original`` after the call, or "" if it does not."""
     if not isinstance(original, torch.Tensor):
         return ""

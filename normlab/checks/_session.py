@@ -30,6 +30,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -42,22 +43,25 @@ MAX_NOTES = 12  # notes about the session kept per check
 _MISSING = object()
 
 
+V = TypeVar("V")
+
+
 @dataclass(frozen=True)
-class Setting:
+class Setting(Generic[V]):
     """One global setting: how to read it and write it back, and its value during a check (if fixed)."""
 
     name: str  # said in notes: "the default dtype"
-    get: Callable[[], object]
-    set: Callable[[object], None] | None  # None: it cannot be put back from Python
-    fixed: object = _MISSING  # the value a check runs with, whatever the caller's
+    get: Callable[[], V]
+    set: Callable[[V], object] | None  # None: it cannot be put back from Python
+    fixed: V | object = _MISSING  # the value a check runs with, whatever the caller's
 
 
-def _set_default_device(device: object) -> None:
+def _set_default_device(device: torch.device) -> None:
     """torch.set_default_device, without a device context (which slows every torch call) for the CPU."""
     torch.set_default_device(None if device == torch.device("cpu") else device)
 
 
-SETTINGS = (
+SETTINGS: tuple[Setting[Any], ...] = (
     Setting("the default dtype", torch.get_default_dtype, torch.set_default_dtype, torch.float32),
     Setting("the default device", torch.get_default_device, _set_default_device, torch.device("cpu")),
     Setting("grad mode (torch.is_grad_enabled())", torch.is_grad_enabled, torch.set_grad_enabled, True),
@@ -111,8 +115,8 @@ def _replaced(before: dict[str, dict[str, object]], now: dict[str, dict[str, obj
         if old.keys() == new.keys() and all(map(operator.is_, old.values(), new.values())):
             continue  # the usual case, decided at C speed
         for attr in old.keys() | new.keys():
-            value, before = new.get(attr, _MISSING), old.get(attr, _MISSING)
-            if _same(value, before) or (before is _MISSING and isinstance(value, types.ModuleType)):
+            value, old_value = new.get(attr, _MISSING), old.get(attr, _MISSING)
+            if _same(value, old_value) or (old_value is _MISSING and isinstance(value, types.ModuleType)):
                 continue
             changed.append((space, attr))
     return sorted(changed)
@@ -168,7 +172,8 @@ class BoundedText(io.TextIOBase):
     """A text stream that keeps the first ``limit`` characters written to it and counts the rest."""
 
     def __init__(self, limit: int = MAX_PRINTED) -> None:
-        self.limit, self.parts, self.kept, self.dropped = limit, [], 0, 0
+        self.limit, self.kept, self.dropped = limit, 0, 0
+        self.parts: list[str] = []
 
     def writable(self) -> bool:
         return True

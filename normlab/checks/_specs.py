@@ -183,7 +183,7 @@ def _channel_affine(ndim: int, channel: int) -> str:
     return f"y * gamma.view({view}) + beta.view({view})"
 
 
-def _reshaped_for_transpose(shape: tuple[int, int, int]) -> tuple[Grouping, ...]:
+def _reshaped_for_transpose(shape: tuple[int, ...]) -> tuple[Grouping, ...]:
     """An (N, L, C) input normalized as ``x.reshape(N, C, L)``, with gamma and beta in that view or in x's."""
     n, length, c = shape
     view = (n, c, length)
@@ -258,7 +258,7 @@ def group_norm_spec(num_groups: int) -> NormSpec:
     shape = (n, c, h, w)
     layout_dims = ((0,), (1, 2), (3,), (4,))
     grouping = Grouping((n, num_groups, GROUP_SIZE, h, w), "NGcHW", (2, 3, 4), layout_dims)
-    alternatives = ()
+    alternatives: tuple[Grouping, ...] = ()
     if num_groups > 1:
         alternatives = (
             Grouping(

@@ -129,7 +129,7 @@ def broadcast_params(spec: NormSpec, probe: Probe, grouping: Grouping | None = N
     view = grouping.param_view if grouping is not None else None
 
     def place(param: Tensor) -> Tensor:
-        if view is None:
+        if grouping is None or view is None:
             return param.reshape(spec.param_view)
         return param.reshape(view).expand(grouping.view_shape).reshape(probe.x.shape)
 
@@ -172,7 +172,7 @@ def matching_variants(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence
         by_statistics: dict[tuple, list[Variant]] = {}
         for v in survivors:
             by_statistics.setdefault((v.grouping, v.centered, v.correction, v.eps_mode), []).append(v)
-        kept = set()
+        kept: set[Variant] = set()
         for (grouping, centered, correction, eps_mode), variants in by_statistics.items():
             z = normalized(probe.x, grouping, centered, correction, probe.eps, eps_mode, spec.default_eps)
             gamma, beta = broadcast_params(spec, probe, grouping)
