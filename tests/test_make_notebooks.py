@@ -6,8 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-import execute_notebooks  # scripts/ is on pytest's pythonpath
 import nbformat
+
+import execute_notebooks  # scripts/ is on pytest's pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,10 +5,11 @@ import sys
 from pathlib import Path
 
 import check_portability  # scripts/ is on pytest's pythonpath
-import execute_notebooks
 import nbformat
 import pytest
 import torch
+
+import execute_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
