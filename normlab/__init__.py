@@ -9,7 +9,16 @@ Layers (an import only points down):
 """
 
 import normlab._pristine  # noqa: F401 - snapshots torch's functions for the checkers before a cell can replace them
-from normlab.notebook import setup_notebook
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "setup_notebook"]
+
+
+def __getattr__(name: str) -> object:
+    """``normlab.setup_notebook``, imported on first use: the worker processes of notebook 06 import
+    normlab but not matplotlib, which normlab.notebook brings in (about 0.7 s a process)."""
+    if name == "setup_notebook":
+        from normlab.notebook import setup_notebook
+
+        return setup_notebook
+    raise AttributeError(f"module 'normlab' has no attribute {name!r}")

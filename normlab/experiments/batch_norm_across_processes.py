@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from normlab.experiments.common import grad_of
+from normlab.experiments.common import backward_from, grad_of
 from normlab.experiments.train_vs_eval import evaluate_classifier, make_mlp, train_classifier
 from normlab.sync_batch_norm import SyncBatchNorm, combine_moments, local_moments
 
@@ -104,7 +104,7 @@ def replica_step(
         xi = x.clone().requires_grad_(True)
         layer.zero_grad()
         y = layer(xi)
-        y.backward(dy)
+        backward_from(y, dy)
     mine = local_moments(x)
     return ReplicaResult(
         rank=rank,
@@ -160,7 +160,7 @@ def _time_layer(x: Tensor, dy: Tensor, channels: int, steps: int, group, alone) 
     gathered = [torch.empty_like(stats) for _ in range(dist.get_world_size(group))]
 
     def step(layer: SyncBatchNorm) -> None:
-        layer(x.clone().requires_grad_(True)).backward(dy)
+        backward_from(layer(x.clone().requires_grad_(True)), dy)
 
     def collectives() -> None:  # what the layer sends: (count, mean, M2) forward, two sums backward
         dist.all_gather(gathered, stats, group=group)
@@ -220,7 +220,7 @@ def full_batch_reference(
         xi = x.clone().requires_grad_(True)
         layer.zero_grad()
         y = layer(xi)
-        y.backward(dy)
+        backward_from(y, dy)
     return FullBatchResult(
         y.detach(),
         grad_of(xi),

@@ -21,3 +21,13 @@ def present(value: T | None, what: str) -> T:
     if value is None:
         raise RuntimeError(f"{what} is None; the experiment needs it set.")
     return value
+
+
+def backward_from(output: Tensor, output_grad: Tensor) -> None:
+    """``output.backward(output_grad)``, run as ``(output * output_grad).sum().backward()``.
+
+    The gradients are the same to the bit (the product's backward multiplies ``output_grad``
+    by 1), and a scalar backward skips the import of sympy (about 1 s, once per process) that
+    torch 2.13 makes for a non-scalar one: every process of notebook 06 pays it otherwise.
+    """
+    (output * output_grad).sum().backward()
