@@ -116,3 +116,19 @@ def test_hygiene_check_catches_a_bad_notebook(tmp_path):
         test_no_local_paths_or_user_names_in_outputs(bad)
     with pytest.raises(AssertionError, match="stderr 'UserWarning: layout failed"):
         test_no_warnings_or_other_stderr_outputs(bad)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_slide_metadata_is_what_mark_slides_plans(path):
+    """The deck is built from each cell's slideshow metadata; a cell added or moved without
+    re-running scripts/mark_slides.py would land on the wrong slide."""
+    import mark_slides  # scripts/ is on pytest's pythonpath
+
+    nb = mark_slides.nbformat.read(path, as_version=4)
+    planned = mark_slides.plan(nb, path.stem)
+    wrong = [
+        f"[{i}] {cell.metadata.get('slideshow', {}).get('slide_type')} (planned: {kind})"
+        for i, (cell, kind) in enumerate(zip(nb.cells, planned))
+        if cell.metadata.get("slideshow") != {"slide_type": kind}
+    ]
+    assert wrong == [], f"run python scripts/mark_slides.py {path.relative_to(ROOT)}: " + ", ".join(wrong)

@@ -52,7 +52,9 @@ def update_statistics_gap(fig: Figure, selection: GapSelection) -> list[Artist]:
     predicted.set_data(sizes, [max(predicted_mean_gap(r, s), 0.011) for s in sizes])
     chosen.set_data([b], [max(selection.mean_gap, 0.011)])
     right.set_title(f"Gap for {r} replicas: {selection.mean_gap:.3f} at b = {b}")
-    return [*left.lines, left.title, *right.lines, right.title]
+    # The legends lie over the lines, so they are redrawn over them too.
+    artists = [*left.lines, left.title, left.get_legend(), *right.lines, right.title, right.get_legend()]
+    return [artist for artist in artists if artist is not None]
 
 
 def plot_small_batch_accuracy(run) -> Figure:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from normlab.experiments.batch_norm_across_processes import GapSelection, StatisticsGap, statistics_gap_grid
-from normlab.plots.batch_norm_across_processes import plot_statistics_gap
+from normlab.plots.batch_norm_across_processes import plot_statistics_gap, update_statistics_gap
 from normlab.widgets.explorer import Explorer
 
 
@@ -20,6 +20,7 @@ def make_statistics_gap_explorer(grid: StatisticsGap | None = None) -> Explorer:
     return Explorer(
         controls,
         compute=lambda replicas, batch_size: GapSelection(grid, replicas, batch_size),
-        draw=plot_statistics_gap,  # full redraws: its blitted update left 25 pixels unlike a full redraw
+        draw=plot_statistics_gap,
+        update=update_statistics_gap,
         title="Local against global BatchNorm statistics: replicas and per-replica batch size",
     )
