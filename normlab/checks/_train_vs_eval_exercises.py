@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -36,18 +37,7 @@ KERAS_SETTINGS = ((0.99, 1e-3), (0.9, 1e-5))  # (momentum, epsilon): Keras's def
 
 def _finish(session: Session, result: CheckResult) -> CheckResult:
     """``result`` with what the learner's code printed and changed in the session."""
-    return CheckResult(
-        result.check,
-        result.passed,
-        result.mistake,
-        result.checked,
-        result.observed,
-        result.hint,
-        result.also,
-        result.also_observed,
-        printed=session.printed.text(),
-        session=session.notes,
-    )
+    return replace(result, printed=session.printed.text(), session=session.notes)
 
 
 def _guarded(session: Session, check: str, checked: str, diagnose: Callable[[], CheckResult]) -> CheckResult:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -144,17 +145,7 @@ def check_masked_batch_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_LI
                 "whether it is right: compare with `normlab.functional.masked_batch_norm` by hand."
             )
             result = _result(check, "unknown", observed)
-    return CheckResult(
-        result.check,
-        result.passed,
-        result.mistake,
-        result.checked,
-        result.observed,
-        result.hint,
-        result.also,
-        printed=session.printed.text(),
-        session=session.notes,
-    )
+    return replace(result, printed=session.printed.text(), session=session.notes)
 
 
 def _result(check: str, mistake: str, observed: str, also: tuple[str, ...] = ()) -> CheckResult:
