@@ -182,7 +182,7 @@ def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics
 
 
 def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_image: torch.Tensor) -> Figure:
-    """Digits before and after LayerNorm(W) (each row alone) and LayerNorm([H, W]) (whole image).
+    """Grayscale images before and after LayerNorm(W) (each row alone) and LayerNorm([H, W]) (whole image).
 
     ``images``, ``per_row`` and ``per_image`` are (n, H, W); one column per image.
     """
@@ -191,8 +191,9 @@ def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_imag
         (per_image, "LayerNorm([H, W]): per image"),
         (per_row, "LayerNorm(W): per row"),
     ]
-    n = images.shape[0]
-    fig, axes = new_figure(len(rows), n, figsize=(1.9 * n + 1.2, 5.6), squeeze=False)
+    n, height, width = images.shape
+    panel = 1.9 * max(1.0, width / height)  # inches per image: wider for landscape images
+    fig, axes = new_figure(len(rows), n, figsize=(max(panel * n + 1.2, 6.4), 5.6), squeeze=False)
     for r, (batch, label) in enumerate(rows):
         limit = float(batch.abs().max())
         vmin = 0.0 if r == 0 else -limit
@@ -207,5 +208,5 @@ def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_imag
                 ax.set_xlabel("column (W)")
         axes[r][0].set_title(label, loc="left")
         fig.colorbar(im, ax=list(axes[r]), label="value" if r == 0 else "normalized value", shrink=0.9)
-    fig.suptitle("LayerNorm's normalized_shape decides the axes: one row or the whole image")
+    fig.suptitle("LayerNorm's normalized_shape: one row, or the whole image")
     return fig
