@@ -11,9 +11,16 @@ elements that differ only along those dims share one mean and one variance
 | norm      | reduced dims                          | one statistic per     |
 |-----------|---------------------------------------|-----------------------|
 | batch     | every dim except C                    | channel               |
-| layer     | every dim except N (NLC: only C)      | sample (NLC: token)   |
+| layer     | C and every dim after it              | sample, token, pixel  |
 | instance  | the spatial/sequence dims             | (sample, channel)     |
 | group     | C/G channels of a group + spatial     | (sample, group)       |
+
+LayerNorm is the one norm whose set depends on the order of the dims, because
+``nn.LayerNorm(normalized_shape)`` normalizes the *trailing* dims: written as
+``LayerNorm(x.shape[c:])`` from the channel dim c on, it is one statistic per sample for
+channels-first layouts ("NC", "NCL", "NCHW": Ba et al. 2016, Wu & He's cube) and one per
+token or pixel for channels-last ones ("NLC" as in transformers, "NHWC" as in ConvNeXt's
+``LayerNorm(C)``). For the other norms the layout only says where C is stored.
 
 ``NORM_LABELS`` holds the display name of each norm ("BatchNorm", ..., "no norm" for None).
 """
@@ -71,8 +78,8 @@ def reduced_dims(norm: str, layout: str) -> tuple[int, ...]:
     spatial = tuple(d for d in everything if layout[d] not in "NC")
     if norm == "batch":
         return tuple(d for d in everything if d != c)
-    if norm == "layer":
-        return (c,) if layout == "NLC" else tuple(d for d in everything if d != 0)
+    if norm == "layer":  # nn.LayerNorm(x.shape[c:]): C and the dims after it
+        return everything[c:]
     if norm == "instance":
         return spatial
     return tuple(sorted(spatial + (c,)))

@@ -441,6 +441,9 @@ def test_every_functional_mistake_code_is_tested_here():
         *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow"),
         # tests/test_batch_norm_across_processes.py:
         *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),
+        # tests/test_exercise_checks_02_03.py:
+        *("padding-in-statistics", "padding-not-zeroed", "eps-not-ported", "stats-not-ported"),
+        *("bn-stats-updated", "bn-params-trained", "model-not-in-train-mode", "not-trained"),
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 

@@ -238,6 +238,10 @@ def test_batch_statistics_noise_follows_sigma_over_sqrt_n():
     torch.testing.assert_close(result.mean_noise, theory, rtol=0.12, atol=0)
     assert (result.gap.diff() < 0).all() and (result.std_noise.diff() < 0).all()
     assert result.batch_sizes == (2, 8, 32, 128) and result.true_std == 2.0
+    torch.testing.assert_close(result.mean_noise_theory, theory)
+    # the theory lines: within a few percent of the measurement over 400 batches
+    torch.testing.assert_close(result.std_noise, result.std_noise_theory, rtol=0.08, atol=0)
+    torch.testing.assert_close(result.gap, result.gap_theory, rtol=0.05, atol=0)
     with pytest.raises(ValueError, match="batch sizes must be >= 2"):
         te.batch_statistics_noise((1, 4))
 
@@ -357,11 +361,30 @@ def test_plot_batch_size_noise_draws_the_measurements_and_the_law():
     result = te.batch_statistics_noise((2, 4, 8), num_batches=50)
     ax = plots.plot_batch_size_noise(result).axes[0]
     _assert_labelled(ax)
-    measured, theory, std_line = ax.get_lines()
+    measured, theory, std_line, std_theory = ax.get_lines()
     np.testing.assert_allclose(measured.get_ydata(), result.mean_noise.numpy())
     np.testing.assert_allclose(theory.get_ydata(), [2 / math.sqrt(n) for n in (2, 4, 8)])
     np.testing.assert_allclose(std_line.get_ydata(), result.std_noise.numpy())
+    np.testing.assert_allclose(std_theory.get_ydata(), result.std_noise_theory.numpy())
     assert ax.get_xscale() == "log" and ax.get_legend() is not None
+    gap, gap_theory = plots.plot_batch_size_noise(result).axes[1].get_lines()
+    np.testing.assert_allclose(gap.get_ydata(), result.gap.numpy())
+    np.testing.assert_allclose(gap_theory.get_ydata(), result.gap_theory.numpy())
+
+
+def test_biased_std_factor_against_simulation():
+    assert te.biased_std_factor(2) == pytest.approx(1 / math.sqrt(math.pi))  # E|x1 - x2| / 2 for unit normals
+    samples = torch.randn(200_000, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert samples.std(dim=1, correction=0).mean().item() == pytest.approx(te.biased_std_factor(5), rel=5e-3)
+
+
+def test_moving_average_and_the_explorer_draws_the_smoothed_gap():
+    values = torch.tensor([1.0, 3.0, 5.0, 7.0], dtype=torch.float64)
+    torch.testing.assert_close(te.moving_average(values, 2), torch.tensor([1.0, 2.0, 4.0, 6.0], dtype=torch.float64))
+    run = te.running_stats_run(num_steps=40)
+    right = plots.plot_running_stats_run(run).axes[1]
+    np.testing.assert_allclose(right.lines[0].get_ydata(), te.moving_average(run.gap_running).numpy())
+    np.testing.assert_allclose(right.lines[1].get_ydata(), te.moving_average(run.gap_true).numpy())
 
 
 def test_plot_train_mode_accuracy():
@@ -384,8 +407,8 @@ def test_plot_running_stats_run():
     lines = {line.get_label(): line for line in left.get_lines()}
     np.testing.assert_allclose(lines["running_mean"].get_ydata(), run.running_mean.numpy())
     np.testing.assert_allclose(lines["batch mean"].get_ydata(), run.batch_means.numpy())
-    np.testing.assert_allclose(right.get_lines()[0].get_ydata(), run.gap_running.numpy())
-    np.testing.assert_allclose(right.get_lines()[1].get_ydata(), run.gap_true.numpy())
+    np.testing.assert_allclose(right.get_lines()[0].get_ydata(), run.gap_running_smoothed.numpy())
+    np.testing.assert_allclose(right.get_lines()[1].get_ydata(), run.gap_true_smoothed.numpy())
     assert "momentum=0.3, batch size 4" in left.get_title()
     assert left.get_ylim() == (-2, 8) and right.get_ylim() == (0.01, 10)  # fixed axes: sliders move lines
     assert list(left.get_xticks()) == list(right.get_xticks()) == [0, 13, 27, 40]
@@ -404,5 +427,5 @@ def test_explorer_redraws_for_each_control():
     assert ex.result.batch_size == 256 and "batch size 256" in ex.figure.axes[0].get_title()
     np.testing.assert_allclose(
         ex.figure.axes[1].get_lines()[0].get_ydata(),
-        te.running_stats_run(momentum=0.5, batch_size=256).gap_running.numpy(),
+        te.running_stats_run(momentum=0.5, batch_size=256).gap_running_smoothed.numpy(),
     )

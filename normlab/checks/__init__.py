@@ -7,12 +7,15 @@ and what was checked, what was observed (with numbers) and a hint. It shows as H
 Jupyter and as text elsewhere.
 
 - ``check_batch_norm(fn, layout)``: ``fn(x, gamma, beta, eps=1e-5)``, layout "NC", "NCL", "NLC", "NCHW".
-- ``check_layer_norm(fn, layout)``: ``fn(x, gamma, beta, eps=1e-5)``, layout "NC", "NLC", "NCHW".
+- ``check_layer_norm(fn, layout)``: ``fn(x, gamma, beta, eps=1e-5)``, layout "NC", "NLC", "NCHW", "NHWC".
 - ``check_group_norm(fn, num_groups)``: ``fn(x, num_groups, gamma, beta, eps=1e-5)`` on NCHW.
 - ``check_rms_norm(fn, layout="NLC")``: ``fn(x, gamma, eps=1e-6)``.
 - ``check_batch_norm_module(cls)``: ``cls(num_features, eps=1e-5, momentum=0.1)``, an nn.Module
   (a plain class with ``__call__`` and ``.training`` is checked too, and said not to be one).
 - ``check_pre_ln_block(fn)``: ``fn(x, attention, mlp, eps=1e-5)``, a pre-LN transformer block.
+- ``check_masked_batch_norm(fn)``: ``fn(x, mask, gamma, beta, eps=1e-5)``, BatchNorm over a padded batch's real tokens.
+- ``check_running_stats_update(fn)``, ``check_keras_port(fn)``, ``check_fine_tune_step(fn)``: notebook 03's
+  running-statistics update, Keras port and fine-tuning step with frozen BatchNorm.
 - ``check_float16_layer_norm(fn)``: ``fn(x, gamma, beta, eps=1e-5)``, right in float16 too.
 
 Design decisions:
@@ -38,7 +41,9 @@ from normlab.checks._distributed import check_combine_statistics
 from normlab.checks._module import check_batch_norm_module
 from normlab.checks._norms import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
 from normlab.checks._result import MISTAKES, CheckResult
+from normlab.checks._train_vs_eval_exercises import check_fine_tune_step, check_keras_port, check_running_stats_update
 from normlab.checks._transformer import check_float16_layer_norm, check_pre_ln_block
+from normlab.checks._which_axes_exercises import check_masked_batch_norm
 
 __all__ = [
     "MISTAKES",
@@ -46,9 +51,13 @@ __all__ = [
     "check_batch_norm",
     "check_batch_norm_module",
     "check_combine_statistics",
+    "check_fine_tune_step",
     "check_float16_layer_norm",
     "check_group_norm",
+    "check_keras_port",
     "check_layer_norm",
+    "check_masked_batch_norm",
     "check_pre_ln_block",
     "check_rms_norm",
+    "check_running_stats_update",
 ]

@@ -92,8 +92,9 @@ def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_T
 def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a learner's LayerNorm ``fn(x, gamma, beta, eps=1e-5)``.
 
-    ``fn`` normalizes each sample over its last dim ("NC", and each token for "NLC") or
-    over (C, H, W) ("NCHW"); gamma and beta have that normalized shape (notebook 02).
+    ``fn`` normalizes each sample over its last dim ("NC", and each token for "NLC"), over
+    (C, H, W) ("NCHW"), or each pixel over its C channels ("NHWC", channels-last LayerNorm as
+    in ConvNeXt); gamma and beta have that normalized shape (notebook 02).
     """
     _check_function(fn, "check_layer_norm")
     _check_layout(layout, LAYER_NORM_SHAPES, "check_layer_norm")

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from normlab.checks._limits import INTERRUPT, is_library
+from normlab.checks._result import CheckResult
 from normlab.checks._session import Session
 
 # What learner code returns or builds: anything at all. Typed Any on purpose: every use looks at
@@ -95,6 +96,23 @@ def call_learner(
         note for name, original, copy in zip(names, args, copies) if (note := _mutation(name, original, copy))
     )
     return Outcome(value=finished.value.value, mutated=mutated)
+
+
+def failed_call(outcome: Outcome, who: str, check: str, checked: str, hints: dict[str, str]) -> CheckResult | None:
+    """The result for a call that did not return: stopped ("too-slow"), the stub ("not solved yet") or "raised"."""
+    if outcome.timed_out:
+        return CheckResult(check, False, "too-slow", checked, f"{who} did not return within the time limit.")
+    if outcome.stopped is not None:
+        return CheckResult(check, False, "interrupted", checked, f"The check was interrupted while {who} ran.")
+    if outcome.not_implemented:
+        observed = f"Not solved yet: {who} raised {outcome.error}."
+        hint = "Replace `raise NotImplementedError` with your code, run that cell, then run this check again."
+        return CheckResult(check, False, None, checked, observed, hint)
+    if outcome.error is not None:
+        where = f" {outcome.where}" if outcome.where else ""
+        observed = f"{who} raised {outcome.error}{where}."
+        return CheckResult(check, False, "raised", checked, observed, hints.get("raised", ""))
+    return None
 
 
 def _fresh_copy(arg: object) -> object:

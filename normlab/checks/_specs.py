@@ -35,7 +35,7 @@ NORM_TITLES = {
     "rms": "RMSNorm",
 }
 BATCH_NORM_SHAPES = {"NC": (6, 4), "NCL": (4, 3, 5), "NLC": (4, 5, 3), "NCHW": (2, 3, 4, 5)}
-LAYER_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6), "NCHW": (2, 3, 4, 5)}
+LAYER_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6), "NCHW": (2, 3, 4, 5), "NHWC": (2, 3, 4, 5)}
 RMS_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6)}
 GROUP_SIZE, GROUP_NORM_HW = 3, (4, 5)  # channels per group, and H, W of the GroupNorm probe
 
@@ -227,7 +227,7 @@ def batch_norm_spec(layout: str) -> NormSpec:
 
 
 def layer_norm_spec(layout: str) -> NormSpec:
-    """LayerNorm: one statistic per sample (per token for NLC); gamma and beta of the normalized shape."""
+    """LayerNorm: one statistic per sample (per token for NLC, per pixel for NHWC); gamma and beta of the normalized shape."""
     shape = LAYER_NORM_SHAPES[layout]
     reduced = reduced_dims("layer", layout)
     normalized = shape[reduced[0] :]
@@ -241,7 +241,7 @@ def layer_norm_spec(layout: str) -> NormSpec:
         layout=layout,
         shape=shape,
         grouping=_standard_grouping(layout, shape, reduced),
-        unit="token" if layout == "NLC" else "sample",
+        unit={"NLC": "token", "NHWC": "pixel"}.get(layout, "sample"),
         param_shape=normalized,
         param_view=normalized,
         reference=reference,

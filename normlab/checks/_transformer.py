@@ -31,7 +31,7 @@ from torch import Tensor
 from normlab._errors import shape_str
 from normlab.checks._norms import _check_function, check_layer_norm, learner_name
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, failed_call
 from normlab.checks._session import Session
 
 SHAPE = (3, 5, 8)  # (N, L, E): three different sizes, so that every choice of dims is visible
@@ -175,15 +175,8 @@ def _result(check: str, checked: str, mistake: str | None, observed: str, hints:
 
 def _call_problem(outcome: Outcome, who: str, check: str, checked: str, hints: dict, shape) -> CheckResult | None:
     """The result for a call that failed, returned no tensor of the right shape, or changed its input."""
-    if outcome.timed_out:
-        return _result(check, checked, "too-slow", f"{who} did not return within the time limit.", hints)
-    if outcome.not_implemented:
-        observed = f"Not solved yet: {who} raised {outcome.error}."
-        hint = "Replace `raise NotImplementedError` with your code, run that cell, then run this check again."
-        return CheckResult(check, False, None, checked, observed, hint)
-    if outcome.error is not None:
-        where = f" {outcome.where}" if outcome.where else ""
-        return _result(check, checked, "raised", f"{who} raised {outcome.error}{where}.", hints)
+    if failed := failed_call(outcome, who, check, checked, hints):
+        return failed
     value = outcome.value
     if not isinstance(value, Tensor) or not value.dtype.is_floating_point:
         what = "None" if value is None else f"a {type(value).__name__}"

@@ -314,7 +314,15 @@ class BatchSizeNoise:
     true_std: float
     mean_noise: Tensor  # std, over batches, of the batch mean
     std_noise: Tensor  # std, over batches, of the batch's (biased) std
-    gap: Tensor  # mean over batches of train_eval_gap against the TRUE statistics
+    gap: Tensor  # RMS over all batches of train_eval_gap against the TRUE statistics
+    mean_noise_theory: Tensor  # sigma / sqrt(n)
+    std_noise_theory: Tensor  # the exact std of the biased std of n normal values
+    gap_theory: Tensor  # the exact RMS gap for normal data (eps neglected)
+
+
+def biased_std_factor(n: int) -> float:
+    r"""E[sigma_B] / sigma for n normal values, sigma_B the biased std: sqrt(2/n) Gamma(n/2) / Gamma((n-1)/2)."""
+    return math.sqrt(2 / n) * math.exp(math.lgamma(n / 2) - math.lgamma((n - 1) / 2))
 
 
 def batch_statistics_noise(
@@ -324,13 +332,16 @@ def batch_statistics_noise(
     std: float = 2.0,
     seed: int = 0,
 ) -> BatchSizeNoise:
-    r"""Batch statistics of N(mean, std^2) data across batch sizes.
+    r"""Batch statistics of N(mean, std^2) data across batch sizes, measured and from theory.
 
-    The batch mean scatters with std :math:`\sigma/\sqrt{n}` around the true mean, so
-    even perfect running statistics (the true ones) disagree with what training mode
-    used; ``gap`` measures that disagreement in output units. Notebook 03, §5.
+    The batch mean scatters with std :math:`\sigma/\sqrt{n}` around the true mean; the biased
+    batch std :math:`\sigma_B` has mean :math:`c_n \sigma` (:func:`biased_std_factor`) and
+    std :math:`\sigma\sqrt{(n-1)/n - c_n^2}`. Even perfect running statistics (the true ones)
+    disagree with what training mode used: on one batch the mean square of train minus eval
+    output is :math:`((\mu_B - \mu)/\sigma)^2 + (1 - \sigma_B/\sigma)^2`, whose expectation
+    :math:`1/n + 1 - 2c_n + (n-1)/n` gives ``gap_theory`` (the RMS over batches). Notebook 03, §5.
     """
-    mean_noise, std_noise, gap = [], [], []
+    mean_noise, std_noise, gap, theory = [], [], [], []
     for n in batch_sizes:
         if n < 2:
             raise ValueError(f"batch sizes must be >= 2 (a batch of one has no variance); got {n}.")
@@ -338,13 +349,20 @@ def batch_statistics_noise(
         moments = batch_moments(batches)
         mean_noise.append(moments.mean.std().item())
         std_noise.append(moments.biased_var.sqrt().std().item())
-        gap.append(train_eval_gap(batches, mean, std**2).mean().item())
+        gap.append((train_eval_gap(batches, mean, std**2) ** 2).mean().sqrt().item())
+        c = biased_std_factor(n)
+        theory.append((std / n**0.5, std * math.sqrt((n - 1) / n - c**2), math.sqrt(1 / n + 1 - 2 * c + (n - 1) / n)))
+
+    def column(values: list) -> Tensor:
+        return torch.tensor(values, dtype=torch.float64)
+
     return BatchSizeNoise(
         tuple(batch_sizes),
         std,
-        torch.tensor(mean_noise, dtype=torch.float64),
-        torch.tensor(std_noise, dtype=torch.float64),
-        torch.tensor(gap, dtype=torch.float64),
+        column(mean_noise),
+        column(std_noise),
+        column(gap),
+        *(column([row[i] for row in theory]) for i in range(3)),
     )
 
 
@@ -364,6 +382,19 @@ class RunningStatsRun:
     running_var: Tensor  # (T,) after each step
     gap_running: Tensor  # (T,) train/eval gap on batch t, eval using the estimate BEFORE batch t
     gap_true: Tensor  # (T,) the same gap with the true statistics: the floor set by batch noise
+    gap_running_smoothed: Tensor  # (T,) moving average of gap_running over SMOOTHING steps (fewer at the start)
+    gap_true_smoothed: Tensor  # (T,) the same for gap_true
+
+
+SMOOTHING = 15  # steps in the explorer's moving average of the gap
+
+
+def moving_average(values: Tensor, window: int = SMOOTHING) -> Tensor:
+    """Mean of the last ``window`` values at each step (of all values so far in the first steps)."""
+    sums = torch.cat([values.new_zeros(1), values.cumsum(0)])
+    ends = torch.arange(1, len(values) + 1)
+    starts = (ends - window).clamp(min=0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
 
 
 def running_stats_run(
@@ -386,6 +417,7 @@ def running_stats_run(
     running_var = running_average(moments.unbiased_var, momentum, initial=1.0)
     before_mean = torch.cat([torch.zeros(1, 1, dtype=batches.dtype), running_mean[:-1]])
     before_var = torch.cat([torch.ones(1, 1, dtype=batches.dtype), running_var[:-1]])
+    gap_running, gap_true = train_eval_gap(batches, before_mean, before_var), train_eval_gap(batches, mean, std**2)
     return RunningStatsRun(
         momentum=momentum,
         batch_size=batch_size,
@@ -394,8 +426,10 @@ def running_stats_run(
         batch_means=moments.mean[:, 0],
         running_mean=running_mean[:, 0],
         running_var=running_var[:, 0],
-        gap_running=train_eval_gap(batches, before_mean, before_var),
-        gap_true=train_eval_gap(batches, mean, std**2),
+        gap_running=gap_running,
+        gap_true=gap_true,
+        gap_running_smoothed=moving_average(gap_running),
+        gap_true_smoothed=moving_average(gap_true),
     )
 
 

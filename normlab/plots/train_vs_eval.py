@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
 from normlab.experiments.train_vs_eval import (
+    SMOOTHING,
     BatchSizeNoise,
     RunningMeanComparison,
     RunningStatsRun,
@@ -19,7 +20,16 @@ from normlab.style import OKABE_ITO, legend_of, new_figure
 BATCH_MEAN_STYLE = dict(
     linestyle="none", marker=".", markersize=5, color="0.6", alpha=0.7, label="batch mean", zorder=1
 )
-LINE_STYLES = ("-", "--", "-", "-", ":")
+# One look per rule of MOMENTUM_RULES, told apart by colour AND line style AND width (colour-blind safe):
+# the hand-written 0.9 is a thin black dashed line on the thick blue PyTorch 0.1, because they coincide;
+# the momentum=None line carries circles, drawn last, so that it stays visible where it meets the others.
+RULE_STYLES = (
+    dict(color=OKABE_ITO[0], linestyle="-", linewidth=4, alpha=0.6, zorder=2),
+    dict(color=OKABE_ITO[7], linestyle=(0, (4, 3)), linewidth=1.3, zorder=3),
+    dict(color=OKABE_ITO[2], linestyle="-", linewidth=2, zorder=2),
+    dict(color=OKABE_ITO[3], linestyle="-", linewidth=1, zorder=2),
+    dict(color=OKABE_ITO[4], linestyle="-.", linewidth=2, marker="o", markersize=4, markevery=10, zorder=4),
+)
 GAP_TICKS = (0.01, 0.1, 1, 10)
 
 
@@ -45,15 +55,8 @@ def plot_momentum_rules(result: RunningMeanComparison) -> Figure:
     steps = range(1, len(result.batch_means) + 1)
     ax.plot(steps, result.batch_means.numpy(), **BATCH_MEAN_STYLE)
     for i, (label, trajectory) in enumerate(result.trajectories.items()):
-        ax.plot(
-            steps,
-            trajectory.numpy(),
-            color=OKABE_ITO[i % len(OKABE_ITO)],
-            linestyle=LINE_STYLES[i % len(LINE_STYLES)],
-            linewidth=2 if i != 1 else 2.5,
-            label=label,
-        )
-    _true_mean_line(ax, result.true_mean)
+        ax.plot(steps, trajectory.numpy(), label=label, **RULE_STYLES[i % len(RULE_STYLES)])
+    ax.axhline(result.true_mean, color="0.4", linestyle=":", linewidth=1.2, label=true_mean_label(result.true_mean))
     ax.set(
         title="The same number, opposite meanings: running mean under five update rules",
         xlabel="training step (batches seen)",
@@ -64,20 +67,29 @@ def plot_momentum_rules(result: RunningMeanComparison) -> Figure:
 
 
 def plot_batch_size_noise(result: BatchSizeNoise) -> Figure:
-    """Scatter of the batch mean and batch std across batch sizes, with the sigma/sqrt(n) law (§5)."""
-    fig, ax = new_figure(figsize=(6.4, 4.0))
+    """Left: scatter of the batch mean and batch std. Right: the train/eval gap. Measured, and theory (§5)."""
+    fig, (left, right) = new_figure(1, 2, figsize=(11, 4.0))
     sizes = list(result.batch_sizes)
-    theory = [result.true_std / n**0.5 for n in sizes]
-    ax.plot(sizes, result.mean_noise.numpy(), "o-", color=OKABE_ITO[0], label="std of the batch mean (measured)")
-    ax.plot(sizes, theory, "--", color=OKABE_ITO[0], label=r"$\sigma/\sqrt{n}$ (theory)")
-    ax.plot(sizes, result.std_noise.numpy(), "s-", color=OKABE_ITO[1], label="std of the batch std (measured)")
-    _batch_size_axis(ax, sizes, "batch size n (values per channel)")
-    ax.set_yscale("log")
-    ax.set(
+    left.plot(sizes, result.mean_noise.numpy(), "o-", color=OKABE_ITO[0], label="std of the batch mean (measured)")
+    left.plot(sizes, result.mean_noise_theory.numpy(), "--", color=OKABE_ITO[0], label=r"$\sigma/\sqrt{n}$ (theory)")
+    left.plot(sizes, result.std_noise.numpy(), "s-", color=OKABE_ITO[1], label="std of the batch std (measured)")
+    left.plot(sizes, result.std_noise_theory.numpy(), ":", color=OKABE_ITO[1], linewidth=2, label="its theory")
+    left.set(
         title="Small batches give noisy statistics",
         ylabel=f"spread across batches (data units, σ = {result.true_std:g})",
     )
-    ax.legend()
+    right.plot(sizes, result.gap.numpy(), "D-", color=OKABE_ITO[3], label="train/eval gap (measured)")
+    right.plot(
+        sizes, result.gap_theory.numpy(), "--", color=OKABE_ITO[7], linewidth=1.2, label="theory for normal data"
+    )
+    right.set(
+        title="Train/eval gap, even with the true statistics",
+        ylabel="RMS(train − eval output), output units",
+    )
+    for ax in (left, right):
+        _batch_size_axis(ax, sizes, "batch size n (values per channel)")
+        ax.set_yscale("log")
+        ax.legend()
     return fig
 
 
@@ -115,8 +127,8 @@ def plot_running_stats_run(run: RunningStatsRun) -> Figure:
     _true_mean_line(left, run.true_mean)
     left.set(xlabel="training step", ylabel="mean (data units)", ylim=(-2, 8))
     left.legend(loc="lower right")
-    right.plot([], [], color=OKABE_ITO[3], linewidth=1.5, label="eval with running stats")
-    right.plot([], [], color=OKABE_ITO[2], linewidth=1, alpha=0.8, label="eval with true stats")
+    right.plot([], [], color=OKABE_ITO[3], linewidth=2, label="eval with running stats")
+    right.plot([], [], color=OKABE_ITO[2], linewidth=2, linestyle="--", label="eval with true stats")
     right.set_yscale("log")
     # Few, plain ticks: log axes otherwise create dozens of minor ticks and slow every redraw.
     right.yaxis.set_major_locator(FixedLocator(GAP_TICKS))
@@ -125,7 +137,7 @@ def plot_running_stats_run(run: RunningStatsRun) -> Figure:
     right.set(
         title="Train/eval gap on each new batch",
         xlabel="training step",
-        ylabel="RMS(train − eval output), output units",
+        ylabel=f"RMS(train − eval), mean of {SMOOTHING} steps",
         ylim=(GAP_TICKS[0], GAP_TICKS[-1]),
     )
     right.legend(loc="upper right")
@@ -144,9 +156,9 @@ def update_running_stats_run(fig: Figure, run: RunningStatsRun) -> list[Artist]:
     legend_of(left).get_texts()[2].set_text(true_mean_label(run.true_mean))
     left.set_title(f"Running mean, momentum={run.momentum:g}, batch size {run.batch_size}")
     tail = max(len(steps) // 4, 1)
-    gaps = {"running": run.gap_running, "true": run.gap_true}
-    for line, text, (name, gap) in zip(right.lines, legend_of(right).get_texts(), gaps.items()):
-        line.set_data(steps, gap.numpy())
+    gaps = {"running": (run.gap_running, run.gap_running_smoothed), "true": (run.gap_true, run.gap_true_smoothed)}
+    for line, text, (name, (gap, smoothed)) in zip(right.lines, legend_of(right).get_texts(), gaps.items()):
+        line.set_data(steps, smoothed.numpy())
         text.set_text(f"eval with {name} stats (last {tail}: {gap[-tail:].mean().item():.3f})")
     step_ticks = [round(len(steps) * k / 3) for k in range(4)]  # fixed, few: cheaper to redraw
     for ax in (left, right):

@@ -84,7 +84,8 @@ class CubeFace(PolyCollection):
     elements: list[tuple[int, int, int]]
 
 
-def _draw_cube(ax, result: SharedStatistics) -> None:
+def _draw_cube(ax, result: SharedStatistics) -> tuple[float, float]:
+    """Draw the cube; return the data point under its front face that the captions hang from."""
     cube = cube_categories(result)
     n, c, s = cube.shape
     for face, shade in FACE_SHADES.items():
@@ -100,7 +101,11 @@ def _draw_cube(ax, result: SharedStatistics) -> None:
     ax.text(-0.5, -n / 2, f"N (batch) = {n}", rotation=90, ha="right", va="center", fontsize=9)
     ax.annotate("", xy=(c, -n - 0.3), xytext=(0, -n - 0.3), arrowprops=arrow)
     channel_name = CHANNEL_NAMES.get(result.layout, "C (channels)")
-    ax.text(c / 2, -n - 0.5, f"{channel_name} = {c}", ha="center", va="top", fontsize=9)
+    # Labels below the cube sit a fixed number of points under its arrow, whatever the cell size,
+    # so that the caption (placed the same way, further down) never overlaps them.
+    ax.annotate(
+        f"{channel_name} = {c}", (c / 2, -n - 0.3), xytext=(0, -3), textcoords="offset points", ha="center", va="top"
+    ).set_fontsize(9)
     positions = position_axis_name(result.layout)
     if positions:
         start = np.array([c + 0.3, -n])
@@ -115,10 +120,11 @@ def _draw_cube(ax, result: SharedStatistics) -> None:
             rotation_mode="anchor",
         )
     ax.set_xlim(-1.6, c + back[0] + 3.2)
-    ax.set_ylim(-n - 2.2, back[1] + 0.4)
+    ax.set_ylim(-n - 0.8, back[1] + 0.4)
     ax.set_aspect("equal")
     ax.set(xticks=[], yticks=[])  # no ticks to lay out: the arrows above are the axes (and drawing is faster)
     ax.set_axis_off()
+    return 0.0, -n - 0.3
 
 
 def describe(result: SharedStatistics) -> str:
@@ -130,18 +136,32 @@ def describe(result: SharedStatistics) -> str:
     return f"{stats}\n{params}"
 
 
-def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics]) -> Figure:
+def _panel_size(result: SharedStatistics) -> tuple[float, float]:
+    """Inches for one cube panel: wide enough for about 0.14 inch per cell of a wide cube."""
+    n, c, s = as_batch_channel_position(result.mask, result.layout).shape
+    width = max(3.3, 0.14 * (c + 0.5 * s + 4.8))
+    return width, 1.9 + width * (n + 0.4 * s + 1.2) / (c + 0.5 * s + 4.8)
+
+
+def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics], ncols: int | None = None) -> Figure:
     """One cube per norm: which elements share the chosen element's mean and variance.
 
     Each panel draws the tensor as an N x C x S block (positions flattened into S)
     seen from the front, top and side, colours the chosen element, the elements that
     share its statistics and the rest, and states the statistics' and parameters'
-    shapes. Several results give Wu & He's Fig. 2 for the tensor's actual layout.
+    shapes. Several results give Wu & He's Fig. 2 for the tensor's actual layout, ``ncols``
+    panels a row (all in one row by default).
     """
     results = [results] if isinstance(results, SharedStatistics) else list(results)
-    fig, axes = new_figure(1, len(results), figsize=(max(3.3 * len(results) + 0.4, 7.0), 4.0), squeeze=False)
-    for ax, result in zip(axes[0], results):
-        _draw_cube(ax, result)
+    ncols = ncols or len(results)
+    nrows = -(-len(results) // ncols)
+    width, height = (max(size) for size in zip(*map(_panel_size, results)))
+    figsize = (max(width * ncols + 0.4, 7.0), max(height * nrows + 0.5, 4.0))
+    fig, axes = new_figure(nrows, ncols, figsize=figsize, squeeze=False)
+    for ax in axes.flat[len(results) :]:
+        ax.set_axis_off()
+    for ax, result in zip(axes.flat, results):
+        anchor = _draw_cube(ax, result)
         each = result.elements_per_statistic
         ax.set_title(
             f"{result.title}\n{result.num_statistics} statistics × {each} element{'s' if each != 1 else ''} each"
@@ -149,7 +169,7 @@ def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics
         caption = describe(result)
         if result.note:
             caption += "\n" + textwrap.fill(result.note.split(";")[0], 44)
-        ax.text(0.0, 0.0, caption, transform=ax.transAxes, ha="left", va="top", fontsize=8)
+        ax.annotate(caption, anchor, xytext=(0, -17), textcoords="offset points", ha="left", va="top").set_fontsize(8)
     handles = [
         Patch(facecolor=CATEGORY_COLORS[k], edgecolor="0.5", label=CATEGORY_LABELS[k]) for k in (CHOSEN, SHARED, OTHER)
     ]
@@ -162,7 +182,7 @@ def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics
 
 
 def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_image: torch.Tensor) -> Figure:
-    """Digits before and after LayerNorm(W) (each row alone) and LayerNorm([H, W]) (whole image).
+    """Grayscale images before and after LayerNorm(W) (each row alone) and LayerNorm([H, W]) (whole image).
 
     ``images``, ``per_row`` and ``per_image`` are (n, H, W); one column per image.
     """
@@ -171,8 +191,9 @@ def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_imag
         (per_image, "LayerNorm([H, W]): per image"),
         (per_row, "LayerNorm(W): per row"),
     ]
-    n = images.shape[0]
-    fig, axes = new_figure(len(rows), n, figsize=(1.9 * n + 1.2, 5.6), squeeze=False)
+    n, height, width = images.shape
+    panel = 1.9 * max(1.0, width / height)  # inches per image: wider for landscape images
+    fig, axes = new_figure(len(rows), n, figsize=(max(panel * n + 1.2, 6.4), 5.6), squeeze=False)
     for r, (batch, label) in enumerate(rows):
         limit = float(batch.abs().max())
         vmin = 0.0 if r == 0 else -limit
@@ -187,5 +208,5 @@ def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_imag
                 ax.set_xlabel("column (W)")
         axes[r][0].set_title(label, loc="left")
         fig.colorbar(im, ax=list(axes[r]), label="value" if r == 0 else "normalized value", shrink=0.9)
-    fig.suptitle("LayerNorm's normalized_shape decides the axes: one row or the whole image")
+    fig.suptitle("LayerNorm's normalized_shape: one row, or the whole image")
     return fig
