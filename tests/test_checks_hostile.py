@@ -294,6 +294,24 @@ def test_global_settings_changed_by_learner_code_are_put_back_and_reported(untou
     assert "Session:" in result.message and "Session</th>" in result._repr_html_()
 
 
+def test_a_submodule_first_imported_by_learner_code_stays_importable():
+    """numpy loads numpy.fft lazily; deleting the attribute the import added (while sys.modules keeps the
+    module) sent numpy's __getattr__ into endless recursion at the next use of numpy.fft."""
+    verdict = run_snippet(
+        """
+        import numpy as np
+        def imports_fft(x, gamma, beta, eps=1e-5):
+            import numpy.fft
+            return bn(x, gamma, beta, eps)
+        loaded_before = "numpy.fft" in sys.modules
+        result = check_batch_norm(imports_fft, layout="NLC")
+        verdict(result, loaded_before=loaded_before, usable=np.fft.fft(np.ones(2)).real.tolist())
+        """
+    )
+    assert verdict["loaded_before"] is False  # else this test shows nothing
+    assert verdict["mistake"] is None and verdict["usable"] == [2.0, 0.0]
+
+
 def patches_torch(x, gamma, beta, eps=1e-5):
     original = torch.mean
     torch.mean = lambda *a, **k: original(*a, **k) * 2

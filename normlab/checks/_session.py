@@ -107,7 +107,9 @@ def _same(new: object, old: object) -> bool:
 def _replaced(before: dict[str, dict[str, object]], now: dict[str, dict[str, object]]) -> list[tuple[str, str]]:
     """(namespace, attribute) of every function replaced, deleted or added between two snapshots.
 
-    Modules that appear are not counted: importing a submodule adds one (``numpy.random``).
+    Modules that appear or disappear are not counted: importing a submodule adds one (``numpy.fft``),
+    and deleting it again, while ``sys.modules`` keeps it, would send numpy's lazy ``__getattr__``
+    into endless recursion at the next ``numpy.fft``.
     """
     changed = []
     for space, old in before.items():
@@ -116,7 +118,8 @@ def _replaced(before: dict[str, dict[str, object]], now: dict[str, dict[str, obj
             continue  # the usual case, decided at C speed
         for attr in old.keys() | new.keys():
             value, old_value = new.get(attr, _MISSING), old.get(attr, _MISSING)
-            if _same(value, old_value) or (old_value is _MISSING and isinstance(value, types.ModuleType)):
+            one_sided = value if old_value is _MISSING else old_value if value is _MISSING else None
+            if _same(value, old_value) or isinstance(one_sided, types.ModuleType):
                 continue
             changed.append((space, attr))
     return sorted(changed)

@@ -137,8 +137,9 @@ def _diagnose_update(outcomes: list[Outcome], who: str, check: str) -> CheckResu
             return failed
         value = outcome.value
         pair = tuple(value) if isinstance(value, (tuple, list)) and len(value) == 2 else None
-        tensors = [_as_float64(v) for v in pair] if pair else [None]
-        if pair is None or any(t is None for t in tensors):
+        found = [_as_float64(v) for v in pair] if pair else [None]
+        tensors = [t for t in found if t is not None]
+        if pair is None or len(tensors) != len(found):
             return result("not-a-tensor", f"{who} returned {type(value).__name__}; expected (new_mean, new_var).")
         if any(t.shape != (3,) for t in tensors):
             shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
@@ -256,8 +257,9 @@ def _port_mistakes(bn: nn.Module, momentum: float, epsilon: float) -> tuple[list
     running_mean, running_var = get("running_mean"), get("running_var")
     if running_mean is None or running_var is None or not (_close(running_mean, mean) and _close(running_var, var)):
         found.append("stats-not-ported")
-        shown = _vector(running_var) if running_var is not None else None
-        seen.append(f"running_var {shown}, expected moving_variance {_vector(var)}")
+        seen.append(
+            f"running_var {_vector(running_var) if running_var is not None else None}, expected moving_variance {_vector(var)}"
+        )
     return found, seen
 
 
@@ -320,13 +322,12 @@ def _pretrained_model() -> tuple[nn.Sequential, Tensor, Tensor]:
         torch.manual_seed(6)
         model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.25), nn.Linear(6, 2))
     model = model.double()
-    bn = model[1]
     with torch.no_grad():
-        bn.weight.copy_(1.0 + 0.3 * torch.randn(6, generator=generator, dtype=torch.float64))
-        bn.bias.copy_(0.2 * torch.randn(6, generator=generator, dtype=torch.float64))
-        bn.running_mean.copy_(torch.randn(6, generator=generator, dtype=torch.float64))
-        bn.running_var.copy_(0.5 + torch.rand(6, generator=generator, dtype=torch.float64))
-    bn.num_batches_tracked.fill_(1000)
+        model.get_parameter("1.weight").copy_(1.0 + 0.3 * torch.randn(6, generator=generator, dtype=torch.float64))
+        model.get_parameter("1.bias").copy_(0.2 * torch.randn(6, generator=generator, dtype=torch.float64))
+        model.get_buffer("1.running_mean").copy_(torch.randn(6, generator=generator, dtype=torch.float64))
+        model.get_buffer("1.running_var").copy_(0.5 + torch.rand(6, generator=generator, dtype=torch.float64))
+    model.get_buffer("1.num_batches_tracked").fill_(1000)
     x = torch.randn(16, 4, generator=generator, dtype=torch.float64) * 2 + 1  # a shifted input distribution
     target = torch.randn(16, 2, generator=generator, dtype=torch.float64)
     return model, x, target

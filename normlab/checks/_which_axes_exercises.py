@@ -110,15 +110,15 @@ def _variants(x: Tensor, mask: Tensor, gamma: Tensor, beta: Tensor) -> dict[tupl
     """Outputs at every position, keyed by the mistakes that give them (() is the right one)."""
     outputs: dict[tuple[str, ...], Tensor] = {}
     for counts, unbiased in itertools.product(itertools.product(COUNTS, COUNTS), (False, True)):
-        codes = ("padding-in-statistics",) if counts != ("real", "real") else ()
+        codes: tuple[str, ...] = ("padding-in-statistics",) if counts != ("real", "real") else ()
         codes += ("unbiased-variance",) if unbiased else ()
         outputs.setdefault(codes, _normalized(x, mask, gamma, beta, (0, 1), counts, unbiased))
         if codes != ():
-            outputs[(*codes, *counts)] = _normalized(x, mask, gamma, beta, (0, 1), counts, unbiased)
+            outputs[codes + counts] = _normalized(x, mask, gamma, beta, (0, 1), counts, unbiased)
     for dims in ((1,), (2,)):  # per sentence, per token
         for unbiased in (False, True):
             codes = ("wrong-axes",) + (("unbiased-variance",) if unbiased else ())
-            outputs[(*codes, str(dims))] = _normalized(x, mask, gamma, beta, dims, ("real", "real"), unbiased)
+            outputs[codes + (str(dims),)] = _normalized(x, mask, gamma, beta, dims, ("real", "real"), unbiased)
     return outputs
 
 
