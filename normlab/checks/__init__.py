@@ -35,6 +35,7 @@ Design decisions:
 """
 
 from normlab.checks._distributed import check_combine_statistics
+from normlab.checks._inside_batch_norm import check_batch_norm_backward, check_fold_batch_norm  # noqa: F401  (notebook 05; exported by import, one line for clean merges)
 from normlab.checks._module import check_batch_norm_module
 from normlab.checks._norms import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
 from normlab.checks._result import MISTAKES, CheckResult
