@@ -232,7 +232,7 @@ def test_results_have_the_same_keys_whatever_was_measured():
     results.validate_results(full)
     results.validate_results(partial)
     assert set(full) == set(partial) == {"schema_version", "machine", "sections", "budgets"}
-    assert list(partial["sections"]) == ["notebooks", "widgets", "reference", "import"]
+    assert list(partial["sections"]) == ["notebooks", "widgets", "reference", "import", "inside_batch_norm"]
     assert partial["sections"]["notebooks"] is None and partial["sections"]["widgets"] == widget_section()
 
 

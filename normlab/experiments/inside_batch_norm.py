@@ -274,12 +274,13 @@ def load_cnn_comparisons() -> dict[float, CnnComparison]:
 
 @dataclass(frozen=True)
 class BiasBeforeBatchNorm:
-    """A Linear (with bias) -> BatchNorm1d in training mode: the bias's gradient, and the output with the
-    bias set to other values. ``bias_grad``: dL/db per feature; ``output_change``: max |change| of the
-    output when the bias is replaced by random values; ``largest_other_grad``: max |dL/dW| for scale."""
+    """A Linear (with bias) -> BatchNorm1d in training mode: the bias's gradient, and the output before and
+    after the bias is replaced by random values. ``bias_grad``: dL/db per feature; ``largest_other_grad``:
+    max |dL/dW| of the same layer, for scale."""
 
     bias_grad: Tensor
-    output_change: float
+    output_before: Tensor
+    output_after: Tensor
     largest_other_grad: float
 
 
@@ -297,9 +298,7 @@ def bias_before_batch_norm(seed: int = 0, batch: int = 32, features: int = 8) ->
     with torch.no_grad():
         linear.bias.copy_(10 * torch.randn(features, generator=generator, dtype=torch.float64))
     after = norm(linear(x)).detach()
-    return BiasBeforeBatchNorm(
-        linear.bias.grad.clone(), (after - before).abs().max().item(), linear.weight.grad.abs().max().item()
-    )
+    return BiasBeforeBatchNorm(linear.bias.grad.clone(), before, after, linear.weight.grad.abs().max().item())
 
 
 # ---- §4 Folding BatchNorm into the layer before it -----------------------------------------
