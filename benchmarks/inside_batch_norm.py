@@ -112,7 +112,10 @@ def time_backwards(min_run_time: float, shape: Sequence[int] = BACKWARD_SHAPE) -
     grad = torch.randn(*shape, generator=generator)
     stmt = "torch.autograd.grad(fn(x, w, b), (x, w, b), grad)"
     times = _fastest_medians_us(
-        {name: (stmt, {"torch": torch, "fn": fn, "x": x, "w": w, "b": b, "grad": grad}) for name, fn in BACKWARDS.items()},
+        {
+            name: (stmt, {"torch": torch, "fn": fn, "x": x, "w": w, "b": b, "grad": grad})
+            for name, fn in BACKWARDS.items()
+        },
         min_run_time,
     )
     return [{"implementation": name, "forward_backward_us": us} for name, us in times.items()]

@@ -582,3 +582,53 @@ def test_run_options_and_reference_notes():
     assert run.parse_args(["--min-run-time", "0.2"]).min_run_time == 0.2
     with pytest.raises(SystemExit):
         run.parse_args(["--min-run-time", "0"])
+
+
+# ---------------------------------------------------------------- notebook 05's section
+
+
+def inside_batch_norm_section() -> dict:
+    return {
+        "min_run_time_s": 2.0,
+        "threads": 1,
+        "fold": [
+            {"case": "linear 8 -> 8", "unfused_us": 30.0, "folded_us": 20.0, "speedup": 1.5, "max_abs_difference": 1e-7}
+        ],
+        "backward_shape": [4, 3, 2, 2],
+        "backward": [{"implementation": "torch", "forward_backward_us": 12.5}],
+    }
+
+
+def test_inside_batch_norm_rows_are_information_without_a_budget():
+    rows = budgets.budget_rows({"inside_batch_norm": inside_batch_norm_section()})
+    assert rows == [
+        {
+            "what": "fold BN: linear 8 -> 8",
+            "figure": 1.5,
+            "unit": "x",
+            "budget": "-",
+            "verdict": "-",
+            "note": "unfused 30 us, folded 20 us (1 thread, no grad)",
+        },
+        {
+            "what": "BN forward+backward (4, 3, 2, 2): torch",
+            "figure": 12.5,
+            "unit": "us",
+            "budget": "-",
+            "verdict": "-",
+            "note": "",
+        },
+    ]
+    document = results.build_results({"inside_batch_norm": inside_batch_norm_section()}, MACHINE)
+    results.validate_results(document)
+
+
+def test_inside_batch_norm_measurements_fold_correctly_and_name_every_backward():
+    from benchmarks import inside_batch_norm as bench
+
+    timing = bench.time_fold(bench.FOLD_CASES[0], min_run_time=0.01)
+    assert set(timing) == {"case", "unfused_us", "folded_us", "speedup", "max_abs_difference"}
+    assert timing["max_abs_difference"] < 1e-4 and timing["unfused_us"] > 0 and timing["folded_us"] > 0
+    assert timing["speedup"] == round(timing["unfused_us"] / timing["folded_us"], 2)
+    rows = bench.time_backwards(min_run_time=0.01, shape=(4, 3, 2, 2))
+    assert [r["implementation"] for r in rows] == list(bench.BACKWARDS)
