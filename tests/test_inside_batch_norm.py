@@ -203,8 +203,12 @@ def test_weight_decay_figure_draws_the_view_and_updates_in_place():
     assert list(right.lines[1].get_ydata()) == first.no_decay_effective_lr
     changed = update_weight_decay_view(fig, second)
     assert list(left.lines[0].get_ydata()) == second.weight_norm
-    assert left.get_title() == "lr 0.4: the weight's norm" and right.get_yscale() == "log"
-    assert left.get_legend() in changed and left.lines[0].get_label() == "weight decay 0.001"
+    assert left.get_title() == "lr 0.4, weight decay 0.001" and right.get_yscale() == "log"
+    assert set(changed) == {*left.lines, *right.lines, left.title}
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "with the weight decay in the title",
+        "no weight decay, same learning rate",
+    ]
 
 
 def test_explorer_shows_the_selected_runs():
