@@ -36,7 +36,7 @@ class FoldCase:
 
     name: str
     input_shape: tuple[int, ...]
-    make: Callable[[], tuple[nn.Module, nn.Module]]
+    make: Callable[[], tuple[nn.Linear | nn.Conv2d, nn.BatchNorm1d | nn.BatchNorm2d]]
 
 
 FOLD_CASES = (
@@ -79,10 +79,12 @@ def time_fold(case: FoldCase, min_run_time: float) -> dict[str, Any]:
     """Median microseconds of the unfused pair and of the folded layer, eval mode, no grad."""
     torch.manual_seed(0)
     layer, norm = case.make()
-    norm.running_mean.uniform_(-1, 1)
-    norm.running_var.uniform_(0.5, 2)
+    with torch.no_grad():  # running statistics away from the defaults 0 and 1
+        for buffer, (low, high) in zip((norm.running_mean, norm.running_var), ((-1.0, 1.0), (0.5, 2.0))):
+            if buffer is not None:
+                buffer.uniform_(low, high)
     layer.eval(), norm.eval()
-    folded = fold_batch_norm(layer, norm)  # type: ignore[arg-type]  # the cases build Linear/Conv2d and their BN
+    folded = fold_batch_norm(layer, norm)
     x = torch.randn(case.input_shape)
     with torch.no_grad():
         gap = (folded(x) - norm(layer(x))).abs().max().item()
