@@ -441,6 +441,9 @@ def test_every_functional_mistake_code_is_tested_here():
         *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow"),
         # tests/test_batch_norm_across_processes.py:
         *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),
+        # tests/test_inside_batch_norm_checks.py:
+        *("missing-mean-path", "missing-variance-path", "missing-gamma", "dgamma-raw-x"),
+        *("fold-batch-statistics", "fold-in-training-mode", "fold-drops-bias"),
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 
