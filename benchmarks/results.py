@@ -122,7 +122,10 @@ def load_previous_sections(path: Path) -> dict[str, dict[str, Any] | None]:
     """The sections of an earlier results.json (so `--only widgets` keeps the other figures), or none."""
     try:
         previous = json.loads(path.read_text())
+        sections = previous["sections"]
+        if isinstance(sections, dict) and set(sections) <= set(SECTIONS):  # written before a section was added
+            previous["sections"] = {name: sections.get(name) for name in SECTIONS}
         validate_results(previous)
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):
         return {}
     return previous["sections"]

@@ -27,7 +27,7 @@ CITED: dict[str, dict[str, str]] = {
         "1100": "benchmarks/results.json, inside_batch_norm.backward: closed form",
         "1.7": "benchmarks/results.json, inside_batch_norm.fold: linear speed-up (and the highest of three runs)",
         "1.6": "benchmarks/results.json, inside_batch_norm.fold: conv 16 -> 32 speed-up",
-        "0.9": "benchmarks/results.json, inside_batch_norm.fold: digits conv speed-up",
+        "0.95": "benchmarks/results.json, inside_batch_norm.fold: digits conv speed-up",
         "0.7": "the lowest fold speed-up over three `make bench` runs on the same machine",
     },
     "04_transformers": {"7": "Zhang & Sennrich 2019, abstract: 7%~64% less running time", "64": "the same abstract"},

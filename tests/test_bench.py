@@ -280,6 +280,19 @@ def test_previous_sections_are_kept_only_from_a_valid_file(tmp_path):
     assert results.load_previous_sections(path)["import"] == import_section()
 
 
+def test_previous_sections_survive_a_section_added_to_the_schema(tmp_path):
+    """A results.json written before a section existed keeps its figures (the new section is None)."""
+    path = tmp_path / "results.json"
+    older = results.build_results({"import": import_section()}, MACHINE)
+    del older["sections"]["inside_batch_norm"]
+    path.write_text(results.to_json(older))
+    kept = results.load_previous_sections(path)
+    assert kept["import"] == import_section() and kept["inside_batch_norm"] is None
+    older["sections"]["unknown_section"] = None
+    path.write_text(results.to_json(older))
+    assert results.load_previous_sections(path) == {}
+
+
 # ---------------------------------------------------------------- explorer discovery
 
 
