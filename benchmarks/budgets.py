@@ -151,11 +151,31 @@ def _import_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _inside_batch_norm_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [
+        row(
+            f"fold BN: {case['case']}",
+            case["speedup"],
+            "x",
+            None,
+            note=f"unfused {case['unfused_us']:.0f} us, folded {case['folded_us']:.0f} us (1 thread, no grad)",
+        )
+        for case in section["fold"]
+    ]
+    shape = tuple(section["backward_shape"])
+    for entry in section["backward"]:
+        rows.append(
+            row(f"BN forward+backward {shape}: {entry['implementation']}", entry["forward_backward_us"], "us", None)
+        )
+    return rows
+
+
 SECTION_ROWS = {
     "notebooks": _notebook_rows,
     "widgets": _widget_rows,
     "reference": _reference_rows,
     "import": _import_rows,
+    "inside_batch_norm": _inside_batch_norm_rows,
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks.budgets import ERROR, INFO, OVER, PASS, budget_rows
 
 SCHEMA_VERSION = 1
-SECTIONS = ("notebooks", "widgets", "reference", "import")
+SECTIONS = ("notebooks", "widgets", "reference", "import", "inside_batch_norm")
 MACHINE_KEYS = (
     "cpu_model",
     "cores",
@@ -35,6 +35,7 @@ SECTION_KEYS = {
     "widgets": ("interactions", "seed", "explorers"),
     "reference": ("min_run_time_s", "threads", "cases"),
     "import": ("runs", "bare_python_s", "python_import_normlab_s", "import_s", "own_modules_s", "dependencies_s"),
+    "inside_batch_norm": ("min_run_time_s", "threads", "fold", "backward_shape", "backward"),
 }
 
 
@@ -121,7 +122,10 @@ def load_previous_sections(path: Path) -> dict[str, dict[str, Any] | None]:
     """The sections of an earlier results.json (so `--only widgets` keeps the other figures), or none."""
     try:
         previous = json.loads(path.read_text())
+        sections = previous["sections"]
+        if isinstance(sections, dict) and set(sections) <= set(SECTIONS):  # written before a section was added
+            previous["sections"] = {name: sections.get(name) for name in SECTIONS}
         validate_results(previous)
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):
         return {}
     return previous["sections"]

@@ -10,6 +10,7 @@ Usage:
     python benchmarks/run.py --only widgets reference # some parts; the others are kept from
                                                       # the previous results.json
     python benchmarks/run.py --only notebooks --runs 1 --notebooks notebooks/00_start_here.ipynb
+    python benchmarks/run.py --only inside_batch_norm  # notebook 05's fold and backward timings
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the benchmarks package im
 
 from benchmarks.budgets import format_table  # noqa: E402
 from benchmarks.importtime import measure_import  # noqa: E402
+from benchmarks.inside_batch_norm import measure_inside_batch_norm  # noqa: E402
 from benchmarks.notebooks import measure_notebooks  # noqa: E402
 from benchmarks.reference import measure_reference  # noqa: E402
 from benchmarks.results import (  # noqa: E402
@@ -79,6 +81,8 @@ def measure(part: str, args: argparse.Namespace) -> dict:
         return measure_widgets(ROOT, n=args.interactions, seed=args.seed)
     if part == "reference":
         return measure_reference(min_run_time=args.min_run_time)
+    if part == "inside_batch_norm":
+        return measure_inside_batch_norm(min_run_time=4 * args.min_run_time)  # 5 alternating rounds per side
     return measure_import(ROOT)
 
 

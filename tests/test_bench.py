@@ -232,7 +232,7 @@ def test_results_have_the_same_keys_whatever_was_measured():
     results.validate_results(full)
     results.validate_results(partial)
     assert set(full) == set(partial) == {"schema_version", "machine", "sections", "budgets"}
-    assert list(partial["sections"]) == ["notebooks", "widgets", "reference", "import"]
+    assert list(partial["sections"]) == ["notebooks", "widgets", "reference", "import", "inside_batch_norm"]
     assert partial["sections"]["notebooks"] is None and partial["sections"]["widgets"] == widget_section()
 
 
@@ -278,6 +278,19 @@ def test_previous_sections_are_kept_only_from_a_valid_file(tmp_path):
     assert results.load_previous_sections(path) == {}
     path.write_text(results.to_json(results.build_results({"import": import_section()}, MACHINE)))
     assert results.load_previous_sections(path)["import"] == import_section()
+
+
+def test_previous_sections_survive_a_section_added_to_the_schema(tmp_path):
+    """A results.json written before a section existed keeps its figures (the new section is None)."""
+    path = tmp_path / "results.json"
+    older = results.build_results({"import": import_section()}, MACHINE)
+    del older["sections"]["inside_batch_norm"]
+    path.write_text(results.to_json(older))
+    kept = results.load_previous_sections(path)
+    assert kept["import"] == import_section() and kept["inside_batch_norm"] is None
+    older["sections"]["unknown_section"] = None
+    path.write_text(results.to_json(older))
+    assert results.load_previous_sections(path) == {}
 
 
 # ---------------------------------------------------------------- explorer discovery
@@ -582,3 +595,53 @@ def test_run_options_and_reference_notes():
     assert run.parse_args(["--min-run-time", "0.2"]).min_run_time == 0.2
     with pytest.raises(SystemExit):
         run.parse_args(["--min-run-time", "0"])
+
+
+# ---------------------------------------------------------------- notebook 05's section
+
+
+def inside_batch_norm_section() -> dict:
+    return {
+        "min_run_time_s": 2.0,
+        "threads": 1,
+        "fold": [
+            {"case": "linear 8 -> 8", "unfused_us": 30.0, "folded_us": 20.0, "speedup": 1.5, "max_abs_difference": 1e-7}
+        ],
+        "backward_shape": [4, 3, 2, 2],
+        "backward": [{"implementation": "torch", "forward_backward_us": 12.5}],
+    }
+
+
+def test_inside_batch_norm_rows_are_information_without_a_budget():
+    rows = budgets.budget_rows({"inside_batch_norm": inside_batch_norm_section()})
+    assert rows == [
+        {
+            "what": "fold BN: linear 8 -> 8",
+            "figure": 1.5,
+            "unit": "x",
+            "budget": "-",
+            "verdict": "-",
+            "note": "unfused 30 us, folded 20 us (1 thread, no grad)",
+        },
+        {
+            "what": "BN forward+backward (4, 3, 2, 2): torch",
+            "figure": 12.5,
+            "unit": "us",
+            "budget": "-",
+            "verdict": "-",
+            "note": "",
+        },
+    ]
+    document = results.build_results({"inside_batch_norm": inside_batch_norm_section()}, MACHINE)
+    results.validate_results(document)
+
+
+def test_inside_batch_norm_measurements_fold_correctly_and_name_every_backward():
+    from benchmarks import inside_batch_norm as bench
+
+    timing = bench.time_fold(bench.FOLD_CASES[0], min_run_time=0.01)
+    assert set(timing) == {"case", "unfused_us", "folded_us", "speedup", "max_abs_difference"}
+    assert timing["max_abs_difference"] < 1e-4 and timing["unfused_us"] > 0 and timing["folded_us"] > 0
+    assert timing["speedup"] == round(timing["unfused_us"] / timing["folded_us"], 2)
+    rows = bench.time_backwards(min_run_time=0.01, shape=(4, 3, 2, 2))
+    assert [r["implementation"] for r in rows] == list(bench.BACKWARDS)

@@ -444,6 +444,9 @@ def test_every_functional_mistake_code_is_tested_here():
         # tests/test_exercise_checks_02_03.py:
         *("padding-in-statistics", "padding-not-zeroed", "eps-not-ported", "stats-not-ported"),
         *("bn-stats-updated", "bn-params-trained", "model-not-in-train-mode", "not-trained"),
+        # tests/test_inside_batch_norm_checks.py:
+        *("missing-mean-path", "missing-variance-path", "missing-gamma", "dgamma-raw-x"),
+        *("fold-batch-statistics", "fold-in-training-mode", "fold-drops-bias"),
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 

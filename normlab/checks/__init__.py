@@ -17,6 +17,8 @@ Jupyter and as text elsewhere.
 - ``check_running_stats_update(fn)``, ``check_keras_port(fn)``, ``check_fine_tune_step(fn)``: notebook 03's
   running-statistics update, Keras port and fine-tuning step with frozen BatchNorm.
 - ``check_float16_layer_norm(fn)``: ``fn(x, gamma, beta, eps=1e-5)``, right in float16 too.
+- ``check_batch_norm_backward(fn)``, ``check_fold_batch_norm(fn)``: notebook 05's BatchNorm backward by hand
+  and BatchNorm folded into the Linear layer before it.
 
 Design decisions:
 
@@ -38,6 +40,7 @@ Design decisions:
 """
 
 from normlab.checks._distributed import check_combine_statistics
+from normlab.checks._inside_batch_norm import check_batch_norm_backward, check_fold_batch_norm
 from normlab.checks._module import check_batch_norm_module
 from normlab.checks._norms import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
 from normlab.checks._result import MISTAKES, CheckResult
@@ -49,10 +52,12 @@ __all__ = [
     "MISTAKES",
     "CheckResult",
     "check_batch_norm",
+    "check_batch_norm_backward",
     "check_batch_norm_module",
     "check_combine_statistics",
     "check_fine_tune_step",
     "check_float16_layer_norm",
+    "check_fold_batch_norm",
     "check_group_norm",
     "check_keras_port",
     "check_layer_norm",

@@ -1,0 +1,503 @@
+r"""Experiments of notebook 05, "Inside BatchNorm": its backward, a CNN, folding, scale invariance.
+
+Every function returns plain data (numbers, lists, frozen dataclasses) and is deterministic
+for a given seed. The training runs use float64 data and models, so that what the notebook
+prints from them is the same on every CPU.
+
+- §1 :func:`saved_by_backward`: what a BatchNorm's autograd graph keeps for the backward
+  (tensors and bytes, through ``torch.autograd.graph.saved_tensors_hooks``) and how many
+  backward nodes it has.
+- §2 :func:`train_digits_cnn`: a two-convolution CNN on the 8 x 8 digits, without BatchNorm,
+  with BatchNorm before the ReLU or after it.
+- §4 :func:`fold_batch_norm`: a Linear or Conv2d followed by an eval-mode BatchNorm, as one layer:
+  :math:`W' = W \cdot \gamma / \sqrt{\hat\sigma^2 + \epsilon}` (per output channel) and
+  :math:`b' = (b - \hat\mu)\, \gamma / \sqrt{\hat\sigma^2 + \epsilon} + \beta`.
+- §5 :func:`train_scale_invariant`: an MLP whose first Linear feeds a BatchNorm, trained with SGD
+  with or without weight decay; per step the norm of that Linear's weight, its effective
+  learning rate :math:`\eta / \lVert W \rVert^2` and the angle it turns by (van Laarhoven 2017;
+  Hoffer et al. 2018).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from normlab.data.digits import load_digits_split
+
+BN_PLACEMENTS = ("none", "before", "after")  # no BatchNorm; BatchNorm before the ReLU; after it
+CNN_CHANNELS = (8, 16)
+SWEEP_FILE = "weight_decay_sweep.json"
+CNN_FILE = "cnn_placements.json"
+CNN_SEEDS = (0, 1, 2, 3, 4)
+CNN_LEARNING_RATES = (0.05, 0.2)
+CNN_STEPS = 150
+CNN_CHECKPOINTS = (25, 50, 150)
+# §5 and §6: the runs scripts/precompute_weight_decay_sweep.py trains
+SWEEP_LEARNING_RATES = (0.05, 0.1, 0.2, 0.4)
+SWEEP_WEIGHT_DECAYS = (0.0, 0.001, 0.003, 0.01)
+SWEEP_SEEDS = (0, 1, 2)
+STEPS, BATCH_SIZE, HIDDEN, EVERY = 600, 64, 32, 10
+SWEEP: dict[str, object] = {
+    "learning_rates": SWEEP_LEARNING_RATES,
+    "weight_decays": SWEEP_WEIGHT_DECAYS,
+    "seeds": SWEEP_SEEDS,
+    "steps": STEPS,
+    "batch_size": BATCH_SIZE,
+    "hidden": HIDDEN,
+    "every": EVERY,
+}
+
+
+# ---- §1 What the backward keeps ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedForBackward:
+    """What one forward call left in its autograd graph for the backward.
+
+    ``tensors``: how many tensors the graph saved (a tensor saved twice counts twice);
+    ``bytes``: the bytes of the distinct storages behind them (a saved input is the caller's
+    own tensor, kept alive, not copied); ``input_bytes``: the bytes of the input x, for scale;
+    ``backward_nodes``: the nodes autograd runs in the backward (one per differentiable op).
+    """
+
+    name: str
+    tensors: int
+    bytes: int
+    input_bytes: int
+    backward_nodes: int
+
+
+def _count_nodes(output: Tensor) -> int:
+    """Backward nodes reachable from ``output.grad_fn``, leaves' AccumulateGrad nodes excluded."""
+    seen, todo = set(), [output.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return sum(1 for node in seen if type(node).__name__ != "AccumulateGrad")
+
+
+def saved_by_backward(name: str, forward: Callable[..., Tensor], *inputs: Tensor) -> SavedForBackward:
+    """Run ``forward(*inputs)`` and measure what its graph saves (count, bytes) and its backward nodes (§1).
+
+    Bytes are counted once per storage (``untyped_storage().data_ptr()``), so a tensor saved
+    by two nodes, or views of one tensor, count once: the memory the graph holds alive.
+    Deterministic: it depends on shapes and dtypes only.
+    """
+    storages: dict[int, int] = {}
+    count = 0
+
+    def pack(tensor: Tensor) -> Tensor:
+        nonlocal count
+        count += 1
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = forward(*inputs)
+    return SavedForBackward(name, count, sum(storages.values()), inputs[0].nbytes, _count_nodes(output))
+
+
+# ---- §2 BatchNorm2d in a small CNN ---------------------------------------------------------
+
+
+def _check_placement(bn: str) -> None:
+    if bn not in BN_PLACEMENTS:
+        raise ValueError(
+            f"bn must be one of {BN_PLACEMENTS}; got {bn!r}. Fix: 'none' (no BatchNorm), "
+            "'before' (conv -> BN -> ReLU) or 'after' (conv -> ReLU -> BN)."
+        )
+
+
+def conv_stage(in_channels: int, out_channels: int, bn: str) -> nn.Sequential:
+    """3x3 convolution, ReLU and 2x2 max-pooling, with BatchNorm2d before or after the ReLU (or none).
+
+    The convolution has no bias when a BatchNorm follows it directly (``bn="before"``): the
+    batch mean would remove it (§3).
+    """
+    _check_placement(bn)
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bn != "before")
+    layers: dict[str, list[nn.Module]] = {
+        "none": [conv, nn.ReLU()],
+        "before": [conv, nn.BatchNorm2d(out_channels), nn.ReLU()],
+        "after": [conv, nn.ReLU(), nn.BatchNorm2d(out_channels)],
+    }
+    return nn.Sequential(*layers[bn], nn.MaxPool2d(2))
+
+
+def build_digits_cnn(bn: str, seed: int, channels: Sequence[int] = CNN_CHANNELS) -> nn.Sequential:
+    """(N, 1, 8, 8) digits -> two conv stages (8 -> 4 -> 2 pixels) -> Linear to 10 classes, float64."""
+    _check_placement(bn)
+    torch.manual_seed(seed)
+    first, second = channels
+    model = nn.Sequential(
+        conv_stage(1, first, bn), conv_stage(first, second, bn), nn.Flatten(), nn.Linear(4 * second, 10)
+    )
+    return model.double()
+
+
+@dataclass(frozen=True)
+class CnnRun:
+    """One training run of the §2 CNN: test accuracy (correct of ``test_size``) at each checkpoint,
+    and, with BatchNorm, the learned gamma and beta of the first BatchNorm (one per channel)."""
+
+    bn: str
+    seed: int
+    learning_rate: float
+    checkpoints: list[int]
+    correct: list[int]
+    test_size: int
+    gamma: list[float]
+    beta: list[float]
+
+
+def _batches(num_examples: int, batch_size: int, steps: int, seed: int) -> list[Tensor]:
+    """Index batches for ``steps`` steps: a fresh permutation per epoch, the last partial batch dropped."""
+    generator = torch.Generator().manual_seed(seed)
+    per_epoch = num_examples // batch_size
+    batches: list[Tensor] = []
+    while len(batches) < steps:
+        order = torch.randperm(num_examples, generator=generator)
+        batches.extend(order[i * batch_size : (i + 1) * batch_size] for i in range(per_epoch))
+    return batches[:steps]
+
+
+def train_digits_cnn(
+    bn: str,
+    seed: int,
+    learning_rate: float = 0.05,
+    steps: int = CNN_STEPS,
+    batch_size: int = 32,
+    checkpoints: Sequence[int] = CNN_CHECKPOINTS,
+) -> CnnRun:
+    """Train :func:`build_digits_cnn` with SGD (momentum 0.9) on the digits' training set (§2).
+
+    Pixels are standardized per pixel (``load_digits_split``); 500 images are held out. The
+    test accuracy is counted (an integer, the same on every CPU) in eval mode at each checkpoint.
+    """
+    if not checkpoints or max(checkpoints) > steps or min(checkpoints) < 1:
+        raise ValueError(f"checkpoints must lie in 1..steps={steps}; got {tuple(checkpoints)}.")
+    data = load_digits_split()
+    x_train, x_test = data.x_train.view(-1, 1, 8, 8), data.x_test.view(-1, 1, 8, 8)
+    model = build_digits_cnn(bn, seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=0.9)
+    correct = []
+    for step, index in enumerate(_batches(len(x_train), batch_size, steps, seed), start=1):
+        model.train()
+        loss = F.cross_entropy(model(x_train[index]), data.y_train[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step in checkpoints:
+            model.eval()
+            with torch.no_grad():
+                correct.append(int((model(x_test).argmax(dim=1) == data.y_test).sum()))
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    gamma = norms[0].weight.tolist() if norms else []
+    beta = norms[0].bias.tolist() if norms else []
+    return CnnRun(bn, seed, learning_rate, sorted(checkpoints), correct, len(x_test), gamma, beta)
+
+
+@dataclass(frozen=True)
+class CnnComparison:
+    """Median and range over seeds of the test accuracy at each checkpoint, per BatchNorm placement."""
+
+    learning_rate: float
+    checkpoints: list[int]
+    test_size: int
+    runs: dict[str, list[CnnRun]]
+
+    def accuracy(self, bn: str, checkpoint: int) -> tuple[float, float, float]:
+        """(median, lowest, highest) test accuracy in percent over the seeds."""
+        i = self.checkpoints.index(checkpoint)
+        values = [100.0 * run.correct[i] / run.test_size for run in self.runs[bn]]
+        return statistics.median(values), min(values), max(values)
+
+
+def compare_cnn_placements(
+    learning_rate: float,
+    seeds: Sequence[int] = CNN_SEEDS,
+    placements: Sequence[str] = BN_PLACEMENTS,
+    steps: int = CNN_STEPS,
+    checkpoints: Sequence[int] = CNN_CHECKPOINTS,
+) -> CnnComparison:
+    """:func:`train_digits_cnn` for every placement and seed at one learning rate (§2)."""
+    runs = {
+        bn: [train_digits_cnn(bn, seed, learning_rate, steps, checkpoints=checkpoints) for seed in seeds]
+        for bn in placements
+    }
+    first = runs[placements[0]][0]
+    return CnnComparison(learning_rate, first.checkpoints, first.test_size, runs)
+
+
+def _rounded(value: object) -> object:
+    """Lists of floats at 10 significant digits, for a cache file that reads the same on every machine."""
+    if isinstance(value, list):
+        return [float(f"{v:.10g}") if isinstance(v, float) else v for v in value]
+    return value
+
+
+def cnn_comparisons_to_json(comparisons: Sequence[CnnComparison]) -> str:
+    """What ``normlab/data/cached/cnn_placements.json`` holds: every run of every comparison."""
+    runs = [{k: _rounded(v) for k, v in asdict(run).items()} for c in comparisons for r in c.runs.values() for run in r]
+    return json.dumps({"runs": runs}, indent=1)
+
+
+def load_cnn_comparisons() -> dict[float, CnnComparison]:
+    """The cached §2 runs (``scripts/precompute_inside_batch_norm.py``), by learning rate."""
+    data = json.loads(resources.files("normlab.data").joinpath("cached").joinpath(CNN_FILE).read_text())
+    runs = [CnnRun(**r) for r in data["runs"]]
+    comparisons = {}
+    for lr in dict.fromkeys(r.learning_rate for r in runs):
+        chosen = [r for r in runs if r.learning_rate == lr]
+        by_bn = {bn: [r for r in chosen if r.bn == bn] for bn in dict.fromkeys(r.bn for r in chosen)}
+        comparisons[lr] = CnnComparison(lr, chosen[0].checkpoints, chosen[0].test_size, by_bn)
+    return comparisons
+
+
+# ---- §3 The bias before BatchNorm ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BiasBeforeBatchNorm:
+    """A Linear (with bias) -> BatchNorm1d in training mode: the bias's gradient, and the output before and
+    after the bias is replaced by random values. ``bias_grad``: dL/db per feature; ``largest_other_grad``:
+    max |dL/dW| of the same layer, for scale."""
+
+    bias_grad: Tensor
+    output_before: Tensor
+    output_after: Tensor
+    largest_other_grad: float
+
+
+def bias_before_batch_norm(seed: int = 0, batch: int = 32, features: int = 8) -> BiasBeforeBatchNorm:
+    """Measure what the batch mean does to a bias just before BatchNorm, in float64 (§3)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 16, generator=generator, dtype=torch.float64)
+    target = torch.randn(batch, features, generator=generator, dtype=torch.float64)
+    torch.manual_seed(seed)
+    linear, norm = nn.Linear(16, features).double(), nn.BatchNorm1d(features).double()
+    loss = F.mse_loss(norm(linear(x)), target)
+    loss.backward()
+    assert linear.bias.grad is not None and linear.weight.grad is not None
+    before = norm(linear(x)).detach()
+    with torch.no_grad():
+        linear.bias.copy_(10 * torch.randn(features, generator=generator, dtype=torch.float64))
+    after = norm(linear(x)).detach()
+    return BiasBeforeBatchNorm(linear.bias.grad.clone(), before, after, linear.weight.grad.abs().max().item())
+
+
+# ---- §4 Folding BatchNorm into the layer before it -----------------------------------------
+
+
+def fold_batch_norm(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Linear | nn.Conv2d:
+    r"""One layer computing ``bn(layer(x))`` in eval mode: a new module, the originals untouched (§4).
+
+    With :math:`s = \gamma / \sqrt{\hat\sigma^2 + \epsilon}` per output channel (running variance
+    :math:`\hat\sigma^2`, running mean :math:`\hat\mu`): :math:`W' = s \cdot W` (each output
+    channel's row or filter scaled) and :math:`b' = s\,(b - \hat\mu) + \beta`.
+    Raises ValueError for modules in training mode, where BatchNorm uses batch statistics
+    that no fixed layer can reproduce (torch's fuse_*_bn_eval raise AssertionError).
+    """
+    if layer.training or bn.training:
+        raise ValueError(
+            "fold_batch_norm folds eval-mode modules only: in training mode BatchNorm normalizes with each "
+            "batch's own statistics, which no fixed weight can reproduce. Fix: call layer.eval() and bn.eval() first."
+        )
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("fold_batch_norm needs running statistics: bn was built with track_running_stats=False.")
+    folded = copy.deepcopy(layer)
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
+    shift = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+    with torch.no_grad():
+        folded.weight.copy_(layer.weight * scale.view(-1, *[1] * (layer.weight.dim() - 1)))
+        folded.bias = nn.Parameter((bias - bn.running_mean) * scale + shift)
+    return folded
+
+
+# ---- §5 Scale invariance and weight decay --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScaleInvariance:
+    """BN(a W x) against BN(W x) for several a, and the gradient with respect to W at each scale:
+    ``output_change[a]`` max |difference|, ``grad_norm[a]`` ||dL/dW|| at a W, ``cosine[a]`` the cosine
+    between dL/dW and W (0: orthogonal)."""
+
+    scales: list[float]
+    output_change: list[float]
+    grad_norm: list[float]
+    cosine: list[float]
+
+
+def scale_invariance(scales: Sequence[float] = (0.5, 1.0, 2.0, 10.0), seed: int = 0) -> ScaleInvariance:
+    """Linear without bias -> BatchNorm1d (training mode) -> a fixed loss, with W scaled by each ``a`` (§5)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 16, generator=generator, dtype=torch.float64)
+    weight = torch.randn(8, 16, generator=generator, dtype=torch.float64)
+    target = torch.randn(64, 8, generator=generator, dtype=torch.float64)
+    reference = F.batch_norm(x @ weight.T, None, None, training=True)
+    changes, norms, cosines = [], [], []
+    for a in scales:
+        w = (a * weight).requires_grad_()
+        out = F.batch_norm(x @ w.T, None, None, training=True)
+        (grad,) = torch.autograd.grad(F.mse_loss(out, target), w)
+        changes.append((out - reference).abs().max().item())
+        norms.append(grad.norm().item())
+        cosines.append((grad * w).sum().item() / (grad.norm().item() * w.norm().item()))
+    return ScaleInvariance(list(scales), changes, norms, cosines)
+
+
+@dataclass(frozen=True)
+class WeightNormRun:
+    """One SGD run of :func:`train_scale_invariant`, recorded every ``every`` steps (step 0 included).
+
+    ``weight_norm``: ||W|| of the Linear before the BatchNorm; ``effective_lr``: learning rate / ||W||^2;
+    ``angle``: the angle (degrees) W turned in the last step; ``test_correct``: test accuracy count at the end.
+    """
+
+    learning_rate: float
+    weight_decay: float
+    seed: int
+    every: int
+    weight_norm: list[float]
+    effective_lr: list[float]
+    angle: list[float]
+    test_correct: int
+
+
+def train_scale_invariant(
+    learning_rate: float,
+    weight_decay: float,
+    seed: int,
+    steps: int = STEPS,
+    batch_size: int = BATCH_SIZE,
+    hidden: int = HIDDEN,
+    every: int = EVERY,
+) -> WeightNormRun:
+    """Digits -> Linear(64, hidden, no bias) -> BatchNorm1d -> ReLU -> Linear(hidden, 10), plain SGD (§5).
+
+    Weight decay applies to the first Linear's weight only (the one BatchNorm makes scale-invariant);
+    float64 throughout.
+    """
+    data = load_digits_split()
+    torch.manual_seed(seed)
+    first = nn.Linear(64, hidden, bias=False)
+    model = nn.Sequential(first, nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, 10)).double()
+    others = [p for name, p in model.named_parameters() if name != "0.weight"]
+    groups = [{"params": [first.weight], "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]
+    optimizer = torch.optim.SGD(groups, lr=learning_rate)
+    norms, rates, angles = [first.weight.norm().item()], [learning_rate / first.weight.norm().item() ** 2], [0.0]
+    for step, index in enumerate(_batches(len(data.x_train), batch_size, steps, seed), start=1):
+        before = first.weight.detach().clone()
+        loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % every == 0:
+            w = first.weight.detach()
+            cosine = (w * before).sum() / (w.norm() * before.norm())
+            norms.append(w.norm().item())
+            rates.append(learning_rate / w.norm().item() ** 2)
+            angles.append(math.degrees(math.acos(min(1.0, cosine.item()))))
+    model.eval()
+    with torch.no_grad():
+        correct = int((model(data.x_test).argmax(dim=1) == data.y_test).sum())
+    return WeightNormRun(learning_rate, weight_decay, seed, every, norms, rates, angles, correct)
+
+
+@dataclass(frozen=True)
+class WeightDecaySweep:
+    """Every run of :data:`SWEEP`; made by ``scripts/precompute_weight_decay_sweep.py`` (§5, §6)."""
+
+    settings: dict
+    runs: list[WeightNormRun]
+
+    def select(self, learning_rate: float, weight_decay: float) -> list[WeightNormRun]:
+        """The runs (one per seed) with these settings."""
+        found = [r for r in self.runs if (r.learning_rate, r.weight_decay) == (learning_rate, weight_decay)]
+        if not found:
+            raise ValueError(
+                f"the sweep has no runs with learning_rate={learning_rate}, weight_decay={weight_decay}; it has "
+                f"learning rates {self.settings['learning_rates']} and weight decays {self.settings['weight_decays']}."
+            )
+        return found
+
+    def median(self, learning_rate: float, weight_decay: float, field: str) -> list[float]:
+        """Per recorded step, the median over seeds of ``field`` ("weight_norm", "effective_lr" or "angle")."""
+        curves = [getattr(r, field) for r in self.select(learning_rate, weight_decay)]
+        return [statistics.median(values) for values in zip(*curves)]
+
+
+def run_sweep() -> WeightDecaySweep:
+    """Train every run of :data:`SWEEP` (what the cache holds; about a minute on one core)."""
+    runs = [
+        train_scale_invariant(lr, wd, seed)
+        for lr in SWEEP_LEARNING_RATES
+        for wd in SWEEP_WEIGHT_DECAYS
+        for seed in SWEEP_SEEDS
+    ]
+    return WeightDecaySweep(dict(SWEEP), runs)
+
+
+def sweep_to_json(sweep: WeightDecaySweep) -> str:
+    """The sweep as JSON, floats at 10 significant digits (what the cache file holds)."""
+    runs = [{k: _rounded(v) for k, v in asdict(r).items()} for r in sweep.runs]
+    return json.dumps({"settings": sweep.settings, "runs": runs}, indent=1)
+
+
+def load_weight_decay_sweep() -> WeightDecaySweep:
+    """The precomputed sweep, from ``normlab/data/cached/weight_decay_sweep.json``."""
+    data = json.loads(resources.files("normlab.data").joinpath("cached").joinpath(SWEEP_FILE).read_text())
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in data["settings"].items()}
+    return WeightDecaySweep(settings, [WeightNormRun(**r) for r in data["runs"]])
+
+
+@dataclass(frozen=True)
+class WeightDecayView:
+    """What the §6 explorer draws for one (learning rate, weight decay): median curves over seeds,
+    with the same learning rate without weight decay beside them, and fixed axis limits."""
+
+    learning_rate: float
+    weight_decay: float
+    steps: list[int]
+    weight_norm: list[float]
+    effective_lr: list[float]
+    no_decay_weight_norm: list[float]
+    no_decay_effective_lr: list[float]
+    largest_norm: float
+    largest_effective_lr: float
+
+
+def weight_decay_view(sweep: WeightDecaySweep, learning_rate: float, weight_decay: float) -> WeightDecayView:
+    """Select (no training) what the explorer shows for these control values."""
+    every = sweep.settings["every"]
+    norm = sweep.median(learning_rate, weight_decay, "weight_norm")
+    return WeightDecayView(
+        learning_rate,
+        weight_decay,
+        [i * every for i in range(len(norm))],
+        norm,
+        sweep.median(learning_rate, weight_decay, "effective_lr"),
+        sweep.median(learning_rate, 0.0, "weight_norm"),
+        sweep.median(learning_rate, 0.0, "effective_lr"),
+        max(max(r.weight_norm) for r in sweep.runs),
+        max(max(r.effective_lr) for r in sweep.runs),
+    )
