@@ -441,6 +441,10 @@ def test_every_functional_mistake_code_is_tested_here():
         *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow"),
         # tests/test_batch_norm_across_processes.py:
         *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),
+        # tests/test_why_normalization_checks.py:
+        *("not-a-number", "rounded-down", "approximate-steps", "squared-factor", "natural-step"),
+        *("smallest-eigenvalue", "hessian-without-n", "no-abs", "percent-not-fraction", "inputs-not-outputs"),
+        *("hooks-left", "ignores-threshold", "wrong-count"),
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 

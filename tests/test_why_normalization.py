@@ -419,8 +419,8 @@ def test_sweep_lookup_and_table(small_sweep):
     assert small_sweep.runs_at(3.0) == [small_sweep.run(3.0, None), small_sweep.run(3.0, "batch")]
     with pytest.raises(
         ValueError,
-        match=r"no run with learning_rate=1.0, norm=None; there are \(learning_rate, "
-        r"norm\) = \[\(0.1, None\), \(0.1, 'batch'\), \(3.0, None\)",
+        match=r"no run with learning_rate=1.0, norm=None, seed=0; there are \(learning_rate, "
+        r"norm, seed\) = \[\(0.1, None, 0\), \(0.1, 'batch', 0\), \(3.0, None, 0\)",
     ):
         small_sweep.run(1.0, None)
     table = wt.sweep_table(small_sweep).splitlines()

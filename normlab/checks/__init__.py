@@ -14,6 +14,8 @@ Jupyter and as text elsewhere.
   (a plain class with ``__call__`` and ``.training`` is checked too, and said not to be one).
 - ``check_pre_ln_block(fn)``: ``fn(x, attention, mlp, eps=1e-5)``, a pre-LN transformer block.
 - ``check_float16_layer_norm(fn)``: ``fn(x, gamma, beta, eps=1e-5)``, right in float16 too.
+- ``check_steps_from_kappa(fn)``, ``check_largest_stable_lr(fn)``, ``check_saturated_fraction(fn)``: notebook 01's
+  ``fn(kappa, shrink)``, ``fn(x)`` and ``fn(model, x, threshold=0.97)``.
 
 Design decisions:
 
@@ -39,6 +41,7 @@ from normlab.checks._module import check_batch_norm_module
 from normlab.checks._norms import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
 from normlab.checks._result import MISTAKES, CheckResult
 from normlab.checks._transformer import check_float16_layer_norm, check_pre_ln_block
+from normlab.checks._why_normalization import check_largest_stable_lr, check_saturated_fraction, check_steps_from_kappa
 
 __all__ = [
     "MISTAKES",
@@ -48,7 +51,10 @@ __all__ = [
     "check_combine_statistics",
     "check_float16_layer_norm",
     "check_group_norm",
+    "check_largest_stable_lr",
     "check_layer_norm",
     "check_pre_ln_block",
     "check_rms_norm",
+    "check_saturated_fraction",
+    "check_steps_from_kappa",
 ]
