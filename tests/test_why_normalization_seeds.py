@@ -23,9 +23,9 @@ def cached() -> seeds.SeededResults:
 def test_the_cache_has_every_run_and_summary(cached):
     s = seeds.SETTINGS
     assert cached.seeds == list(seeds.SEEDS) and cached.sweep.seeds == list(seeds.SEEDS)
-    assert len(cached.sweep.runs) == len(s["learning_rates"]) * 2 * len(seeds.SEEDS)
+    assert len(cached.sweep.runs) == len(s.learning_rates) * 2 * len(seeds.SEEDS)
     assert len(cached.shift) == 3 * len(seeds.SEEDS) and len(cached.smoothness) == 2 * len(seeds.SEEDS)
-    assert cached.sweep.learning_rates == list(s["learning_rates"])
+    assert cached.sweep.learning_rates == list(s.learning_rates)
     assert all(r.seed in seeds.SEEDS for r in cached.sweep.runs)
 
 
@@ -89,7 +89,7 @@ def test_plot_smoothness_seeds_draws_each_seed_and_the_median(cached):
     left, right = plots.plot_smoothness_seeds(cached).axes
     dots = [line for line in left.get_lines() if line.get_marker() == "o"]
     dashes = [line for line in left.get_lines() if line.get_marker() == "_"]
-    sizes = seeds.SETTINGS["step_sizes"]
+    sizes = seeds.SETTINGS.step_sizes
     assert len(dots) == len(dashes) == 2 * len(sizes)
     for i, eta in enumerate(sizes):
         values = [s.loss_ratios[i] for s in cached.smoothness_of(None)]

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
+from operator import attrgetter, methodcaller
 
+from normlab.compare import fmt_spread
 from normlab.data.digits import DigitsSplit
 from normlab.experiments.why_normalization_training import (
     LearningRateSweep,
@@ -29,17 +31,24 @@ from normlab.experiments.why_normalization_training import (
 
 SEEDS = (0, 1, 2, 3, 4)
 CACHE_FILE = "why_normalization_seeds.json"
-SETTINGS = {  # the notebook's settings for every experiment (§4, §5)
-    "learning_rates": (0.03, 0.1, 0.3, 3.0),
-    "target_accuracy": 0.95,
-    "steps": 200,
-    "shift_learning_rate": 0.1,
-    "max_shift": 1.0,
-    "max_scale": 2.0,
-    "smoothness_learning_rate": 0.1,
-    "checkpoints": tuple(range(10, 200, 10)),
-    "step_sizes": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
-}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The notebook's settings for every seeded experiment (§4, §5)."""
+
+    learning_rates: tuple[float, ...] = (0.03, 0.1, 0.3, 3.0)
+    target_accuracy: float = 0.95
+    steps: int = 200
+    shift_learning_rate: float = 0.1
+    max_shift: float = 1.0
+    max_scale: float = 2.0
+    smoothness_learning_rate: float = 0.1
+    checkpoints: tuple[int, ...] = tuple(range(10, 200, 10))
+    step_sizes: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+SETTINGS = Settings()
 LOSS_DECIMALS = 6  # training losses are cached at 6 decimals (the figures draw them on a log scale)
 
 
@@ -96,10 +105,10 @@ def shift_summaries(data: DigitsSplit, seed: int) -> list[ShiftSummary]:
     """:func:`covariate_shift_test` at one seed with the notebook's settings, summarized per net."""
     result = covariate_shift_test(
         data,
-        learning_rate=SETTINGS["shift_learning_rate"],
-        steps=SETTINGS["steps"],
-        max_shift=SETTINGS["max_shift"],
-        max_scale=SETTINGS["max_scale"],
+        learning_rate=SETTINGS.shift_learning_rate,
+        steps=SETTINGS.steps,
+        max_shift=SETTINGS.max_shift,
+        max_scale=SETTINGS.max_scale,
         seed=seed,
     )
     return [
@@ -107,7 +116,7 @@ def shift_summaries(data: DigitsSplit, seed: int) -> list[ShiftSummary]:
             r.label,
             seed,
             statistics.fmean(r.movement),
-            r.run.steps_to_accuracy(SETTINGS["target_accuracy"]),
+            r.run.steps_to_accuracy(SETTINGS.target_accuracy),
             r.run.accuracies[-1],
         )
         for r in result.runs
@@ -116,12 +125,12 @@ def shift_summaries(data: DigitsSplit, seed: int) -> list[ShiftSummary]:
 
 def smoothness_summaries(data: DigitsSplit, seed: int) -> list[SmoothnessSummary]:
     """:func:`loss_along_gradient` at one seed with the notebook's settings, summarized per net."""
-    sizes = list(SETTINGS["step_sizes"])
+    sizes = list(SETTINGS.step_sizes)
     result = loss_along_gradient(
         data,
-        learning_rate=SETTINGS["smoothness_learning_rate"],
-        steps=SETTINGS["steps"],
-        checkpoints=SETTINGS["checkpoints"],
+        learning_rate=SETTINGS.smoothness_learning_rate,
+        steps=SETTINGS.steps,
+        checkpoints=SETTINGS.checkpoints,
         step_sizes=sizes,
         seed=seed,
     )
@@ -142,9 +151,9 @@ def seeded_sweep(data: DigitsSplit, seeds: Sequence[int] = SEEDS) -> LearningRat
     """§4's learning-rate sweep with the notebook's settings, once per seed."""
     return learning_rate_sweep(
         data,
-        learning_rates=SETTINGS["learning_rates"],
-        target_accuracy=SETTINGS["target_accuracy"],
-        steps=SETTINGS["steps"],
+        learning_rates=SETTINGS.learning_rates,
+        target_accuracy=SETTINGS.target_accuracy,
+        steps=SETTINGS.steps,
         seeds=seeds,
     )
 
@@ -167,7 +176,7 @@ def seeded_results(data: DigitsSplit, seeds: Sequence[int] = SEEDS) -> SeededRes
 
 def results_to_json(results: SeededResults) -> str:
     """The cache's text: one JSON object, each run or summary on its own line."""
-    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in SETTINGS.items()}
+    settings = asdict(SETTINGS)
     sweep = {k: v for k, v in asdict(results.sweep).items() if k != "runs"}
     rows = {
         "runs": [asdict(r) for r in results.sweep.runs],
@@ -183,7 +192,7 @@ def results_to_json(results: SeededResults) -> str:
 
 def load_seeded_results() -> SeededResults:
     """The precomputed results, from ``normlab/data/cached/why_normalization_seeds.json``."""
-    data = json.loads(resources.files("normlab.data").joinpath("cached", CACHE_FILE).read_text())
+    data = json.loads((resources.files("normlab.data") / "cached" / CACHE_FILE).read_text())
     sweep = LearningRateSweep(**data["sweep"], runs=[TrainingRun(**r) for r in data["runs"]])
     return SeededResults(
         data["seeds"],
@@ -191,3 +200,36 @@ def load_seeded_results() -> SeededResults:
         [ShiftSummary(**s) for s in data["shift"]],
         [SmoothnessSummary(**s) for s in data["smoothness"]],
     )
+
+
+def shift_table(results: SeededResults) -> str:
+    """§5's covariate-shift test over the seeds: per net, the movement per step and the steps to the target,
+    each as median [min–max]; seeds whose net never reached the target are counted apart."""
+    target = f"steps to {SETTINGS.target_accuracy:.0%}"
+    lines = [f"{'':<19}{'moves per step':>22}{target:>36}"]
+    for label in ("no norm", "BatchNorm", "BatchNorm + noise"):
+        steps = results.shift_values(label, "steps_to_target")
+        reached = [s for s in steps if s is not None]
+        parts = [
+            fmt_spread(reached, "g") + ("" if len(reached) == len(steps) else f" ({len(reached)} of {len(steps)})")
+        ]
+        if len(reached) < len(steps):
+            parts.append(f"not in {SETTINGS.steps} ({len(steps) - len(reached)} of {len(steps)})")
+        movement = fmt_spread(results.shift_values(label, "movement"), ".3f")
+        lines.append(f"{label:<19}{movement:>22}{'; '.join(p for p in parts if p):>36}")
+    return "\n".join(lines)
+
+
+def smoothness_table(results: SeededResults, step_sizes: Sequence[float] = (0.3, 1.0, 3.0, 10.0)) -> str:
+    """§5's smoothness measurement over the seeds: each per-seed median (over the checkpoints) as
+    median [min–max] over the seeds, for the loss ratio L(w - eta g) / L(w) and the gradient change."""
+    rows: list[tuple[str, Callable[[SmoothnessSummary], float]]] = [
+        ("best L(w - eta g) / L(w)", attrgetter("best_ratio"))
+    ]
+    rows += [(f"L(w - eta g) / L(w), eta = {eta:g}", methodcaller("loss_ratio", eta)) for eta in step_sizes]
+    rows += [(f"gradient change, eta = {eta:g}", methodcaller("gradient_change", eta)) for eta in (0.1, 1.0, 10.0)]
+    lines = [f"{'':<31}{'no norm':>22}{'BatchNorm':>22}"]
+    for name, value in rows:
+        cells = [fmt_spread([value(s) for s in results.smoothness_of(norm)], ".3g") for norm in (None, "batch")]
+        lines.append(f"{name:<31}{cells[0]:>22}{cells[1]:>22}")
+    return "\n".join(lines)

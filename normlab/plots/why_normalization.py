@@ -342,7 +342,7 @@ def plot_layer_input_drift(result: CovariateShiftResult, unit: int = 0) -> Figur
     return fig
 
 
-def _per_seed_points(ax, x: float, values: Sequence[float], color: str, label: str) -> None:
+def _per_seed_points(ax, x: float, values: Sequence[float], color: str, label: str | None) -> None:
     """One dot per seed at ``x`` (spread sideways a little so that equal values stay visible), and the median."""
     offsets = np.linspace(-0.06, 0.06, len(values)) if len(values) > 1 else np.zeros(1)
     ax.plot(x * (1 + offsets), values, "o", color=color, markersize=4, alpha=0.7, linestyle="none")
@@ -355,7 +355,7 @@ def plot_covariate_shift_seeds(results: SeededResults) -> Figure:
     A run that never reached the target sits on the top edge ("not reached").
     """
     fig, ax = new_figure(figsize=(6.4, 3.9))
-    limit = SETTINGS["steps"] + 20
+    limit = SETTINGS.steps + 20
     for label, color in RUN_COLORS.items():
         movement = results.shift_values(label, "movement")
         steps = [limit if s is None else s for s in results.shift_values(label, "steps_to_target")]
@@ -364,14 +364,14 @@ def plot_covariate_shift_seeds(results: SeededResults) -> Figure:
     ax.text(
         0.99,
         limit,
-        f"not reached in {SETTINGS['steps']}",
+        f"not reached in {SETTINGS.steps}",
         ha="right",
         va="bottom",
         transform=ax.get_yaxis_transform(),
         fontsize=8,
     )
     _log_scale(ax, "x", fine=True)
-    target = f"{SETTINGS['target_accuracy']:.0%}"
+    target = f"{SETTINGS.target_accuracy:.0%}"
     ax.set(
         title=f"More covariate shift, still faster ({len(results.seeds)} seeds, one dot each)",
         xlabel="mean movement per step of Linear layer 3's input",
@@ -386,7 +386,7 @@ def plot_smoothness_seeds(results: SeededResults) -> Figure:
     """Per seed, L(w - eta g) / L(w) (left) and the gradient change (right) against eta, medians over the
     checkpoints; one colour per norm, a dash at the median over seeds (§5)."""
     fig, (left, right) = new_figure(1, 2, figsize=(9.6, 3.9), sharex=True)
-    sizes = SETTINGS["step_sizes"]
+    sizes = SETTINGS.step_sizes
     for norm in (None, "batch"):
         summaries = results.smoothness_of(norm)
         for i, eta in enumerate(sizes):
@@ -395,7 +395,7 @@ def plot_smoothness_seeds(results: SeededResults) -> Figure:
             _per_seed_points(right, eta, [s.gradient_changes[i] for s in summaries], NORM_COLORS[norm], label)
     left.axhline(1.0, color=OKABE_ITO[7], linewidth=1, linestyle="--")
     for ax in (left, right):
-        ax.axvline(SETTINGS["smoothness_learning_rate"], color=OKABE_ITO[7], linewidth=1, linestyle=":")
+        ax.axvline(SETTINGS.smoothness_learning_rate, color=OKABE_ITO[7], linewidth=1, linestyle=":")
         _log_scale(ax, "x")
         _log_scale(ax, "y")
         ax.set_xlabel("step size η along −gradient")
