@@ -138,7 +138,7 @@ def plot_activation_histograms(profiles: Sequence[LayerProfile], bins: int = 40)
     for row, profile in zip(axes, profiles):
         for layer, (ax, output) in enumerate(zip(row, profile.outputs), start=1):
             for side in (-1, 1):  # the saturated bands, |y| > SATURATED_OUTPUT
-                ax.axvspan(side * SATURATED_OUTPUT, side, color=OKABE_ITO[7], alpha=0.2, linewidth=0)
+                ax.axvspan(side * SATURATED_OUTPUT, side, color=OKABE_ITO[7], alpha=0.45, linewidth=0)
             ax.hist(output.flatten().numpy(), bins=edges, color=NORM_COLORS[profile.norm], histtype="stepfilled")
             ax.set_title(f"layer {layer}: {100 * profile.saturated[layer - 1]:.0f}% sat.", fontsize=9)
             ax.set(xticks=[-1, 0, 1])
@@ -416,7 +416,7 @@ def plot_update_ratios(ratios: dict[str, dict[str, Sequence[float]]], reference:
     for ax, (net, layers) in zip(axes[0], ratios.items()):
         for i, (layer, values) in enumerate(layers.items()):
             ax.plot(np.arange(len(values)), values, color=OKABE_ITO[i % len(OKABE_ITO)], linewidth=1.2, label=layer)
-        ax.axhline(reference, color=OKABE_ITO[7], linewidth=1, linestyle="--", label=f"10^{reference:g}")
+        ax.axhline(reference, color=OKABE_ITO[7], linewidth=1, linestyle="--", label=f"1e{reference:g} (rule of thumb)")
         ax.set(title=net, xlabel="SGD step")
         ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("log10(update std / weight std)")
