@@ -18,6 +18,8 @@ message compares two results.
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -116,3 +118,20 @@ def fmt(value: float | torch.Tensor, spec: str = ".4f") -> str:
     if text.startswith("-") and not any(ch in "123456789" for ch in text.split("e")[0]):
         return ("+" if "+" in spec else "") + text[1:]
     return text
+
+
+def fmt_spread(values: Sequence[float], spec: str = ".2f") -> str:
+    """The median of ``values`` and their range, as "median [min–max]", each with :func:`fmt`.
+
+    How a result that depends on a seed is printed (notebook 01 §4-§5): one run could be luck,
+    the range over seeds shows how much. A single value prints alone::
+
+        >>> fmt_spread([0.82, 0.79, 0.85]), fmt_spread([40, 50, 40, 40, 60], "g"), fmt_spread([3.0], ".1f")
+        ('0.82 [0.79–0.85]', '40 [40–60]', '3.0')
+    """
+    if not values:
+        raise ValueError("fmt_spread needs at least one value; got none.")
+    middle = fmt(statistics.median(values), spec)
+    if len(values) == 1:
+        return middle
+    return f"{middle} [{fmt(min(values), spec)}–{fmt(max(values), spec)}]"

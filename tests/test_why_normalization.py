@@ -49,6 +49,11 @@ def small_sweep(digits) -> wt.LearningRateSweep:
     return wt.learning_rate_sweep(digits, learning_rates=(0.1, 3.0), steps=60)
 
 
+@pytest.fixture(scope="module")
+def small_seeded_sweep(digits) -> wt.LearningRateSweep:
+    return wt.learning_rate_sweep(digits, learning_rates=(0.3, 3.0), steps=60, seeds=(0, 1))
+
+
 def lines(ax) -> list[Line2D]:
     """The data lines of an axes (not the axhline/axvline references, which have 2 points)."""
     return [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
@@ -101,13 +106,13 @@ def test_feature_scale_descent_is_deterministic(scales):
         scales.target_loss,
         scales.initial_loss,
     )
-    for a, b in ((scales.raw, again.raw), (scales.standardized, again.standardized)):
+    for a, b in ((scales.centered, again.centered), (scales.standardized, again.standardized)):
         assert torch.equal(a.path, b.path) and torch.equal(a.grid_loss, b.grid_loss)
         assert a.steps_to_target == b.steps_to_target
 
 
-def test_feature_scale_descent_raw_and_standardized_solve_the_same_problem(scales):
-    raw, std = scales.raw, scales.standardized
+def test_feature_scale_descent_centered_and_standardized_solve_the_same_problem(scales):
+    raw, std = scales.centered, scales.standardized
     wine = load_wine_data()
     names = list(wine.feature_names)
     x = wine.x[:, [names.index("color_intensity"), names.index("hue")]].double().numpy()
@@ -135,14 +140,14 @@ def test_feature_scale_descent_raw_and_standardized_solve_the_same_problem(scale
 
 
 def test_feature_scale_descent_standardizing_cuts_kappa_and_steps(scales):
-    assert scales.raw.condition_number == pytest.approx(142.116, abs=1e-3)
+    assert scales.centered.condition_number == pytest.approx(142.116, abs=1e-3)
     assert scales.standardized.condition_number == pytest.approx(3.1825, abs=1e-4)
-    assert (scales.raw.steps_to_target, scales.standardized.steps_to_target) == (204, 6)
+    assert (scales.centered.steps_to_target, scales.standardized.steps_to_target) == (204, 6)
 
 
 def test_feature_scale_descent_reports_a_target_that_is_not_reached():
     result = why.feature_scale_descent(max_steps=50)
-    assert result.raw.steps_to_target is None and len(result.raw.path) == 51
+    assert result.centered.steps_to_target is None and len(result.centered.path) == 51
     assert result.standardized.steps_to_target == 6
 
 
@@ -162,17 +167,17 @@ def test_feature_scale_descent_rejects_bad_arguments(kwargs, message):
 def test_plot_loss_contours_draws_both_paths(scales):
     fig = plots.plot_loss_contours(scales)
     left, right = fig.axes
-    for ax, run in ((left, scales.raw), (right, scales.standardized)):
+    for ax, run in ((left, scales.centered), (right, scales.standardized)):
         path = next(line for line in ax.get_lines() if line.get_label() == "gradient-descent path")
         np.testing.assert_array_equal(path.get_xdata(), run.path[:, 0].numpy())
         np.testing.assert_array_equal(path.get_ydata(), run.path[:, 1].numpy())
         star = next(line for line in ax.get_lines() if line.get_label() == "minimum")
         np.testing.assert_array_equal(np.r_[star.get_xdata(), star.get_ydata()], run.optimum.numpy())
         assert f"κ = {run.condition_number:.1f}, {run.steps_to_target} steps" in ax.get_title()
-        unit = "unit" if run is scales.raw else "std"
+        unit = "unit" if run is scales.centered else "std"
         assert ax.get_xlabel() == f"w on color_intensity (alcohol per {unit})"
         assert ax.get_ylabel() == f"w on hue (alcohol per {unit})"
-    assert left.get_title().startswith("Raw: κ = 142.1") and right.get_title().startswith("Standardized")
+    assert left.get_title().startswith("Centered: κ = 142.1") and right.get_title().startswith("Standardized")
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [
         "gradient-descent path",
         "minimum",
@@ -184,7 +189,7 @@ def test_plot_loss_contours_draws_both_paths(scales):
 def test_plot_descent_losses_draws_the_excess_loss(scales):
     ax = plots.plot_descent_losses(scales).axes[0]
     raw, std = ax.get_lines()[:2]
-    np.testing.assert_allclose(raw.get_ydata(), (scales.raw.losses - scales.min_loss).numpy())
+    np.testing.assert_allclose(raw.get_ydata(), (scales.centered.losses - scales.min_loss).numpy())
     np.testing.assert_allclose(std.get_ydata(), (scales.standardized.losses - scales.min_loss).numpy())
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "gradient-descent step"
     assert ax.get_lines()[2].get_ydata()[0] == pytest.approx(scales.target_loss - scales.min_loss)
@@ -324,10 +329,17 @@ def test_plot_activation_histograms_draws_each_layer(digits):
         for layer in range(5):
             ax = fig.axes[row * 5 + layer]
             expected, _ = np.histogram(profile.outputs[layer].flatten().numpy(), bins=np.linspace(-1, 1, 41))
-            np.testing.assert_array_equal(step_heights(ax.patches[0], len(expected)), expected)
+            bands, histogram = ax.patches[:2], ax.patches[2]
+            np.testing.assert_array_equal(step_heights(histogram, len(expected)), expected)
+            assert sorted(tuple(np.round(b.get_x() + np.array([0, b.get_width()]), 6)) for b in bands) == [
+                (-0.97, -1.0),
+                (0.97, 1.0),
+            ]  # the saturated bands |y| > 0.97 (axvspan from the threshold to the asymptote)
+            assert len(ax.get_yticks()) > 1  # a count scale
             assert ax.get_title() == f"layer {layer + 1}: {100 * profile.saturated[layer]:.0f}% sat."
     assert fig.axes[0].get_title() == "layer 1: 81% sat."
     assert fig.axes[-1].get_xlabel() == "tanh output" and "BatchNorm" in fig.axes[5].get_ylabel()
+    assert fig.get_suptitle() == "Activations per layer; grey bands: saturated, |output| > 0.97"
 
 
 def test_plot_layer_statistics_draws_one_line_per_profile(digits):
@@ -419,8 +431,8 @@ def test_sweep_lookup_and_table(small_sweep):
     assert small_sweep.runs_at(3.0) == [small_sweep.run(3.0, None), small_sweep.run(3.0, "batch")]
     with pytest.raises(
         ValueError,
-        match=r"no run with learning_rate=1.0, norm=None; there are \(learning_rate, "
-        r"norm\) = \[\(0.1, None\), \(0.1, 'batch'\), \(3.0, None\)",
+        match=r"no run with learning_rate=1.0, norm=None, seed=0; there are \(learning_rate, "
+        r"norm, seed\) = \[\(0.1, None, 0\), \(0.1, 'batch', 0\), \(3.0, None, 0\)",
     ):
         small_sweep.run(1.0, None)
     table = wt.sweep_table(small_sweep).splitlines()
@@ -457,18 +469,34 @@ def crosses(ax) -> list:
     ]
 
 
-def test_plot_learning_rate_sweep_draws_every_run(small_sweep):
-    fig = plots.plot_learning_rate_sweep(small_sweep)
-    for ax, norm in zip(fig.axes, small_sweep.norms):
-        lines = loss_lines(ax)
-        assert len(lines) == len(small_sweep.learning_rates)
-        for line, lr in zip(lines, small_sweep.learning_rates):
-            np.testing.assert_array_equal(line.get_ydata(), small_sweep.run(lr, norm).losses)
-        assert ax.get_title() == NORM_LABELS[norm] and ax.get_yscale() == "log"
+def test_plot_learning_rate_sweep_draws_medians_bands_and_markers(small_seeded_sweep):
+    sweep = small_seeded_sweep
+    fig = plots.plot_learning_rate_sweep(sweep)
+    for ax, norm in zip(fig.axes, sweep.norms):
+        medians = [line for line in ax.get_lines() if line.get_label().startswith("lr = ")]
+        assert len(medians) == len(sweep.learning_rates) and len(ax.collections) == len(sweep.learning_rates)
+        for line, band, lr in zip(medians, ax.collections, sweep.learning_rates):
+            runs = sweep.seed_runs(lr, norm)
+            full = [100 * np.array(r.accuracies) for r in runs if len(r.accuracies) == len(line.get_ydata())]
+            if len(full) == len(runs):  # no run stopped early: the median and range are over every seed
+                np.testing.assert_allclose(line.get_ydata(), np.median(full, axis=0))
+                top = band.get_paths()[0].vertices[:, 1]
+                assert top.max() == pytest.approx(np.max(full)) and top.min() == pytest.approx(np.min(full))
+        dots = [line for line in ax.get_lines() if line.get_marker() == "o" and len(line.get_xdata())]
+        reached = [
+            [s for r in sweep.seed_runs(lr, norm) if (s := r.steps_to_accuracy(0.95)) is not None]
+            for lr in sweep.learning_rates
+        ]
+        assert [d.get_xdata()[0] for d in dots] == [float(np.median(r)) for r in reached if r]
+        assert all(d.get_ydata()[0] == 95 for d in dots)
+        assert ax.get_title() == NORM_LABELS[norm]
+    diverged = [r for r in sweep.seed_runs(3.0, None) if r.diverged]
     shown = crosses(fig.axes[0])
-    assert len(shown) == 1 and shown[0].get_xdata()[0] == len(small_sweep.run(3.0, None).losses) - 1
+    assert len(shown) == len(diverged) > 0
+    assert [c.get_xdata()[0] for c in shown] == [r.eval_steps[-1] for r in diverged]
     assert crosses(fig.axes[1]) == []
-    assert "lr = 3 (diverged)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert f"lr = 3 ({len(diverged)} of 2 diverged)" in labels and "95% reached (median step)" in labels
 
 
 def test_plot_training_runs_draws_loss_and_accuracy(small_sweep):
@@ -575,17 +603,8 @@ def test_smoothness_run_lookups_and_medians():
         run.median_loss_ratio(0.3)
 
 
-def test_plot_loss_along_gradient_draws_the_ratios(digits):
+def test_smoothness_result_lookup(digits):
     result = wt.loss_along_gradient(digits, steps=30, checkpoints=(0, 10, 20))
-    fig = plots.plot_loss_along_gradient(result, steps=(0, 20))
-    for ax, run in zip(fig.axes, result.runs):
-        drawn = lines(ax)
-        assert len(drawn) == 2
-        for line, ray in zip(drawn, (run.ray_at(0), run.ray_at(20))):
-            np.testing.assert_allclose(line.get_ydata(), np.array(ray.losses) / ray.loss)
-            np.testing.assert_array_equal(line.get_xdata(), ray.step_sizes)
-            assert line.get_label() == f"at step {ray.step} (loss {ray.loss:.3f})"
-        assert ax.get_xscale() == "log" and ax.get_title() == NORM_LABELS[run.norm]
     with pytest.raises(ValueError, match=r"no run with norm='layer'; there are \(norm\) = \[\(None,\), \('batch',\)\]"):
         result.get("layer")
 

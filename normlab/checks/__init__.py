@@ -19,6 +19,8 @@ Jupyter and as text elsewhere.
 - ``check_float16_layer_norm(fn)``: ``fn(x, gamma, beta, eps=1e-5)``, right in float16 too.
 - ``check_batch_norm_backward(fn)``, ``check_fold_batch_norm(fn)``: notebook 05's BatchNorm backward by hand
   and BatchNorm folded into the Linear layer before it.
+- ``check_steps_from_kappa(fn)``, ``check_largest_stable_lr(fn)``, ``check_saturated_fraction(fn)``: notebook 01's
+  ``fn(kappa, shrink)``, ``fn(x)`` and ``fn(model, x, threshold=0.97)``.
 
 Design decisions:
 
@@ -47,6 +49,7 @@ from normlab.checks._result import MISTAKES, CheckResult
 from normlab.checks._train_vs_eval_exercises import check_fine_tune_step, check_keras_port, check_running_stats_update
 from normlab.checks._transformer import check_float16_layer_norm, check_pre_ln_block
 from normlab.checks._which_axes_exercises import check_masked_batch_norm
+from normlab.checks._why_normalization import check_largest_stable_lr, check_saturated_fraction, check_steps_from_kappa
 
 __all__ = [
     "MISTAKES",
@@ -60,9 +63,12 @@ __all__ = [
     "check_fold_batch_norm",
     "check_group_norm",
     "check_keras_port",
+    "check_largest_stable_lr",
     "check_layer_norm",
     "check_masked_batch_norm",
     "check_pre_ln_block",
     "check_rms_norm",
     "check_running_stats_update",
+    "check_saturated_fraction",
+    "check_steps_from_kappa",
 ]

@@ -113,15 +113,15 @@ class DescentRun:
 
 @dataclass(frozen=True)
 class FeatureScaleResult:
-    """Raw against standardized features: the same model, the same best loss, different geometry."""
+    """Centered against standardized features: the same model, the same best loss, different geometry."""
 
     features: tuple[str, str]
     target: str
     initial_loss: float
     min_loss: float
     target_loss: float
-    raw: DescentRun
-    standardized: DescentRun
+    centered: DescentRun  # each feature in its own units, minus its mean
+    standardized: DescentRun  # centered and divided by its std
 
 
 # The two-weight problem of §1 is solved with elementwise tensor ops only. MKL's BLAS and LAPACK
@@ -212,13 +212,13 @@ def feature_scale_descent(
     max_steps: int = 2000,
     grid_points: int = 121,
 ) -> FeatureScaleResult:
-    r"""Gradient descent on a linear model of the wine data, raw against standardized (notebook 01 §1).
+    r"""Gradient descent on a linear model of the wine data, centered against standardized (notebook 01 §1).
 
     Model: :math:`\hat y = w_1 x_1 + w_2 x_2` on centered features and a centered
     target (so the best intercept is 0 and the loss is a 2-D surface),
     loss :math:`L(w) = \frac{1}{2n}\lVert Xw - y\rVert^2`, Hessian :math:`H = X^\top X / n`.
-    "raw" keeps each feature's units; "standardized" divides it by its std (dim 0, per
-    feature). Both describe the same functions, so they share the initial loss (w = 0)
+    "centered" keeps each feature's units (minus its mean); "standardized" divides it by its
+    std (dim 0, per feature); :func:`wine_condition_numbers` calls the uncentered features "raw". Both describe the same functions, so they share the initial loss (w = 0)
     and the minimum loss. Each run starts at w = 0, steps with lr = 1 / lambda_max(H),
     and stops at the fixed target loss ``min + tolerance * (initial - min)``.
     """
@@ -244,7 +244,7 @@ def feature_scale_descent(
         initial_loss=initial,
         min_loss=best,
         target_loss=target_loss,
-        raw=_descend("raw", x, y, target_loss, max_steps, grid_points),
+        centered=_descend("centered", x, y, target_loss, max_steps, grid_points),
         standardized=_descend("standardized", scaled, y, target_loss, max_steps, grid_points),
     )
 

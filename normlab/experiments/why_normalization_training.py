@@ -16,13 +16,14 @@ import copy
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normlab.compare import fmt_spread
 from normlab.data.digits import DigitsSplit
 from normlab.experiments.common import grad_of
 from normlab.experiments.why_normalization import build_mlp
@@ -49,8 +50,9 @@ class TrainingRun:
     """One SGD run: the training loss at every step, held-out accuracy every few steps.
 
     ``losses[k]`` is the mini-batch loss of step k (before its update). A run that
-    diverges (loss not finite or above 100) stops there: ``diverged`` is True and the
-    lists end early. ``accuracies[i]`` is measured after ``eval_steps[i]`` updates, in eval mode.
+    diverges (loss not finite or above :data:`DIVERGED_LOSS` = 100) stops there: ``diverged``
+    is True and the lists end early. ``accuracies[i]`` is measured after ``eval_steps[i]``
+    updates, in eval mode. ``seed`` chose the initial weights and the mini-batches.
     """
 
     norm: str | None
@@ -59,6 +61,7 @@ class TrainingRun:
     eval_steps: list[int]
     accuracies: list[float]
     diverged: bool
+    seed: int = 0
 
     def steps_to_accuracy(self, target: float) -> int | None:
         """The first evaluated step count at which held-out accuracy >= target (None: never)."""
@@ -110,7 +113,7 @@ def fit(
         value = loss.item()
         if not math.isfinite(value) or value > DIVERGED_LOSS:
             losses.append(value if math.isfinite(value) else math.inf)
-            return TrainingRun(norm, learning_rate, losses, eval_steps, accuracies, diverged=True)
+            return TrainingRun(norm, learning_rate, losses, eval_steps, accuracies, diverged=True, seed=seed)
         losses.append(value)
         optimizer.zero_grad()
         loss.backward()
@@ -118,7 +121,7 @@ def fit(
         if (step + 1) % eval_every == 0:
             eval_steps.append(step + 1)
             accuracies.append(accuracy(model, data.x_test, data.y_test))
-    return TrainingRun(norm, learning_rate, losses, eval_steps, accuracies, diverged=False)
+    return TrainingRun(norm, learning_rate, losses, eval_steps, accuracies, diverged=False, seed=seed)
 
 
 def digits_mlp(
@@ -162,20 +165,25 @@ def train_mlp(
 
 @dataclass(frozen=True)
 class LearningRateSweep:
-    """Every (learning rate, norm) pair trained from the same weights on the same mini-batches."""
+    """Every (learning rate, norm, seed) trained; for one seed, every run has the same weights and mini-batches."""
 
     learning_rates: list[float]
     norms: list[str | None]
     target_accuracy: float
     runs: list[TrainingRun]
+    seeds: list[int] = field(default_factory=lambda: [0])
 
-    def run(self, learning_rate: float, norm: str | None) -> TrainingRun:
-        """The run with this learning rate and norm."""
-        return _find(self.runs, "run", learning_rate=learning_rate, norm=norm)
+    def run(self, learning_rate: float, norm: str | None, seed: int = 0) -> TrainingRun:
+        """The run with this learning rate, norm and seed."""
+        return _find(self.runs, "run", learning_rate=learning_rate, norm=norm, seed=seed)
 
-    def runs_at(self, learning_rate: float) -> list[TrainingRun]:
-        """Every norm's run at this learning rate, in the order of ``norms``."""
-        return [self.run(learning_rate, norm) for norm in self.norms]
+    def runs_at(self, learning_rate: float, seed: int = 0) -> list[TrainingRun]:
+        """Every norm's run at this learning rate and seed, in the order of ``norms``."""
+        return [self.run(learning_rate, norm, seed) for norm in self.norms]
+
+    def seed_runs(self, learning_rate: float, norm: str | None) -> list[TrainingRun]:
+        """The runs of every seed at this learning rate and norm, in the order of ``seeds``."""
+        return [self.run(learning_rate, norm, seed) for seed in self.seeds]
 
 
 def learning_rate_sweep(
@@ -184,41 +192,63 @@ def learning_rate_sweep(
     norms: Sequence[str | None] = (None, "batch"),
     target_accuracy: float = 0.95,
     steps: int = 200,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
 ) -> LearningRateSweep:
-    """Train the same MLP at each learning rate with each norm (notebook 01 §4).
+    """Train the same MLP at each learning rate with each norm, once per seed (notebook 01 §4).
 
-    Same seed for every run: identical initial weights (norm layers start at
-    gamma = 1, beta = 0) and identical mini-batches, so a difference is the norm's.
+    Within one seed every run has identical initial weights (norm layers start at
+    gamma = 1, beta = 0) and identical mini-batches, so a difference is the norm's; the
+    seeds show how much of it is luck.
     """
-    runs = [train_mlp(data, norm, lr, steps, seed=seed) for lr in learning_rates for norm in norms]
-    return LearningRateSweep(list(learning_rates), list(norms), target_accuracy, runs)
+    runs = [train_mlp(data, norm, lr, steps, seed=seed) for lr in learning_rates for norm in norms for seed in seeds]
+    return LearningRateSweep(list(learning_rates), list(norms), target_accuracy, runs, list(seeds))
+
+
+def sweep_cell(runs: Sequence[TrainingRun], target_accuracy: float) -> str:
+    """One cell of :func:`sweep_table`: the steps to the target over the seeds' runs, as "median [min–max]",
+    and how many runs diverged (training loss above :data:`DIVERGED_LOSS`) or never reached the target.
+
+    With one run: its step count, "diverged at step k", or "not in N (final a%)".
+    """
+    reached = [s for r in runs if not r.diverged and (s := r.steps_to_accuracy(target_accuracy)) is not None]
+    diverged = [len(r.losses) - 1 for r in runs if r.diverged]
+    missed = [r for r in runs if not r.diverged and r.steps_to_accuracy(target_accuracy) is None]
+    if len(runs) == 1:
+        run = runs[0]
+        if diverged:
+            return f"diverged at step {diverged[0]}"
+        return f"{reached[0]}" if reached else f"not in {run.eval_steps[-1]} (final {run.accuracies[-1]:.1%})"
+    parts = []
+    of = f" of {len(runs)}"
+    if reached:
+        parts.append(fmt_spread(reached, "g") + ("" if len(reached) == len(runs) else f" ({len(reached)}{of})"))
+    if diverged:
+        parts.append(f"diverged ({len(diverged)}{of}) at step {fmt_spread(diverged, 'g')}")
+    if missed:
+        parts.append(f"not in {missed[0].eval_steps[-1]} ({len(missed)}{of})")
+    return "; ".join(parts)
 
 
 def sweep_table(sweep: LearningRateSweep) -> str:
-    """A text table: for each learning rate and norm, steps to the target accuracy, or 'diverged'.
+    """A text table: for each learning rate and norm, steps to the target accuracy over the seeds (see
+    :func:`sweep_cell`); "diverged" means the training loss went above :data:`DIVERGED_LOSS` (100).
 
-    A run that never reaches the target shows its final accuracy. The final accuracy of the
-    others is not printed: at lr >= 1 training is chaotic enough that a CPU's last-bit
-    rounding differences, even in float64, change it by a point or more after 200 steps,
-    while the step at which 95% is first reached stays the same.
+    The final accuracy of the runs that reach the target is not printed: at lr >= 1 training is
+    chaotic enough that a CPU's last-bit rounding differences, even in float64, change it by a
+    point or more after 200 steps, while the step at which 95% is first reached stays the same.
     """
+    cells = {
+        (lr, n): sweep_cell(sweep.seed_runs(lr, n), sweep.target_accuracy)
+        for lr in sweep.learning_rates
+        for n in sweep.norms
+    }
     target = f"steps to {sweep.target_accuracy:.0%}"
-    header = f"{'lr':>6} | " + " | ".join(f"{NORM_LABELS[n] + ': ' + target:>30}" for n in sweep.norms)
+    titles = {n: f"{NORM_LABELS[n]}: {target}" for n in sweep.norms}
+    width = {n: max(30, len(titles[n]), *(len(cells[lr, n]) for lr in sweep.learning_rates)) for n in sweep.norms}
+    header = f"{'lr':>6} | " + " | ".join(f"{titles[n]:>{width[n]}}" for n in sweep.norms)
     lines = [header, "-" * len(header)]
     for lr in sweep.learning_rates:
-        cells = []
-        for norm in sweep.norms:
-            run = sweep.run(lr, norm)
-            if run.diverged:
-                cells.append(f"{'diverged at step ' + str(len(run.losses) - 1):>30}")
-                continue
-            steps = run.steps_to_accuracy(sweep.target_accuracy)
-            reached = (
-                f"{steps}" if steps is not None else f"not in {run.eval_steps[-1]} (final {run.accuracies[-1]:.1%})"
-            )
-            cells.append(f"{reached:>30}")
-        lines.append(f"{lr:>6g} | " + " | ".join(cells))
+        lines.append(f"{lr:>6g} | " + " | ".join(f"{cells[lr, n]:>{width[n]}}" for n in sweep.norms))
     return "\n".join(lines)
 
 

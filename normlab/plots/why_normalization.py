@@ -6,6 +6,7 @@ Nothing here computes: the experiments in :mod:`normlab.experiments.why_normaliz
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,19 +15,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-from normlab.experiments.why_normalization import ActivationCurves, FeatureScaleResult, LayerProfile
-from normlab.experiments.why_normalization_training import (
-    CovariateShiftResult,
-    LearningRateSweep,
-    SmoothnessResult,
-    TrainingRun,
-)
+from normlab.experiments.why_normalization import SATURATION_MARGIN, ActivationCurves, FeatureScaleResult, LayerProfile
+from normlab.experiments.why_normalization_seeds import SETTINGS, SeededResults
+from normlab.experiments.why_normalization_training import CovariateShiftResult, LearningRateSweep, TrainingRun
 from normlab.layouts import NORM_LABELS
 from normlab.style import OKABE_ITO, legend_of, new_figure
 
 NORM_COLORS = {None: OKABE_ITO[3], "batch": OKABE_ITO[0], "layer": OKABE_ITO[2]}
 RUN_COLORS = {"no norm": OKABE_ITO[3], "BatchNorm": OKABE_ITO[0], "BatchNorm + noise": OKABE_ITO[1]}
 RAY_COLORS = (OKABE_ITO[4], OKABE_ITO[5], OKABE_ITO[7])
+SATURATED_OUTPUT = 1 - SATURATION_MARGIN  # |tanh| above 0.97 counts as saturated
 EXCESS_LEVELS = (0.01, 0.04, 0.15, 0.5, 1.0, 2.0, 4.0)  # contour levels: fraction of the reducible loss
 QUANTITIES = {  # LayerProfile field: (axis label, y scale, factor, y limits)
     "activation_std": ("std of activations", "log", 1, None),
@@ -56,11 +54,11 @@ def _log_scale(ax, axis: str = "y", fine: bool = False) -> None:
 
 
 def plot_loss_contours(result: FeatureScaleResult) -> Figure:
-    """Loss contours of the linear model with the gradient-descent path, raw and standardized (§1)."""
+    """Loss contours of the linear model with the gradient-descent path, centered and standardized (§1)."""
     fig, axes = new_figure(1, 2, figsize=(9, 4.8))
     levels = [result.min_loss + f * (result.initial_loss - result.min_loss) for f in EXCESS_LEVELS]
-    per = {"raw": "unit", "standardized": "std"}  # of the feature: its own units, or its standard deviation
-    for ax, run in zip(axes, (result.raw, result.standardized)):
+    per = {"centered": "unit", "standardized": "std"}  # of the feature: its own units, or its standard deviation
+    for ax, run in zip(axes, (result.centered, result.standardized)):
         grid = (run.grid_w1.numpy(), run.grid_w2.numpy(), run.grid_loss.numpy())
         ax.contour(*grid, levels=levels, colors=OKABE_ITO[7], linewidths=0.7, alpha=0.6)
         ax.contour(*grid, levels=[result.target_loss], colors=OKABE_ITO[2], linewidths=1.5)
@@ -86,7 +84,7 @@ def plot_loss_contours(result: FeatureScaleResult) -> Figure:
 def plot_descent_losses(result: FeatureScaleResult) -> Figure:
     """Excess loss L(w_k) - L* against the step k for both runs, with the target (§1)."""
     fig, ax = new_figure(figsize=(6.4, 3.8))
-    for run, color in ((result.raw, OKABE_ITO[3]), (result.standardized, OKABE_ITO[0])):
+    for run, color in ((result.centered, OKABE_ITO[3]), (result.standardized, OKABE_ITO[0])):
         excess = (run.losses - result.min_loss).numpy()
         ax.plot(
             np.arange(len(excess)),
@@ -139,13 +137,17 @@ def plot_activation_histograms(profiles: Sequence[LayerProfile], bins: int = 40)
     edges = np.linspace(-1, 1, bins + 1)
     for row, profile in zip(axes, profiles):
         for layer, (ax, output) in enumerate(zip(row, profile.outputs), start=1):
+            for side in (-1, 1):  # the saturated bands, |y| > SATURATED_OUTPUT
+                ax.axvspan(side * SATURATED_OUTPUT, side, color=OKABE_ITO[7], alpha=0.45, linewidth=0)
             ax.hist(output.flatten().numpy(), bins=edges, color=NORM_COLORS[profile.norm], histtype="stepfilled")
             ax.set_title(f"layer {layer}: {100 * profile.saturated[layer - 1]:.0f}% sat.", fontsize=9)
-            ax.set(yticks=[], xticks=[-1, 0, 1])
-        row[0].set_ylabel(f"{profile_label(profile)}\ncount", fontsize=8)
+            ax.set(xticks=[-1, 0, 1])
+            ax.yaxis.set_major_locator(MaxNLocator(3, integer=True))
+            ax.tick_params(axis="y", labelsize=7)
+        row[0].set_ylabel(f"{profile_label(profile)}\ncount (values)", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel(f"{profiles[0].activation} output")
-    fig.suptitle("Activations per layer (saturated: within 0.03 of ±1)")
+    fig.suptitle(f"Activations per layer; grey bands: saturated, |output| > {SATURATED_OUTPUT:g}")
     return fig
 
 
@@ -236,22 +238,40 @@ def _show_losses(line: Line2D, marker: Line2D, run: TrainingRun, top: float) -> 
 
 
 def plot_learning_rate_sweep(sweep: LearningRateSweep) -> Figure:
-    """Training loss per step, one panel per norm, one line per learning rate; x marks divergence (§4)."""
+    """Held-out accuracy per step, one panel per norm, one colour per learning rate (§4).
+
+    The line is the median over the sweep's seeds, the band their range; a dot marks the
+    median step at which the target accuracy was first reached (over the seeds that reached it),
+    and a cross each run that diverged (training loss above 100), at its last measured accuracy.
+    """
     fig, axes = new_figure(1, len(sweep.norms), figsize=(5 * len(sweep.norms), 4), sharey=True, squeeze=False)
+    target = 100 * sweep.target_accuracy
     for ax, norm in zip(axes[0], sweep.norms):
-        _log_scale(ax)
-        ax.set_ylim(1e-3, 1e3)
+        ax.axhline(target, color=OKABE_ITO[7], linewidth=1, linestyle="--", label=f"target {target:g}%")
         for i, lr in enumerate(sweep.learning_rates):
-            run = sweep.run(lr, norm)
-            label = f"lr = {lr:g}" + (" (diverged)" if run.diverged else "")
-            _loss_line(ax, OKABE_ITO[i % len(OKABE_ITO)], label)
-            _show_losses(ax.lines[-2], ax.lines[-1], run, ax.get_ylim()[1])
-        ax.relim()
-        ax.autoscale_view()
-        ax.set(title=NORM_LABELS[norm], xlabel="SGD step (batch of 64)")
-        ax.legend(fontsize=8, loc="upper right")
-    axes[0][0].set_ylabel("training loss (cross-entropy, nats)")
-    fig.suptitle("The same MLP on the digits, five learning rates")
+            color = OKABE_ITO[i % len(OKABE_ITO)]
+            runs = sweep.seed_runs(lr, norm)
+            longest = max(runs, key=lambda r: len(r.eval_steps))
+            steps = np.array(longest.eval_steps)
+            curves = [100 * np.array(r.accuracies) for r in runs]
+            at = [np.array([c[k] for c in curves if k < len(c)]) for k in range(len(steps))]
+            low, middle, high = (np.array([f(a) for a in at]) for f in (np.min, np.median, np.max))
+            diverged = [r for r in runs if r.diverged]
+            label = f"lr = {lr:g}" + (f" ({len(diverged)} of {len(runs)} diverged)" if diverged else "")
+            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+            ax.plot(steps, middle, color=color, linewidth=1.2, label=label)
+            reached = [s for r in runs if (s := r.steps_to_accuracy(sweep.target_accuracy)) is not None]
+            if reached:
+                ax.plot([float(np.median(reached))], [target], "o", color=color, markersize=7, markeredgecolor="black")
+            for run in diverged:
+                ax.plot(
+                    [run.eval_steps[-1]], [100 * run.accuracies[-1]], "x", color=color, markersize=8, markeredgewidth=2
+                )
+        ax.plot([], [], "o", color=OKABE_ITO[7], markeredgecolor="black", label=f"{target:g}% reached (median step)")
+        ax.set(title=NORM_LABELS[norm], xlabel="SGD step (batch of 64)", ylim=(0, 100))
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel(f"held-out accuracy (%), median and range of {len(sweep.seeds)} seeds")
+    fig.suptitle(f"The same MLP on the digits, {len(sweep.learning_rates)} learning rates, {len(sweep.seeds)} seeds")
     return fig
 
 
@@ -322,32 +342,83 @@ def plot_layer_input_drift(result: CovariateShiftResult, unit: int = 0) -> Figur
     return fig
 
 
-def plot_loss_along_gradient(result: SmoothnessResult, steps: Sequence[int] = (50, 100, 150)) -> Figure:
-    """L(w - eta g) / L(w) against the step size eta at a few training steps, one panel per norm (§5)."""
-    fig, axes = new_figure(1, len(result.runs), figsize=(4.8 * len(result.runs), 3.9), sharey=True)
-    for ax, run in zip(axes, result.runs):
-        for i, ray in enumerate(run.ray_at(step) for step in steps):
-            ratio = np.array(ray.losses) / ray.loss
-            ax.plot(
-                ray.step_sizes,
-                ratio,
-                "o-",
-                markersize=4,
-                color=RAY_COLORS[i % len(RAY_COLORS)],
-                label=f"at step {ray.step} (loss {ray.loss:.3f})",
-            )
-        ax.axhline(1.0, color=OKABE_ITO[7], linewidth=1, linestyle="--")
-        ax.axvline(
-            result.learning_rate,
-            color=OKABE_ITO[7],
-            linewidth=1,
-            linestyle=":",
-            label=f"training lr = {result.learning_rate:g}",
-        )
+def _per_seed_points(ax, x: float, values: Sequence[float], color: str, label: str | None) -> None:
+    """One dot per seed at ``x`` (spread sideways a little so that equal values stay visible), and the median."""
+    offsets = np.linspace(-0.06, 0.06, len(values)) if len(values) > 1 else np.zeros(1)
+    ax.plot(x * (1 + offsets), values, "o", color=color, markersize=4, alpha=0.7, linestyle="none")
+    ax.plot([x], [statistics.median(values)], "_", color=color, markersize=16, markeredgewidth=2, label=label)
+
+
+def plot_covariate_shift_seeds(results: SeededResults) -> Figure:
+    """Per seed, how far the watched layer's input moves per step against the steps to the target (§5).
+
+    A run that never reached the target sits on the top edge ("not reached").
+    """
+    fig, ax = new_figure(figsize=(6.4, 3.9))
+    limit = SETTINGS.steps + 20
+    for label, color in RUN_COLORS.items():
+        movement = results.shift_values(label, "movement")
+        steps = [limit if s is None else s for s in results.shift_values(label, "steps_to_target")]
+        ax.plot(movement, steps, "o", color=color, markersize=6, alpha=0.8, label=label)
+    ax.axhline(limit, color=OKABE_ITO[7], linewidth=1, linestyle=":")
+    ax.text(
+        0.99,
+        limit,
+        f"not reached in {SETTINGS.steps}",
+        ha="right",
+        va="bottom",
+        transform=ax.get_yaxis_transform(),
+        fontsize=8,
+    )
+    _log_scale(ax, "x", fine=True)
+    target = f"{SETTINGS.target_accuracy:.0%}"
+    ax.set(
+        title=f"More covariate shift, still faster ({len(results.seeds)} seeds, one dot each)",
+        xlabel="mean movement per step of Linear layer 3's input",
+        ylabel=f"SGD steps to {target} held-out accuracy",
+        ylim=(0, limit + 25),
+    )
+    ax.legend(fontsize=8, loc="center right")
+    return fig
+
+
+def plot_smoothness_seeds(results: SeededResults) -> Figure:
+    """Per seed, L(w - eta g) / L(w) (left) and the gradient change (right) against eta, medians over the
+    checkpoints; one colour per norm, a dash at the median over seeds (§5)."""
+    fig, (left, right) = new_figure(1, 2, figsize=(9.6, 3.9), sharex=True)
+    sizes = SETTINGS.step_sizes
+    for norm in (None, "batch"):
+        summaries = results.smoothness_of(norm)
+        for i, eta in enumerate(sizes):
+            label = NORM_LABELS[norm] if i == 0 else None
+            _per_seed_points(left, eta, [s.loss_ratios[i] for s in summaries], NORM_COLORS[norm], label)
+            _per_seed_points(right, eta, [s.gradient_changes[i] for s in summaries], NORM_COLORS[norm], label)
+    left.axhline(1.0, color=OKABE_ITO[7], linewidth=1, linestyle="--")
+    for ax in (left, right):
+        ax.axvline(SETTINGS.smoothness_learning_rate, color=OKABE_ITO[7], linewidth=1, linestyle=":")
         _log_scale(ax, "x")
         _log_scale(ax, "y")
-        ax.set(title=NORM_LABELS[run.norm], xlabel="step size η along −gradient")
+        ax.set_xlabel("step size η along −gradient")
         ax.legend(fontsize=8, loc="upper left")
-    axes[0].set_ylabel("L(w − η g) / L(w)  (below 1: the step helps)")
-    fig.suptitle("Walking along the gradient: how far does it stay a good direction?")
+    left.set(title="Loss after one step", ylabel="L(w − η g) / L(w)  (below 1: it helps)")
+    right.set(title="Change of the gradient", ylabel="‖g(w − η g) − g(w)‖ / ‖g(w)‖")
+    fig.suptitle(f"Walking along the gradient, {len(results.seeds)} seeds (dots) and their median (dash)")
+    return fig
+
+
+def plot_update_ratios(ratios: dict[str, dict[str, Sequence[float]]], reference: float = -3.0) -> Figure:
+    """log10 of the update-to-data ratio per step, one panel per net, one line per layer (§3's open experiment).
+
+    ``ratios[net][layer]`` lists log10(std(lr * grad) / std(weight)) per step, as the notebook's loop
+    records it; the dashed line is the reference (about 1e-3, Karpathy's makemore part 3).
+    """
+    fig, axes = new_figure(1, len(ratios), figsize=(4.8 * len(ratios), 3.8), sharey=True, squeeze=False)
+    for ax, (net, layers) in zip(axes[0], ratios.items()):
+        for i, (layer, values) in enumerate(layers.items()):
+            ax.plot(np.arange(len(values)), values, color=OKABE_ITO[i % len(OKABE_ITO)], linewidth=1.2, label=layer)
+        ax.axhline(reference, color=OKABE_ITO[7], linewidth=1, linestyle="--", label=f"1e{reference:g} (rule of thumb)")
+        ax.set(title=net, xlabel="SGD step")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("log10(update std / weight std)")
+    fig.suptitle("Update-to-data ratio per layer over the first steps")
     return fig

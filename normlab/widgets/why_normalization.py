@@ -8,7 +8,8 @@ import ipywidgets as widgets
 
 from normlab.data.digits import DigitsSplit, load_digits_split
 from normlab.experiments.why_normalization import saturation_profiles
-from normlab.experiments.why_normalization_training import LearningRateSweep, learning_rate_sweep
+from normlab.experiments.why_normalization_seeds import load_seeded_results
+from normlab.experiments.why_normalization_training import LearningRateSweep
 from normlab.plots.why_normalization import plot_saturation, plot_training_runs, update_saturation, update_training_runs
 from normlab.widgets.explorer import Explorer
 
@@ -32,21 +33,23 @@ def make_saturation_explorer(data: DigitsSplit | None = None) -> Explorer:
 
 
 def make_learning_rate_explorer(sweep: LearningRateSweep | None = None) -> Explorer:
-    """Pick a learning rate; see the loss and accuracy with and without BatchNorm (§4).
+    """Pick a learning rate and a seed; see the loss and accuracy with and without BatchNorm (§4).
 
-    Pass the notebook's sweep to reuse its runs; without one, the sweep is trained
-    here first (a few seconds), so that every interaction only selects and redraws.
+    Pass the notebook's sweep to reuse its runs; without one, the cached seeded sweep is
+    read (:func:`normlab.experiments.why_normalization_seeds.load_seeded_results`), so
+    that every interaction only selects and redraws.
     """
-    sweep = sweep or learning_rate_sweep(load_digits_split())
+    sweep = sweep or load_seeded_results().sweep
     controls = {
         "learning_rate": widgets.SelectionSlider(
             options=sweep.learning_rates, value=sweep.learning_rates[-1], description="learning rate"
         ),
+        "seed": widgets.SelectionSlider(options=sweep.seeds, value=sweep.seeds[0], description="seed"),
     }
     return Explorer(
         controls,
         compute=sweep.runs_at,
         draw=plot_training_runs,
         update=update_training_runs,
-        title="The same MLP with and without BatchNorm, at one learning rate",
+        title="The same MLP with and without BatchNorm, at one learning rate and seed",
     )
