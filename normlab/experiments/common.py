@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from torch import Tensor
-
-T = TypeVar("T")
 
 
 def grad_of(t: Tensor) -> Tensor:
@@ -14,13 +10,6 @@ def grad_of(t: Tensor) -> Tensor:
     if t.grad is None:
         raise RuntimeError(f"no gradient reached a tensor of shape {tuple(t.shape)}: call loss.backward() first.")
     return t.grad
-
-
-def present(value: T | None, what: str) -> T:
-    """``value``, which the caller knows is set (a module's weight, a buffer); a RuntimeError naming ``what`` if not."""
-    if value is None:
-        raise RuntimeError(f"{what} is None; the experiment needs it set.")
-    return value
 
 
 def backward_from(output: Tensor, output_grad: Tensor) -> None:
