@@ -17,7 +17,7 @@ each later question assumes the earlier ones were answered "no":
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from normlab.checks import _explain as explain
 from normlab.checks._limits import INTERRUPT
 from normlab.checks._probes import TOLERANCE, Probe, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, bounded
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, run_in_session
 from normlab.checks._session import Session
 from normlab.checks._specs import NormSpec
 from normlab.checks._variants import close, matching_variants
@@ -331,15 +331,12 @@ def run_check(ctx: Context, diagnose: Callable[[Session], CheckResult]) -> Check
 
     If analysing an unusual output itself fails, the result is an honest 'unknown'.
     """
-    session = Session(ctx.time_limit)
-    with session.check():
-        try:
-            result = diagnose(session)
-        except Exception as exc:
-            observed = (
-                f"The checker could not analyse what {ctx.who} returned "
-                f"({bounded(f'{type(exc).__name__}: {exc}')}), so it cannot say whether it is right. This is a "
-                f"gap in the checker: compare your output with `{ctx.spec.reference_name}` by hand."
-            )
-            result = ctx.result("unknown", observed, explain.hint(ctx.spec, "unknown"))
-    return replace(result, printed=session.printed.text(), session=session.notes)
+
+    def unknown(error: str) -> CheckResult:
+        observed = (
+            f"The checker could not analyse what {ctx.who} returned ({error}), so it cannot say whether it is "
+            f"right. This is a gap in the checker: compare your output with `{ctx.spec.reference_name}` by hand."
+        )
+        return ctx.result("unknown", observed, explain.hint(ctx.spec, "unknown"))
+
+    return run_in_session(ctx.time_limit, diagnose, unknown)

@@ -16,7 +16,6 @@ mode it must refuse (raise), as torch's ``fuse_linear_bn_eval`` does.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from normlab._errors import shape_str
 from normlab.checks._explain import vector
 from normlab.checks._norms import _check_function, learner_name
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, bounded, call_learner, check_time_limit
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, run_in_session
 from normlab.checks._session import Session
 
 SHAPE = (8, 3)  # (N, C): a BatchNorm1d over 8 samples and 3 features
@@ -199,17 +198,15 @@ def _run(
 ) -> CheckResult:
     """``diagnose(session)`` in a fresh Session; what the learner's code printed and changed added to its result.
     If analysing an unusual value fails, the result is an honest "unknown" rather than an exception."""
-    session = Session(time_limit)
-    with session.check():
-        try:
-            result = diagnose(session)
-        except Exception as exc:  # a gap in the checker, shown as such; never a crash in the learner's notebook
-            observed = (
-                f"The checker could not analyse what {who} returned ({bounded(f'{type(exc).__name__}: {exc}')}), "
-                "so it cannot say whether it is right; compare with autograd or torch by hand."
-            )
-            result = CheckResult(check, False, "unknown", checked, observed)
-    return dataclasses.replace(result, printed=session.printed.text(), session=session.notes)
+
+    def unknown(error: str) -> CheckResult:  # a gap in the checker, shown as such
+        observed = (
+            f"The checker could not analyse what {who} returned ({error}), so it cannot say whether it is right; "
+            "compare with autograd or torch by hand."
+        )
+        return CheckResult(check, False, "unknown", checked, observed)
+
+    return run_in_session(time_limit, diagnose, unknown)
 
 
 def _diagnose_backward(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -165,3 +165,22 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
     elif frames:
         where = f"in {frames[-1].name}"
     return text, where
+
+
+def run_in_session(
+    time_limit: float, diagnose: Callable[[Session], CheckResult], unknown: Callable[[str], CheckResult]
+) -> CheckResult:
+    """``diagnose(session)`` in a fresh :class:`Session`; its result with what the learner's code printed and
+    changed in the session.
+
+    ``diagnose`` calls the learner's code through ``call_learner(session, ...)`` and judges what it
+    returned. If that analysis itself raises (learner objects can break it in ways nobody foresaw),
+    the result is ``unknown(error)``, an honest "unknown" that names the error: a checker never crashes.
+    """
+    session = Session(time_limit)
+    with session.check():
+        try:
+            result = diagnose(session)
+        except Exception as exc:
+            result = unknown(bounded(_ADDRESS.sub("", f"{type(exc).__name__}: {_text(exc)}")))
+    return replace(result, printed=session.printed.text(), session=session.notes)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from torch import Tensor, nn
 
 from normlab.checks._norms import _check_function, learner_name
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, failed_call
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, failed_call, run_in_session
 from normlab.checks._session import Session
 
 TOLERANCE = 1e-6  # float64 probes
@@ -35,19 +34,14 @@ MOMENTA = (0.1, 0.3)
 KERAS_SETTINGS = ((0.99, 1e-3), (0.9, 1e-5))  # (momentum, epsilon): Keras's defaults, then others
 
 
-def _finish(session: Session, result: CheckResult) -> CheckResult:
-    """``result`` with what the learner's code printed and changed in the session."""
-    return replace(result, printed=session.printed.text(), session=session.notes)
+def _unknown(check: str, checked: str) -> Callable[[str], CheckResult]:
+    """The honest 'unknown' result of ``check`` when analysing an unusual answer fails."""
 
+    def unknown(error: str) -> CheckResult:
+        observed = f"The checker could not analyse your answer ({error}); compare with the text by hand."
+        return CheckResult(check, False, "unknown", checked, observed)
 
-def _guarded(session: Session, check: str, checked: str, diagnose: Callable[[], CheckResult]) -> CheckResult:
-    """``diagnose()``, or an honest 'unknown' if analysing an unusual answer fails: never a crash."""
-    try:
-        result = diagnose()
-    except Exception as exc:  # learner objects can make the analysis fail in ways no one foresaw
-        observed = f"The checker could not analyse your answer ({type(exc).__name__}); compare with the text by hand."
-        result = CheckResult(check, False, "unknown", checked, observed)
-    return _finish(session, result)
+    return unknown
 
 
 def _as_float64(value: object) -> Tensor | None:
@@ -117,13 +111,15 @@ def check_running_stats_update(fn: Callable, *, time_limit: float = DEFAULT_TIME
     who = learner_name(fn)
     check = f"check_running_stats_update({who})"
     running_mean, running_var, x = _update_probe()
-    session = Session(time_limit)
-    with session.check():
+
+    def diagnose(session: Session) -> CheckResult:
         outcomes = [
             call_learner(session, fn, (running_mean, running_var, x, m), ("running_mean", "running_var", "x"), who=who)
             for m in MOMENTA
         ]
-        return _guarded(session, check, UPDATE_CHECKED, lambda: _diagnose_update(outcomes, who, check))
+        return _diagnose_update(outcomes, who, check)
+
+    return run_in_session(time_limit, diagnose, _unknown(check, UPDATE_CHECKED))
 
 
 def _diagnose_update(outcomes: list[Outcome], who: str, check: str) -> CheckResult:
@@ -220,10 +216,12 @@ def check_keras_port(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) ->
     time_limit = check_time_limit(time_limit)
     who = learner_name(fn)
     check = f"check_keras_port({who})"
-    session = Session(time_limit)
-    with session.check():
+
+    def diagnose(session: Session) -> CheckResult:
         outcomes = [call_learner(session, fn, (*_keras_weights(), m, e), who=who) for m, e in KERAS_SETTINGS]
-        return _guarded(session, check, PORT_CHECKED, lambda: _diagnose_port(outcomes, who, check))
+        return _diagnose_port(outcomes, who, check)
+
+    return run_in_session(time_limit, diagnose, _unknown(check, PORT_CHECKED))
 
 
 def _port_mistakes(bn: nn.Module, momentum: float, epsilon: float) -> tuple[list[str], list[str]]:
@@ -346,8 +344,8 @@ def check_fine_tune_step(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT
         model[1].register_forward_hook(lambda m, i, o: modes["bn"].append(m.training)),
         model[3].register_forward_hook(lambda m, i, o: modes["dropout"].append(m.training)),
     ]
-    session = Session(time_limit)
-    with session.check():
+
+    def diagnose(session: Session) -> CheckResult:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         torch.manual_seed(7)  # the dropout masks: the same verdict and numbers in any session (put back after)
         outcomes = []
@@ -358,9 +356,9 @@ def check_fine_tune_step(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT
                 break
         for hook in hooks:
             hook.remove()
-        return _guarded(
-            session, check, STEP_CHECKED, lambda: _diagnose_step(outcomes, who, check, model, before, modes)
-        )
+        return _diagnose_step(outcomes, who, check, model, before, modes)
+
+    return run_in_session(time_limit, diagnose, _unknown(check, STEP_CHECKED))
 
 
 def _diagnose_step(outcomes, who: str, check: str, model: nn.Module, before: dict, modes: dict) -> CheckResult:

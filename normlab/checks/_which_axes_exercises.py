@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -27,7 +26,7 @@ from torch import Tensor
 from normlab._errors import shape_str
 from normlab.checks._norms import _check_function, learner_name
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit, failed_call
+from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit, failed_call, run_in_session
 from normlab.checks._session import Session
 from normlab.masked import masked_batch_norm
 
@@ -133,19 +132,20 @@ def check_masked_batch_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_LI
     who = learner_name(fn)
     check = f"check_masked_batch_norm({who})"
     x, mask, gamma, beta = _probe()
-    session = Session(time_limit)
-    with session.check():
+
+    def diagnose(session: Session) -> CheckResult:
         outcome = call_learner(session, fn, (x, mask, gamma, beta), ("x", "mask", "gamma", "beta"), {"eps": EPS}, who)
         reference = masked_batch_norm(x, mask, weight=gamma, bias=beta, eps=EPS)
-        try:
-            result = _diagnose(outcome, who, check, x, mask, gamma, beta, reference)
-        except Exception as exc:  # an unusual output the analysis did not foresee: say so, never crash
-            observed = (
-                f"The checker could not analyse what {who} returned ({type(exc).__name__}), so it cannot say "
-                "whether it is right: compare with `normlab.functional.masked_batch_norm` by hand."
-            )
-            result = _result(check, "unknown", observed)
-    return replace(result, printed=session.printed.text(), session=session.notes)
+        return _diagnose(outcome, who, check, x, mask, gamma, beta, reference)
+
+    def unknown(error: str) -> CheckResult:  # an unusual output the analysis did not foresee: say so
+        observed = (
+            f"The checker could not analyse what {who} returned ({error}), so it cannot say "
+            "whether it is right: compare with `normlab.functional.masked_batch_norm` by hand."
+        )
+        return _result(check, "unknown", observed)
+
+    return run_in_session(time_limit, diagnose, unknown)
 
 
 def _result(check: str, mistake: str, observed: str, also: tuple[str, ...] = ()) -> CheckResult:

@@ -22,13 +22,12 @@ import copy
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import torch
 from torch import nn
 
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, run_in_session
 from normlab.checks._session import Session
 
 # ---------------------------------------------------------------------------
@@ -76,17 +75,15 @@ def _run_check(check: str, checked: str, time_limit: float, diagnose: Callable[[
 
     If analysing an unusual return value itself fails, the result is an honest "unknown".
     """
-    session = Session(time_limit)
-    with session.check():
-        try:
-            result = diagnose(session)
-        except Exception as exc:
-            observed = (
-                f"The checker could not analyse what your function returned ({type(exc).__name__}: {exc}), so it "
-                "cannot say whether it is right. Return plain numbers (a float, or a list of floats)."
-            )
-            result = CheckResult(check, False, "unknown", checked, observed)
-    return replace(result, printed=session.printed.text(), session=session.notes)
+
+    def unknown(error: str) -> CheckResult:
+        observed = (
+            f"The checker could not analyse what your function returned ({error}), so it "
+            "cannot say whether it is right. Return plain numbers (a float, or a list of floats)."
+        )
+        return CheckResult(check, False, "unknown", checked, observed)
+
+    return run_in_session(time_limit, diagnose, unknown)
 
 
 # ---------------------------------------------------------------------------
