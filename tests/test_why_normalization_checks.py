@@ -341,7 +341,7 @@ def test_a_slow_answer_is_stopped():
 
 @pytest.mark.parametrize("check", [check_steps_from_kappa, check_largest_stable_lr, check_saturated_fraction])
 def test_a_checker_called_wrongly_raises_a_teaching_error(check):
-    with pytest.raises(TypeError, match=r"expects a function"):
+    with pytest.raises(TypeError, match=r"expects your function, as in `check_\w+\(my_norm, \.\.\.\)`; got a int"):
         check(42)
     with pytest.raises(ValueError, match=r"time_limit must be a positive number"):
         check(steps_by_log, time_limit=0)

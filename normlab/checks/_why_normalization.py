@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from normlab.checks._norms import _check_function, learner_name
 from normlab.checks._result import CheckResult
 from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, run_in_session
 from normlab.checks._session import Session
@@ -33,10 +34,6 @@ from normlab.checks._session import Session
 # ---------------------------------------------------------------------------
 # Shared: calling, and reading a number back
 # ---------------------------------------------------------------------------
-
-
-def _who(fn: object) -> str:
-    return str(getattr(fn, "__name__", type(fn).__name__))
 
 
 def _number(value: object) -> float | None:
@@ -63,11 +60,6 @@ def _failure(check: str, checked: str, who: str, outcome: Outcome, time_limit: f
     if outcome.mutated:
         return CheckResult(check, False, "mutates-input", checked, "; ".join(outcome.mutated))
     return None
-
-
-def _callable(fn: object, name: str, signature: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} expects a function {signature}; got {type(fn).__name__}.")
 
 
 def _run_check(check: str, checked: str, time_limit: float, diagnose: Callable[[Session], CheckResult]) -> CheckResult:
@@ -136,8 +128,8 @@ def _kappa_candidates(kappa: float, shrink: float) -> dict[str, set[int]]:
 def check_steps_from_kappa(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(kappa, shrink)``: the steps of gradient descent until (1 - 1/kappa)**k <= shrink (notebook 01)."""
     time_limit = check_time_limit(time_limit)
-    _callable(fn, "check_steps_from_kappa", "fn(kappa, shrink)")
-    who = _who(fn)
+    _check_function(fn, "check_steps_from_kappa")
+    who = learner_name(fn)
     check = f"check_steps_from_kappa({who})"
 
     def diagnose(session: Session) -> CheckResult:
@@ -218,8 +210,8 @@ def _stable_candidates(x: torch.Tensor) -> dict[tuple[str, ...], float]:
 def check_largest_stable_lr(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(x)``: the largest learning rate at which gradient descent on least squares converges (notebook 01)."""
     time_limit = check_time_limit(time_limit)
-    _callable(fn, "check_largest_stable_lr", "fn(x)")
-    who = _who(fn)
+    _check_function(fn, "check_largest_stable_lr")
+    who = learner_name(fn)
     check = f"check_largest_stable_lr({who})"
 
     def diagnose(session: Session) -> CheckResult:
@@ -347,8 +339,8 @@ def _matches(answer: Sequence[float], expected: Sequence[float]) -> bool:
 def check_saturated_fraction(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(model, x, threshold)``: per Tanh, the fraction of outputs with |y| > threshold (notebook 01)."""
     time_limit = check_time_limit(time_limit)
-    _callable(fn, "check_saturated_fraction", "fn(model, x, threshold=0.97)")
-    who = _who(fn)
+    _check_function(fn, "check_saturated_fraction")
+    who = learner_name(fn)
     check = f"check_saturated_fraction({who})"
 
     def diagnose(session: Session) -> CheckResult:
