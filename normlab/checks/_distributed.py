@@ -22,7 +22,7 @@ from torch import Tensor
 
 from normlab.checks._explain import vector
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit
+from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit, run_in_session
 from normlab.checks._session import Session
 
 COUNTS = (3, 5, 8, 16)
@@ -111,48 +111,60 @@ def check_combine_statistics(fn: Callable, time_limit: float = DEFAULT_TIME_LIMI
             f"check_combine_statistics expects a function fn(counts, means, variances); got {type(fn).__name__}."
         )
     counts, means, variances = _probe()
-    with Session(time_limit).check() as session:
+
+    def diagnose(session: Session) -> CheckResult:
         outcome = call_learner(session, fn, (counts, means, variances), ("counts", "means", "variances"))
-    if outcome.timed_out:
-        return result("too-slow", f"{who} did not return within {time_limit:g} s.")
-    if outcome.not_implemented:
-        return CheckResult(check, False, None, CHECKED, f"{who} raised NotImplementedError: the stub is still there.")
-    if not outcome.ok:
-        return result("raised", f"{who} raised {outcome.error} {outcome.where}".strip())
-    if outcome.mutated:
-        return result("mutates-input", "; ".join(outcome.mutated))
-    value = outcome.value
-    if not isinstance(value, (tuple, list)) or len(value) != 3:
-        return result(
-            "not-a-tensor", f"{who} returned {type(value).__name__}; expected a tuple (count, mean, variance)."
+        if outcome.timed_out:
+            return result("too-slow", f"{who} did not return within {time_limit:g} s.")
+        if outcome.not_implemented:
+            return CheckResult(
+                check, False, None, CHECKED, f"{who} raised NotImplementedError: the stub is still there."
+            )
+        if not outcome.ok:
+            return result("raised", f"{who} raised {outcome.error} {outcome.where}".strip())
+        if outcome.mutated:
+            return result("mutates-input", "; ".join(outcome.mutated))
+        value = outcome.value
+        if not isinstance(value, (tuple, list)) or len(value) != 3:
+            return result(
+                "not-a-tensor", f"{who} returned {type(value).__name__}; expected a tuple (count, mean, variance)."
+            )
+        count, mean, var = (_as_tensor(v) for v in value)
+        if count is None or mean is None or var is None:
+            names = [type(v).__name__ for v in value]
+            return result(
+                "not-a-tensor", f"{who} returned ({', '.join(names)}); expected (a number, a tensor, a tensor)."
+            )
+        if mean.shape != (3,) or var.shape != (3,):
+            return result(
+                "wrong-shape",
+                f"mean has shape {tuple(mean.shape)} and variance {tuple(var.shape)}; expected (3,) each, one value per "
+                "channel: reduce over dim 0 (the replicas).",
+            )
+        if not (torch.isfinite(mean).all() and torch.isfinite(var).all()):
+            return result("non-finite", f"mean {vector(mean)}, variance {vector(var)}.")
+        means_by, variances_by = _candidates(counts, means, variances)
+        mean_codes, var_codes = _matching(mean, means_by), _matching(var, variances_by)
+        if count.numel() != 1:
+            return result("wrong-shape", f"count has shape {tuple(count.shape)}; expected one number, the total count.")
+        right_count = count.item() == sum(COUNTS)
+        observed = (
+            f"count {count.flatten()[0].item():g} (expected {sum(COUNTS)}); "
+            f"mean {vector(mean)} (expected {vector(means_by[()])}); "
+            f"variance {vector(var)} (expected {vector(variances_by[()])})."
         )
-    count, mean, var = (_as_tensor(v) for v in value)
-    if count is None or mean is None or var is None:
-        names = [type(v).__name__ for v in value]
-        return result("not-a-tensor", f"{who} returned ({', '.join(names)}); expected (a number, a tensor, a tensor).")
-    if mean.shape != (3,) or var.shape != (3,):
+        if right_count and mean_codes == () and var_codes == ():
+            return CheckResult(check, True, None, CHECKED, "Your count, mean and biased variance equal the reference.")
+        if mean_codes is None or var_codes is None or not right_count:
+            return result("unknown", observed)
+        order: tuple[str, ...] = ("unweighted-means",) if mean_codes else ()
+        order += ("averaged-variances", "variance-bias-mix-up", "unweighted-means")
+        codes = tuple(code for code in dict.fromkeys(order) if code in mean_codes + var_codes)
+        return result(codes[0], observed, codes[1:])
+
+    def unknown(error: str) -> CheckResult:  # an answer the analysis did not foresee: say so
         return result(
-            "wrong-shape",
-            f"mean has shape {tuple(mean.shape)} and variance {tuple(var.shape)}; expected (3,) each, one value per "
-            "channel: reduce over dim 0 (the replicas).",
+            "unknown", f"The checker could not analyse what {who} returned ({error}); compare with the text by hand."
         )
-    if not (torch.isfinite(mean).all() and torch.isfinite(var).all()):
-        return result("non-finite", f"mean {vector(mean)}, variance {vector(var)}.")
-    means_by, variances_by = _candidates(counts, means, variances)
-    mean_codes, var_codes = _matching(mean, means_by), _matching(var, variances_by)
-    if count.numel() != 1:
-        return result("wrong-shape", f"count has shape {tuple(count.shape)}; expected one number, the total count.")
-    right_count = count.item() == sum(COUNTS)
-    observed = (
-        f"count {count.flatten()[0].item():g} (expected {sum(COUNTS)}); "
-        f"mean {vector(mean)} (expected {vector(means_by[()])}); "
-        f"variance {vector(var)} (expected {vector(variances_by[()])})."
-    )
-    if right_count and mean_codes == () and var_codes == ():
-        return CheckResult(check, True, None, CHECKED, "Your count, mean and biased variance equal the reference.")
-    if mean_codes is None or var_codes is None or not right_count:
-        return result("unknown", observed)
-    order: tuple[str, ...] = ("unweighted-means",) if mean_codes else ()
-    order += ("averaged-variances", "variance-bias-mix-up", "unweighted-means")
-    codes = tuple(code for code in dict.fromkeys(order) if code in mean_codes + var_codes)
-    return result(codes[0], observed, codes[1:])
+
+    return run_in_session(time_limit, diagnose, unknown)

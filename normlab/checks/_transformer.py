@@ -31,7 +31,7 @@ from torch import Tensor
 from normlab._errors import shape_str
 from normlab.checks._norms import _check_function, check_layer_norm, learner_name
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, failed_call
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, failed_call, run_in_session
 from normlab.checks._session import Session
 
 SHAPE = (3, 5, 8)  # (N, L, E): three different sizes, so that every choice of dims is visible
@@ -212,35 +212,44 @@ def check_pre_ln_block(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) 
         f"to within {TOLERANCE:g}."
     )
     x, sublayers = _probe()
-    with Session(time_limit).check() as session:
+
+    def diagnose(session: Session) -> CheckResult:
         outcome = call_learner(
             session, fn, (x, sublayers.attention, sublayers.mlp), ("x", "attention", "mlp"), {"eps": EPS}
         )
-    if problem := _call_problem(outcome, who, check, checked, BLOCK_HINTS, SHAPE):
-        return problem
-    output = outcome.value.detach().double()
-    if not output.isfinite().all():
-        observed = f"{who} returned {int((~output.isfinite()).sum())} NaN or infinite values out of {output.numel()}."
-        return _result(check, checked, "non-finite", observed, BLOCK_HINTS)
-    outputs = {variant: variant.forward(x, sublayers.attention, sublayers.mlp) for variant in VARIANTS}
-    right = outputs[BlockVariant()]
-    if _close(output, right, TOLERANCE):
-        return CheckResult(check, True, None, checked, "Your block equals the pre-LN reference on the probe.")
-    matches = [v for v in VARIANTS if _close(output, outputs[v], TOLERANCE)]
-    if not matches:
-        gap = (output - right).abs().max().item()
-        observed = (
-            f"Your output differs from the pre-LN reference by up to {gap:.4f} and matches none of the "
-            "placements, residual choices and norm dims this checker knows."
+        if problem := _call_problem(outcome, who, check, checked, BLOCK_HINTS, SHAPE):
+            return problem
+        output = outcome.value.detach().double()
+        if not output.isfinite().all():
+            observed = (
+                f"{who} returned {int((~output.isfinite()).sum())} NaN or infinite values out of {output.numel()}."
+            )
+            return _result(check, checked, "non-finite", observed, BLOCK_HINTS)
+        outputs = {variant: variant.forward(x, sublayers.attention, sublayers.mlp) for variant in VARIANTS}
+        right = outputs[BlockVariant()]
+        if _close(output, right, TOLERANCE):
+            return CheckResult(check, True, None, checked, "Your block equals the pre-LN reference on the probe.")
+        matches = [v for v in VARIANTS if _close(output, outputs[v], TOLERANCE)]
+        if not matches:
+            gap = (output - right).abs().max().item()
+            observed = (
+                f"Your output differs from the pre-LN reference by up to {gap:.4f} and matches none of the "
+                "placements, residual choices and norm dims this checker knows."
+            )
+            return _result(check, checked, "unknown", observed, BLOCK_HINTS)
+        variant = min(matches, key=lambda v: len(v.mistakes()))
+        mistake, *also = variant.mistakes()
+        observed = f"Your output equals `{variant.formula()}` (to within {TOLERANCE:g}), where LN normalizes over " + (
+            f"{DIM_WORDS[variant.dims]} with the {'unbiased' if variant.unbiased else 'biased'} variance. "
+            f"The pre-LN block is `{BlockVariant().formula()}`, LN over {DIM_WORDS[(-1,)]}."
         )
+        return _result(check, checked, mistake, observed, BLOCK_HINTS, also)
+
+    def unknown(error: str) -> CheckResult:  # an answer the analysis did not foresee: say so
+        observed = f"The checker could not analyse what {who} returned ({error}); compare with the reference by hand."
         return _result(check, checked, "unknown", observed, BLOCK_HINTS)
-    variant = min(matches, key=lambda v: len(v.mistakes()))
-    mistake, *also = variant.mistakes()
-    observed = f"Your output equals `{variant.formula()}` (to within {TOLERANCE:g}), where LN normalizes over " + (
-        f"{DIM_WORDS[variant.dims]} with the {'unbiased' if variant.unbiased else 'biased'} variance. "
-        f"The pre-LN block is `{BlockVariant().formula()}`, LN over {DIM_WORDS[(-1,)]}."
-    )
-    return _result(check, checked, mistake, observed, BLOCK_HINTS, also)
+
+    return run_in_session(time_limit, diagnose, unknown)
 
 
 def _half_probe() -> tuple[Tensor, Tensor, Tensor]:
@@ -272,7 +281,8 @@ def check_float16_layer_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_L
     )
     reference = torch.nn.functional.layer_norm(x.float(), HALF_SHAPE[-1:], gamma.float(), beta.float(), EPS).double()
     names = ("x", "gamma", "beta")
-    with Session(time_limit).check() as session:
+
+    def diagnose(session: Session) -> CheckResult:
         outcome = call_learner(session, fn, (x, gamma, beta), names, {"eps": EPS})
         if problem := _call_problem(outcome, who, check, checked, HALF_HINTS, HALF_SHAPE):
             return problem
@@ -283,15 +293,23 @@ def check_float16_layer_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_L
         if _close(output, reference, HALF_TOLERANCE):
             return CheckResult(check, True, None, checked, "Your LayerNorm is right in float32 and in float16.")
         in_float32 = call_learner(session, fn, (x.float(), gamma.float(), beta.float()), names, {"eps": EPS})
-    value = in_float32.value if in_float32.ok else None
-    gap = (output - reference).abs().nan_to_num(nan=float("inf")).max().item()
-    bad = int((~output.isfinite()).sum())
-    seen = f"On the float16 input your output differs from torch's by up to {gap:.4g} ({bad} NaN or inf values)"
-    if isinstance(value, Tensor) and value.shape == reference.shape and _close(value.double(), reference, 1e-3):
+        value = in_float32.value if in_float32.ok else None
+        gap = (output - reference).abs().nan_to_num(nan=float("inf")).max().item()
+        bad = int((~output.isfinite()).sum())
+        seen = f"On the float16 input your output differs from torch's by up to {gap:.4g} ({bad} NaN or inf values)"
+        if isinstance(value, Tensor) and value.shape == reference.shape and _close(value.double(), reference, 1e-3):
+            observed = (
+                seen + "; on the same values in float32 it is right. In float16, `(x - mean) ** 2` is inf for "
+                "deviations above 256 (256 ** 2 = 65536 > 65504), so the variance is inf and every output collapses "
+                "to beta (or to NaN)."
+            )
+            return _result(check, checked, "half-overflow", observed, HALF_HINTS)
+        return _result(check, checked, "unknown", seen + ", and in float32 too.", HALF_HINTS)
+
+    def unknown(error: str) -> CheckResult:  # an answer the analysis did not foresee: say so
         observed = (
-            seen + "; on the same values in float32 it is right. In float16, `(x - mean) ** 2` is inf for "
-            "deviations above 256 (256 ** 2 = 65536 > 65504), so the variance is inf and every output collapses "
-            "to beta (or to NaN)."
+            f"The checker could not analyse what {who} returned ({error}); compare with torch's layer_norm by hand."
         )
-        return _result(check, checked, "half-overflow", observed, HALF_HINTS)
-    return _result(check, checked, "unknown", seen + ", and in float32 too.", HALF_HINTS)
+        return _result(check, checked, "unknown", observed, HALF_HINTS)
+
+    return run_in_session(time_limit, diagnose, unknown)
