@@ -25,9 +25,9 @@ from torch import Tensor, nn
 
 from normlab._errors import shape_str
 from normlab.checks._explain import vector
-from normlab.checks._norms import _check_function, learner_name
+from normlab.checks._norms import begin_check
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, run_in_session
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, run_in_session
 from normlab.checks._session import Session
 
 SHAPE = (8, 3)  # (N, C): a BatchNorm1d over 8 samples and 3 features
@@ -175,10 +175,7 @@ def check_batch_norm_backward(fn: Callable, *, time_limit: float = DEFAULT_TIME_
     ``dx = gamma / (n * sqrt(var + eps)) * (n * dy - dy.sum(0) - x_hat * (dy * x_hat).sum(0))``,
     ``dgamma = (dy * x_hat).sum(0)``, ``dbeta = dy.sum(0)``.
     """
-    _check_function(fn, "check_batch_norm_backward")
-    time_limit = check_time_limit(time_limit)
-    who = learner_name(fn)
-    check = f"check_batch_norm_backward({who})"
+    who, check, time_limit = begin_check(fn, "check_batch_norm_backward", time_limit)
     checked = (
         f"`{who}(dy, x, gamma, eps=1e-5)` on x of shape (N, C) = {shape_str(SHAPE)} in float64, features with "
         f"spreads {', '.join(f'{s:g}' for s in SPREADS)} and gamma with a negative entry; `(dx, dgamma, dbeta)` "
@@ -380,10 +377,7 @@ def check_fold_batch_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMI
     Expected: a module ``folded`` with ``folded(x) == bn(linear(x))`` in eval mode (running
     statistics), the given modules left unchanged, and an exception for modules in training mode.
     """
-    _check_function(fn, "check_fold_batch_norm")
-    time_limit = check_time_limit(time_limit)
-    who = learner_name(fn)
-    check = f"check_fold_batch_norm({who})"
+    who, check, time_limit = begin_check(fn, "check_fold_batch_norm", time_limit)
     checked = (
         f"`{who}(linear, bn)` with an eval-mode Linear({IN_FEATURES}, {OUT_FEATURES}) and BatchNorm1d({OUT_FEATURES}) "
         "in float64, running statistics far from the probe batch's own and one running variance of 1e-4; "

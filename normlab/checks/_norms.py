@@ -36,6 +36,15 @@ def _check_function(fn: object, checker: str) -> None:
         )
 
 
+def begin_check(fn: object, checker: str, time_limit: float) -> tuple[str, str, float]:
+    """What every checker does first: refuse a non-function, validate the time limit, and name the learner's
+    function. Returns (who, check, time_limit): ("my_bn", "check_batch_norm(my_bn)", 10.0)."""
+    _check_function(fn, checker)
+    time_limit = check_time_limit(time_limit)
+    who = learner_name(fn)
+    return who, f"{checker}({who})", time_limit
+
+
 def _check_layout(layout: str, supported: dict, checker: str) -> None:
     if layout not in supported:
         raise ValueError(

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from normlab.checks._norms import _check_function, learner_name
+from normlab.checks._norms import begin_check
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, failed_call, run_in_session
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, failed_call, run_in_session
 from normlab.checks._session import Session
 
 TOLERANCE = 1e-6  # float64 probes
@@ -106,10 +106,7 @@ def _update_candidates(running_mean: Tensor, running_var: Tensor, x: Tensor, mom
 
 def check_running_stats_update(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(running_mean, running_var, x, momentum) -> (new_mean, new_var)`` in PyTorch's convention (§1)."""
-    _check_function(fn, "check_running_stats_update")
-    time_limit = check_time_limit(time_limit)
-    who = learner_name(fn)
-    check = f"check_running_stats_update({who})"
+    who, check, time_limit = begin_check(fn, "check_running_stats_update", time_limit)
     running_mean, running_var, x = _update_probe()
 
     def diagnose(session: Session) -> CheckResult:
@@ -212,10 +209,7 @@ def _keras_weights() -> tuple[np.ndarray, ...]:
 
 def check_keras_port(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(gamma, beta, moving_mean, moving_variance, momentum, epsilon) -> nn.BatchNorm1d`` (§1)."""
-    _check_function(fn, "check_keras_port")
-    time_limit = check_time_limit(time_limit)
-    who = learner_name(fn)
-    check = f"check_keras_port({who})"
+    who, check, time_limit = begin_check(fn, "check_keras_port", time_limit)
 
     def diagnose(session: Session) -> CheckResult:
         outcomes = [call_learner(session, fn, (*_keras_weights(), m, e), who=who) for m, e in KERAS_SETTINGS]
@@ -333,10 +327,7 @@ def _pretrained_model() -> tuple[nn.Sequential, Tensor, Tensor]:
 
 def check_fine_tune_step(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(model, x, target, optimizer)``: one fine-tuning step with every BatchNorm frozen (§7)."""
-    _check_function(fn, "check_fine_tune_step")
-    time_limit = check_time_limit(time_limit)
-    who = learner_name(fn)
-    check = f"check_fine_tune_step({who})"
+    who, check, time_limit = begin_check(fn, "check_fine_tune_step", time_limit)
     model, x, target = _pretrained_model()
     before = copy.deepcopy(model.state_dict())
     modes: dict[str, list[bool]] = {"bn": [], "dropout": []}

@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 
 from normlab._errors import shape_str
-from normlab.checks._norms import _check_function, check_layer_norm, learner_name
+from normlab.checks._norms import _check_function, begin_check, check_layer_norm, learner_name
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, failed_call, run_in_session
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, failed_call, run_in_session
 from normlab.checks._session import Session
 
 SHAPE = (3, 5, 8)  # (N, L, E): three different sizes, so that every choice of dims is visible
@@ -201,10 +201,7 @@ def check_pre_ln_block(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) 
 
     Expected: ``h = x + attention(LN(x)); return h + mlp(LN(h))``, LN over the last dim without gamma and beta.
     """
-    _check_function(fn, "check_pre_ln_block")
-    time_limit = check_time_limit(time_limit)
-    check = f"check_pre_ln_block({learner_name(fn)})"
-    who = learner_name(fn)
+    who, check, time_limit = begin_check(fn, "check_pre_ln_block", time_limit)
     checked = (
         f"`{who}(x, attention, mlp, eps=1e-5)` on x of shape (N, L, E) = {shape_str(SHAPE)} in float64, "
         "each token with its own mean and spread, and two fixed sublayers; compared with "

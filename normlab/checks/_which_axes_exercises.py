@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from normlab._errors import shape_str
-from normlab.checks._norms import _check_function, learner_name
+from normlab.checks._norms import begin_check
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit, failed_call, run_in_session
+from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, failed_call, run_in_session
 from normlab.checks._session import Session
 from normlab.masked import masked_batch_norm
 
@@ -127,10 +127,7 @@ def check_masked_batch_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_LI
     Expected: per channel, mean and biased variance over the positions where ``mask`` is True,
     ``y * gamma + beta`` there, and 0 at the padded positions (as ``normlab.functional.masked_batch_norm``).
     """
-    _check_function(fn, "check_masked_batch_norm")
-    time_limit = check_time_limit(time_limit)
-    who = learner_name(fn)
-    check = f"check_masked_batch_norm({who})"
+    who, check, time_limit = begin_check(fn, "check_masked_batch_norm", time_limit)
     x, mask, gamma, beta = _probe()
 
     def diagnose(session: Session) -> CheckResult:

@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from normlab.checks._norms import _check_function, learner_name
+from normlab.checks._norms import begin_check
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, check_time_limit, run_in_session
+from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, run_in_session
 from normlab.checks._session import Session
 
 # ---------------------------------------------------------------------------
@@ -127,10 +127,7 @@ def _kappa_candidates(kappa: float, shrink: float) -> dict[str, set[int]]:
 
 def check_steps_from_kappa(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(kappa, shrink)``: the steps of gradient descent until (1 - 1/kappa)**k <= shrink (notebook 01)."""
-    time_limit = check_time_limit(time_limit)
-    _check_function(fn, "check_steps_from_kappa")
-    who = learner_name(fn)
-    check = f"check_steps_from_kappa({who})"
+    who, check, time_limit = begin_check(fn, "check_steps_from_kappa", time_limit)
 
     def diagnose(session: Session) -> CheckResult:
         answers: list[float] = []
@@ -209,10 +206,7 @@ def _stable_candidates(x: torch.Tensor) -> dict[tuple[str, ...], float]:
 
 def check_largest_stable_lr(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(x)``: the largest learning rate at which gradient descent on least squares converges (notebook 01)."""
-    time_limit = check_time_limit(time_limit)
-    _check_function(fn, "check_largest_stable_lr")
-    who = learner_name(fn)
-    check = f"check_largest_stable_lr({who})"
+    who, check, time_limit = begin_check(fn, "check_largest_stable_lr", time_limit)
 
     def diagnose(session: Session) -> CheckResult:
         answers, candidates = [], []
@@ -338,10 +332,7 @@ def _matches(answer: Sequence[float], expected: Sequence[float]) -> bool:
 
 def check_saturated_fraction(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(model, x, threshold)``: per Tanh, the fraction of outputs with |y| > threshold (notebook 01)."""
-    time_limit = check_time_limit(time_limit)
-    _check_function(fn, "check_saturated_fraction")
-    who = learner_name(fn)
-    check = f"check_saturated_fraction({who})"
+    who, check, time_limit = begin_check(fn, "check_saturated_fraction", time_limit)
 
     def diagnose(session: Session) -> CheckResult:
         answers, expected = [], []
