@@ -3,10 +3,13 @@
 `make lab` (through the browser tests' harness) serves the notebooks; headless Chromium
 opens each one, runs all cells, and then moves each explorer's controls at random: one
 keypress on a slider (left or right), another option of a dropdown, another toggle
-button. One move is timed in the page, from just before the control's event is
-dispatched until the explorer shows a new image, decoded and painted (the next
-animation frame after it appeared). It includes everything between: the widget message
-to the kernel, compute, draw, PNG, the Output message back, and the browser's work.
+button (a disabled control is left alone). One move is timed in the page, from just
+before the control's event is dispatched until the explorer shows a new image, decoded
+and painted (the next animation frame after it appeared); when the move leaves the
+picture as it was, the kernel sends no image, and the move ends when the new description
+above the figure is painted ("same_picture" counts those moves). It includes everything
+between: the widget message to the kernel, compute, draw, PNG, the image message back,
+and the browser's work.
 
 Writes benchmarks/browser_results.json and prints one row per explorer against the budget.
 
@@ -41,25 +44,37 @@ MOVE_TIMEOUT_MS = 15_000
 # Python's seeded generator; the page lists the controls that can move and applies the move.
 MOVE_JS = """async (explorer, [pick, side, timeoutMs]) => {
     const handles = [...explorer.querySelectorAll('.noUi-handle')];
-    const selects = [...explorer.querySelectorAll('select')];
+    const selects = [...explorer.querySelectorAll('select')].filter(s => !s.disabled);
     const toggles = [...explorer.querySelectorAll('.widget-toggle-buttons')];
     const controls = [
         ...handles.map(h => ['slider', h]), ...selects.map(s => ['dropdown', s]), ...toggles.map(t => ['toggles', t]),
     ];
     if (!controls.length) throw new Error('no control to move');
     const [kind, control] = controls[Math.floor(pick * controls.length)];
-    const output = explorer.querySelector('.widget-output');
+    // Shown: the new image decoded and painted, or, when the move leaves the picture as it was (NCHW and
+    // NHWC draw the same cube), the new description painted: the kernel then sends no image.
+    const figure = explorer.querySelector('.normlab-explorer-figure');
+    const description = explorer.querySelector('.normlab-explorer-description');
     const shown = new Promise((resolve, reject) => {
-        const timer = setTimeout(() => { observer.disconnect(); reject(new Error('no new image within ' + timeoutMs + ' ms')); }, timeoutMs);
-        const observer = new MutationObserver(records => {
+        const watched = [];
+        const done = (what, ready) => {
+            watched.forEach(o => o.disconnect());
+            clearTimeout(timer);
+            ready.then(() => requestAnimationFrame(() => resolve([what, performance.now()])));
+        };
+        const timer = setTimeout(() => { watched.forEach(o => o.disconnect()); reject(new Error('no new image or description within ' + timeoutMs + ' ms')); }, timeoutMs);
+        const images = new MutationObserver(records => {
             const img = records.flatMap(r => r.type === 'attributes' ? [r.target] : [...r.addedNodes])
                 .flatMap(n => n.nodeName === 'IMG' ? [n] : (n.querySelectorAll ? [...n.querySelectorAll('img')] : []))[0];
-            if (!img) return;
-            observer.disconnect();
-            clearTimeout(timer);
-            img.decode().catch(() => null).then(() => requestAnimationFrame(() => resolve(performance.now())));
+            if (img) done('image', img.decode().catch(() => null));
         });
-        observer.observe(output, {childList: true, subtree: true, attributes: true, attributeFilter: ['src']});
+        images.observe(figure, {childList: true, subtree: true, attributes: true, attributeFilter: ['src']});
+        watched.push(images);
+        if (description) {
+            const texts = new MutationObserver(() => done('description', Promise.resolve()));
+            texts.observe(description, {childList: true, subtree: true, characterData: true});
+            watched.push(texts);
+        }
     });
     let what;
     const start = performance.now();
@@ -80,7 +95,8 @@ MOVE_JS = """async (explorer, [pick, side, timeoutMs]) => {
         others[Math.floor(side * others.length)].click();
         what = 'toggle buttons';
     }
-    return {what, ms: (await shown) - start};
+    const [seen, end] = await shown;
+    return {what, seen, ms: end - start};
 }"""
 
 TITLE_JS = "e => (e.querySelector('.widget-html-content') || {textContent: ''}).textContent.trim()"
@@ -99,11 +115,12 @@ def measure_notebook(page: Any, server: Any, notebook: Path, moves: int, seed: i
         explorer.scroll_into_view_if_needed()
         wait_for_figure(explorer, None, 30)
         rng = random.Random(f"{seed}:{notebook.stem}:{i}")
-        times, kinds = [], set()
+        times, kinds, unchanged_pictures = [], set(), 0
         for _ in range(moves):
             result = explorer.evaluate(MOVE_JS, [rng.random(), rng.random(), MOVE_TIMEOUT_MS])
             times.append(result["ms"])
             kinds.add(result["what"].split()[0])
+            unchanged_pictures += result["seen"] == "description"
             page.wait_for_timeout(50)  # a person does not move faster than this
         rows.append(
             {
@@ -112,6 +129,7 @@ def measure_notebook(page: Any, server: Any, notebook: Path, moves: int, seed: i
                 "title": explorer.evaluate(TITLE_JS)[:80],
                 "n": len(times),
                 "controls": sorted(kinds),
+                "same_picture": unchanged_pictures,  # moves that changed the description only
                 "p50_ms": round(percentile(times, 50), 1),
                 "p95_ms": round(percentile(times, 95), 1),
                 "max_ms": round(max(times), 1),
@@ -155,7 +173,9 @@ def table(section: dict[str, Any]) -> str:
             e["p95_ms"],
             "ms",
             BROWSER_P95,
-            note=f"p50 {e['p50_ms']:.0f} ms, max {e['max_ms']:.0f} ms, n={e['n']}, {'/'.join(e['controls'])}: {e['title']}",
+            note=f"p50 {e['p50_ms']:.0f} ms, max {e['max_ms']:.0f} ms, n={e['n']}"
+            + (f" ({e['same_picture']} same picture)" if e.get("same_picture") else "")
+            + f", {'/'.join(e['controls'])}: {e['title']}",
         )
         for e in section["explorers"]
     ]

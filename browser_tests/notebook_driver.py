@@ -30,6 +30,7 @@ MAX_SCREENSHOT_HEIGHT = 16000  # Chromium cannot paint a taller page in one piec
 STDERR_MIME = "application/vnd.jupyter.stderr"
 RAISES_TAG = "raises-exception"
 EXPLORER = ".normlab-explorer"
+EXPLORER_FIGURE = ".normlab-explorer-figure"  # the box around the explorer's Image widget
 # What the ipywidgets 8 manager for JupyterLab writes instead of a widget it cannot show.
 WIDGET_FAILURES = (
     "Error displaying widget",
@@ -225,7 +226,7 @@ def read_outputs(page: Page, expected: NotebookFile, report: NotebookReport) -> 
 
 def figure_digest(explorer: Locator) -> str:
     """sha256 of the sources of the images in the explorer's Output ("" when none is shown)."""
-    sources = explorer.locator(".widget-output img").evaluate_all("imgs => imgs.map(i => i.src)")
+    sources = explorer.locator(f"{EXPLORER_FIGURE} img").evaluate_all("imgs => imgs.map(i => i.src)")
     return sha256("\n".join(sources).encode()).hexdigest() if sources else ""
 
 

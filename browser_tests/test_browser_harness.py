@@ -35,7 +35,7 @@ normlab.setup_notebook()
 import ipywidgets as widgets
 from IPython.display import display
 from normlab.style import new_figure
-from normlab.widgets.explorer import Explorer
+from normlab.widgets.explorer import Explorer, figure_png
 
 def line(slope):
     return [0.0, float(slope)]
@@ -56,8 +56,7 @@ class InPlaceExplorer(Explorer):
         figure = getattr(self, "on_screen", None)
         if figure is None:
             self.on_screen = figure = self.draw(self.result)
-            with self.output:
-                display(figure)
+            self.image.value = figure_png(figure)
         else:
             figure.axes[0].lines[0].set_ydata(self.result)
             figure.canvas.draw_idle()

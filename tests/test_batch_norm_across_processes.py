@@ -38,7 +38,10 @@ def test_explorer_looks_up_the_grid():
     explorer.controls["replicas"].value = 16
     explorer.controls["batch_size"].value = 2
     assert explorer.result.mean_gap == grid.mean_gap[-1, 0].item()
-    assert explorer.figure.axes[1].get_title().startswith("Gap for 16 replicas")
+    assert explorer.description.value == (
+        f"16 replicas of 2 examples: RMS gap of the local mean {grid.mean_gap[-1, 0].item():.3f} global std "
+        f"(sqrt((1 - 1/R) / b) = {bp.predicted_mean_gap(16, 2):.3f})."
+    )
 
 
 def test_accumulation_matches_only_without_batch_norm():

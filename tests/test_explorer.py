@@ -11,11 +11,14 @@ import ipywidgets as widgets
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from matplotlib.legend import Legend
+from matplotlib.text import Text
+from PIL import Image
 
 import normlab
 from benchmarks.widgets import discover_explorer_factories, random_interactions
 from normlab.style import new_figure
-from normlab.widgets.explorer import Explorer, figure_png
+from normlab.widgets.explorer import Explorer, description_html, figure_png, rgba_png
 
 FACTORIES, IMPORT_ERRORS = discover_explorer_factories()
 
@@ -49,12 +52,33 @@ def test_png_is_the_full_redraw_after_every_interaction(name, explorers):
     keeps its one figure, the others draw a new one each time."""
     explorer = explorers[name]
     first_figure, redraws = explorer.figure, explorer.redraws
+    kept = {id(frame.figure) for frame in explorer.renderer._frames.values()}
     assert_same_picture(explorer.png, figure_png(explorer.figure))
     for step in random_interactions(explorer.controls, 6, seed=name):
         setattr(explorer.controls[step.control], step.attribute, step.value)
         assert_same_picture(explorer.png, figure_png(explorer.figure))
-    assert (explorer.figure is first_figure) == (explorer.update is not None)
+    if explorer.update is not None:  # no new figure: the one kept for the result's figure key is updated
+        assert {id(frame.figure) for frame in explorer.renderer._frames.values()} == kept
+        assert id(explorer.figure) in kept
+    else:
+        assert explorer.figure is not first_figure
     assert explorer.redraws == redraws + 6
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_a_move_redraws_no_text(name, explorers):
+    """Text is the slowest artist to draw: every text an explorer's figure shows is fixed (cached with the
+    static part), and what changes with the controls is in its description, HTML above the figure."""
+    explorer = explorers[name]
+    if explorer.update is None:
+        pytest.skip(f"{name} has no update: it always draws a new figure")
+    for step in random_interactions(explorer.controls, 6, seed=f"text:{name}"):
+        setattr(explorer.controls[step.control], step.attribute, step.value)
+        changed = explorer.renderer._foreground(explorer.update(explorer.figure, explorer.result))
+        texts = [a for a in changed if isinstance(a, (Text, Legend))]
+        assert texts == [], f"{name} redraws {texts} after setting {step.control}"
+        if explorer.describe is not None:
+            assert explorer.description.value == description_html(explorer.describe(explorer.result))
 
 
 @pytest.mark.parametrize("name", FACTORIES)
@@ -63,10 +87,13 @@ def test_update_draws_what_draw_draws(name, explorers):
     explorer = explorers[name]
     if explorer.update is None:
         pytest.skip(f"{name} has no update: it always draws a new figure, so there is no second path")
-    first = explorer.result
-    step = next(iter(random_interactions(explorer.controls, 1, seed=name)))
-    setattr(explorer.controls[step.control], step.attribute, step.value)
-    second = explorer.result
+    key = explorer.renderer.figure_key or (lambda result: None)
+    for step in random_interactions(explorer.controls, 20, seed=name):  # update is for results of one key
+        first = explorer.result
+        setattr(explorer.controls[step.control], step.attribute, step.value)
+        second = explorer.result
+        if key(first) == key(second):
+            break
     updated = explorer.draw(first)
     explorer.update(updated, second)
     assert_same_picture(figure_png(updated), figure_png(explorer.draw(second)))
@@ -107,14 +134,14 @@ def rising_line_explorer() -> Explorer:
 def test_changed_axes_limits_redraw_the_static_part():
     explorer = rising_line_explorer()
     explorer.controls["top"].value = 1.2  # the first update caches the static part
-    background = explorer.renderer._background
+    background = explorer.renderer._frame.background
     explorer.controls["top"].value = 1.5  # same limits: the cached bitmap is reused
-    assert explorer.renderer._background is background
+    assert explorer.renderer._frame.background is background
     assert_same_picture(explorer.png, figure_png(explorer.figure))
     explorer.controls["top"].value = 8.0  # new y limits: new tick labels, a new bitmap
-    assert explorer.renderer._background is not background and explorer.figure.axes[0].get_ylim()[1] == pytest.approx(
-        8.8
-    )
+    assert explorer.renderer._frame.background is not background and explorer.figure.axes[0].get_ylim()[
+        1
+    ] == pytest.approx(8.8)
     assert_same_picture(explorer.png, figure_png(explorer.figure))
 
 
@@ -165,3 +192,68 @@ def test_control_labels_are_shown_whole(explorers):
     for explorer in explorers.values():
         for control in explorer.controls.values():
             assert control.style.description_width == "initial", control.description
+
+
+def test_rgba_png_is_a_png_of_exactly_those_pixels():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(7, 5, 4), dtype=np.uint8)
+    png = rgba_png(pixels)
+    decoded = Image.open(io.BytesIO(png))
+    assert decoded.format == "PNG" and decoded.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(decoded), pixels)
+    with pytest.raises(ValueError, match=r"expects an \(H, W, 4\) uint8 array; got float64 of shape \(7, 5, 4\)"):
+        rgba_png(pixels.astype(float))
+
+
+def test_description_is_escaped_html_one_line_per_newline():
+    assert description_html("a < b\nγ & β") == "a &lt; b<br>γ &amp; β"
+
+
+def shape_explorer() -> tuple[Explorer, list[int]]:
+    """A figure whose panel count is a control: one kept figure per count, drawn by ``prepare``."""
+    draws: list[int] = []
+
+    def draw(panels: int):
+        draws.append(panels)
+        fig, axes = new_figure(1, panels, squeeze=False)
+        for ax in axes[0]:
+            ax.plot([0, 1], [0, 0])
+            ax.set(ylim=(0, 1))
+        return fig
+
+    def update(fig, panels: int):
+        for ax in fig.axes:
+            ax.lines[0].set_ydata([0, 0.5])
+        return [ax.lines[0] for ax in fig.axes]
+
+    explorer = Explorer(
+        {"panels": widgets.IntSlider(value=1, min=1, max=3)},
+        compute=lambda panels: panels,
+        draw=draw,
+        update=update,
+        figure_key=lambda panels: panels,
+        describe=lambda panels: f"{panels} panels",
+    )
+    return explorer, draws
+
+
+def test_one_kept_figure_per_key_drawn_by_prepare():
+    explorer, draws = shape_explorer()
+    shown = explorer.figure
+    explorer.prepare({"panels": p} for p in (2, 3))
+    assert draws == [1, 2, 3] and explorer.figure is shown  # drawn now, not shown
+    explorer.controls["panels"].value = 3
+    assert draws == [1, 2, 3] and len(explorer.figure.axes) == 3  # no new drawing: the kept figure
+    assert_same_picture(explorer.png, figure_png(explorer.figure))
+    explorer.controls["panels"].value = 1
+    assert explorer.figure is shown and explorer.description.value == "1 panels"
+    assert_same_picture(explorer.png, figure_png(explorer.figure))
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_the_first_move_is_blitted_too(name):
+    """Building an explorer caches its static part, so that the first move does not draw the whole figure."""
+    explorer = FACTORIES[name]()
+    if explorer.update is None:
+        pytest.skip(f"{name} has no update: it always draws a new figure")
+    assert all(frame.background is not None for frame in explorer.renderer._frames.values())

@@ -14,7 +14,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 import normlab.functional as nlf
 from normlab.batch_norm_backward import batch_norm_closed_form_backward
 from normlab.experiments import inside_batch_norm as ib
-from normlab.plots.inside_batch_norm import plot_cnn_comparison, plot_weight_decay_view, update_weight_decay_view
+from normlab.plots.inside_batch_norm import (
+    describe_weight_decay_view,
+    plot_cnn_comparison,
+    plot_weight_decay_view,
+    update_weight_decay_view,
+)
+from normlab.widgets.explorer import description_html
 from normlab.widgets.inside_batch_norm import make_weight_decay_explorer
 
 # ---- §1 saved tensors --------------------------------------------------------------------------
@@ -203,10 +209,16 @@ def test_weight_decay_figure_draws_the_view_and_updates_in_place():
     assert list(right.lines[1].get_ydata()) == first.no_decay_effective_lr
     changed = update_weight_decay_view(fig, second)
     assert list(left.lines[0].get_ydata()) == second.weight_norm
-    assert left.get_title() == "lr 0.4, weight decay 0.001" and right.get_yscale() == "log"
-    assert set(changed) == {*left.lines, *right.lines, left.title}
+    assert right.get_yscale() == "log"
+    assert set(changed) == {*left.lines, *right.lines}  # lines only: every text of the figure is fixed
+    assert fig.get_suptitle() == describe_weight_decay_view(first)
+    assert describe_weight_decay_view(second) == (
+        f"lr 0.4, weight decay 0.001.\n||W|| ends at {second.weight_norm[-1]:.3g} "
+        f"({second.no_decay_weight_norm[-1]:.3g} without), the effective learning rate at "
+        f"{second.effective_lr[-1]:.3g} ({second.no_decay_effective_lr[-1]:.3g} without)."
+    )
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [
-        "with the weight decay in the title",
+        "with the chosen weight decay",
         "no weight decay, same learning rate",
     ]
 
@@ -216,4 +228,5 @@ def test_explorer_shows_the_selected_runs():
     assert explorer.result.weight_decay == 0.01 and explorer.result.learning_rate == 0.1
     explorer.controls["weight_decay"].value = 0.003
     assert explorer.result == ib.weight_decay_view(ib.load_weight_decay_sweep(), 0.1, 0.003)
+    assert explorer.description.value == description_html(describe_weight_decay_view(explorer.result))
     assert explorer.png.startswith(b"\x89PNG")

@@ -40,7 +40,7 @@ def test_plot_normalization_draws_the_sample():
     assert list(counts_right) == list(expected_right)
     assert left.get_xlabel() == "value x" and left.get_ylabel() == "count"
     assert right.get_title() == "Normalized: (x - mean) / std"
-    assert "mean 3.02, std 1.99" in [t.get_text() for t in left.get_legend().get_texts()]
+    assert fig.get_suptitle() == "Raw sample: mean 3.02, std 1.99. Normalized: mean 0, std 1."
 
 
 def test_gaussian_explorer_redraws_when_a_slider_moves():
@@ -53,7 +53,8 @@ def test_gaussian_explorer_redraws_when_a_slider_moves():
     heights, _, _ = explorer.figure.axes[0].patches[0].get_data()
     expected, _ = np.histogram(explorer.result.raw.numpy(), bins=np.linspace(-10, 16, 53))
     assert list(heights) == list(expected)
-    assert "mean 8.02, std 1.99" in [t.get_text() for t in explorer.figure.axes[0].get_legend().get_texts()]
+    assert explorer.description.value == "Raw sample: mean 8.02, std 1.99. Normalized: mean 0, std 1."
+    assert explorer.figure.get_suptitle() == ""  # the numbers are HTML above the figure, not text to redraw
     assert explorer.figure.axes[0].get_ylim() == (0, COUNT_LIMIT)  # fixed: the histogram moves, not the axes
 
 

@@ -17,7 +17,9 @@ def highlighted_front_cells(explorer: Explorer) -> set[tuple[int, int, int]]:
 
 
 def caption(explorer: Explorer) -> str:
-    return next(t.get_text() for t in explorer.figure.axes[0].texts if t.get_text().startswith("mean, var"))
+    """The shapes lines of the explorer's description (the HTML above its figure)."""
+    lines = explorer.description.value.split("<br>")
+    return "\n".join(line for line in lines if line.startswith(("mean, var", "γ, β", "(only")))
 
 
 def test_axis_explorer_starts_with_batchnorm_on_images():
@@ -30,6 +32,7 @@ def test_axis_explorer_starts_with_batchnorm_on_images():
     # channel 1 of every sample at s = 0, except the chosen element (sample 0), which has its own colour
     assert highlighted_front_cells(explorer) == {(n, 1, 0) for n in range(1, 4)}
     assert caption(explorer) == "mean, var: C = (6,), 6 of each\nγ, β: (6,) each, 12 parameters"
+    assert [t.get_text() for t in explorer.figure.axes[0].texts if t.get_text().startswith("mean")] == []
 
 
 def test_each_control_updates_the_set_the_statistics_and_the_parameter_count():
@@ -41,12 +44,16 @@ def test_each_control_updates_the_set_the_statistics_and_the_parameter_count():
     assert explorer.result.stats_shape == (4, 5) and explorer.result.param_shape == (6,)
     assert caption(explorer) == "mean, var: NL = (4, 5), 20 of each\nγ, β: (6,) each, 12 parameters"
     explorer.controls["norm"].value = "group"
+    assert not explorer.controls["num_groups"].disabled
     explorer.controls["num_groups"].value = 3
     assert explorer.result.num_groups == 3 and explorer.result.stats_shape == (4, 3)
     assert highlighted_front_cells(explorer) == {(0, 0, 0)}  # group {0, 1}; channel 1 is the chosen one
     explorer.controls["channel"].value = 4
     assert highlighted_front_cells(explorer) == {(0, 5, 0)}  # group {4, 5}
-    assert explorer.figure.axes[0].get_title() == "GroupNorm (G = 3)\n12 statistics × 10 elements each"
+    assert explorer.description.value.startswith(
+        "Layout NLC, shape (4, 5, 6). GroupNorm (G = 3): 12 statistics × 10 elements each.<br>"
+    )
+    assert explorer.figure.axes[0].get_title() == ""  # every text that changes is above the figure
     expected = shared_statistics("group", "NLC", DEMO_SHAPES["NLC"], 3, 4)
     assert torch.equal(explorer.result.mask, expected.mask)
     assert explorer.redraws == 6
@@ -55,6 +62,7 @@ def test_each_control_updates_the_set_the_statistics_and_the_parameter_count():
 def test_group_count_is_ignored_by_the_other_norms():
     explorer = make_axis_explorer()
     before = explorer.result
+    assert explorer.controls["num_groups"].disabled  # offered to GroupNorm only
     explorer.controls["num_groups"].value = 6
     assert explorer.result.num_groups is None and torch.equal(explorer.result.mask, before.mask)
     explorer.controls["norm"].value = "instance"

@@ -361,6 +361,8 @@ def test_plot_layer_statistics_draws_one_line_per_profile(digits):
 def test_plot_saturation_titles_the_settings(digits):
     fig = plots.plot_saturation(why.saturation_profiles(digits, input_scale=10.0, init_gain=2.0))
     assert fig.get_suptitle() == "tanh MLP, inputs ×10, weight gain 2"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["no norm", "BatchNorm", "LayerNorm"]
+    assert all(ax.get_legend() is None for ax in fig.axes)  # one legend, outside the panels
     assert [ax.get_title() for ax in fig.axes] == ["Saturated units (%)", "Mean f'(z)"]
 
 
@@ -501,14 +503,32 @@ def test_plot_learning_rate_sweep_draws_medians_bands_and_markers(small_seeded_s
 
 def test_plot_training_runs_draws_loss_and_accuracy(small_sweep):
     runs = small_sweep.runs_at(0.1)
-    left, right = plots.plot_training_runs(runs).axes
+    fig = plots.plot_training_runs(runs)
+    left, right = fig.axes
     assert len(loss_lines(left)) == len(runs) and crosses(left) == []
     for i, run in enumerate(runs):
         np.testing.assert_array_equal(loss_lines(left)[i].get_ydata(), run.losses)
         np.testing.assert_allclose(right.get_lines()[i].get_ydata(), 100 * np.array(run.accuracies))
         np.testing.assert_array_equal(right.get_lines()[i].get_xdata(), run.eval_steps)
-    assert [t.get_text() for t in right.get_legend().get_texts()] == ["no norm, lr = 0.1", "BatchNorm, lr = 0.1"]
+    (legend,) = fig.legends  # one legend for both panels, outside them: it names the norms (one lr here)
+    assert [t.get_text() for t in legend.get_texts()] == ["no norm", "BatchNorm"]
     assert right.get_ylabel() == "accuracy (%)" and left.get_ylabel() == "cross-entropy (nats)"
+    mixed = plots.plot_training_runs([*small_sweep.runs_at(0.1)[:1], *small_sweep.runs_at(3.0)[1:]])
+    assert [t.get_text() for t in mixed.legends[0].get_texts()] == ["no norm, lr = 0.1", "BatchNorm, lr = 3"]
+
+
+def test_describe_training_runs_names_the_setting_and_each_outcome():
+    kept = wt.TrainingRun("batch", 0.3, [2.3, 0.5], [1, 2], [0.5, 0.964], diverged=False, seed=2)
+    lost = wt.TrainingRun(None, 0.3, [2.3, 40.0, math.inf], [1], [0.25], diverged=True, seed=2)
+    assert plots.describe_training_runs([lost, kept]) == (
+        "Learning rate 0.3, seed 2: no norm diverged at step 2; BatchNorm 96.4% after 2 steps."
+    )
+
+
+def test_fixed_steps_keep_the_x_axes_when_a_run_diverges_early():
+    lost = wt.TrainingRun(None, 3.0, [2.3, 40.0, math.inf], [1], [0.25], diverged=True)
+    fig = plots.plot_training_runs([lost], steps=300)
+    assert [ax.get_xlim() for ax in fig.axes] == [(0, 300), (0, 300)]
 
 
 # ---- §5 what BatchNorm is not -------------------------------------------------------------------
@@ -636,12 +656,13 @@ def test_saturation_explorer_redraws_for_new_scales(digits):
     sat_ax = explorer.figure.axes[0]
     np.testing.assert_allclose(sat_ax.get_lines()[0].get_ydata(), 100 * np.array(explorer.result[0].saturated))
     assert max(explorer.result[0].saturated) < 0.01
-    assert explorer.figure.get_suptitle() == "tanh MLP, inputs ×0.1, weight gain 1"
+    assert explorer.description.value == "tanh MLP, inputs ×0.1, weight gain 1"
+    assert explorer.figure.get_suptitle() == ""  # the setting is HTML above the figure, not text to redraw
     explorer.controls["init_gain"].value = 3.0  # large weights saturate the deeper layers
     assert explorer.result[0].init_gain == 3.0 and explorer.result[0].saturated[-1] > 0.3
     np.testing.assert_allclose(explorer.figure.axes[1].get_lines()[0].get_ydata(), explorer.result[0].mean_derivative)
     explorer.controls["input_scale"].value = 10**1.1  # a log slider's value: the title rounds it
-    assert explorer.figure.get_suptitle() == "tanh MLP, inputs ×12.6, weight gain 3"
+    assert explorer.description.value == "tanh MLP, inputs ×12.6, weight gain 3"
 
 
 def test_learning_rate_explorer_shows_the_chosen_runs(small_sweep):
@@ -652,4 +673,18 @@ def test_learning_rate_explorer_shows_the_chosen_runs(small_sweep):
     left, _ = explorer.figure.axes
     np.testing.assert_array_equal(loss_lines(left)[1].get_ydata(), small_sweep.run(0.1, "batch").losses)
     assert crosses(left) == []  # the lr-3 mark of the plain network is gone
-    assert [t.get_text() for t in left.get_legend().get_texts()] == ["no norm, lr = 0.1", "BatchNorm, lr = 0.1"]
+    assert [t.get_text() for t in explorer.figure.legends[0].get_texts()] == ["no norm", "BatchNorm"]
+    plain, batch = small_sweep.runs_at(0.1)
+    assert explorer.description.value == (
+        f"Learning rate 0.1, seed 0: no norm {100 * plain.accuracies[-1]:.1f}% after 60 steps; "
+        f"BatchNorm {100 * batch.accuracies[-1]:.1f}% after 60 steps."
+    )
+    assert [ax.get_xlim() for ax in explorer.figure.axes] == [(0, 60), (0, 60)]  # fixed: diverged runs end early
+
+
+def test_saturation_without_gradients_gives_the_same_forward_statistics(digits):
+    full = why.saturation_profiles(digits, input_scale=10.0, init_gain=2.0)
+    forward = why.saturation_profiles(digits, input_scale=10.0, init_gain=2.0, gradients=False)
+    for a, b in zip(full, forward):
+        assert (a.saturated, a.mean_derivative, a.activation_std) == (b.saturated, b.mean_derivative, b.activation_std)
+        assert len(a.gradient_std) == 5 and b.gradient_std == []

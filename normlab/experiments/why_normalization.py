@@ -14,6 +14,7 @@ its own generator, and returns plain dataclasses of floats, lists and tensors.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -319,16 +320,35 @@ def build_mlp(
 def _seeded_linear(
     fan_in: int, fan_out: int, init_gain: float | None, generator: torch.Generator, dtype: torch.dtype
 ) -> nn.Linear:
-    layer = torch.nn.utils.skip_init(nn.Linear, fan_in, fan_out)  # initialized below, from our generator only
     bound = 1.0 / math.sqrt(fan_in)
-    with torch.no_grad():
-        if init_gain is None:
-            layer.weight.uniform_(-bound, bound, generator=generator)
-        else:
-            layer.weight.normal_(0.0, init_gain / math.sqrt(fan_in), generator=generator)
-        layer.bias.uniform_(-bound, bound, generator=generator)
-    # Drawn in float32 and converted exactly, so every dtype starts from the same weights.
-    return layer.to(dtype)
+    weight = torch.empty(fan_out, fan_in)  # drawn in float32 and converted exactly: every dtype starts the same
+    if init_gain is None:
+        weight.uniform_(-bound, bound, generator=generator)
+    else:
+        weight.normal_(0.0, init_gain / math.sqrt(fan_in), generator=generator)
+    bias = torch.empty(fan_out).uniform_(-bound, bound, generator=generator)
+    # Built on the meta device: no memory and no draw from the global generator for its own init.
+    layer = nn.Linear(fan_in, fan_out, device="meta", dtype=dtype)
+    layer.weight, layer.bias = nn.Parameter(weight.to(dtype)), nn.Parameter(bias.to(dtype))
+    return layer
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_only_mlp(
+    in_features: int,
+    hidden: tuple[int, ...],
+    out_features: int,
+    norm: str | None,
+    activation: str,
+    init_gain: float | None,
+    seed: int,
+) -> nn.Sequential:
+    """:func:`build_mlp`, kept for forward passes without gradients (the saturation explorer, 64 settings).
+
+    Safe to share: such a pass reads only the weights, which it does not change; the
+    BatchNorm buffers it updates are not read in training mode.
+    """
+    return build_mlp(in_features, list(hidden), out_features, norm, activation, init_gain, seed)
 
 
 @dataclass(frozen=True)
@@ -388,6 +408,7 @@ def layer_profile(
     input_scale: float = 1.0,
     init_gain: float | None = None,
     seed: int = 0,
+    gradients: bool = True,
 ) -> LayerProfile:
     r"""Activation and gradient statistics per layer of a freshly initialized MLP (notebook 01 §2, §3).
 
@@ -395,24 +416,30 @@ def layer_profile(
     (see :func:`build_mlp`), cross-entropy against ``y``, one backward pass. The
     norm layers use batch statistics (training mode), as during training. The std of
     each layer's activations is over all N x width values; likewise for the gradients.
+    ``gradients=False`` skips the backward pass (``gradient_std`` is then empty): the
+    saturation explorer needs only the forward statistics, in a third of the time.
     """
     if depth < 1 or width < 1:
         raise ValueError(f"depth and width must be >= 1; got depth={depth}, width={width}.")
     if input_scale <= 0:
         raise ValueError(f"input_scale multiplies the inputs; expected > 0, got {input_scale}.")
-    model = build_mlp(x.shape[1], [width] * depth, int(y.max()) + 1, norm, activation, init_gain, seed)
+    shape = (x.shape[1], (width,) * depth, int(y.max()) + 1)
+    build = build_mlp if gradients else _forward_only_mlp
+    model = build(*shape, norm, activation, init_gain, seed)
     activation_type = ACTIVATIONS[activation]
     linear_outputs: list[torch.Tensor] = []
     outputs: list[torch.Tensor] = []
     h = input_scale * x
-    for module in model:
-        h = module(h)
-        if isinstance(module, nn.Linear):
-            h.retain_grad()
-            linear_outputs.append(h)
-        elif isinstance(module, activation_type):
-            outputs.append(h.detach())
-    F.cross_entropy(h, y).backward()
+    with torch.set_grad_enabled(gradients):
+        for module in model:
+            h = module(h)
+            if isinstance(module, nn.Linear) and gradients:
+                h.retain_grad()
+                linear_outputs.append(h)
+            elif isinstance(module, activation_type):
+                outputs.append(h.detach())
+    if gradients:
+        F.cross_entropy(h, y).backward()
     return LayerProfile(
         activation=activation,
         norm=norm,
@@ -437,15 +464,25 @@ SATURATION_BATCH = 256  # digits in one saturation forward pass: stable percenta
 
 
 def saturation_profiles(
-    data: DigitsSplit, input_scale: float = 1.0, init_gain: float = 1.0, depth: int = 5
+    data: DigitsSplit, input_scale: float = 1.0, init_gain: float = 1.0, depth: int = 5, gradients: bool = True
 ) -> list[LayerProfile]:
     """The tanh MLP of notebook 01 §2 (width 64) on 256 digits, once per norm (None, batch, layer), same weights.
 
     ``init_gain`` = 1 is LeCun's init, N(0, 1/fan_in): well scaled for tanh, so any
-    saturation comes from ``input_scale`` (or from a larger gain).
+    saturation comes from ``input_scale`` (or from a larger gain). ``gradients``: see
+    :func:`layer_profile` (the explorer passes False).
     """
     x, y = data.x_train[:SATURATION_BATCH], data.y_train[:SATURATION_BATCH]
-    return layer_profiles(x, y, depth=depth, width=64, activation="tanh", input_scale=input_scale, init_gain=init_gain)
+    return layer_profiles(
+        x,
+        y,
+        depth=depth,
+        width=64,
+        activation="tanh",
+        input_scale=input_scale,
+        init_gain=init_gain,
+        gradients=gradients,
+    )
 
 
 @dataclass(frozen=True)

@@ -36,22 +36,35 @@ def plot_cnn_comparison(comparisons: Sequence[CnnComparison]) -> Figure:
     return fig
 
 
-def plot_weight_decay_view(view: WeightDecayView) -> Figure:
+def describe_weight_decay_view(view: WeightDecayView) -> str:
+    """The setting and where its medians end, against no weight decay (the explorer's description)."""
+    return (
+        f"lr {view.learning_rate:g}, weight decay {view.weight_decay:g}.\n||W|| ends at {view.weight_norm[-1]:.3g} "
+        f"({view.no_decay_weight_norm[-1]:.3g} without), the effective learning rate at "
+        f"{view.effective_lr[-1]:.3g} ({view.no_decay_effective_lr[-1]:.3g} without)."
+    )
+
+
+def plot_weight_decay_view(view: WeightDecayView, described: bool = True) -> Figure:
     """||W|| of the layer before BatchNorm (left) and its effective learning rate lr / ||W||^2 (right, log scale)
     over training, for one weight decay against none at the same learning rate (§5, §6).
 
-    The legend sits outside the panels and never changes (the setting is the left title), so the explorer
-    redraws only the lines and one title over its cached bitmap: text is the slowest thing to draw."""
+    The legend sits outside the panels and, like the titles, never changes, so the explorer redraws only
+    the lines over its cached bitmap: text is the slowest thing to draw. ``described``:
+    :func:`describe_weight_decay_view` as the suptitle (the explorer shows it above the figure)."""
     fig, (left, right) = new_figure(1, 2, figsize=(9, 3.6))
     for ax in (left, right):
-        ax.plot([], [], "-", color=DECAY_COLOR, linewidth=2, label="with the weight decay in the title")
+        ax.plot([], [], "-", color=DECAY_COLOR, linewidth=2, label="with the chosen weight decay")
         ax.plot([], [], ":", color=NO_DECAY_COLOR, linewidth=1.5, label="no weight decay, same learning rate")
         ax.set(xlim=(0, view.steps[-1]), xlabel="training step")
     fig.legend(handles=left.lines, loc="outside lower center", ncols=2)
     left.set(ylim=(0, 1.05 * view.largest_norm), ylabel="||W|| (median of seeds)")
+    left.set_title("||W|| of the layer before BatchNorm")
     right.set(yscale="log", ylim=(1e-3, 2 * view.largest_effective_lr), ylabel="effective lr = lr / ||W||^2")
     right.set_title("the effective learning rate")
     update_weight_decay_view(fig, view)
+    if described:
+        fig.suptitle(describe_weight_decay_view(view))
     return fig
 
 
@@ -65,5 +78,4 @@ def update_weight_decay_view(fig: Figure, view: WeightDecayView) -> list[Artist]
         decayed, plain = ax.lines
         decayed.set_data(view.steps, ours)
         plain.set_data(view.steps, none)
-    left.set_title(f"lr {view.learning_rate:g}, weight decay {view.weight_decay:g}")  # the one text that changes
-    return [*left.lines, left.title, *right.lines]
+    return [*left.lines, *right.lines]

@@ -14,7 +14,7 @@ from normlab.experiments.train_vs_eval import (
     RunningStatsRun,
     TrainModeAccuracy,
 )
-from normlab.style import OKABE_ITO, legend_of, new_figure
+from normlab.style import OKABE_ITO, new_figure
 
 # Markers on a Line2D, not a scatter: much cheaper to redraw in the explorer.
 BATCH_MEAN_STYLE = dict(
@@ -116,17 +116,29 @@ def plot_train_mode_accuracy(result: TrainModeAccuracy) -> Figure:
     return fig
 
 
-def plot_running_stats_run(run: RunningStatsRun) -> Figure:
+def describe_running_stats_run(run: RunningStatsRun) -> str:
+    """The setting, and the mean train/eval gap over the last quarter of the steps (the explorer's description)."""
+    tail = max(len(run.batch_means) // 4, 1)
+    running, true = (gap[-tail:].mean().item() for gap in (run.gap_running, run.gap_true))
+    return (
+        f"momentum={run.momentum:g}, batch size {run.batch_size}.\nMean RMS(train − eval) over the last {tail} "
+        f"steps: {running:.3f} with the running statistics, {true:.3f} with the true ones."
+    )
+
+
+def plot_running_stats_run(run: RunningStatsRun, described: bool = True) -> Figure:
     """Left: running mean against batch means and the true mean. Right: the train/eval gap per step.
 
-    Fixed axes, so that moving the widget's sliders moves the lines, not the axes.
+    Fixed axes and one fixed legend below the panels, so that moving the widget's sliders moves the
+    lines only. ``described``: :func:`describe_running_stats_run` as the suptitle (the explorer shows
+    it above the figure).
     """
     fig, (left, right) = new_figure(1, 2, figsize=(10, 3.8))
     left.plot([], [], **BATCH_MEAN_STYLE)
     left.plot([], [], color=OKABE_ITO[0], linewidth=2, label="running_mean")
     _true_mean_line(left, run.true_mean)
-    left.set(xlabel="training step", ylabel="mean (data units)", ylim=(-2, 8))
-    left.legend(loc="lower right")
+    left.set(title="Running mean against the batch means", xlabel="training step", ylabel="mean (data units)")
+    left.set_ylim(-2, 8)
     right.plot([], [], color=OKABE_ITO[3], linewidth=2, label="eval with running stats")
     right.plot([], [], color=OKABE_ITO[2], linewidth=2, linestyle="--", label="eval with true stats")
     right.set_yscale("log")
@@ -140,30 +152,28 @@ def plot_running_stats_run(run: RunningStatsRun) -> Figure:
         ylabel=f"RMS(train − eval), mean of {SMOOTHING} steps",
         ylim=(GAP_TICKS[0], GAP_TICKS[-1]),
     )
-    right.legend(loc="upper right")
+    steps = len(run.batch_means)
+    for ax in (left, right):
+        ax.set_xlim(0, steps)
+        ax.set_xticks([round(steps * k / 3) for k in range(4)])  # fixed, few: cheaper to redraw
+        ax.xaxis.set_minor_locator(NullLocator())
+    fig.legend(handles=[*left.lines, *right.lines], loc="outside lower center", ncols=5)
     update_running_stats_run(fig, run)
+    if described:
+        fig.suptitle(describe_running_stats_run(run))
     return fig
 
 
 def update_running_stats_run(fig: Figure, run: RunningStatsRun) -> list[Artist]:
-    """Put ``run`` on a figure made by :func:`plot_running_stats_run`; returns the artists it changed."""
+    """Put ``run`` on a figure made by :func:`plot_running_stats_run`; returns the artists it changed.
+
+    The true mean and the number of steps are the figure's (every run of the explorer shares them).
+    """
     left, right = fig.axes
     steps = np.arange(1, len(run.batch_means) + 1)
-    batch_means, running_mean, true_mean = left.lines
+    batch_means, running_mean, _ = left.lines
     batch_means.set_data(steps, run.batch_means.numpy())
     running_mean.set_data(steps, run.running_mean.numpy())
-    true_mean.set_ydata([run.true_mean, run.true_mean])
-    legend_of(left).get_texts()[2].set_text(true_mean_label(run.true_mean))
-    left.set_title(f"Running mean, momentum={run.momentum:g}, batch size {run.batch_size}")
-    tail = max(len(steps) // 4, 1)
-    gaps = {"running": (run.gap_running, run.gap_running_smoothed), "true": (run.gap_true, run.gap_true_smoothed)}
-    for line, text, (name, (gap, smoothed)) in zip(right.lines, legend_of(right).get_texts(), gaps.items()):
+    for line, smoothed in zip(right.lines, (run.gap_running_smoothed, run.gap_true_smoothed)):
         line.set_data(steps, smoothed.numpy())
-        text.set_text(f"eval with {name} stats (last {tail}: {gap[-tail:].mean().item():.3f})")
-    step_ticks = [round(len(steps) * k / 3) for k in range(4)]  # fixed, few: cheaper to redraw
-    for ax in (left, right):
-        ax.set_xticks(step_ticks)
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.relim()
-        ax.autoscale_view()  # x only: the y limits are fixed
-    return [*left.lines, legend_of(left), left.title, *right.lines, legend_of(right)]
+    return [*left.lines, *right.lines]  # the true mean too: it is drawn over the running mean

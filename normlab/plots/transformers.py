@@ -56,20 +56,38 @@ def plot_warmup_sweep(sweep: WarmupSweep) -> Figure:
     return fig
 
 
-def plot_explorer_view(view: ExplorerView) -> Figure:
-    """The explorer's figure: gradient norms per block (left), loss curves from the sweep (right) (§6)."""
-    fig, (left, right) = new_figure(1, 2, figsize=(9, 3.4))
+NORM_NAMES = {"layer": "LayerNorm", "rms": "RMSNorm"}
+
+
+def describe_explorer_view(view: ExplorerView) -> str:
+    """The setting of each panel (the explorer's description; the figure's own text never changes)."""
+    g = view.gradients
+    return (
+        f"Left: {g.num_layers} blocks, {NORM_NAMES.get(g.norm, g.norm)}, {g.placement}-LN solid, "
+        f"{view.other_placement.placement}-LN dotted. Right: 6 blocks, LayerNorm, learning rate {view.learning_rate:g}."
+    )
+
+
+def plot_explorer_view(view: ExplorerView, described: bool = True) -> Figure:
+    """The explorer's figure: gradient norms per block (left), loss curves from the sweep (right) (§6).
+
+    One legend below both panels and fixed titles, so that a move redraws lines only; ``described``:
+    :func:`describe_explorer_view` as the suptitle (the explorer shows it above the figure).
+    """
+    fig, (left, right) = new_figure(1, 2, figsize=(9, 3.6))
     for placement in PLACEMENTS:  # fixed colours: the selected placement is drawn solid, the other dotted
-        left.plot([], [], "o-", color=PLACEMENT_COLORS[placement], label=f"{placement}-LN")
-    left.legend(loc="lower right")
+        left.plot([], [], "o-", color=PLACEMENT_COLORS[placement], label=f"{placement}-LN (gradients)")
     left.set(xlim=(0.5, 6.5), ylim=(0, 1.15 * view.largest_gradient), xlabel="block (1 = next to the input)")
-    left.set_ylabel("||dLoss/dW|| at init")
+    left.set(title="Gradient norm per block at initialization", ylabel="||dLoss/dW|| at init")
     for label in view.curves:
         color, dash = CURVE_STYLES[(label.split("-")[0], "no warm-up" not in label)]
         right.plot([], [], dash, color=color, label=label)
     right.set(xlim=(0, 300), ylim=(0, 2.7), xlabel="training step", ylabel="loss (median of seeds)")
-    right.legend(loc="upper right", fontsize=8)
+    right.set_title("Training loss")
+    fig.legend(handles=[*left.lines, *right.lines], loc="outside lower center", ncols=3, fontsize=8)
     update_explorer_view(fig, view)
+    if described:
+        fig.suptitle(describe_explorer_view(view))
     return fig
 
 
@@ -83,10 +101,6 @@ def update_explorer_view(fig: Figure, view: ExplorerView) -> list[Artist]:
         line.set_data(range(1, norms.num_layers + 1), norms.per_layer)
         selected = norms.placement == g.placement
         line.set(linestyle="-" if selected else ":", linewidth=2.0 if selected else 1.0, alpha=1.0 if selected else 0.6)
-    left.set_title(f"{g.num_layers} blocks, {g.norm} norm: gradients at init")
     for line, curve in zip(right.lines, view.curves.values()):
         line.set_data(_curve_steps(curve, view.curve_window), curve)
-    right.set_title(f"6 blocks, LayerNorm, learning rate {view.learning_rate:g}")
-    # The legends go on top of the lines, so they are redrawn over them too.
-    artists = [*left.lines, left.title, left.get_legend(), *right.lines, right.title, right.get_legend()]
-    return [artist for artist in artists if artist is not None]
+    return [*left.lines, *right.lines]

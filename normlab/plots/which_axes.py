@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from matplotlib.artist import Artist
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
@@ -82,18 +83,26 @@ class CubeFace(PolyCollection):
     """The cells of one face of the cube; ``elements`` says which (n, c, s) each cell shows (read by the tests)."""
 
     elements: list[tuple[int, int, int]]
+    face: str  # "front", "top" or "side" (also its gid)
+
+
+def _face_colors(
+    cube: np.ndarray, face: str, elements: list[tuple[int, int, int]]
+) -> list[tuple[float, float, float, float]]:
+    """The colour of each cell of one face: its element's category, in the face's shade."""
+    return [shaded(CATEGORY_COLORS[cube[e]], FACE_SHADES[face]) for e in elements]
 
 
 def _draw_cube(ax, result: SharedStatistics) -> tuple[float, float]:
     """Draw the cube; return the data point under its front face that the captions hang from."""
     cube = cube_categories(result)
     n, c, s = cube.shape
-    for face, shade in FACE_SHADES.items():
+    for face in FACE_SHADES:
         cells, elements = _face_polygons(face, n, c, s)
-        colors = [shaded(CATEGORY_COLORS[cube[e]], shade) for e in elements]
-        collection = CubeFace(cells, facecolors=colors, edgecolors="white", linewidths=0.8)
+        collection = CubeFace(cells, facecolors=_face_colors(cube, face, elements), edgecolors="white", linewidths=0.8)
         collection.set_gid(face)
         collection.elements = elements  # which (n, c, s) each cell shows: read by the tests
+        collection.face = face
         ax.add_collection(collection)
     back = s * DEPTH
     arrow = dict(arrowstyle="->", color="0.3", lw=1)
@@ -136,6 +145,19 @@ def describe(result: SharedStatistics) -> str:
     return f"{stats}\n{params}"
 
 
+def _panel_title(result: SharedStatistics) -> str:
+    each = result.elements_per_statistic
+    return f"{result.title}\n{result.num_statistics} statistics × {each} element{'s' if each != 1 else ''} each"
+
+
+def describe_shared_statistics(result: SharedStatistics) -> str:
+    """The tensor, then everything a panel's text says (title, counts, shapes, note), as lines: the axis
+    explorer's description. (NCHW and NHWC draw the same cube: the text says which one it is.)"""
+    title, counts = _panel_title(result).split("\n")
+    lines = [f"Layout {result.layout}, shape {result.shape}. {title}: {counts}.", *describe(result).split("\n")]
+    return "\n".join(lines + ([result.note.split(";")[0]] if result.note else []))
+
+
 def _panel_size(result: SharedStatistics) -> tuple[float, float]:
     """Inches for one cube panel: wide enough for about 0.14 inch per cell of a wide cube."""
     n, c, s = as_batch_channel_position(result.mask, result.layout).shape
@@ -143,14 +165,18 @@ def _panel_size(result: SharedStatistics) -> tuple[float, float]:
     return width, 1.9 + width * (n + 0.4 * s + 1.2) / (c + 0.5 * s + 4.8)
 
 
-def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics], ncols: int | None = None) -> Figure:
+def plot_shared_statistics(
+    results: SharedStatistics | Sequence[SharedStatistics], ncols: int | None = None, described: bool = True
+) -> Figure:
     """One cube per norm: which elements share the chosen element's mean and variance.
 
     Each panel draws the tensor as an N x C x S block (positions flattened into S)
     seen from the front, top and side, colours the chosen element, the elements that
     share its statistics and the rest, and states the statistics' and parameters'
     shapes. Several results give Wu & He's Fig. 2 for the tensor's actual layout, ``ncols``
-    panels a row (all in one row by default).
+    panels a row (all in one row by default). ``described=False`` leaves out every text that
+    depends on the norm (titles, captions): the axis explorer shows them above the figure
+    (:func:`describe_shared_statistics`) and only recolours the cells (:func:`update_shared_statistics`).
     """
     results = [results] if isinstance(results, SharedStatistics) else list(results)
     ncols = ncols or len(results)
@@ -162,10 +188,9 @@ def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics
         ax.set_axis_off()
     for ax, result in zip(axes.flat, results):
         anchor = _draw_cube(ax, result)
-        each = result.elements_per_statistic
-        ax.set_title(
-            f"{result.title}\n{result.num_statistics} statistics × {each} element{'s' if each != 1 else ''} each"
-        )
+        if not described:
+            continue
+        ax.set_title(_panel_title(result))
         caption = describe(result)
         if result.note:
             caption += "\n" + textwrap.fill(result.note.split(";")[0], 44)
@@ -175,10 +200,20 @@ def plot_shared_statistics(results: SharedStatistics | Sequence[SharedStatistics
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
     layouts = {(r.layout, r.shape) for r in results}
-    if len(layouts) == 1:
+    if len(layouts) == 1 and described:
         layout, shape = layouts.pop()
         fig.suptitle(f"Which elements share one mean and variance? Layout {layout}, shape {shape}")
     return fig
+
+
+def update_shared_statistics(fig: Figure, result: SharedStatistics) -> list[Artist]:
+    """Recolour the cube of a one-panel figure made by ``plot_shared_statistics(…, described=False)`` for
+    ``result`` (same layout and shape); return the three faces."""
+    cube = cube_categories(result)
+    faces = [c for c in fig.axes[0].collections if isinstance(c, CubeFace)]
+    for face in faces:
+        face.set_facecolor(_face_colors(cube, face.face, face.elements))
+    return list(faces)
 
 
 def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_image: torch.Tensor) -> Figure:

@@ -193,16 +193,26 @@ def plot_layer_statistics(
 SATURATION_QUANTITIES = ("saturated", "mean_derivative")  # both on fixed axes: the explorer only moves lines
 
 
-def saturation_title(profiles: Sequence[LayerProfile]) -> str:
+def describe_saturation(profiles: Sequence[LayerProfile]) -> str:
     """The settings the saturation figure shows, e.g. 'tanh MLP, inputs ×10, weight gain 1'."""
     first = profiles[0]
     gain = "PyTorch default" if first.init_gain is None else f"{first.init_gain:g}"
     return f"{first.activation} MLP, inputs ×{first.input_scale:.3g}, weight gain {gain}"  # a log slider: 12.6
 
 
-def plot_saturation(profiles: Sequence[LayerProfile]) -> Figure:
-    """Saturated % and mean derivative per layer, one line per norm (§2; the saturation explorer's figure)."""
-    return plot_layer_statistics(profiles, SATURATION_QUANTITIES, title=saturation_title(profiles))
+def plot_saturation(profiles: Sequence[LayerProfile], described: bool = True) -> Figure:
+    """Saturated % and mean derivative per layer, one line per norm (§2; the saturation explorer's figure).
+
+    One legend for both panels, below them, where no line reaches it: an explorer then never redraws it.
+    ``described``: :func:`describe_saturation` as the suptitle (the explorer shows it above the figure).
+    """
+    fig = plot_layer_statistics(
+        profiles, SATURATION_QUANTITIES, title=describe_saturation(profiles) if described else ""
+    )
+    for ax in fig.axes:
+        legend_of(ax).remove()
+    fig.legend(handles=fig.axes[0].lines, loc="outside lower center", ncols=len(profiles), fontsize=8)
+    return fig
 
 
 def update_saturation(fig: Figure, profiles: Sequence[LayerProfile]) -> list[Artist]:
@@ -211,8 +221,8 @@ def update_saturation(fig: Figure, profiles: Sequence[LayerProfile]) -> list[Art
     for ax, quantity in zip(fig.axes, SATURATION_QUANTITIES):
         for line, profile in zip(ax.lines, profiles):
             line.set_ydata(layer_statistic(profile, quantity))
-        changed += [*ax.lines, legend_of(ax)]  # the legend sits above the lines
-    return changed + [fig.suptitle(saturation_title(profiles))]
+        changed += ax.lines
+    return changed
 
 
 # ---------------------------------------------------------------------------
@@ -276,11 +286,24 @@ def plot_learning_rate_sweep(sweep: LearningRateSweep) -> Figure:
 
 
 def _run_labels(runs: Sequence[TrainingRun]) -> list[str]:
+    """The norm of each run, and its learning rate when the runs have several."""
+    if len({r.learning_rate for r in runs}) == 1:
+        return [NORM_LABELS[r.norm] for r in runs]
     return [f"{NORM_LABELS[r.norm]}, lr = {r.learning_rate:g}" for r in runs]
 
 
-def plot_training_runs(runs: Sequence[TrainingRun], labels: Sequence[str] | None = None, title: str = "") -> Figure:
-    """Training loss per step (left) and held-out accuracy (right) for a few runs (§4, §5)."""
+def plot_training_runs(
+    runs: Sequence[TrainingRun],
+    labels: Sequence[str] | None = None,
+    title: str = "",
+    steps: int | None = None,
+) -> Figure:
+    """Training loss per step (left) and held-out accuracy (right) for a few runs (§4, §5).
+
+    One legend for both panels, below them. ``steps`` fixes the x axes at (0, steps) (the
+    explorer's, so that a run that diverged early does not move them); by default they fit the
+    longest run.
+    """
     labels = labels or _run_labels(runs)
     fig, (left, right) = new_figure(1, 2, figsize=(9.5, 3.8))
     _log_scale(left)
@@ -291,32 +314,44 @@ def plot_training_runs(runs: Sequence[TrainingRun], labels: Sequence[str] | None
         right.plot([], [], "o-", markersize=3, color=color, label=label)
     left.set(title="Training loss", xlabel="SGD step", ylabel="cross-entropy (nats)")
     right.set(title="Held-out accuracy (500 digits)", xlabel="SGD step", ylabel="accuracy (%)", ylim=(0, 100))
-    left.legend(fontsize=8)
-    right.legend(fontsize=8, loc="lower right")
-    _show_training_runs(fig, runs, labels)
+    if steps is not None:
+        for ax in (left, right):
+            ax.set_xlim(0, steps)
+    fig.legend(handles=right.lines, loc="outside lower center", ncols=len(runs), fontsize=8)
+    _show_training_runs(fig, runs)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def _show_training_runs(fig: Figure, runs: Sequence[TrainingRun], labels: Sequence[str]) -> list[Artist]:
-    """Put runs on a figure made by plot_training_runs; x limits follow the longest run."""
+def _show_training_runs(fig: Figure, runs: Sequence[TrainingRun]) -> list[Artist]:
+    """Put runs on a figure made by plot_training_runs; x limits follow the longest run unless fixed."""
     left, right = fig.axes
     for i, run in enumerate(runs):
         _show_losses(left.lines[2 * i], left.lines[2 * i + 1], run, left.get_ylim()[1])
         right.lines[i].set_data(run.eval_steps, 100 * np.array(run.accuracies))
     for ax in (left, right):
         ax.relim()
-        ax.autoscale_view()  # x only: the y limits are fixed
-        for text, label in zip(legend_of(ax).get_texts(), labels):
-            text.set_text(label)
-    return [*left.lines, *right.lines, legend_of(left), legend_of(right)]
+        ax.autoscale_view()  # only where the limits are not fixed: y always, x unless ``steps`` was given
+    return [*left.lines, *right.lines]
+
+
+def describe_training_runs(runs: Sequence[TrainingRun]) -> str:
+    """One line: the learning rate and seed, then each run's last held-out accuracy or where it diverged."""
+    outcomes = [
+        f"{NORM_LABELS[r.norm]} diverged at step {len(r.losses) - 1}"
+        if r.diverged
+        else f"{NORM_LABELS[r.norm]} {100 * r.accuracies[-1]:.1f}% after {r.eval_steps[-1]} steps"
+        for r in runs
+    ]
+    first = runs[0]
+    return f"Learning rate {first.learning_rate:g}, seed {first.seed}: " + "; ".join(outcomes) + "."
 
 
 def update_training_runs(fig: Figure, runs: Sequence[TrainingRun]) -> list[Artist]:
-    """Put new runs (default labels) on a figure made by :func:`plot_training_runs`; returns the artists
-    it changed (the learning-rate explorer's update)."""
-    return _show_training_runs(fig, runs, _run_labels(runs))
+    """Put new runs on a figure made by :func:`plot_training_runs`; returns the artists it changed
+    (the learning-rate explorer's update; the legend names the norms only, so it never changes)."""
+    return _show_training_runs(fig, runs)
 
 
 # ---------------------------------------------------------------------------

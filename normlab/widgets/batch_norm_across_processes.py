@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import ipywidgets as widgets
 
 from normlab.experiments.batch_norm_across_processes import GapSelection, StatisticsGap, statistics_gap_grid
-from normlab.plots.batch_norm_across_processes import plot_statistics_gap, update_statistics_gap
+from normlab.plots.batch_norm_across_processes import (
+    describe_statistics_gap,
+    plot_statistics_gap,
+    update_statistics_gap,
+)
 from normlab.widgets.explorer import Explorer
 
 
@@ -20,7 +26,8 @@ def make_statistics_gap_explorer(grid: StatisticsGap | None = None) -> Explorer:
     return Explorer(
         controls,
         compute=lambda replicas, batch_size: GapSelection(grid, replicas, batch_size),
-        draw=plot_statistics_gap,
+        draw=partial(plot_statistics_gap, described=False),
+        describe=describe_statistics_gap,
         update=update_statistics_gap,
         title="Local against global BatchNorm statistics: replicas and per-replica batch size",
     )

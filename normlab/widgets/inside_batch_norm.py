@@ -7,7 +7,11 @@ from functools import partial
 import ipywidgets as widgets
 
 from normlab.experiments.inside_batch_norm import WeightDecaySweep, load_weight_decay_sweep, weight_decay_view
-from normlab.plots.inside_batch_norm import plot_weight_decay_view, update_weight_decay_view
+from normlab.plots.inside_batch_norm import (
+    describe_weight_decay_view,
+    plot_weight_decay_view,
+    update_weight_decay_view,
+)
 from normlab.widgets.explorer import Explorer
 
 
@@ -26,7 +30,8 @@ def make_weight_decay_explorer(sweep: WeightDecaySweep | None = None) -> Explore
     return Explorer(
         controls,
         compute=partial(weight_decay_view, sweep),
-        draw=plot_weight_decay_view,
+        draw=partial(plot_weight_decay_view, described=False),
+        describe=describe_weight_decay_view,
         update=update_weight_decay_view,
         title="Weight decay before BatchNorm: the weight's norm and the effective learning rate",
     )

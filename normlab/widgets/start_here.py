@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import ipywidgets as widgets
 
 from normlab.experiments.start_here import normalized_gaussian
-from normlab.plots.start_here import plot_normalization, update_normalization
+from normlab.plots.start_here import describe_normalization, plot_normalization, update_normalization
 from normlab.widgets.explorer import Explorer
 
 
@@ -18,7 +20,8 @@ def make_gaussian_explorer() -> Explorer:
     return Explorer(
         controls,
         compute=normalized_gaussian,
-        draw=plot_normalization,
+        draw=partial(plot_normalization, described=False),
+        describe=describe_normalization,
         update=update_normalization,
         title="Shift and stretch the data; the normalized values do not move",
     )

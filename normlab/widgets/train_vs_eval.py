@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import ipywidgets as widgets
 
 from normlab.experiments.train_vs_eval import running_stats_run
-from normlab.plots.train_vs_eval import plot_running_stats_run, update_running_stats_run
+from normlab.plots.train_vs_eval import describe_running_stats_run, plot_running_stats_run, update_running_stats_run
 from normlab.widgets.explorer import Explorer
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
@@ -23,7 +25,8 @@ def make_running_stats_explorer() -> Explorer:
     return Explorer(
         controls,
         compute=running_stats_run,
-        draw=plot_running_stats_run,
+        draw=partial(plot_running_stats_run, described=False),
+        describe=describe_running_stats_run,
         update=update_running_stats_run,
         title="Running statistics: momentum (PyTorch convention) and batch size",
     )

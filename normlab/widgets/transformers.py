@@ -15,7 +15,7 @@ from normlab.experiments.transformers import (
     gradient_norm_table,
     load_warmup_sweep,
 )
-from normlab.plots.transformers import plot_explorer_view, update_explorer_view
+from normlab.plots.transformers import describe_explorer_view, plot_explorer_view, update_explorer_view
 from normlab.widgets.explorer import Explorer
 
 
@@ -35,7 +35,8 @@ def make_transformer_explorer(table: GradientNormTable | None = None, sweep: War
     return Explorer(
         controls,
         compute=partial(explorer_view, table, sweep),
-        draw=plot_explorer_view,
+        draw=partial(plot_explorer_view, described=False),
+        describe=describe_explorer_view,
         update=update_explorer_view,
         title="Pre-LN or post-LN: gradients at initialization, and training with and without warm-up",
     )

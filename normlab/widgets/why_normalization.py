@@ -10,7 +10,14 @@ from normlab.data.digits import DigitsSplit, load_digits_split
 from normlab.experiments.why_normalization import saturation_profiles
 from normlab.experiments.why_normalization_seeds import load_seeded_results
 from normlab.experiments.why_normalization_training import LearningRateSweep
-from normlab.plots.why_normalization import plot_saturation, plot_training_runs, update_saturation, update_training_runs
+from normlab.plots.why_normalization import (
+    describe_saturation,
+    describe_training_runs,
+    plot_saturation,
+    plot_training_runs,
+    update_saturation,
+    update_training_runs,
+)
 from normlab.widgets.explorer import Explorer
 
 
@@ -25,9 +32,10 @@ def make_saturation_explorer(data: DigitsSplit | None = None) -> Explorer:
     }
     return Explorer(
         controls,
-        compute=partial(saturation_profiles, data),
-        draw=plot_saturation,
+        compute=partial(saturation_profiles, data, gradients=False),
+        draw=partial(plot_saturation, described=False),
         update=update_saturation,
+        describe=describe_saturation,
         title="Scale the inputs or the weights: which layers saturate, with and without a norm layer?",
     )
 
@@ -49,7 +57,8 @@ def make_learning_rate_explorer(sweep: LearningRateSweep | None = None) -> Explo
     return Explorer(
         controls,
         compute=sweep.runs_at,
-        draw=plot_training_runs,
+        draw=partial(plot_training_runs, steps=max(len(run.losses) for run in sweep.runs)),
         update=update_training_runs,
+        describe=describe_training_runs,
         title="The same MLP with and without BatchNorm, at one learning rate and seed",
     )
