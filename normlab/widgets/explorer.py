@@ -318,11 +318,11 @@ class Explorer:
     def redraw(self) -> Figure | None:
         """Recompute, bring the figure up to date, and show it as a PNG in the Image widget."""
         self.result = self.compute(**self.values())
+        if self.describe is not None:  # first: the browser shows it while the kernel draws the image
+            self.description.value = description_html(self.describe(self.result))
         self.png = self.renderer.encode_png(self.renderer.render(self.result))
         self.redraws += 1
         self.image.value = self.png
-        if self.describe is not None:
-            self.description.value = description_html(self.describe(self.result))
         return self.figure
 
     def _on_change(self, change: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from functools import partial
 import ipywidgets as widgets
 
 from normlab.data.digits import DigitsSplit, load_digits_split
-from normlab.experiments.why_normalization import saturation_profiles
+from normlab.experiments.why_normalization import SaturationTable
 from normlab.experiments.why_normalization_seeds import load_seeded_results
 from normlab.experiments.why_normalization_training import LearningRateSweep
 from normlab.plots.why_normalization import (
@@ -26,13 +26,16 @@ def make_saturation_explorer(data: DigitsSplit | None = None) -> Explorer:
     data = data or load_digits_split()
     controls = {
         "input_scale": widgets.FloatLogSlider(
-            value=10.0, base=10, min=-1, max=2, step=0.1, description="input scale", readout_format=".3g"
+            value=10.0, base=10, min=-1, max=2, step=0.25, description="input scale", readout_format=".3g"
         ),
-        "init_gain": widgets.FloatSlider(value=1.0, min=0.25, max=4.0, step=0.25, description="weight gain"),
+        "init_gain": widgets.FloatSlider(value=1.0, min=0.5, max=4.0, step=0.5, description="weight gain"),
     }
+    # Every slider position, computed now (about 1.5 s): a move then only looks its point up.
+    scales = [10 ** (k / 4) for k in range(-4, 9)]
+    gains = [0.5 * k for k in range(1, 9)]
     return Explorer(
         controls,
-        compute=partial(saturation_profiles, data, gradients=False),
+        compute=SaturationTable(data, scales, gains),
         draw=partial(plot_saturation, described=False),
         update=update_saturation,
         describe=describe_saturation,
