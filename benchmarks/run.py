@@ -42,7 +42,7 @@ from benchmarks.widgets import measure_widgets  # noqa: E402
 
 WIDGET_DEFINITION = (
     "widget interaction = set one control to a random valid value -> compute -> draw -> "
-    "PNG encoded and sent to the explorer's Output widget (what the browser receives); "
+    "PNG encoded and sent to the explorer's Image widget (what the browser receives); "
     "measured in a fresh kernel after normlab.setup_notebook() (1 torch thread)"
 )
 

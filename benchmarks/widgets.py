@@ -4,7 +4,7 @@ Every explorer factory (a function named by ``normlab.widgets.explorer.EXPLORER_
 ``make_<something>_explorer``, in a module under ``normlab.widgets``) is found by name, built, then driven by seeded random interactions:
 one control at a time is set to a new valid value. One interaction is timed from the
 assignment to the control until it returns: by then the explorer has recomputed,
-redrawn, encoded the PNG the browser receives and sent it to its Output widget.
+redrawn, encoded the PNG the browser receives and sent it to its Image widget.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def measure_explorer(factory: Callable, n: int, seed: int | str) -> dict[str, An
     the compute/draw/png split of one interaction.
 
     An interaction is the assignment to a control: the explorer's observer recomputes,
-    redraws, encodes its PNG and sends it to the Output widget before the assignment returns.
+    redraws, encodes its PNG and sends it to the Image widget before the assignment returns.
     """
     start = time.perf_counter()
     explorer = factory()
