@@ -10,7 +10,6 @@ import ast
 import re
 import time
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 
 import nbformat
@@ -30,7 +29,7 @@ MAX_SCREENSHOT_HEIGHT = 16000  # Chromium cannot paint a taller page in one piec
 STDERR_MIME = "application/vnd.jupyter.stderr"
 RAISES_TAG = "raises-exception"
 EXPLORER = ".normlab-explorer"
-EXPLORER_FIGURE = ".normlab-explorer-figure"  # the box around the explorer's Image widget
+EXPLORER_FIGURE = ".normlab-explorer-figure"  # the box around each of the explorer's Image widgets
 # What the ipywidgets 8 manager for JupyterLab writes instead of a widget it cannot show.
 WIDGET_FAILURES = (
     "Error displaying widget",
@@ -97,7 +96,7 @@ class ExplorerCheck:
     control: str
     value_before: str
     value_after: str
-    figure_before: str  # sha256 of the <img> sources, "" when there was no image
+    figure_before: str  # sha256 of the shown image's PNG bytes, "" when there was no image
     figure_after: str
     waited_s: float  # how long a change of figure was waited for
     screenshot: Path | None = None
@@ -224,10 +223,24 @@ def read_outputs(page: Page, expected: NotebookFile, report: NotebookReport) -> 
     report.explorers_in_cell = {i: cell["explorers"] for i, cell in enumerate(cells) if cell["explorers"]}
 
 
+# sha256 of the bytes of the explorer images that are shown (an explorer keeps every setting's image in
+# the page, hidden; its controls choose which one is shown). "" when none is shown and loaded.
+SHOWN_FIGURE_DIGEST_JS = f"""async (explorer) => {{
+    const shown = [...explorer.querySelectorAll('{EXPLORER_FIGURE} img')]
+        .filter(i => i.getClientRects().length > 0 && i.complete && i.naturalWidth > 0);
+    const digests = [];
+    for (const img of shown) {{
+        const bytes = await (await fetch(img.src)).arrayBuffer();
+        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+        digests.push([...digest].map(b => b.toString(16).padStart(2, '0')).join(''));
+    }}
+    return digests.join(',');
+}}"""
+
+
 def figure_digest(explorer: Locator) -> str:
-    """sha256 of the sources of the images in the explorer's Output ("" when none is shown)."""
-    sources = explorer.locator(f"{EXPLORER_FIGURE} img").evaluate_all("imgs => imgs.map(i => i.src)")
-    return sha256("\n".join(sources).encode()).hexdigest() if sources else ""
+    """sha256 of the image (PNG bytes) the explorer shows now; "" when none is shown."""
+    return explorer.evaluate(SHOWN_FIGURE_DIGEST_JS)
 
 
 def wait_for_figure(explorer: Locator, differs_from: str | None, timeout_s: float) -> str:

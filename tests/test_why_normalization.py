@@ -690,14 +690,9 @@ def test_saturation_without_gradients_gives_the_same_forward_statistics(digits):
         assert len(a.gradient_std) == 5 and b.gradient_std == []
 
 
-def test_saturation_table_looks_up_what_saturation_profiles_computes(digits):
-    table = why.SaturationTable(digits, [10 ** (k / 4) for k in (0, 4)], [1.0, 3.0])
-    assert len(table.table) == 4
-    browser_value = 10.000000000000002  # 10 ** 1 as a browser's Math.pow may give it: the same point
-    for scale, grid_scale, gain in ((browser_value, 10.0, 3.0), (2.0, 2.0, 0.5)):  # on the grid, off it
-        expected = why.saturation_profiles(digits, grid_scale, gain, gradients=False)
-        got = table(scale, gain)
-        assert [p.saturated for p in got] == [p.saturated for p in expected]
-        assert [p.mean_derivative for p in got] == [p.mean_derivative for p in expected]
-        assert all(p.outputs == [] for p in got)  # the activations are not kept: 104 points x 3 nets
-    assert table(browser_value, 3.0) is table.table[(1.0, 3.0)]
+def test_saturation_view_is_the_forward_statistics_without_the_activations(digits):
+    expected = why.saturation_profiles(digits, 10.0, 3.0, gradients=False)
+    got = why.saturation_view(digits, 10.0, 3.0)
+    assert [p.saturated for p in got] == [p.saturated for p in expected]
+    assert [p.mean_derivative for p in got] == [p.mean_derivative for p in expected]
+    assert all(p.outputs == [] for p in got) and all(len(p.outputs) == 5 for p in expected)

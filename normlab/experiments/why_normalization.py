@@ -486,35 +486,12 @@ def saturation_profiles(
     )
 
 
-class SaturationTable:
-    """:func:`saturation_profiles` (without gradients, and without the activations themselves) at every
-    point of a grid of input scales and weight gains, computed once: the saturation explorer's moves
-    only look a point up (notebook 01 §2). Calling it at a point off the grid computes that point.
-    """
-
-    def __init__(self, data: DigitsSplit, input_scales: Sequence[float], init_gains: Sequence[float]) -> None:
-        self.data = data
-        self.table = {
-            self._key(scale, gain): [
-                dataclasses.replace(p, outputs=[]) for p in saturation_profiles(data, scale, gain, gradients=False)
-            ]
-            for scale in input_scales
-            for gain in init_gains
-        }
-
-    @staticmethod
-    def _key(input_scale: float, init_gain: float) -> tuple[float, float]:
-        # A log slider's value is 10 ** exponent computed in the browser: match it by its exponent.
-        return round(math.log10(input_scale), 6), float(init_gain)
-
-    def __call__(self, input_scale: float, init_gain: float) -> list[LayerProfile]:
-        found = self.table.get(self._key(input_scale, init_gain))
-        if found is not None:
-            return found
-        return [
-            dataclasses.replace(p, outputs=[])
-            for p in saturation_profiles(self.data, input_scale, init_gain, gradients=False)
-        ]
+def saturation_view(data: DigitsSplit, input_scale: float, init_gain: float) -> list[LayerProfile]:
+    """What the saturation explorer shows at one setting (notebook 01 §2): :func:`saturation_profiles`
+    without gradients and without the activations themselves (the explorer keeps 104 settings x 3 nets)."""
+    return [
+        dataclasses.replace(p, outputs=[]) for p in saturation_profiles(data, input_scale, init_gain, gradients=False)
+    ]
 
 
 @dataclass(frozen=True)

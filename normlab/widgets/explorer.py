@@ -1,33 +1,43 @@
-"""The one widget pattern every notebook uses: controls -> pure function -> figure in an Image widget.
+"""The one widget pattern every notebook uses: choice controls -> pure function -> one of a set of drawn figures.
 
-An inline matplotlib figure updated in place does not refresh in JupyterLab, so an
-explorer shows each new state as a new PNG: it sets the value of an ``ipywidgets.Image``,
-which reaches the browser as one binary message. (An ``ipywidgets.Output`` costs more: it
-takes two more messages a move, and JupyterLab sends the whole image back to the kernel,
-which echoes it, about 60 KB more traffic for each move.) The computation lives in
-``compute`` (a pure normlab function); ``draw`` only plots what compute returned.
+An explorer draws the figure of every setting of its controls when it is built, and the
+browser switches between those figures by itself: moving a control needs no kernel. The
+computation lives in ``compute`` (a pure normlab function); ``draw`` only plots what compute
+returned.
 
-Speed. In JupyterLab in Chromium a move must show its new image within 100 ms (p95; ``make
-bench`` measures it). The round trip alone (widget message, kernel, image message, decode,
-paint) takes about 50 ms here, which leaves the kernel 30 to 40 ms. Drawing a two-panel
-figure from scratch costs matplotlib about 100 ms, mostly ticks and text. So:
+Why every setting in advance. In JupyterLab in Chromium a move must show its new image
+within 100 ms (p95; ``make bench`` measures it). A move that goes to the kernel and back
+(widget message, kernel, image message, then the browser loading and decoding a new PNG)
+takes about 50 ms here before the kernel has computed or drawn anything, and 80 to 130 ms
+with it. A figure that is already in the page, decoded, is shown at the next animation
+frame: 15 to 45 ms. It also makes the explorers work in the static HTML copy (``make
+site``), which has no kernel.
+
+How the browser switches. Every control is a choice widget (a ``SelectionSlider``,
+``Dropdown``, ``ToggleButtons``...): its ``index`` says which option is chosen. The figures
+sit in nested ``ipywidgets.Tab`` containers, one level per control, with their tab bars
+hidden; each container's ``selected_index`` follows its control's ``index`` through
+``ipywidgets.jsdlink``, a link that runs in the browser. A ``Tab`` keeps every child in the
+page (hidden), so a shown figure is never reloaded; a ``Stack`` would rebuild it on each move.
+A level where every option shows the same frame gets no container.
+
+Drawing many figures fast:
 
 - An explorer given an ``update`` function draws its figure once, keeps the parts that
-  never change (axes, ticks, labels, grid, legends) as a cached bitmap, and on each move
-  redraws only the artists that ``update`` changed on top of it ("blitting").
+  never change (axes, ticks, labels, grid, legends) as a cached bitmap, and for each other
+  setting redraws only the artists that ``update`` changed on top of it ("blitting").
 - Text is the slowest artist to draw (about 5 ms a line in matplotlib 3.11, 15 to 40 ms a
   legend). So an explorer's figure keeps every text fixed: its legends never change and
   sit outside the data, and what does change with the controls (the setting, the numbers
   it gives) goes in one line of HTML above the figure, made by ``describe``.
 - A figure whose shape depends on a control (another layout, another panel count) gets
-  one kept figure per shape (``figure_key``); ``prepare`` draws them before the first
-  move.
+  one kept figure per shape (``figure_key``).
 - The PNG is written by :func:`rgba_png` (zlib level 1, no row filters): about half
   the time of Pillow's encoder, for a file a little larger.
 
 Two classes, one job each: :class:`BlitRenderer` keeps the figure up to date and encodes
-it as PNG (the blit cache lives there); :class:`Explorer` wires the controls to
-``compute`` and shows the renderer's PNG. Garbage-collection policy is not theirs:
+it as PNG (the blit cache lives there); :class:`Explorer` draws every setting with it and
+wires the controls to the figures. Garbage-collection policy is not theirs:
 :func:`normlab.setup_notebook` sets it once for the whole kernel.
 
 Every explorer factory is named ``make_<what>_explorer`` (:data:`EXPLORER_FACTORY`):
@@ -38,10 +48,12 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
+import math
 import re
 import struct
 import zlib
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +67,7 @@ from matplotlib.transforms import Bbox
 
 PNG_COMPRESSION = 1  # zlib level: 1 encodes several times faster than the default 6, files barely larger
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FRAME_LIMIT = 300  # settings an explorer may draw when it is built (about 10 ms and 20-60 KB each)
 
 
 EXPLORER_FACTORY = re.compile(r"^make_\w+_explorer$")  # the one naming rule for explorer factories
@@ -150,14 +163,6 @@ class BlitRenderer:
             return list(self.update(figure, result))
         return None
 
-    def prepare(self, results: Iterable[Any]) -> None:
-        """Draw each result's figure and cache its static part now, so that the first move to
-        another figure key is as fast as the others; the figure shown does not change."""
-        shown = self._frame
-        for result in results:
-            self.encode_png(self.render(result))
-        self._frame = shown
-
     def encode_png(self, changed: Sequence[Artist] | None) -> bytes:
         """The PNG of ``self.figure``: whole, or the cached static part plus the ``changed`` artists."""
         frame = self._frame
@@ -230,34 +235,56 @@ def description_html(text: str) -> str:
     return "<br>".join(html.escape(line) for line in text.split("\n"))
 
 
+def choice_values(control: widgets.Widget) -> tuple[Any, ...]:
+    """The values a choice control offers, in order (its ``index`` picks one)."""
+    return tuple(control._options_values)  # ipywidgets' own list of the option values (labels dropped)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One setting of the controls: what ``compute`` returned, the description (HTML) and the PNG,
+    and the widget that shows the two (an HTML line above an Image)."""
+
+    result: Any
+    description: str
+    png: bytes
+    widget: widgets.VBox
+
+
+_explorer_numbers = itertools.count()  # each explorer's CSS class names are its own
+
+
 class Explorer:
-    """Controls that redraw one figure.
+    """Choice controls over a set of figures drawn when it is built; the browser shows the chosen one.
 
     Parameters
     ----------
-    controls: name -> ipywidgets control; each control's ``value`` is passed to
-        ``compute`` as the keyword argument ``name``.
+    controls: name -> choice control (``SelectionSlider``, ``Dropdown``, ``ToggleButtons``,
+        ``RadioButtons``...); each control's ``value`` is passed to ``compute`` as the keyword
+        argument ``name``. Every combination of their options is drawn now, at most
+        :data:`FRAME_LIMIT`.
     compute: pure function ``compute(**values) -> result`` (plain data, testable).
     draw: ``draw(result) -> Figure``; it must not compute anything new.
-    update: optional ``update(figure, result) -> artists``: set ``result`` on a figure
-        that ``draw`` made, in place, and return every artist whose look depends on the
-        result (lines, patches). With it, the figure is drawn once and each interaction
-        redraws only those artists (see the module docstring). If ``update`` changes the
-        axes limits, the static part is redrawn too.
+    update: optional ``update(figure, result) -> artists``: set ``result`` on a figure that
+        ``draw`` made, in place, and return every artist whose look depends on the result
+        (lines, patches). With it, the figure is drawn once and each other setting redraws
+        only those artists (see the module docstring). If ``update`` changes the axes limits,
+        the static part is redrawn too.
     describe: optional ``describe(result) -> str``: the setting and numbers that change
         with the controls, shown as text above the figure (lines split at "\\n").
     figure_key: optional ``figure_key(result) -> key``: results with the same key share
-        one kept figure (a figure whose shape depends on a control); see ``prepare``.
+        one kept figure (a figure whose shape depends on a control).
     title: shown above the controls.
 
     Attributes
     ----------
-    renderer: the :class:`BlitRenderer` that keeps the figure and encodes it.
-    description: the ``ipywidgets.HTML`` that shows ``describe(result)``.
-    result: the result the figure shows (for tests).
-    png: the PNG bytes last sent to the browser.
-    image: the ``ipywidgets.Image`` that shows them (in a box of class ``normlab-explorer-figure``).
-    redraws: how many times the figure was brought up to date.
+    renderer: the :class:`BlitRenderer` that drew the frames.
+    frames: every setting's :class:`Frame`, by the controls' indices (in the order of ``controls``).
+    frame, result, png, description, image: the frame of the controls' current setting, its
+        result and PNG, and the HTML and Image widgets that show it.
+    choosers: one hidden ``ipywidgets.Stack`` per control, whose shown child follows the
+        control's ``index`` (a ``jsdlink``, run by the browser); ``links`` holds the links.
+    style: the CSS that shows the frame of the chosen options and hides the others.
     widget: the ``ipywidgets.VBox`` that a notebook displays.
     """
 
@@ -272,30 +299,135 @@ class Explorer:
         figure_key: Callable[[Any], Hashable] | None = None,
     ) -> None:
         self.controls = dict(controls)
+        self._options = {name: self._choices(name, control) for name, control in self.controls.items()}
+        settings = math.prod(len(values) for values in self._options.values())
+        if settings > FRAME_LIMIT:
+            counts = " × ".join(f"{len(values)} {name}" for name, values in self._options.items())
+            raise ValueError(
+                f"These controls have {settings} settings ({counts}); an explorer draws every setting when "
+                f"it is built, at most {FRAME_LIMIT}. Fix: offer fewer options."
+            )
         self.compute = compute
         self.describe = describe
         self.renderer = BlitRenderer(draw, update, figure_key)
-        self.image = widgets.Image(format="png")
-        figure_box = widgets.Box([self.image])
-        figure_box.add_class("normlab-explorer-figure")
-        self.description = widgets.HTML()
-        self.description.add_class("normlab-explorer-description")
-        self.result: Any = None
-        self.png = b""
-        self.redraws = 0
+        self.css_class = f"normlab-explorer-{next(_explorer_numbers)}"
+        self._images: dict[bytes, widgets.Image] = {}
+        self._texts: dict[str, widgets.HTML] = {}
+        self._frame_widgets: dict[tuple[str, bytes], widgets.VBox] = {}
+        self.frames: dict[tuple[int, ...], Frame] = {}
+        for indices in itertools.product(*(range(len(values)) for values in self._options.values())):
+            self.frames[indices] = self._draw_frame(indices)
+        self.choosers = [self._chooser(k, control) for k, control in enumerate(self.controls.values())]
+        self.links = [
+            widgets.jsdlink((control, "index"), (chooser, "selected_index"))
+            for control, chooser in zip(self.controls.values(), self.choosers)
+        ]
+        self.style = self._frames_css()
+        frames_box = widgets.Box(list(self._frame_widgets.values()))
+        frames_box.add_class("normlab-explorer-frames")
+        hidden = widgets.Layout(display="none")
+        plumbing = widgets.Box([widgets.HTML(f"<style>{self.style}</style>"), *self.choosers], layout=hidden)
         header = [widgets.HTML(f"<b>{title}</b>")] if title else []
-        described = [self.description] if describe is not None else []
-        self.widget = widgets.VBox(header + [widgets.HBox(list(self.controls.values()))] + described + [figure_box])
+        self.widget = widgets.VBox([*header, widgets.HBox(list(self.controls.values())), frames_box, plumbing])
         self.widget.add_class("normlab-explorer")
+        self.widget.add_class(self.css_class)
         for control in self.controls.values():
             if hasattr(control.style, "description_width"):  # the whole label, not "learning r..."
                 control.style.description_width = "initial"
-            control.observe(self._on_change, names="value")
-        self.redraw()
+
+    @staticmethod
+    def _choices(name: str, control: widgets.Widget) -> tuple[Any, ...]:
+        if not hasattr(control, "_options_values") or not hasattr(control, "index"):
+            raise TypeError(
+                f"Explorer control {name!r} is a {type(control).__name__}; an explorer draws every setting "
+                "in advance, so each control must offer a list of options. Fix: use "
+                "widgets.SelectionSlider(options=[...]) (or a Dropdown, ToggleButtons, RadioButtons) "
+                "with the values to show."
+            )
+        values = choice_values(control)
+        if not values:
+            raise ValueError(f"Explorer control {name!r} offers no options. Fix: give it at least one.")
+        return values
+
+    def _draw_frame(self, indices: tuple[int, ...]) -> Frame:
+        """Compute and draw one setting; an image, a description or a whole frame seen before is reused,
+        not sent twice (the reused frame widget gets this setting's class too)."""
+        values = {name: options[i] for (name, options), i in zip(self._options.items(), indices)}
+        result = self.compute(**values)
+        png = self.renderer.encode_png(self.renderer.render(result))
+        text = description_html(self.describe(result)) if self.describe is not None else ""
+        if png not in self._images:
+            self._images[png] = widgets.Image(value=png, format="png")
+        if text not in self._texts:
+            self._texts[text] = widgets.HTML(text)
+            self._texts[text].add_class("normlab-explorer-description")
+        if (text, png) not in self._frame_widgets:
+            figure_box = widgets.Box([self._images[png]])
+            figure_box.add_class("normlab-explorer-figure")
+            parts = [self._texts[text]] if self.describe is not None else []
+            self._frame_widgets[(text, png)] = widgets.VBox([*parts, figure_box])
+            self._frame_widgets[(text, png)].add_class("normlab-explorer-frame")
+        widget = self._frame_widgets[(text, png)]
+        widget.add_class(self._frame_class(indices))
+        return Frame(result, text, png, widget)
+
+    def _frame_class(self, indices: tuple[int, ...]) -> str:
+        return f"{self.css_class}-frame-{'-'.join(map(str, indices))}"
+
+    def _option_class(self, k: int, i: int) -> str:
+        return f"{self.css_class}-control{k}-option{i}"
+
+    def _chooser(self, k: int, control: widgets.Widget) -> widgets.Stack:
+        """A Stack of one empty box per option of control ``k``: only the chosen one is in the page."""
+        boxes = [widgets.Box() for _ in self._options[list(self.controls)[k]]]
+        for i, box in enumerate(boxes):
+            box.add_class(self._option_class(k, i))
+        return widgets.Stack(boxes, selected_index=control.index)
+
+    def _frames_css(self) -> str:
+        """Hide every frame, then show the one whose options are all chosen: one rule per setting,
+        ``.explorer:has(chosen option of control 0):has(... of control 1) .frame-i-j``."""
+        root = "." + self.css_class
+        rules = [f"{root} .normlab-explorer-frame {{display: none !important;}}"]
+        for indices in self.frames:
+            chosen = "".join(f":has(.{self._option_class(k, i)})" for k, i in enumerate(indices))
+            rules.append(f"{root}{chosen} .{self._frame_class(indices)} {{display: flex !important;}}")
+        return "\n".join(rules)
+
+    def indices(self) -> tuple[int, ...]:
+        """The index of every control's chosen option, in the order of ``controls``."""
+        return tuple(control.index for control in self.controls.values())
+
+    def values(self) -> dict[str, Any]:
+        """The current value of every control, by name."""
+        return {name: control.value for name, control in self.controls.items()}
+
+    @property
+    def frame(self) -> Frame:
+        """The frame of the controls' current setting."""
+        return self.frames[self.indices()]
+
+    @property
+    def result(self) -> Any:
+        return self.frame.result
+
+    @property
+    def png(self) -> bytes:
+        return self.frame.png
+
+    @property
+    def description(self) -> widgets.HTML:
+        """The HTML widget above the current figure (``describe(result)``)."""
+        return self._texts[self.frame.description]
+
+    @property
+    def image(self) -> widgets.Image:
+        return self._images[self.frame.png]
 
     @property
     def figure(self) -> Figure | None:
-        """The figure shown."""
+        """The kept matplotlib figure, brought to the current setting (the browser needs none of this)."""
+        self.renderer.render(self.result)
         return self.renderer.figure
 
     @property
@@ -305,28 +437,6 @@ class Explorer:
     @property
     def update(self) -> Callable[[Figure, Any], Sequence[Artist]] | None:
         return self.renderer.update
-
-    def prepare(self, values: Iterable[Mapping[str, Any]]) -> None:
-        """Draw the figure of each of these control settings (the current values, updated by each
-        mapping) before the first move; see :meth:`BlitRenderer.prepare`."""
-        self.renderer.prepare(self.compute(**{**self.values(), **setting}) for setting in values)
-
-    def values(self) -> dict[str, Any]:
-        """The current value of every control, by name."""
-        return {name: control.value for name, control in self.controls.items()}
-
-    def redraw(self) -> Figure | None:
-        """Recompute, bring the figure up to date, and show it as a PNG in the Image widget."""
-        self.result = self.compute(**self.values())
-        if self.describe is not None:  # first: the browser shows it while the kernel draws the image
-            self.description.value = description_html(self.describe(self.result))
-        self.png = self.renderer.encode_png(self.renderer.render(self.result))
-        self.redraws += 1
-        self.image.value = self.png
-        return self.figure
-
-    def _on_change(self, change: dict[str, Any]) -> None:
-        self.redraw()
 
     def _ipython_display_(self) -> None:
         display(self.widget)

@@ -12,10 +12,13 @@ from normlab.widgets.explorer import Explorer
 
 
 def make_gaussian_explorer() -> Explorer:
-    """Sliders for the raw sample's mean and std; the figure shows raw and normalized histograms."""
+    """Sliders for the raw sample's mean (-5 to 10) and std (1 to 4); the figure shows raw and normalized
+    histograms (16 x 7 settings, all drawn now)."""
+    means = [float(m) for m in range(-5, 11)]
+    stds = [1.0 + 0.5 * k for k in range(7)]
     controls = {
-        "mean": widgets.FloatSlider(value=3.0, min=-5.0, max=10.0, step=0.5, description="mean"),
-        "std": widgets.FloatSlider(value=2.0, min=1.0, max=4.0, step=0.25, description="std"),
+        "mean": widgets.SelectionSlider(options=[(f"{m:g}", m) for m in means], value=3.0, description="mean"),
+        "std": widgets.SelectionSlider(options=[(f"{s:g}", s) for s in stds], value=2.0, description="std"),
     }
     return Explorer(
         controls,

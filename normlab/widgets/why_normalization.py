@@ -7,7 +7,7 @@ from functools import partial
 import ipywidgets as widgets
 
 from normlab.data.digits import DigitsSplit, load_digits_split
-from normlab.experiments.why_normalization import SaturationTable
+from normlab.experiments.why_normalization import saturation_view
 from normlab.experiments.why_normalization_seeds import load_seeded_results
 from normlab.experiments.why_normalization_training import LearningRateSweep
 from normlab.plots.why_normalization import (
@@ -24,18 +24,17 @@ from normlab.widgets.explorer import Explorer
 def make_saturation_explorer(data: DigitsSplit | None = None) -> Explorer:
     """Sliders for the input scale and the weight gain; saturation and gradient pass-through per layer (§2)."""
     data = data or load_digits_split()
-    controls = {
-        "input_scale": widgets.FloatLogSlider(
-            value=10.0, base=10, min=-1, max=2, step=0.25, description="input scale", readout_format=".3g"
-        ),
-        "init_gain": widgets.FloatSlider(value=1.0, min=0.5, max=4.0, step=0.5, description="weight gain"),
-    }
-    # Every slider position, computed now (about 1.5 s): a move then only looks its point up.
-    scales = [10 ** (k / 4) for k in range(-4, 9)]
+    scales = [10 ** (k / 4) for k in range(-4, 9)]  # 0.1 to 100, four steps a decade
     gains = [0.5 * k for k in range(1, 9)]
+    controls = {
+        "input_scale": widgets.SelectionSlider(
+            options=[(f"{s:.3g}", s) for s in scales], value=10.0, description="input scale"
+        ),
+        "init_gain": widgets.SelectionSlider(options=[(f"{g:g}", g) for g in gains], value=1.0, description="weight gain"),
+    }
     return Explorer(
         controls,
-        compute=SaturationTable(data, scales, gains),
+        compute=partial(saturation_view, data),
         draw=partial(plot_saturation, described=False),
         update=update_saturation,
         describe=describe_saturation,
