@@ -112,7 +112,9 @@ def measure_notebook(page: Any, server: Any, notebook: Path, moves: int, seed: i
         explorer.scroll_into_view_if_needed()
         wait_for_figure(explorer, None, 30)
         rng = random.Random(f"{seed}:{notebook.stem}:{i}")
-        times, kinds, same_frames = [], set(), 0
+        times: list[float] = []
+        kinds: set[str] = set()
+        same_frames = 0
         while len(times) < moves and same_frames < moves:
             result = explorer.evaluate(MOVE_JS, [rng.random(), rng.random(), MOVE_TIMEOUT_MS, SAME_FRAME_MS])
             if result["seen"] == "image":

@@ -2,8 +2,9 @@
 
 A stand-in project (the repository's Makefile and .venv, a notebooks/ folder of its own)
 serves one planted notebook through the same `make lab` launcher. It holds: explorers
-that redraw in their Output (they must be seen to change), one that updates its figure in
-place, the known trap (it must be reported as stale), a make_*_explorer() that shows no
+whose settings differ (a move must be seen to change the shown image), one whose compute
+ignores its control, so every setting shows the same picture (it must be reported as
+stale), a make_*_explorer() that shows no
 widget (reported), an error in a cell tagged raises-exception (allowed), a stderr line and
 an untagged error (both reported), and a cell after that error (reported as not run).
 """
@@ -35,7 +36,7 @@ normlab.setup_notebook()
 import ipywidgets as widgets
 from IPython.display import display
 from normlab.style import new_figure
-from normlab.widgets.explorer import Explorer, figure_png
+from normlab.widgets.explorer import Explorer
 
 def line(slope):
     return [0.0, float(slope)]
@@ -49,26 +50,20 @@ def draw(ys):
 def make_broken_explorer():
     return "a factory that returns no widget"
 
-class InPlaceExplorer(Explorer):
-    '''The trap: change the figure already on screen instead of showing a new one.'''
-    def redraw(self):
-        self.result = self.compute(**self.values())
-        figure = getattr(self, "on_screen", None)
-        if figure is None:
-            self.on_screen = figure = self.draw(self.result)
-            self.image.value = figure_png(figure)
-        else:
-            figure.axes[0].lines[0].set_ydata(self.result)
-            figure.canvas.draw_idle()
-        return figure
+def stale(slope):
+    '''The trap: a compute that ignores its control, so that every setting shows the same picture.'''
+    return [0.0, 3.0]
 """
 
 CELLS = [  # (source, tags)
     (SETUP, []),
-    ('Explorer({"slope": widgets.IntSlider(value=10, min=0, max=10)}, line, draw, title="slider at its maximum")', []),
+    (
+        'Explorer({"slope": widgets.SelectionSlider(options=range(11), value=10)}, line, draw, title="slider at its maximum")',
+        [],
+    ),
     ('Explorer({"slope": widgets.Dropdown(options=[1, 5, 9])}, line, draw, title="dropdown")', []),
     ('Explorer({"slope": widgets.ToggleButtons(options=[2, 4])}, line, draw, title="toggle buttons")', []),
-    ('InPlaceExplorer({"slope": widgets.IntSlider(value=3, max=10)}, line, draw, title="updated in place")', []),
+    ('Explorer({"slope": widgets.SelectionSlider(options=[3, 4])}, stale, draw, title="same picture")', []),
     ("make_broken_explorer()", []),
     ('raise ValueError("planted error, allowed by its tag")', ["raises-exception"]),
     ('import sys\nprint("planted line on stderr", file=sys.stderr)', []),
@@ -134,7 +129,7 @@ def test_harness_catches_planted_problems_and_leaves_nothing_running(tmp_path: P
     ):
         browser_processes = processes_with_argument(marker)
         page = browser.new_context(viewport=VIEWPORT).new_page()
-        # A redraw takes well under a second; 8 s keeps the stale explorer's wait short.
+        # A move shows its frame within a second; 8 s keeps the stale explorer's wait short.
         report = run_notebook(page, server, notebook, "harness-selftest", screenshot_dir=None, figure_timeout_s=8)
         server.record_processes()
         kernels = server.api("GET", "/api/kernels")
@@ -150,7 +145,7 @@ def test_harness_catches_planted_problems_and_leaves_nothing_running(tmp_path: P
         ("slider at its maximum", "10", "9", True),
         ("dropdown", "1", "5", True),
         ("toggle buttons", "2", "4", True),
-        ("updated in place", "3", "4", False),
+        ("same picture", "3", "4", False),
     ]
     assert report.widget_views == 4
     assert problems == [
@@ -162,7 +157,7 @@ def test_harness_catches_planted_problems_and_leaves_nothing_running(tmp_path: P
     ]
     assert problems[2].startswith("cell 9: error output (not tagged raises-exception): ")
     assert problems[2].endswith("RuntimeError: planted untagged error")
-    assert problems[4].startswith("explorer 3 ('updated in place'): the figure did not change within 8 s")
+    assert problems[4].startswith("explorer 3 ('same picture'): the figure did not change within 8 s")
 
     assert len(kernels) == 1  # the planted notebook's kernel was running ...
     leftovers = leftovers_of(server)  # ... and now neither it, nor jupyter, nor make is

@@ -3,7 +3,9 @@
 The site (build/site) is nbconvert's HTML of notebooks that scripts/offline_html.py ran
 with their widget state saved. Each page is opened from a server on 127.0.0.1 with every
 other request refused and recorded: the record must be empty. Each widget view must be
-drawn from its saved state, so each explorer shows its controls and its figure.
+drawn from its saved state, so each explorer shows its controls and its figure; and each
+explorer keeps every setting's figure in the page, so moving one of its controls shows
+another figure with no kernel at all.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from notebook_driver import EXPLORER
-from playwright.sync_api import Browser
+from notebook_driver import EXPLORER, move_one_control, wait_for_figure
+from playwright.sync_api import Browser, Locator
 from static_pages import (
     BROKEN_IMAGES_JS,
     BUILD,
@@ -75,9 +77,11 @@ def test_site_page_renders_offline(page_path: Path, browser: Browser, run_log: l
         figures = page.locator(".jp-OutputArea-output img").count()
         math_errors = page.evaluate(MATH_ERRORS_JS)
         explorers = page.locator(EXPLORER).count()
+        moves = [move_and_compare(page.locator(EXPLORER).nth(i)) for i in range(explorers)]
     run_log.append(
         f"site {page_path.name}: {formulas} formulas, {figures} images, {len(views)} widget views "
-        f"({explorers} explorers), {len(requests.local)} local requests, refused: {requests.refused}"
+        f"({explorers} explorers), {len(requests.local)} local requests, refused: {requests.refused}; "
+        f"moves without a kernel: {[move[0] for move in moves]}"
     )
     assert requests.refused == [], f"{page_path.name} asked another host for: {requests.refused}"
     assert not errors, f"{page_path.name}: JavaScript errors: {errors}"
@@ -88,6 +92,17 @@ def test_site_page_renders_offline(page_path: Path, browser: Browser, run_log: l
         assert view is not None, f"{page_path.name}: widget view {i} was not drawn from its saved state"
         assert not any(t in view["text"] for t in WIDGET_FAILURE_TEXTS), view["text"]
         assert view["images"] >= 1 and view["controls"] >= 1, f"{page_path.name}: widget view {i}: {view}"
+    for i, (control, before, after) in enumerate(moves):  # the browser alone switches to the chosen frame
+        assert len(before.split(",")) == 1 and len(after.split(",")) == 1, f"explorer {i} shows several images"
+        assert before and after and before != after, f"{page_path.name}: explorer {i}: {control} changed nothing"
+
+
+def move_and_compare(explorer: Locator) -> tuple[str, str, str]:
+    """Move one control of an explorer on a page with no kernel; (the move, image shown before, after)."""
+    explorer.scroll_into_view_if_needed()
+    before = wait_for_figure(explorer, None, 10)
+    control, _, _ = move_one_control(explorer)
+    return control, before, wait_for_figure(explorer, before, 10)
 
 
 def test_the_request_guard_refuses_and_lists_what_a_default_export_fetches(browser: Browser, tmp_path: Path) -> None:

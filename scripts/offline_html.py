@@ -8,8 +8,8 @@ complete on its own: copy it to a laptop or a USB stick and open it without a ne
 
 Both are built from build/executed/, a copy of each notebook that this script runs in a
 fresh kernel with its widget state saved (``execute``); the stored notebooks are never
-written. Widgets are drawn from that state without a kernel: the explorer shows the
-figure of its last state (its controls move, its Python callback does not run).
+written. Widgets are drawn from that state without a kernel, and the explorers still work:
+each one holds every setting's figure, and the browser shows the one its controls choose.
 
     python scripts/offline_html.py execute notebooks/00_start_here.ipynb build/executed/00_start_here.ipynb
     python scripts/offline_html.py slides build/slides build/executed/*.ipynb
@@ -163,7 +163,7 @@ KINDS = {
         ".html",
         False,
         "normlab: a reading copy",
-        "Every notebook as run, with its figures, math and widgets (drawn from their saved state: the controls move, the figure beside them is the one the notebook showed; open the notebook in JupyterLab to explore).",
+        "Every notebook as run, with its figures, math and widgets. The explorers work here too, without Python: each holds the figure of every setting of its controls. The exercises need JupyterLab (make lab).",
     ),
 }
 

@@ -1,10 +1,13 @@
-"""The Explorer's fast path: the PNG it sends after an in-place update and a blit must be
-exactly the picture a full redraw of the same figure gives."""
+"""The Explorer: every setting's PNG, drawn at build by an in-place update and a blit, must be exactly
+the picture a full redraw of the same figure gives; and the page's CSS must show exactly the frame of
+the chosen options."""
 
 from __future__ import annotations
 
 import gc
 import io
+import random
+import re
 import weakref
 
 import ipywidgets as widgets
@@ -18,7 +21,7 @@ from PIL import Image
 import normlab
 from benchmarks.widgets import discover_explorer_factories, random_interactions
 from normlab.style import new_figure
-from normlab.widgets.explorer import Explorer, description_html, figure_png, rgba_png
+from normlab.widgets.explorer import BlitRenderer, Explorer, description_html, figure_png, rgba_png
 
 FACTORIES, IMPORT_ERRORS = discover_explorer_factories()
 
@@ -46,39 +49,47 @@ def test_every_explorer_module_imports_and_some_explorers_are_blitted(explorers)
     assert any(explorer.update is not None for explorer in explorers.values())
 
 
+def choose(explorer: Explorer, indices: tuple[int, ...]) -> None:
+    """Set every control to the option at ``indices`` (what a learner's moves do)."""
+    for control, i in zip(explorer.controls.values(), indices):
+        control.index = i
+
+
+def sample_settings(explorer: Explorer, n: int, seed: str) -> list[tuple[int, ...]]:
+    """The first and last settings and ``n`` random ones."""
+    settings = list(explorer.frames)
+    return [settings[0], settings[-1], *random.Random(seed).sample(settings, min(n, len(settings)))]
+
+
 @pytest.mark.parametrize("name", FACTORIES)
-def test_png_is_the_full_redraw_after_every_interaction(name, explorers):
-    """Blitted or not, what the browser receives is the picture of the whole figure; a blitted explorer
-    keeps its one figure, the others draw a new one each time."""
+def test_every_frame_is_the_full_redraw_of_its_setting(name, explorers):
+    """Blitted or not, the PNG of each setting is the picture of the whole figure showing its result,
+    and its result is what compute gives for the controls' values there."""
     explorer = explorers[name]
-    first_figure, redraws = explorer.figure, explorer.redraws
     kept = {id(frame.figure) for frame in explorer.renderer._frames.values()}
-    assert_same_picture(explorer.png, figure_png(explorer.figure))
-    for step in random_interactions(explorer.controls, 6, seed=name):
-        setattr(explorer.controls[step.control], step.attribute, step.value)
+    for indices in sample_settings(explorer, 6, name):
+        choose(explorer, indices)
+        assert explorer.frame is explorer.frames[indices]
         assert_same_picture(explorer.png, figure_png(explorer.figure))
+        assert explorer.describe is None or explorer.description.value == description_html(
+            explorer.describe(explorer.compute(**explorer.values()))
+        )
     if explorer.update is not None:  # no new figure: the one kept for the result's figure key is updated
         assert {id(frame.figure) for frame in explorer.renderer._frames.values()} == kept
-        assert id(explorer.figure) in kept
-    else:
-        assert explorer.figure is not first_figure
-    assert explorer.redraws == redraws + 6
 
 
 @pytest.mark.parametrize("name", FACTORIES)
-def test_a_move_redraws_no_text(name, explorers):
+def test_a_setting_redraws_no_text(name, explorers):
     """Text is the slowest artist to draw: every text an explorer's figure shows is fixed (cached with the
     static part), and what changes with the controls is in its description, HTML above the figure."""
     explorer = explorers[name]
     if explorer.update is None:
         pytest.skip(f"{name} has no update: it always draws a new figure")
-    for step in random_interactions(explorer.controls, 6, seed=f"text:{name}"):
-        setattr(explorer.controls[step.control], step.attribute, step.value)
+    for indices in sample_settings(explorer, 6, f"text:{name}"):
+        choose(explorer, indices)
         changed = explorer.renderer._foreground(explorer.update(explorer.figure, explorer.result))
         texts = [a for a in changed if isinstance(a, (Text, Legend))]
-        assert texts == [], f"{name} redraws {texts} after setting {step.control}"
-        if explorer.describe is not None:
-            assert explorer.description.value == description_html(explorer.describe(explorer.result))
+        assert texts == [], f"{name} redraws {texts} at setting {indices}"
 
 
 @pytest.mark.parametrize("name", FACTORIES)
@@ -97,6 +108,89 @@ def test_update_draws_what_draw_draws(name, explorers):
     updated = explorer.draw(first)
     explorer.update(updated, second)
     assert_same_picture(figure_png(updated), figure_png(explorer.draw(second)))
+
+
+FRAME_RULE = re.compile(
+    r"^\.(?P<root>[\w-]+)(?P<chosen>(?::has\(\.[\w-]+\))+) \.(?P<frame>[\w-]+) \{display: flex !important;\}$"
+)
+
+
+def shown_by_css(explorer: Explorer, indices: tuple[int, ...]) -> list[widgets.Widget]:
+    """The frame widgets the explorer's CSS shows when each control's Stack shows the box of ``indices``
+    (the browser's jsdlinks make each Stack's selected_index its control's index)."""
+    in_page = {cls for chooser, i in zip(explorer.choosers, indices) for cls in chooser.children[i]._dom_classes}
+    shown_classes = set()
+    for line in explorer.style.splitlines()[1:]:
+        rule = FRAME_RULE.match(line)
+        assert rule, f"not a frame rule: {line}"
+        assert rule["root"] == explorer.css_class
+        if set(re.findall(r":has\(\.([\w-]+)\)", rule["chosen"])) <= in_page:
+            shown_classes.add(rule["frame"])
+    frames = {id(f.widget): f.widget for f in explorer.frames.values()}.values()
+    return [w for w in frames if shown_classes & set(w._dom_classes)]
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_the_page_shows_exactly_the_frame_of_the_chosen_options(name, explorers):
+    explorer = explorers[name]
+    assert (
+        explorer.style.splitlines()[0] == f".{explorer.css_class} .normlab-explorer-frame {{display: none !important;}}"
+    )
+    assert explorer.css_class in explorer.widget._dom_classes
+    for link, control, chooser in zip(explorer.links, explorer.controls.values(), explorer.choosers):
+        assert link.source == (control, "index") and link.target == (chooser, "selected_index")
+        assert len(chooser.children) == len(control.options)  # the browser sets selected_index to control.index
+    for indices in sample_settings(explorer, 10, f"css:{name}"):
+        assert shown_by_css(explorer, indices) == [explorer.frames[indices].widget]
+
+
+def test_a_frame_seen_before_is_sent_once():
+    """A control that changes nothing (here: "unused") gives the same frame: one widget, one image, one
+    class per setting on it; the CSS still shows it for both options."""
+    explorer = Explorer(
+        {"level": widgets.SelectionSlider(options=[0.2, 0.8]), "unused": widgets.Dropdown(options=["a", "b"])},
+        compute=lambda level, unused: level,
+        draw=level_line,
+        update=update_level_line,
+        describe=lambda level: f"level {level}",
+    )
+    assert len(explorer.frames) == 4 and len(explorer._images) == 2 and len(explorer._frame_widgets) == 2
+    assert [chooser.selected_index for chooser in explorer.choosers] == [0, 0]  # the controls' indices, at build
+    same = explorer.frames[(1, 0)].widget
+    assert explorer.frames[(1, 1)].widget is same
+    assert {f"{explorer.css_class}-frame-1-0", f"{explorer.css_class}-frame-1-1"} <= set(same._dom_classes)
+    assert shown_by_css(explorer, (1, 1)) == [same] and shown_by_css(explorer, (0, 1)) != [same]
+    explorer.controls["level"].value = 0.8
+    assert explorer.description.value == "level 0.8" and explorer.result == 0.8
+
+
+def test_controls_must_offer_options_and_not_too_many_settings():
+    with pytest.raises(
+        TypeError,
+        match=r"Explorer control 'x' is a FloatSlider; an explorer draws every setting "
+        r"in advance, so each control must offer a list of options\. Fix: use "
+        r"widgets\.SelectionSlider\(options=\[\.\.\.\]\)",
+    ):
+        Explorer({"x": widgets.FloatSlider()}, compute=lambda x: x, draw=level_line)
+    many = {"a": widgets.Dropdown(options=list(range(20))), "b": widgets.Dropdown(options=list(range(16)))}
+    with pytest.raises(
+        ValueError,
+        match=r"These controls have 320 settings \(20 a × 16 b\); an explorer draws "
+        r"every setting when it is built, at most 300\. Fix: offer fewer options\.",
+    ):
+        Explorer(many, compute=lambda a, b: a, draw=level_line)
+
+
+def level_line(level: float):
+    fig, ax = new_figure()
+    ax.plot([0, 1], [level, level], linewidth=4)
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    return fig
+
+
+def update_level_line(fig, level: float):
+    fig.axes[0].lines[0].set_ydata([level, level])
+    return fig.axes[0].lines
 
 
 class _Collectable:
@@ -124,45 +218,34 @@ def rising_line_explorer() -> Explorer:
         return [ax.lines[0], ax.get_legend()]
 
     return Explorer(
-        {"top": widgets.FloatSlider(value=1.0, min=0.0, max=10.0, step=0.5)},
+        {"top": widgets.SelectionSlider(options=[1.0, 1.2, 1.5, 8.0])},
         compute=lambda top: top,
         draw=draw,
         update=update,
     )
 
 
-def test_changed_axes_limits_redraw_the_static_part():
-    explorer = rising_line_explorer()
-    explorer.controls["top"].value = 1.2  # the first update caches the static part
-    background = explorer.renderer._frame.background
-    explorer.controls["top"].value = 1.5  # same limits: the cached bitmap is reused
-    assert explorer.renderer._frame.background is background
-    assert_same_picture(explorer.png, figure_png(explorer.figure))
-    explorer.controls["top"].value = 8.0  # new y limits: new tick labels, a new bitmap
-    assert explorer.renderer._frame.background is not background and explorer.figure.axes[0].get_ylim()[
-        1
-    ] == pytest.approx(8.8)
-    assert_same_picture(explorer.png, figure_png(explorer.figure))
+def test_changed_axes_limits_redraw_the_static_part(monkeypatch):
+    backgrounds = []
+    draw_background = BlitRenderer._draw_background
+    monkeypatch.setattr(
+        BlitRenderer, "_draw_background", staticmethod(lambda *a: backgrounds.append(1) or draw_background(*a))
+    )
+    explorer = rising_line_explorer()  # 1.0, 1.2, 1.5 share the y limits (0, 2); 8.0 gets (0, 8.8)
+    assert len(backgrounds) == 2  # the first setting, then the new limits: new tick labels, a new bitmap
+    for top in (1.0, 1.2, 1.5, 8.0):
+        explorer.controls["top"].value = top
+        assert_same_picture(explorer.png, figure_png(explorer.figure))
+    assert explorer.figure.axes[0].get_ylim()[1] == pytest.approx(8.8)
 
 
 def test_a_line_under_the_frame_stays_under_it_when_blitted():
     """A line along the top edge: in a full redraw the spine (zorder 2.5) covers it; so must the blit."""
-
-    def draw(level: float):
-        fig, ax = new_figure()
-        ax.plot([0, 1], [level, level], linewidth=4)
-        ax.set(xlim=(0, 1), ylim=(0, 1))
-        return fig
-
-    def update(fig, level: float):
-        fig.axes[0].lines[0].set_ydata([level, level])
-        return fig.axes[0].lines
-
     explorer = Explorer(
-        {"level": widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.5)},
+        {"level": widgets.SelectionSlider(options=[0.5, 1.0])},
         compute=lambda level: level,
-        draw=draw,
-        update=update,
+        draw=level_line,
+        update=update_level_line,
     )
     explorer.controls["level"].value = 1.0
     assert_same_picture(explorer.png, figure_png(explorer.figure))
@@ -210,7 +293,7 @@ def test_description_is_escaped_html_one_line_per_newline():
 
 
 def shape_explorer() -> tuple[Explorer, list[int]]:
-    """A figure whose panel count is a control: one kept figure per count, drawn by ``prepare``."""
+    """A figure whose panel count is a control: one kept figure per count."""
     draws: list[int] = []
 
     def draw(panels: int):
@@ -221,39 +304,40 @@ def shape_explorer() -> tuple[Explorer, list[int]]:
             ax.set(ylim=(0, 1))
         return fig
 
-    def update(fig, panels: int):
+    def update(fig, result: tuple[int, float]):
         for ax in fig.axes:
-            ax.lines[0].set_ydata([0, 0.5])
+            ax.lines[0].set_ydata([0, result[1]])
         return [ax.lines[0] for ax in fig.axes]
 
     explorer = Explorer(
-        {"panels": widgets.IntSlider(value=1, min=1, max=3)},
-        compute=lambda panels: panels,
-        draw=draw,
+        {"panels": widgets.SelectionSlider(options=[1, 2, 3]), "height": widgets.SelectionSlider(options=[0.2, 0.5])},
+        compute=lambda panels, height: (panels, height),
+        draw=lambda result: draw(result[0]),
         update=update,
-        figure_key=lambda panels: panels,
-        describe=lambda panels: f"{panels} panels",
+        figure_key=lambda result: result[0],
+        describe=lambda result: f"{result[0]} panels",
     )
     return explorer, draws
 
 
-def test_one_kept_figure_per_key_drawn_by_prepare():
+def test_one_kept_figure_per_key():
     explorer, draws = shape_explorer()
-    shown = explorer.figure
-    explorer.prepare({"panels": p} for p in (2, 3))
-    assert draws == [1, 2, 3] and explorer.figure is shown  # drawn now, not shown
+    assert draws == [1, 2, 3]  # six settings, three figures: the other three are updates of a kept one
     explorer.controls["panels"].value = 3
-    assert draws == [1, 2, 3] and len(explorer.figure.axes) == 3  # no new drawing: the kept figure
+    explorer.controls["height"].value = 0.5
+    assert len(explorer.figure.axes) == 3 and draws == [1, 2, 3]
     assert_same_picture(explorer.png, figure_png(explorer.figure))
     explorer.controls["panels"].value = 1
-    assert explorer.figure is shown and explorer.description.value == "1 panels"
+    assert explorer.description.value == "1 panels" and len(explorer.figure.axes) == 1
     assert_same_picture(explorer.png, figure_png(explorer.figure))
 
 
 @pytest.mark.parametrize("name", FACTORIES)
-def test_the_first_move_is_blitted_too(name):
-    """Building an explorer caches its static part, so that the first move does not draw the whole figure."""
-    explorer = FACTORIES[name]()
+def test_each_kept_figure_is_drawn_once(name, explorers):
+    """Drawing every setting costs one whole drawing per kept figure; the rest are blitted updates."""
+    explorer = explorers[name]
     if explorer.update is None:
         pytest.skip(f"{name} has no update: it always draws a new figure")
+    key = explorer.renderer.figure_key or (lambda result: None)
+    assert len(explorer.renderer._frames) == len({key(f.result) for f in explorer.frames.values()})
     assert all(frame.background is not None for frame in explorer.renderer._frames.values())

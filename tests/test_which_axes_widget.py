@@ -24,9 +24,14 @@ def caption(explorer: Explorer) -> str:
 
 def test_axis_explorer_starts_with_batchnorm_on_images():
     explorer = make_axis_explorer()
-    assert isinstance(explorer, Explorer) and explorer.redraws == 1
-    assert set(explorer.controls) == {"layout", "norm", "num_groups", "channel"}
-    assert list(explorer.controls["num_groups"].options) == [1, 2, 3, 6]
+    assert isinstance(explorer, Explorer) and set(explorer.controls) == {"layout", "norm", "channel"}
+    assert explorer.controls["norm"].options[3:] == (
+        ("GroupNorm (G = 1)", ("group", 1)),
+        ("GroupNorm (G = 2)", ("group", 2)),
+        ("GroupNorm (G = 3)", ("group", 3)),
+        ("GroupNorm (G = 6)", ("group", 6)),
+    )
+    assert len(explorer.frames) == 5 * 7 * 6  # layouts x norm choices x channels, drawn at build
     expected = shared_statistics("batch", "NCHW", DEMO_SHAPES["NCHW"], channel=1)
     assert torch.equal(explorer.result.mask, expected.mask)
     # channel 1 of every sample at s = 0, except the chosen element (sample 0), which has its own colour
@@ -37,15 +42,13 @@ def test_axis_explorer_starts_with_batchnorm_on_images():
 
 def test_each_control_updates_the_set_the_statistics_and_the_parameter_count():
     explorer = make_axis_explorer()
-    explorer.controls["norm"].value = "layer"
-    assert explorer.redraws == 2 and explorer.result.stats_shape == (4,) and explorer.result.num_params == 72
+    explorer.controls["norm"].value = ("layer", None)
+    assert explorer.result.stats_shape == (4,) and explorer.result.num_params == 72
     assert highlighted_front_cells(explorer) == {(0, c, 0) for c in range(6) if c != 1}
     explorer.controls["layout"].value = "NLC"
     assert explorer.result.stats_shape == (4, 5) and explorer.result.param_shape == (6,)
     assert caption(explorer) == "mean, var: NL = (4, 5), 20 of each\nγ, β: (6,) each, 12 parameters"
-    explorer.controls["norm"].value = "group"
-    assert not explorer.controls["num_groups"].disabled
-    explorer.controls["num_groups"].value = 3
+    explorer.controls["norm"].value = ("group", 3)
     assert explorer.result.num_groups == 3 and explorer.result.stats_shape == (4, 3)
     assert highlighted_front_cells(explorer) == {(0, 0, 0)}  # group {0, 1}; channel 1 is the chosen one
     explorer.controls["channel"].value = 4
@@ -56,14 +59,13 @@ def test_each_control_updates_the_set_the_statistics_and_the_parameter_count():
     assert explorer.figure.axes[0].get_title() == ""  # every text that changes is above the figure
     expected = shared_statistics("group", "NLC", DEMO_SHAPES["NLC"], 3, 4)
     assert torch.equal(explorer.result.mask, expected.mask)
-    assert explorer.redraws == 6
 
 
-def test_group_count_is_ignored_by_the_other_norms():
+def test_nchw_and_nhwc_share_their_pictures_not_their_descriptions():
     explorer = make_axis_explorer()
-    before = explorer.result
-    assert explorer.controls["num_groups"].disabled  # offered to GroupNorm only
-    explorer.controls["num_groups"].value = 6
-    assert explorer.result.num_groups is None and torch.equal(explorer.result.mask, before.mask)
-    explorer.controls["norm"].value = "instance"
+    nchw = explorer.frame
+    explorer.controls["layout"].value = "NHWC"
+    assert explorer.png == nchw.png and explorer.image is explorer._images[nchw.png]  # one image, sent once
+    assert explorer.description.value.startswith("Layout NHWC") and nchw.description.startswith("Layout NCHW")
+    explorer.controls["norm"].value = ("instance", None)
     assert "(only with affine=True; the default has none)" in caption(explorer)

@@ -648,11 +648,11 @@ def test_batchnorm_as_standardizer():
 # ---- explorers -----------------------------------------------------------------------------------
 
 
-def test_saturation_explorer_redraws_for_new_scales(digits):
+def test_saturation_explorer_shows_each_scale_and_gain(digits):
     explorer = make_saturation_explorer(digits)
     assert explorer.result[0].input_scale == 10.0
     explorer.controls["input_scale"].value = 0.1
-    assert explorer.redraws == 2 and [p.input_scale for p in explorer.result] == [0.1] * 3
+    assert [p.input_scale for p in explorer.result] == [0.1] * 3 and len(explorer.frames) == 13 * 8
     sat_ax = explorer.figure.axes[0]
     np.testing.assert_allclose(sat_ax.get_lines()[0].get_ydata(), 100 * np.array(explorer.result[0].saturated))
     assert max(explorer.result[0].saturated) < 0.01
@@ -661,8 +661,9 @@ def test_saturation_explorer_redraws_for_new_scales(digits):
     explorer.controls["init_gain"].value = 3.0  # large weights saturate the deeper layers
     assert explorer.result[0].init_gain == 3.0 and explorer.result[0].saturated[-1] > 0.3
     np.testing.assert_allclose(explorer.figure.axes[1].get_lines()[0].get_ydata(), explorer.result[0].mean_derivative)
-    explorer.controls["input_scale"].value = 10**1.1  # a log slider's value: the title rounds it
-    assert explorer.description.value == "tanh MLP, inputs ×12.6, weight gain 3"
+    explorer.controls["input_scale"].value = 10**1.25  # four steps a decade: the description rounds it
+    assert explorer.description.value == "tanh MLP, inputs ×17.8, weight gain 3"
+    assert explorer.controls["input_scale"].label == "17.8"
 
 
 def test_learning_rate_explorer_shows_the_chosen_runs(small_sweep):

@@ -30,7 +30,9 @@ def make_saturation_explorer(data: DigitsSplit | None = None) -> Explorer:
         "input_scale": widgets.SelectionSlider(
             options=[(f"{s:.3g}", s) for s in scales], value=10.0, description="input scale"
         ),
-        "init_gain": widgets.SelectionSlider(options=[(f"{g:g}", g) for g in gains], value=1.0, description="weight gain"),
+        "init_gain": widgets.SelectionSlider(
+            options=[(f"{g:g}", g) for g in gains], value=1.0, description="weight gain"
+        ),
     }
     return Explorer(
         controls,
