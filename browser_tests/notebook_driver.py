@@ -300,6 +300,14 @@ def move_one_control(explorer: Locator) -> tuple[str, str, str]:
     raise AssertionError(f"explorer has no control this test can move (labels: {label.all_inner_texts()})")
 
 
+def move_and_compare(explorer: Locator, timeout_s: float = 10) -> tuple[str, str, str]:
+    """Move one control of an explorer; return (the move, digest of the image shown before, after)."""
+    explorer.scroll_into_view_if_needed()
+    before = wait_for_figure(explorer, None, timeout_s)
+    control, _, _ = move_one_control(explorer)
+    return control, before, wait_for_figure(explorer, before, timeout_s)
+
+
 def check_explorers(
     page: Page, shot_prefix: Path | None, timeout_s: float = FIGURE_CHANGE_TIMEOUT_S
 ) -> list[ExplorerCheck]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from notebook_driver import EXPLORER, move_one_control, wait_for_figure
-from playwright.sync_api import Browser, Locator
+from notebook_driver import EXPLORER, move_and_compare
+from playwright.sync_api import Browser
 from static_pages import (
     BROKEN_IMAGES_JS,
     BUILD,
@@ -95,14 +95,6 @@ def test_site_page_renders_offline(page_path: Path, browser: Browser, run_log: l
     for i, (control, before, after) in enumerate(moves):  # the browser alone switches to the chosen frame
         assert len(before.split(",")) == 1 and len(after.split(",")) == 1, f"explorer {i} shows several images"
         assert before and after and before != after, f"{page_path.name}: explorer {i}: {control} changed nothing"
-
-
-def move_and_compare(explorer: Locator) -> tuple[str, str, str]:
-    """Move one control of an explorer on a page with no kernel; (the move, image shown before, after)."""
-    explorer.scroll_into_view_if_needed()
-    before = wait_for_figure(explorer, None, 10)
-    control, _, _ = move_one_control(explorer)
-    return control, before, wait_for_figure(explorer, before, 10)
 
 
 def test_the_request_guard_refuses_and_lists_what_a_default_export_fetches(browser: Browser, tmp_path: Path) -> None:

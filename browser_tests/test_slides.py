@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from notebook_driver import EXPLORER, move_and_compare
 from playwright.sync_api import Browser
 from static_pages import (
     BROKEN_IMAGES_JS,
@@ -90,6 +91,12 @@ def test_deck_opens_advances_and_shows_notes_offline(deck: Path, browser: Browse
             page.locator(".reveal .slides section.present:not(.stack) .jp-OutputArea-output img").first.wait_for()
             broken += page.evaluate(BROKEN_IMAGES_JS, ".reveal .slides section.present:not(.stack)")
         widget_text = " ".join(page.locator(".reveal .jupyter-widgets").all_inner_texts())
+        moves = []  # an explorer on a slide answers its controls, with no kernel (it holds every setting)
+        for h, v in page.evaluate(SLIDES_WITH_JS, EXPLORER):
+            page.evaluate(f"() => {{ location.hash = '#/{h}/{v}'; }}")
+            moves.append(
+                move_and_compare(page.locator(f".reveal .slides section.present:not(.stack) {EXPLORER}").first)
+            )
 
         notes = page.evaluate(FIRST_NOTES_JS)
         assert notes, f"{deck.name} has no slide with speaker notes"
@@ -106,7 +113,7 @@ def test_deck_opens_advances_and_shows_notes_offline(deck: Path, browser: Browse
         speaker.close()
     run_log.append(
         f"slides {deck.name}: {total} slides, {formulas} formulas, {len(figure_slides)} slides with figures, "
-        f"{len(requests.local)} local requests, refused: {requests.refused}"
+        f"{len(requests.local)} local requests, refused: {requests.refused}; explorer moves: {[m[0] for m in moves]}"
     )
     assert requests.refused == [], f"{deck.name} asked another host for: {requests.refused}"
     assert not errors, f"{deck.name}: JavaScript errors: {errors}"
@@ -115,3 +122,5 @@ def test_deck_opens_advances_and_shows_notes_offline(deck: Path, browser: Browse
     assert figure_slides and not broken, f"{deck.name}: {len(figure_slides)} slides with figures, broken: {broken}"
     assert not any(t in widget_text for t in WIDGET_FAILURE_TEXTS), widget_text[:300]
     assert " ".join(speaker_notes.split())[:60] == " ".join(notes["notes"].split())[:60]
+    for control, before, after in moves:
+        assert before and after and before != after, f"{deck.name}: an explorer's {control} changed nothing"
