@@ -2,13 +2,14 @@
 
 Prints a table (each figure, its budget, PASS or OVER, or "-" for information such as the reference ratios)
 and writes benchmarks/results.json; with the widgets, also their latency in JupyterLab in Chromium
-(benchmarks/browser_widgets.py, benchmarks/browser_results.json).
+(benchmarks/browser_widgets.py, benchmarks/browser_results.json) unless --no-browser.
 Never part of `make test`; the verdicts are information for the maintainers, not assertions.
 
 Usage:
     python benchmarks/run.py                          # everything (about 5 minutes on 2 cores)
     python benchmarks/run.py --only widgets reference # some parts; the others are kept from
                                                       # the previous results.json
+    python benchmarks/run.py --only widgets --no-browser  # the explorers in the kernel only
     python benchmarks/run.py --only notebooks --runs 1 --notebooks notebooks/00_start_here.ipynb
     python benchmarks/run.py --only inside_batch_norm  # notebook 05's fold and backward timings
 """
@@ -38,12 +39,14 @@ from benchmarks.results import (  # noqa: E402
     to_json,
     validate_results,
 )
-from benchmarks.widgets import measure_widgets  # noqa: E402
+from benchmarks.widgets import TIMED_SETTINGS, measure_widgets  # noqa: E402
 
 WIDGET_DEFINITION = (
-    "widget interaction = set one control to a random valid value -> compute -> draw -> "
-    "PNG encoded and sent to the explorer's Image widget (what the browser receives); "
-    "measured in a fresh kernel after normlab.setup_notebook() (1 torch thread)"
+    "explorer build = the factory call, which computes, draws and encodes every setting of its controls "
+    f"(what its notebook cell pays); one setting = median of {TIMED_SETTINGS} settings, each stage timed alone "
+    "(draw: blitted = the kept figure updated in place, whole figure = a new figure); a move = one control "
+    "set to another option, checked to show its setting's frame without compute, draw or png in the kernel "
+    "(the browser switches frames); measured in a fresh kernel after normlab.setup_notebook() (1 torch thread)"
 )
 
 
@@ -60,8 +63,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--notebooks", nargs="+", type=Path, default=None, help="notebooks to run (default: every notebooks/*.ipynb)"
     )
-    parser.add_argument("--interactions", type=int, default=30, help="random interactions per explorer, default 30")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random interactions, default 0")
+    parser.add_argument(
+        "--interactions", type=int, default=30, help="random moves per explorer (kernel and browser), default 30"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random moves, default 0")
+    parser.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="with widgets: measure the explorers in the kernel only, not in JupyterLab in Chromium",
+    )
     parser.add_argument(
         "--min-run-time", type=float, default=0.5, help="seconds of timing per reference case and side, default 0.5"
     )
@@ -126,7 +136,9 @@ def main(argv: list[str]) -> int:
     if results["sections"]["reference"] is not None:
         print("\n".join(reference_notes(results["sections"]["reference"])))
     print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
-    if "widgets" in args.only:  # the same explorers as a learner feels them: benchmarks/browser_results.json
+    if (
+        "widgets" in args.only and not args.no_browser
+    ):  # the same explorers as a learner feels them: benchmarks/browser_results.json
         from benchmarks.browser_widgets import main as measure_in_browser
 
         print("\nmeasuring widgets in JupyterLab in Chromium ...", flush=True)

@@ -1,14 +1,21 @@
-"""Explorer interaction latency: control change -> compute -> draw -> PNG, measured in a kernel.
+"""Explorers in a kernel: what building one costs, what the page holds, and that a move costs nothing.
 
 Every explorer factory (a function named by ``normlab.widgets.explorer.EXPLORER_FACTORY``,
-``make_<something>_explorer``, in a module under ``normlab.widgets``) is found by name, built, then driven by seeded random interactions:
-one control at a time is set to a new valid value. One interaction is timed from the
-assignment to the control until it returns: by then the explorer has recomputed,
-redrawn, encoded the PNG the browser receives and sent it to its Image widget.
+``make_<something>_explorer``, in a module under ``normlab.widgets``) is found by name and
+built once. An explorer computes, draws and encodes every setting of its controls when it
+is built, and the browser switches between those frames by itself, so:
+
+- the build is what a notebook cell pays (timed from the factory call to its return);
+- the page holds every distinct PNG (counted with its bytes);
+- one setting costs compute + draw + png, timed alone on a few settings;
+- a move runs nothing in the kernel: seeded random moves of the controls (each to another
+  option, by ``index``) are checked to show the frame drawn at build for the new setting,
+  without calling ``compute``, ``render`` or ``encode_png``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -16,30 +23,22 @@ import pkgutil
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import ipywidgets as widgets
 import nbformat
-from ipywidgets.widgets.widget_bool import _Bool
-from ipywidgets.widgets.widget_float import _BoundedFloat, _BoundedFloatRange, _BoundedLogFloat
-from ipywidgets.widgets.widget_int import _BoundedInt, _BoundedIntRange
-from ipywidgets.widgets.widget_selection import _MultipleSelection, _Selection
+from ipywidgets.widgets.widget_selection import _Selection
 
 from benchmarks.budgets import percentile
-from normlab.widgets.explorer import EXPLORER_FACTORY
+from normlab.widgets.explorer import EXPLORER_FACTORY, Explorer
 
 RESULT_MARKER = "NORMLAB-BENCH-WIDGETS "
-SUPPORTED = (
-    "IntSlider/BoundedIntText/Play",
-    "FloatSlider/BoundedFloatText",
-    "FloatLogSlider",
-    "Int/FloatRangeSlider",
-    "Dropdown/ToggleButtons/RadioButtons/Select/SelectionSlider",
-    "SelectMultiple/SelectionRangeSlider",
-    "Checkbox/ToggleButton",
-)
+TIMED_SETTINGS = 5  # settings whose compute, draw and png are timed alone (medians)
+STAGES = ("compute", "draw", "png")
 
 
 # ---------------------------------------------------------------- discovery
@@ -66,93 +65,50 @@ def discover_explorer_factories(package: str = "normlab.widgets") -> tuple[dict[
     return dict(sorted(factories.items())), errors
 
 
-# ---------------------------------------------------------------- random valid values
+# ---------------------------------------------------------------- random moves
 
 
 @dataclass(frozen=True)
 class Interaction:
-    """Set ``controls[control].<attribute> = value`` (attribute "index" for selection widgets)."""
+    """Set ``controls[control].<attribute> = value``: a choice control moves by ``index``."""
 
     control: str
     attribute: str
     value: Any
 
 
-def _grid_size(low: float, high: float, step: float) -> int:
-    return int((high - low) / step + 1e-9) + 1
-
-
-def _on_grid(low: float, step: float, k: int, integer: bool) -> float:
-    return low + step * k if integer else round(low + step * k, 12)
-
-
-def _numeric_candidates(control: widgets.Widget) -> tuple[float, float, float | None, bool]:
-    """(low, high, step, integer) of a bounded numeric control's value grid (exponents for log sliders)."""
-    integer = isinstance(control, (_BoundedInt, _BoundedIntRange))
-    step = getattr(control, "step", 1 if integer else None)
-    return control.min, control.max, step, integer
-
-
-def _pick_number(control: widgets.Widget, rng: random.Random) -> float:
-    low, high, step, integer = _numeric_candidates(control)
-    if step is None or step <= 0:  # a FloatSlider with step=None accepts any float in range
-        return rng.uniform(low, high)
-    return _on_grid(low, step, rng.randrange(_grid_size(low, high, step)), integer)
-
-
-def _distinct_choices(control: widgets.Widget) -> int:
-    """How many different values the user can give this control (2 is enough to move it)."""
-    if isinstance(control, (_BoundedInt, _BoundedFloat, _BoundedLogFloat, _BoundedIntRange, _BoundedFloatRange)):
-        low, high, step, _ = _numeric_candidates(control)
-        return 2 if step is None or step <= 0 else _grid_size(low, high, step)
-    if isinstance(control, (_Selection, _MultipleSelection)):
-        return len(control.options)
-    if isinstance(control, _Bool):
-        return 2
-    raise TypeError(
-        f"the benchmark cannot pick values for a {type(control).__name__} control; supported: "
-        f"{', '.join(SUPPORTED)}. Fix: add a case to benchmarks/widgets.py:pick_new_value."
-    )
+def _is_choice(control: widgets.Widget) -> bool:
+    """A control with one chosen option among a list (``index``): the kind an explorer accepts."""
+    return isinstance(control, _Selection)
 
 
 def pick_new_value(control: widgets.Widget, rng: random.Random) -> tuple[str, Any]:
-    """A valid value for ``control`` that differs from its current one, as (attribute, value).
-
-    Numbers lie on the control's step grid between min and max; selections are chosen by
-    index among the options; a range is an ordered pair; a toggle flips.
-    """
-    current = control.index if isinstance(control, (_Selection, _MultipleSelection)) else control.value
-    if _distinct_choices(control) < 2:
-        raise ValueError(f"{type(control).__name__} {getattr(control, 'description', '')!r} has one value only.")
-    for _ in range(1000):
-        if isinstance(control, _Bool):
-            return "value", not control.value
-        if isinstance(control, _BoundedLogFloat):
-            value = control.base ** _pick_number(control, rng)
-        elif isinstance(control, (_BoundedIntRange, _BoundedFloatRange)):
-            value = tuple(sorted((_pick_number(control, rng), _pick_number(control, rng))))
-        elif isinstance(control, (_BoundedInt, _BoundedFloat)):
-            value = _pick_number(control, rng)
-        elif isinstance(control, widgets.SelectionRangeSlider):  # an ordered pair of indices, ends may meet
-            value = tuple(sorted((rng.randrange(len(control.options)), rng.randrange(len(control.options)))))
-        elif isinstance(control, _MultipleSelection):
-            value = tuple(sorted(rng.sample(range(len(control.options)), rng.randint(1, len(control.options)))))
-        else:  # _Selection
-            value = rng.randrange(len(control.options))
-        if value != current:
-            return ("index" if isinstance(control, (_Selection, _MultipleSelection)) else "value"), value
-    raise RuntimeError(f"found no new value for {type(control).__name__} in 1000 draws; its value is {current!r}.")
+    """Another option of a choice control, as ("index", the new index): uniform among the others."""
+    if not _is_choice(control):
+        raise TypeError(
+            f"the benchmark moves choice controls only (Dropdown, ToggleButtons, RadioButtons, Select, "
+            f"SelectionSlider), as an Explorer accepts; got a {type(control).__name__}. Fix: give the explorer "
+            "a choice control with the values to show."
+        )
+    if len(control.options) < 2:
+        raise ValueError(f"{type(control).__name__} {control.description!r} has one option only.")
+    other = rng.randrange(len(control.options) - 1)
+    return "index", other + (other >= control.index)  # every index but the current one
 
 
 def movable_controls(controls: Mapping[str, widgets.Widget]) -> list[str]:
-    """Names of the controls a user can move: enabled and with at least two values."""
-    return [name for name, c in controls.items() if not getattr(c, "disabled", False) and _distinct_choices(c) >= 2]
+    """Names of the controls a user can move: enabled choice controls with at least two options."""
+    return [
+        name
+        for name, control in controls.items()
+        if _is_choice(control) and not control.disabled and len(control.options) >= 2
+    ]
 
 
 def random_interactions(controls: Mapping[str, widgets.Widget], n: int, seed: int | str) -> Iterator[Interaction]:
-    """``n`` seeded interactions, each read from the controls' CURRENT values.
+    """``n`` seeded moves, each read from the controls' CURRENT indices.
 
-    Apply each one before asking for the next (a new value must differ from the current one).
+    Apply each one before asking for the next (a new index must differ from the current one).
     """
     rng = random.Random(seed)
     names = movable_controls(controls)
@@ -167,53 +123,85 @@ def random_interactions(controls: Mapping[str, widgets.Widget], n: int, seed: in
 # ---------------------------------------------------------------- measurement
 
 
-def stage_times_ms(explorer: Any, repeats: int = 5) -> dict[str, float]:
-    """Where one interaction's time goes, at the controls' current values: median ms of
-    ``compute``, ``draw`` (a new figure, or the explorer's in-place update) and ``png``
-    (encoding what the browser receives), each timed alone."""
-    stages: dict[str, list[float]] = {"compute": [], "draw": [], "png": []}
-    for _ in range(repeats):
+def stage_times_ms(explorer: Explorer, settings: int = TIMED_SETTINGS, seed: int | str = 0) -> dict[str, float]:
+    """What one setting costs at build: median ms, over ``settings`` seeded settings, of ``compute``,
+    ``draw`` (``renderer.render``: the blitted update of the kept figure, or a new figure) and ``png``
+    (``renderer.encode_png``), each timed alone after setting the controls by index.
+
+    The controls are put back where they were."""
+    chosen = random.Random(seed).sample(sorted(explorer.frames), min(settings, len(explorer.frames)))
+    start_indices = explorer.indices()
+    times: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for indices in chosen:
+        _set_indices(explorer, indices)
         start = time.perf_counter()
         result = explorer.compute(**explorer.values())
-        drawn = time.perf_counter()
+        computed = time.perf_counter()
         changed = explorer.renderer.render(result)
-        encoded = time.perf_counter()
+        drawn = time.perf_counter()
         explorer.renderer.encode_png(changed)
         end = time.perf_counter()
-        for name, seconds in (("compute", drawn - start), ("draw", encoded - drawn), ("png", end - encoded)):
-            stages[name].append(seconds * 1000)
-    return {name: round(percentile(ms, 50), 1) for name, ms in stages.items()}
+        for stage, seconds in zip(STAGES, (computed - start, drawn - computed, end - drawn)):
+            times[stage].append(seconds * 1000)
+    _set_indices(explorer, start_indices)
+    return {stage: round(percentile(ms, 50), 1) for stage, ms in times.items()}
 
 
-def measure_explorer(factory: Callable, n: int, seed: int | str) -> dict[str, Any]:
-    """Build one explorer and time ``n`` random interactions (ms): build, p50, p95, max, and
-    the compute/draw/png split of one interaction.
+def _set_indices(explorer: Explorer, indices: tuple[int, ...]) -> None:
+    for control, index in zip(explorer.controls.values(), indices):
+        control.index = index
 
-    An interaction is the assignment to a control: the explorer's observer recomputes,
-    redraws, encodes its PNG and sends it to the Image widget before the assignment returns.
-    """
+
+def _kernel_calls(explorer: Explorer, move: Callable[[], None]) -> dict[str, int]:
+    """How many times ``move()`` called the explorer's ``compute``, ``render`` and ``encode_png``
+    (only those called at least once)."""
+    targets = {"compute": explorer, "render": explorer.renderer, "encode_png": explorer.renderer}
+    with ExitStack() as stack:
+        spies = {
+            name: stack.enter_context(mock.patch.object(owner, name, wraps=getattr(owner, name)))
+            for name, owner in targets.items()
+        }
+        move()
+    return {name: spy.call_count for name, spy in spies.items() if spy.call_count}
+
+
+def check_idle_moves(explorer: Explorer, n: int, seed: int | str) -> int:
+    """Make ``n`` seeded moves; each must show the frame drawn at build for the new indices and run
+    no ``compute``, ``render`` or ``encode_png`` in the kernel. Returns the moves checked."""
+    moves = 0
+    for step in random_interactions(explorer.controls, n, seed):
+        before = explorer.indices()
+        move = functools.partial(setattr, explorer.controls[step.control], step.attribute, step.value)
+        calls = _kernel_calls(explorer, move)
+        after = explorer.indices()
+        what = f"moving {step.control} ({step.attribute} {before} -> {after})"
+        if calls:
+            work = ", ".join(f"{name} {count} time(s)" for name, count in sorted(calls.items()))
+            raise RuntimeError(
+                f"{what} ran {work} in the kernel; a move must only choose a frame drawn at build "
+                "(the browser shows it). Fix: observe no control in the kernel; Explorer draws every setting."
+            )
+        if explorer.result is not explorer.frames[after].result:
+            raise RuntimeError(f"{what} does not show the result drawn at build for {after}.")
+        moves += 1
+    return moves
+
+
+def measure_explorer(factory: Callable[[], Explorer], n: int, seed: int | str) -> dict[str, Any]:
+    """Build one explorer (timed: what its notebook cell pays), count what the page holds, time one
+    setting's stages and check that ``n`` random moves run nothing in the kernel."""
     start = time.perf_counter()
     explorer = factory()
     build_ms = (time.perf_counter() - start) * 1000
-    times_ms = []
-    for step in random_interactions(explorer.controls, n, seed):
-        before = explorer.redraws
-        start = time.perf_counter()
-        setattr(explorer.controls[step.control], step.attribute, step.value)
-        times_ms.append((time.perf_counter() - start) * 1000)
-        if explorer.redraws != before + 1:
-            raise RuntimeError(
-                f"setting {step.control}.{step.attribute}={step.value!r} did not redraw once "
-                f"({explorer.redraws - before} redraws)."
-            )
+    images = {frame.png for frame in explorer.frames.values()}
     return {
         "build_ms": round(build_ms, 1),
-        "n": len(times_ms),
-        "p50_ms": round(percentile(times_ms, 50), 1),
-        "p95_ms": round(percentile(times_ms, 95), 1),
-        "max_ms": round(max(times_ms), 1),
+        "settings": len(explorer.frames),
+        "images": len(images),
+        "image_bytes": sum(map(len, images)),
         "redraw": "whole figure" if explorer.update is None else "blitted",
-        "stages_ms": stage_times_ms(explorer),
+        "stages_ms": stage_times_ms(explorer, seed=seed),
+        "idle_moves": check_idle_moves(explorer, n, seed),
     }
 
 
@@ -223,12 +211,12 @@ def _explorer_entry(name: str, error: str | None = None) -> dict[str, Any]:
         "name": name.removeprefix("normlab.widgets."),
         "error": error if error is None else error[:200],
         "build_ms": None,
-        "n": 0,
-        "p50_ms": None,
-        "p95_ms": None,
-        "max_ms": None,
+        "settings": None,
+        "images": None,
+        "image_bytes": None,
         "redraw": None,
         "stages_ms": None,
+        "idle_moves": 0,
     }
 
 

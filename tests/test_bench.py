@@ -17,7 +17,7 @@ import torch
 
 from benchmarks import budgets, importtime, notebooks, reference, results, run
 from benchmarks import widgets as bench_widgets
-from benchmarks.budgets import CELL, COLLECTION, NOTEBOOK, WIDGET_P95
+from benchmarks.budgets import CELL, COLLECTION, EXPLORER_BUILD, NOTEBOOK
 from normlab.style import new_figure
 from normlab.widgets.explorer import EXPLORER_FACTORY, Explorer
 
@@ -30,18 +30,18 @@ def test_budget_verdicts_under_is_strict_and_within_is_inclusive():
     assert NOTEBOOK.verdict(29.99) == "PASS" and NOTEBOOK.verdict(30.0) == "OVER"
     assert COLLECTION.verdict(119.0) == "PASS" and COLLECTION.verdict(121.0) == "OVER"
     assert CELL.verdict(5.0) == "OVER" and CELL.verdict(4.9) == "PASS"
-    assert WIDGET_P95.verdict(149.9) == "PASS" and WIDGET_P95.verdict(150.0) == "OVER"
+    assert EXPLORER_BUILD.verdict(5.0) == "PASS" and EXPLORER_BUILD.verdict(5.01) == "OVER"
     assert budgets.Budget(6.0, "x", inclusive=True).verdict(6.0) == "PASS"
     assert budgets.Budget(6.0, "x", inclusive=True).verdict(6.01) == "OVER"
     assert NOTEBOOK.verdict(None) == "ERROR" and NOTEBOOK.verdict(float("nan")) == "ERROR"
 
 
 def test_budgets_print_as_in_the_issue():
-    assert [b.describe() for b in (NOTEBOOK, COLLECTION, CELL, WIDGET_P95)] == [
+    assert [b.describe() for b in (NOTEBOOK, COLLECTION, CELL, EXPLORER_BUILD)] == [
         "< 30 s",
         "< 120 s",
         "< 5 s",
-        "< 150 ms",
+        "<= 5 s",
     ]
     assert not hasattr(budgets, "REFERENCE_RATIO")  # the reference norms are written to be read: no speed budget
 
@@ -95,17 +95,17 @@ def notebook_section(first_s: float = 31.0, failed: bool = False) -> dict:
     }
 
 
-def widget_section(p95: float = 149.0) -> dict:
+def widget_section(build_ms: float = 4999.0) -> dict:
     ok = {
         "name": "why.make_lr_explorer",
         "error": None,
-        "build_ms": 200.0,
-        "n": 30,
-        "p50_ms": 90.0,
-        "p95_ms": p95,
-        "max_ms": 160.0,
+        "build_ms": build_ms,
+        "settings": 60,
+        "images": 45,
+        "image_bytes": 1_234_567,
         "redraw": "blitted",
-        "stages_ms": {"compute": 5.0, "draw": 30.0, "png": 55.0},
+        "stages_ms": {"compute": 5.0, "draw": 0.4, "png": 6.25},
+        "idle_moves": 30,
     }
     broken = bench_widgets._explorer_entry("normlab.widgets.half_written", "import failed: SyntaxError: x")
     return {"interactions": 30, "seed": 0, "explorers": [ok, broken]}
@@ -169,11 +169,16 @@ def test_budget_rows_give_each_figure_its_budget_and_verdict():
     assert rows["notebook 02_b.ipynb"]["verdict"] == "PASS"
     assert rows["whole collection"]["figure"] == 41.0 and rows["whole collection"]["verdict"] == "PASS"
     assert rows["notebook floor (imports only)"]["verdict"] == "-"
-    widget = rows["widget why.make_lr_explorer p95"]
-    assert widget["verdict"] == "PASS" and widget["budget"] == "< 150 ms"
-    assert widget["note"] == "p50 90 ms, n=30; one redraw (blitted) = compute 5 + draw 30 + png 55 ms"
-    assert rows["widget half_written p95"]["verdict"] == "ERROR"
-    assert rows["widget half_written p95"]["note"] == "import failed: SyntaxError: x"
+    widget = rows["explorer why.make_lr_explorer build"]
+    assert (widget["figure"], widget["unit"], widget["budget"], widget["verdict"]) == (4.999, "s", "<= 5 s", "PASS")
+    assert widget["note"] == (
+        "60 settings, 45 images, 1235 KB of PNG; one setting (blitted) = compute 5.0 + draw 0.4 + png 6.2 ms; "
+        "30 moves ran nothing in the kernel"
+    )
+    (slow, _) = budgets.budget_rows({"widgets": widget_section(build_ms=5000.1)})
+    assert (slow["what"], slow["figure"], slow["verdict"]) == ("explorer why.make_lr_explorer build", 5.0001, "OVER")
+    assert rows["explorer half_written build"]["verdict"] == "ERROR"
+    assert rows["explorer half_written build"]["note"] == "import failed: SyntaxError: x"
     ref = rows["reference layer_norm text (32, 128, 256)"]
     assert (ref["figure"], ref["budget"], ref["verdict"]) == (7.5, "-", "-")  # information, no budget
     assert ref["note"] == "750 us vs 100 us; 2 threads 5.0x"
@@ -340,69 +345,41 @@ def test_discovery_counts_a_reexported_factory_once_and_reports_broken_modules(t
 
 
 def control_zoo() -> dict[str, widgets.Widget]:
+    """Every kind of choice control an Explorer accepts."""
     return {
-        "int": widgets.IntSlider(value=4, min=0, max=10, step=2),
-        "float": widgets.FloatSlider(value=0.5, min=0.1, max=1.0, step=0.05),
-        "log": widgets.FloatLogSlider(value=1e-2, base=10, min=-4, max=0, step=0.5),
-        "irange": widgets.IntRangeSlider(value=(2, 6), min=0, max=9, step=1),
-        "frange": widgets.FloatRangeSlider(value=(0.2, 0.4), min=0.0, max=1.0, step=0.1),
         "dropdown": widgets.Dropdown(options=[("batch", "bn"), ("layer", "ln"), ("group", "gn")], value="ln"),
         "toggles": widgets.ToggleButtons(options=["NC", "NCL", "NLC", "NCHW"]),
         "radio": widgets.RadioButtons(options=["train", "eval"]),
+        "select": widgets.Select(options=["sgd", "adam", "adamw"], value="adamw"),
         "selslider": widgets.SelectionSlider(options=[1, 2, 4, 8, 16], value=4),
-        "multi": widgets.SelectMultiple(options=["a", "b", "c"], value=["a"]),
-        "selrange": widgets.SelectionRangeSlider(options=["x", "y", "z", "w"], index=(0, 1)),
-        "selrange2": widgets.SelectionRangeSlider(options=["lo", "hi"], index=(0, 1)),
-        "check": widgets.Checkbox(value=False),
-        "toggle": widgets.ToggleButton(value=True),
-        "bint": widgets.BoundedIntText(value=3, min=1, max=7),
-        "bfloat": widgets.BoundedFloatText(value=0.5, min=0.0, max=2.0, step=0.25),
     }
 
 
-def on_grid(value: float, low: float, step: float) -> bool:
-    k = (value - low) / step
-    return abs(k - round(k)) < 1e-9
-
-
 @pytest.mark.parametrize("name", list(control_zoo()))
-def test_pick_new_value_is_valid_and_different_for_every_control_type(name):
+def test_pick_new_value_moves_a_choice_control_to_any_other_option(name):
     control = control_zoo()[name]
     rng = random.Random(name)
-    for _ in range(40):
-        before_value, before_index = control.value, getattr(control, "index", None)
-        attribute, value = bench_widgets.pick_new_value(control, rng)
-        setattr(control, attribute, value)
-        assert getattr(control, attribute) == value, "the control clamped or rejected the value"
-        if attribute == "index":
-            assert control.index != before_index
-            indices = value if isinstance(value, tuple) else (value,)
-            assert all(0 <= i < len(control.options) for i in indices) and len(indices) >= 1
-        else:
-            assert control.value != before_value
-        if isinstance(
-            control, (widgets.IntSlider, widgets.FloatSlider, widgets.BoundedIntText, widgets.BoundedFloatText)
-        ):
-            assert control.min <= value <= control.max and on_grid(value, control.min, control.step)
-        if isinstance(control, widgets.FloatLogSlider):
-            exponent = np.log10(value)
-            assert control.min <= exponent + 1e-9 and exponent - 1e-9 <= control.max
-            assert on_grid(exponent, control.min, control.step)
-        if isinstance(control, (widgets.IntRangeSlider, widgets.FloatRangeSlider)):
-            low, high = value
-            assert control.min <= low <= high <= control.max
-            assert on_grid(low, control.min, control.step) and on_grid(high, control.min, control.step)
-        if isinstance(control, widgets.SelectionRangeSlider):
-            assert value[0] <= value[1]
+    options = range(len(control.options))
+    for current in options:
+        control.index = current
+        picks = [bench_widgets.pick_new_value(control, rng) for _ in range(60)]
+        assert {attribute for attribute, _ in picks} == {"index"}
+        assert {index for _, index in picks} == set(options) - {current}  # never the current one, never stuck
+        control.index = picks[0][1]
+        assert control.index == picks[0][1]
 
 
-def test_unsupported_and_immovable_controls_are_named():
-    with pytest.raises(TypeError, match=r"cannot pick values for a Text control; supported: .*Fix"):
-        bench_widgets.pick_new_value(widgets.Text("hi"), random.Random(0))
+def test_controls_an_explorer_refuses_and_immovable_controls_are_named():
+    for control in (widgets.FloatSlider(), widgets.Text("hi"), widgets.SelectMultiple(options=["a", "b"])):
+        with pytest.raises(TypeError, match=rf"moves choice controls only .*; got a {type(control).__name__}\. Fix"):
+            bench_widgets.pick_new_value(control, random.Random(0))
+    with pytest.raises(ValueError, match="Dropdown 'norm' has one option only"):
+        bench_widgets.pick_new_value(widgets.Dropdown(options=["layer"], description="norm"), random.Random(0))
     controls = {
         "one": widgets.Dropdown(options=["only"]),
-        "off": widgets.IntSlider(disabled=True),
-        "ok": widgets.Checkbox(),
+        "off": widgets.SelectionSlider(options=[1, 2], disabled=True),
+        "slider": widgets.IntSlider(),
+        "ok": widgets.ToggleButtons(options=["a", "b"]),
     }
     assert bench_widgets.movable_controls(controls) == ["ok"]
     with pytest.raises(ValueError, match="no control can be moved among"):
@@ -413,7 +390,9 @@ def play(seed: int | str, n: int = 25) -> list:
     controls = control_zoo()
     steps = []
     for step in bench_widgets.random_interactions(controls, n, seed):
+        before = controls[step.control].index
         setattr(controls[step.control], step.attribute, step.value)
+        assert controls[step.control].index != before
         steps.append(step)
     return steps
 
@@ -421,43 +400,105 @@ def play(seed: int | str, n: int = 25) -> list:
 def test_random_interactions_are_seeded():
     first, again, other = play(7), play(7), play(8)
     assert first == again and first != other
-    assert len(first) == 25 and len({s.control for s in first}) > 5  # many controls are visited
+    assert len(first) == 25 and {s.control for s in first} == set(control_zoo())  # every control is visited
 
 
-def simple_explorer(redraws: bool = True, blitted: bool = False) -> Explorer:
-    def draw(value: float):
+def tiny_explorer(blitted: bool = False, kind: type[Explorer] = Explorer) -> Explorer:
+    """3 heights x 2 colours = 6 settings; the colour is ignored, so 3 distinct pictures."""
+
+    def draw(height: float):
         fig, ax = new_figure()
-        ax.plot([0, 1], [0, value])
-        ax.set_ylim(0, 2)
+        ax.plot([0, 1], [0, height])
+        ax.set_ylim(0, 4)
         return fig
 
-    def update(fig, value: float):
+    def update(fig, height: float):
         line = fig.axes[0].lines[0]
-        line.set_ydata([0, value])
+        line.set_ydata([0, height])
         return [line]
 
-    explorer = Explorer(
-        {"a": widgets.FloatSlider(value=0.5, min=0, max=1, step=0.1)},
-        compute=lambda a: a * 2,
+    return kind(
+        {
+            "height": widgets.SelectionSlider(options=[0.5, 1.0, 1.5], value=1.0),
+            "colour": widgets.ToggleButtons(options=["red", "blue"]),
+        },
+        compute=lambda height, colour: height * 2,
         draw=draw,
         update=update if blitted else None,
     )
-    if not redraws:
-        explorer.controls["a"].unobserve(explorer._on_change, names="value")
-    return explorer
 
 
 @pytest.mark.parametrize("blitted", [False, True])
-def test_measure_explorer_counts_interactions_and_splits_one_redraw(blitted):
-    out = bench_widgets.measure_explorer(lambda: simple_explorer(blitted=blitted), n=3, seed=0)
-    assert out["n"] == 3 and out["redraw"] == ("blitted" if blitted else "whole figure")
-    assert out["p50_ms"] <= out["p95_ms"] <= out["max_ms"]
-    assert set(out["stages_ms"]) == {"compute", "draw", "png"}
+def test_measure_explorer_counts_settings_images_and_bytes_and_times_the_stages(blitted):
+    out = bench_widgets.measure_explorer(lambda: tiny_explorer(blitted=blitted), n=5, seed=0)
+    built = tiny_explorer(blitted=blitted)
+    pictures = {built.frames[(i, 0)].png for i in range(3)}
+    assert len(pictures) == 3 and all(built.frames[(i, 1)].png == built.frames[(i, 0)].png for i in range(3))
+    assert (out["settings"], out["images"], out["image_bytes"]) == (6, 3, sum(map(len, pictures)))
+    assert out["redraw"] == ("blitted" if blitted else "whole figure") and out["idle_moves"] == 5
+    assert set(out["stages_ms"]) == {"compute", "draw", "png"} and out["build_ms"] > 0
+    assert set(out) | {"name", "error"} == set(bench_widgets._explorer_entry("x"))
 
 
-def test_measure_explorer_rejects_an_explorer_that_does_not_redraw():
-    with pytest.raises(RuntimeError, match=r"setting a.value=.* did not redraw once \(0 redraws\)"):
-        bench_widgets.measure_explorer(lambda: simple_explorer(redraws=False), n=3, seed=0)
+def test_stage_times_draw_the_chosen_settings_and_put_the_controls_back():
+    explorer = tiny_explorer(blitted=True)
+    explorer.controls["colour"].index = 1
+    start = explorer.indices()
+    seen = []
+    compute = explorer.compute
+    explorer.compute = lambda **values: seen.append(values) or compute(**values)
+    bench_widgets.stage_times_ms(explorer, settings=4, seed=0)
+    assert len(seen) == 4 and len({tuple(v.items()) for v in seen}) == 4  # four different settings
+    assert explorer.indices() == start
+
+
+def computing_explorer() -> Explorer:
+    """An explorer that, like the old ones, recomputes in the kernel when its height moves."""
+    explorer = tiny_explorer()
+    explorer.controls["height"].observe(lambda change: explorer.compute(**explorer.values()), names="index")
+    return explorer
+
+
+def test_check_idle_moves_rejects_a_move_that_computes_or_draws_in_the_kernel():
+    with pytest.raises(
+        RuntimeError,
+        match=r"^moving height \(index \(1, 0\) -> \([02], 0\)\) ran compute 1 time\(s\) in the kernel; a move "
+        r"must only choose a frame drawn at build \(the browser shows it\)\. Fix: observe no control",
+    ):
+        bench_widgets.check_idle_moves(computing_explorer(), n=5, seed=1)
+
+    explorer = tiny_explorer(blitted=True)
+    renderer = explorer.renderer
+    explorer.controls["colour"].observe(
+        lambda change: renderer.encode_png(renderer.render(explorer.result)), names="index"
+    )
+    with pytest.raises(RuntimeError, match=r"moving colour .* ran encode_png 1 time\(s\), render 1 time\(s\) in"):
+        bench_widgets.check_idle_moves(explorer, n=10, seed=1)
+    # the spies are gone: the renderer's own methods are back
+    assert "render" not in vars(renderer) and "encode_png" not in vars(renderer)
+
+
+def test_check_idle_moves_rejects_an_explorer_that_shows_another_frame():
+    class Stale(Explorer):
+        @property
+        def result(self):
+            return self.frames[(0, 0)].result  # ignores the controls
+
+    explorer = tiny_explorer(kind=Stale)
+    with pytest.raises(RuntimeError, match=r"^moving \w+ \(index \(1, 0\) -> \(.*\)\) does not show the result drawn"):
+        bench_widgets.check_idle_moves(explorer, n=5, seed=0)
+    assert bench_widgets.check_idle_moves(tiny_explorer(), n=20, seed=0) == 20
+
+
+def test_an_explorer_that_fails_its_check_is_an_error_row(monkeypatch):
+    name = "normlab.widgets.fake.make_computing_explorer"
+    monkeypatch.setattr(bench_widgets, "discover_explorer_factories", lambda: ({name: computing_explorer}, {}))
+    section = bench_widgets.measure_all_explorers(n=10, seed=0)
+    (entry,) = section["explorers"]
+    assert entry["name"] == "fake.make_computing_explorer" and entry["build_ms"] is None
+    assert entry["error"].startswith("RuntimeError: moving height (index (1, 0) -> ")
+    (row,) = budgets.budget_rows({"widgets": section})
+    assert (row["verdict"], row["note"]) == ("ERROR", entry["error"])
 
 
 def test_kernel_output_is_parsed_from_the_marker_line():
@@ -582,6 +623,7 @@ def test_profile_of_the_reference_names_its_backward_nodes():
 def test_run_options_and_reference_notes():
     args = run.parse_args(["--only", "widgets", "import", "--runs", "1"])
     assert args.only == ["widgets", "import"] and args.runs == 1 and args.interactions == 30
+    assert not args.no_browser and run.parse_args(["--only", "widgets", "--no-browser"]).no_browser
     assert run.parse_args([]).only == list(results.SECTIONS)
     with pytest.raises(SystemExit):
         run.parse_args(["--only", "gpu"])
