@@ -11,7 +11,6 @@ import re
 import weakref
 
 import ipywidgets as widgets
-import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from matplotlib.legend import Legend
@@ -21,6 +20,7 @@ from PIL import Image
 import normlab
 from benchmarks.widgets import discover_explorer_factories, random_interactions
 from normlab.style import new_figure
+from normlab.widgets import explorer as explorer_module
 from normlab.widgets.explorer import BlitRenderer, Explorer, description_html, figure_png, rgba_png
 
 FACTORIES, IMPORT_ERRORS = discover_explorer_factories()
@@ -33,7 +33,8 @@ def explorers() -> dict[str, Explorer]:
 
 
 def pixels(png: bytes) -> np.ndarray:
-    return mpimg.imread(io.BytesIO(png), format="png")
+    """Every pixel as RGBA (an explorer's opaque PNGs are RGB; savefig's are RGBA)."""
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
 
 
 def assert_same_picture(png: bytes, expected_png: bytes) -> None:
@@ -144,9 +145,11 @@ def test_the_page_shows_exactly_the_frame_of_the_chosen_options(name, explorers)
         assert shown_by_css(explorer, indices) == [explorer.frames[indices].widget]
 
 
-def test_a_frame_seen_before_is_sent_once():
+def test_a_frame_seen_before_is_sent_once(monkeypatch):
     """A control that changes nothing (here: "unused") gives the same frame: one widget, one image, one
-    class per setting on it; the CSS still shows it for both options."""
+    class per setting on it; the CSS still shows it for both options. Its PNG is encoded once."""
+    encoded = []
+    monkeypatch.setattr(explorer_module, "rgba_png", lambda pixels: encoded.append(1) or rgba_png(pixels))
     explorer = Explorer(
         {"level": widgets.SelectionSlider(options=[0.2, 0.8]), "unused": widgets.Dropdown(options=["a", "b"])},
         compute=lambda level, unused: level,
@@ -155,6 +158,7 @@ def test_a_frame_seen_before_is_sent_once():
         describe=lambda level: f"level {level}",
     )
     assert len(explorer.frames) == 4 and len(explorer._images) == 2 and len(explorer._frame_widgets) == 2
+    assert len(encoded) == 2  # the same pixels are not encoded twice
     assert [chooser.selected_index for chooser in explorer.choosers] == [0, 0]  # the controls' indices, at build
     same = explorer.frames[(1, 0)].widget
     assert explorer.frames[(1, 1)].widget is same
@@ -284,6 +288,10 @@ def test_rgba_png_is_a_png_of_exactly_those_pixels():
     decoded = Image.open(io.BytesIO(png))
     assert decoded.format == "PNG" and decoded.mode == "RGBA"
     np.testing.assert_array_equal(np.asarray(decoded), pixels)
+    pixels[:, :, 3] = 255  # opaque: written as RGB, the same colours
+    opaque = Image.open(io.BytesIO(rgba_png(pixels)))
+    assert opaque.mode == "RGB" and len(rgba_png(pixels)) < len(png)
+    np.testing.assert_array_equal(np.asarray(opaque), pixels[:, :, :3])
     with pytest.raises(ValueError, match=r"expects an \(H, W, 4\) uint8 array; got float64 of shape \(7, 5, 4\)"):
         rgba_png(pixels.astype(float))
 
