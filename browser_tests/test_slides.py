@@ -99,7 +99,9 @@ def test_deck_opens_advances_and_shows_notes_offline(deck: Path, browser: Browse
         broken = []
         for h, v in figure_slides:
             page.evaluate(f"() => {{ location.hash = '#/{h}/{v}'; }}")
-            page.locator(".reveal .slides section.present:not(.stack) .jp-OutputArea-output img:visible").first.wait_for()
+            page.locator(
+                ".reveal .slides section.present:not(.stack) .jp-OutputArea-output img:visible"
+            ).first.wait_for()
             broken += page.evaluate(BROKEN_IMAGES_JS, ".reveal .slides section.present:not(.stack)")
         widget_text = " ".join(page.locator(".reveal .jupyter-widgets").all_inner_texts())
         moves = []  # an explorer on a slide answers its controls, with no kernel (it holds every setting)
