@@ -50,6 +50,14 @@ def test_every_explorer_module_imports_and_some_explorers_are_blitted(explorers)
     assert any(explorer.update is not None for explorer in explorers.values())
 
 
+def blitted_figure_key(explorer: Explorer, name: str):
+    """The explorer's figure key (one key for all when it has none); skip an explorer without ``update``,
+    which draws a new figure for every setting, so it has no blit and no second drawing path."""
+    if explorer.update is None:
+        pytest.skip(f"{name} has no update: it always draws a new figure")
+    return explorer.renderer.figure_key or (lambda result: None)
+
+
 def choose(explorer: Explorer, indices: tuple[int, ...]) -> None:
     """Set every control to the option at ``indices`` (what a learner's moves do)."""
     for control, i in zip(explorer.controls.values(), indices):
@@ -97,9 +105,7 @@ def test_a_setting_redraws_no_text(name, explorers):
 def test_update_draws_what_draw_draws(name, explorers):
     """update(draw(a), b) and draw(b) are the same picture: the two paths cannot drift apart."""
     explorer = explorers[name]
-    if explorer.update is None:
-        pytest.skip(f"{name} has no update: it always draws a new figure, so there is no second path")
-    key = explorer.renderer.figure_key or (lambda result: None)
+    key = blitted_figure_key(explorer, name)
     for step in random_interactions(explorer.controls, 20, seed=name):  # update is for results of one key
         first = explorer.result
         setattr(explorer.controls[step.control], step.attribute, step.value)
@@ -344,8 +350,6 @@ def test_one_kept_figure_per_key():
 def test_each_kept_figure_is_drawn_once(name, explorers):
     """Drawing every setting costs one whole drawing per kept figure; the rest are blitted updates."""
     explorer = explorers[name]
-    if explorer.update is None:
-        pytest.skip(f"{name} has no update: it always draws a new figure")
-    key = explorer.renderer.figure_key or (lambda result: None)
+    key = blitted_figure_key(explorer, name)
     assert len(explorer.renderer._frames) == len({key(f.result) for f in explorer.frames.values()})
     assert all(frame.background is not None for frame in explorer.renderer._frames.values())
