@@ -26,6 +26,7 @@ NAMESPACES: dict[str, object] = {
     "torch.nn.Module": torch.nn.Module,
     "torch.nn.functional": torch.nn.functional,
     "torch.linalg": torch.linalg,
+    "torch.autograd": torch.autograd,
     "math": math,
     "numpy": np,
     "builtins": builtins,

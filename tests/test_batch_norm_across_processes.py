@@ -182,7 +182,7 @@ def test_stub_is_not_solved_and_slow_code_is_stopped():
 
 
 def test_checker_argument_errors():
-    with pytest.raises(TypeError, match="expects a function"):
+    with pytest.raises(TypeError, match=r"expects your function, as in `check_combine_statistics\(my_fn\)`; got a int"):
         check_combine_statistics(3)
     with pytest.raises(ValueError, match="time_limit"):
         check_combine_statistics(right_vector, time_limit=-1)

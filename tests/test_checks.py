@@ -424,6 +424,7 @@ def test_every_functional_mistake_code_is_tested_here():
     tested_elsewhere = {
         "too-slow",  # below, with a small time limit
         "interrupted",  # tests/test_checks_hostile.py, with a real SIGINT
+        "async-function",  # tests/test_checks_runner.py
         # tests/test_checks_module.py:
         "momentum-reversed",
         "running-var-biased",

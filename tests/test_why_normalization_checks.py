@@ -16,7 +16,7 @@ from normlab.checks import (
     check_saturated_fraction,
     check_steps_from_kappa,
 )
-from normlab.checks import _why_normalization as checks
+from normlab.checks import why_normalization as checks
 
 # ---- Exercise 1: steps from kappa -------------------------------------------------------------------------
 
@@ -142,12 +142,6 @@ def lr_in_place(x):
     return lr_eigvalsh(x)
 
 
-def test_the_probes_give_every_mistake_its_own_number():
-    for x in checks.stable_probes():
-        values = list(checks._stable_candidates(x).values())
-        assert min(abs(a - b) / b for i, a in enumerate(values) for b in values[i + 1 :]) > 1e-3
-
-
 @pytest.mark.parametrize("fn", [lr_eigvalsh, lr_float32_svd, lr_numpy])
 def test_largest_stable_lr_passes_correct_solutions(fn):
     assert check_largest_stable_lr(fn).passed
@@ -247,13 +241,10 @@ def fractions_change_weights(model, x, threshold=0.97):
     return fractions_with_hooks(model, x, threshold)
 
 
-def test_the_probe_separates_every_mistake():
+def test_the_probe_saturates_some_units_but_not_all():
     model, x = checks.saturation_probe()
-    for threshold in checks.THRESHOLDS:
-        candidates = list(checks.saturated_fractions(model, x, threshold).values())
-        assert len({tuple(c) for c in candidates}) == len(candidates)
-    right = checks.saturated_fractions(model, x, 0.97)[()]
-    assert min(right) > 0 and max(right) < 1  # some saturate, not all
+    right = checks.saturated_fractions(model, x, 0.97)
+    assert min(right) > 0 and max(right) < 1
 
 
 @pytest.mark.parametrize("fn", [fractions_with_hooks, fractions_by_hand])
@@ -341,7 +332,7 @@ def test_a_slow_answer_is_stopped():
 
 @pytest.mark.parametrize("check", [check_steps_from_kappa, check_largest_stable_lr, check_saturated_fraction])
 def test_a_checker_called_wrongly_raises_a_teaching_error(check):
-    with pytest.raises(TypeError, match=r"expects your function, as in `check_\w+\(my_norm, \.\.\.\)`; got a int"):
+    with pytest.raises(TypeError, match=r"expects your function, as in `check_\w+\(my_fn\)`; got a int"):
         check(42)
     with pytest.raises(ValueError, match=r"time_limit must be a positive number"):
         check(steps_by_log, time_limit=0)

@@ -16,6 +16,7 @@ from normlab._errors import shape_str
 from normlab.checks._probes import OFFSET, Probe
 from normlab.checks._specs import Grouping, NormSpec
 from normlab.checks._variants import Variant, broadcast_params, undo_affine
+from normlab.checks.runner import num
 
 _AFFINE_FORMS = {"none": "x_hat", "gamma": "gamma * x_hat", "beta": "x_hat + beta", "swapped": "beta * x_hat + gamma"}
 _AFFINE_MEANING = {
@@ -33,18 +34,6 @@ def group_stats(grouping: Grouping, t: Tensor, centered: bool) -> tuple[Tensor, 
     mean = tv.mean(dim=dims, keepdim=True)
     spread = ((tv - mean) if centered else tv).pow(2).mean(dim=dims).sqrt()
     return mean.flatten(), spread.flatten()
-
-
-def num(value: float | Tensor) -> str:
-    """A number (a float or a one-element tensor) at 4 decimals, never "-0.0000" (whose sign would depend on
-    rounding noise)."""
-    text = f"{value:.4f}"
-    return "0.0000" if text == "-0.0000" else text
-
-
-def vector(t: Tensor) -> str:
-    """[0.1234, -1.5000, ...] for a 1-D tensor."""
-    return "[" + ", ".join(num(v) for v in t.flatten().tolist()) + "]"
 
 
 def _range(t: Tensor) -> str:

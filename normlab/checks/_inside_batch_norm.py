@@ -24,11 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from normlab._errors import shape_str
-from normlab.checks._explain import vector
 from normlab.checks._norms import begin_check
 from normlab.checks._result import CheckResult
 from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, run_in_session
 from normlab.checks._session import Session
+from normlab.checks.runner import vector
 
 SHAPE = (8, 3)  # (N, C): a BatchNorm1d over 8 samples and 3 features
 EPS = 1e-5

@@ -60,7 +60,6 @@ from normlab.checks._explain import (
     observe_affine,
     observe_difference,
     observe_non_finite,
-    vector,
 )
 from normlab.checks._probes import LARGE_EPS, SMALL_GROUP, SMALL_STD, TOLERANCE, Probe, make_probe, make_probes
 from normlab.checks._result import CheckResult
@@ -77,6 +76,7 @@ from normlab.checks._variants import (
     divide,
     undo_affine,
 )
+from normlab.checks.runner import vector
 
 MOMENTUM = 0.1
 SECOND_MOMENTUM = 0.3  # a second value: a momentum fixed in the code moves the buffers as much as with 0.1

@@ -22,16 +22,9 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-# The stable mistake codes and the short phrase each one stands for ("you ...").
+# The stable mistake codes and the short phrase each one stands for ("you ..."). Each checker declares its
+# own codes beside it, with :func:`declare`; importing normlab.checks declares them all.
 MISTAKES: dict[str, str] = {
-    "raised": "your code raised an exception",
-    "too-slow": "your code did not finish within the time limit",
-    "interrupted": "the check was interrupted while your code ran",
-    "not-a-tensor": "a torch.Tensor was expected, and something else came back",
-    "wrong-shape": "a tensor has the wrong shape",
-    "wrong-dtype": "your result has another dtype than its input",
-    "mutates-input": "your code changed its input in place",
-    "non-finite": "your result contains NaN or inf",
     "wrong-axes": "you took the statistics over the wrong dims",
     "reshape-not-transpose": "you reshaped (N, L, C) to (N, C, L) where a transpose was needed",
     "unbiased-variance": "you divided by the unbiased variance (n - 1)",
@@ -53,9 +46,6 @@ MISTAKES: dict[str, str] = {
     "stats-not-buffers": "the running statistics are plain attributes, not registered buffers",
     "params-not-parameters": "gamma and beta are plain tensors, not nn.Parameter",
     "nonstandard-names": "weight, bias or the running statistics have names other than torch's",
-    "averaged-variances": "you averaged the replicas' variances and left out the spread of their means",
-    "unweighted-means": "you gave every replica the same weight although their counts differ",
-    "variance-bias-mix-up": "you mixed up the biased variance (divide by n) and the unbiased one (n - 1)",
     "post-ln-placement": "you normalized after the residual sum (post-LN), not inside the branch (pre-LN)",
     "residual-after-norm": "your residual path carries the normalized x instead of x itself",
     "missing-residual": "a residual connection (x + ...) is missing",
@@ -76,21 +66,22 @@ MISTAKES: dict[str, str] = {
     "fold-batch-statistics": "your folded layer uses the batch's statistics instead of the running ones",
     "fold-in-training-mode": "your fold accepts modules in training mode instead of refusing them",
     "fold-drops-bias": "your fold drops the Linear's own bias",
-    "not-a-number": "a number (or a list of numbers) was expected, and something else came back",
-    "rounded-down": "you rounded the step count down: one step short of the target",
-    "approximate-steps": "you used the approximation kappa * ln(1/shrink) instead of counting exactly",
-    "squared-factor": "you shrank by (1 - 1/kappa)^2 per step: the loss's factor, not the error's",
-    "natural-step": "you returned 1/lambda_max, the natural step size, not the largest stable one 2/lambda_max",
-    "smallest-eigenvalue": "you used the smallest eigenvalue of the Hessian; the largest decides stability",
-    "hessian-without-n": "your Hessian X^T X is missing the 1/n of the mean loss",
-    "no-abs": "you counted only outputs near +1; |y| > threshold counts those near -1 too",
-    "percent-not-fraction": "you returned percentages (0-100) where fractions (0-1) were asked",
-    "inputs-not-outputs": "you thresholded the activation's input z instead of its output tanh(z)",
-    "hooks-left": "your forward hooks are still registered on the model after your function returned",
-    "ignores-threshold": "your function ignores the threshold it is given",
-    "wrong-count": "you returned another number of values than the model has tanh layers",
-    "unknown": "the result is wrong in a way the checker does not recognise",
 }
+
+HINTS: dict[str, str] = {}  # code -> the hint declared with it (a checker may say more in its own hints)
+
+
+def declare(codes: dict[str, tuple[str, str]]) -> None:
+    """Declare mistake codes: code -> (phrase, hint). A code keeps one phrase wherever it is declared."""
+    for code, (phrase, hint) in codes.items():
+        if MISTAKES.get(code, phrase) != phrase:
+            raise ValueError(
+                f"mistake code {code!r} is declared twice with different phrases: {MISTAKES[code]!r}, {phrase!r}."
+            )
+        MISTAKES[code] = phrase
+        if hint:
+            HINTS[code] = hint
+
 
 # Okabe-Ito colours (as in normlab.style): bluish green, orange, vermillion.
 _COLOURS = {"passed": "#009E73", "not-solved": "#E69F00", "mistake": "#D55E00"}

@@ -1,0 +1,512 @@
+"""The one runner: call the learner's code in a protected session and turn whatever happens into a verdict.
+
+Every checker goes through :func:`run_check`. It refuses a checker called wrongly (a
+``TypeError``/``ValueError`` for the caller), then, inside one :class:`~normlab.checks._session.Session`
+(time limit, Kernel -> Interrupt, settings and torch's own functions put back, prints captured),
+runs the checker's ``diagnose(check)``. The diagnosis builds its probes and references there, out
+of the learner's reach, and calls the learner's code only through :meth:`Check.call`, which ends
+the check with a :class:`Verdict` for every call that does not give a usable value, in one place:
+
+- the stub's ``NotImplementedError``: not solved yet (no mistake);
+- any other exception: ``raised``, with the learner's line;
+- over the time limit: ``too-slow``; Kernel -> Interrupt: ``interrupted``;
+- an ``async def`` function (a coroutine came back): ``async-function``;
+- an input changed in place: ``mutates-input``;
+- a value the exercise cannot read (``read`` raises a Verdict): ``not-a-number``, ``not-a-tensor``,
+  ``wrong-shape``, ``wrong-dtype``, ..., as the reader says. The reader runs inside the same
+  time limit, since reading a returned object can run more learner code.
+
+A declarative exercise (:class:`Exercise`: probes, the right answer, and one wrong
+implementation per mistake code) is judged by :func:`run_exercise`: equal to the right answers
+on every probe passes; equal to one mistake's answers on every probe names that mistake;
+anything else is ``unknown``. Checkers whose mistakes need more than a table (a module's
+training and eval behaviour, a norm's many wrong variants) write ``diagnose`` themselves on the
+same :class:`Check`. If the analysis itself fails on an object nobody foresaw, the verdict is an
+honest ``unknown`` that names the error: a checker never crashes.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import numbers
+import re
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from normlab.checks._limits import INTERRUPT, is_library
+from normlab.checks._result import HINTS, MISTAKES, CheckResult, declare
+from normlab.checks._session import Session
+
+# What learner code returns or builds: anything at all. Typed Any on purpose: every use looks at
+# it at run time first (isinstance, getattr with a default), which a static type cannot express.
+LearnerValue = Any
+
+DEFAULT_TIME_LIMIT = 10.0  # seconds per call of learner code; correct code takes milliseconds, and a
+# generous limit keeps a loaded machine from turning a correct answer into "too-slow"
+MAX_ERROR_CHARS = 400
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+declare(
+    {
+        "raised": ("your code raised an exception", ""),
+        "too-slow": (
+            "your code did not finish within the time limit",
+            "Look for a loop that never ends, or a computation much larger than the input needs.",
+        ),
+        "interrupted": (
+            "the check was interrupted while your code ran",
+            "Run the check again and let it finish; if your code hangs, look for a loop that never ends.",
+        ),
+        "async-function": (
+            "your function is `async def`: calling it returns a coroutine, not a result",
+            "Define it with a plain `def` (no `async`, no `await`): the check calls it like any function.",
+        ),
+        "mutates-input": (
+            "your code changed its input in place",
+            "Compute into new tensors: `x = x - mean` makes a new tensor, while `x -= mean` or `x.sub_(mean)` "
+            "overwrites the caller's input.",
+        ),
+        "not-a-tensor": ("a torch.Tensor was expected, and something else came back", ""),
+        "not-a-number": ("a number (or a list of numbers) was expected, and something else came back", ""),
+        "wrong-shape": ("a tensor has the wrong shape", ""),
+        "wrong-dtype": ("your result has another dtype than its input", ""),
+        "non-finite": ("your result contains NaN or inf", ""),
+        "unknown": ("the result is wrong in a way the checker does not recognise", ""),
+    }
+)
+NOT_SOLVED_HINT = "Replace `raise NotImplementedError` with your code, run that cell, then run this check again."
+
+
+class Verdict(Exception):
+    """Raised anywhere in a diagnosis (or in an exercise's reader) to end the check with this result."""
+
+    def __init__(
+        self,
+        mistake: str | None,
+        observed: str,
+        hint: str | None = None,
+        also: tuple[str, ...] = (),
+        also_observed: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(mistake, observed)
+        self.mistake, self.observed, self.hint = mistake, observed, hint
+        self.also, self.also_observed = also, also_observed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one call of learner code did."""
+
+    value: LearnerValue = None
+    error: str | None = None  # "ZeroDivisionError: division by zero"
+    where: str = ""  # "in my_bn, at `y = x / 0`"
+    not_implemented: bool = False  # the error was NotImplementedError: the stub is not solved yet
+    stopped: str | None = None  # "time limit" or "interrupt": the checker stopped the call
+    still_running: bool = False  # stopped, but its thread could not be: it may still run
+    mutated: tuple[str, ...] = ()  # one description per argument changed in place
+    verdict: Verdict | None = None  # the reader's verdict on the value
+    coroutine: bool = False  # an `async def` function's coroutine came back (closed, never run)
+
+
+@dataclass
+class Check:
+    """One run of one checker: names, words, and the session the learner's code runs in."""
+
+    name: str  # "check_steps_from_kappa"
+    who: str  # "my_steps"
+    label: str  # the call shown: "check_steps_from_kappa(my_steps)"
+    session: Session
+    checked: str = ""
+    hints: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def time_limit(self) -> float:
+        return self.session.time_limit
+
+    def hint(self, code: str | None) -> str:
+        """This checker's hint for ``code``, else the one declared with the code."""
+        if code is None:
+            return NOT_SOLVED_HINT
+        return self.hints.get(code) or HINTS.get(code, "")
+
+    def result(
+        self,
+        mistake: str | None,
+        observed: str,
+        hint: str | None = None,
+        also: tuple[str, ...] = (),
+        also_observed: tuple[str, ...] = (),
+    ) -> CheckResult:
+        hint = self.hint(mistake) if hint is None else hint
+        return CheckResult(self.label, False, mistake, self.checked, observed, hint, also, also_observed)
+
+    def passed(self, observed: str) -> CheckResult:
+        return CheckResult(self.label, True, None, self.checked, observed)
+
+    def call(
+        self,
+        fn: Callable,
+        args: Sequence[object] = (),
+        names: Sequence[str] = (),
+        kwargs: Mapping[str, object] | None = None,
+        *,
+        action: str = "called",
+        who: str | None = None,
+        read: Callable[[LearnerValue], object] | None = None,
+        copied: bool = False,
+    ) -> LearnerValue:
+        """``read(fn(*copies of args, **kwargs))``, or a :class:`Verdict` raised for a call that failed.
+
+        ``action`` says when it happened ("called on (kappa, shrink) = (2, 0.3)"); ``read``, run
+        within the time limit, turns the value into what the checker compares (or raises a Verdict).
+        ``copied``: ``args`` are fresh copies already, which the caller keeps to inspect after the call.
+        """
+        who = who or self.who
+        outcome = call_learner(self.session, fn, args, names, kwargs, who=who, read=read, copied=copied)
+        if verdict := failure(outcome, who, action, self.time_limit):
+            raise verdict
+        return outcome.value
+
+
+def failure(outcome: Outcome, who: str, action: str, time_limit: float) -> Verdict | None:
+    """The verdict on a call that did not give a usable value; None if it did. The one place for these words."""
+    if outcome.stopped is not None:
+        if outcome.still_running:
+            fate = (
+                "the checker could not stop it: the check ran outside the main thread, where a call blocked in C "
+                "(such as time.sleep) cannot be interrupted, so it may still be running. Restart the kernel "
+                "(Kernel -> Restart) to stop it"
+            )
+        else:
+            fate = "the checker stopped it"
+        if outcome.stopped == INTERRUPT:
+            return Verdict(
+                "interrupted",
+                f"The check was interrupted (Kernel -> Interrupt or Ctrl-C) while {who} ran, when {action}; {fate}.",
+            )
+        return Verdict(
+            "too-slow", f"{who} did not return within the time limit ({time_limit:g} s) when {action}; {fate}."
+        )
+    if outcome.not_implemented:
+        return Verdict(None, f"Not solved yet: {who} raised {outcome.error}.")
+    if outcome.error is not None:
+        where = f" {outcome.where}" if outcome.where else ""
+        return Verdict("raised", f"{who} raised {outcome.error}{where}, when {action}.")
+    if outcome.coroutine:
+        return Verdict("async-function", f"{who} returned a coroutine when {action}: it is defined with `async def`.")
+    if outcome.mutated:
+        return Verdict(
+            "mutates-input", f"After {who} was {action}, its inputs had changed: {'; '.join(outcome.mutated)}."
+        )
+    if (v := outcome.verdict) is not None:  # the reader's words start at the verb: "returned a str; expected ..."
+        return Verdict(v.mistake, f"{who} {v.observed}", v.hint, v.also, v.also_observed)
+    return None
+
+
+def call_learner(
+    session: Session,
+    fn: Callable,
+    args: Sequence[object] = (),
+    names: Sequence[str] = (),
+    kwargs: Mapping[str, object] | None = None,
+    who: str = "your code",
+    read: Callable[[LearnerValue], object] | None = None,
+    copied: bool = False,
+) -> Outcome:
+    """Call ``fn(*copies of args, **kwargs)`` in ``session``, then ``read`` its value; never raises.
+
+    ``names`` name the positional arguments in messages about in-place changes. With ``copied``,
+    ``args`` are the learner's copies already; their changes are found against fresh copies taken now.
+    """
+    if copied:
+        copies, args = list(args), [fresh_copy(a) for a in args]
+    else:
+        copies = [fresh_copy(a) for a in args]
+
+    def attempt() -> Outcome:  # the exception is described inside the time limit too: its __str__ is learner code
+        try:
+            value = fn(*copies, **(kwargs or {}))
+        except BaseException as exc:  # learner code may raise anything
+            error, where = describe_exception(exc)
+            return Outcome(error=error, where=where, not_implemented=isinstance(exc, NotImplementedError))
+        if inspect.iscoroutine(value):
+            value.close()  # never run, so never "awaited": no RuntimeWarning in the notebook
+            return Outcome(coroutine=True)
+        if read is None:
+            return Outcome(value=value)
+        try:
+            return Outcome(value=read(value))
+        except Verdict as verdict:
+            return Outcome(verdict=verdict)
+        except Exception as exc:  # a returned object whose methods raise: the reader could not read it
+            return Outcome(verdict=Verdict("unknown", f"returned an object the checker could not read ({text(exc)})."))
+
+    finished = session.run(attempt, who)
+    if finished.stopped or not isinstance(finished.value, Outcome):
+        return Outcome(stopped=finished.stopped or INTERRUPT, still_running=finished.still_running)
+    outcome = finished.value
+    if outcome.error is not None or outcome.coroutine:
+        return outcome
+    names = list(names) + [f"argument {i + 1}" for i in range(len(names), len(args))]
+    mutated = tuple(
+        note for name, original, given in zip(names, args, copies) if (note := _mutation(name, original, given))
+    )
+    return replace(outcome, mutated=mutated)
+
+
+def fresh_copy(arg: object) -> object:
+    """A tensor's copy (a non-leaf if it requires grad, like a layer's input in a network), a module's deep copy;
+    anything else as is."""
+    if isinstance(arg, torch.nn.Module):
+        return copy.deepcopy(arg)
+    if not isinstance(arg, Tensor):
+        return arg
+    clone = arg.detach().clone()
+    if arg.requires_grad:
+        clone = clone.requires_grad_(True).clone()
+    return clone
+
+
+def _mutation(name: str, original: object, given: LearnerValue) -> str:
+    """How ``given`` differs from ``original`` after the call, or "" if it does not (any dtype, bool included)."""
+    if isinstance(original, torch.nn.Module):
+        state, now = original.state_dict(), given.state_dict()
+        changed = [k for k in state if k not in now or not torch.equal(now[k], state[k])]
+        return f"{name}'s {', '.join(changed)} changed" if changed else ""
+    if not isinstance(original, Tensor):
+        return ""
+    after = given.detach()
+    if after.shape != original.shape or after.dtype != original.dtype:
+        return (
+            f"{name} changed shape or dtype, from {tuple(original.shape)} {original.dtype} to "
+            f"{tuple(after.shape)} {after.dtype}"
+        )
+    before = original.detach()
+    changed = ~((after == before) | (after.isnan() & before.isnan()))
+    if not changed.any():
+        return ""
+    if before.dtype == torch.bool:
+        return f"{name}: {int(changed.sum())} of {before.numel()} values flipped"
+    largest = (after.double() - before.double()).abs()[changed].nan_to_num(nan=math.inf).max().item()
+    return f"{name}: {int(changed.sum())} of {before.numel()} values changed (largest change {largest:.4f})"
+
+
+def text(exc: BaseException) -> str:
+    """ "TypeError: ...", even for an exception whose __str__ raises (learner code can define any exception)."""
+    try:
+        message = str(exc)
+    except BaseException as problem:  # a broken __str__ may raise anything
+        message = f"<str() of this exception raised {type(problem).__name__}>"
+    return bounded(_ADDRESS.sub("", f"{type(exc).__name__}: {message}".strip()))
+
+
+def bounded(words: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``words``, cut to ``limit`` characters with a note of how many were left out."""
+    return words if len(words) <= limit else f"{words[:limit]} ... ({len(words) - limit:,} more characters)"
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str]:
+    """("TypeError: ...", "in my_bn, at `line`"): the message and the learner's line that raised it."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not is_library(f.filename)]
+    where = ""
+    if frames and frames[-1].line:
+        where = f"in {frames[-1].name}, at `{bounded(frames[-1].line.strip(), 120)}`"
+    elif frames:
+        where = f"in {frames[-1].name}"
+    return text(exc), where
+
+
+def learner_name(obj: object) -> str:
+    """The name a learner gave their function or class ("my_bn"), for messages."""
+    return getattr(obj, "__name__", None) or type(obj).__name__
+
+
+def check_time_limit(time_limit: float) -> float:
+    """Return ``time_limit`` if it is a positive number of seconds; raise a teaching error otherwise."""
+    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
+        raise ValueError(f"time_limit must be a positive number of seconds, e.g. 2.0; got {time_limit!r}.")
+    return float(time_limit)
+
+
+def run_check(
+    name: str,
+    fn: object,
+    diagnose: Callable[[Check], CheckResult],
+    *,
+    time_limit: float,
+    label: str = "",
+    checked: str = "",
+    hints: Mapping[str, str] | None = None,
+    what: str = "your function",
+) -> CheckResult:
+    """Run ``diagnose(check)`` for the learner's ``fn`` in a fresh protected session; never raises for learner code.
+
+    ``label`` is added to the call shown (", layout='NLC'"); ``what`` names what ``fn`` must be
+    in the error for a checker called with something that cannot be called.
+    """
+    if not callable(fn):
+        raise TypeError(
+            f"{name} expects {what}, as in `{name}(my_fn)`; got a {type(fn).__name__}. "
+            "Fix: pass the function itself, without calling it (no parentheses after its name)."
+        )
+    session = Session(check_time_limit(time_limit))
+    who = learner_name(fn)
+    check = Check(name, who, f"{name}({who}{label})", session, checked, hints or {})
+    with session.check():
+        try:
+            result = diagnose(check)
+        except Verdict as v:
+            result = check.result(v.mistake, v.observed, v.hint, v.also, v.also_observed)
+        except Exception as exc:  # learner objects can break the analysis in ways nobody foresaw
+            observed = (
+                f"The checker could not analyse what {who} returned ({text(exc)}), so it cannot say whether it "
+                "is right. This is a gap in the checker, not necessarily in your code."
+            )
+            result = check.result("unknown", observed)
+    return replace(result, printed=session.printed.text(), session=session.notes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Declarative exercises: probes, the right answer, one wrong implementation per mistake
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One call of the learner's function: its arguments and how messages name them."""
+
+    args: tuple[object, ...]
+    names: tuple[str, ...]
+    shown: str  # "(kappa, shrink) = (2, 0.3)", said as "when called on ..."
+    kwargs: Mapping[str, object] = field(default_factory=dict)
+
+
+# A mistake's answers: implementations with the learner's signature that each make exactly that mistake.
+# A key of several codes ("unweighted-means", "averaged-variances") is two mistakes at once: the first is named.
+Mistakes = Mapping[Any, Sequence[Callable[..., Any]]]  # keys: str | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise as data: see the module docstring.
+
+    ``probes()`` builds the inputs (inside the session, with torch's own functions); ``right``
+    and every function in ``mistakes`` are called like the learner's function, on their own
+    copies; ``read`` turns a returned value into what ``same`` compares (or raises a
+    :class:`Verdict`); ``show(answers, right)`` says what was seen, with numbers.
+    """
+
+    name: str
+    checked: str
+    probes: Callable[[], Sequence[Probe]]
+    right: Callable[..., object]
+    mistakes: Mistakes
+    read: Callable[[LearnerValue], Any]
+    same: Callable[[Any, Any], bool]
+    show: Callable[[list, list], str]
+    passed: Callable[[list, list], str]
+    hints: Mapping[str, str] = field(default_factory=dict)
+    # After each call: (check, probe, the arguments the learner's code got, its answer); raises a Verdict
+    # for what the answers alone cannot show (hooks left on a model, a list of the wrong length).
+    inspect: Callable[[Check, Probe, tuple, object], None] | None = None
+
+    def codes(self) -> list[str]:
+        """Every mistake code this exercise can name (for its declaration test)."""
+        return list(dict.fromkeys(code for key in self.mistakes for code in _codes(key)))
+
+
+def _codes(key: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (key,) if isinstance(key, str) else key
+
+
+def run_exercise(exercise: Exercise, fn: Callable, time_limit: float) -> CheckResult:
+    """Judge ``fn`` on every probe of ``exercise``: passed, the one mistake whose answers it gives, or unknown."""
+
+    def diagnose(check: Check) -> CheckResult:
+        probes = exercise.probes()
+        answers = []
+        for probe in probes:
+            args = tuple(fresh_copy(a) for a in probe.args)
+            action = f"called on {probe.shown}"
+            answer = check.call(fn, args, probe.names, probe.kwargs, action=action, read=exercise.read, copied=True)
+            if exercise.inspect is not None:
+                exercise.inspect(check, probe, args, answer)
+            answers.append(answer)
+        right = [exercise.read(exercise.right(*map(fresh_copy, p.args), **p.kwargs)) for p in probes]
+        if all(exercise.same(a, r) for a, r in zip(answers, right)):
+            return check.passed(exercise.passed(answers, right))
+        shown = exercise.show(answers, right)
+        for key, implementations in exercise.mistakes.items():
+            for wrong in implementations:
+                expected = [exercise.read(wrong(*map(fresh_copy, p.args), **p.kwargs)) for p in probes]
+                if all(exercise.same(a, e) for a, e in zip(answers, expected)):
+                    first, *also = _codes(key)
+                    return check.result(first, shown, also=tuple(also))
+        return check.result("unknown", shown)
+
+    return run_check(exercise.name, fn, diagnose, time_limit=time_limit, checked=exercise.checked, hints=exercise.hints)
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers: the learner's value as something to compare
+# ----------------------------------------------------------------------------------------------
+
+
+def as_float64(value: Tensor) -> Tensor:
+    """A plain float64 copy, detached (a Tensor subclass's own behaviour stays behind)."""
+    return value.detach().as_subclass(Tensor).to(torch.float64).clone()
+
+
+def number(value: object) -> float | None:
+    """A real number from an int, float, NumPy scalar or one-element tensor; None for anything else."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_complex():
+            return None
+        return float(as_float64(value).reshape(()).item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def read_number(value: LearnerValue) -> float:
+    """The reader of exercises whose answer is one number."""
+    n = number(value)
+    if n is None:
+        raise Verdict("not-a-number", f"returned {type(value).__name__}; expected a number.")
+    return n
+
+
+def num(value: float | Tensor) -> str:
+    """A number (a float or a one-element tensor) at 4 decimals, never "-0.0000" (whose sign would depend on
+    rounding noise)."""
+    shown = f"{value:.4f}"
+    return "0.0000" if shown == "-0.0000" else shown
+
+
+def vector(t: Tensor) -> str:
+    """[0.1234, -1.5000, ...] for a 1-D tensor."""
+    return "[" + ", ".join(num(v) for v in t.flatten().tolist()) + "]"
+
+
+def close(a: Tensor, b: Tensor, tolerance: float) -> bool:
+    """Same shape, and equal within ``tolerance`` (absolute and relative), NaN nowhere."""
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=tolerance, atol=tolerance))
+
+
+__all__ = [
+    "DEFAULT_TIME_LIMIT",
+    "MISTAKES",
+    "Check",
+    "Exercise",
+    "Probe",
+    "Verdict",
+    "run_check",
+    "run_exercise",
+]

@@ -1,0 +1,172 @@
+"""The one runner: every checker, interrupted, stopped or handed odd learner code, gives the same verdicts,
+and leaves the session as it found it."""
+
+from __future__ import annotations
+
+import gc
+import math
+import warnings
+
+import pytest
+import torch
+
+import normlab.checks as checks
+from normlab.checks.runner import Verdict, run_check
+from tests.test_checks_hostile import run_snippet
+
+# How each public checker is called with a learner's function (the module checker takes a class).
+CALLS = {
+    "check_batch_norm": "check_batch_norm({fn}, layout='NLC')",
+    "check_layer_norm": "check_layer_norm({fn}, layout='NLC')",
+    "check_group_norm": "check_group_norm({fn}, num_groups=2)",
+    "check_batch_norm_module": "check_batch_norm_module({cls})",
+}
+PUBLIC = sorted(name for name in checks.__all__ if name.startswith("check_"))
+
+
+def call_text(name: str, fn: str = "fn", cls: str = "Cls") -> str:
+    return CALLS.get(name, f"{name}({{fn}})").format(fn=fn, cls=cls)
+
+
+def test_interrupting_any_checker_while_the_learners_code_runs_says_interrupted():
+    calls = ", ".join(f"({name!r}, lambda: checks.{call_text(name, 'sleeps', 'Sleeps')})" for name in PUBLIC)
+    verdict = run_snippet(
+        f"""
+        import normlab.checks as checks
+
+        def sleeps(*args, **kwargs):  # Kernel -> Interrupt once the learner's code runs
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+            time.sleep(60)
+
+        class Sleeps(torch.nn.Module):
+            def __init__(self, *args, **kwargs):
+                super().__init__()
+                sleeps()
+
+        seen = {{}}
+        for name, run in [{calls}]:
+            result = run()
+            seen[name] = [result.mistake, result.observed]
+        print(json.dumps(seen))
+        """,
+        timeout=120,
+    )
+    assert sorted(verdict) == PUBLIC
+    for name, (mistake, observed) in verdict.items():
+        assert mistake == "interrupted", (name, observed)
+        assert observed.startswith("The check was interrupted (Kernel -> Interrupt or Ctrl-C) while "), (name, observed)
+        assert observed.endswith("; the checker stopped it."), (name, observed)
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_a_check_leaves_the_global_random_stream_where_it_was(name):
+    def fn(*args, **kwargs):
+        torch.rand(3)  # the learner's own draws are put back too
+        raise NotImplementedError
+
+    class Cls(torch.nn.Module):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            raise NotImplementedError
+
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    result = eval(f"checks.{call_text(name)}", {"checks": checks, "fn": fn, "Cls": Cls})
+    assert result.status == "not-solved", result.message
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_an_async_learner_function_gets_a_verdict_and_no_never_awaited_warning():
+    async def steps(kappa, shrink):
+        return 1
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = checks.check_steps_from_kappa(steps)
+        gc.collect()
+    assert result.mistake == "async-function", result.message
+    assert result.observed == (
+        "steps returned a coroutine when called on (kappa, shrink) = (142.1, 0.01): it is defined with `async def`."
+    )
+    assert result.hint.startswith("Define it with a plain `def`")
+    assert [str(w.message) for w in caught] == []
+
+
+def test_learner_code_run_while_reading_the_answer_is_under_the_time_limit():
+    class Endless(list):
+        def __iter__(self):
+            while True:
+                pass
+
+    def fractions(model, x, threshold=0.97):
+        return Endless([0.5, 0.5])
+
+    result = checks.check_saturated_fraction(fractions, time_limit=0.3)
+    assert result.mistake == "too-slow", result.message
+    assert result.observed == (
+        "fractions did not return within the time limit (0.3 s) when called on the tanh MLP with threshold=0.97; "
+        "the checker stopped it."
+    )
+
+
+def test_a_changed_boolean_mask_is_named_mutates_input():
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+
+    def flips(mask):
+        mask[0, 0] = False
+        return mask.sum()
+
+    def diagnose(check):
+        check.call(flips, (mask,), ("mask",), action="called on the mask")
+        return check.passed("not reached")
+
+    result = run_check("check_mask", flips, diagnose, time_limit=1.0)
+    assert result.mistake == "mutates-input", result.message
+    assert result.observed == "After flips was called on the mask, its inputs had changed: mask: 1 of 6 values flipped."
+    assert mask[0, 0]  # the checker's own tensor is untouched
+
+
+def test_a_replaced_torch_autograd_grad_never_feeds_the_check_and_is_put_back():
+    original = torch.autograd.grad
+
+    def bogus(*args, **kwargs):
+        return (torch.zeros(1),)
+
+    def diagnose(check):
+        w = torch.ones(2, requires_grad=True)
+        (grad,) = torch.autograd.grad((w * 3).sum(), w)
+        raise Verdict("unknown", f"grad {grad.tolist()}")
+
+    torch.autograd.grad = bogus
+    try:
+        result = run_check("check_grad", lambda: None, diagnose, time_limit=1.0)
+        assert torch.autograd.grad is bogus
+    finally:
+        torch.autograd.grad = original
+    assert result.observed == "grad [3.0, 3.0]"
+    assert result.session == (
+        "torch.autograd.grad had been replaced before this check (by an earlier cell?): the check used the "
+        "original, and put yours back afterwards",
+    )
+
+
+def test_a_reader_that_cannot_read_a_returned_object_says_unknown_and_names_the_error():
+    class Odd(float):
+        def __float__(self):
+            raise RuntimeError("no")
+
+    def steps(kappa, shrink):
+        return Odd(3.0)
+
+    result = checks.check_steps_from_kappa(steps)
+    assert result.mistake == "unknown"
+    assert result.observed == "steps returned an object the checker could not read (RuntimeError: no)."
+
+
+def test_run_check_refuses_what_cannot_be_called_and_a_bad_time_limit():
+    with pytest.raises(TypeError, match=r"^check_x expects your function, as in `check_x\(my_fn\)`; got a int\."):
+        run_check("check_x", 3, lambda check: check.passed(""), time_limit=1.0)
+    for bad in (0, -1.0, True, "1", math.nan):
+        with pytest.raises(ValueError, match="time_limit must be a positive number of seconds"):
+            run_check("check_x", len, lambda check: check.passed(""), time_limit=bad)
