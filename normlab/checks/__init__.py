@@ -22,23 +22,20 @@ Jupyter and as text elsewhere.
 - ``check_steps_from_kappa(fn)``, ``check_largest_stable_lr(fn)``, ``check_saturated_fraction(fn)``: notebook 01's
   ``fn(kappa, shrink)``, ``fn(x)`` and ``fn(model, x, threshold=0.97)``.
 
-Design decisions:
-
-- A stub that raises ``NotImplementedError`` is *not solved yet*: ``passed=False``,
-  ``mistake=None``, ``status == "not-solved"``. ``"raised"`` is for every other exception.
-- Learner code runs with a time limit (``time_limit``, 10 s per call by default; ``inf``
-  for none) and is really stopped when it runs over (``"too-slow"``) or when the kernel is
-  interrupted (``"interrupted"``): see :mod:`normlab.checks._limits`, which also says when
-  code may still be running (outside the main thread, or code that hoards the exceptions
-  that stop it). A checker never raises
-  because of learner code; it raises ``TypeError``/``ValueError`` only when the checker
-  itself is called wrongly.
-- Learner code gets copies of the probe tensors; changes to them are reported as
-  ``"mutates-input"``. The verdict does not depend on the caller's grad mode, default
-  dtype or other settings, and whatever learner code changes in the session is put back
-  after every call: settings and torch's functions with a note in the result's
-  ``session`` (:mod:`normlab.checks._session`), random states without one. What it prints or warns is
-  captured, bounded, in ``printed``.
+The model. A checker is an exercise: a few probe inputs, the right answer for each, and the
+answer each known mistake would give, keyed by a stable mistake code declared beside the checker
+with its phrase and hint. One runner (:mod:`normlab.checks.runner`) calls the learner's code in a
+protected session (:mod:`normlab.checks._session`: a time limit that really stops it, Kernel ->
+Interrupt, settings and torch's own functions put back, prints captured) and turns every failure
+into a verdict in one place: not solved yet (the stub's ``NotImplementedError``: ``passed=False``,
+``mistake=None``), ``raised``, ``too-slow``, ``interrupted``, ``async-function``, ``mutates-input``,
+or a value of the wrong type, shape or dtype. Then: equal to the right answers passes; equal to one
+mistake's answers on every probe names that mistake with the numbers seen; anything else is
+``unknown``. Everything a checker computes (probes, modules, references) is made inside that
+session, out of the learner's reach, so the caller's grad mode, a replaced ``torch.mean`` or the
+random stream never change a verdict, and the session is left as it was found. A checker raises
+``TypeError``/``ValueError`` only when the checker itself is called wrongly. One file per notebook
+topic holds only probes, candidates and words (``why_normalization.py`` for notebook 01, ...).
 """
 
 from normlab.checks._inside_batch_norm import check_batch_norm_backward, check_fold_batch_norm
