@@ -461,25 +461,23 @@ def test_a_librarys_own_rebinding_is_swapped_back_without_a_note(untouched):
 
 
 def test_a_checker_whose_analysis_fails_says_unknown_and_keeps_the_session_record(untouched):
-    """Every checker runs through run_in_session: an exception in the checker's own analysis of a strange
+    """Every checker runs through run_check: an exception in the checker's own analysis of a strange
     answer becomes an honest "unknown" naming the error, with what the learner's code printed."""
-    from normlab.checks._result import CheckResult
-    from normlab.checks._run import call_learner, run_in_session
+    from normlab.checks.runner import run_check
 
     def chatty(x):
         print("hello from the learner")
         return x
 
-    def diagnose(session):
-        call_learner(session, chatty, (torch.ones(2),), ("x",), who="chatty")
+    def diagnose(check):
+        check.call(chatty, (torch.ones(2),), ("x",))
         raise KeyError("a case the analysis never foresaw")
 
-    def unknown(error):
-        return CheckResult("check_demo(chatty)", False, "unknown", "a demo", f"could not analyse ({error})")
-
-    result = run_in_session(5.0, diagnose, unknown)
-    assert (result.mistake, result.observed) == (
+    result = run_check("check_demo", chatty, diagnose, time_limit=5.0)
+    assert (result.check, result.mistake, result.observed) == (
+        "check_demo(chatty)",
         "unknown",
-        "could not analyse (KeyError: 'a case the analysis never foresaw')",
+        "The checker could not analyse what chatty returned (KeyError: 'a case the analysis never foresaw'), so it "
+        "cannot say whether it is right. This is a gap in the checker, not necessarily in your code.",
     )
     assert "hello from the learner" in result.printed
