@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import signal
+import time
 
 import pytest
 import torch
@@ -171,29 +173,75 @@ def _slow(dy, x, gamma, eps=1e-5):
         pass
 
 
+SHAPES = "when called on dy and x of shape (8, 3) and gamma of shape (3,)"
+
+
 @pytest.mark.parametrize(
     "fn, mistake, observed",
     [
-        (lambda dy, x, gamma, eps=1e-5: None, "not-a-tensor", "<lambda> returned a NoneType; expected a tuple"),
-        (lambda dy, x, gamma, eps=1e-5: (dy, dy), "not-a-tensor", "a tuple of length 2"),
-        (lambda dy, x, gamma, eps=1e-5: (dy, "a", dy.sum(0)), "not-a-tensor", "dgamma is a str"),
-        (lambda dy, x, gamma, eps=1e-5: (dy.long(), dy.sum(0), dy.sum(0)), "not-a-tensor", "dx is a Tensor"),
-        (lambda dy, x, gamma, eps=1e-5: (dy, dy, dy.sum(0)), "wrong-shape", "dgamma has shape (8, 3)"),
-        (lambda dy, x, gamma, eps=1e-5: (dy / 0 * 0, dy.sum(0), dy.sum(0)), "non-finite", "dx contains 24 NaN"),
-        (lambda dy, x, gamma, eps=1e-5: 1 / 0, "raised", "ZeroDivisionError: division by zero"),
-        (lambda dy, x, gamma, eps=1e-5: (dy, dy.sum(0), dy.sum(0)), "unknown", "matches none of the variants"),
-        (_mutating, "mutates-input", "dy: 24 of 24 values changed"),
+        (
+            lambda dy, x, gamma, eps=1e-5: None,
+            "not-a-tensor",
+            "<lambda> returned a NoneType; expected a tuple (dx, dgamma, dbeta) of three tensors.",
+        ),
+        (
+            lambda dy, x, gamma, eps=1e-5: (dy, dy),
+            "not-a-tensor",
+            "<lambda> returned a tuple of length 2; expected a tuple (dx, dgamma, dbeta) of three tensors.",
+        ),
+        (
+            lambda dy, x, gamma, eps=1e-5: (dy, "a", dy.sum(0)),
+            "not-a-tensor",
+            "<lambda> returned a str as dgamma; expected a floating-point tensor of shape (3,).",
+        ),
+        (
+            lambda dy, x, gamma, eps=1e-5: (dy.long(), dy.sum(0), dy.sum(0)),
+            "wrong-dtype",
+            "<lambda> returned a torch.int64 tensor as dx; expected a floating-point tensor of shape (8, 3).",
+        ),
+        (
+            lambda dy, x, gamma, eps=1e-5: (dy, dy, dy.sum(0)),
+            "wrong-shape",
+            "<lambda> returned a tensor of shape (8, 3) as dgamma; expected a floating-point tensor of shape (3,).",
+        ),
+        (
+            lambda dy, x, gamma, eps=1e-5: (dy / 0 * 0, dy.sum(0), dy.sum(0)),
+            "non-finite",
+            "<lambda> returned a tensor with 24 NaN or infinite values as dx.",
+        ),
+        (
+            lambda dy, x, gamma, eps=1e-5: 1 / 0,
+            "raised",
+            f"<lambda> raised ZeroDivisionError: division by zero in <lambda>, at `lambda dy, x, gamma, eps=1e-5: "
+            f"1 / 0,`, {SHAPES}.",
+        ),
+        (
+            _mutating,
+            "mutates-input",
+            f"After _mutating was {SHAPES[5:]}, its inputs had changed: dy: 24 of 24 values changed (largest change ",
+        ),
     ],
 )
 def test_hostile_backwards_are_named_not_crashed_on(fn, mistake, observed):
     result = check_batch_norm_backward(fn)
     assert result.mistake == mistake, result.message
-    assert observed in result.observed
+    assert result.observed.startswith(observed), result.observed
+
+
+def test_a_backward_matching_no_variant_is_unknown_and_says_so():
+    result = check_batch_norm_backward(lambda dy, x, gamma, eps=1e-5: (dy, dy.sum(0), dy.sum(0)))
+    assert result.mistake == "unknown"
+    assert result.observed == (
+        "dx differs from autograd's by up to 482.1; dgamma [-0.3921, 1.1922, 6.9695] (expected [6.1044, 6.6219, "
+        "9.6341]); dbeta [-0.3921, 1.1922, 6.9695] (expected [-0.3921, 1.1922, 6.9695]). dx matches none of the "
+        "variants this checker knows."
+    )
 
 
 def test_a_backward_that_hangs_is_stopped():
     result = check_batch_norm_backward(_slow, time_limit=0.3)
     assert result.mistake == "too-slow"
+    assert result.observed == f"_slow did not return within the time limit (0.3 s) {SHAPES}; the checker stopped it."
 
 
 def test_system_exit_and_default_dtype_changes_are_contained():
@@ -349,7 +397,8 @@ def test_batch_statistics_are_seen_as_batch_dependence():
 def test_in_place_fold_says_what_changed():
     result = check_fold_batch_norm(fold_in_place)
     assert result.observed == (
-        "fold_in_place changed the modules it was given: linear.weight changed; linear.bias changed."
+        "After fold_in_place was called on the eval-mode linear and bn, its inputs had changed: "
+        "linear's weight, bias changed."
     )
 
 
@@ -363,11 +412,26 @@ class _Raises(nn.Module):
     [
         (lambda linear, bn: None, "not-a-module", "<lambda> returned a NoneType; expected a torch.nn.Module."),
         (lambda linear, bn: (linear.weight, linear.bias), "not-a-module", "returned a tuple"),
-        (lambda linear, bn: _Raises(), "raised", "your folded module raised RuntimeError: boom"),
-        (lambda linear, bn: nn.Identity(), "wrong-shape", "returned (6, 5)"),
+        (
+            lambda linear, bn: _Raises(),
+            "raised",
+            'your folded module raised RuntimeError: boom in forward, at `raise RuntimeError("boom")`, when called '
+            "on x of shape (6, 5).",
+        ),
+        (
+            lambda linear, bn: nn.Identity(),
+            "wrong-shape",
+            "your folded module returned a tensor of shape (6, 5) for x of shape (6, 5); expected a floating-point "
+            "tensor of shape (6, 4).",
+        ),
         (lambda linear, bn: nn.Linear(5, 4).double(), "unknown", "differs from `bn(linear(x))`"),
         (lambda linear, bn: linear, "unknown", "differs from `bn(linear(x))`"),
-        (lambda linear, bn: bn.train(), "mutates-input", "bn.training changed from False to True"),
+        (
+            lambda linear, bn: bn.train(),
+            "mutates-input",
+            "After <lambda> was called on the eval-mode linear and bn, its inputs had changed: bn.training changed "
+            "from False to True.",
+        ),
     ],
 )
 def test_hostile_folds_are_named_not_crashed_on(fn, mistake, observed):
@@ -385,4 +449,70 @@ def test_fold_stub_is_not_solved_and_a_hanging_fold_is_stopped():
             pass
 
     assert check_fold_batch_norm(fold_linear_bn).status == "not-solved"
-    assert check_fold_batch_norm(hangs, time_limit=0.3).mistake == "too-slow"
+    result = check_fold_batch_norm(hangs, time_limit=0.3)
+    assert (result.mistake, result.observed) == (
+        "too-slow",
+        "hangs did not return within the time limit (0.3 s) when called on the eval-mode linear and bn; the "
+        "checker stopped it.",
+    )
+
+
+class _Endless(nn.Module):
+    def forward(self, x):
+        while True:
+            pass
+
+
+def test_the_folded_modules_forward_is_learner_code_under_the_time_limit():
+    result = check_fold_batch_norm(lambda linear, bn: _Endless(), time_limit=0.3)
+    assert (result.mistake, result.observed) == (
+        "too-slow",
+        "your folded module did not return within the time limit (0.3 s) when called on x of shape (6, 5); the "
+        "checker stopped it.",
+    )
+
+
+def fold_interrupted_in_training_mode(linear, bn):
+    if linear.training:  # Kernel -> Interrupt while the refusal is awaited; the handler is the checker's
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(5)
+    return fold_right(linear, bn)
+
+
+def test_interrupting_the_call_in_training_mode_says_interrupted_not_too_slow():
+    result = check_fold_batch_norm(fold_interrupted_in_training_mode)
+    assert (result.mistake, result.observed) == (
+        "interrupted",
+        "The check was interrupted (Kernel -> Interrupt or Ctrl-C) while fold_interrupted_in_training_mode ran, "
+        "when called on modules in training mode; the checker stopped it.",
+    )
+
+
+# ---- both checkers: the session ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+@pytest.mark.parametrize("check, fn", [(check_batch_norm_backward, formula), (check_fold_batch_norm, fold_right)])
+def test_correct_code_passes_whatever_the_callers_grad_mode(mode, check, fn):
+    with mode():
+        result = check(fn)
+    assert result.passed, result.message
+
+
+def test_a_torch_autograd_grad_replaced_by_an_earlier_cell_never_feeds_the_reference():
+    original = torch.autograd.grad
+
+    def zeros(outputs, inputs, *args, **kwargs):
+        return tuple(torch.zeros_like(t) for t in ((inputs,) if isinstance(inputs, torch.Tensor) else inputs))
+
+    torch.autograd.grad = zeros
+    try:
+        results = [check_batch_norm_backward(formula), check_batch_norm_backward(missing_gamma)]
+        assert torch.autograd.grad is zeros
+    finally:
+        torch.autograd.grad = original
+    assert [(r.passed, r.mistake) for r in results] == [(True, None), (False, "missing-gamma")]
+    assert results[0].session == (
+        "torch.autograd.grad had been replaced before this check (by an earlier cell?): the check used the "
+        "original, and put yours back afterwards",
+    )

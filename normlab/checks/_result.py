@@ -58,14 +58,6 @@ MISTAKES: dict[str, str] = {
     "bn-params-trained": "BatchNorm's gamma and beta were trained (requires_grad still True)",
     "model-not-in-train-mode": "the rest of the model did not run in training mode (dropout was off)",
     "not-trained": "the layers that should learn did not change",
-    # notebook 05: BatchNorm's backward by hand, folding BatchNorm into a Linear
-    "missing-mean-path": "your dx leaves out the path through the mean (the -sum(dy) term)",
-    "missing-variance-path": "your dx leaves out the path through the variance (the -x_hat * sum(dy * x_hat) term)",
-    "missing-gamma": "your dx is not multiplied by gamma",
-    "dgamma-raw-x": "your dgamma sums dy * x instead of dy * x_hat",
-    "fold-batch-statistics": "your folded layer uses the batch's statistics instead of the running ones",
-    "fold-in-training-mode": "your fold accepts modules in training mode instead of refusing them",
-    "fold-drops-bias": "your fold drops the Linear's own bias",
 }
 
 HINTS: dict[str, str] = {}  # code -> the hint declared with it (a checker may say more in its own hints)
