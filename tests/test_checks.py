@@ -438,7 +438,7 @@ def test_every_functional_mistake_code_is_tested_here():
         "stats-not-buffers",
         "params-not-parameters",
         "nonstandard-names",
-        # tests/test_transformer_checks.py:
+        # tests/test_transformers_checks.py:
         *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow"),
         # tests/test_batch_norm_across_processes.py:
         *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),

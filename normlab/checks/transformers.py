@@ -1,8 +1,8 @@
-"""Checkers of notebook 04: a pre-LN transformer block's forward, and a LayerNorm that is safe in float16.
+"""Notebook 04's checkers: a pre-LN transformer block's forward, and a LayerNorm that is safe in float16.
 
 ``check_pre_ln_block(fn)`` calls ``fn(x, attention, mlp, eps=1e-5)`` with x of shape
-(N, L, E) = (3, 5, 8) in float64 and two fixed sublayers (a token-mixing "attention"
-and a tanh MLP, both plain functions). The right answer is
+(N, L, E) = (3, 5, 8) in float64 and the checker's two fixed sublayers (a token-mixing
+"attention" and a tanh MLP, small float64 modules). The right answer is
 
     h = x + attention(LN(x));  y = h + mlp(LN(h))
 
@@ -20,19 +20,29 @@ same code is right on those values in float32, ``wrong-dtype`` when the result i
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from normlab._errors import shape_str
-from normlab.checks._norms import _check_function, begin_check, check_layer_norm, learner_name
-from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, Outcome, call_learner, failed_call, run_in_session
-from normlab.checks._session import Session
+from normlab.checks._norms import check_layer_norm
+from normlab.checks._result import CheckResult, declare
+from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, as_float64, close, learner_name, run_check
+
+declare(
+    {
+        "post-ln-placement": (
+            "you normalized after the residual sum (post-LN), not inside the branch (pre-LN)",
+            "",
+        ),
+        "residual-after-norm": ("your residual path carries the normalized x instead of x itself", ""),
+        "missing-residual": ("a residual connection (x + ...) is missing", ""),
+        "half-overflow": ("your intermediate values overflow float16 (largest finite value 65504)", ""),
+    }
+)
 
 SHAPE = (3, 5, 8)  # (N, L, E): three different sizes, so that every choice of dims is visible
 EPS = 1e-5
@@ -79,6 +89,11 @@ HALF_HINTS = {
     "wrong-dtype": "Return the input's dtype: finish with `y.to(x.dtype)` after computing in float32.",
     "unknown": "Compare with `torch.nn.functional.layer_norm(x.float(), x.shape[-1:], gamma.float(), beta.float(), eps)`.",
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# The pre-LN block
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -139,61 +154,65 @@ VARIANTS = tuple(
 )
 
 
-@dataclass(frozen=True)
-class Sublayers:
-    """The fixed attention and MLP the checker passes: deterministic float64 functions of (N, L, E)."""
+class TokenMixing(nn.Module):
+    """The checker's stand-in for attention: each position a fixed weighted average of all positions
+    (the rows of ``mixing`` sum to 1), then a linear map of the features."""
 
-    mixing: Tensor  # (L, L), rows sum to 1: each position averages the others with fixed weights
-    value: Tensor  # (E, E)
-    w1: Tensor  # (E, 2E)
-    w2: Tensor  # (2E, E)
+    def __init__(self, mixing: Tensor, value: Tensor) -> None:
+        super().__init__()
+        self.mixing, self.value = nn.Parameter(mixing), nn.Parameter(value)
 
-    def attention(self, h: Tensor) -> Tensor:
+    def forward(self, h: Tensor) -> Tensor:
         return self.mixing @ h @ self.value
 
-    def mlp(self, h: Tensor) -> Tensor:
+
+class TanhMLP(nn.Module):
+    """The checker's MLP: ``tanh(h @ w1) @ w2``, from E to 2E features and back."""
+
+    def __init__(self, w1: Tensor, w2: Tensor) -> None:
+        super().__init__()
+        self.w1, self.w2 = nn.Parameter(w1), nn.Parameter(w2)
+
+    def forward(self, h: Tensor) -> Tensor:
         return torch.tanh(h @ self.w1) @ self.w2
 
 
-def _probe() -> tuple[Tensor, Sublayers]:
+def block_probe() -> tuple[Tensor, TokenMixing, TanhMLP]:
+    """x of shape (N, L, E) whose tokens have their own means (around 2) and spreads (0.5 to 3), so that
+    normalization changes every value, and the two sublayers, from a local generator."""
     generator = torch.Generator().manual_seed(4)
     n, length, e = SHAPE
 
     def randn(*shape: int) -> Tensor:
         return torch.randn(*shape, generator=generator, dtype=torch.float64)
 
-    # Tokens with their own means (around 2) and spreads (0.5 to 3): normalization changes every value.
-    x = randn(n, length, e) * torch.linspace(0.5, 3.0, length).view(1, length, 1).double() + 2.0 + randn(n, length, 1)
-    mixing = randn(length, length).softmax(dim=-1)
-    sublayers = Sublayers(mixing, randn(e, e) * 0.7, randn(e, 2 * e) * 0.5, randn(2 * e, e) * 0.5)
-    return x, sublayers
+    spreads = torch.linspace(0.5, 3.0, length, dtype=torch.float64).view(1, length, 1)
+    x = randn(n, length, e) * spreads + 2.0 + randn(n, length, 1)
+    attention = TokenMixing(randn(length, length).softmax(dim=-1), randn(e, e) * 0.7)
+    return x, attention, TanhMLP(randn(e, 2 * e) * 0.5, randn(2 * e, e) * 0.5)
 
 
-def _result(check: str, checked: str, mistake: str | None, observed: str, hints: dict, also=()) -> CheckResult:
-    return CheckResult(check, False, mistake, checked, observed, hints.get(mistake, ""), tuple(also))
-
-
-def _call_problem(outcome: Outcome, who: str, check: str, checked: str, hints: dict, shape) -> CheckResult | None:
-    """The result for a call that failed, returned no tensor of the right shape, or changed its input."""
-    if failed := failed_call(outcome, who, check, checked, hints):
-        return failed
-    value = outcome.value
+def _floating_tensor(value: object, shape: tuple[int, ...]) -> Tensor:
+    """``value`` if it is a floating-point tensor of ``shape``; a Verdict otherwise."""
     if not isinstance(value, Tensor) or not value.dtype.is_floating_point:
         what = "None" if value is None else f"a {type(value).__name__}"
-        observed = f"{who} returned {what}; expected a floating-point torch.Tensor of shape {shape_str(shape)}."
-        return _result(check, checked, "not-a-tensor", observed, hints)
-    if tuple(value.shape) != shape:
-        observed = f"{who} returned a tensor of shape {shape_str(tuple(value.shape))}; expected {shape_str(shape)}."
-        return _result(check, checked, "wrong-shape", observed, hints)
-    if outcome.mutated:
-        return _result(
-            check, checked, "mutates-input", f"{who} changed its input: {'; '.join(outcome.mutated)}.", hints
+        raise Verdict(
+            "not-a-tensor", f"returned {what}; expected a floating-point torch.Tensor of shape {shape_str(shape)}."
         )
-    return None
+    if tuple(value.shape) != shape:
+        raise Verdict(
+            "wrong-shape", f"returned a tensor of shape {shape_str(tuple(value.shape))}; expected {shape_str(shape)}."
+        )
+    return value
 
 
-def _close(a: Tensor, b: Tensor, tolerance: float) -> bool:
-    return bool(a.isfinite().all()) and bool((a - b).abs().max() <= tolerance)
+def _read_block(value: object) -> Tensor:
+    output = as_float64(_floating_tensor(value, SHAPE))
+    if not output.isfinite().all():
+        raise Verdict(
+            "non-finite", f"returned {int((~output.isfinite()).sum())} NaN or infinite values out of {output.numel()}."
+        )
+    return output
 
 
 def check_pre_ln_block(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -201,60 +220,73 @@ def check_pre_ln_block(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) 
 
     Expected: ``h = x + attention(LN(x)); return h + mlp(LN(h))``, LN over the last dim without gamma and beta.
     """
-    who, check, time_limit = begin_check(fn, "check_pre_ln_block", time_limit)
-    checked = (
-        f"`{who}(x, attention, mlp, eps=1e-5)` on x of shape (N, L, E) = {shape_str(SHAPE)} in float64, "
-        "each token with its own mean and spread, and two fixed sublayers; compared with "
-        "`h = x + attention(LN(x)); y = h + mlp(LN(h))`, LN over E without gamma and beta, "
-        f"to within {TOLERANCE:g}."
-    )
-    x, sublayers = _probe()
 
-    def diagnose(session: Session) -> CheckResult:
-        outcome = call_learner(
-            session, fn, (x, sublayers.attention, sublayers.mlp), ("x", "attention", "mlp"), {"eps": EPS}
+    def diagnose(check: Check) -> CheckResult:
+        x, attention, mlp = block_probe()
+        output = check.call(
+            fn,
+            (x, attention, mlp),
+            ("x", "attention", "mlp"),
+            {"eps": EPS},
+            action=f"called on x of shape {shape_str(SHAPE)} and the checker's attention and mlp",
+            read=_read_block,
         )
-        if problem := _call_problem(outcome, who, check, checked, BLOCK_HINTS, SHAPE):
-            return problem
-        output = outcome.value.detach().double()
-        if not output.isfinite().all():
-            observed = (
-                f"{who} returned {int((~output.isfinite()).sum())} NaN or infinite values out of {output.numel()}."
-            )
-            return _result(check, checked, "non-finite", observed, BLOCK_HINTS)
-        outputs = {variant: variant.forward(x, sublayers.attention, sublayers.mlp) for variant in VARIANTS}
+        with torch.no_grad():
+            outputs = {variant: variant.forward(x, attention, mlp) for variant in VARIANTS}
         right = outputs[BlockVariant()]
-        if _close(output, right, TOLERANCE):
-            return CheckResult(check, True, None, checked, "Your block equals the pre-LN reference on the probe.")
-        matches = [v for v in VARIANTS if _close(output, outputs[v], TOLERANCE)]
+        if close(output, right, TOLERANCE):
+            return check.passed("Your block equals the pre-LN reference on the probe.")
+        matches = [v for v in VARIANTS if close(output, outputs[v], TOLERANCE)]
         if not matches:
-            gap = (output - right).abs().max().item()
             observed = (
-                f"Your output differs from the pre-LN reference by up to {gap:.4f} and matches none of the "
-                "placements, residual choices and norm dims this checker knows."
+                f"Your output differs from the pre-LN reference by up to {(output - right).abs().max().item():.4f} "
+                "and matches none of the placements, residual choices and norm dims this checker knows."
             )
-            return _result(check, checked, "unknown", observed, BLOCK_HINTS)
+            return check.result("unknown", observed)
         variant = min(matches, key=lambda v: len(v.mistakes()))
         mistake, *also = variant.mistakes()
         observed = f"Your output equals `{variant.formula()}` (to within {TOLERANCE:g}), where LN normalizes over " + (
             f"{DIM_WORDS[variant.dims]} with the {'unbiased' if variant.unbiased else 'biased'} variance. "
             f"The pre-LN block is `{BlockVariant().formula()}`, LN over {DIM_WORDS[(-1,)]}."
         )
-        return _result(check, checked, mistake, observed, BLOCK_HINTS, also)
+        return check.result(mistake, observed, also=tuple(also))
 
-    def unknown(error: str) -> CheckResult:  # an answer the analysis did not foresee: say so
-        observed = f"The checker could not analyse what {who} returned ({error}); compare with the reference by hand."
-        return _result(check, checked, "unknown", observed, BLOCK_HINTS)
+    checked = (
+        f"`{learner_name(fn)}(x, attention, mlp, eps=1e-5)` on x of shape (N, L, E) = {shape_str(SHAPE)} in float64, "
+        "each token with its own mean and spread, and two fixed sublayers; compared with "
+        "`h = x + attention(LN(x)); y = h + mlp(LN(h))`, LN over E without gamma and beta, "
+        f"to within {TOLERANCE:g}."
+    )
+    return run_check("check_pre_ln_block", fn, diagnose, time_limit=time_limit, checked=checked, hints=BLOCK_HINTS)
 
-    return run_in_session(time_limit, diagnose, unknown)
+
+# ---------------------------------------------------------------------------------------------
+# A LayerNorm that is right in float16
+# ---------------------------------------------------------------------------------------------
+
+HALF_CHECKED = (
+    f" Then float16 input of shape {shape_str(HALF_SHAPE)} with deviations from each token's mean near "
+    f"{HALF_SPREAD:g}, whose squares exceed float16's largest value, 65504; compared with torch's layer_norm "
+    f"to within {HALF_TOLERANCE:g}."
+)
 
 
-def _half_probe() -> tuple[Tensor, Tensor, Tensor]:
+def half_probe() -> tuple[Tensor, Tensor, Tensor]:
+    """x, gamma, beta in float16, from a local generator: tokens around 300 with deviations near 1000."""
     generator = torch.Generator().manual_seed(5)
     x = torch.randn(*HALF_SHAPE, generator=generator) * HALF_SPREAD + 300.0
     gamma = 1.0 + 0.5 * torch.randn(HALF_SHAPE[-1], generator=generator)
     beta = 0.5 * torch.randn(HALF_SHAPE[-1], generator=generator)
     return x.half(), gamma.half(), beta.half()
+
+
+def _read_half(value: object) -> Tensor:
+    output = _floating_tensor(value, HALF_SHAPE)
+    if output.dtype != torch.float16:
+        raise Verdict(
+            "wrong-dtype", f"returned {output.dtype} on float16 input; expected torch.float16, the input's dtype."
+        )
+    return as_float64(output)
 
 
 def check_float16_layer_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -264,49 +296,41 @@ def check_float16_layer_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_L
     with deviations near 1000, whose squares overflow float16: the result must be float16
     and equal torch's layer_norm (which computes in float32) to within 0.02.
     """
-    _check_function(fn, "check_float16_layer_norm")
-    check = f"check_float16_layer_norm({learner_name(fn)})"
-    first = check_layer_norm(fn, "NLC", time_limit=time_limit)
-    if not first.passed:
-        return dataclasses.replace(first, check=check)
-    who = learner_name(fn)
-    x, gamma, beta = _half_probe()
-    checked = (
-        first.checked + f" Then float16 input of shape {shape_str(HALF_SHAPE)} with deviations from each token's "
-        f"mean near {HALF_SPREAD:g}, whose squares exceed float16's largest value, 65504; compared with "
-        f"torch's layer_norm to within {HALF_TOLERANCE:g}."
-    )
-    reference = torch.nn.functional.layer_norm(x.float(), HALF_SHAPE[-1:], gamma.float(), beta.float(), EPS).double()
-    names = ("x", "gamma", "beta")
 
-    def diagnose(session: Session) -> CheckResult:
-        outcome = call_learner(session, fn, (x, gamma, beta), names, {"eps": EPS})
-        if problem := _call_problem(outcome, who, check, checked, HALF_HINTS, HALF_SHAPE):
-            return problem
-        if outcome.value.dtype != torch.float16:
-            observed = f"On float16 input, {who} returned {outcome.value.dtype}; the input's dtype is torch.float16."
-            return _result(check, checked, "wrong-dtype", observed, HALF_HINTS)
-        output = outcome.value.detach().double()
-        if _close(output, reference, HALF_TOLERANCE):
-            return CheckResult(check, True, None, checked, "Your LayerNorm is right in float32 and in float16.")
-        in_float32 = call_learner(session, fn, (x.float(), gamma.float(), beta.float()), names, {"eps": EPS})
-        value = in_float32.value if in_float32.ok else None
+    def diagnose(check: Check) -> CheckResult:
+        first = check_layer_norm(fn, "NLC", time_limit=check.time_limit)
+        check.session.printed.write(first.printed)  # this check's result shows what the first one saw
+        for note in first.session:
+            check.session.note(note)
+        if not first.passed:
+            return replace(first, check=check.label)
+        check.checked = first.checked + HALF_CHECKED
+        x, gamma, beta = half_probe()
+        names, eps = ("x", "gamma", "beta"), {"eps": EPS}
+        output = check.call(fn, (x, gamma, beta), names, eps, action="called on the float16 input", read=_read_half)
+        reference = as_float64(
+            torch.nn.functional.layer_norm(x.float(), HALF_SHAPE[-1:], gamma.float(), beta.float(), EPS)
+        )
+        if close(output, reference, HALF_TOLERANCE):
+            return check.passed("Your LayerNorm is right in float32 and in float16.")
+        in_float32 = check.call(
+            fn,
+            (x.float(), gamma.float(), beta.float()),
+            names,
+            eps,
+            action="called on the same values in float32",
+            read=lambda value: as_float64(_floating_tensor(value, HALF_SHAPE)),
+        )
         gap = (output - reference).abs().nan_to_num(nan=float("inf")).max().item()
         bad = int((~output.isfinite()).sum())
         seen = f"On the float16 input your output differs from torch's by up to {gap:.4g} ({bad} NaN or inf values)"
-        if isinstance(value, Tensor) and value.shape == reference.shape and _close(value.double(), reference, 1e-3):
-            observed = (
-                seen + "; on the same values in float32 it is right. In float16, `(x - mean) ** 2` is inf for "
-                "deviations above 256 (256 ** 2 = 65536 > 65504), so the variance is inf and every output collapses "
-                "to beta (or to NaN)."
-            )
-            return _result(check, checked, "half-overflow", observed, HALF_HINTS)
-        return _result(check, checked, "unknown", seen + ", and in float32 too.", HALF_HINTS)
-
-    def unknown(error: str) -> CheckResult:  # an answer the analysis did not foresee: say so
+        if not close(in_float32, reference, 1e-3):
+            return check.result("unknown", seen + ", and in float32 too.")
         observed = (
-            f"The checker could not analyse what {who} returned ({error}); compare with torch's layer_norm by hand."
+            seen + "; on the same values in float32 it is right. In float16, `(x - mean) ** 2` is inf for "
+            "deviations above 256 (256 ** 2 = 65536 > 65504), so the variance is inf and every output collapses "
+            "to beta (or to NaN)."
         )
-        return _result(check, checked, "unknown", observed, HALF_HINTS)
+        return check.result("half-overflow", observed)
 
-    return run_in_session(time_limit, diagnose, unknown)
+    return run_check("check_float16_layer_norm", fn, diagnose, time_limit=time_limit, hints=HALF_HINTS)
