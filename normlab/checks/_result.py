@@ -52,12 +52,6 @@ MISTAKES: dict[str, str] = {
     "half-overflow": "your intermediate values overflow float16 (largest finite value 65504)",
     "padding-in-statistics": "your statistics count the padded positions",
     "padding-not-zeroed": "your output is not 0 at the padded positions",
-    "eps-not-ported": "eps is not the Keras layer's epsilon (Keras's default is 1e-3, PyTorch's 1e-5)",
-    "stats-not-ported": "running_mean and running_var are not the Keras layer's moving_mean and moving_variance",
-    "bn-stats-updated": "BatchNorm ran in training mode, so its running statistics kept updating",
-    "bn-params-trained": "BatchNorm's gamma and beta were trained (requires_grad still True)",
-    "model-not-in-train-mode": "the rest of the model did not run in training mode (dropout was off)",
-    "not-trained": "the layers that should learn did not change",
     # notebook 05: BatchNorm's backward by hand, folding BatchNorm into a Linear
     "missing-mean-path": "your dx leaves out the path through the mean (the -sum(dy) term)",
     "missing-variance-path": "your dx leaves out the path through the variance (the -x_hat * sum(dy * x_hat) term)",
