@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import product
 
 import torch
@@ -198,6 +197,7 @@ def check_running_stats_update(fn: Callable, *, time_limit: float = DEFAULT_TIME
 
 KERAS_SETTINGS = ((0.99, 1e-3), (0.9, 1e-5))  # (momentum, epsilon): Keras's defaults, then others
 KERAS_NAMES = ("gamma", "beta", "moving_mean", "moving_variance")
+LAYER_TENSORS = ("weight", "bias", "running_mean", "running_var")  # where the Keras weights go, in that order
 KERAS_WEIGHTS = (  # gamma, beta, moving_mean, moving_variance
     (1.5, 0.8, 1.2, 0.6),
     (0.1, -0.3, 0.2, 0.5),
@@ -222,59 +222,48 @@ PORT_HINTS = {
 }
 
 
-@dataclass(frozen=True)
-class Layer:
-    """What the checker reads from the returned layer: settings as given, tensors (4,) as float64, else None."""
-
-    momentum: object
-    eps: object
-    weight: Tensor | None
-    bias: Tensor | None
-    running_mean: Tensor | None
-    running_var: Tensor | None
-
-
-def _read_layer(value: LearnerValue) -> Layer:
+def _read_layer(value: LearnerValue) -> dict[str, object]:
+    """The returned layer's momentum and eps as given, its tensors as float64 (None unless floating, of shape (4,))."""
     if not isinstance(value, nn.Module):
         raise Verdict("not-a-module", f"returned {type(value).__name__}; expected a torch.nn.BatchNorm1d.")
-
-    def channels(name: str) -> Tensor | None:
-        t = getattr(value, name, None)
-        return as_float64(t) if isinstance(t, Tensor) and t.dtype.is_floating_point and t.shape == (4,) else None
-
-    names = ("weight", "bias", "running_mean", "running_var")
-    return Layer(getattr(value, "momentum", None), getattr(value, "eps", None), *map(channels, names))
+    layer = {name: getattr(value, name, None) for name in ("momentum", "eps", *LAYER_TENSORS)}
+    for name in LAYER_TENSORS:
+        t = layer[name]
+        layer[name] = as_float64(t) if isinstance(t, Tensor) and t.dtype.is_floating_point and t.shape == (4,) else None
+    return layer
 
 
 def _is(value: object, number: float, tolerance: float = 1e-9) -> bool:
     return isinstance(value, (int, float)) and abs(value - number) <= tolerance
 
 
-def _port_mistakes(layer: Layer, momentum: float, epsilon: float) -> tuple[list[str], list[str]]:
+def _port_mistakes(layer: dict[str, object], momentum: float, epsilon: float) -> tuple[list[str], list[str]]:
     """The mistakes one returned layer shows, and what showed each."""
     gamma, beta, mean, var = (torch.tensor(w, dtype=torch.float64) for w in KERAS_WEIGHTS)
+    weight, bias, running_mean, running_var = (layer[name] for name in LAYER_TENSORS)
     found, seen = [], []
 
-    def right(t: Tensor | None, expected: Tensor) -> bool:
-        return t is not None and close(t, expected, TOLERANCE)
+    def right(t: object, expected: Tensor) -> bool:
+        return isinstance(t, Tensor) and close(t, expected, TOLERANCE)
 
-    def shown(t: Tensor | None) -> str:
-        return vector(t) if t is not None else "None"
+    def shown(t: object) -> str:
+        return vector(t) if isinstance(t, Tensor) else "None"
 
-    if not _is(layer.momentum, 1 - momentum):
-        fixed = _is(layer.momentum, 1 - KERAS_SETTINGS[0][0]) and not _is(layer.momentum, momentum)
+    torch_momentum, eps = layer["momentum"], layer["eps"]
+    if not _is(torch_momentum, 1 - momentum):
+        fixed = _is(torch_momentum, 1 - KERAS_SETTINGS[0][0]) and not _is(torch_momentum, momentum)
         found.append("ignores-momentum" if fixed else "momentum-reversed")
-        value = f"{layer.momentum:.4g}" if isinstance(layer.momentum, (int, float)) else repr(layer.momentum)
+        value = f"{torch_momentum:.4g}" if isinstance(torch_momentum, (int, float)) else repr(torch_momentum)
         seen.append(f"momentum {value} for Keras's {momentum:g} (expected {1 - momentum:.2f})")
-    if not _is(layer.eps, epsilon, 1e-12):
+    if not _is(eps, epsilon, 1e-12):
         found.append("eps-not-ported")
-        seen.append(f"eps {layer.eps!r} (expected {epsilon:g})")
-    if not (right(layer.weight, gamma) and right(layer.bias, beta)):
-        found.append("swapped-affine" if right(layer.weight, beta) and right(layer.bias, gamma) else "missing-affine")
-        seen.append(f"weight {shown(layer.weight)}, expected gamma {vector(gamma)}")
-    if not (right(layer.running_mean, mean) and right(layer.running_var, var)):
+        seen.append(f"eps {eps!r} (expected {epsilon:g})")
+    if not (right(weight, gamma) and right(bias, beta)):
+        found.append("swapped-affine" if right(weight, beta) and right(bias, gamma) else "missing-affine")
+        seen.append(f"weight {shown(weight)}, expected gamma {vector(gamma)}")
+    if not (right(running_mean, mean) and right(running_var, var)):
         found.append("stats-not-ported")
-        seen.append(f"running_var {shown(layer.running_var)}, expected moving_variance {vector(var)}")
+        seen.append(f"running_var {shown(running_var)}, expected moving_variance {vector(var)}")
     return found, seen
 
 
