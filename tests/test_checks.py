@@ -443,7 +443,9 @@ def test_every_functional_mistake_code_is_tested_here():
         # tests/test_batch_norm_across_processes.py:
         *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),
         # tests/test_exercise_checks_02_03.py:
-        *("padding-in-statistics", "padding-not-zeroed", "eps-not-ported", "stats-not-ported"),
+        *("padding-in-statistics", "padding-not-zeroed"),
+        # tests/test_train_vs_eval_checks.py:
+        *("eps-not-ported", "stats-not-ported"),
         *("bn-stats-updated", "bn-params-trained", "model-not-in-train-mode", "not-trained"),
         # tests/test_inside_batch_norm_checks.py:
         *("missing-mean-path", "missing-variance-path", "missing-gamma", "dgamma-raw-x"),

@@ -48,12 +48,6 @@ MISTAKES: dict[str, str] = {
     "nonstandard-names": "weight, bias or the running statistics have names other than torch's",
     "padding-in-statistics": "your statistics count the padded positions",
     "padding-not-zeroed": "your output is not 0 at the padded positions",
-    "eps-not-ported": "eps is not the Keras layer's epsilon (Keras's default is 1e-3, PyTorch's 1e-5)",
-    "stats-not-ported": "running_mean and running_var are not the Keras layer's moving_mean and moving_variance",
-    "bn-stats-updated": "BatchNorm ran in training mode, so its running statistics kept updating",
-    "bn-params-trained": "BatchNorm's gamma and beta were trained (requires_grad still True)",
-    "model-not-in-train-mode": "the rest of the model did not run in training mode (dropout was off)",
-    "not-trained": "the layers that should learn did not change",
 }
 
 HINTS: dict[str, str] = {}  # code -> the hint declared with it (a checker may say more in its own hints)
