@@ -170,3 +170,34 @@ def test_run_check_refuses_what_cannot_be_called_and_a_bad_time_limit():
     for bad in (0, -1.0, True, "1", math.nan):
         with pytest.raises(ValueError, match="time_limit must be a positive number of seconds"):
             run_check("check_x", len, lambda check: check.passed(""), time_limit=bad)
+
+
+def test_a_module_switched_to_training_mode_or_changed_in_place_is_named_mutates_input():
+    bn = torch.nn.BatchNorm1d(3).eval()
+
+    def switches(bn):
+        bn.train()
+        with torch.no_grad():
+            bn.weight.mul_(2)
+
+    def diagnose(check):
+        check.call(switches, (bn,), ("bn",), action="called on bn")
+        return check.passed("not reached")
+
+    result = run_check("check_bn", switches, diagnose, time_limit=1.0)
+    assert result.observed == (
+        "After switches was called on bn, its inputs had changed: bn's weight, training (from False to True) changed."
+    )
+    assert not bn.training and torch.equal(bn.weight, torch.ones(3))  # the checker's own module is untouched
+
+
+def test_python_s_own_bookkeeping_is_no_replaced_function():
+    import builtins
+
+    builtins._ = 42  # what the interpreter does after an expression
+    torch.Tensor.__slotnames__ = []  # what copy.deepcopy(tensor) caches
+    try:
+        result = run_check("check_x", len, lambda check: check.passed("ok"), time_limit=1.0)
+    finally:
+        del builtins._, torch.Tensor.__slotnames__
+    assert result.session == ()

@@ -104,6 +104,11 @@ def _same(new: object, old: object) -> bool:
     return isinstance(new, types.MethodType) and isinstance(old, types.MethodType) and new == old
 
 
+# Not changes of the learner's: `_` holds the interpreter's last result; and every class's __slotnames__
+# (skipped below), which copy.deepcopy caches on torch.Tensor the first time it copies a tensor.
+BOOKKEEPING = frozenset({("builtins", "_")})
+
+
 def _replaced(before: dict[str, dict[str, object]], now: dict[str, dict[str, object]]) -> list[tuple[str, str]]:
     """(namespace, attribute) of every function replaced, deleted or added between two snapshots.
 
@@ -117,6 +122,8 @@ def _replaced(before: dict[str, dict[str, object]], now: dict[str, dict[str, obj
         if old.keys() == new.keys() and all(map(operator.is_, old.values(), new.values())):
             continue  # the usual case, decided at C speed
         for attr in old.keys() | new.keys():
+            if (space, attr) in BOOKKEEPING or attr == "__slotnames__":
+                continue
             value, old_value = new.get(attr, _MISSING), old.get(attr, _MISSING)
             one_sided = value if old_value is _MISSING else old_value if value is _MISSING else None
             if _same(value, old_value) or isinstance(one_sided, types.ModuleType):

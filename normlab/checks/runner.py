@@ -279,6 +279,12 @@ def _mutation(name: str, original: object, given: LearnerValue) -> str:
     if isinstance(original, torch.nn.Module):
         state, now = original.state_dict(), given.state_dict()
         changed = [k for k in state if k not in now or not torch.equal(now[k], state[k])]
+        modes = dict(given.named_modules())
+        changed += [
+            f"{k + '.' if k else ''}training (from {m.training} to {modes[k].training})"
+            for k, m in original.named_modules()
+            if k in modes and modes[k].training != m.training
+        ]
         return f"{name}'s {', '.join(changed)} changed" if changed else ""
     if not isinstance(original, Tensor):
         return ""
