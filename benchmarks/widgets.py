@@ -1,9 +1,10 @@
 """Explorers in a kernel: what building one costs, what the page holds, and that a move costs nothing.
 
 Every explorer factory (a function named by ``normlab.widgets.explorer.EXPLORER_FACTORY``,
-``make_<something>_explorer``, in a module under ``normlab.widgets``) is found by name and
-built once. An explorer computes, draws and encodes every setting of its controls when it
-is built, and the browser switches between those frames by itself, so:
+``make_<something>_explorer``, in a module under ``normlab.widgets``) is found by name
+(``normlab.widgets.explorer.discover_explorer_factories``) and built once. An explorer
+computes, draws and encodes every setting of its controls when it is built, and the browser
+switches between those frames by itself, so:
 
 - the build is what a notebook cell pays (timed from the factory call to its return);
 - the page holds every distinct PNG (counted with its bytes);
@@ -16,10 +17,7 @@ is built, and the browser switches between those frames by itself, so:
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 import json
-import pkgutil
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -34,35 +32,11 @@ import nbformat
 from ipywidgets.widgets.widget_selection import _Selection
 
 from benchmarks.budgets import percentile
-from normlab.widgets.explorer import EXPLORER_FACTORY, Explorer
+from normlab.widgets.explorer import Explorer, discover_explorer_factories
 
 RESULT_MARKER = "NORMLAB-BENCH-WIDGETS "
 TIMED_SETTINGS = 5  # settings whose compute, draw and png are timed alone (medians)
 STAGES = ("compute", "draw", "png")
-
-
-# ---------------------------------------------------------------- discovery
-
-
-def discover_explorer_factories(package: str = "normlab.widgets") -> tuple[dict[str, Callable], dict[str, str]]:
-    """Every ``make_*_explorer`` function defined in a module under ``package``.
-
-    Returns (factories by "module.function", import errors by module). A function that a
-    module only re-exports is counted once, under the module that defines it.
-    """
-    root = importlib.import_module(package)
-    factories: dict[str, Callable] = {}
-    errors: dict[str, str] = {}
-    for info in pkgutil.walk_packages(root.__path__, prefix=package + "."):
-        try:
-            module = importlib.import_module(info.name)
-        except Exception as exc:  # a module that does not import (e.g. unfinished): reported, not fatal
-            errors[info.name] = f"{type(exc).__name__}: {exc}"
-            continue
-        for name, fn in inspect.getmembers(module, inspect.isfunction):
-            if EXPLORER_FACTORY.match(name) and fn.__module__ == module.__name__:
-                factories[f"{module.__name__}.{name}"] = fn
-    return dict(sorted(factories.items())), errors
 
 
 # ---------------------------------------------------------------- random moves

@@ -144,15 +144,6 @@ def check_statistics_finite(statistic: torch.Tensor, input: torch.Tensor, who: s
     )
 
 
-def rms_norm_eps(eps: float | None, input: torch.Tensor) -> float:
-    """The eps rms_norm adds: ``eps``, or for None the machine epsilon of the dtype it computes in, as torch does.
-
-    torch takes the epsilon of the accumulation dtype, so float16 and bfloat16 inputs get
-    float32's 1.2e-7 (not their own 9.8e-4 or 7.8e-3, which would swamp mean squares near 1e-3).
-    """
-    return torch.finfo(compute_dtype(input)).eps if eps is None else eps
-
-
 def values_per_channel(shape: Sequence[int]) -> int:
     """How many values share one channel's statistics: N times the product of the spatial dims."""
     return shape[0] * math.prod(shape[2:])
@@ -163,8 +154,8 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
 
-def trailing_dims(input: torch.Tensor, normalized_shape: int | Sequence[int], who: str) -> tuple[int, ...]:
-    """The trailing dims named by ``normalized_shape`` (as negative indices), after checking they match."""
+def check_normalized_shape(input: torch.Tensor, normalized_shape: int | Sequence[int], who: str) -> None:
+    """Raise ValueError unless ``input`` ends with the dims ``normalized_shape`` names (layer_norm, rms_norm)."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(shape)
     if k == 0 or input.dim() < k or tuple(input.shape[input.dim() - k :]) != shape:
@@ -175,4 +166,151 @@ def trailing_dims(input: torch.Tensor, normalized_shape: int | Sequence[int], wh
             f"{k} dim(s) are {shape_str(trailing)}. Fix: pass normalized_shape={list(trailing) or 'x.shape[-1:]'} "
             "for the trailing dims, or move the dim you mean to normalize to the end with x.transpose(...)."
         )
-    return tuple(range(-k, 0))
+
+
+# ---- one call per function of normlab.functional: every check of its arguments, in torch's order ----
+
+
+def _check_channels_input(input: torch.Tensor, who: str) -> None:
+    """Raise unless ``input`` is a floating-point (N, C, *) tensor."""
+    check_tensor(input, who)
+    if input.dim() < 2:
+        raise ValueError(
+            f"{who} expects input of shape (N, C, *) with at least 2 dims; got shape "
+            f"{shape_str(input.shape)}. Fix: add a batch dim with input.unsqueeze(0)."
+        )
+
+
+def _check_channel_params(who: str, channels: int, **params: torch.Tensor | None) -> None:
+    """Raise unless weight, bias and the running buffers (each optional) fit ``channels`` and go together."""
+    for name, param in params.items():
+        check_per_channel(param, name, channels, who)
+    if (params["running_mean"] is None) != (params["running_var"] is None):
+        raise ValueError(
+            f"{who}: running_mean and running_var go together, but only one was given. "
+            "Fix: pass both buffers (to track running statistics) or neither."
+        )
+    check_running_stats(params["running_mean"], params["running_var"], who)
+
+
+def _check_running_stats_given(
+    running_mean: torch.Tensor | None, running_var: torch.Tensor | None, who: str, switch: str, fix: str
+) -> None:
+    """Raise unless both running buffers are given, where ``switch`` (e.g. training=False) normalizes with them."""
+    if running_mean is None or running_var is None:
+        raise ValueError(f"{who} with {switch} normalizes with running_mean and running_var, but got None. Fix: {fix}.")
+
+
+def check_batch_norm_args(
+    input: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> None:
+    """Every check of :func:`normlab.functional.batch_norm`'s arguments."""
+    who = "batch_norm"
+    _check_channels_input(input, who)
+    check_eps(eps, who, positive=training)  # torch rejects eps=0 in training, where a batch can be constant
+    check_momentum(momentum, who)
+    _check_channel_params(
+        who, input.shape[1], running_mean=running_mean, running_var=running_var, weight=weight, bias=bias
+    )
+    if not training:
+        _check_running_stats_given(
+            running_mean,
+            running_var,
+            who,
+            "training=False",
+            "pass the running buffers, or training=True to use batch statistics",
+        )
+    elif values_per_channel(input.shape) == 1:
+        raise ValueError(
+            f"{who} in training mode needs more than one value per channel to estimate a "
+            f"variance; got input of shape {shape_str(input.shape)}, i.e. 1 value per channel. "
+            "This usually comes from the last, smaller batch of a DataLoader. Fix: pass "
+            "drop_last=True to the DataLoader, or call model.eval() to use running statistics."
+        )
+
+
+def check_instance_norm_args(
+    input: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    use_input_stats: bool,
+    momentum: float,
+    eps: float,
+) -> None:
+    """Every check of :func:`normlab.functional.instance_norm`'s arguments."""
+    who = "instance_norm"
+    _check_channels_input(input, who)
+    check_eps(eps, who)
+    check_momentum(momentum, who)
+    _check_channel_params(
+        who, input.shape[1], running_mean=running_mean, running_var=running_var, weight=weight, bias=bias
+    )
+    if not use_input_stats:
+        _check_running_stats_given(
+            running_mean, running_var, who, "use_input_stats=False", "pass the running buffers, or use_input_stats=True"
+        )
+    elif math.prod(input.shape[2:]) == 1:
+        raise ValueError(
+            f"{who} with use_input_stats=True needs more than one spatial element per "
+            f"(sample, channel); got input of shape {shape_str(input.shape)}. One value always "
+            "normalizes to 0. Fix: normalize over more positions (e.g. GroupNorm or BatchNorm), "
+            "or check that the input has the (N, C, *spatial) layout."
+        )
+
+
+def check_layer_norm_args(
+    input: torch.Tensor,
+    normalized_shape: int | Sequence[int],
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+) -> None:
+    """Every check of :func:`normlab.functional.layer_norm`'s arguments."""
+    who = "layer_norm"
+    check_tensor(input, who)
+    check_eps(eps, who)
+    check_normalized_shape(input, normalized_shape, who)
+    check_affine_shape(weight, bias, _trailing_shape(input, normalized_shape), who)
+
+
+def check_group_norm_args(
+    input: torch.Tensor, num_groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+) -> None:
+    """Every check of :func:`normlab.functional.group_norm`'s arguments."""
+    who = "group_norm"
+    _check_channels_input(input, who)
+    check_eps(eps, who)
+    channels = input.shape[1]
+    if not isinstance(num_groups, int) or num_groups <= 0 or channels % num_groups:
+        raise ValueError(
+            f"{who} splits the C={channels} channels into num_groups equal groups, so C must be "
+            f"divisible by num_groups; got num_groups={num_groups}. Fix: choose a divisor of "
+            f"{channels}, such as {[g for g in (1, 2, 4, 8, 16, 32) if channels % g == 0][-1]}."
+        )
+    check_affine_shape(weight, bias, (channels,), who)
+
+
+def check_rms_norm_args(
+    input: torch.Tensor, normalized_shape: int | Sequence[int], weight: torch.Tensor | None, eps: float | None
+) -> None:
+    """Every check of :func:`normlab.functional.rms_norm`'s arguments."""
+    who = "rms_norm"
+    check_tensor(input, who)
+    check_eps(eps, who, allow_none=True)
+    check_normalized_shape(input, normalized_shape, who)
+    check_affine_shape(weight, None, _trailing_shape(input, normalized_shape), who)
+
+
+def _trailing_shape(input: torch.Tensor, normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
+    """The sizes of the dims that ``normalized_shape`` names: the weight's shape."""
+    k = 1 if isinstance(normalized_shape, int) else len(normalized_shape)
+    return tuple(input.shape[input.dim() - k :])

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 
 from normlab import functional as nlf
-from normlab._errors import check_eps, check_tensor, shape_str, trailing_dims
+from normlab._errors import check_eps, check_normalized_shape, check_tensor, shape_str
 
 __all__ = [
     "BatchNorm1d",
@@ -343,7 +343,7 @@ class LayerNorm(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         check_tensor(input, "LayerNorm")
-        trailing_dims(input, self.normalized_shape, f"LayerNorm({list(self.normalized_shape)})")
+        check_normalized_shape(input, self.normalized_shape, f"LayerNorm({list(self.normalized_shape)})")
         return nlf.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
@@ -439,7 +439,7 @@ class RMSNorm(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         check_tensor(input, "RMSNorm")
-        trailing_dims(input, self.normalized_shape, f"RMSNorm({list(self.normalized_shape)})")
+        check_normalized_shape(input, self.normalized_shape, f"RMSNorm({list(self.normalized_shape)})")
         return nlf.rms_norm(input, self.normalized_shape, self.weight, self.eps)
 
     def extra_repr(self) -> str:

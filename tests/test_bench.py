@@ -19,7 +19,7 @@ from benchmarks import budgets, importtime, notebooks, reference, results, run
 from benchmarks import widgets as bench_widgets
 from benchmarks.budgets import CELL, COLLECTION, EXPLORER_BUILD, NOTEBOOK
 from normlab.style import new_figure
-from normlab.widgets.explorer import EXPLORER_FACTORY, Explorer
+from normlab.widgets.explorer import EXPLORER_FACTORY, Explorer, discover_explorer_factories
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -315,7 +315,7 @@ def factories_in_source() -> set[str]:
 def test_discovery_finds_every_explorer_factory_and_each_returns_an_explorer():
     """Every factory is declared to return an Explorer; one is built for real. (Building them
     all is the explorers' own tests' job and `make bench`'s: some precompute for seconds.)"""
-    factories, errors = bench_widgets.discover_explorer_factories()
+    factories, errors = discover_explorer_factories()
     assert errors == {}
     assert set(factories) == factories_in_source()
     for name, factory in factories.items():
@@ -336,7 +336,7 @@ def test_discovery_counts_a_reexported_factory_once_and_reports_broken_modules(t
     )
     (package / "c.py").write_text("raise ImportError('half written')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    factories, errors = bench_widgets.discover_explorer_factories("fakewidgets")
+    factories, errors = discover_explorer_factories("fakewidgets")
     assert list(factories) == ["fakewidgets.a.make_a_explorer", "fakewidgets.b.make_b_explorer"]
     assert errors == {"fakewidgets.c": "ImportError: half written"}
 

@@ -18,10 +18,12 @@ from matplotlib.text import Text
 from PIL import Image
 
 import normlab
-from benchmarks.widgets import discover_explorer_factories, random_interactions
+from benchmarks.widgets import random_interactions
 from normlab.style import new_figure
-from normlab.widgets import explorer as explorer_module
-from normlab.widgets.explorer import BlitRenderer, Explorer, description_html, figure_png, rgba_png
+from normlab.widgets import rendering
+from normlab.widgets.explorer import Explorer, discover_explorer_factories
+from normlab.widgets.frame_switching import description_html
+from normlab.widgets.rendering import BlitRenderer, figure_png, rgba_png
 
 FACTORIES, IMPORT_ERRORS = discover_explorer_factories()
 
@@ -125,12 +127,12 @@ FRAME_RULE = re.compile(
 def shown_by_css(explorer: Explorer, indices: tuple[int, ...]) -> list[widgets.Widget]:
     """The frame widgets the explorer's CSS shows when each control's Stack shows the box of ``indices``
     (the browser's jsdlinks make each Stack's selected_index its control's index)."""
-    in_page = {cls for chooser, i in zip(explorer.choosers, indices) for cls in chooser.children[i]._dom_classes}
+    in_page = {cls for chooser, i in zip(explorer.page.choosers, indices) for cls in chooser.children[i]._dom_classes}
     shown_classes = set()
-    for line in explorer.style.splitlines()[1:]:
+    for line in explorer.page.style.splitlines()[1:]:
         rule = FRAME_RULE.match(line)
         assert rule, f"not a frame rule: {line}"
-        assert rule["root"] == explorer.css_class
+        assert rule["root"] == explorer.page.css_class
         if set(re.findall(r":has\(\.([\w-]+)\)", rule["chosen"])) <= in_page:
             shown_classes.add(rule["frame"])
     frames = {id(f.widget): f.widget for f in explorer.frames.values()}.values()
@@ -141,10 +143,11 @@ def shown_by_css(explorer: Explorer, indices: tuple[int, ...]) -> list[widgets.W
 def test_the_page_shows_exactly_the_frame_of_the_chosen_options(name, explorers):
     explorer = explorers[name]
     assert (
-        explorer.style.splitlines()[0] == f".{explorer.css_class} .normlab-explorer-frame {{display: none !important;}}"
+        explorer.page.style.splitlines()[0]
+        == f".{explorer.page.css_class} .normlab-explorer-frame {{display: none !important;}}"
     )
-    assert explorer.css_class in explorer.widget._dom_classes
-    for link, control, chooser in zip(explorer.links, explorer.controls.values(), explorer.choosers):
+    assert explorer.page.css_class in explorer.widget._dom_classes
+    for link, control, chooser in zip(explorer.page.links, explorer.controls.values(), explorer.page.choosers):
         assert link.source == (control, "index") and link.target == (chooser, "selected_index")
         assert len(chooser.children) == len(control.options)  # the browser sets selected_index to control.index
     for indices in sample_settings(explorer, 10, f"css:{name}"):
@@ -155,7 +158,7 @@ def test_a_frame_seen_before_is_sent_once(monkeypatch):
     """A control that changes nothing (here: "unused") gives the same frame: one widget, one image, one
     class per setting on it; the CSS still shows it for both options. Its PNG is encoded once."""
     encoded = []
-    monkeypatch.setattr(explorer_module, "rgba_png", lambda pixels: encoded.append(1) or rgba_png(pixels))
+    monkeypatch.setattr(rendering, "rgba_png", lambda pixels: encoded.append(1) or rgba_png(pixels))
     explorer = Explorer(
         {"level": widgets.SelectionSlider(options=[0.2, 0.8]), "unused": widgets.Dropdown(options=["a", "b"])},
         compute=lambda level, unused: level,
@@ -163,12 +166,12 @@ def test_a_frame_seen_before_is_sent_once(monkeypatch):
         update=update_level_line,
         describe=lambda level: f"level {level}",
     )
-    assert len(explorer.frames) == 4 and len(explorer._images) == 2 and len(explorer._frame_widgets) == 2
+    assert len(explorer.frames) == 4 and len(explorer.page.images) == 2 and len(explorer.page.frame_widgets) == 2
     assert len(encoded) == 2  # the same pixels are not encoded twice
-    assert [chooser.selected_index for chooser in explorer.choosers] == [0, 0]  # the controls' indices, at build
+    assert [chooser.selected_index for chooser in explorer.page.choosers] == [0, 0]  # the controls' indices, at build
     same = explorer.frames[(1, 0)].widget
     assert explorer.frames[(1, 1)].widget is same
-    assert {f"{explorer.css_class}-frame-1-0", f"{explorer.css_class}-frame-1-1"} <= set(same._dom_classes)
+    assert {f"{explorer.page.css_class}-frame-1-0", f"{explorer.page.css_class}-frame-1-1"} <= set(same._dom_classes)
     assert shown_by_css(explorer, (1, 1)) == [same] and shown_by_css(explorer, (0, 1)) != [same]
     explorer.controls["level"].value = 0.8
     assert explorer.description.value == "level 0.8" and explorer.result == 0.8

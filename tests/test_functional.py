@@ -419,6 +419,29 @@ def test_one_running_buffer_without_the_other(fn):
         F.batch_norm(x, torch.zeros(3), None, training=True)
 
 
+def test_normalizing_with_running_statistics_needs_both_buffers():
+    """batch_norm in eval mode and instance_norm with use_input_stats=False share one check: where torch
+    raises, each names its own switch and fix."""
+    x = torch.randn(2, 3, 4)
+    with pytest.raises(RuntimeError, match="Expected running_mean and running_var to be defined"):
+        F.instance_norm(x, None, None, use_input_stats=False)
+    for call, message in [
+        (
+            lambda: nlf.batch_norm(x, None, None, training=False),
+            "batch_norm with training=False normalizes with running_mean and running_var, but got None. "
+            "Fix: pass the running buffers, or training=True to use batch statistics.",
+        ),
+        (
+            lambda: nlf.instance_norm(x, None, None, use_input_stats=False),
+            "instance_norm with use_input_stats=False normalizes with running_mean and running_var, but got None. "
+            "Fix: pass the running buffers, or use_input_stats=True.",
+        ),
+    ]:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+
+
 def test_batch_of_one_is_fine_in_eval_mode():
     x = torch.randn(1, 3)
     rm, rv = torch.randn(3), torch.rand(3) + 0.5

@@ -20,7 +20,7 @@ from normlab.plots.inside_batch_norm import (
     plot_weight_decay_view,
     update_weight_decay_view,
 )
-from normlab.widgets.explorer import description_html
+from normlab.widgets.frame_switching import description_html
 from normlab.widgets.inside_batch_norm import make_weight_decay_explorer
 
 # ---- §1 saved tensors --------------------------------------------------------------------------

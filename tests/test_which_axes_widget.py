@@ -65,7 +65,7 @@ def test_nchw_and_nhwc_share_their_pictures_not_their_descriptions():
     explorer = make_axis_explorer()
     nchw = explorer.frame
     explorer.controls["layout"].value = "NHWC"
-    assert explorer.png == nchw.png and explorer.image is explorer._images[nchw.png]  # one image, sent once
+    assert explorer.png == nchw.png and explorer.image is explorer.page.images[nchw.png]  # one image, sent once
     assert explorer.description.value.startswith("Layout NHWC") and nchw.description.startswith("Layout NCHW")
     explorer.controls["norm"].value = ("instance", None)
     assert "(only with affine=True; the default has none)" in caption(explorer)
