@@ -442,8 +442,10 @@ def test_every_functional_mistake_code_is_tested_here():
         *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow"),
         # tests/test_batch_norm_across_processes.py:
         *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),
+        # tests/test_which_axes_checks.py and tests/test_checks_exercises.py:
+        *("padding-in-statistics", "padding-not-zeroed"),
         # tests/test_exercise_checks_02_03.py:
-        *("padding-in-statistics", "padding-not-zeroed", "eps-not-ported", "stats-not-ported"),
+        *("eps-not-ported", "stats-not-ported"),
         *("bn-stats-updated", "bn-params-trained", "model-not-in-train-mode", "not-trained"),
         # tests/test_inside_batch_norm_checks.py:
         *("missing-mean-path", "missing-variance-path", "missing-gamma", "dgamma-raw-x"),

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from normlab.checks import MISTAKES, batch_norm_across_processes, why_normalization
+from normlab.checks import MISTAKES, batch_norm_across_processes, which_axes, why_normalization
 from normlab.checks._result import HINTS
 from normlab.checks.runner import Exercise, fresh_copy, run_exercise
 
-EXERCISES: list[Exercise] = [*why_normalization.EXERCISES, *batch_norm_across_processes.EXERCISES]
+EXERCISES: list[Exercise] = [
+    *why_normalization.EXERCISES,
+    *batch_norm_across_processes.EXERCISES,
+    *which_axes.EXERCISES,
+]
 BY_NAME = {e.name: e for e in EXERCISES}
 MISTAKE_CASES = [
     pytest.param(e.name, key, i, id=f"{e.name}-{'+'.join((key,) if isinstance(key, str) else key)}-{i}")

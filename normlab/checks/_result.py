@@ -50,8 +50,6 @@ MISTAKES: dict[str, str] = {
     "residual-after-norm": "your residual path carries the normalized x instead of x itself",
     "missing-residual": "a residual connection (x + ...) is missing",
     "half-overflow": "your intermediate values overflow float16 (largest finite value 65504)",
-    "padding-in-statistics": "your statistics count the padded positions",
-    "padding-not-zeroed": "your output is not 0 at the padded positions",
     "eps-not-ported": "eps is not the Keras layer's epsilon (Keras's default is 1e-3, PyTorch's 1e-5)",
     "stats-not-ported": "running_mean and running_var are not the Keras layer's moving_mean and moving_variance",
     "bn-stats-updated": "BatchNorm ran in training mode, so its running statistics kept updating",
