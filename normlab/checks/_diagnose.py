@@ -28,8 +28,8 @@ from normlab._errors import shape_str
 from normlab.checks import _explain as explain
 from normlab.checks._probes import TOLERANCE, Probe, make_probes
 from normlab.checks._specs import NormSpec
-from normlab.checks._variants import close, matching_variants
-from normlab.checks.runner import Check, LearnerValue, Verdict, as_float64
+from normlab.checks._variants import matching_variants
+from normlab.checks.runner import Check, LearnerValue, Verdict, as_float64, close
 from normlab.compare import compare
 
 # Runs the learner's code on a probe: (probe, action, read) -> what ``read`` made of the value.

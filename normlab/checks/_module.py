@@ -62,7 +62,6 @@ from normlab.checks._variants import (
     PRIORITY,
     Variant,
     apply_affine,
-    close,
     divide,
     undo_affine,
 )
@@ -71,6 +70,7 @@ from normlab.checks.runner import (
     Check,
     LearnerValue,
     Verdict,
+    close,
     learner_name,
     run_check,
     text,
