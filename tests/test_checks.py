@@ -442,8 +442,9 @@ def test_every_functional_mistake_code_is_tested_here():
         *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow"),
         # tests/test_batch_norm_across_processes.py:
         *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),
-        # tests/test_exercise_checks_02_03.py:
+        # tests/test_which_axes_checks.py and tests/test_checks_exercises.py:
         *("padding-in-statistics", "padding-not-zeroed"),
+        # tests/test_exercise_checks_02_03.py:
         # tests/test_train_vs_eval_checks.py:
         *("eps-not-ported", "stats-not-ported"),
         *("bn-stats-updated", "bn-params-trained", "model-not-in-train-mode", "not-trained"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from normlab.checks import MISTAKES, batch_norm_across_processes, train_vs_eval, why_normalization
+from normlab.checks import MISTAKES, batch_norm_across_processes, train_vs_eval, which_axes, why_normalization
 from normlab.checks._result import HINTS
 from normlab.checks.runner import Exercise, fresh_copy, run_exercise
 
@@ -13,6 +13,7 @@ EXERCISES: list[Exercise] = [
     *why_normalization.EXERCISES,
     *batch_norm_across_processes.EXERCISES,
     *train_vs_eval.EXERCISES,
+    *which_axes.EXERCISES,
 ]
 BY_NAME = {e.name: e for e in EXERCISES}
 MISTAKE_CASES = [

@@ -25,7 +25,9 @@ SPECS = {
         f"layer-{layout}": (layer_norm_spec(layout), lambda f, lay=layout: check_layer_norm(f, lay))
         for layout in ("NC", "NLC", "NCHW")
     },
-    **{f"group-{g}": (group_norm_spec(g), lambda f, g=g: check_group_norm(f, g)) for g in (1, 2, 3, 4)},
+    # num_groups 1 (no interleaved alternative), 2 (G the size of N) and 3 (G the size of C/G): each a case of its
+    # own. 4 (G the size of H) added only another "G equals a dim's size", and 8.5 s.
+    **{f"group-{g}": (group_norm_spec(g), lambda f, g=g: check_group_norm(f, g)) for g in (1, 2, 3)},
     **{
         f"rms-{layout}": (rms_norm_spec(layout), lambda f, lay=layout: check_rms_norm(f, lay))
         for layout in ("NC", "NLC")

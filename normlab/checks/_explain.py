@@ -244,8 +244,13 @@ def observe_one_pass(spec: NormSpec, probe: Probe, output: Tensor, reference: Te
 
 def hint(spec: NormSpec, code: str) -> str:
     """What to do about ``code`` in this exercise."""
+    return hints(spec).get(code, "")
+
+
+def hints(spec: NormSpec) -> dict[str, str]:
+    """What to do about each mistake code in this exercise."""
     word = spec.spread_word
-    hints = {
+    return {
         "wrong-axes": f"{spec.title} on {spec.layout} input: {spec.formula}.",
         "subtracts-mean": f"RMSNorm does not subtract the mean: {spec.formula}.",
         "reshape-not-transpose": (
@@ -288,7 +293,6 @@ def hint(spec: NormSpec, code: str) -> str:
         ),
         "unknown": f"Compare your code step by step with the formula: {spec.formula}.",
     }
-    return hints.get(code, "")
 
 
 def describe_checked(spec: NormSpec, probes: tuple[Probe, ...]) -> str:

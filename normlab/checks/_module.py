@@ -44,18 +44,10 @@ from normlab.checks._attributes import (
     find_roles,
     not_kept_as_torch_does,
 )
-from normlab.checks._diagnose import (
-    Context,
-    as_float64,
-    call_problem,
-    diagnose_outputs,
-    outcome_problem,
-    run_check,
-)
+from normlab.checks._diagnose import calling, diagnose_outputs, hints, reader, reference
 from normlab.checks._explain import (
     describe_checked,
     describe_group_stats,
-    hint,
     num,
     observe_affine,
     observe_difference,
@@ -63,8 +55,6 @@ from normlab.checks._explain import (
 )
 from normlab.checks._probes import LARGE_EPS, SMALL_GROUP, SMALL_STD, TOLERANCE, Probe, make_probe, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, LearnerValue, Outcome, call_learner, check_time_limit
-from normlab.checks._session import Session
 from normlab.checks._specs import NormSpec, batch_norm_spec
 from normlab.checks._variants import (
     AFFINE_MODES,
@@ -72,11 +62,20 @@ from normlab.checks._variants import (
     PRIORITY,
     Variant,
     apply_affine,
-    close,
     divide,
     undo_affine,
 )
-from normlab.checks.runner import vector
+from normlab.checks.runner import (
+    DEFAULT_TIME_LIMIT,
+    Check,
+    LearnerValue,
+    Verdict,
+    close,
+    learner_name,
+    run_check,
+    text,
+    vector,
+)
 
 MOMENTUM = 0.1
 SECOND_MOMENTUM = 0.3  # a second value: a momentum fixed in the code moves the buffers as much as with 0.1
@@ -157,8 +156,6 @@ MODULE_ORDER = (
     "nonstandard-names",
     "unknown",
 )
-# Results of the training-mode diagnosis that end the check: nothing further can be measured.
-STOPPING = (None, "raised", "too-slow", "interrupted", "not-a-tensor", "wrong-shape", "wrong-dtype", "mutates-input")
 
 
 @dataclass(frozen=True)
@@ -212,15 +209,15 @@ class _Step:
     probe: Probe
     mean0: Tensor
     var0: Tensor
-    outcome: Outcome
+    output: LearnerValue  # what the reader made of the forward's value (the value itself without a reader)
 
 
 class _ModuleCheck:
     """One run of check_batch_norm_module: builds modules, steps them, and keeps what they did."""
 
-    def __init__(self, ctx: Context, cls: type, session: Session) -> None:
-        self.ctx, self.cls, self.session = ctx, cls, session
-        self.channels = ctx.spec.shape[1]
+    def __init__(self, check: Check, spec: NormSpec, cls: type, signature: str) -> None:
+        self.check, self.spec, self.cls, self.signature = check, spec, cls, signature
+        self.channels = spec.shape[1]
         self.roles = Roles({name: name for name in TORCH_NAMES})
         self.is_module = True
         self.findings: list[Finding] = []
@@ -228,32 +225,30 @@ class _ModuleCheck:
         self.mean_weight: float | None = None  # how far that step moved running_mean towards the batch mean
 
     def run(self) -> CheckResult:
-        module = self._build(self.ctx.spec.default_eps, torch.float32, MOMENTUM, first=True)
-        if isinstance(module, CheckResult):
-            return self._stopped(module)
-        self._initial_values(module)
-        if isinstance(problem := self._structure(module), CheckResult):
-            return self._stopped(problem)
-        training = diagnose_outputs(self.ctx, self._train_step, verb="called in training mode")
-        if training is not None and training.mistake in STOPPING:
-            return self._stopped(training)
-        if training is not None:
-            self._add_result(training, "in the same training-mode output")
-        for stage in (self._running_stats, self._momentum, self._grad_mode, self._eval_mode):
-            if isinstance(problem := stage(), CheckResult):
-                return self._stopped(problem)
+        """The verdict; a Verdict raised on the way (a failed call, a missing attribute) ends the check at once."""
+        try:
+            module = self._build(self.spec.default_eps, torch.float32, MOMENTUM, first=True)
+            self._initial_values(module)
+            self._structure(module)
+            training = diagnose_outputs(self.spec, self._train_step, verb="called in training mode")
+            if training is not None:
+                self._add_verdict(training, "in the same training-mode output")
+            for stage in (self._running_stats, self._momentum, self._grad_mode, self._eval_mode):
+                stage()
+        except Verdict as verdict:
+            return self._stopped(verdict)
         return self._verdict()
 
     # -- the verdict --------------------------------------------------------------------------
 
     def _add(self, code: str, observed: str, hint_text: str | None = None) -> None:
         if code not in (f.code for f in self.findings):
-            text = hint_text if hint_text is not None else MODULE_HINTS.get(code, hint(self.ctx.spec, code))
+            text = hint_text if hint_text is not None else MODULE_HINTS.get(code, self.check.hint(code))
             self.findings.append(Finding(code, observed, text))
 
-    def _add_result(self, result: CheckResult, where: str) -> None:
-        self._add(result.mistake or "unknown", result.observed, result.hint)
-        for code in result.also:
+    def _add_verdict(self, verdict: Verdict, where: str) -> None:
+        self._add(verdict.mistake or "unknown", verdict.observed, verdict.hint)
+        for code in verdict.also:
             self._add(code, f"Seen {where}.")
 
     def _codes(self) -> set[str]:
@@ -261,70 +256,61 @@ class _ModuleCheck:
 
     def _verdict(self) -> CheckResult:
         if not self.findings:
-            return self.ctx.passed(
+            return self.check.passed(
                 "In training mode your output equals the reference; after one step your running_mean and "
                 f"running_var follow PyTorch's update (momentum {MOMENTUM:g} and {SECOND_MOMENTUM:g}, unbiased "
                 "variance stored) without an autograd graph, also under torch.no_grad(); in eval mode your "
                 "output uses them, and they stay unchanged."
             )
         first, *rest = sorted(self.findings, key=lambda f: MODULE_ORDER.index(f.code))
-        return self.ctx.result(
+        return self.check.result(
             first.code, first.observed, first.hint, tuple(f.code for f in rest), tuple(f.observed for f in rest)
         )
 
-    def _stopped(self, result: CheckResult) -> CheckResult:
-        """A result that ended the check, with the structural mistakes already seen added to ``also``."""
-        extra = [f for f in self.findings if f.code != result.mistake and f.code not in result.also]
-        if result.mistake is None or not extra:
-            return result
-        also = (*result.also, *(f.code for f in extra))
-        details = (*(result.also_observed or ("",) * len(result.also)), *(f.observed for f in extra))
-        return self.ctx.result(result.mistake, result.observed, result.hint, also, details)
+    def _stopped(self, verdict: Verdict) -> CheckResult:
+        """The result of a Verdict that ended the check, with the mistakes already seen added to ``also``."""
+        v = verdict
+        extra = [f for f in self.findings if f.code != v.mistake and f.code not in v.also]
+        if v.mistake is None or not extra:
+            return self.check.result(v.mistake, v.observed, v.hint, v.also, v.also_observed)
+        also = (*v.also, *(f.code for f in extra))
+        details = (*(v.also_observed or ("",) * len(v.also)), *(f.observed for f in extra))
+        return self.check.result(v.mistake, v.observed, v.hint, also, details)
 
     # -- building and setting ---------------------------------------------------------------
 
-    def _call(self, fn, args=(), names=(), kwargs=None) -> Outcome:
-        return call_learner(self.session, fn, args, names, kwargs, who=self.ctx.who)
+    def _call(self, fn: Callable, args: tuple = (), names: tuple = (), **options: object) -> LearnerValue:
+        return calling(self.check, self.spec, self.signature, fn, args, names=names, **options)
 
-    def _build(
-        self, eps: float, dtype: torch.dtype, momentum: float, first: bool = False
-    ) -> LearnerValue | CheckResult:
-        ctx, c = self.ctx, self.channels
-        action = f"built as {ctx.who}({c}, eps={eps:g}, momentum={momentum:g})"
-        outcome = self._call(self.cls, (c,), ("num_features",), {"eps": eps, "momentum": momentum})
-        if problem := call_problem(ctx, outcome, action):
-            return problem
-        module = outcome.value
-        if first and (problem := self._kind_problem(module, action)):
-            return problem
+    def _build(self, eps: float, dtype: torch.dtype, momentum: float, first: bool = False) -> LearnerValue:
+        c = self.channels
+        action = f"built as {self.check.who}({c}, eps={eps:g}, momentum={momentum:g})"
+        module = self._call(self.cls, (c,), ("num_features",), kwargs={"eps": eps, "momentum": momentum}, action=action)
         if first:
+            self._kind(module, action)
             roles = find_roles(module, c)
             if isinstance(roles, str):
-                return self._missing(module, roles, f"after it was {action}")
+                raise self._missing(module, roles, f"after it was {action}")
             self.roles = roles
-        if problem := self._attribute_problem(module, f"after it was {action}"):
-            return problem
+        self._attributes(module, f"after it was {action}")
         if dtype != torch.float32 and isinstance(module, Module):
-            outcome = self._call(module.to, (dtype,))
-            if problem := call_problem(ctx, outcome, f"converted with .to({dtype})"):
-                return problem
+            self._call(module.to, (dtype,), action=f"converted with .to({dtype})")
         return module
 
-    def _kind_problem(self, module: LearnerValue, action: str) -> CheckResult | None:
-        """Something the check cannot run (not callable, no mode to switch); notes a plain class as not-a-module."""
-        ctx = self.ctx
+    def _kind(self, module: LearnerValue, action: str) -> None:
+        """Refuses what the check cannot run (not callable, no mode to switch); notes a plain class as not-a-module."""
         self.is_module = isinstance(module, Module)
         if self.is_module:
-            return None
+            return
         kind = type(module).__name__
         if not callable(module):
-            return ctx.result(
+            raise Verdict(
                 "not-a-module",
                 f"When {action}, it gave a {kind}, which cannot be called on a tensor: not a torch.nn.Module.",
                 MODULE_HINTS["not-a-module"],
             )
         if not (hasattr(module, "training") or (hasattr(module, "train") and hasattr(module, "eval"))):
-            return ctx.result(
+            raise Verdict(
                 "not-a-module",
                 f"When {action}, it gave a {kind}, not a torch.nn.Module, with neither .train()/.eval() nor a "
                 ".training attribute, so the checker cannot switch it to eval mode.",
@@ -333,15 +319,14 @@ class _ModuleCheck:
         missing = [f".{m}()" for m in ("train", "eval", "parameters", "state_dict", "to") if not hasattr(module, m)]
         self._add(
             "not-a-module",
-            f"{ctx.who} is a plain Python class, not a torch.nn.Module: the checker switched its mode by setting "
+            f"{self.check.who} is a plain Python class, not a torch.nn.Module: the checker switched its mode by setting "
             f".training itself. It has no {', '.join(missing)}, which model.train(), model.eval(), an optimizer, "
             "saving and moving to a device rely on; and an nn.Module that holds it does not see it as a layer.",
         )
-        return None
 
-    def _missing(self, module: LearnerValue, role: str, when: str, name: str | None = None) -> CheckResult:
+    def _missing(self, module: LearnerValue, role: str, when: str, name: str | None = None) -> Verdict:
         """not-a-tensor: no tensor for ``role`` (or its attribute ``name`` is no longer one)."""
-        ctx, c = self.ctx, self.channels
+        c = self.channels
         name = name or role
         value = getattr(module, name, None)
         what = "missing" if value is None and not hasattr(module, name) else f"a {type(value).__name__}"
@@ -350,43 +335,40 @@ class _ModuleCheck:
             if name != role
             else f", and no other attribute of {c} values looks like it (starting at {START[role]:g})"
         )
-        return ctx.result(
+        return Verdict(
             "not-a-tensor",
-            f"{when[0].upper()}{when[1:]}, {ctx.who}.{name} is {what}{elsewhere}; expected a tensor of shape ({c},).",
+            f"{when[0].upper()}{when[1:]}, {self.check.who}.{name} is {what}{elsewhere}; expected a tensor of shape ({c},).",
             "Use torch's names: `self.weight` and `self.bias` as `nn.Parameter`, and "
             "`self.register_buffer('running_mean', torch.zeros(num_features))`, the same for running_var "
             "with torch.ones.",
         )
 
-    def _attribute_problem(self, module: LearnerValue, when: str) -> CheckResult | None:
-        """not-a-tensor / wrong-shape if weight, bias or a statistic is missing or has the wrong size."""
-        ctx, c = self.ctx, self.channels
+    def _attributes(self, module: LearnerValue, when: str) -> None:
+        """Raises not-a-tensor / wrong-shape if weight, bias or a statistic is missing or has the wrong size."""
+        c = self.channels
         for role in TORCH_NAMES:
             name = self.roles[role]
             value = getattr(module, name, None)
             if not isinstance(value, Tensor):
-                return self._missing(module, role, when, name)
+                raise self._missing(module, role, when, name)
             if value.numel() != c:
-                return ctx.result(
+                raise Verdict(
                     "wrong-shape",
-                    f"{when[0].upper()}{when[1:]}, {ctx.who}.{name} has shape {shape_str(value.shape)}; expected "
+                    f"{when[0].upper()}{when[1:]}, {self.check.who}.{name} has shape {shape_str(value.shape)}; expected "
                     f"({c},), one value per feature.",
                     "Create weight, bias and the buffers with num_features values.",
                 )
-        return None
 
-    def _structure(self, module: LearnerValue) -> CheckResult | None:
+    def _structure(self, module: LearnerValue) -> None:
         """Names other than torch's, statistics that are not buffers, gamma and beta that are not parameters.
 
         Converts ``module`` to float64 to see whether the statistics follow it.
         """
-        who, c = self.ctx.who, self.channels
+        who, c = self.check.who, self.channels
         kept = not_kept_as_torch_does(module, self.roles)
         if stats := kept.get("stats-not-buffers"):
             keys = list(module.state_dict())  # torch's own method, on an nn.Module
-            outcome = self._call(module.double)
-            if problem := call_problem(self.ctx, outcome, "converted with .double()"):
-                return problem
+            self._call(module.double, action="converted with .double()")
             left = [name for name in stats if getattr(module, name).dtype != torch.float64]
             behind = (
                 f", and after .double() {' and '.join(left)} {'are' if len(left) > 1 else 'is'} still float32 "
@@ -412,7 +394,6 @@ class _ModuleCheck:
                 f"The checker found them by their values and names: {found}. torch.nn.BatchNorm1d's state_dict "
                 "keys, and code written for it, use torch's names.",
             )
-        return None
 
     def _initial_values(self, module: LearnerValue) -> None:
         wrong = []
@@ -421,7 +402,7 @@ class _ModuleCheck:
             if not torch.equal(value, torch.full((self.channels,), start, dtype=torch.float64)):
                 wrong.append(f"{self.roles[role]} = {vector(value)} (torch: all {start:g})")
         if wrong:
-            observed = f"A new {self.ctx.who}({self.channels}) starts with " + "; ".join(wrong) + "."
+            observed = f"A new {self.check.who}({self.channels}) starts with " + "; ".join(wrong) + "."
             self._add("unknown", observed, MODULE_HINTS["unknown-init"])
 
     def _set(self, module: LearnerValue, probe: Probe, running_mean: Tensor, running_var: Tensor) -> None:
@@ -435,53 +416,54 @@ class _ModuleCheck:
                 else:  # a plain attribute that .to(dtype) did not convert, or a plain class
                     setattr(module, name, value.to(probe.x.dtype).reshape(target.shape).clone())
 
-    def _switch(self, module: LearnerValue, mode: str) -> CheckResult | None:
+    def _switch(self, module: LearnerValue, mode: str) -> None:
         if callable(getattr(module, mode, None)):
-            outcome = self._call(getattr(module, mode))
-        else:
-            outcome = self._call(setattr, (module, "training", mode == "train"))
-        return call_problem(self.ctx, outcome, f"switched to {mode} mode")
+            self._call(getattr(module, mode), action=f"switched to {mode} mode")
+        else:  # a plain class: its own __setattr__ may run
+            self._call(setattr, (module, "training", mode == "train"), action=f"switched to {mode} mode")
 
     def _prepared(
         self, probe: Probe, eps: float, mode: str, buffers: tuple[Tensor, Tensor], momentum: float = MOMENTUM
-    ) -> LearnerValue | CheckResult:
+    ) -> LearnerValue:
         """A module built with ``eps`` and ``momentum``, with gamma, beta and the given buffers set, in ``mode``."""
         module = self._build(eps, probe.x.dtype, momentum)
-        if isinstance(module, CheckResult):
-            return module
-        try:
-            self._set(module, probe, *buffers)
-        except Exception as exc:
-            return self.ctx.result(
+
+        def set_values() -> str | None:  # runs the learner's attribute code (properties, __setattr__) under the limit
+            try:
+                self._set(module, probe, *buffers)
+            except Exception as exc:
+                return text(exc)
+            return None
+
+        if error := self._call(set_values, action="given weight, bias and running statistics"):
+            raise Verdict(
                 "unknown",
-                f"The checker could not set weight, bias and the running statistics "
-                f"of a {self.ctx.who} ({type(exc).__name__}: {exc}).",
+                f"The checker could not set weight, bias and the running statistics of a {self.check.who} ({error}).",
                 "Keep them as float tensors of shape (num_features,), as torch does.",
             )
-        return self._switch(module, mode) or module
+        self._switch(module, mode)
+        return module
 
     def _statistics(self, module: LearnerValue) -> tuple[Tensor, Tensor]:
         return tuple(getattr(module, self.roles[r]) for r in STATISTICS)
 
     # -- training ---------------------------------------------------------------------------
 
-    def _step(self, probe: Probe, momentum: float = MOMENTUM, grad: bool = True) -> _Step | CheckResult:
+    def _step(
+        self, probe: Probe, action: str, momentum: float = MOMENTUM, grad: bool = True, read: Callable | None = None
+    ) -> _Step:
         """One training step on ``probe`` from known buffers, on an input that requires grad."""
         mean, _, unbiased = _batch_stats(probe.x.double())
         before = (mean + _per_channel(TRAIN_SHIFT, self.channels), unbiased * _per_channel(TRAIN_FACTOR, self.channels))
         module = self._prepared(probe, probe.eps, "train", before, momentum)
-        if isinstance(module, CheckResult):
-            return module
         fn = module if grad else _under_no_grad(module)
-        outcome = self._call(fn, (probe.x.detach().clone().requires_grad_(True),), ("x",))
-        return _Step(module, probe, *before, outcome)
+        output = self._call(fn, (probe.x.detach().clone().requires_grad_(True),), ("x",), action=action, read=read)
+        return _Step(module, probe, *before, output)
 
-    def _train_step(self, probe: Probe) -> Outcome | CheckResult:
-        step = self._step(probe)
-        if isinstance(step, CheckResult):
-            return step
+    def _train_step(self, probe: Probe, action: str, read: Callable) -> Tensor:
+        step = self._step(probe, action, read=read)
         self.steps[probe.name] = step
-        return step.outcome
+        return step.output
 
     def _update(self, step: _Step) -> tuple[float | None, tuple[float, str] | None, Tensor, Tensor]:
         """How far the step moved running_mean, and running_var towards which variance; the buffers after it."""
@@ -497,13 +479,12 @@ class _ModuleCheck:
         )
         return _moved(mean1, step.mean0, mean), var_fit, mean1, var1
 
-    def _running_stats(self) -> CheckResult | None:
+    def _running_stats(self) -> None:
         """After one step from known buffers: PyTorch's update, and no autograd graph."""
         step = self.steps.get("ordinary")
         if step is None:
-            return None
-        if problem := self._attribute_problem(step.module, "after one training step"):
-            return problem
+            return
+        self._attributes(step.module, "after one training step")
         mean_w, var_fit, mean1, var1 = self._update(step)
         var_w = var_fit[0] if var_fit else None
         codes = []
@@ -550,17 +531,13 @@ class _ModuleCheck:
             self._add(code, observed)
         return None
 
-    def _momentum(self) -> CheckResult | None:
+    def _momentum(self) -> None:
         """The same step built with another momentum: code that ignores its argument moves the buffers as before."""
         first = self.mean_weight
         if first is None or _near(first, 0.0):
-            return None
-        step = self._step(self.steps["ordinary"].probe, SECOND_MOMENTUM)
-        if isinstance(step, CheckResult):
-            return step
+            return
         action = f"called in training mode, built with momentum={SECOND_MOMENTUM:g}"
-        if problem := call_problem(self.ctx, step.outcome, action):
-            return problem
+        step = self._step(self.steps["ordinary"].probe, action, SECOND_MOMENTUM)
         second, *_ = self._update(step)
         name = self.roles["running_mean"]
         if _near(second, first):
@@ -584,15 +561,12 @@ class _ModuleCheck:
             )
         return None
 
-    def _grad_mode(self) -> CheckResult | None:
+    def _grad_mode(self) -> None:
         """A training step under torch.no_grad(): still training mode, batch statistics, buffers updated."""
-        step = self._step(self.steps["ordinary"].probe, grad=False)
-        if isinstance(step, CheckResult):
-            return step
-        ctx, probe = self.ctx, step.probe
-        if problem := outcome_problem(ctx, step.outcome, "called in training mode under torch.no_grad()"):
-            return problem
-        output = as_float64(step.outcome.value)
+        probe = self.steps["ordinary"].probe
+        read = reader(self.spec, probe.x.dtype, reference(self.spec, probe))
+        step = self._step(probe, "called in training mode under torch.no_grad()", grad=False, read=read)
+        output = step.output
         p = probe.to(torch.float64)
         as_eval = F.batch_norm(p.x, step.mean0, step.var0, p.gamma, p.beta, training=False, eps=p.eps)
         mean1, var1 = (t.detach().double().flatten() for t in self._statistics(step.module))
@@ -607,16 +581,15 @@ class _ModuleCheck:
                 "takes `torch.is_grad_enabled()` for the mode. torch's BatchNorm uses the batch and updates its "
                 "statistics there, and in eval mode (with grad enabled) it uses the running statistics.",
             )
-        return None
 
     # -- eval -------------------------------------------------------------------------------
 
-    def _eval_mode(self) -> CheckResult | None:
+    def _eval_mode(self) -> None:
         """Known buffers in eval mode: the output must use them, and they must not change.
 
         For a module that takes grad mode for the mode, its eval path is reached under torch.no_grad().
         """
-        ctx, spec, c = self.ctx, self.ctx.spec, self.channels
+        spec, c = self.spec, self.channels
         grad = "mode-from-grad" not in self._codes()
         runs = []
         for seed, (name, eps) in enumerate((("ordinary", spec.default_eps), ("large-eps", LARGE_EPS)), start=4):
@@ -628,28 +601,23 @@ class _ModuleCheck:
             if small is not None:
                 buffers[1][small] = SMALL_STD**2
             module = self._prepared(probe, eps, "eval", buffers)
-            if isinstance(module, CheckResult):
-                return module
-            outcome = self._call(module if grad else _under_no_grad(module), (probe.x.clone(),), ("x",))
             action = f"called in eval mode with eps = {eps:g}" + ("" if grad else " under torch.no_grad()")
             expected = F.batch_norm(
                 probe.x.double(), *buffers, probe.gamma.double(), _beta(probe).double(), training=False, eps=eps
             )
-            if problem := outcome_problem(ctx, outcome, action, probe.x.dtype, expected):
-                return problem
-            if problem := self._attribute_problem(module, f"after it was {action}"):
-                return problem
-            output = as_float64(outcome.value)
+            fn = module if grad else _under_no_grad(module)
+            read = reader(spec, probe.x.dtype, expected)
+            output = self._call(fn, (probe.x.clone(),), ("x",), action=action, read=read)
+            self._attributes(module, f"after it was {action}")
             if not output.isfinite().all():
-                return ctx.result("non-finite", observe_non_finite(probe, output), hint(spec, "non-finite"))
+                raise Verdict("non-finite", observe_non_finite(probe, output))
             after = tuple(t.detach().double().flatten() for t in self._statistics(module))
             stats = {"running": buffers, "batch": (mean, biased), "batch-unbiased": (mean, unbiased)}
             runs.append((probe.to(torch.float64), output, stats, after, small))
         self._eval_findings(runs)
-        return None
 
     def _eval_findings(self, runs: list) -> None:
-        spec = self.ctx.spec
+        spec = self.spec
         names = [self.roles[r] for r in STATISTICS]
         changed = [
             (name, before, now)
@@ -678,7 +646,7 @@ class _ModuleCheck:
             )
 
     def _observe_eval(self, code, probe, output, expected, stats, small, eps_mode, affine, changed) -> str:
-        spec = self.ctx.spec
+        spec = self.spec
         mean_name, var_name = (self.roles[r] for r in STATISTICS)
         running_mean, running_var = stats["running"]
         if code == "eval-uses-batch-stats":
@@ -827,24 +795,20 @@ def check_batch_norm_module(cls: type, *, time_limit: float = DEFAULT_TIME_LIMIT
         )
     if not callable(cls):
         raise TypeError(f"check_batch_norm_module expects your nn.Module class; got a {type(cls).__name__}.")
-    time_limit = check_time_limit(time_limit)
     spec = batch_norm_spec("NC")
-    name = getattr(cls, "__name__", None) or type(cls).__name__
-    c = spec.shape[1]
-    checked = (
-        f"A module built as {name}({c}, eps=..., momentum={MOMENTUM:g}) on (N, C) = {shape_str(spec.shape)} "
-        "input. Training mode: " + describe_checked(spec, make_probes(spec)) + " Then one training step "
-        "from known running statistics on an input that requires grad (also with "
-        f"momentum={SECOND_MOMENTUM:g}, and under torch.no_grad()), and eval mode with known running "
-        f"statistics (eps = {spec.default_eps:g} and {LARGE_EPS:g}); and whether weight, bias and the running "
-        "statistics are kept as torch keeps them."
-    )
-    ctx = Context(
-        spec,
-        f"check_batch_norm_module({name})",
-        name,
-        checked,
-        signature=f"{name}(num_features, eps=1e-5, momentum=0.1)` and then `module(x)",
-        time_limit=time_limit,
-    )
-    return run_check(ctx, lambda session: _ModuleCheck(ctx, cls, session).run())
+    name = learner_name(cls)
+    signature = f"{name}(num_features, eps=1e-5, momentum=0.1)` and then `module(x)"
+
+    def diagnose(check: Check) -> CheckResult:
+        check.checked = (
+            f"A module built as {name}({spec.shape[1]}, eps=..., momentum={MOMENTUM:g}) on (N, C) = "
+            f"{shape_str(spec.shape)} input. Training mode: " + describe_checked(spec, make_probes(spec)) + " Then "
+            "one training step from known running statistics on an input that requires grad (also with "
+            f"momentum={SECOND_MOMENTUM:g}, and under torch.no_grad()), and eval mode with known running "
+            f"statistics (eps = {spec.default_eps:g} and {LARGE_EPS:g}); and whether weight, bias and the running "
+            "statistics are kept as torch keeps them."
+        )
+        return _ModuleCheck(check, spec, cls, signature).run()
+
+    hints_ = hints(spec, signature)
+    return run_check("check_batch_norm_module", cls, diagnose, time_limit=time_limit, hints=hints_)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from normlab.checks._diagnose import Context, diagnose_outputs, run_check
+from torch import Tensor
+
+from normlab.checks._diagnose import calling, diagnose_outputs, hints
 from normlab.checks._explain import describe_checked
-from normlab.checks._probes import OFFSET_TOLERANCE, TOLERANCE, make_probes
+from normlab.checks._probes import OFFSET_TOLERANCE, TOLERANCE, Probe, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._run import DEFAULT_TIME_LIMIT, call_learner, check_time_limit
 from normlab.checks._specs import (
     BATCH_NORM_SHAPES,
     LAYER_NORM_SHAPES,
@@ -19,13 +20,9 @@ from normlab.checks._specs import (
     layer_norm_spec,
     rms_norm_spec,
 )
+from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, check_time_limit, learner_name, run_check
 
 MAX_GROUPS = 64
-
-
-def learner_name(obj: object) -> str:
-    """The name a learner gave their function or class ("my_bn"), for messages."""
-    return getattr(obj, "__name__", None) or type(obj).__name__
 
 
 def _check_function(fn: object, checker: str) -> None:
@@ -37,7 +34,9 @@ def _check_function(fn: object, checker: str) -> None:
 
 
 def begin_check(fn: object, checker: str, time_limit: float) -> tuple[str, str, float]:
-    """What every checker does first: refuse a non-function, validate the time limit, and name the learner's
+    """(Kept for the checkers not yet on the runner: _transformer, _train_vs_eval_exercises, _inside_batch_norm.)
+
+    What every checker does first: refuse a non-function, validate the time limit, and name the learner's
     function. Returns (who, check, time_limit): ("my_bn", "check_batch_norm(my_bn)", 10.0)."""
     _check_function(fn, checker)
     time_limit = check_time_limit(time_limit)
@@ -53,34 +52,28 @@ def _check_layout(layout: str, supported: dict, checker: str) -> None:
         )
 
 
-def run_function_check(spec: NormSpec, fn: Callable, check: str, time_limit: float) -> CheckResult:
+def run_function_check(spec: NormSpec, fn: Callable, label: str, time_limit: float) -> CheckResult:
     """Check ``fn`` against ``spec`` on every probe: the shared body of the functional checkers."""
-    time_limit = check_time_limit(time_limit)
-    name = learner_name(fn)
-    ctx = Context(
-        spec,
-        check,
-        name,
-        describe_checked(spec, make_probes(spec)),
-        signature=f"{name}({', '.join(spec.arg_names)})",
-        time_limit=time_limit,
-    )
-
+    signature = f"{learner_name(fn)}({', '.join(spec.arg_names)})"
     tolerances = f"{TOLERANCE:g}" + (
         f" ({OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered else ""
     )
-    passed = (
-        f"Your output equals the reference to within {tolerances} on every input, and your inputs were left unchanged."
-    )
 
-    def diagnose(session):
-        def call(probe):
+    def diagnose(check: Check) -> CheckResult:
+        check.checked = describe_checked(spec, make_probes(spec))
+
+        def call(probe: Probe, action: str, read: Callable) -> Tensor:
             args = spec.call_args(probe.x, probe.gamma, probe.beta, probe.eps)
-            return call_learner(session, fn, args, spec.arg_names, who=name)
+            return calling(check, spec, signature, fn, args, names=spec.arg_names, action=action, read=read)
 
-        return diagnose_outputs(ctx, call) or ctx.passed(passed)
+        if verdict := diagnose_outputs(spec, call):
+            raise verdict
+        return check.passed(
+            f"Your output equals the reference to within {tolerances} on every input, and your inputs were left "
+            "unchanged."
+        )
 
-    return run_check(ctx, diagnose)
+    return run_check(spec.checker, fn, diagnose, time_limit=time_limit, label=label, hints=hints(spec, signature))
 
 
 def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -91,11 +84,8 @@ def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_T
     (C,) broadcast along the channel dim. layout: "NC", "NCL", "NLC" or "NCHW"
     (notebook 02, "Which axes?"). ``time_limit`` is in seconds per call.
     """
-    _check_function(fn, "check_batch_norm")
     _check_layout(layout, BATCH_NORM_SHAPES, "check_batch_norm")
-    return run_function_check(
-        batch_norm_spec(layout), fn, f"check_batch_norm({learner_name(fn)}, layout={layout!r})", time_limit
-    )
+    return run_function_check(batch_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
 
 
 def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -105,11 +95,8 @@ def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_T
     (C, H, W) ("NCHW"), or each pixel over its C channels ("NHWC", channels-last LayerNorm as
     in ConvNeXt); gamma and beta have that normalized shape (notebook 02).
     """
-    _check_function(fn, "check_layer_norm")
     _check_layout(layout, LAYER_NORM_SHAPES, "check_layer_norm")
-    return run_function_check(
-        layer_norm_spec(layout), fn, f"check_layer_norm({learner_name(fn)}, layout={layout!r})", time_limit
-    )
+    return run_function_check(layer_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
 
 
 def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -119,15 +106,12 @@ def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAU
     (sample, group) has one mean and variance over its C / G channels and H, W.
     The probe has C = 3 * num_groups; gamma and beta have shape (C,) (notebook 02).
     """
-    _check_function(fn, "check_group_norm")
     if isinstance(num_groups, bool) or not isinstance(num_groups, int) or not 1 <= num_groups <= MAX_GROUPS:
         raise ValueError(
             f"check_group_norm needs num_groups, an int from 1 to {MAX_GROUPS}; got {num_groups!r}. "
             "Fix: pass the number of groups your exercise uses, e.g. num_groups=2."
         )
-    return run_function_check(
-        group_norm_spec(num_groups), fn, f"check_group_norm({learner_name(fn)}, num_groups={num_groups})", time_limit
-    )
+    return run_function_check(group_norm_spec(num_groups), fn, f", num_groups={num_groups}", time_limit)
 
 
 def check_rms_norm(fn: Callable, layout: str = "NLC", *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -135,8 +119,5 @@ def check_rms_norm(fn: Callable, layout: str = "NLC", *, time_limit: float = DEF
 
     No mean is subtracted and there is no beta (Zhang & Sennrich 2019); layout "NLC" or "NC".
     """
-    _check_function(fn, "check_rms_norm")
     _check_layout(layout, RMS_NORM_SHAPES, "check_rms_norm")
-    return run_function_check(
-        rms_norm_spec(layout), fn, f"check_rms_norm({learner_name(fn)}, layout={layout!r})", time_limit
-    )
+    return run_function_check(rms_norm_spec(layout), fn, f", layout={layout!r}", time_limit)

@@ -155,13 +155,6 @@ def variant_output(spec: NormSpec, variant: Variant, probe: Probe) -> Tensor:
     return apply_affine(z, *broadcast_params(spec, probe, variant.grouping), variant.affine)
 
 
-def close(output: Tensor, expected: Tensor, tolerance: float) -> bool:
-    """|output - expected| <= tolerance * (1 + |expected|) everywhere (NaN never close)."""
-    if output.shape != expected.shape:
-        return False
-    return bool(((output - expected).abs() <= tolerance * (1 + expected.abs())).all())
-
-
 def matching_variants(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence[Tensor]) -> list[Variant]:
     """The wrong variants whose outputs equal the learner's on every probe, simplest first.
 

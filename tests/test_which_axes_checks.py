@@ -1,6 +1,7 @@
-"""The exercise checkers of notebook 02 (masked BatchNorm, channels-last LayerNorm): one learner implementation
-per mistake code, several correct ones, and hostile code that must not crash a checker or leave the session
-changed. (Notebook 03's checkers: tests/test_train_vs_eval_checks.py.)"""
+"""Notebook 02's checkers: the masked BatchNorm exercise (hand-written learners, messages), channels-last
+LayerNorm, and what every checker of the notebook (and check_batch_norm_module, which shares its machinery)
+promises: correct code passes under no_grad/inference_mode, an in-place change of any input (a bool mask too) is
+named, and learner code that runs while the answer is read is under the time limit."""
 
 import time
 
@@ -10,9 +11,14 @@ import torch.nn.functional as F
 
 from normlab.checks import (
     MISTAKES,
+    check_batch_norm,
+    check_batch_norm_module,
+    check_group_norm,
     check_layer_norm,
     check_masked_batch_norm,
+    check_rms_norm,
 )
+from tests.test_checks_module import HandBN
 
 
 def masked_ok(x, mask, gamma, beta, eps=1e-5):
@@ -134,13 +140,80 @@ def test_channels_last_layer_norm_is_per_pixel():
     assert wrong.mistake == "wrong-axes" and "one per pixel" in wrong.observed
 
 
-CHECKERS = {
-    check_masked_batch_norm: 5,
+def masked_flips_the_mask(x, mask, gamma, beta, eps=1e-5):
+    y = masked_ok(x, mask, gamma, beta, eps)
+    mask[0, 0] = False  # a learner "consuming" the mask in place
+    return y
+
+
+def test_a_learner_that_changes_the_bool_mask_in_place_is_named_mutates_input():
+    result = check_masked_batch_norm(masked_flips_the_mask)
+    assert result.mistake == "mutates-input", result.message
+    assert result.observed == (
+        "After masked_flips_the_mask was called on the padded batch, its inputs had changed: mask: 1 of 24 values "
+        "flipped."
+    )
+
+
+CORRECT = {  # one right answer per checker of this family
+    "check_batch_norm": lambda: check_batch_norm(
+        lambda x, g, b, eps=1e-5: F.batch_norm(x, None, None, g, b, True, 0.1, eps), "NC"
+    ),
+    "check_layer_norm": lambda: check_layer_norm(lambda x, g, b, eps=1e-5: F.layer_norm(x, g.shape, g, b, eps), "NLC"),
+    "check_group_norm": lambda: check_group_norm(lambda x, n, g, b, eps=1e-5: F.group_norm(x, n, g, b, eps), 2),
+    "check_rms_norm": lambda: check_rms_norm(lambda x, g, eps=1e-6: F.rms_norm(x, g.shape, g, eps)),
+    "check_masked_batch_norm": lambda: check_masked_batch_norm(masked_ok),
+    "check_batch_norm_module": lambda: check_batch_norm_module(HandBN),
 }
 
 
-@pytest.mark.parametrize("checker", CHECKERS, ids=lambda c: c.__name__)
-def test_hostile_code_never_crashes_and_the_session_is_put_back(checker):
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+@pytest.mark.parametrize("name", CORRECT)
+def test_correct_code_passes_whatever_the_callers_grad_mode(name, mode):
+    with mode():
+        result = CORRECT[name]()
+    assert result.passed, result.message
+
+
+def slow_on_reading(deadline: float):
+    """A tensor subclass whose every torch operation, once armed, spins until ``deadline``: learner code that runs
+    only when the checker reads the returned tensor."""
+
+    class Slow(torch.Tensor):
+        armed = False
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            while cls.armed and time.monotonic() < deadline:
+                pass
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    return Slow
+
+
+def returns_a_slow_tensor(right):
+    def fn(*args, **kwargs):
+        Slow = slow_on_reading(time.monotonic() + 3.0)
+        y = right(*args, **kwargs).as_subclass(Slow)
+        Slow.armed = True
+        return y
+
+    return fn
+
+
+@pytest.mark.parametrize("name", ["check_batch_norm", "check_masked_batch_norm"])
+def test_a_returned_tensors_own_code_runs_under_the_time_limit(name):
+    right = {"check_batch_norm": lambda x, g, b, eps=1e-5: F.batch_norm(x, None, None, g, b, True, 0.1, eps)}
+    fn = returns_a_slow_tensor(right.get(name, masked_ok))
+    checker = {"check_batch_norm": lambda f: check_batch_norm(f, "NC", time_limit=0.5)}
+    result = checker.get(name, lambda f: check_masked_batch_norm(f, time_limit=0.5))(fn)
+    assert result.mistake == "too-slow", result.message
+    assert result.observed.startswith("fn did not return within the time limit (0.5 s) when called on ")
+
+
+def test_hostile_code_never_crashes_the_masked_check_and_the_session_is_put_back():
+    checker = check_masked_batch_norm
+
     def forever(*args, **kwargs):
         while True:
             pass

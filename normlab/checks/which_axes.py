@@ -1,0 +1,226 @@
+"""Notebook 02's padding exercise as data: BatchNorm of a padded text batch with a mask.
+
+``check_masked_batch_norm(fn)`` calls ``fn(x, mask, gamma, beta, eps=1e-5)`` with x of
+shape (N, L, C) = (4, 6, 3) in float64, four sentences of lengths 6, 4, 2 and 5, and
+``mask`` (N, L) bool, True at real tokens. The padded positions hold a pad embedding far
+from the real values (near 5), as a learned pad token may, so that every way of letting
+the padding in gives its own numbers. The right answer is
+:func:`normlab.masked.masked_batch_norm`: per channel, the mean and biased variance over
+the 17 real tokens, and 0 at padded positions. The mistakes it names, each made by the
+implementations in :data:`MASKED`:
+
+- ``padding-in-statistics``: the mean or the variance taken over all N * L positions, or
+  the padding zeroed but the sums divided by N * L instead of the number of real tokens;
+- ``unbiased-variance``: divided by n - 1;
+- ``wrong-axes``: one statistic per sentence (over its real tokens) or per token (LayerNorm);
+- ``padding-not-zeroed``: not 0 at the padded positions (alone, or beside another mistake).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import product
+
+import torch
+from torch import Tensor
+
+from normlab._errors import shape_str
+from normlab.checks._result import declare
+from normlab.checks.runner import DEFAULT_TIME_LIMIT, Exercise, LearnerValue, Probe, Verdict, as_float64, run_exercise
+from normlab.masked import masked_batch_norm
+
+declare(
+    {
+        "padding-in-statistics": ("your statistics count the padded positions", ""),
+        "padding-not-zeroed": ("your output is not 0 at the padded positions", ""),
+    }
+)
+
+SHAPE = (4, 6, 3)  # (N, L, C): three different sizes
+LENGTHS = (6, 4, 2, 5)  # 17 real tokens of 24 positions
+EPS = 1e-5
+TOLERANCE = 1e-4  # float64 probe: a learner computing in float32 still passes
+COUNT_WORDS = {  # which positions a statistic's sum runs over, divided by which count
+    "real": "",
+    "all": "over all N * L positions, padding included",
+    "zeroed": "with the padding zeroed but divided by N * L, the number of positions, not of real tokens",
+}
+N_REAL = sum(LENGTHS)
+
+
+def _mask() -> Tensor:
+    """(N, L) bool, True at the real tokens."""
+    return torch.arange(SHAPE[1]) < torch.tensor(LENGTHS)[:, None]
+
+
+def masked_probe() -> Probe:
+    """The padded batch: real tokens per channel around -1, 0.5 and 2 (stds 1, 2, 0.5), one pad embedding near 5."""
+    generator = torch.Generator().manual_seed(2)
+    mask, c = _mask(), SHAPE[2]
+    real = torch.randn(SHAPE, generator=generator, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5]).double()
+    real = real + torch.tensor([-1.0, 0.5, 2.0]).double()
+    pad = 5.0 + 0.1 * torch.randn(c, generator=generator, dtype=torch.float64)
+    x = torch.where(mask[..., None], real, pad)
+    gamma = 1.0 + 0.5 * torch.randn(c, generator=generator, dtype=torch.float64)
+    beta = 0.5 * torch.randn(c, generator=generator, dtype=torch.float64)
+    return Probe((x, mask, gamma, beta), ("x", "mask", "gamma", "beta"), "the padded batch", {"eps": EPS})
+
+
+def masked_batch_norm_reference(x: Tensor, mask: Tensor, gamma: Tensor, beta: Tensor, eps: float = EPS) -> Tensor:
+    return masked_batch_norm(x, mask, weight=gamma, bias=beta, eps=eps)
+
+
+def _moment(values: Tensor, mask: Tensor, count: str, dims: tuple[int, ...]) -> Tensor:
+    """Mean of ``values`` over ``dims``: over the real tokens, over all positions, or zeroed and over all."""
+    if count == "all":
+        return values.mean(dim=dims, keepdim=True)
+    m = mask[..., None].to(values.dtype).expand_as(values)
+    n = (m if count == "real" else torch.ones_like(m)).sum(dim=dims, keepdim=True)
+    return (values * m).sum(dim=dims, keepdim=True) / n
+
+
+def _masked(
+    dims: tuple[int, ...], counts: tuple[str, str], unbiased: bool, zeroed: bool, how: str
+) -> Callable[..., Tensor]:
+    """An implementation with the learner's signature: the mean counted by counts[0], the variance by counts[1],
+    over ``dims``; ``how`` says what it did, in the words of a message."""
+
+    def fn(x: Tensor, mask: Tensor, gamma: Tensor, beta: Tensor, eps: float = EPS) -> Tensor:
+        mean = _moment(x, mask, counts[0], dims)
+        var = _moment((x - mean) ** 2, mask, counts[1], dims)
+        if unbiased:
+            m = mask[..., None].to(x.dtype).expand_as(x)
+            n = (m if counts[1] == "real" else torch.ones_like(m)).sum(dim=dims, keepdim=True)
+            var = var * n / (n - 1)
+        y = (x - mean) / torch.sqrt(var + eps) * gamma + beta
+        return torch.where(mask[..., None], y, 0.0) if zeroed else y
+
+    fn.how = how  # type: ignore[attr-defined]
+    return fn
+
+
+def _masked_mistakes() -> dict[tuple[str, ...], list[Callable[..., Tensor]]]:
+    """Each mistake (and each with the padding also left unzeroed) and the implementations that make it."""
+    unbiased_words = f"Your variance divides by n - 1 = {N_REAL - 1}, not by the n = {N_REAL} real tokens."
+    made: dict[tuple[str, ...], list[tuple]] = {
+        ("unbiased-variance",): [((0, 1), ("real", "real"), True, unbiased_words)]
+    }
+    for counts, unbiased in product(product(COUNT_WORDS, COUNT_WORDS), (False, True)):
+        if counts != ("real", "real"):
+            words = "; ".join(w for w in dict.fromkeys(COUNT_WORDS[c] for c in counts) if w)
+            key = ("padding-in-statistics",) + (("unbiased-variance",) if unbiased else ())
+            made.setdefault(key, []).append(((0, 1), counts, unbiased, f"Your statistics match those taken {words}."))
+    sentence = "Your output matches one mean and variance per sentence (over its real tokens)."
+    token = "Your output matches one mean and variance per token, over its C channels: LayerNorm's axes."
+    for unbiased in (False, True):
+        key = ("wrong-axes",) + (("unbiased-variance",) if unbiased else ())
+        made[key] = [((1,), ("real", "real"), unbiased, sentence), ((2,), ("real", "real"), unbiased, token)]
+    table = {key: [_masked(d, c, u, True, how) for d, c, u, how in each] for key, each in made.items()}
+    for key, each in made.items():  # the same mistakes with the padding left as it came out
+        table[key + ("padding-not-zeroed",)] = [_masked(d, c, u, False, how) for d, c, u, how in each]
+    table[("padding-not-zeroed",)] = [_masked((0, 1), ("real", "real"), False, False, "")]
+    return table
+
+
+def _read_masked(value: LearnerValue) -> Tensor:
+    """A float64 copy of a floating-point tensor of x's shape, finite at the real tokens."""
+    if not isinstance(value, Tensor) or not value.dtype.is_floating_point:
+        what = "None" if value is None else f"a {type(value).__name__}"
+        raise Verdict("not-a-tensor", f"returned {what}; expected a floating-point torch.Tensor.")
+    if tuple(value.shape) != SHAPE:
+        extra = " (only the real tokens?)" if tuple(value.shape) == (N_REAL, SHAPE[2]) else ""
+        raise Verdict(
+            "wrong-shape",
+            f"returned shape {shape_str(tuple(value.shape))}{extra}; expected the input's shape {shape_str(SHAPE)}, "
+            "with 0 at the padded positions.",
+        )
+    output = as_float64(value)
+    real = output[_mask()]
+    if not real.isfinite().all():
+        raise Verdict("non-finite", f"returned {int((~real.isfinite()).sum())} NaN or infinite values at real tokens.")
+    return output
+
+
+def _zero_at_padding(output: Tensor) -> bool:
+    padded = output[~_mask()]
+    return bool(padded.isfinite().all()) and bool(padded.abs().max() <= TOLERANCE)
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Equal at the real tokens, and both 0 at the padding or both not."""
+    real = _mask()
+    return bool((a[real] - b[real]).abs().max() <= TOLERANCE) and _zero_at_padding(a) == _zero_at_padding(b)
+
+
+def _show(answers: list[Tensor], right: list[Tensor]) -> str:
+    """What the learner's output does, in the words of the first implementation that gives it (as run_exercise
+    names it), or of none."""
+    (output,), (expected,) = answers, right
+    real = _mask()
+    gap = (output[real] - expected[real]).abs().max().item()
+    if gap <= TOLERANCE:
+        largest = output[~real].abs().nan_to_num(nan=float("inf")).max().item()
+        return (
+            f"Right at the {N_REAL} real tokens, but the {SHAPE[0] * SHAPE[1] - N_REAL} padded positions hold "
+            f"values up to {largest:.4g} in size instead of 0."
+        )
+    probe = masked_probe()
+    for implementations in MASKED.mistakes.values():
+        for fn in implementations:
+            if _same(output, fn(*probe.args, **probe.kwargs)):
+                return f"At the real tokens your output differs from the reference by up to {gap:.4f}. {fn.how}"  # type: ignore[attr-defined]
+    return (
+        f"At the real tokens your output differs from the reference by up to {gap:.4f}, in a way that matches "
+        "none of the ways of counting the padding this checker knows."
+    )
+
+
+MASKED = Exercise(
+    name="check_masked_batch_norm",
+    checked=(
+        f"`fn(x, mask, gamma, beta, eps=1e-5)` on a padded text batch x of shape (N, L, C) = {shape_str(SHAPE)} "
+        f"in float64, sentence lengths {LENGTHS} (mask True at the {N_REAL} real tokens), a pad embedding "
+        "near 5 at the padded positions; compared with `normlab.functional.masked_batch_norm`: per channel, the "
+        f"mean and biased variance over the real tokens only, 0 at padded positions, to within {TOLERANCE:g}."
+    ),
+    probes=lambda: [masked_probe()],
+    right=masked_batch_norm_reference,
+    mistakes=_masked_mistakes(),
+    read=_read_masked,
+    same=_same,
+    show=_show,
+    passed=lambda answers, right: (
+        "Your output equals the reference at the real tokens and is 0 at every padded position."
+    ),
+    hints={
+        "padding-in-statistics": (
+            "Count only the real tokens: `m = mask[..., None]` (shape (N, L, 1)), `n = mask.sum()`, "
+            "`mean = (x * m).sum(dim=(0, 1)) / n`, `var = (((x - mean) * m) ** 2).sum(dim=(0, 1)) / n`. "
+            "Or take the real tokens as one plain batch: `real = x[mask]`, shape (n, C)."
+        ),
+        "unbiased-variance": "Normalization divides by n, the number of real tokens, not n - 1.",
+        "wrong-axes": (
+            "BatchNorm shares one mean and variance per channel over the batch AND the sequence: sum over "
+            "dims (0, 1), restricted to the real tokens."
+        ),
+        "padding-not-zeroed": (
+            "Set the output at the padded positions to 0, so that padding carries no signal downstream: "
+            "`torch.where(mask[..., None], y, 0.0)` or `y * mask[..., None]`."
+        ),
+        "raised": "Print the shapes: the mask is (N, L); to broadcast it against (N, L, C) use `mask[..., None]`.",
+        "unknown": "Build it step by step: the real tokens' mean and biased variance per channel, normalize, "
+        "gamma and beta, then 0 at padding.",
+    },
+)
+
+
+def check_masked_batch_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT):
+    """Check a learner's ``fn(x, mask, gamma, beta, eps=1e-5)``: BatchNorm over the real tokens of (N, L, C) (§3).
+
+    Expected: per channel, mean and biased variance over the positions where ``mask`` is True,
+    ``y * gamma + beta`` there, and 0 at the padded positions (as ``normlab.functional.masked_batch_norm``).
+    """
+    return run_exercise(MASKED, fn, time_limit)
+
+
+EXERCISES = (MASKED,)
