@@ -444,7 +444,6 @@ def test_every_functional_mistake_code_is_tested_here():
         *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),
         # tests/test_which_axes_checks.py and tests/test_checks_exercises.py:
         *("padding-in-statistics", "padding-not-zeroed"),
-        # tests/test_exercise_checks_02_03.py:
         # tests/test_train_vs_eval_checks.py:
         *("eps-not-ported", "stats-not-ported"),
         *("bn-stats-updated", "bn-params-trained", "model-not-in-train-mode", "not-trained"),

@@ -201,3 +201,24 @@ def test_python_s_own_bookkeeping_is_no_replaced_function():
     finally:
         del builtins._, torch.Tensor.__slotnames__
     assert result.session == ()
+
+
+def test_a_numpy_array_changed_in_place_is_named_mutates_input():
+    import numpy as np
+
+    weights = np.array([1.0, 2.0, 4.0], dtype=np.float32)
+
+    def halves(w):
+        w /= 2
+        return w
+
+    def diagnose(check):
+        check.call(halves, (weights,), ("gamma",), action="called on the weights")
+        return check.passed("not reached")
+
+    result = run_check("check_w", halves, diagnose, time_limit=1.0)
+    assert result.observed == (
+        "After halves was called on the weights, its inputs had changed: gamma: 3 of 3 values changed "
+        "(largest change 2.0000)."
+    )
+    assert weights.tolist() == [1.0, 2.0, 4.0]

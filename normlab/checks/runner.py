@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -262,10 +263,12 @@ def call_learner(
 
 
 def fresh_copy(arg: object) -> object:
-    """A tensor's copy (a non-leaf if it requires grad, like a layer's input in a network), a module's deep copy;
-    anything else as is."""
+    """A tensor's copy (a non-leaf if it requires grad, like a layer's input in a network), a module's deep copy,
+    an array's copy; anything else as is."""
     if isinstance(arg, torch.nn.Module):
         return copy.deepcopy(arg)
+    if isinstance(arg, np.ndarray):
+        return arg.copy()
     if not isinstance(arg, Tensor):
         return arg
     clone = arg.detach().clone()
@@ -286,6 +289,8 @@ def _mutation(name: str, original: object, given: LearnerValue) -> str:
             if k in modes and modes[k].training != m.training
         ]
         return f"{name}'s {', '.join(changed)} changed" if changed else ""
+    if isinstance(original, np.ndarray) and isinstance(given, np.ndarray):
+        original, given = torch.from_numpy(original), torch.from_numpy(given)
     if not isinstance(original, Tensor):
         return ""
     after = given.detach()

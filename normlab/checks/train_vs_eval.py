@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import product
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -267,19 +268,13 @@ def _port_mistakes(layer: dict[str, object], momentum: float, epsilon: float) ->
     return found, seen
 
 
-def _with_arrays(fn: Callable, momentum: float, epsilon: float) -> Callable[..., LearnerValue]:
-    """``fn`` called with NumPy views of the tensors it is given: the runner copies the tensors and compares them
-    after the call, so an array changed in place is named mutates-input."""
-    return lambda *weights: fn(*(w.numpy() for w in weights), momentum, epsilon)
-
-
 def _diagnose_port(check: Check, fn: Callable) -> CheckResult:
     codes: list[str] = []
     observed: list[str] = []
     for momentum, epsilon in KERAS_SETTINGS:
-        weights = [torch.tensor(w, dtype=torch.float32) for w in KERAS_WEIGHTS]
+        args = (*(np.array(w, dtype=np.float32) for w in KERAS_WEIGHTS), momentum, epsilon)
         action = f"called with Keras's (momentum, epsilon) = ({momentum:g}, {epsilon:g})"
-        layer = check.call(_with_arrays(fn, momentum, epsilon), weights, KERAS_NAMES, action=action, read=_read_layer)
+        layer = check.call(fn, args, KERAS_NAMES, action=action, read=_read_layer)
         found, seen = _port_mistakes(layer, momentum, epsilon)
         codes += found
         if seen:
