@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import normlab.nn
-from normlab.experiments.train_vs_eval import make_mlp, state_changes
+from normlab.experiments.common import build_mlp
+from normlab.experiments.train_vs_eval import state_changes
 from normlab.finetune import FrozenBatchNorm, batch_norm_layers, freeze_batch_norm, recalibrate_batch_norm
 
 BATCH_NORM_1D = [nn.BatchNorm1d, normlab.nn.BatchNorm1d]
@@ -24,7 +25,7 @@ def data(seed: int = 0, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
 
 def pretrained(norm, seed: int = 0) -> nn.Sequential:
     """An MLP whose BN has non-trivial running statistics and affine parameters."""
-    model = make_mlp(hidden=(16, 16), norm=norm, seed=seed)
+    model = build_mlp(64, [16, 16], 10, norm, seed=seed)
     model.train()
     with torch.no_grad():
         for step in range(3):
@@ -196,7 +197,7 @@ def test_freeze_errors_teach():
 def test_recalibrate_matches_torch_update_bn(norm):
     model = pretrained(norm)
     batches = [data(seed=20 + i, n=24)[0] for i in range(4)]
-    reference = make_mlp(hidden=(16, 16), norm=nn.BatchNorm1d)  # update_bn only knows torch's BatchNorm
+    reference = build_mlp(64, [16, 16], 10, nn.BatchNorm1d)  # update_bn only knows torch's BatchNorm
     reference.load_state_dict(model.state_dict())
     torch.optim.swa_utils.update_bn(batches, reference)
     model.eval()

@@ -12,6 +12,7 @@ import torch
 import normlab.nn
 from normlab.data.digits import load_digits_split
 from normlab.experiments import train_vs_eval as te
+from normlab.experiments.common import build_mlp
 from normlab.plots import train_vs_eval as plots
 from normlab.widgets.train_vs_eval import BATCH_SIZES, MOMENTA, make_running_stats_explorer
 
@@ -143,7 +144,7 @@ def test_momentum_one_gap_is_n_over_n_minus_one(module_cls, n):
 @pytest.fixture(scope="module")
 def trained():
     digits = load_digits_split(test_size=360, scaling="unit")
-    model = te.make_mlp(seed=0)
+    model = build_mlp(64, [128], 10, torch.nn.BatchNorm1d, seed=0)
     te.train_classifier(model, digits.x_train, digits.y_train, steps=60, batch_size=32, lr=0.1, seed=0)
     return digits, model
 
@@ -266,19 +267,6 @@ def test_running_stats_run_matches_torch_and_gaps():
 # ---- the digits network ----------------------------------------------------------------------
 
 
-def test_make_mlp_is_the_reference_articles_network_and_seeded():
-    model = te.make_mlp()
-    assert [type(m).__name__ for m in model] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
-    sizes = (model[0].in_features, model[0].out_features, model[1].num_features, model[3].out_features)
-    assert sizes == (64, 128, 128, 10)
-    state = torch.get_rng_state()
-    assert torch.equal(te.make_mlp(seed=3)[0].weight, te.make_mlp(seed=3)[0].weight)
-    assert not torch.equal(te.make_mlp(seed=3)[0].weight, te.make_mlp(seed=4)[0].weight)
-    assert torch.equal(torch.get_rng_state(), state)  # the global generator is left alone
-    assert [type(m).__name__ for m in te.make_mlp((5, 6), norm=None)] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
-    assert isinstance(te.make_mlp(norm=normlab.nn.BatchNorm1d)[1], normlab.nn.BatchNorm1d)
-
-
 def test_train_and_evaluate(trained):
     digits, model = trained
     result = te.evaluate_classifier(model, digits.x_test, digits.y_test)
@@ -291,7 +279,7 @@ def test_train_and_evaluate(trained):
     model.train()
     te.evaluate_classifier(model, digits.x_test, digits.y_test)
     assert model.training  # the mode is restored
-    a, b = te.make_mlp(seed=1), te.make_mlp(seed=1)
+    a, b = (build_mlp(64, [128], 10, torch.nn.BatchNorm1d, seed=1) for _ in range(2))
     losses_a = te.train_classifier(a, digits.x_train, digits.y_train, steps=20, seed=2)
     assert losses_a == te.train_classifier(b, digits.x_train, digits.y_train, steps=20, seed=2)
     assert np.mean(losses_a[-5:]) < np.mean(losses_a[:5])
@@ -331,7 +319,7 @@ def test_average_state_dicts():
 
 
 def test_batch_norm_running_vars():
-    model = te.make_mlp(hidden=(4, 5))
+    model = build_mlp(64, [4, 5], 10, torch.nn.BatchNorm1d)
     model[1].running_var.fill_(2.0)
     assert [v.tolist() for v in te.batch_norm_running_vars(model)] == [[2.0] * 4, [1.0] * 5]
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from normlab.data.sequences import PAD, make_sequence_task, padded_batch
 from normlab.experiments import transformers as tf
+from normlab.experiments.common import DIVERGED_LOSS
 from normlab.plots import transformers as plots
 from normlab.widgets.transformers import make_transformer_explorer
 
@@ -128,7 +129,10 @@ def test_learning_rate_warm_up_is_linear_then_constant():
 
 def test_a_diverging_run_stops_and_says_so():
     run = tf.train_run(1, "layer", "post", 100.0, 0, steps=10, batch_size=8)
-    assert run.diverged and len(run.losses) < 10
+    assert run.diverged and len(run.losses) < 10 and not run.losses[-1] <= DIVERGED_LOSS
+    # the cached curve averages the steps that trained: the loss that crossed is left out
+    lost = tf.TrainingRun(1, "layer", "post", 0.1, 0, 0, [1.0] * 19 + [math.inf], True)
+    assert tf.summarize(lost).curve == [1.0] and tf.summarize(lost).outcome == "diverged"
 
 
 def test_steps_to_threshold_and_outcomes():

@@ -20,6 +20,7 @@ from normlab.data.digits import DigitsSplit, load_digits_split
 from normlab.data.tabular import load_wine_data
 from normlab.experiments import why_normalization as why
 from normlab.experiments import why_normalization_training as wt
+from normlab.experiments.common import DIVERGED_LOSS, build_mlp
 from normlab.layouts import NORM_LABELS
 from normlab.plots import why_normalization as plots
 from normlab.widgets.why_normalization import make_learning_rate_explorer, make_saturation_explorer
@@ -200,46 +201,13 @@ def test_plot_descent_losses_draws_the_excess_loss(scales):
 # ---- §2-§3 the MLP, saturation, depth ---------------------------------------------------------
 
 
-def test_build_mlp_uses_the_same_weights_for_every_norm():
-    nets = {norm: why.build_mlp(8, [16, 16], 3, norm=norm, activation="tanh") for norm in why.MLP_NORMS}
-    weights = {norm: [m.weight for m in net if isinstance(m, torch.nn.Linear)] for norm, net in nets.items()}
-    for norm in ("batch", "layer"):
-        for a, b in zip(weights[None], weights[norm]):
-            assert torch.equal(a, b)
-    assert [type(m).__name__ for m in nets["batch"]] == [
-        "Linear",
-        "BatchNorm1d",
-        "Tanh",
-        "Linear",
-        "BatchNorm1d",
-        "Tanh",
-        "Linear",
-    ]
-    assert isinstance(nets["batch"][1], normlab.nn.BatchNorm1d) and isinstance(nets["layer"][1], normlab.nn.LayerNorm)
-    assert len(nets[None]) == 5
-
-
-def test_build_mlp_initializations():
-    default = why.build_mlp(400, [300], 2)
-    bound = 1 / math.sqrt(400)
-    assert default[0].weight.abs().max().item() <= bound and default[0].weight.abs().max().item() > 0.99 * bound
-    assert default[0].weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)  # uniform std
-    lecun = why.build_mlp(400, [300], 2, init_gain=2.0)
-    assert lecun[0].weight.std().item() == pytest.approx(2.0 / 20, rel=0.02)
-    assert not torch.equal(why.build_mlp(4, [5], 2, seed=1)[0].weight, why.build_mlp(4, [5], 2, seed=2)[0].weight)
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"norm": "group"}, r"norm must be one of \(None, 'batch', 'layer'\); got 'group'"),
-        ({"activation": "gelu"}, r"activation must be one of \('relu', 'tanh', 'sigmoid'\); got 'gelu'"),
-        ({"implementation": "jax"}, r"implementation must be one of \('normlab', 'torch'\); got 'jax'"),
-    ],
-)
-def test_build_mlp_rejects_unknown_choices(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        why.build_mlp(4, [5], 2, **kwargs)
+def test_norm_class_names_the_norm_layers_and_rejects_unknown_choices():
+    assert why.norm_class(None) is None
+    assert why.norm_class("batch") is normlab.nn.BatchNorm1d and why.norm_class("layer", "torch") is torch.nn.LayerNorm
+    with pytest.raises(ValueError, match=r"norm must be one of \(None, 'batch', 'layer'\); got 'group'"):
+        why.norm_class("group")
+    with pytest.raises(ValueError, match=r"implementation must be one of \('normlab', 'torch'\); got 'jax'"):
+        why.norm_class("batch", implementation="jax")
 
 
 @pytest.mark.parametrize(
@@ -274,7 +242,7 @@ def test_activation_curves_match_autograd():
 def test_layer_profile_matches_a_hand_computation(digits):
     x, y = digits.x_train[:64], digits.y_train[:64]
     profile = why.layer_profile(x, y, depth=3, width=16, activation="tanh", norm="batch", input_scale=2.0)
-    model = why.build_mlp(64, [16] * 3, 10, "batch", "tanh")
+    model = build_mlp(64, [16] * 3, 10, normlab.nn.BatchNorm1d, torch.nn.Tanh)
     z1 = model[0](2.0 * x)
     z1.retain_grad()
     a1 = model[2](model[1](z1))
@@ -295,6 +263,8 @@ def test_layer_profile_is_deterministic_and_rejects_bad_settings(digits):
         why.layer_profile(x, y, input_scale=0)
     with pytest.raises(ValueError, match=r"depth and width must be >= 1; got depth=0"):
         why.layer_profile(x, y, depth=0)
+    with pytest.raises(ValueError, match=r"activation must be one of \('relu', 'tanh', 'sigmoid'\); got 'gelu'"):
+        why.layer_profile(x, y, activation="gelu")
 
 
 def test_large_inputs_saturate_the_first_tanh_layer_and_norm_layers_prevent_it(digits):
@@ -385,12 +355,12 @@ def test_training_is_deterministic(digits):
 
 
 def test_normlab_batchnorm_trains_like_torch_batchnorm(digits):
-    ours = why.build_mlp(64, wt.HIDDEN, 10, "batch")
-    theirs = wt.digits_mlp(digits, "batch")  # what the training experiments use
+    ours = build_mlp(64, wt.HIDDEN, 10, normlab.nn.BatchNorm1d)
+    theirs = wt.digits_mlp(digits, torch.nn.BatchNorm1d)  # what the training experiments use
     assert isinstance(ours[1], normlab.nn.BatchNorm1d) and type(theirs[1]) is torch.nn.BatchNorm1d
     assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
-    run_ours = wt.fit(ours, digits, 0.3, steps=40)
-    run_theirs = wt.fit(theirs, digits, 0.3, steps=40)
+    run_ours = wt.train_on_digits(ours, digits, 0.3, steps=40)
+    run_theirs = wt.train_on_digits(theirs, digits, 0.3, steps=40)
     # float32 rounding differs in the last digits; SGD amplifies it slowly over the steps
     np.testing.assert_allclose(run_ours.losses[:10], run_theirs.losses[:10], rtol=1e-5)
     np.testing.assert_allclose(run_ours.losses, run_theirs.losses, rtol=1e-2)
@@ -400,7 +370,7 @@ def test_normlab_batchnorm_trains_like_torch_batchnorm(digits):
 def test_batchnorm_trains_at_a_learning_rate_where_the_plain_net_diverges(digits):
     plain = wt.train_mlp(digits, None, 3.0)
     batch = wt.train_mlp(digits, "batch", 3.0)
-    assert plain.diverged and len(plain.losses) < 50 and plain.losses[-1] > wt.DIVERGED_LOSS
+    assert plain.diverged and len(plain.losses) < 50 and plain.losses[-1] > DIVERGED_LOSS
     assert not batch.diverged and batch.steps_to_accuracy(0.95) is not None
     assert batch.accuracies[-1] > 0.95
 
@@ -417,10 +387,10 @@ def test_steps_to_accuracy():
     assert run.steps_to_accuracy(0.99) is None
 
 
-def test_fit_rejects_bad_settings(digits):
-    model = why.build_mlp(64, [8], 10)
+def test_train_on_digits_rejects_bad_settings(digits):
+    model = build_mlp(64, [8], 10)
     with pytest.raises(ValueError, match=r"expected learning_rate > 0, steps >= 1, batch_size >= 2; got -0.1"):
-        wt.fit(model, digits, -0.1)
+        wt.train_on_digits(model, digits, -0.1)
 
 
 def test_sweep_lookup_and_table(small_sweep):
@@ -575,7 +545,7 @@ def test_plot_layer_input_drift_draws_the_watched_unit(digits):
 
 
 def test_gradient_ray_first_order_and_leaves_the_model_alone(digits):
-    model = why.build_mlp(64, [32], 10, "batch")
+    model = build_mlp(64, [32], 10, normlab.nn.BatchNorm1d)
     before = copy.deepcopy(model.state_dict())
     x, y = digits.x_train[:64], digits.y_train[:64]
     ray = wt.gradient_ray(model, x, y, step_sizes=(1e-4, 1.0))

@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from normlab.experiments.common import backward_from, grad_of
-from normlab.experiments.train_vs_eval import evaluate_classifier, make_mlp, train_classifier
+from normlab.experiments.common import backward_from, build_mlp, grad_of
+from normlab.experiments.train_vs_eval import evaluate_classifier, train_classifier
 from normlab.sync_batch_norm import SyncBatchNorm, combine_moments, local_moments
 
 MEAN, STD = 3.0, 2.0  # the activations' distribution in every demo
@@ -335,7 +335,8 @@ def accumulation_vs_large_batch(micro_batches: int = 4, micro_batch_size: int = 
     target = torch.randn(k * b, 1, generator=g, dtype=torch.float64)
     grads_large, grads_acc, running = {}, {}, {}
     for name, norm in (("Linear", None), ("Linear + BatchNorm", nn.BatchNorm1d)):
-        large, acc = (_regression_model(norm, seed) for _ in range(2))
+        # two copies of one net; its weights are drawn in float64 (build_mlp draws float32 by default)
+        large, acc = (build_mlp(8, [16], 1, norm, nn.Tanh, seed=seed, init_dtype=torch.float64) for _ in range(2))
         nn.functional.mse_loss(large(x), target).backward()
         for chunk, t in zip(x.split(b), target.split(b)):
             (nn.functional.mse_loss(acc(chunk), t) / k).backward()
@@ -353,15 +354,6 @@ def accumulation_vs_large_batch(micro_batches: int = 4, micro_batch_size: int = 
     return AccumulationResult(
         k, b, grads_large, grads_acc, h.reshape(k, b, -1).mean(dim=1), h.mean(dim=0), running["large"], running["acc"]
     )
-
-
-def _regression_model(norm, seed: int) -> nn.Sequential:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        layers: list[nn.Module] = [nn.Linear(8, 16, dtype=torch.float64)]
-        layers += [norm(16, dtype=torch.float64)] if norm is not None else []
-        layers += [nn.Tanh(), nn.Linear(16, 1, dtype=torch.float64)]
-    return nn.Sequential(*layers)
 
 
 # ---- §6 two samples per replica ------------------------------------------------------------------
@@ -415,7 +407,7 @@ def small_batch_training(
     accuracy: dict[str, list[float]] = {name: [] for name in norms}
     for name, norm in norms.items():
         for seed in seeds:
-            model = make_mlp(hidden=(32,), norm=norm, seed=seed)
+            model = build_mlp(64, [32], 10, norm, seed=seed)
             train_classifier(
                 model,
                 digits.x_train,

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from normlab.data.digits import load_digits_split
+from normlab.experiments.common import build_mlp, epoch_batches, fit
 
 BN_PLACEMENTS = ("none", "before", "after")  # no BatchNorm; BatchNorm before the ReLU; after it
 CNN_CHANNELS = (8, 16)
@@ -165,15 +166,15 @@ class CnnRun:
     beta: list[float]
 
 
-def _batches(num_examples: int, batch_size: int, steps: int, seed: int) -> list[Tensor]:
-    """Index batches for ``steps`` steps: a fresh permutation per epoch, the last partial batch dropped."""
-    generator = torch.Generator().manual_seed(seed)
-    per_epoch = num_examples // batch_size
-    batches: list[Tensor] = []
-    while len(batches) < steps:
-        order = torch.randperm(num_examples, generator=generator)
-        batches.extend(order[i * batch_size : (i + 1) * batch_size] for i in range(per_epoch))
-    return batches[:steps]
+def count_correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
+    """How many of (x, y) the model classifies right, in eval mode (an integer, the same on every CPU);
+    the model's mode is put back."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        correct = int((model(x).argmax(dim=1) == y).sum())
+    model.train(was_training)
+    return correct
 
 
 def train_digits_cnn(
@@ -194,18 +195,16 @@ def train_digits_cnn(
     data = load_digits_split()
     x_train, x_test = data.x_train.view(-1, 1, 8, 8), data.x_test.view(-1, 1, 8, 8)
     model = build_digits_cnn(bn, seed)
+    correct: list[int] = []
+
+    def record_accuracy(steps_done: int) -> None:
+        if steps_done in checkpoints:
+            correct.append(count_correct(model, x_test, data.y_test))
+
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=0.9)
-    correct = []
-    for step, index in enumerate(_batches(len(x_train), batch_size, steps, seed), start=1):
-        model.train()
-        loss = F.cross_entropy(model(x_train[index]), data.y_train[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step in checkpoints:
-            model.eval()
-            with torch.no_grad():
-                correct.append(int((model(x_test).argmax(dim=1) == data.y_test).sum()))
+    batches = epoch_batches(len(x_train), batch_size, steps, seed)
+    fitted = fit(model, F.cross_entropy, optimizer, x_train, data.y_train, batches, after_step=record_accuracy)
+    fitted.raise_if_diverged()
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     gamma = norms[0].weight.tolist() if norms else []
     beta = norms[0].bias.tolist() if norms else []
@@ -398,28 +397,29 @@ def train_scale_invariant(
     float64 throughout.
     """
     data = load_digits_split()
-    torch.manual_seed(seed)
-    first = nn.Linear(64, hidden, bias=False)
-    model = nn.Sequential(first, nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, 10)).double()
+    model = build_mlp(64, [hidden], 10, nn.BatchNorm1d, hidden_bias=False, seed=seed)
+    weight = model.get_parameter("0.weight")  # the first Linear's
     others = [p for name, p in model.named_parameters() if name != "0.weight"]
-    groups = [{"params": [first.weight], "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]
+    groups = [{"params": [weight], "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]
     optimizer = torch.optim.SGD(groups, lr=learning_rate)
-    norms, rates, angles = [first.weight.norm().item()], [learning_rate / first.weight.norm().item() ** 2], [0.0]
-    for step, index in enumerate(_batches(len(data.x_train), batch_size, steps, seed), start=1):
-        before = first.weight.detach().clone()
-        loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % every == 0:
-            w = first.weight.detach()
+    norms, rates, angles = [weight.norm().item()], [learning_rate / weight.norm().item() ** 2], [0.0]
+    before = weight.detach().clone()
+
+    def keep_weight(step: int, x_batch: Tensor, y_batch: Tensor) -> None:
+        before.copy_(weight.detach())
+
+    def record_weight(steps_done: int) -> None:
+        if steps_done % every == 0:
+            w = weight.detach()
             cosine = (w * before).sum() / (w.norm() * before.norm())
             norms.append(w.norm().item())
             rates.append(learning_rate / w.norm().item() ** 2)
             angles.append(math.degrees(math.acos(min(1.0, cosine.item()))))
-    model.eval()
-    with torch.no_grad():
-        correct = int((model(data.x_test).argmax(dim=1) == data.y_test).sum())
+
+    batches = epoch_batches(len(data.x_train), batch_size, steps, seed)
+    fitted = fit(model, F.cross_entropy, optimizer, data.x_train, data.y_train, batches, keep_weight, record_weight)
+    fitted.raise_if_diverged()
+    correct = count_correct(model, data.x_test, data.y_test)
     return WeightNormRun(learning_rate, weight_decay, seed, every, norms, rates, angles, correct)
 
 

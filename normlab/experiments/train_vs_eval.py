@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from normlab.experiments.common import fit, random_batches
 from normlab.nn import module_tensor
 
 CONVENTIONS = ("pytorch", "keras")
@@ -436,36 +437,7 @@ def running_stats_run(
     )
 
 
-# ---- A small real network: the digits MLP ---------------------------------------------------
-
-
-def make_mlp(
-    hidden: Sequence[int] = (128,),
-    norm: Callable[[int], nn.Module] | None = nn.BatchNorm1d,
-    in_features: int = 64,
-    num_classes: int = 10,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float64,
-) -> nn.Sequential:
-    """Linear -> norm -> ReLU blocks, then a Linear classifier; initialized from ``seed`` in ``dtype``.
-
-    The default is the MLP of one reference article: Linear(64, 128), BatchNorm1d(128),
-    ReLU, Linear(128, 10). ``norm`` is any factory called with the width (torch's or
-    normlab's BatchNorm1d, ``lambda w: nn.LayerNorm(w)``, ...), or None for no norm.
-    ``dtype`` is float64 by default (as :func:`normlab.data.digits.load_digits_split`), so
-    trained accuracies print the same on every CPU; float32 training amplifies the CPU's
-    rounding differences into different accuracies.
-    The global random state is left as it was. Notebook 03, §3, §6 and §7.
-    """
-    layers: list[nn.Module] = []
-    width = in_features
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for h in hidden:
-            layers += [nn.Linear(width, h)] + ([norm(h)] if norm is not None else []) + [nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, num_classes))
-    return nn.Sequential(*layers).to(dtype)  # float32 draws, converted exactly: the same start in every dtype
+# ---- Training a small real network: the digits MLP -------------------------------------------
 
 
 def train_classifier(
@@ -473,21 +445,14 @@ def train_classifier(
 ) -> list[float]:
     """SGD (momentum 0.9) on cross-entropy with random mini-batches drawn with ``seed``; returns the losses.
 
-    Calls ``model.train()`` first, as every training loop does (notebook 03, §7 shows what
-    that undoes). Only parameters with ``requires_grad`` are optimized.
+    The loop is :func:`normlab.experiments.common.fit`: it calls ``model.train()`` first, as every
+    training loop does (notebook 03, §7 shows what that undoes). Only parameters with
+    ``requires_grad`` are optimized. Notebook 03, §3, §6 and §7.
     """
-    g = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        index = torch.randint(0, len(x), (batch_size,), generator=g)
-        loss = nn.functional.cross_entropy(model(x[index]), y[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+    fitted = fit(model, nn.functional.cross_entropy, optimizer, x, y, random_batches(len(x), batch_size, steps, seed))
+    fitted.raise_if_diverged()
+    return fitted.losses
 
 
 @dataclass(frozen=True)

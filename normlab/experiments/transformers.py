@@ -34,12 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.data.sequences import PAD, make_sequence_task, padded_batch
-from normlab.experiments.common import grad_of
+from normlab.experiments.common import fit, grad_of, random_batches
 
 NORMS = ("layer", "rms")  # "batch" too, for the padding demo of §4
 PLACEMENTS = ("pre", "post")
 DTYPE = torch.float64
-DIVERGED_LOSS = 10.0  # cross-entropy above this (chance is ln 10 = 2.3 for 10 tokens) counts as diverged
 LOSS_THRESHOLD = 0.5  # "trained": the mean loss of 10 consecutive steps below this (chance: 2.2)
 SWEEP_FILE = "transformer_sweep.json"
 
@@ -168,8 +167,7 @@ def gradient_norms_at_init(
     """
     data = make_sequence_task(task, num_sequences=64, seed=1000 + seed)
     model = build_transformer(num_layers, norm, placement, seed)
-    loss = F.cross_entropy(model(data.inputs).flatten(0, 1), data.targets.flatten())
-    loss.backward()
+    token_cross_entropy(model(data.inputs), data.targets).backward()
     per_layer = [
         math.sqrt(sum(grad_of(p).pow(2).sum().item() for name, p in block.named_parameters() if _is_matrix(name, p)))
         for block in model.blocks
@@ -183,7 +181,8 @@ def _is_matrix(name: str, parameter: torch.Tensor) -> bool:
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """One Adam run. ``losses[k]``: the mini-batch loss at step k; a diverged run stops early."""
+    """One Adam run. ``losses[k]``: the mini-batch loss at step k; a diverged run stops early, its last
+    loss the one above :data:`normlab.experiments.common.DIVERGED_LOSS`."""
 
     num_layers: int
     norm: str
@@ -209,6 +208,11 @@ def learning_rate_at(step: int, learning_rate: float, warmup_steps: int) -> floa
     return learning_rate * min(1.0, (step + 1) / warmup_steps)
 
 
+def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over every token: logits (N, L, vocab) against targets (N, L)."""
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
 def train_run(
     num_layers: int,
     norm: str,
@@ -220,26 +224,22 @@ def train_run(
     batch_size: int = 32,
     task: str = "reverse",
 ) -> TrainingRun:
-    """Train a fresh :class:`TinyTransformer` with Adam on ``task`` for ``steps`` mini-batches (§3)."""
+    """Train a fresh :class:`TinyTransformer` with Adam on ``task`` for ``steps`` mini-batches (§3).
+
+    The loop is :func:`normlab.experiments.common.fit`; before each step the learning rate is set
+    to :func:`learning_rate_at` that step (the warm-up).
+    """
     data = make_sequence_task(task, num_sequences=1024, seed=seed)
     model = build_transformer(num_layers, norm, placement, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    order = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    for step in range(steps):
+
+    def warm_up(step: int, x_batch: torch.Tensor, y_batch: torch.Tensor) -> None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, learning_rate, warmup_steps)
-        batch = torch.randint(0, data.inputs.shape[0], (batch_size,), generator=order)
-        logits = model(data.inputs[batch])
-        loss = F.cross_entropy(logits.flatten(0, 1), data.targets[batch].flatten())
-        value = loss.item()
-        if not math.isfinite(value) or value > DIVERGED_LOSS:
-            return TrainingRun(num_layers, norm, placement, learning_rate, warmup_steps, seed, losses, True)
-        losses.append(value)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return TrainingRun(num_layers, norm, placement, learning_rate, warmup_steps, seed, losses, False)
+
+    batches = random_batches(len(data.inputs), batch_size, steps, seed)
+    fitted = fit(model, token_cross_entropy, optimizer, data.inputs, data.targets, batches, before_step=warm_up)
+    return TrainingRun(num_layers, norm, placement, learning_rate, warmup_steps, seed, fitted.losses, fitted.diverged)
 
 
 class SweepSettings(TypedDict):
@@ -298,9 +298,11 @@ class RunSummary:
 
 
 def summarize(run: TrainingRun) -> RunSummary:
-    """The cached form of ``run``: the loss curve averaged over windows of 10 steps, at 6 decimals."""
-    windows = range(0, len(run.losses) - CURVE_WINDOW + 1, CURVE_WINDOW)
-    curve = [round(statistics.fmean(run.losses[i : i + CURVE_WINDOW]), 6) for i in windows]
+    """The cached form of ``run``: the loss curve of the steps that trained (a diverged run's last loss
+    left out), averaged over windows of 10 steps, at 6 decimals."""
+    trained = run.losses[:-1] if run.diverged else run.losses
+    windows = range(0, len(trained) - CURVE_WINDOW + 1, CURVE_WINDOW)
+    curve = [round(statistics.fmean(trained[i : i + CURVE_WINDOW]), 6) for i in windows]
     return RunSummary(
         run.placement, run.learning_rate, run.warmup_steps, run.seed, run.diverged, run.steps_to_threshold(), curve
     )

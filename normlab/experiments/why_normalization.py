@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +27,7 @@ from torch import nn
 import normlab.nn as nlnn
 from normlab.data.digits import DigitsSplit
 from normlab.data.tabular import load_wine_data, standardize
-from normlab.experiments.common import grad_of
+from normlab.experiments.common import build_mlp, grad_of
 
 MLP_NORMS = (None, "batch", "layer")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -270,72 +269,16 @@ NORM_MODULES = {
 }
 
 
-def _norm_layer(norm: str | None, width: int, implementation: str, dtype: torch.dtype) -> nn.Module | None:
-    return None if norm is None else NORM_MODULES[implementation][norm](width, dtype=dtype)
-
-
-def build_mlp(
-    in_features: int,
-    hidden: Sequence[int],
-    out_features: int,
-    norm: str | None = None,
-    activation: str = "relu",
-    init_gain: float | None = None,
-    seed: int = 0,
-    after_norm: Callable[[int, int], nn.Module] | None = None,
-    implementation: str = "normlab",
-    dtype: torch.dtype = torch.float64,
-) -> nn.Sequential:
-    """Linear -> [norm] -> activation, per hidden layer, then a Linear head (notebook 01 §2-§5).
-
-    ``norm``: None, "batch" (BatchNorm1d over the batch, dim 0) or "layer" (LayerNorm
-    over the features, dim 1). Weights come from a generator seeded with ``seed`` and
-    do not depend on ``norm``: the nets compared differ ONLY in their norm layers.
-    ``init_gain=None`` keeps PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in));
-    a number g draws weights from N(0, g^2 / fan_in) (g = 1 is LeCun's init).
-    ``after_norm(width, layer_index)`` builds a module inserted after each norm layer;
-    the covariate-shift experiment (§5) uses it to inject noise. ``implementation``:
-    "normlab" (the drop-ins of :mod:`normlab.nn`) or "torch" (torch.nn's, faster to train).
-    ``dtype``: float64 by default: the network computes and trains in it, so that printed
-    results do not depend on the CPU's float32 rounding (the initial weights are the same
-    float32 draws in every dtype).
-    """
+def norm_class(norm: str | None, implementation: str = "normlab") -> type[nn.Module] | None:
+    """The norm layer of notebook 01's MLPs by name, for :func:`normlab.experiments.common.build_mlp`: None,
+    "batch" (BatchNorm1d, over the batch) or "layer" (LayerNorm, over the features), from ``implementation``
+    "normlab" (:mod:`normlab.nn`) or "torch" (torch.nn, faster to train)."""
     _check_choice(norm, MLP_NORMS, "norm")
     _check_choice(implementation, tuple(NORM_MODULES), "implementation")
-    _check_choice(activation, tuple(ACTIVATIONS), "activation")
-    generator = torch.Generator().manual_seed(seed)
-    layers: list[nn.Module] = []
-    sizes = [in_features, *hidden]
-    for index, (fan_in, width) in enumerate(itertools.pairwise(sizes)):
-        layers.append(_seeded_linear(fan_in, width, init_gain, generator, dtype))
-        norm_layer = _norm_layer(norm, width, implementation, dtype)
-        if norm_layer is not None:
-            layers.append(norm_layer)
-            if after_norm is not None:
-                layers.append(after_norm(width, index))
-        layers.append(ACTIVATIONS[activation]())
-    layers.append(_seeded_linear(sizes[-1], out_features, None, generator, dtype))
-    return nn.Sequential(*layers)
+    return None if norm is None else NORM_MODULES[implementation][norm]
 
 
-def _seeded_linear(
-    fan_in: int, fan_out: int, init_gain: float | None, generator: torch.Generator, dtype: torch.dtype
-) -> nn.Linear:
-    bound = 1.0 / math.sqrt(fan_in)
-    weight = torch.empty(fan_out, fan_in)  # drawn in float32 and converted exactly: every dtype starts the same
-    if init_gain is None:
-        weight.uniform_(-bound, bound, generator=generator)
-    else:
-        weight.normal_(0.0, init_gain / math.sqrt(fan_in), generator=generator)
-    bias = torch.empty(fan_out).uniform_(-bound, bound, generator=generator)
-    # Built on the meta device: no memory and no draw from the global generator for its own init.
-    layer = nn.Linear(fan_in, fan_out, device="meta", dtype=dtype)
-    layer.weight, layer.bias = nn.Parameter(weight.to(dtype)), nn.Parameter(bias.to(dtype))
-    return layer
-
-
-@functools.lru_cache(maxsize=64)
-def _forward_only_mlp(
+def _profiled_mlp(
     in_features: int,
     hidden: tuple[int, ...],
     out_features: int,
@@ -344,12 +287,17 @@ def _forward_only_mlp(
     init_gain: float | None,
     seed: int,
 ) -> nn.Sequential:
-    """:func:`build_mlp`, kept for forward passes without gradients (the saturation explorer, 64 settings).
+    """The MLP of §2-§3: :func:`normlab.experiments.common.build_mlp` with normlab's norm layers, chosen by name."""
+    _check_choice(activation, tuple(ACTIVATIONS), "activation")
+    return build_mlp(
+        in_features, hidden, out_features, norm_class(norm), ACTIVATIONS[activation], init_gain=init_gain, seed=seed
+    )
 
-    Safe to share: such a pass reads only the weights, which it does not change; the
-    BatchNorm buffers it updates are not read in training mode.
-    """
-    return build_mlp(in_features, list(hidden), out_features, norm, activation, init_gain, seed)
+
+# Kept for forward passes without gradients (the saturation explorer, 64 settings). Safe to share: such
+# a pass reads only the weights, which it does not change; the BatchNorm buffers it updates are not read
+# in training mode.
+_forward_only_mlp = functools.lru_cache(maxsize=64)(_profiled_mlp)
 
 
 @dataclass(frozen=True)
@@ -414,7 +362,7 @@ def layer_profile(
     r"""Activation and gradient statistics per layer of a freshly initialized MLP (notebook 01 §2, §3).
 
     One forward pass of ``input_scale * x`` (N, F) through ``depth`` hidden layers
-    (see :func:`build_mlp`), cross-entropy against ``y``, one backward pass. The
+    (see :func:`normlab.experiments.common.build_mlp`), cross-entropy against ``y``, one backward pass. The
     norm layers use batch statistics (training mode), as during training. The std of
     each layer's activations is over all N x width values; likewise for the gradients.
     ``gradients=False`` skips the backward pass (``gradient_std`` is then empty): the
@@ -424,9 +372,8 @@ def layer_profile(
         raise ValueError(f"depth and width must be >= 1; got depth={depth}, width={width}.")
     if input_scale <= 0:
         raise ValueError(f"input_scale multiplies the inputs; expected > 0, got {input_scale}.")
-    shape = (x.shape[1], (width,) * depth, int(y.max()) + 1)
-    build = build_mlp if gradients else _forward_only_mlp
-    model = build(*shape, norm, activation, init_gain, seed)
+    build = _profiled_mlp if gradients else _forward_only_mlp
+    model = build(x.shape[1], (width,) * depth, int(y.max()) + 1, norm, activation, init_gain, seed)
     activation_type = ACTIVATIONS[activation]
     linear_outputs: list[torch.Tensor] = []
     outputs: list[torch.Tensor] = []

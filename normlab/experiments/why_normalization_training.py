@@ -25,13 +25,11 @@ from torch import nn
 
 from normlab.compare import fmt_spread
 from normlab.data.digits import DigitsSplit
-from normlab.experiments.common import grad_of
-from normlab.experiments.why_normalization import build_mlp
+from normlab.experiments.common import BeforeStep, build_mlp, fit, grad_of, random_batches
+from normlab.experiments.why_normalization import norm_class
 from normlab.layouts import NORM_LABELS
 
 HIDDEN = (128, 128, 128)  # 64 pixels -> 3 x Linear(., 128) + BatchNorm1d(128) + ReLU -> 10 classes
-DIVERGED_LOSS = 100.0  # a training loss above this (chance is ln 10 = 2.3) counts as diverged
-StepHook = Callable[[int, nn.Module, torch.Tensor, torch.Tensor], None]
 T = TypeVar("T")
 
 
@@ -49,10 +47,10 @@ def _find(items: Sequence[T], what: str, **wanted: object) -> T:
 class TrainingRun:
     """One SGD run: the training loss at every step, held-out accuracy every few steps.
 
-    ``losses[k]`` is the mini-batch loss of step k (before its update). A run that
-    diverges (loss not finite or above :data:`DIVERGED_LOSS` = 100) stops there: ``diverged``
-    is True and the lists end early. ``accuracies[i]`` is measured after ``eval_steps[i]``
-    updates, in eval mode. ``seed`` chose the initial weights and the mini-batches.
+    ``losses[k]`` is the mini-batch loss of step k (before its update). A run that diverges
+    (see :class:`normlab.experiments.common.FitResult`) stops there: ``diverged`` is True and
+    the lists end early. ``accuracies[i]`` is measured after ``eval_steps[i]`` updates, in eval
+    mode. ``seed`` chose the initial weights and the mini-batches.
     """
 
     norm: str | None
@@ -79,7 +77,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct
 
 
-def fit(
+def train_on_digits(
     model: nn.Module,
     data: DigitsSplit,
     learning_rate: float,
@@ -87,62 +85,43 @@ def fit(
     batch_size: int = 64,
     eval_every: int = 10,
     seed: int = 0,
-    on_step: StepHook | None = None,
+    before_step: BeforeStep | None = None,
     norm: str | None = None,
 ) -> TrainingRun:
-    """Plain SGD on cross-entropy with mini-batches drawn (with replacement) from a seeded generator.
+    """Plain SGD on cross-entropy (:func:`normlab.experiments.common.fit`), mini-batches drawn with replacement.
 
-    ``on_step(step, model, x_batch, y_batch)`` runs before each update (probes use it);
-    ``norm`` only labels the returned run.
+    Records the held-out accuracy before training and after every ``eval_every`` updates.
+    ``before_step(step, x_batch, y_batch)`` runs before each update (probes use it); ``norm``
+    only labels the returned run.
     """
     if learning_rate <= 0 or steps < 1 or batch_size < 2:
         raise ValueError(
             f"expected learning_rate > 0, steps >= 1, batch_size >= 2; got {learning_rate}, {steps}, {batch_size}."
         )
-    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
-    batches = torch.Generator().manual_seed(seed + 1)
-    losses: list[float] = []
-    eval_steps, accuracies = [0], [accuracy(model, data.x_test, data.y_test)]
-    model.train()
-    for step in range(steps):
-        rows = torch.randint(0, len(data.x_train), (batch_size,), generator=batches)
-        xb, yb = data.x_train[rows], data.y_train[rows]
-        if on_step is not None:
-            on_step(step, model, xb, yb)
-        loss = F.cross_entropy(model(xb), yb)
-        value = loss.item()
-        if not math.isfinite(value) or value > DIVERGED_LOSS:
-            losses.append(value if math.isfinite(value) else math.inf)
-            return TrainingRun(norm, learning_rate, losses, eval_steps, accuracies, diverged=True, seed=seed)
-        losses.append(value)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if (step + 1) % eval_every == 0:
-            eval_steps.append(step + 1)
+    eval_steps: list[int] = []
+    accuracies: list[float] = []
+
+    def record_accuracy(steps_done: int) -> None:
+        if steps_done % eval_every == 0:
+            eval_steps.append(steps_done)
             accuracies.append(accuracy(model, data.x_test, data.y_test))
-    return TrainingRun(norm, learning_rate, losses, eval_steps, accuracies, diverged=False, seed=seed)
+
+    record_accuracy(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    batches = random_batches(len(data.x_train), batch_size, steps, seed=seed + 1)
+    fitted = fit(
+        model, F.cross_entropy, optimizer, data.x_train, data.y_train, batches, before_step, after_step=record_accuracy
+    )
+    return TrainingRun(norm, learning_rate, fitted.losses, eval_steps, accuracies, fitted.diverged, seed)
 
 
 def digits_mlp(
-    data: DigitsSplit,
-    norm: str | None,
-    hidden: Sequence[int] = HIDDEN,
-    seed: int = 0,
-    after_norm: Callable[[int, int], nn.Module] | None = None,
+    data: DigitsSplit, norm: Callable[[int], nn.Module] | None, hidden: Sequence[int] = HIDDEN, seed: int = 0
 ) -> nn.Sequential:
-    """The MLP of §4-§5 for the digits: :func:`normlab.experiments.why_normalization.build_mlp` with ReLU and PyTorch's
-    default init. Its norm layers are torch.nn's: the same values as normlab's drop-ins, faster to train."""
-    return build_mlp(
-        data.x_train.shape[1],
-        hidden,
-        int(data.y_train.max()) + 1,
-        norm,
-        "relu",
-        seed=seed,
-        after_norm=after_norm,
-        implementation="torch",
-    )
+    """The MLP of §4-§5 for the digits: :func:`normlab.experiments.common.build_mlp` with ReLU and PyTorch's
+    default init. §4-§5 take their norm layers from torch.nn: the same values as normlab's drop-ins, faster
+    to train (:func:`normlab.experiments.why_normalization.norm_class` with ``implementation="torch"``)."""
+    return build_mlp(data.x_train.shape[1], hidden, int(data.y_train.max()) + 1, norm, seed=seed)
 
 
 def train_mlp(
@@ -152,10 +131,11 @@ def train_mlp(
     steps: int = 200,
     hidden: Sequence[int] = HIDDEN,
     seed: int = 0,
-    **fit_options,
+    **options,
 ) -> TrainingRun:
-    """Build :func:`digits_mlp` and :func:`fit` it."""
-    return fit(digits_mlp(data, norm, hidden, seed), data, learning_rate, steps, seed=seed, norm=norm, **fit_options)
+    """Build :func:`digits_mlp` and train it with :func:`train_on_digits`."""
+    model = digits_mlp(data, norm_class(norm, implementation="torch"), hidden, seed)
+    return train_on_digits(model, data, learning_rate, steps, seed=seed, norm=norm, **options)
 
 
 # ---------------------------------------------------------------------------
@@ -206,7 +186,8 @@ def learning_rate_sweep(
 
 def sweep_cell(runs: Sequence[TrainingRun], target_accuracy: float) -> str:
     """One cell of :func:`sweep_table`: the steps to the target over the seeds' runs, as "median [min–max]",
-    and how many runs diverged (training loss above :data:`DIVERGED_LOSS`) or never reached the target.
+    and how many runs diverged (training loss above :data:`normlab.experiments.common.DIVERGED_LOSS`) or
+    never reached the target.
 
     With one run: its step count, "diverged at step k", or "not in N (final a%)".
     """
@@ -231,7 +212,8 @@ def sweep_cell(runs: Sequence[TrainingRun], target_accuracy: float) -> str:
 
 def sweep_table(sweep: LearningRateSweep) -> str:
     """A text table: for each learning rate and norm, steps to the target accuracy over the seeds (see
-    :func:`sweep_cell`); "diverged" means the training loss went above :data:`DIVERGED_LOSS` (100).
+    :func:`sweep_cell`); "diverged" means the training loss went above
+    :data:`normlab.experiments.common.DIVERGED_LOSS` (100).
 
     The final accuracy of the runs that reach the target is not printed: at lr >= 1 training is
     chaotic enough that a CPU's last-bit rounding differences, even in float64, change it by a
@@ -328,17 +310,18 @@ def covariate_shift_test(
     layer ``watched_layer`` (0 = first) is recorded at every training step.
     """
     runs = []
-    for label, norm, noisy in (
-        ("no norm", None, False),
-        ("BatchNorm", "batch", False),
-        ("BatchNorm + noise", "batch", True),
+    noise_generator = torch.Generator()
+
+    def noisy_batch_norm(width: int) -> nn.Module:
+        return nn.Sequential(nn.BatchNorm1d(width), ShiftScaleNoise(width, max_shift, max_scale, noise_generator))
+
+    for label, norm, norm_layer in (
+        ("no norm", None, None),
+        ("BatchNorm", "batch", nn.BatchNorm1d),
+        ("BatchNorm + noise", "batch", noisy_batch_norm),
     ):
-        noise_generator = torch.Generator().manual_seed(seed + 2)
-
-        def noise(width: int, index: int) -> nn.Module:
-            return ShiftScaleNoise(width, max_shift, max_scale, noise_generator)  # noqa: B023 (used in this iteration)
-
-        model = digits_mlp(data, norm, seed=seed, after_norm=noise if noisy else None)
+        noise_generator.manual_seed(seed + 2)
+        model = digits_mlp(data, norm_layer, seed=seed)
         means, stds = [], []
 
         def record(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
@@ -347,7 +330,7 @@ def covariate_shift_test(
                 stds.append(inputs[0].detach().std(dim=0, correction=0))  # noqa: B023 (as above)
 
         handle = _watched_linear(model, watched_layer).register_forward_pre_hook(record)
-        run = fit(model, data, learning_rate, steps, seed=seed, norm=norm)
+        run = train_on_digits(model, data, learning_rate, steps, seed=seed, norm=norm)
         handle.remove()
         mean, std = torch.stack(means), torch.stack(stds)
         movement = ((mean[1:] - mean[:-1]).abs() + (std[1:] - std[:-1]).abs()).mean(dim=1)
@@ -477,10 +460,12 @@ def loss_along_gradient(
     for norm in norms:
         rays: list[GradientRay] = []
 
-        def probe(step: int, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        model = digits_mlp(data, norm_class(norm, implementation="torch"), seed=seed)
+
+        def probe(step: int, xb: torch.Tensor, yb: torch.Tensor) -> None:
             if step in checkpoints:
                 rays.append(gradient_ray(model, xb, yb, step_sizes, step))  # noqa: B023 (called within this iteration)
 
-        run = train_mlp(data, norm, learning_rate, steps, seed=seed, on_step=probe)
+        run = train_on_digits(model, data, learning_rate, steps, seed=seed, before_step=probe, norm=norm)
         runs.append(SmoothnessRun(norm, run, rays))
     return SmoothnessResult(learning_rate, list(step_sizes), runs)
