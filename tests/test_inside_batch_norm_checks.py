@@ -429,8 +429,8 @@ class _Raises(nn.Module):
         (
             lambda linear, bn: bn.train(),
             "mutates-input",
-            "After <lambda> was called on the eval-mode linear and bn, its inputs had changed: bn.training changed "
-            "from False to True.",
+            "After <lambda> was called on the eval-mode linear and bn, its inputs had changed: bn's training (from "
+            "False to True) changed.",
         ),
     ],
 )
