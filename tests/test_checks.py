@@ -425,7 +425,7 @@ def test_every_functional_mistake_code_is_tested_here():
         "too-slow",  # below, with a small time limit
         "interrupted",  # tests/test_checks_hostile.py, with a real SIGINT
         "async-function",  # tests/test_checks_runner.py
-        # tests/test_checks_module.py:
+        # tests/test_train_vs_eval_module_checks.py:
         "momentum-reversed",
         "running-var-biased",
         "stats-not-updated",
