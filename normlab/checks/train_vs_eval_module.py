@@ -43,26 +43,7 @@ from torch.nn import Module, Parameter
 
 from normlab import functional as F
 from normlab._errors import shape_str
-from normlab.checks._diagnose import calling, diagnose_outputs, hints, reader, reference
-from normlab.checks._explain import (
-    describe_checked,
-    describe_group_stats,
-    observe_affine,
-    observe_difference,
-    observe_non_finite,
-)
-from normlab.checks._probes import LARGE_EPS, SMALL_GROUP, SMALL_STD, TOLERANCE, Probe, make_probe, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._specs import NormSpec, batch_norm_spec
-from normlab.checks._variants import (
-    AFFINE_MODES,
-    EPS_MODES,
-    PRIORITY,
-    Variant,
-    apply_affine,
-    divide,
-    undo_affine,
-)
 from normlab.checks.runner import (
     DEFAULT_TIME_LIMIT,
     Check,
@@ -74,6 +55,36 @@ from normlab.checks.runner import (
     run_check,
     text,
     vector,
+)
+from normlab.checks.which_axes_diagnosis import (
+    calling,
+    describe_checked,
+    describe_group_stats,
+    diagnose_outputs,
+    hints,
+    observe_affine,
+    observe_difference,
+    observe_non_finite,
+    reader,
+    reference,
+)
+from normlab.checks.which_axes_variants import (
+    AFFINE_MODES,
+    EPS_MODES,
+    LARGE_EPS,
+    PRIORITY,
+    SMALL_GROUP,
+    SMALL_STD,
+    TOLERANCE,
+    NormSpec,
+    Probe,
+    Variant,
+    apply_affine,
+    batch_norm_spec,
+    divide,
+    make_probe,
+    make_probes,
+    undo_affine,
 )
 
 # -- where the learner keeps weight, bias and the running statistics, whatever it calls them --

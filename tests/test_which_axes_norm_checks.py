@@ -1,7 +1,7 @@
 """normlab.checks for functions: right answers pass, each mistake is named, learner code cannot break a check.
 
 Every learner function here is written the way a learner would write it, independently
-of the checker's own variants (tests/test_checks_probes.py covers those).
+of the checker's own variants (tests/test_which_axes_probes.py covers those).
 """
 
 from __future__ import annotations
