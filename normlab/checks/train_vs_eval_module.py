@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import permutations
+from itertools import permutations, product
 
 import torch
 from torch import Tensor
@@ -631,7 +631,6 @@ class _ModuleCheck:
                 tuple(self.roles[r] for r in STATISTICS),
             )
             self._add(code, observed)
-        return None
 
     def _momentum(self) -> None:
         """The same step built with another momentum: code that ignores its argument moves the buffers as before."""
@@ -661,7 +660,6 @@ class _ModuleCheck:
                 "momentum * batch_stat`.",
                 MODULE_HINTS["ignores-momentum"],
             )
-        return None
 
     def _grad_mode(self) -> None:
         """A training step under torch.no_grad(): still training mode, batch statistics, buffers updated."""
@@ -788,32 +786,24 @@ class _ModuleCheck:
 def _eval_match(spec: NormSpec, runs: list) -> tuple[str, str, str, list[str]] | None:
     """(statistics, eps mode, affine mode, mistakes) of the simplest eval-mode variant matching every run, or None."""
     candidates = []
-    for stats_name in ("running", "batch", "batch-unbiased"):
-        for eps_mode in EPS_MODES:
-            for affine in AFFINE_MODES:
-                if all(
-                    close(
-                        output,
-                        apply_affine(
-                            divide(
-                                probe.x - stats[stats_name][0],
-                                stats[stats_name][1],
-                                probe.eps,
-                                eps_mode,
-                                spec.default_eps,
-                            ),
-                            probe.gamma,
-                            probe.beta,
-                            affine,
-                        ),
-                        TOLERANCE,
-                    )
-                    for probe, output, stats, _, _ in runs
-                ):
-                    codes = [c for c in (EPS_MODES[eps_mode], AFFINE_MODES[affine]) if c]
-                    if stats_name != "running":
-                        codes.insert(0, "eval-uses-batch-stats")
-                    candidates.append((stats_name, eps_mode, affine, codes))
+    for stats_name, eps_mode, affine in product(("running", "batch", "batch-unbiased"), EPS_MODES, AFFINE_MODES):
+        if all(
+            close(
+                output,
+                apply_affine(
+                    divide(probe.x - s[stats_name][0], s[stats_name][1], probe.eps, eps_mode, spec.default_eps),
+                    probe.gamma,
+                    probe.beta,
+                    affine,
+                ),
+                TOLERANCE,
+            )
+            for probe, output, s, _, _ in runs
+        ):
+            codes = [c for c in (EPS_MODES[eps_mode], AFFINE_MODES[affine]) if c]
+            if stats_name != "running":
+                codes.insert(0, "eval-uses-batch-stats")
+            candidates.append((stats_name, eps_mode, affine, codes))
     return min(candidates, key=lambda m: len(m[3]), default=None)
 
 

@@ -81,13 +81,13 @@ def _both_stats(
     output: Tensor,
     reference: Tensor,
     affine: str,
-    g: Grouping,
+    g: Grouping | None = None,
     params: Grouping | None = None,
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """Per group of ``g``: (mean, spread) of the learner's normalized values and of the reference's.
-
-    ``params`` is the grouping whose placement of gamma and beta the learner's output used.
+    """Per group of ``g`` (the reference's groups by default): (mean, spread) of the learner's normalized values
+    and of the reference's. ``params`` is the grouping whose placement of gamma and beta the learner's output used.
     """
+    g = g or spec.grouping
     mine = group_stats(g, _normalized_values(spec, probe, output, affine, params), spec.centered)
     ref = group_stats(g, _normalized_values(spec, probe, reference, "both"), spec.centered)
     return mine, ref
@@ -106,7 +106,7 @@ def describe_group_stats(
     The groups are the reference's; or, if given and where the two differ more, ``grouping``
     (the sets of values the learner's code normalized together).
     """
-    stats = _both_stats(spec, probe, output, reference, affine, spec.grouping, grouping)
+    stats = _both_stats(spec, probe, output, reference, affine, params=grouping)
     per, same = f"Per {spec.unit}", ""
     if grouping is not None:
         theirs = _both_stats(spec, probe, output, reference, affine, grouping, grouping)
@@ -146,10 +146,9 @@ def observe_wrong_axes(spec: NormSpec, probe: Probe, output: Tensor, reference: 
 
 
 def observe_unbiased(spec: NormSpec, probe: Probe, output: Tensor, reference: Tensor, variant: Variant) -> str:
-    g = spec.grouping
-    (_, mine), (_, ref) = _both_stats(spec, probe, output, reference, variant.affine, g)
+    (_, mine), (_, ref) = _both_stats(spec, probe, output, reference, variant.affine)
     ratio = mine / ref
-    n = g.group_size
+    n = spec.grouping.group_size
     spread = "std" if spec.centered else "root mean square"
     spread_range = _range(ratio)
     where = f"in every {spec.unit}" if spread_range.startswith("all") else f"per {spec.unit}: {spread_range}"
@@ -205,8 +204,7 @@ def observe_affine(spec: NormSpec, probe: Probe, output: Tensor, reference: Tens
 
 
 def observe_subtracts_mean(spec: NormSpec, probe: Probe, output: Tensor, reference: Tensor, variant: Variant) -> str:
-    g = spec.grouping
-    (mine, _), (ref, _) = _both_stats(spec, probe, output, reference, variant.affine, g)
+    (mine, _), (ref, _) = _both_stats(spec, probe, output, reference, variant.affine)
     return (
         f"Per {spec.unit}, your normalized values (gamma undone) have means {_range(mine)}; RMSNorm's have "
         f"means {_range(ref)}, because it divides x by its root mean square without centering it. "
