@@ -28,8 +28,8 @@ import torch
 from normlab.checks import check_batch_norm, check_batch_norm_module
 from normlab.checks._result import MAX_TEXT
 from normlab.checks._session import MAX_PRINTED
-from tests.test_checks import bn_nlc_by_hand
-from tests.test_checks_module import HandBN, KeepsGraph
+from tests.test_train_vs_eval_module_checks import HandBN, KeepsGraph
+from tests.test_which_axes_norm_checks import bn_nlc_by_hand
 
 ROOT = Path(__file__).parents[1]
 LEARNER = textwrap.dedent(

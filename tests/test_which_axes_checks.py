@@ -18,7 +18,7 @@ from normlab.checks import (
     check_masked_batch_norm,
     check_rms_norm,
 )
-from tests.test_checks_module import HandBN
+from tests.test_train_vs_eval_module_checks import HandBN
 
 
 def masked_ok(x, mask, gamma, beta, eps=1e-5):

@@ -38,14 +38,19 @@ random stream never change a verdict, and the session is left as it was found. A
 topic holds only probes, candidates and words (``why_normalization.py`` for notebook 01, ...).
 """
 
-from normlab.checks._module import check_batch_norm_module
-from normlab.checks._norms import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
 from normlab.checks._result import MISTAKES, CheckResult
 from normlab.checks.batch_norm_across_processes import check_combine_statistics
 from normlab.checks.inside_batch_norm import check_batch_norm_backward, check_fold_batch_norm
 from normlab.checks.train_vs_eval import check_fine_tune_step, check_keras_port, check_running_stats_update
+from normlab.checks.train_vs_eval_module import check_batch_norm_module
 from normlab.checks.transformers import check_float16_layer_norm, check_pre_ln_block
-from normlab.checks.which_axes import check_masked_batch_norm
+from normlab.checks.which_axes import (
+    check_batch_norm,
+    check_group_norm,
+    check_layer_norm,
+    check_masked_batch_norm,
+    check_rms_norm,
+)
 from normlab.checks.why_normalization import check_largest_stable_lr, check_saturated_fraction, check_steps_from_kappa
 
 __all__ = [

@@ -28,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from normlab._errors import shape_str
-from normlab.checks._norms import check_layer_norm
 from normlab.checks._result import CheckResult, declare
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, as_float64, close, learner_name, run_check
+from normlab.checks.which_axes import check_layer_norm
 
 declare(
     {

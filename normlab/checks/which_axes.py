@@ -1,6 +1,13 @@
-"""Notebook 02's padding exercise as data: BatchNorm of a padded text batch with a mask.
+"""Notebook 02's checkers ("Which axes?"): the four norms written as functions, and BatchNorm of a padded
+batch with a mask.
 
-``check_masked_batch_norm(fn)`` calls ``fn(x, mask, gamma, beta, eps=1e-5)`` with x of
+- ``check_batch_norm(fn, layout)``, ``check_layer_norm(fn, layout)``, ``check_group_norm(fn, num_groups)``,
+  ``check_rms_norm(fn, layout="NLC")``: each is a :class:`NormSpec`; its probes and candidates (the norm
+  with each known mistake) are in :mod:`normlab.checks.which_axes_variants`, the diagnosis and its words
+  in :mod:`normlab.checks.which_axes_diagnosis` (both shared with notebook 03's module checker).
+- ``check_masked_batch_norm(fn)``, declared here in full as an :class:`Exercise`.
+
+The padding exercise. ``check_masked_batch_norm(fn)`` calls ``fn(x, mask, gamma, beta, eps=1e-5)`` with x of
 shape (N, L, C) = (4, 6, 3) in float64, four sentences of lengths 6, 4, 2 and 5, and
 ``mask`` (N, L) bool, True at real tokens. The padded positions hold a pad embedding far
 from the real values (near 5), as a learned pad token may, so that every way of letting
@@ -25,9 +32,119 @@ import torch
 from torch import Tensor
 
 from normlab._errors import shape_str
-from normlab.checks._result import declare
-from normlab.checks.runner import DEFAULT_TIME_LIMIT, Exercise, LearnerValue, Probe, Verdict, as_float64, run_exercise
+from normlab.checks._result import CheckResult, declare
+from normlab.checks.runner import (
+    DEFAULT_TIME_LIMIT,
+    Check,
+    Exercise,
+    LearnerValue,
+    Probe,
+    Verdict,
+    as_float64,
+    learner_name,
+    run_check,
+    run_exercise,
+)
+from normlab.checks.which_axes_diagnosis import calling, describe_checked, diagnose_outputs, hints
+from normlab.checks.which_axes_variants import (
+    BATCH_NORM_SHAPES,
+    LAYER_NORM_SHAPES,
+    OFFSET_TOLERANCE,
+    RMS_NORM_SHAPES,
+    NormSpec,
+    batch_norm_spec,
+    group_norm_spec,
+    layer_norm_spec,
+    make_probes,
+    rms_norm_spec,
+)
+from normlab.checks.which_axes_variants import TOLERANCE as NORM_TOLERANCE
+from normlab.checks.which_axes_variants import Probe as NormProbe
 from normlab.masked import masked_batch_norm
+
+MAX_GROUPS = 64
+
+
+def _check_layout(layout: str, supported: dict, checker: str) -> None:
+    if layout not in supported:
+        raise ValueError(
+            f"{checker} supports layout {', '.join(repr(k) for k in supported)}; got {layout!r}. "
+            f"Fix: pass one of these, e.g. layout={next(iter(supported))!r}."
+        )
+
+
+def run_function_check(spec: NormSpec, fn: Callable, label: str, time_limit: float) -> CheckResult:
+    """Check ``fn`` against ``spec`` on every probe: the shared body of the functional checkers."""
+    signature = f"{learner_name(fn)}({', '.join(spec.arg_names)})"
+    tolerances = f"{NORM_TOLERANCE:g}" + (
+        f" ({OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered else ""
+    )
+
+    def diagnose(check: Check) -> CheckResult:
+        check.checked = describe_checked(spec, make_probes(spec))
+
+        def call(probe: NormProbe, action: str, read: Callable) -> Tensor:
+            args = spec.call_args(probe.x, probe.gamma, probe.beta, probe.eps)
+            return calling(check, spec, signature, fn, args, names=spec.arg_names, action=action, read=read)
+
+        if verdict := diagnose_outputs(spec, call):
+            raise verdict
+        return check.passed(
+            f"Your output equals the reference to within {tolerances} on every input, and your inputs were left "
+            "unchanged."
+        )
+
+    return run_check(spec.checker, fn, diagnose, time_limit=time_limit, label=label, hints=hints(spec, signature))
+
+
+def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
+    """Check a learner's BatchNorm ``fn(x, gamma, beta, eps=1e-5)`` in training mode.
+
+    ``fn`` normalizes x with batch statistics, one mean and (biased) variance per channel
+    over every other dim, and returns ``y * gamma + beta`` with gamma and beta of shape
+    (C,) broadcast along the channel dim. layout: "NC", "NCL", "NLC" or "NCHW"
+    (notebook 02, "Which axes?"). ``time_limit`` is in seconds per call.
+    """
+    _check_layout(layout, BATCH_NORM_SHAPES, "check_batch_norm")
+    return run_function_check(batch_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
+
+
+def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
+    """Check a learner's LayerNorm ``fn(x, gamma, beta, eps=1e-5)``.
+
+    ``fn`` normalizes each sample over its last dim ("NC", and each token for "NLC"), over
+    (C, H, W) ("NCHW"), or each pixel over its C channels ("NHWC", channels-last LayerNorm as
+    in ConvNeXt); gamma and beta have that normalized shape (notebook 02).
+    """
+    _check_layout(layout, LAYER_NORM_SHAPES, "check_layer_norm")
+    return run_function_check(layer_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
+
+
+def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
+    """Check a learner's GroupNorm ``fn(x, num_groups, gamma, beta, eps=1e-5)`` on NCHW input.
+
+    The C channels split into ``num_groups`` groups of consecutive channels; each
+    (sample, group) has one mean and variance over its C / G channels and H, W.
+    The probe has C = 3 * num_groups; gamma and beta have shape (C,) (notebook 02).
+    """
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or not 1 <= num_groups <= MAX_GROUPS:
+        raise ValueError(
+            f"check_group_norm needs num_groups, an int from 1 to {MAX_GROUPS}; got {num_groups!r}. "
+            "Fix: pass the number of groups your exercise uses, e.g. num_groups=2."
+        )
+    return run_function_check(group_norm_spec(num_groups), fn, f", num_groups={num_groups}", time_limit)
+
+
+def check_rms_norm(fn: Callable, layout: str = "NLC", *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
+    """Check a learner's RMSNorm ``fn(x, gamma, eps=1e-6)``: ``x / sqrt(mean(x^2) + eps) * gamma`` over the last dim.
+
+    No mean is subtracted and there is no beta (Zhang & Sennrich 2019); layout "NLC" or "NC".
+    """
+    _check_layout(layout, RMS_NORM_SHAPES, "check_rms_norm")
+    return run_function_check(rms_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
+
+
+# -- the padding exercise ----------------------------------------------------------------------------
 
 declare(
     {

@@ -1,7 +1,7 @@
 """normlab.checks for functions: right answers pass, each mistake is named, learner code cannot break a check.
 
 Every learner function here is written the way a learner would write it, independently
-of the checker's own variants (tests/test_checks_probes.py covers those).
+of the checker's own variants (tests/test_which_axes_probes.py covers those).
 """
 
 from __future__ import annotations
@@ -425,7 +425,7 @@ def test_every_functional_mistake_code_is_tested_here():
         "too-slow",  # below, with a small time limit
         "interrupted",  # tests/test_checks_hostile.py, with a real SIGINT
         "async-function",  # tests/test_checks_runner.py
-        # tests/test_checks_module.py:
+        # tests/test_train_vs_eval_module_checks.py:
         "momentum-reversed",
         "running-var-biased",
         "stats-not-updated",

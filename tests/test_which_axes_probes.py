@@ -2,7 +2,7 @@
 
 The checker's variants (the norm with mistakes switched on) are run here as learner
 functions in float32, so every layout and group count is covered, not only the
-hand-written learners of tests/test_checks.py.
+hand-written learners of tests/test_which_axes_norm_checks.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,20 @@ import torch
 import torch.nn.functional as F
 
 from normlab.checks import check_batch_norm, check_group_norm, check_layer_norm, check_rms_norm
-from normlab.checks._probes import LARGE_EPS, SMALL_STD, Probe, make_probes
-from normlab.checks._specs import batch_norm_spec, group_norm_spec, layer_norm_spec, rms_norm_spec
-from normlab.checks._variants import Variant, all_variants, correct_variant, variant_output
+from normlab.checks.which_axes_variants import (
+    LARGE_EPS,
+    SMALL_STD,
+    Probe,
+    Variant,
+    all_variants,
+    batch_norm_spec,
+    correct_variant,
+    group_norm_spec,
+    layer_norm_spec,
+    make_probes,
+    rms_norm_spec,
+    variant_output,
+)
 
 SPECS = {
     **{

@@ -475,7 +475,7 @@ def test_a_plain_class_is_checked_with_its_training_attribute():
 
 
 def test_every_module_mistake_code_is_tested_here():
-    from normlab.checks._module import MODULE_HINTS, MODULE_ORDER
+    from normlab.checks.train_vs_eval_module import MODULE_HINTS, MODULE_ORDER
 
     named = {code for code, _ in MISTAKEN} | {c for _, mistake, also in CIRCULATING for c in (mistake, *also)}
     module_only = set(MODULE_HINTS) - {"unknown-init"}

@@ -1,9 +1,10 @@
-"""The checker for a learner's BatchNorm module: training output, running statistics, eval mode, structure.
+"""Notebook 03's module checker: a learner's BatchNorm module (training output, running statistics, eval
+mode, structure). Notebook 03's other exercises are in :mod:`normlab.checks.train_vs_eval`.
 
 ``cls(num_features, eps=..., momentum=...)`` should build an ``nn.Module`` with torch's
 attributes (weight and bias as parameters, running_mean and running_var as buffers;
 each with num_features values) and torch's initial values. The check, on (N, C) = (6, 4)
-input, finds those four by what they are (:mod:`normlab.checks._attributes`), so a class
+input, finds those four by what they are (:func:`find_roles`), so a class
 that names them otherwise, keeps them as plain attributes, or is a plain Python class
 with ``__call__`` and ``.training`` is still checked, and each of these is named too:
 
@@ -23,48 +24,26 @@ with ``__call__`` and ``.training`` is still checked, and each of these is named
 Every mistake seen is named: the first (in :data:`MODULE_ORDER`) as ``mistake``, the
 others in ``also``, each with what showed it. A problem that stops the check (an
 exception, no tensor back, the time limit) ends it at once.
+
+Where the four live: the exercise asks for torch's names, but the code that circulates (d2l, many blog
+posts) uses ``gamma``, ``beta``, ``moving_mean``, ``moving_var``. :func:`find_roles` gives each role the
+float tensor of one value per feature that fits it best by name, initial value and being a parameter
+(torch's own name first); how they are kept (buffers, ``nn.Parameter``, an ``nn.Module``) is judged apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import permutations, product
 
 import torch
 from torch import Tensor
-from torch.nn import Module
+from torch.nn import Module, Parameter
 
 from normlab import functional as F
 from normlab._errors import shape_str
-from normlab.checks._attributes import (
-    START,
-    STATISTICS,
-    TORCH_NAMES,
-    Roles,
-    find_roles,
-    not_kept_as_torch_does,
-)
-from normlab.checks._diagnose import calling, diagnose_outputs, hints, reader, reference
-from normlab.checks._explain import (
-    describe_checked,
-    describe_group_stats,
-    num,
-    observe_affine,
-    observe_difference,
-    observe_non_finite,
-)
-from normlab.checks._probes import LARGE_EPS, SMALL_GROUP, SMALL_STD, TOLERANCE, Probe, make_probe, make_probes
 from normlab.checks._result import CheckResult
-from normlab.checks._specs import NormSpec, batch_norm_spec
-from normlab.checks._variants import (
-    AFFINE_MODES,
-    EPS_MODES,
-    PRIORITY,
-    Variant,
-    apply_affine,
-    divide,
-    undo_affine,
-)
 from normlab.checks.runner import (
     DEFAULT_TIME_LIMIT,
     Check,
@@ -72,10 +51,133 @@ from normlab.checks.runner import (
     Verdict,
     close,
     learner_name,
+    num,
     run_check,
     text,
     vector,
 )
+from normlab.checks.which_axes_diagnosis import (
+    calling,
+    describe_checked,
+    describe_group_stats,
+    diagnose_outputs,
+    hints,
+    observe_affine,
+    observe_difference,
+    observe_non_finite,
+    reader,
+    reference,
+)
+from normlab.checks.which_axes_variants import (
+    AFFINE_MODES,
+    EPS_MODES,
+    LARGE_EPS,
+    PRIORITY,
+    SMALL_GROUP,
+    SMALL_STD,
+    TOLERANCE,
+    NormSpec,
+    Probe,
+    Variant,
+    apply_affine,
+    batch_norm_spec,
+    divide,
+    make_probe,
+    make_probes,
+    undo_affine,
+)
+
+# -- where the learner keeps weight, bias and the running statistics, whatever it calls them --
+
+TORCH_NAMES = ("weight", "bias", "running_mean", "running_var")
+START = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}  # torch's initial values
+PARAMETERS = ("weight", "bias")
+STATISTICS = ("running_mean", "running_var")
+# Words that name each role in the code that circulates (lower case, searched inside the attribute's name).
+WORDS = {
+    "weight": ("weight", "gamma", "scale"),
+    "bias": ("bias", "beta", "shift"),
+    "running_mean": ("mean", "mu"),
+    "running_var": ("var", "sigma"),
+}
+MAX_CANDIDATES = 8
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The attribute name holding each role: {"weight": "gamma", "running_mean": "moving_mean", ...}."""
+
+    names: dict[str, str]
+
+    def __getitem__(self, role: str) -> str:
+        return self.names[role]
+
+    def renamed(self) -> list[tuple[str, str]]:
+        """(their name, torch's name) for every role kept under another name."""
+        return [(self.names[role], role) for role in TORCH_NAMES if self.names[role] != role]
+
+
+def tensor_attributes(obj: object) -> dict[str, Tensor]:
+    """Every tensor the object holds directly: parameters, buffers and plain attributes, by name."""
+    found: dict[str, Tensor] = {}
+    if isinstance(obj, Module):
+        found.update({k: v for k, v in obj._parameters.items() if v is not None})
+        found.update({k: v for k, v in obj._buffers.items() if v is not None})
+    found.update({k: v for k, v in vars(obj).items() if isinstance(v, Tensor) and not k.startswith("__")})
+    return found
+
+
+def _score(role: str, name: str, value: Tensor) -> int:
+    """How well the attribute ``name`` fits ``role``: its name, its initial values, its being a parameter."""
+    score = 8 if name == role else 4 if any(w in name.lower() for w in WORDS[role]) else 0
+    if bool((value.detach() == START[role]).all()):
+        score += 2
+    if isinstance(value, Parameter) or value.requires_grad:
+        score += 1 if role in PARAMETERS else -1
+    return score
+
+
+def find_roles(obj: object, channels: int) -> Roles | str:
+    """The best assignment of the four roles to the object's float tensors of ``channels`` values.
+
+    Torch's own names are taken as they are (whatever their size, which is judged later);
+    the others are found among the tensors of the right size. Returns the missing role's
+    torch name when no attribute fits it.
+    """
+    tensors = tensor_attributes(obj)
+    fixed = {role: role for role in TORCH_NAMES if role in tensors}
+    open_roles = [role for role in TORCH_NAMES if role not in fixed]
+    candidates = [
+        name
+        for name, value in tensors.items()
+        if name not in fixed.values() and value.is_floating_point() and value.numel() == channels
+    ]
+    candidates = sorted(candidates, key=lambda n: -max((_score(r, n, tensors[n]) for r in open_roles), default=0))
+    candidates = candidates[:MAX_CANDIDATES]
+    best, best_score = None, 0
+    for chosen in permutations(candidates, min(len(open_roles), len(candidates))):
+        total = sum(_score(role, name, tensors[name]) for role, name in zip(open_roles, chosen))
+        if best is None or total > best_score:
+            best, best_score = chosen, total
+    names = dict(fixed)
+    for role, name in zip(open_roles, best or ()):
+        if _score(role, name, tensors[name]) >= 2:  # a name or an initial value that fits, at least
+            names[role] = name
+    missing = [role for role in TORCH_NAMES if role not in names]
+    return missing[0] if missing else Roles(names)
+
+
+def not_kept_as_torch_does(obj: object, roles: Roles) -> dict[str, list[str]]:
+    """Which roles an nn.Module keeps wrongly: statistics that are not buffers, gamma/beta that are not parameters."""
+    if not isinstance(obj, Module):
+        return {}
+    return {
+        "stats-not-buffers": [roles[r] for r in STATISTICS if roles[r] not in obj._buffers],
+        "params-not-parameters": [roles[r] for r in PARAMETERS if roles[r] not in obj._parameters],
+    }
+
+
+# -- the check ------------------------------------------------------------------------------
 
 MOMENTUM = 0.1
 SECOND_MOMENTUM = 0.3  # a second value: a momentum fixed in the code moves the buffers as much as with 0.1
@@ -529,7 +631,6 @@ class _ModuleCheck:
                 tuple(self.roles[r] for r in STATISTICS),
             )
             self._add(code, observed)
-        return None
 
     def _momentum(self) -> None:
         """The same step built with another momentum: code that ignores its argument moves the buffers as before."""
@@ -559,7 +660,6 @@ class _ModuleCheck:
                 "momentum * batch_stat`.",
                 MODULE_HINTS["ignores-momentum"],
             )
-        return None
 
     def _grad_mode(self) -> None:
         """A training step under torch.no_grad(): still training mode, batch statistics, buffers updated."""
@@ -686,32 +786,24 @@ class _ModuleCheck:
 def _eval_match(spec: NormSpec, runs: list) -> tuple[str, str, str, list[str]] | None:
     """(statistics, eps mode, affine mode, mistakes) of the simplest eval-mode variant matching every run, or None."""
     candidates = []
-    for stats_name in ("running", "batch", "batch-unbiased"):
-        for eps_mode in EPS_MODES:
-            for affine in AFFINE_MODES:
-                if all(
-                    close(
-                        output,
-                        apply_affine(
-                            divide(
-                                probe.x - stats[stats_name][0],
-                                stats[stats_name][1],
-                                probe.eps,
-                                eps_mode,
-                                spec.default_eps,
-                            ),
-                            probe.gamma,
-                            probe.beta,
-                            affine,
-                        ),
-                        TOLERANCE,
-                    )
-                    for probe, output, stats, _, _ in runs
-                ):
-                    codes = [c for c in (EPS_MODES[eps_mode], AFFINE_MODES[affine]) if c]
-                    if stats_name != "running":
-                        codes.insert(0, "eval-uses-batch-stats")
-                    candidates.append((stats_name, eps_mode, affine, codes))
+    for stats_name, eps_mode, affine in product(("running", "batch", "batch-unbiased"), EPS_MODES, AFFINE_MODES):
+        if all(
+            close(
+                output,
+                apply_affine(
+                    divide(probe.x - s[stats_name][0], s[stats_name][1], probe.eps, eps_mode, spec.default_eps),
+                    probe.gamma,
+                    probe.beta,
+                    affine,
+                ),
+                TOLERANCE,
+            )
+            for probe, output, s, _, _ in runs
+        ):
+            codes = [c for c in (EPS_MODES[eps_mode], AFFINE_MODES[affine]) if c]
+            if stats_name != "running":
+                codes.insert(0, "eval-uses-batch-stats")
+            candidates.append((stats_name, eps_mode, affine, codes))
     return min(candidates, key=lambda m: len(m[3]), default=None)
 
 
