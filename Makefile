@@ -14,6 +14,9 @@ WEB_STAMP := web/node_modules/.package-lock.json
 EXECUTED := $(patsubst notebooks/%.ipynb,build/executed/%.ipynb,$(wildcard notebooks/*.ipynb))
 PACKAGE_SOURCES := $(shell find normlab -name '*.py')
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# Two test processes side by side (pytest-xdist), one per core of the 2-core machine the budgets are for.
+# Each file goes whole to one process: a module's fixtures are built once, a notebook's cells run in order.
+PARALLEL := -n 2 --dist loadfile
 
 .PHONY: setup lab test lint test-portability doctor test-unit test-notebooks notebooks student bench test-browser clean web-assets slides site
 
@@ -39,10 +42,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest $(PARALLEL) tests
 
 test-notebooks: $(STAMP)
-	$(PY) -m pytest $(NBVAL) notebooks
+	$(PY) -m pytest $(PARALLEL) $(NBVAL) notebooks
 
 ## Every notebook re-run under two other CPU kernel paths; every text output must equal the stored one.
 test-portability: $(STAMP)
@@ -68,8 +71,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 ## Every notebook in JupyterLab in headless Chromium (Playwright); widgets must respond;
-## the deck and the site render offline (no request to another host).
-test-browser: $(STAMP) slides site
+## the deck and the site render offline (no request to another host). The deck and the site are built
+## first, two jobs at a time (each notebook's kernel runs on one thread).
+test-browser: $(STAMP)
+	$(MAKE) --no-print-directory -j2 slides site
 	$(PY) -m pytest browser_tests -v
 
 ## reveal.js, MathJax 2, require.js, jQuery and the widget HTML manager, from the npm registry.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -135,11 +136,78 @@ def has_solutions(path: Path) -> bool:
 
 
 # A notebook without solution cells has a student copy with the same code (asserted above), which
-# nbval already runs; the copies that lose cells are executed here. This costs one more run of each
-# chapter notebook.
+# nbval already runs. In a copy that loses solution cells, every cell before the first solution is the
+# original's, run in the same state: nbval runs those and the hygiene tests find no error in them. What
+# only the student copy can show is how the cells after it run with the stubs in place of the solutions,
+# so those are executed here, after the earlier cells that bind a name they read (found from the code).
+
+
+def bound_and_read_names(source: str) -> tuple[set[str], set[str]]:
+    """The names a cell binds (assigns, defines, imports) and the names it reads, anywhere in its code."""
+    tree = ast.parse(source)  # the notebooks use no IPython syntax (%magic): it would stop here, not go unseen
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return bound, read
+
+
+def cells_after_the_first_solution(original: nbformat.NotebookNode, student: nbformat.NotebookNode) -> list:
+    """The student copy's code cells that can run differently from the original's, after the cells they need.
+
+    Those are the cells after the original's first solution cell. They come after the set-up cell and
+    every earlier cell that binds a name they read, and, in turn, the earlier cells those read from.
+    """
+    order = [cell.id for cell in original.cells]
+    first_solution = next(i for i, cell in enumerate(original.cells) if make_student.is_solution(cell))
+    code = [cell for cell in student.cells if cell.cell_type == "code"]
+    after = [cell for cell in code if order.index(cell.id) > first_solution]
+    before = [cell for cell in code if order.index(cell.id) < first_solution]
+    needed = set().union(*(bound_and_read_names(cell.source)[1] for cell in after))
+    kept = []
+    for cell in reversed(before):
+        bound, read = bound_and_read_names(cell.source)
+        if bound & needed or cell is code[0]:  # code[0] is the set-up cell (setup_notebook)
+            kept.insert(0, cell)
+            needed |= read
+    return kept + after
+
+
+def test_the_cells_run_for_a_student_copy_are_those_after_the_first_solution_and_what_they_read():
+    nb = exercise_notebook()
+    nb.cells[1:1] = [code("x = torch.ones(3)"), code("import math\nunused = math.pi"), code("y = 2 * x")]
+    nb.cells.insert(5, code("print(y)"))  # right after the stub: before the first solution
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+    nb.cells.append(code("print(my_bn(y, 1.0, 0.0))"))
+    nb.cells[-1].id = "last"
+    student = make_student.student_copy(nb, "07_example.ipynb")
+    kept = [cell.source for cell in cells_after_the_first_solution(nb, student)]
+    # before the first solution: the set-up cell, x (read by y's cell), y (read by the last cell), the stub
+    after = [
+        'check_batch_norm(my_bn, layout="NLC")',
+        MODULE_STUB,
+        "check_batch_norm_module(MyBN)",
+        "print(my_bn(y, 1.0, 0.0))",
+    ]
+    assert kept == [nb.cells[0].source, "x = torch.ones(3)", "y = 2 * x", STUB, *after]
+    assert "print(y)" not in kept and "import math\nunused = math.pi" not in kept
+    assert bound_and_read_names("z = [w for w in range(3)]\nfrom a.b import c as d, e\nimport f.g") == (
+        {"z", "w", "d", "e", "f"},
+        {"range", "w"},
+    )
+
+
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if has_solutions(p)], ids=lambda p: p.name)
 def test_student_copies_of_the_chapters_run_and_say_not_solved_yet(path):
-    """Each student copy runs top to bottom, from notebooks/ as the original does, without an error output."""
-    student = execute(make_student.student_copy(nbformat.read(path, as_version=4), path.name), ROOT / "notebooks")
+    """Each student copy's cells after the first solution run (with what they read), from notebooks/ as the
+    original does, without an error output."""
+    original = nbformat.read(path, as_version=4)
+    student = make_student.student_copy(original, path.name)
+    student.cells = cells_after_the_first_solution(original, student)
+    student = execute(student, ROOT / "notebooks")
     assert errors(student) == []
     assert any("not solved yet" in outputs_of(c) for c in student.cells)

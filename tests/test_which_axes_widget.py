@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from normlab.experiments.which_axes import DEMO_SHAPES, shared_statistics
 from normlab.plots.which_axes import CATEGORY_COLORS, FACE_SHADES, SHARED, shaded
 from normlab.widgets.explorer import Explorer
 from normlab.widgets.which_axes import make_axis_explorer
+
+
+@pytest.fixture(scope="module")
+def built_explorer() -> tuple[Explorer, dict[str, object]]:
+    """The explorer, built once for this module (it draws 5 x 7 x 6 frames), and its controls' first values."""
+    explorer = make_axis_explorer()
+    return explorer, {name: control.value for name, control in explorer.controls.items()}
+
+
+@pytest.fixture
+def explorer(built_explorer) -> Explorer:
+    """The module's explorer with every control back at the value it was built with."""
+    explorer, first_values = built_explorer
+    for name, value in first_values.items():
+        explorer.controls[name].value = value
+    return explorer
 
 
 def highlighted_front_cells(explorer: Explorer) -> set[tuple[int, int, int]]:
@@ -22,8 +39,7 @@ def caption(explorer: Explorer) -> str:
     return "\n".join(line for line in lines if line.startswith(("mean, var", "γ, β", "(only")))
 
 
-def test_axis_explorer_starts_with_batchnorm_on_images():
-    explorer = make_axis_explorer()
+def test_axis_explorer_starts_with_batchnorm_on_images(explorer):
     assert isinstance(explorer, Explorer) and set(explorer.controls) == {"layout", "norm", "channel"}
     assert explorer.controls["norm"].options[3:] == (
         ("GroupNorm (G = 1)", ("group", 1)),
@@ -40,8 +56,7 @@ def test_axis_explorer_starts_with_batchnorm_on_images():
     assert [t.get_text() for t in explorer.figure.axes[0].texts if t.get_text().startswith("mean")] == []
 
 
-def test_each_control_updates_the_set_the_statistics_and_the_parameter_count():
-    explorer = make_axis_explorer()
+def test_each_control_updates_the_set_the_statistics_and_the_parameter_count(explorer):
     explorer.controls["norm"].value = ("layer", None)
     assert explorer.result.stats_shape == (4,) and explorer.result.num_params == 72
     assert highlighted_front_cells(explorer) == {(0, c, 0) for c in range(6) if c != 1}
@@ -61,8 +76,7 @@ def test_each_control_updates_the_set_the_statistics_and_the_parameter_count():
     assert torch.equal(explorer.result.mask, expected.mask)
 
 
-def test_nchw_and_nhwc_share_their_pictures_not_their_descriptions():
-    explorer = make_axis_explorer()
+def test_nchw_and_nhwc_share_their_pictures_not_their_descriptions(explorer):
     nchw = explorer.frame
     explorer.controls["layout"].value = "NHWC"
     assert explorer.png == nchw.png and explorer.image is explorer.page.images[nchw.png]  # one image, sent once

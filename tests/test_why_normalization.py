@@ -26,15 +26,6 @@ from normlab.plots import why_normalization as plots
 from normlab.widgets.why_normalization import make_learning_rate_explorer, make_saturation_explorer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """As in the notebooks (normlab.setup_notebook): tiny nets run fastest on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits() -> DigitsSplit:
     return load_digits_split()
