@@ -222,3 +222,41 @@ def test_a_numpy_array_changed_in_place_is_named_mutates_input():
         "(largest change 2.0000)."
     )
     assert weights.tolist() == [1.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_code_that_changes_the_session_or_returns_a_hostile_object_never_crashes_any_checker(name):
+    """Every public checker, handed code that raises after changing the session and printing a flood, or that
+    returns an object whose every attribute raises: a verdict, the session put back, the flood bounded."""
+
+    def changes_the_session(*args, **kwargs):
+        torch.set_default_dtype(torch.float64)
+        print("hello " * 1000)
+        torch.mean = torch.sum
+        raise ValueError("nope")
+
+    class Weird:
+        def __getattr__(self, name):
+            raise RuntimeError("no attributes")
+
+        def __len__(self):
+            raise RuntimeError("no length")
+
+    class Cls(torch.nn.Module):  # the module checker takes a class: the same code in its constructor
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            changes_the_session()
+
+    def check(fn):
+        return eval(f"checks.{call_text(name)}", {"checks": checks, "fn": fn, "Cls": Cls})
+
+    mean = torch.mean
+    result = check(changes_the_session)
+    assert result.mistake == "raised" and "ValueError: nope" in result.observed, result.message
+    assert torch.get_default_dtype() == torch.float32 and torch.mean is mean
+    assert any("default dtype" in note for note in result.session) and "more characters not shown" in result.printed
+    if name != "check_batch_norm_module":
+        weird = check(lambda *args, **kwargs: Weird())
+        assert not weird.passed and weird.mistake in checks.MISTAKES, weird.message
+    with pytest.raises(TypeError, match=f"^{name} expects your "):
+        eval(f"checks.{call_text(name, '42', '42')}", {"checks": checks})

@@ -3,15 +3,13 @@ forms, the mistakes the generated tests do not cover, the message texts, and hos
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.checks import MISTAKES, check_fine_tune_step, check_keras_port, check_running_stats_update
+from normlab.checks import check_fine_tune_step, check_keras_port, check_running_stats_update
 
 # ---- Exercise 1: the running-statistics update (its mistakes: tests/test_checks_exercises.py) ---------------
 
@@ -366,36 +364,3 @@ def test_a_torch_function_replaced_before_the_check_never_feeds_the_probes_and_i
         "torch.randn had been replaced before this check (by an earlier cell?): the check used the original, and "
         "put yours back afterwards"
     ) in result.session
-
-
-@pytest.mark.parametrize("checker", SOLVED, ids=lambda c: c.__name__)
-def test_hostile_code_never_crashes_and_the_session_is_put_back(checker):
-    def forever(*args, **kwargs):
-        while True:
-            pass
-
-    def changes_the_session(*args, **kwargs):
-        torch.set_default_dtype(torch.float64)
-        print("hello " * 1000)
-        torch.mean = torch.sum
-        raise ValueError("nope")
-
-    class Weird:
-        def __getattr__(self, name):
-            raise RuntimeError("no attributes")
-
-        def __len__(self):
-            raise RuntimeError("no length")
-
-    mean = torch.mean
-    start = time.monotonic()
-    assert checker(forever, time_limit=0.5).mistake == "too-slow"
-    assert time.monotonic() - start < 10
-    result = checker(changes_the_session)
-    assert result.mistake == "raised" and "ValueError: nope" in result.observed
-    assert torch.get_default_dtype() == torch.float32 and torch.mean is mean
-    assert any("default dtype" in note for note in result.session) and "more characters not shown" in result.printed
-    weird = checker(lambda *args, **kwargs: Weird())
-    assert not weird.passed and weird.mistake in MISTAKES
-    with pytest.raises(TypeError, match="expects your function"):
-        checker(42)

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from normlab.checks import (
-    MISTAKES,
     check_batch_norm,
     check_batch_norm_module,
     check_group_norm,
@@ -209,37 +208,3 @@ def test_a_returned_tensors_own_code_runs_under_the_time_limit(name):
     result = checker.get(name, lambda f: check_masked_batch_norm(f, time_limit=0.5))(fn)
     assert result.mistake == "too-slow", result.message
     assert result.observed.startswith("fn did not return within the time limit (0.5 s) when called on ")
-
-
-def test_hostile_code_never_crashes_the_masked_check_and_the_session_is_put_back():
-    checker = check_masked_batch_norm
-
-    def forever(*args, **kwargs):
-        while True:
-            pass
-
-    def changes_the_session(*args, **kwargs):
-        torch.set_default_dtype(torch.float64)
-        print("hello " * 1000)
-        torch.mean = torch.sum
-        raise ValueError("nope")
-
-    class Weird:
-        def __getattr__(self, name):
-            raise RuntimeError("no attributes")
-
-        def __len__(self):
-            raise RuntimeError("no length")
-
-    mean = torch.mean
-    start = time.monotonic()
-    assert checker(forever, time_limit=0.5).mistake == "too-slow"
-    assert time.monotonic() - start < 10
-    result = checker(changes_the_session)
-    assert result.mistake == "raised" and "ValueError: nope" in result.observed
-    assert torch.get_default_dtype() == torch.float32 and torch.mean is mean
-    assert any("default dtype" in note for note in result.session) and "more characters not shown" in result.printed
-    weird = checker(lambda *args, **kwargs: Weird())
-    assert not weird.passed and weird.mistake in MISTAKES
-    with pytest.raises(TypeError, match="expects your function"):
-        checker(42)
