@@ -228,8 +228,8 @@ def _diagnose_backward(fn: Callable, check: Check) -> CheckResult:
     dx, dgamma, dbeta = check.call(
         fn, (dy, x, gamma), ("dy", "x", "gamma"), {"eps": EPS}, action=action, read=_read_gradients
     )
-    right, x_hat = BackwardVariant(), BackwardVariant().x_hat(x)
-    right_dx, right_dgamma, right_dbeta = right.dx(dy, x, gamma), (dy * x_hat).sum(0), dy.sum(0)
+    right = BackwardVariant()
+    right_dx, right_dgamma, right_dbeta = right.dx(dy, x, gamma), (dy * right.x_hat(x)).sum(0), dy.sum(0)
     if _near(dx, right_dx) and _near(dgamma, right_dgamma) and _near(dbeta, right_dbeta):
         return check.passed("dx, dgamma and dbeta equal autograd's on the probe.")
     observed = (
