@@ -1,4 +1,4 @@
-"""Re-run every notebook under other CPU kernel paths and compare each text output with the stored one.
+"""Re-run every notebook under other CPU kernel paths and compare each output, figures too, with the stored one.
 
 A learner's CPU is not ours: another vector width (AVX-512, AVX2, none, ARM's NEON) or
 another BLAS path changes the order of float32 additions and so the last bits of sums.
@@ -11,7 +11,9 @@ forces the kernel paths that torch can be told to take on this machine:
 - oneDNN (convolutions, some matmuls): ``ONEDNN_MAX_CPU_ISA``;
 
 and runs nbval under each, with the same sanitizer as ``make test`` (which runs the
-native path). nbval prints every differing cell with the stored and the new value.
+native path), and with ``scripts/nbval_figures.py``, which compares every stored figure
+byte for byte as well (cells tagged ``timing-figure`` excepted). nbval prints every
+differing cell with the stored and the new value (an image as its digest).
 
 Usage (``make test-portability``)::
 
@@ -54,7 +56,8 @@ def kernel_env(name: str) -> dict[str, str]:
     """The environment for one kernel path: this process's, with that path's variables set."""
     if name not in KERNEL_PATHS:
         raise SystemExit(f"unknown kernel path {name!r}; choose from {', '.join(KERNEL_PATHS)}")
-    return {**os.environ, **KERNEL_PATHS[name]}
+    scripts = os.pathsep.join(filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, **KERNEL_PATHS[name], "PYTHONPATH": scripts}
 
 
 def capability(env: dict[str, str]) -> str:
@@ -74,6 +77,8 @@ def nbval_command(notebooks: list[str]) -> list[str]:
         "--nbval-current-env",
         "--nbval-sanitize-with",
         str(SANITIZER),
+        "-p",
+        "nbval_figures",  # scripts/nbval_figures.py: figures are compared too
         "-q",
         "--tb=short",
         *notebooks,
@@ -110,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"portability check FAILED under {', '.join(failed)} ({elapsed:.0f} s)")
         return 1
-    print(f"portability check passed: every text output identical under {', '.join(names)} ({elapsed:.0f} s)")
+    print(
+        f"portability check passed: every output identical, figures included, under {', '.join(names)} ({elapsed:.0f} s)"
+    )
     return 0
 
 

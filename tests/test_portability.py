@@ -1,5 +1,6 @@
 """make test-portability: re-running under another CPU kernel path catches an output that depends on it."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,10 @@ import execute_notebooks
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def stored_notebook(path: Path, sources: list[str]) -> Path:
-    """A notebook with ``sources`` as code cells, executed natively like `make notebooks` does."""
+def stored_notebook(path: Path, sources: list[str], tags: dict[int, list[str]] | None = None) -> Path:
+    """A notebook with ``sources`` as code cells (``tags`` by cell index), executed natively like `make notebooks`."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.cells = [nbformat.v4.new_code_cell(s, metadata={"tags": (tags or {}).get(i, [])}) for i, s in enumerate(sources)]
     nbformat.write(nb, path)
     execute_notebooks.execute(path)
     return path
@@ -32,28 +33,45 @@ def run_check(path: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.skipif(
-    torch.backends.cpu.get_cpu_capability() == "DEFAULT",
-    reason="this CPU's native kernel path is ATen's default one, so no other path can be forced",
-)
-def test_an_output_that_depends_on_the_kernel_path_fails_and_is_reported(tmp_path):
-    path = stored_notebook(
-        tmp_path / "depends.ipynb",
-        ["print(1 + 1)", "import torch\nprint('kernels:', torch.backends.cpu.get_cpu_capability())"],
-    )
-    native = torch.backends.cpu.get_cpu_capability()
-    result = run_check(path)
-    assert result.returncode == 1, result.stdout
-    assert "portability check FAILED under no-vector" in result.stdout
-    assert "Cell 1" in result.stdout and "Cell 0" not in result.stdout  # only the dependent cell
-    assert f"kernels: {native}" in result.stdout and "kernels: DEFAULT" in result.stdout  # both values
-
-
 def test_a_portable_notebook_passes(tmp_path):
     path = stored_notebook(tmp_path / "portable.ipynb", ["import torch\nprint(torch.arange(6).sum().item())"])
     result = run_check(path)
     assert result.returncode == 0, result.stdout
-    assert "portability check passed: every text output identical under no-vector" in result.stdout
+    assert "portability check passed: every output identical, figures included, under no-vector" in result.stdout
+
+
+KERNEL_DEPENDENT_FIGURE = (
+    "import matplotlib.pyplot as plt, torch\n"
+    "height = 1 if torch.backends.cpu.get_cpu_capability() == 'DEFAULT' else 2\n"
+    "plt.bar([0], [height]); plt.ylim(0, 3); plt.show()"
+)
+
+
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() == "DEFAULT",
+    reason="this CPU's native kernel path is ATen's default one, so no other path can be forced",
+)
+def test_an_output_or_figure_that_depends_on_the_kernel_path_fails_and_is_reported(tmp_path):
+    path = stored_notebook(
+        tmp_path / "depends.ipynb",
+        [
+            "%matplotlib inline\nprint(1 + 1)",
+            "import torch\nprint('kernels:', torch.backends.cpu.get_cpu_capability())",
+            KERNEL_DEPENDENT_FIGURE,
+            KERNEL_DEPENDENT_FIGURE,
+        ],
+        tags={2: ["timing-figure"]},
+    )
+    assert all(set(c.outputs[0]["data"]) >= {"image/png"} for c in nbformat.read(path, 4).cells[2:])
+    native = torch.backends.cpu.get_cpu_capability()
+    result = run_check(path)
+    assert result.returncode == 1, result.stdout
+    assert "portability check FAILED under no-vector" in result.stdout
+    # Only the dependent cells: the printed one, and the figure that is not tagged as a timing figure.
+    cells = {int(n) for n in re.findall(r"::Cell (\d+)", result.stdout)}
+    assert cells == {1, 3}, result.stdout
+    assert f"kernels: {native}" in result.stdout and "kernels: DEFAULT" in result.stdout  # both values
+    assert "image, sha256" in result.stdout  # the differing images are shown as digests, not base64
 
 
 def test_each_kernel_path_sets_atens_and_mkls_variables():
