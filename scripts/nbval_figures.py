@@ -50,4 +50,4 @@ def compare_with_images(cell: IPyNbCell, test: list, ref: list, skip_compare: tu
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if isinstance(item, IPyNbCell) and TIMING_TAG not in item.cell.metadata.get("tags", []):
-            item.compare_outputs = partial(compare_with_images, item)  # type: ignore[method-assign]
+            item.compare_outputs = partial(compare_with_images, item)
