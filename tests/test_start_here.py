@@ -9,7 +9,7 @@ import torch
 
 import normlab
 from normlab.experiments.start_here import normalized_gaussian
-from normlab.plots.start_here import COUNT_LIMIT, plot_normalization
+from normlab.plots.start_here import DENSITY_LIMIT, plot_normalization
 from normlab.style import OKABE_ITO
 from normlab.widgets.start_here import make_gaussian_explorer
 
@@ -33,12 +33,13 @@ def test_plot_normalization_draws_the_sample():
     fig = plot_normalization(sample)
     left, right = fig.axes
     counts_left, edges_left, _ = left.patches[0].get_data()
-    expected_left, _ = np.histogram(sample.raw.numpy(), bins=np.linspace(-10, 16, 53))
+    expected_left, _ = np.histogram(sample.raw.numpy(), bins=np.linspace(-10, 16, 53), density=True)
     assert list(counts_left) == list(expected_left) and np.allclose(edges_left, np.linspace(-10, 16, 53))
     counts_right, _, _ = right.patches[0].get_data()
-    expected_right, _ = np.histogram(sample.normalized.numpy(), bins=np.linspace(-5, 5, 41))
+    expected_right, _ = np.histogram(sample.normalized.numpy(), bins=np.linspace(-5, 5, 41), density=True)
     assert list(counts_right) == list(expected_right)
-    assert left.get_xlabel() == "value x" and left.get_ylabel() == "count"
+    assert 0.9 * DENSITY_LIMIT < max(counts_right) <= DENSITY_LIMIT  # the axis fits the tallest bar, no empty half
+    assert left.get_xlabel() == "value x" and left.get_ylabel() == "density"
     assert right.get_title() == "Normalized: (x - mean) / std"
     assert fig.get_suptitle() == "Raw sample: mean 3.02, std 1.99. Normalized: mean 0, std 1."
 
@@ -51,11 +52,11 @@ def test_gaussian_explorer_shows_another_frame_when_a_slider_moves():
     assert explorer.figure is first_figure  # updated in place, then blitted (tests/test_explorer.py)
     assert explorer.result.mean == pytest.approx(8.0, abs=0.1) and first_mean == pytest.approx(3.0, abs=0.1)
     heights, _, _ = explorer.figure.axes[0].patches[0].get_data()
-    expected, _ = np.histogram(explorer.result.raw.numpy(), bins=np.linspace(-10, 16, 53))
+    expected, _ = np.histogram(explorer.result.raw.numpy(), bins=np.linspace(-10, 16, 53), density=True)
     assert list(heights) == list(expected)
     assert explorer.description.value == "Raw sample: mean 8.02, std 1.99. Normalized: mean 0, std 1."
     assert explorer.figure.get_suptitle() == ""  # the numbers are HTML above the figure, not text to redraw
-    assert explorer.figure.axes[0].get_ylim() == (0, COUNT_LIMIT)  # fixed: the histogram moves, not the axes
+    assert explorer.figure.axes[0].get_ylim() == (0, DENSITY_LIMIT)  # fixed: the histogram moves, not the axes
 
 
 def test_explorer_reuses_the_first_layout_for_new_figures():

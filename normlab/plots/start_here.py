@@ -13,7 +13,9 @@ from normlab.style import OKABE_ITO, new_figure
 
 BINS = np.linspace(-10, 16, 53)  # fixed bins, so that moving a slider moves the histogram, not the axes
 NORMALIZED_BINS = np.linspace(-5, 5, 41)
-COUNT_LIMIT = 430  # fixed y axis: the tallest bin of 2000 values with std >= 1 is 405, and 1.05 x 405 = 425
+# Fixed y axis for densities (area 1 in both panels, so a wider raw sample is visibly lower): the tallest bin
+# over every setting of the explorer is 0.456 (the normalized sample, and the raw one at std 1).
+DENSITY_LIMIT = 0.48
 
 
 def describe_normalization(sample: NormalizedSample) -> str:
@@ -22,7 +24,7 @@ def describe_normalization(sample: NormalizedSample) -> str:
 
 
 def plot_normalization(sample: NormalizedSample, described: bool = True) -> Figure:
-    """Two histograms on fixed axes: the raw sample, and the sample after standardization.
+    """Two density histograms on fixed axes: the raw sample, and the sample after standardization.
 
     ``described``: :func:`describe_normalization` as the suptitle (the explorer shows it above the figure instead).
     """
@@ -30,7 +32,7 @@ def plot_normalization(sample: NormalizedSample, described: bool = True) -> Figu
     # One StepPatch per histogram (not one bar per bin): the figure redraws fast under a slider.
     left.stairs(np.zeros(len(BINS) - 1), BINS, fill=True, color=OKABE_ITO[0])
     right.stairs(np.zeros(len(NORMALIZED_BINS) - 1), NORMALIZED_BINS, fill=True, color=OKABE_ITO[2])
-    left.set(title="Raw values x", xlabel="value x", ylabel="count", xlim=(BINS[0], BINS[-1]))
+    left.set(title="Raw values x", xlabel="value x", ylabel="density", xlim=(BINS[0], BINS[-1]))
     right.set(title="Normalized: (x - mean) / std", xlabel="normalized value", xlim=(-5, 5))
     update_normalization(fig, sample)
     if described:
@@ -49,10 +51,10 @@ def _histogram(ax: Axes) -> StepPatch:
 def update_normalization(fig: Figure, sample: NormalizedSample) -> list[Artist]:
     """Put ``sample`` on a figure made by :func:`plot_normalization`; returns the artists it changed."""
     left, right = fig.axes
-    raw_counts, _ = np.histogram(sample.raw.numpy(), bins=BINS)
-    normalized_counts, _ = np.histogram(sample.normalized.numpy(), bins=NORMALIZED_BINS)
+    raw_density, _ = np.histogram(sample.raw.numpy(), bins=BINS, density=True)
+    normalized_density, _ = np.histogram(sample.normalized.numpy(), bins=NORMALIZED_BINS, density=True)
     raw_histogram, normalized_histogram = _histogram(left), _histogram(right)
-    raw_histogram.set_data(raw_counts, BINS)
-    normalized_histogram.set_data(normalized_counts, NORMALIZED_BINS)
-    left.set_ylim(0, max(COUNT_LIMIT, 1.05 * max(raw_counts.max(), normalized_counts.max())))
+    raw_histogram.set_data(raw_density, BINS)
+    normalized_histogram.set_data(normalized_density, NORMALIZED_BINS)
+    left.set_ylim(0, max(DENSITY_LIMIT, 1.05 * max(raw_density.max(), normalized_density.max())))
     return [raw_histogram, normalized_histogram]
