@@ -1,0 +1,84 @@
+"""The collection agrees with itself: every notebook, section, exercise, checker and link the prose names exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import normlab.checks
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = {p.name[:2]: nbformat.read(p, as_version=4) for p in sorted((ROOT / "notebooks").glob("*.ipynb"))}
+FILES = {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
+DOCS = {"README.md": (ROOT / "README.md").read_text(), **{p.name: p.read_text() for p in (ROOT / "docs").glob("*.md")}}
+# "01 §4", "§4" (in the notebook the paragraph last named, else this one), "notebook 03", "exercise 2 of notebook 05"
+REFERENCE = re.compile(
+    r"\b(?P<nb>\d\d) §(?P<sec>\d+)|§(?P<bare>\d+)|[Nn]otebooks? (?P<named>\d\d)\b"
+    r"|[Ee]xercise (?P<ex>\d+)(?: of notebook (?P<of>\d\d))?"
+)
+LINK = re.compile(r"\]\((?:\.\./)?(?:notebooks/)?(\d\d_[\w]+\.ipynb)")
+
+
+def sections(nb: nbformat.NotebookNode) -> set[int]:
+    """The numbers of the numbered sections ("## 4 · Learning rates ...")."""
+    return {int(n) for c in nb.cells if c.cell_type == "markdown" for n in re.findall(r"^## (\d+) ·", c.source, re.M)}
+
+
+def exercises(nb: nbformat.NotebookNode) -> int:
+    """How many exercises: the highest one titled ("### Exercise 3 · ...", "**Exercise 4 · ..."), or one per solution."""
+    titled = [int(n) for c in nb.cells for n in re.findall(r"^(?:#+ |\*\*)Exercise (\d+)", c.source, re.M)]
+    return max(titled + [sum("solution" in c.metadata.get("tags", []) for c in nb.cells)])
+
+
+def broken_references(text: str, here: str | None) -> list[str]:
+    """Each reference in ``text`` (paragraph by paragraph) that names nothing; ``here``: the notebook it is in."""
+    broken = []
+    for paragraph in text.split("\n\n"):
+        current = here
+        for m in REFERENCE.finditer(paragraph):
+            number = m["nb"] or m["named"] or m["of"]
+            if number is not None and number not in NOTEBOOKS:
+                broken.append(f"{m[0]!r}: there is no notebook {number}")
+                continue
+            if m["nb"]:
+                current = m["nb"]
+            if m["named"]:
+                current = m["named"]
+            section = m["sec"] or m["bare"]
+            if section is not None and current is not None and int(section) not in sections(NOTEBOOKS[current]):
+                broken.append(f"{m[0]!r}: notebook {current} has no section {section}")
+            if m["ex"] is not None and (number or current) is not None:
+                target = m["of"] or current
+                if int(m["ex"]) > exercises(NOTEBOOKS[target]):
+                    broken.append(f"{m[0]!r}: notebook {target} has {exercises(NOTEBOOKS[target])} exercises")
+    return broken
+
+
+@pytest.mark.parametrize("number", sorted(NOTEBOOKS))
+def test_every_reference_in_a_notebook_names_something_that_exists(number):
+    nb = NOTEBOOKS[number]
+    prose = "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    everything = "\n\n".join(c.source for c in nb.cells)
+    assert broken_references(prose, number) == []
+    assert [f for f in LINK.findall(everything) if f not in FILES] == []
+    assert [n for n in re.findall(r"\bcheck_\w+", everything) if n not in normlab.checks.__all__] == []
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+def test_every_reference_in_the_docs_names_something_that_exists(name):
+    assert broken_references(DOCS[name], None) == []
+    assert [f for f in LINK.findall(DOCS[name]) if f not in FILES] == []
+
+
+def test_a_broken_reference_is_reported():
+    """What the tests above rely on: each kind of dangling reference is found, and a good one is not."""
+    assert broken_references("See 01 §1 and §4, then notebook 03.", "02") == []
+    assert broken_references("See 01 §99.", "02") == ["'01 §99': notebook 01 has no section 99"]
+    assert broken_references("As in §42.", "03") == ["'§42': notebook 03 has no section 42"]
+    assert broken_references("Notebook 42 shows it.", "00") == ["'Notebook 42': there is no notebook 42"]
+    assert broken_references("Try exercise 9 of notebook 02.", "00") == [
+        "'exercise 9 of notebook 02': notebook 02 has 4 exercises"
+    ]
