@@ -18,14 +18,14 @@ NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize
 # Each file goes whole to one process: a module's fixtures are built once, a notebook's cells run in order.
 PARALLEL := -n 2 --dist loadfile
 
-.PHONY: setup lab test lint test-portability doctor test-unit test-notebooks notebooks student bench test-browser clean web-assets slides site
+.PHONY: setup lab test lint test-portability test-install doctor test-unit test-notebooks notebooks student bench test-browser clean web-assets slides site
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[lab,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[lab,test]"
 	@touch $(STAMP)
 
 ## JupyterLab on notebooks/, bound to 127.0.0.1, token authentication left on.
@@ -47,9 +47,13 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	$(PY) -m pytest $(PARALLEL) $(NBVAL) notebooks
 
-## Every notebook re-run under two other CPU kernel paths; every text output must equal the stored one.
+## Every notebook re-run under two other CPU kernel paths; every output, figures included, must equal the stored one.
 test-portability: $(STAMP)
 	$(PY) scripts/check_portability.py
+
+## normlab installed without the lock beside torch and the oldest NumPy and matplotlib allowed; every notebook runs.
+test-install: $(STAMP)
+	$(PY) scripts/check_install.py
 
 ## Re-execute every notebook in place (the only way stored outputs change).
 notebooks: $(STAMP)

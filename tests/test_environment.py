@@ -1,27 +1,34 @@
-"""The pins live in pyproject.toml only (environment.yml installs from it); set-up is idempotent."""
+"""Install requirements are ranges (pyproject.toml); the exact versions live in one lock (constraints.txt)."""
 
 from __future__ import annotations
 
-import re
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 import tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUIRED_TORCH = "2.13.0"  # the project's requirement; pyproject.toml must pin exactly this
+LOCKED_TORCH = "2.13.0"  # the project's torch: the local CPU wheel; the lock must pin exactly this
 
 
-def pyproject_pins() -> dict[str, str]:
+def requirements() -> list[Requirement]:
+    """Every requirement of the package and its extras, as pyproject.toml states it."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
-        specs += extra
+    specs = list(project["dependencies"]) + [s for extra in project["optional-dependencies"].values() for s in extra]
+    return [Requirement(s) for s in specs]
+
+
+def lock() -> dict[str, str]:
+    """{name: version} from constraints.txt, names normalized as pip does."""
     pins = {}
-    for spec in specs:
-        name, version = spec.split("==")  # every requirement is an exact pin
-        pins[name.lower()] = version
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, pinned = line.split("==")
+            pins[name.lower().replace("_", "-")] = pinned
     return pins
 
 
@@ -39,26 +46,37 @@ def environment_pip_entries() -> list[str]:
     return entries
 
 
-def test_every_dependency_is_pinned_exactly():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = list(project["dependencies"]) + [s for e in project["optional-dependencies"].values() for s in e]
-    assert specs and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+-]*", s) for s in specs), specs
+def test_requirements_are_ranges_and_the_lock_pins_a_version_inside_each():
+    pins = lock()
+    for requirement in requirements():
+        assert not any(s.operator == "==" for s in requirement.specifier), f"{requirement}: a range, not a pin"
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{requirement.name} is not in constraints.txt"
+        assert Version(pins[name]) in requirement.specifier, f"the lock's {name}=={pins[name]} is outside {requirement}"
 
 
-def test_environment_yml_installs_the_package_with_pyprojects_pins():
-    """conda users get the same versions as pip users because pip reads them from pyproject.toml."""
-    assert environment_pip_entries() == ["-e .[lab,test]"]
-    assert "==" not in (ROOT / "environment.yml").read_text()
+def test_the_lock_avoids_the_ipywidgets_release_vs_code_cannot_render():
+    assert lock()["ipywidgets"] != "8.1.9"
+    [ipywidgets] = [r for r in requirements() if r.name == "ipywidgets"]
+    assert Version("8.1.9") not in ipywidgets.specifier and Version("8.1.8") in ipywidgets.specifier
 
 
-def test_torch_is_pinned_to_the_required_version():
-    assert pyproject_pins()["torch"] == REQUIRED_TORCH  # installed == pinned: the test below
+def test_setup_and_environment_yml_install_with_the_lock():
+    """make, CI and conda/Binder get the same versions: each installs the package with constraints.txt."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert '-m pip install --quiet -c constraints.txt -e ".[lab,test]"' in makefile
+    assert "$(STAMP): pyproject.toml constraints.txt" in makefile
+    entries = environment_pip_entries()
+    assert entries[-2:] == ["-c constraints.txt", "-e .[lab,test]"]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in entries  # torch's CPU build on Binder
 
 
-def test_installed_versions_match_the_pins():
-    from importlib.metadata import version
+def test_torch_is_locked_to_the_required_version():
+    assert lock()["torch"] == LOCKED_TORCH
 
-    for name, pinned in pyproject_pins().items():
+
+def test_installed_versions_match_the_lock():
+    for name, pinned in lock().items():
         assert version(name).split("+")[0] == pinned, name
 
 
@@ -80,3 +98,15 @@ def test_make_lab_binds_localhost_with_token_auth():
     assert command.split()[1] == "lab" and "--notebook-dir=notebooks" in command
     assert "--ServerApp.ip=127.0.0.1" in command
     assert "token=''" not in command and 'token=""' not in command and "--IdentityProvider.token" not in command
+
+
+def test_the_install_check_starts_from_the_oldest_numpy_and_matplotlib_allowed():
+    """make test-install tests the lower end of the ranges: its NumPy and matplotlib are the floors' releases."""
+    import check_install  # scripts/ is on pytest's pythonpath
+
+    for requirement in requirements():
+        if requirement.name in ("numpy", "matplotlib"):
+            [floor] = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+            preinstalled = Version(check_install.PREINSTALLED[requirement.name])
+            assert preinstalled.release[:2] == floor.release[:2] and preinstalled in requirement.specifier
+    assert check_install.PREINSTALLED["torch"] == LOCKED_TORCH

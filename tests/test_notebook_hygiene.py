@@ -96,6 +96,23 @@ def test_widget_cells_are_ignored_by_nbval(path):
             assert "nbval-ignore-output" in tags(cell), "".join(cell["source"])[:80]
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_github_and_nbviewer_can_render_it(path):
+    """Previews refuse an invalid notebook, or one whose metadata.widgets lacks "state" ("Invalid Notebook");
+    a widget output needs a text fallback, which is what a preview shows in its place."""
+    import nbformat
+
+    nbformat.validate(nbformat.read(path, as_version=4))
+    nb = load(path)
+    if "widgets" in nb["metadata"]:
+        state = nb["metadata"]["widgets"].get("application/vnd.jupyter.widget-state+json", {})
+        assert isinstance(state.get("state"), dict), "metadata.widgets has no state: GitHub refuses the notebook"
+    for cell in code_cells(nb):
+        for output in cell["outputs"]:
+            if WIDGET_MIME in output.get("data", {}):
+                assert "text/plain" in output["data"], "a widget output without a text fallback"
+
+
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if not p.name.startswith("00")], ids=lambda p: p.name)
 def test_chapters_have_exercises_with_solutions(path):
     assert any("solution" in tags(c) for c in code_cells(load(path)))
@@ -116,6 +133,10 @@ def test_hygiene_check_catches_a_bad_notebook(tmp_path):
         test_no_local_paths_or_user_names_in_outputs(bad)
     with pytest.raises(AssertionError, match="stderr 'UserWarning: layout failed"):
         test_no_warnings_or_other_stderr_outputs(bad)
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"version_major": 2}}
+    bad.write_text(json.dumps(nb))
+    with pytest.raises(AssertionError, match=r"metadata\.widgets has no state"):
+        test_github_and_nbviewer_can_render_it(bad)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
