@@ -1,20 +1,14 @@
 """Notebook 03's exercises: the running-statistics update, a Keras port, a fine-tuning step with BatchNorm frozen.
 
-- ``check_running_stats_update(fn)``: ``fn(running_mean, running_var, x, momentum)`` returns the
-  buffers after one training step on x (N, C), in PyTorch's convention. An exercise as data
-  (:func:`~normlab.checks.runner.run_exercise`): one implementation per mistake and per mix of them.
-- ``check_keras_port(fn)``: ``fn(gamma, beta, moving_mean, moving_variance, momentum, epsilon)``
-  gets a Keras ``BatchNormalization`` layer's weights (NumPy float32 arrays, as ``get_weights()``
-  gives them) and settings, and returns an equivalent ``torch.nn.BatchNorm1d``. Each setting and
-  weight of the layer is judged on its own, so every mistake made at once is named.
-- ``check_fine_tune_step(fn)``: ``fn(model, x, target, optimizer)`` makes one fine-tuning step with
-  every BatchNorm frozen. The checker evaluates the model (``model.eval()``) before each of two
-  steps, as a loop with validation does, and watches every layer's mode through forward hooks.
+The update is an :class:`~normlab.checks.runner.Exercise` (one implementation per mix of mistakes). The port is
+judged attribute by attribute of the returned layer, and the fine-tuning step by what its forward hooks and the
+model's state show, so that every mistake made at once is named.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from itertools import product
 
 import numpy as np
@@ -26,11 +20,11 @@ from normlab.checks.runner import (
     DEFAULT_TIME_LIMIT,
     Check,
     Exercise,
-    LearnerValue,
     Probe,
     Verdict,
     as_float64,
     close,
+    number,
     run_check,
     run_exercise,
     vector,
@@ -71,29 +65,25 @@ declare(
     }
 )
 
-# ---------------------------------------------------------------------------------------------
-# Exercise 1: the running-statistics update
-# ---------------------------------------------------------------------------------------------
+# ---- The running-statistics update ----------------------------------------------------------
 
 TOLERANCE = 1e-6  # float64 probes
 MOMENTA = (0.1, 0.3)
+UPDATE_CODES = ("momentum-reversed", "running-var-biased", "ignores-momentum", "stats-not-detached")
 
 
 def update_probes() -> list[Probe]:
     """x (5, 3) in float64 that requires grad, on three scales, and the buffers before the step, per momentum."""
     generator = torch.Generator().manual_seed(3)
-    x = torch.randn(5, 3, generator=generator, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5]).double() + 1.0
-    running_mean = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
-    running_var = torch.tensor([1.5, 0.5, 2.0], dtype=torch.float64)
+    scales = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    x = (torch.randn(5, 3, generator=generator, dtype=torch.float64) * scales + 1.0).requires_grad_(True)
+    buffers = torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.5, 2.0]], dtype=torch.float64)
     names = ("running_mean", "running_var", "x", "momentum")
-    args = (running_mean, running_var, x.requires_grad_(True))
-    return [Probe((*args, m), names, f"the (5, 3) batch with momentum {m:g}") for m in MOMENTA]
+    return [Probe((*buffers, x, m), names, f"the (5, 3) batch with momentum {m:g}") for m in MOMENTA]
 
 
-def _update(
-    reversed_: bool = False, biased: bool = False, fixed: bool = False, attached: bool = False
-) -> Callable[[Tensor, Tensor, Tensor, float], tuple[Tensor, Tensor]]:
-    """The update with each mistake switched on or off; all off is the reference."""
+def _update(reversed_: bool = False, biased: bool = False, fixed: bool = False, attached: bool = False) -> Callable:
+    """PyTorch's update ``(1 - momentum) * running + momentum * batch statistic``, each mistake switched on or off."""
 
     def update(running_mean: Tensor, running_var: Tensor, x: Tensor, momentum: float) -> tuple[Tensor, Tensor]:
         m = MOMENTA[0] if fixed else momentum
@@ -105,24 +95,7 @@ def _update(
     return update
 
 
-def update_running_stats(
-    running_mean: Tensor, running_var: Tensor, x: Tensor, momentum: float
-) -> tuple[Tensor, Tensor]:
-    """The reference: ``(1 - momentum) * running + momentum * batch statistic``, unbiased variance, no graph."""
-    return _update()(running_mean, running_var, x, momentum)
-
-
-def _update_mistakes() -> dict[tuple[str, ...], list[Callable]]:
-    """Every mix of the four mistakes, each with the implementation that makes exactly those."""
-    table: dict[tuple[str, ...], list[Callable]] = {}
-    codes = ("momentum-reversed", "running-var-biased", "ignores-momentum", "stats-not-detached")
-    for made in product((False, True), repeat=len(codes)):
-        if any(made):
-            table[tuple(c for c, m in zip(codes, made) if m)] = [_update(*made)]
-    return table
-
-
-def _read_update(value: LearnerValue) -> tuple[Tensor, Tensor, bool]:
+def _read_update(value: object) -> tuple[Tensor, Tensor, bool]:
     """(new_mean, new_var) as float64, and whether they keep an autograd graph."""
     pair = tuple(value) if isinstance(value, (tuple, list)) and len(value) == 2 else ()
     if not pair or not all(isinstance(t, Tensor) and t.dtype.is_floating_point for t in pair):
@@ -136,18 +109,13 @@ def _read_update(value: LearnerValue) -> tuple[Tensor, Tensor, bool]:
     return mean, var, any(t.requires_grad for t in pair)
 
 
-def _same_update(a: tuple[Tensor, Tensor, bool], b: tuple[Tensor, Tensor, bool]) -> bool:
-    return close(a[0], b[0], TOLERANCE) and close(a[1], b[1], TOLERANCE) and a[2] == b[2]
-
-
 def _shown_update(answers: list, right: list) -> str:
     seen = "; ".join(
         f"momentum {m:g}: new_mean {vector(mean)} (expected {vector(r_mean)}), "
         f"new_var {vector(var)} (expected {vector(r_var)})"
         for m, (mean, var, _), (r_mean, r_var, _) in zip(MOMENTA, answers, right)
     )
-    graph = "; the returned tensors keep an autograd graph" if any(a[2] for a in answers) else ""
-    return f"{seen}{graph}."
+    return seen + ("; the returned tensors keep an autograd graph." if any(a[2] for a in answers) else ".")
 
 
 UPDATE = Exercise(
@@ -159,10 +127,14 @@ UPDATE = Exercise(
         f"without an autograd graph, and the inputs unchanged, to within {TOLERANCE:g}."
     ),
     probes=update_probes,
-    right=update_running_stats,
-    mistakes=_update_mistakes(),
+    right=_update(),
+    mistakes={
+        tuple(code for code, made in zip(UPDATE_CODES, slips) if made): [_update(*slips)]
+        for slips in product((False, True), repeat=len(UPDATE_CODES))
+        if any(slips)
+    },
     read=_read_update,
-    same=_same_update,
+    same=lambda a, b: close(a[0], b[0], TOLERANCE) and close(a[1], b[1], TOLERANCE) and a[2] == b[2],
     show=_shown_update,
     passed=lambda answers, right: "Your update follows PyTorch's rule at both momenta.",
     hints={
@@ -185,6 +157,7 @@ UPDATE = Exercise(
         ),
     },
 )
+EXERCISES = (UPDATE,)
 
 
 def check_running_stats_update(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -192,19 +165,28 @@ def check_running_stats_update(fn: Callable, *, time_limit: float = DEFAULT_TIME
     return run_exercise(UPDATE, fn, time_limit)
 
 
-# ---------------------------------------------------------------------------------------------
-# Exercise 2: porting a Keras BatchNormalization layer
-# ---------------------------------------------------------------------------------------------
+# ---- Porting a Keras BatchNormalization layer -----------------------------------------------
 
 KERAS_SETTINGS = ((0.99, 1e-3), (0.9, 1e-5))  # (momentum, epsilon): Keras's defaults, then others
-KERAS_NAMES = ("gamma", "beta", "moving_mean", "moving_variance")
-LAYER_TENSORS = ("weight", "bias", "running_mean", "running_var")  # where the Keras weights go, in that order
-KERAS_WEIGHTS = (  # gamma, beta, moving_mean, moving_variance
-    (1.5, 0.8, 1.2, 0.6),
-    (0.1, -0.3, 0.2, 0.5),
-    (2.0, -1.0, 0.5, 3.0),
-    (0.25, 4.0, 1.5, 0.75),
-)
+KERAS_WEIGHTS = {  # 4 channels, in get_weights()'s order, passed as NumPy float32 arrays
+    "gamma": (1.5, 0.8, 1.2, 0.6),
+    "beta": (0.1, -0.3, 0.2, 0.5),
+    "moving_mean": (2.0, -1.0, 0.5, 3.0),
+    "moving_variance": (0.25, 4.0, 1.5, 0.75),
+}
+# The layer's attributes a port sets, each with the code a wrong value gets unless one of PORT_SLIPS explains it.
+PORT_CODES = {
+    "momentum": "momentum-reversed",
+    "eps": "eps-not-ported",
+    "weight": "missing-affine",
+    "bias": "missing-affine",
+    "running_mean": "stats-not-ported",
+    "running_var": "stats-not-ported",
+}
+PORT_SLIPS = {  # code: the attribute values that show it
+    "ignores-momentum": {"momentum": 1 - KERAS_SETTINGS[0][0]},
+    "swapped-affine": {"weight": KERAS_WEIGHTS["beta"], "bias": KERAS_WEIGHTS["gamma"]},
+}
 PORT_CHECKED = (
     "`fn(gamma, beta, moving_mean, moving_variance, momentum, epsilon)` with 4 channels of Keras weights "
     "(NumPy float32 arrays) and Keras's (momentum, epsilon) = (0.99, 1e-3), then (0.9, 1e-5); expected a "
@@ -223,62 +205,59 @@ PORT_HINTS = {
 }
 
 
-def _read_layer(value: LearnerValue) -> dict[str, object]:
-    """The returned layer's momentum and eps as given, its tensors as float64 (None unless floating, of shape (4,))."""
+def _read_layer(value: object) -> dict[str, Tensor | None]:
+    """Each attribute of PORT_CODES as float64: a number, or a floating tensor of shape (4,); None otherwise."""
     if not isinstance(value, nn.Module):
         raise Verdict("not-a-module", f"returned {type(value).__name__}; expected a torch.nn.BatchNorm1d.")
-    layer = {name: getattr(value, name, None) for name in ("momentum", "eps", *LAYER_TENSORS)}
-    for name in LAYER_TENSORS:
-        t = layer[name]
-        layer[name] = as_float64(t) if isinstance(t, Tensor) and t.dtype.is_floating_point and t.shape == (4,) else None
+    layer: dict[str, Tensor | None] = {}
+    for name in PORT_CODES:
+        v = getattr(value, name, None)
+        if isinstance(v, Tensor) and v.shape == (4,):
+            layer[name] = as_float64(v) if v.dtype.is_floating_point else None
+        else:
+            layer[name] = None if (n := number(v)) is None else torch.tensor(n, dtype=torch.float64)
     return layer
 
 
-def _is(value: object, number: float, tolerance: float = 1e-9) -> bool:
-    return isinstance(value, (int, float)) and abs(value - number) <= tolerance
+def _equal(value: Tensor | None, expected: object) -> bool:
+    expected = torch.tensor(expected, dtype=torch.float64)
+    return value is not None and value.shape == expected.shape and torch.allclose(value, expected, TOLERANCE, 0)
 
 
-def _port_mistakes(layer: dict[str, object], momentum: float, epsilon: float) -> tuple[list[str], list[str]]:
-    """The mistakes one returned layer shows, and what showed each."""
-    gamma, beta, mean, var = (torch.tensor(w, dtype=torch.float64) for w in KERAS_WEIGHTS)
-    weight, bias, running_mean, running_var = (layer[name] for name in LAYER_TENSORS)
-    found, seen = [], []
-
-    def right(t: object, expected: Tensor) -> bool:
-        return isinstance(t, Tensor) and close(t, expected, TOLERANCE)
-
-    def shown(t: object) -> str:
-        return vector(t) if isinstance(t, Tensor) else "None"
-
-    torch_momentum, eps = layer["momentum"], layer["eps"]
-    if not _is(torch_momentum, 1 - momentum):
-        fixed = _is(torch_momentum, 1 - KERAS_SETTINGS[0][0]) and not _is(torch_momentum, momentum)
-        found.append("ignores-momentum" if fixed else "momentum-reversed")
-        value = f"{torch_momentum:.4g}" if isinstance(torch_momentum, (int, float)) else repr(torch_momentum)
-        seen.append(f"momentum {value} for Keras's {momentum:g} (expected {1 - momentum:.2f})")
-    if not _is(eps, epsilon, 1e-12):
-        found.append("eps-not-ported")
-        seen.append(f"eps {eps!r} (expected {epsilon:g})")
-    if not (right(weight, gamma) and right(bias, beta)):
-        found.append("swapped-affine" if right(weight, beta) and right(bias, gamma) else "missing-affine")
-        seen.append(f"weight {shown(weight)}, expected gamma {vector(gamma)}")
-    if not (right(running_mean, mean) and right(running_var, var)):
-        found.append("stats-not-ported")
-        seen.append(f"running_var {shown(running_var)}, expected moving_variance {vector(var)}")
-    return found, seen
+def _shown(value: object) -> str:
+    value = torch.as_tensor(value, dtype=torch.float64) if value is not None else None
+    return "None" if value is None else f"{value.item():.4g}" if value.dim() == 0 else vector(value)
 
 
-def _diagnose_port(check: Check, fn: Callable) -> CheckResult:
+def check_keras_port(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
+    """Check ``fn(gamma, beta, moving_mean, moving_variance, momentum, epsilon) -> nn.BatchNorm1d`` (§1)."""
+    return run_check(
+        "check_keras_port",
+        fn,
+        partial(_diagnose_port, fn),
+        time_limit=time_limit,
+        checked=PORT_CHECKED,
+        hints=PORT_HINTS,
+    )
+
+
+def _diagnose_port(fn: Callable, check: Check) -> CheckResult:
     codes: list[str] = []
-    observed: list[str] = []
+    observed = []
     for momentum, epsilon in KERAS_SETTINGS:
-        args = (*(np.array(w, dtype=np.float32) for w in KERAS_WEIGHTS), momentum, epsilon)
+        args = (*(np.array(w, dtype=np.float32) for w in KERAS_WEIGHTS.values()), momentum, epsilon)
         action = f"called with Keras's (momentum, epsilon) = ({momentum:g}, {epsilon:g})"
-        layer = check.call(fn, args, KERAS_NAMES, action=action, read=_read_layer)
-        found, seen = _port_mistakes(layer, momentum, epsilon)
-        codes += found
-        if seen:
-            observed.append(f"With Keras's momentum {momentum:g} and epsilon {epsilon:g}: " + "; ".join(seen))
+        layer = check.call(fn, args, tuple(KERAS_WEIGHTS), action=action, read=_read_layer)
+        right = dict(zip(PORT_CODES, (1 - momentum, epsilon, *KERAS_WEIGHTS.values())))
+        wrong = [name for name, value in right.items() if not _equal(layer[name], value)]
+        for name in wrong:
+            slips = (
+                c for c, seen in PORT_SLIPS.items() if name in seen and all(_equal(layer[k], seen[k]) for k in seen)
+            )
+            codes.append(next(slips, PORT_CODES[name]))
+        if wrong:
+            seen = "; ".join(f"{name} {_shown(layer[name])} (expected {_shown(right[name])})" for name in wrong)
+            observed.append(f"With Keras's momentum {momentum:g} and epsilon {epsilon:g}: {seen}")
     if not codes:
         return check.passed(
             "Your layer has PyTorch's momentum (0.01, then 0.1), Keras's epsilon, and the Keras weights."
@@ -287,21 +266,7 @@ def _diagnose_port(check: Check, fn: Callable) -> CheckResult:
     return check.result(first, ". ".join(observed) + ".", also=tuple(also))
 
 
-def check_keras_port(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check ``fn(gamma, beta, moving_mean, moving_variance, momentum, epsilon) -> nn.BatchNorm1d`` (§1)."""
-    return run_check(
-        "check_keras_port",
-        fn,
-        lambda check: _diagnose_port(check, fn),
-        time_limit=time_limit,
-        checked=PORT_CHECKED,
-        hints=PORT_HINTS,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Exercise 3: a fine-tuning step with BatchNorm frozen
-# ---------------------------------------------------------------------------------------------
+# ---- A fine-tuning step with BatchNorm frozen -----------------------------------------------
 
 STEP_CHECKED = (
     "`fn(model, x, target, optimizer)` on a float64 model Linear(4, 6), BatchNorm1d(6) with pretrained "
@@ -314,8 +279,7 @@ STEP_CHECKED = (
 def pretrained_model() -> tuple[nn.Sequential, Tensor, Tensor]:
     """The model with BatchNorm's weights and statistics as if pretrained, and a batch from a shifted distribution.
 
-    Seeds the global random stream (the Linear layers' initialisation): call it inside a check's session,
-    which puts the stream back.
+    Seeds the global random stream (the Linear layers' initialisation): call it inside a check's session.
     """
     generator = torch.Generator().manual_seed(6)
     torch.manual_seed(6)
@@ -331,66 +295,55 @@ def pretrained_model() -> tuple[nn.Sequential, Tensor, Tensor]:
     return model, x, target
 
 
+def check_fine_tune_step(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
+    """Check ``fn(model, x, target, optimizer)``: one fine-tuning step with every BatchNorm frozen (§7)."""
+    return run_check(
+        "check_fine_tune_step", fn, partial(_diagnose_step, fn), time_limit=time_limit, checked=STEP_CHECKED
+    )
+
+
 def _state(model: nn.Module) -> dict[str, Tensor]:
     return {name: as_float64(t) for name, t in model.state_dict().items()}
 
 
-def _diagnose_step(check: Check, fn: Callable) -> CheckResult:
+def _diagnose_step(fn: Callable, check: Check) -> CheckResult:
     model, x, target = pretrained_model()
     before = _state(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    modes: dict[str, list[bool]] = {"bn": [], "dropout": []}
-    model[1].register_forward_hook(lambda m, i, o: modes["bn"].append(m.training))
-    model[3].register_forward_hook(lambda m, i, o: modes["dropout"].append(m.training))
+    bn: list[bool] = []  # the mode of each forward pass, seen by hooks
+    dropout: list[bool] = []
+    model[1].register_forward_hook(lambda m, i, o: bn.append(m.training))
+    model[3].register_forward_hook(lambda m, i, o: dropout.append(m.training))
     torch.manual_seed(7)  # the dropout masks: the same verdict and numbers in any session (put back after)
-    after = before
     for step in (1, 2):
         model.eval()  # an evaluation between steps, as a training loop with validation has
+        step_fn = lambda x, target: fn(model, x, target, optimizer)  # noqa: E731  (x and target are copied and watched)
         after = check.call(
-            lambda x, target: fn(model, x, target, optimizer),  # x and target are copied and watched
-            (x, target),
-            ("x", "target"),
-            action=f"called for step {step} of 2",
-            read=lambda _: _state(model),
+            step_fn, (x, target), ("x", "target"), action=f"called for step {step} of 2", read=lambda _: _state(model)
         )
-
-    def change(name: str) -> float:
-        return (after[name] - before[name]).abs().max().item()
-
-    codes, observed = [], []
-    stats = {name: change(f"1.{name}") for name in ("running_mean", "running_var", "num_batches_tracked")}
-    if any(v > 0 for v in stats.values()) or any(modes["bn"]):
-        codes.append("bn-stats-updated")
-        observed.append(
-            f"BatchNorm ran {sum(modes['bn'])} of {len(modes['bn'])} forward passes in training mode; max |change| of "
-            + ", ".join(f"{k} {v:.4g}" for k, v in stats.items())
-        )
-    params = {name: change(f"1.{name}") for name in ("weight", "bias")}
-    if any(v > 0 for v in params.values()):
-        codes.append("bn-params-trained")
-        observed.append("BatchNorm's " + ", ".join(f"{k} changed by up to {v:.4g}" for k, v in params.items()))
-    if not modes["dropout"] or not all(modes["dropout"]):
-        codes.append("model-not-in-train-mode")
-        observed.append(
-            f"dropout ran in training mode in {sum(modes['dropout'])} of {len(modes['dropout'])} forward passes"
-        )
-    learned = max(change(name) for name in ("0.weight", "0.bias", "4.weight", "4.bias"))
-    if learned == 0:
-        codes.append("not-trained")
-        observed.append("the Linear layers did not change")
+    change = {name: (after[name] - before[name]).abs().max().item() for name in before}
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    learned = max(change[name] for name in ("0.weight", "0.bias", "4.weight", "4.bias"))
+    signs = {  # code: (seen, what showed it)
+        "bn-stats-updated": (
+            any(bn) or max(change[f"1.{k}"] for k in stats) > 0,
+            f"BatchNorm ran {sum(bn)} of {len(bn)} forward passes in training mode; max |change| of "
+            + ", ".join(f"{k} {change[f'1.{k}']:.4g}" for k in stats),
+        ),
+        "bn-params-trained": (
+            max(change["1.weight"], change["1.bias"]) > 0,
+            f"BatchNorm's weight changed by up to {change['1.weight']:.4g}, bias changed by up to {change['1.bias']:.4g}",
+        ),
+        "model-not-in-train-mode": (
+            not all(dropout) or not dropout,
+            f"dropout ran in training mode in {sum(dropout)} of {len(dropout)} forward passes",
+        ),
+        "not-trained": (learned == 0, "the Linear layers did not change"),
+    }
+    codes = [code for code, (seen, _) in signs.items() if seen]
     if not codes:
         return check.passed(
             f"In both steps BatchNorm stayed in eval mode with its weight, bias and statistics unchanged, dropout "
             f"was on, and the Linear layers learned (max |change| {learned:.4f})."
         )
-    return check.result(codes[0], "; ".join(observed) + ".", also=tuple(codes[1:]))
-
-
-def check_fine_tune_step(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check ``fn(model, x, target, optimizer)``: one fine-tuning step with every BatchNorm frozen (§7)."""
-    return run_check(
-        "check_fine_tune_step", fn, lambda check: _diagnose_step(check, fn), time_limit=time_limit, checked=STEP_CHECKED
-    )
-
-
-EXERCISES = (UPDATE,)
+    return check.result(codes[0], "; ".join(signs[c][1] for c in codes) + ".", also=tuple(codes[1:]))
