@@ -62,7 +62,7 @@ def test_running_stats_update_says_what_was_wrong():
     both = check_running_stats_update(up_reversed_with_graph)
     assert (both.mistake, both.also) == ("momentum-reversed", ("stats-not-detached",)), both.message
     assert both.observed.endswith("; the returned tensors keep an autograd graph.")
-    assert both.hint.startswith("In PyTorch's convention momentum is the weight of the NEW batch")
+    assert both.hint.startswith("PyTorch's momentum weighs the NEW batch: `(1 - momentum) * running_mean + ")
 
 
 def test_running_stats_update_names_changed_buffers_and_a_wrong_return():
