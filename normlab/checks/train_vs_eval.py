@@ -157,8 +157,8 @@ PORT_CODES = {
     "running_var": "stats-not-ported",
 }
 PORT_SLIPS: dict[str, dict[str, tuple[float, ...]]] = {
-    "ignores-momentum": {"momentum": (0.01,)},
-    "swapped-affine": dict(zip(("weight", "bias"), KERAS_WEIGHTS[1::-1])),
+    "ignores-momentum": {"momentum": (0.01,)},  # the port of Keras's default 0.99, whatever the momentum given
+    "swapped-affine": {"weight": KERAS_WEIGHTS[1], "bias": KERAS_WEIGHTS[0]},  # beta as weight, gamma as bias
 }
 PORT_CHECKED = (
     "`fn(gamma, beta, moving_mean, moving_variance, momentum, epsilon)` with 4 channels of Keras weights "
