@@ -62,7 +62,7 @@ def test_running_stats_update_says_what_was_wrong():
     both = check_running_stats_update(up_reversed_with_graph)
     assert (both.mistake, both.also) == ("momentum-reversed", ("stats-not-detached",)), both.message
     assert both.observed.endswith("; the returned tensors keep an autograd graph.")
-    assert both.hint.startswith("In PyTorch's convention momentum is the weight of the NEW batch")
+    assert both.hint.startswith("PyTorch's momentum weighs the NEW batch: `(1 - momentum) * running_mean + ")
 
 
 def test_running_stats_update_names_changed_buffers_and_a_wrong_return():
@@ -166,11 +166,11 @@ def test_keras_port_names_each_mistake(fn, code, also):
 
 def test_keras_port_says_what_was_wrong():
     assert check_keras_port(port_fixed).observed == (
-        "With Keras's momentum 0.9 and epsilon 1e-05: momentum 0.01 for Keras's 0.9 (expected 0.10)."
+        "With Keras's momentum 0.9 and epsilon 1e-05: momentum 0.01 (expected 0.1)."
     )
     assert check_keras_port(port_std).observed.startswith(
-        "With Keras's momentum 0.99 and epsilon 0.001: running_var [0.5000, 2.0000, 1.2247, 0.8660], "
-        "expected moving_variance [0.2500, 4.0000, 1.5000, 0.7500]. With Keras's momentum 0.9 and epsilon 1e-05: "
+        "With Keras's momentum 0.99 and epsilon 0.001: running_var [0.5000, 2.0000, 1.2247, 0.8660] "
+        "(expected [0.2500, 4.0000, 1.5000, 0.7500]). With Keras's momentum 0.9 and epsilon 1e-05: "
     )
     inplace = check_keras_port(port_sqrt_in_place)
     assert inplace.observed == (

@@ -168,7 +168,7 @@ CALLED = "called on x of shape (3, 5, 8) and the checker's attention and mlp"
         (
             raises,
             "raised",
-            "raises raised TypeError: TokenMixing.forward() takes 2 positional arguments but 3 were given in raises, "
+            "raises raised TypeError: Sequential.forward() takes 2 positional arguments but 3 were given in raises, "
             f"at `return attention(x, x)`, when {CALLED}.",
         ),
         (
@@ -210,8 +210,8 @@ def test_changing_the_checkers_sublayers_in_place_is_named_and_never_feeds_the_r
     result = check_pre_ln_block(zeroes_the_sublayers)
     assert (result.passed, result.mistake) == (False, "mutates-input"), result.message
     assert result.observed == (
-        f"After zeroes_the_sublayers was {CALLED}, its inputs had changed: attention's mixing, value changed; "
-        "mlp's w1, w2 changed."
+        f"After zeroes_the_sublayers was {CALLED}, its inputs had changed: attention's 0.weight, 1.weight "
+        "changed; mlp's 0.weight, 2.weight changed."
     )
 
 
