@@ -13,8 +13,10 @@ raised. Under torchrun the same command runs the same worker code across machine
 
 Why new processes and not ``torch.multiprocessing.spawn``: spawn pickles the worker
 function *by name*, and a new Python process cannot find a function that was defined in a
-notebook (its ``__main__`` is not the notebook). So the worker must live in an importable
-module, here ``normlab.experiments.batch_norm_across_processes``.
+notebook (spawn's child re-imports a script's ``__main__``, but a notebook has no file to
+re-import). normlab's processes run ``python -m normlab.distributed`` and import only the
+worker's module, so the worker must live in an importable module, here
+``normlab.experiments.batch_norm_across_processes``.
 
 Nothing waits forever and nothing is left behind:
 
@@ -96,7 +98,8 @@ def target_name(worker: Callable[..., Any]) -> str:
         raise TypeError(
             f"run_processes needs a function that a new Python process can import by name; "
             f"{getattr(worker, '__name__', worker)!r} was defined in {module or 'no module'} "
-            "(a notebook, a script's __main__ or another function), which a new process does not run. "
+            "(a notebook, a script's __main__ or another function), which the processes it starts "
+            "(python -m normlab.distributed) do not import. "
             "Fix: define the worker at the top level of a .py module and import it from there."
         )
     found: object = importlib.import_module(module)

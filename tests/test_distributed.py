@@ -93,8 +93,9 @@ def test_leftovers_sees_a_live_process_and_a_listening_port():
         port_owner.close()
 
 
-def test_the_same_worker_runs_under_torchrun():
-    """The command the notebook shows, on one machine: torchrun sets the environment, normlab.distributed runs it."""
+def test_the_torchrun_command_of_the_notebook_runs():
+    """Notebook 06 §1's one-machine command, as shown: torchrun sets the environment, normlab.distributed runs
+    replica_step with its defaults (8 rows a rank) and each rank prints its result."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     out = subprocess.run(
         [
@@ -103,7 +104,7 @@ def test_the_same_worker_runs_under_torchrun():
             "--nproc-per-node=2",
             "-m",
             "normlab.distributed",
-            "tests.distributed_workers:rank_sum",
+            "normlab.experiments.batch_norm_across_processes:replica_step",
         ],
         capture_output=True,
         text=True,
@@ -112,7 +113,8 @@ def test_the_same_worker_runs_under_torchrun():
         cwd=os.path.dirname(os.path.dirname(__file__)),
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "rank 0: (0, 2, 1.0)" in out.stdout and "rank 1: (1, 2, 1.0)" in out.stdout
+    for rank in (0, 1):
+        assert f"rank {rank}: ReplicaResult(rank={rank}, world_size=2, batch_size=8, " in out.stdout
 
 
 def test_torch_sync_batch_norm_refuses_cpu_under_a_process_group():
