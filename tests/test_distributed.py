@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -131,3 +132,26 @@ def test_torch_sync_batch_norm_refuses_cpu_under_a_process_group():
             torch.batch_norm_stats(torch.randn(4, 3), 1e-5)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_a_worker_that_exits_is_named_and_one_that_leaves_the_group_keeps_its_result():
+    with pytest.raises(WorkerError, match=r"^rank 0 of 1 exited with code 0 but returned no result from tests"):
+        run_processes(workers.exit_early, world_size=1, timeout=120)
+    assert run_processes(workers.leave_the_group, world_size=1, timeout=120) == [7]
+
+
+def test_a_huge_error_message_is_shortened():
+    with pytest.raises(WorkerError) as info:
+        run_processes(workers.fail_at_length, world_size=1, timeout=120)
+    assert len(str(info.value)) < 2300
+    assert "more characters in WorkerError.log" in str(info.value)
+    assert len(info.value.log) > 5_000_000
+
+
+def test_a_partial_or_an_unpicklable_argument_is_refused_with_the_fix():
+    before = len(distributed.LAUNCHES)
+    with pytest.raises(TypeError, match=r"needs a plain function defined with def .* got functools.partial"):
+        run_processes(functools.partial(workers.fail_on_rank, rank=0), world_size=2)
+    with pytest.raises(TypeError, match=r"by pickle; lock=lock cannot be pickled \(TypeError: cannot pickle"):
+        run_processes(workers.rank_sum, world_size=2, lock=__import__("threading").Lock())
+    assert len(distributed.LAUNCHES) == before
