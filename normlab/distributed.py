@@ -13,8 +13,10 @@ raised. Under torchrun the same command runs the same worker code across machine
 
 Why new processes and not ``torch.multiprocessing.spawn``: spawn pickles the worker
 function *by name*, and a new Python process cannot find a function that was defined in a
-notebook (its ``__main__`` is not the notebook). So the worker must live in an importable
-module, here ``normlab.experiments.batch_norm_across_processes``.
+notebook (spawn's child re-imports a script's ``__main__``, but a notebook has no file to
+re-import). normlab's processes run ``python -m normlab.distributed`` and import only the
+worker's module, so the worker must live in an importable module, here
+``normlab.experiments.batch_norm_across_processes``.
 
 Nothing waits forever and nothing is left behind:
 
@@ -33,6 +35,7 @@ import argparse
 import contextlib
 import datetime
 import importlib
+import inspect
 import os
 import pickle
 import re
@@ -53,6 +56,7 @@ BACKEND = "gloo"
 MAX_PROCESSES = 8  # a teaching machine has 2-8 cores; more processes only wait for each other
 DEFAULT_TIMEOUT = 120.0  # seconds from start to the last result; importing torch takes most of it
 POLL_SECONDS = 0.02
+MESSAGE_LIMIT = 2000  # characters of a worker's error quoted in WorkerError's message
 STOP_GRACE = 3.0  # seconds a process gets to exit after SIGTERM before SIGKILL
 # What gloo says in a rank whose partner exited: such a rank is reported only if no other rank failed.
 LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket closed", "GLHF!")
@@ -91,12 +95,20 @@ def free_port(host: str = HOST) -> int:
 
 def target_name(worker: Callable[..., Any]) -> str:
     """``"module:function"`` for a function that a new Python process can import; else a TypeError."""
+    if not inspect.isfunction(worker):
+        raise TypeError(
+            "run_processes needs a plain function defined with def at the top level of a module; got "
+            f"{type(worker).__module__}.{type(worker).__qualname__} {worker!r:.80}. Fix: pass the function itself "
+            "and its arguments as keyword arguments, run_processes(fn, world_size, name=value), not a "
+            "functools.partial, a lambda or a callable object."
+        )
     module, name = getattr(worker, "__module__", None), getattr(worker, "__qualname__", "")
     if module in (None, "__main__") or "<" in name:
         raise TypeError(
             f"run_processes needs a function that a new Python process can import by name; "
             f"{getattr(worker, '__name__', worker)!r} was defined in {module or 'no module'} "
-            "(a notebook, a script's __main__ or another function), which a new process does not run. "
+            "(a notebook, a script's __main__ or another function), which the processes it starts "
+            "(python -m normlab.distributed) do not import. "
             "Fix: define the worker at the top level of a .py module and import it from there."
         )
     found: object = importlib.import_module(module)
@@ -128,7 +140,7 @@ def run_processes(
         raise ValueError(f"timeout must be a positive, finite number of seconds, e.g. 60; got {timeout!r}.")
     with tempfile.TemporaryDirectory(prefix="normlab-processes-") as folder:
         work = Path(folder)
-        (work / "task.pkl").write_bytes(pickle.dumps(kwargs))
+        (work / "task.pkl").write_bytes(_pickled_arguments(kwargs))
         port = free_port()
         processes: list[subprocess.Popen] = []
         logs = []
@@ -146,11 +158,34 @@ def run_processes(
                 )
             LAUNCHES.append(Launch(target, port, tuple(p.pid for p in processes)))
             _wait(processes, work, target, time.monotonic() + timeout, timeout)
+            for rank in range(world_size):
+                if not (work / f"result-{rank}.pkl").exists():
+                    raise WorkerError(
+                        f"rank {rank} of {world_size} exited with code 0 but returned no result from {target}: "
+                        "the worker ended its process (sys.exit() or os._exit()) before returning. "
+                        "Fix: return the value instead of exiting.",
+                        rank,
+                        _read_log(work, rank),
+                    )
             return [pickle.loads((work / f"result-{rank}.pkl").read_bytes()) for rank in range(world_size)]
         finally:
             _stop(processes)
             for log in logs:
                 log.close()
+
+
+def _pickled_arguments(kwargs: dict[str, Any]) -> bytes:
+    """The keyword arguments as pickle bytes, or a TypeError naming the one that cannot travel."""
+    for name, value in kwargs.items():
+        try:
+            pickle.dumps(value)
+        except Exception as error:
+            raise TypeError(
+                f"run_processes sends the keyword arguments to every process by pickle; {name}="
+                f"{type(value).__name__} cannot be pickled ({type(error).__name__}: {error}). Fix: pass plain "
+                "data (numbers, tuples, tensors) and build the rest inside the worker."
+            ) from None
+    return pickle.dumps(kwargs)
 
 
 def _command(target: str, work: Path, rank: int, timeout: float) -> list[str]:
@@ -197,7 +232,7 @@ def _wait(processes: list[subprocess.Popen], work: Path, target: str, deadline: 
             failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)]
             rank = min(failed, key=lambda r: (_lost_peer(_read_log(work, r)), r))
             log = _read_log(work, rank)
-            reason = _last_error(log, codes[rank])
+            reason = _shortened(_last_error(log, codes[rank]))
             raise WorkerError(
                 f"rank {rank} of {world_size} failed in {target}: {reason}{'' if reason.endswith(('.', '?')) else '.'} "
                 "The other processes were stopped; its full output is in WorkerError.log.",
@@ -252,6 +287,13 @@ def _last_error(log: str, code: int | None) -> str:
     if code is not None and code < 0:
         return f"the process was killed by signal {signal.Signals(-code).name}"
     return lines[-1] if lines else f"the process exited with code {code}"
+
+
+def _shortened(reason: str, limit: int = MESSAGE_LIMIT) -> str:
+    """The reason, cut to ``limit`` characters (the whole text stays in WorkerError.log)."""
+    if len(reason) <= limit:
+        return reason
+    return f"{reason[:limit]}... ({len(reason) - limit} more characters in WorkerError.log)"
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
@@ -344,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = worker(**kwargs)
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():  # a worker may have left the group itself
+            dist.destroy_process_group()
     if args.result is None:
         print(f"rank {int(os.environ['RANK'])}: {result}")
         return

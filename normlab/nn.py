@@ -196,15 +196,22 @@ class _BatchNorm(_NormBase):
         # Batch statistics in training, and in eval when there are no running buffers.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         track = not self.training or self.track_running_stats
+        return self._normalize(
+            input, self.running_mean if track else None, self.running_var if track else None, use_batch_stats, factor
+        )
+
+    def _normalize(
+        self,
+        input: Tensor,
+        running_mean: Tensor | None,
+        running_var: Tensor | None,
+        use_batch_stats: bool,
+        factor: float,
+    ) -> Tensor:
+        """The normalization itself, given the buffers to use and the running-average factor
+        (normlab.sync_batch_norm.SyncBatchNorm replaces it in training)."""
         return nlf.batch_norm(
-            input,
-            self.running_mean if track else None,
-            self.running_var if track else None,
-            self.weight,
-            self.bias,
-            use_batch_stats,
-            factor,
-            self.eps,
+            input, running_mean, running_var, self.weight, self.bias, use_batch_stats, factor, self.eps
         )
 
 

@@ -19,6 +19,16 @@ and spatial dims):
 ``weight`` and ``bias`` get this replica's share of their gradient, which data-parallel
 training then all-reduces like every other parameter gradient. Without an initialized
 process group the layer is ordinary BatchNorm (one replica).
+
+A replica may hold no rows (the last, uneven step of an epoch). Its count is 0 and its mean
+and M2 are sent as 0, so the weights :math:`n_r` drop it. The mean of an empty tensor is NaN,
+and a weight of 0 does not cancel a NaN (:math:`0 \times \mathrm{NaN} = \mathrm{NaN}`): a
+combination that sent it would make every rank's output and running statistics NaN.
+torch.nn.SyncBatchNorm drops empty replicas the same way. As in torch, a whole batch of one
+value per channel is refused in training, and a whole batch of none leaves the buffers alone.
+
+The backward pass is written by hand for first derivatives; a second derivative through it
+(``create_graph=True``, as a gradient penalty needs) is refused with a ValueError.
 """
 
 from __future__ import annotations
@@ -28,10 +38,18 @@ from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
-from normlab import functional as nlf
-from normlab.nn import _NormBase
+from normlab._errors import (
+    _check_channel_params,
+    _check_channels_input,
+    check_eps,
+    check_momentum,
+    compute_dtype,
+    shape_str,
+    values_per_channel,
+)
+from normlab.nn import _BatchNorm
 
 
 @dataclass(frozen=True)
@@ -59,15 +77,27 @@ def reduced_dims(x: Tensor) -> list[int]:
 
 
 def local_moments(x: Tensor) -> Moments:
-    """This replica's count, mean and M2 per channel, with the two-pass formula."""
+    """This replica's count, mean and M2 per channel, with the two-pass formula.
+
+    An empty replica gives count 0, mean 0 and M2 0 (not the NaN mean of an empty tensor), so that
+    its weight of 0 in :func:`combine_moments` removes it.
+    """
+    count = values_per_channel(x.shape)
+    if count == 0:
+        zeros = x.new_zeros(x.shape[1])
+        return Moments(zeros.clone(), zeros.clone(), zeros)
     dims = reduced_dims(x)
     mean = x.mean(dim=dims)
     m2 = (x - mean.reshape(_channel_shape(x))).pow(2).sum(dim=dims)
-    return Moments(torch.full_like(mean, x.numel() // x.shape[1]), mean, m2)
+    return Moments(torch.full_like(mean, count), mean, m2)
 
 
 def combine_moments(counts: Tensor, means: Tensor, m2s: Tensor) -> Moments:
-    """Chan et al.'s parallel combination of per-replica moments, stacked along dim 0 (one row a replica)."""
+    """Chan et al.'s parallel combination of per-replica moments, stacked along dim 0 (one row a replica).
+
+    A replica of count 0 must come with a finite mean and M2 (0 × NaN is NaN); every count 0 gives
+    a NaN mean (0 / 0).
+    """
     count = counts.sum(dim=0)
     mean = (counts * means).sum(dim=0) / count
     m2 = (m2s + counts * (means - mean).pow(2)).sum(dim=0)
@@ -90,32 +120,44 @@ class SyncBatchNormFunction(torch.autograd.Function):
     """Normalize with the global statistics; the backward all-reduces sum(dy) and sum(dy * x_hat)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, invstd: Tensor, count: Tensor, group):
+    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, mean, invstd, count, group):
         shape = _channel_shape(x)
         x_hat = (x - mean.reshape(shape)) * invstd.reshape(shape)
         ctx.save_for_backward(x_hat, weight, invstd, count)
         ctx.group = group
-        return x_hat * weight.reshape(shape) + bias.reshape(shape)
+        y = x_hat if weight is None else x_hat * weight.reshape(shape)
+        return y if bias is None else y + bias.reshape(shape)
 
     @staticmethod
     def backward(ctx, dy: Tensor):
+        if torch.is_grad_enabled():  # create_graph=True: the caller wants to differentiate this backward
+            raise ValueError(
+                "sync_batch_norm's backward is written by hand for first derivatives and cannot be "
+                "differentiated again; got a backward with create_graph=True (a second derivative, as a "
+                "gradient penalty needs). Fix: compute the penalty through torch.nn.functional.batch_norm "
+                "in one process, or leave create_graph off."
+            )
         x_hat, weight, invstd, count = ctx.saved_tensors
         dims, shape = reduced_dims(dy), _channel_shape(dy)
         local_sums = torch.stack([dy.sum(dim=dims), (dy * x_hat).sum(dim=dims)])  # (2, C)
         sums = local_sums.clone()
         if _distributed(ctx.group):
-            dist.all_reduce(sums, group=ctx.group)
-        mean_dy, mean_dy_xhat = (sums / count).unbind(dim=0)
-        dx = (weight * invstd).reshape(shape) * (dy - mean_dy.reshape(shape) - x_hat * mean_dy_xhat.reshape(shape))
-        return dx, local_sums[1], local_sums[0], None, None, None, None
+            dist.all_reduce(sums, group=ctx.group)  # every rank calls it, an empty one too
+        mean_dy, mean_dy_xhat = (sums / count.clamp(min=1)).unbind(dim=0)
+        scale = invstd if weight is None else weight * invstd
+        dx = scale.reshape(shape) * (dy - mean_dy.reshape(shape) - x_hat * mean_dy_xhat.reshape(shape))
+        # weight and bias get this replica's share, in their own dtype (float32 for a float16 input)
+        weight_grad = local_sums[1].to(weight.dtype) if ctx.needs_input_grad[1] else None
+        bias_grad = local_sums[0].to(weight.dtype) if ctx.needs_input_grad[2] else None  # bias implies weight
+        return dx, weight_grad, bias_grad, None, None, None, None
 
 
 def sync_batch_norm(
     x: Tensor,
     running_mean: Tensor | None,
     running_var: Tensor | None,
-    weight: Tensor,
-    bias: Tensor,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
     momentum: float = 0.1,
     eps: float = 1e-5,
     group: Any = None,
@@ -123,51 +165,86 @@ def sync_batch_norm(
     """Training-mode BatchNorm of an (N, C, \\*) input over the batches of every rank in ``group``.
 
     Updates the running buffers in place (if given) with the global mean and the global
-    unbiased variance, the same on every rank.
+    unbiased variance, the same on every rank. A float16/bfloat16 input is normalized in
+    float32 and returned in its own dtype, as torch does. Notebook 06, §3.
     """
-    moments = global_moments(x.detach(), group)
-    if running_mean is not None and running_var is not None:
-        with torch.no_grad():
-            running_mean.mul_(1 - momentum).add_(momentum * moments.mean)
-            running_var.mul_(1 - momentum).add_(momentum * moments.unbiased_var)
-    invstd = (moments.var + eps).rsqrt()
-    return SyncBatchNormFunction.apply(x, weight, bias, moments.mean, invstd, moments.count, group)
+    _check_sync_batch_norm_args(x, running_mean, running_var, weight, bias, momentum, eps)
+    computed = x.to(compute_dtype(x))
+    moments = global_moments(computed.detach(), group)
+    total = int(moments.count[0].item())
+    if total == 1:  # every rank sees the same total, so every rank raises here: none waits in a collective
+        raise ValueError(
+            f"sync_batch_norm in training mode needs more than one value per channel over all replicas to "
+            f"estimate a variance; got 1 value per channel in the whole batch (this replica's input has shape "
+            f"{shape_str(x.shape)}). Fix: drop the last, smaller batch (drop_last=True in the DataLoader and "
+            "the DistributedSampler), or call model.eval() to use the running statistics."
+        )
+    if total == 0:  # no replica holds a row: nothing to normalize, the buffers stay as they are
+        mean, invstd = torch.zeros_like(moments.mean), torch.ones_like(moments.mean)
+    else:
+        mean, invstd = moments.mean, (moments.var + eps).rsqrt()
+        if running_mean is not None and running_var is not None:
+            with torch.no_grad():
+                running_mean.mul_(1 - momentum).add_(momentum * moments.mean.to(running_mean.dtype))
+                running_var.mul_(1 - momentum).add_(momentum * moments.unbiased_var.to(running_var.dtype))
+    y = SyncBatchNormFunction.apply(computed, weight, bias, mean, invstd, moments.count, group)
+    return y.to(x.dtype)
 
 
-class SyncBatchNorm(_NormBase):
-    """normlab's synchronized BatchNorm for CPU: torch.nn.BatchNorm's parameters, buffers and state_dict
-    keys; in training, statistics over the batches of every rank in ``process_group`` (default: all)."""
+class SyncBatchNorm(_BatchNorm):
+    """normlab's synchronized BatchNorm for CPU: torch.nn.SyncBatchNorm's constructor, parameters,
+    buffers and state_dict keys; in training, statistics over the batches of every rank in
+    ``process_group`` (default: all). In eval mode, or outside a process group, it is BatchNorm."""
 
     _layouts: ClassVar[dict[int, str]] = {2: "(N, C)", 3: "(N, C, L)", 4: "(N, C, H, W)", 5: "(N, C, D, H, W)"}
-    # Always affine and tracking, with a float momentum: narrower than _NormBase's optional types.
-    weight: nn.Parameter
-    bias: nn.Parameter
-    running_mean: Tensor
-    running_var: Tensor
-    num_batches_tracked: Tensor
-    momentum: float
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, process_group: Any = None, **kw):
-        super().__init__(num_features, eps, momentum, affine=True, track_running_stats=True, **kw)
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group: Any = None,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
         self.process_group = process_group
 
-    def forward(self, input: Tensor) -> Tensor:
-        self._check_input(input)
-        if not self.training:
-            return nlf.batch_norm(
-                input, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
-            )
-        self.num_batches_tracked.add_(1)
+    def _normalize(
+        self,
+        input: Tensor,
+        running_mean: Tensor | None,
+        running_var: Tensor | None,
+        use_batch_stats: bool,
+        factor: float,
+    ) -> Tensor:
+        if not self.training:  # eval: running statistics (or this replica's batch without them), as in torch
+            return super()._normalize(input, running_mean, running_var, use_batch_stats, factor)
         return sync_batch_norm(
-            input,
-            self.running_mean,
-            self.running_var,
-            self.weight,
-            self.bias,
-            self.momentum,
-            self.eps,
-            self.process_group,
+            input, running_mean, running_var, self.weight, self.bias, factor, self.eps, self.process_group
         )
+
+
+def _check_sync_batch_norm_args(
+    x: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    momentum: float,
+    eps: float,
+) -> None:
+    """The checks of normlab.functional.batch_norm in training mode, except the batch of one, which
+    concerns the whole batch over all replicas (checked once the counts are gathered)."""
+    who = "sync_batch_norm"
+    _check_channels_input(x, who)
+    check_eps(eps, who, positive=True)
+    check_momentum(momentum, who)
+    _check_channel_params(who, x.shape[1], running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
 
 
 def _channel_shape(x: Tensor) -> tuple[int, ...]:

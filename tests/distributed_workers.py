@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -24,3 +25,16 @@ def fail_on_rank(rank: int) -> float:
 
 def sleep_forever() -> None:
     time.sleep(3600)
+
+
+def exit_early() -> None:
+    sys.exit(0)
+
+
+def leave_the_group() -> int:
+    dist.destroy_process_group()
+    return 7
+
+
+def fail_at_length() -> None:
+    raise ValueError("x" * 5_000_000)

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from normlab.checks import MISTAKES, check_combine_statistics
+from normlab.data.digits import load_digits_split
 from normlab.experiments import batch_norm_across_processes as bp
-from normlab.plots.batch_norm_across_processes import plot_statistics_gap
+from normlab.plots.batch_norm_across_processes import plot_small_batch_accuracy, plot_statistics_gap
 from normlab.widgets.batch_norm_across_processes import make_statistics_gap_explorer
 
 
@@ -44,12 +45,53 @@ def test_explorer_looks_up_the_grid():
     )
 
 
-def test_accumulation_matches_only_without_batch_norm():
+def test_accumulation_matches_only_without_batch_norm_and_equals_unsynchronized_replicas_in_gradient_only():
     acc = bp.accumulation_vs_large_batch()
     linear = (acc.grad_accumulated["Linear"] - acc.grad_large["Linear"]).abs().max()
     normed = (acc.grad_accumulated["Linear + BatchNorm"] - acc.grad_large["Linear + BatchNorm"]).abs().max()
     assert linear < 1e-12 and normed > 0.01
-    assert not torch.allclose(acc.running_var_large, acc.running_var_accumulated)
+    assert (acc.grad_accumulated["Linear + BatchNorm"] - acc.grad_unsynchronized).abs().max() < 1e-12
+    runs = (acc.running_var_large, acc.running_var_accumulated, acc.running_var_unsynchronized)
+    assert all((a - b).abs().max() > 0.01 for i, a in enumerate(runs) for b in runs[i + 1 :])
+
+
+def test_data_parallel_averaging_is_the_whole_batch_gradient_only_for_equal_replicas():
+    equal = bp.data_parallel_gradient((8, 8, 8, 8))
+    assert (equal.averaged - equal.whole_batch).abs().max() < 1e-12
+    unequal = bp.data_parallel_gradient((3, 5, 8, 16))
+    assert (unequal.averaged - unequal.whole_batch).abs().max() > 0.1
+    assert (unequal.reweighted - unequal.whole_batch).abs().max() < 1e-12
+
+
+def test_the_cache_holds_what_the_precompute_script_trains():
+    """Re-train one cached §6 entry (synchronized BatchNorm, seed 3) and compare every stored number of it."""
+    cached = bp.load_small_batch_run()
+    assert (cached.replicas, cached.per_replica, cached.steps, cached.seeds) == (8, 2, 80, tuple(range(8)))
+    assert tuple(cached.accuracy) == bp.SMALL_BATCH_NORMS
+    assert all(len(v) == 8 for v in (*cached.accuracy.values(), *cached.reestimated.values()))
+    digits = load_digits_split(test_size=360, scaling="unit")
+    model, accuracy = bp.train_small_batch_run(digits, bp.SYNCHRONIZED, seed=3)
+    assert accuracy == pytest.approx(cached.accuracy[bp.SYNCHRONIZED][3], abs=1e-9)
+    reestimated = bp.accuracy_with_training_set_statistics(model, digits)
+    assert reestimated == pytest.approx(cached.reestimated[bp.SYNCHRONIZED][3], abs=1e-9)
+    assert reestimated != accuracy  # the re-estimation changed something: the check can fail
+
+
+def test_small_batch_figure_draws_every_seed_of_the_cache():
+    run = bp.load_small_batch_run()
+    fig = plot_small_batch_accuracy(run)
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.lines] == list(run.accuracy)
+    for line, values in zip(ax.lines, run.accuracy.values()):
+        assert list(line.get_xdata()) == list(run.seeds)
+        assert list(line.get_ydata()) == pytest.approx([100 * v for v in values])
+    assert ax.lines[0].get_color() == "black"  # the baseline without normalization
+
+
+def test_the_replica_axis_has_a_tick_per_rank():
+    fig = plot_statistics_gap(bp.GapSelection(bp.statistics_gap_grid(repeats=1), 4, 8))
+    left = fig.axes[0]
+    assert [t.get_text() for t in left.get_yticklabels()] == [str(r) for r in range(16)]
 
 
 def test_local_batch_norm_normalizes_each_replica_alone():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -93,8 +94,9 @@ def test_leftovers_sees_a_live_process_and_a_listening_port():
         port_owner.close()
 
 
-def test_the_same_worker_runs_under_torchrun():
-    """The command the notebook shows, on one machine: torchrun sets the environment, normlab.distributed runs it."""
+def test_the_torchrun_command_of_the_notebook_runs():
+    """Notebook 06 §1's one-machine command, as shown: torchrun sets the environment, normlab.distributed runs
+    replica_step with its defaults (8 rows a rank) and each rank prints its result."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     out = subprocess.run(
         [
@@ -103,7 +105,7 @@ def test_the_same_worker_runs_under_torchrun():
             "--nproc-per-node=2",
             "-m",
             "normlab.distributed",
-            "tests.distributed_workers:rank_sum",
+            "normlab.experiments.batch_norm_across_processes:replica_step",
         ],
         capture_output=True,
         text=True,
@@ -112,7 +114,8 @@ def test_the_same_worker_runs_under_torchrun():
         cwd=os.path.dirname(os.path.dirname(__file__)),
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "rank 0: (0, 2, 1.0)" in out.stdout and "rank 1: (1, 2, 1.0)" in out.stdout
+    for rank in (0, 1):
+        assert f"rank {rank}: ReplicaResult(rank={rank}, world_size=2, batch_size=8, " in out.stdout
 
 
 def test_torch_sync_batch_norm_refuses_cpu_under_a_process_group():
@@ -129,3 +132,26 @@ def test_torch_sync_batch_norm_refuses_cpu_under_a_process_group():
             torch.batch_norm_stats(torch.randn(4, 3), 1e-5)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_a_worker_that_exits_is_named_and_one_that_leaves_the_group_keeps_its_result():
+    with pytest.raises(WorkerError, match=r"^rank 0 of 1 exited with code 0 but returned no result from tests"):
+        run_processes(workers.exit_early, world_size=1, timeout=120)
+    assert run_processes(workers.leave_the_group, world_size=1, timeout=120) == [7]
+
+
+def test_a_huge_error_message_is_shortened():
+    with pytest.raises(WorkerError) as info:
+        run_processes(workers.fail_at_length, world_size=1, timeout=120)
+    assert len(str(info.value)) < 2300
+    assert "more characters in WorkerError.log" in str(info.value)
+    assert len(info.value.log) > 5_000_000
+
+
+def test_a_partial_or_an_unpicklable_argument_is_refused_with_the_fix():
+    before = len(distributed.LAUNCHES)
+    with pytest.raises(TypeError, match=r"needs a plain function defined with def .* got functools.partial"):
+        run_processes(functools.partial(workers.fail_on_rank, rank=0), world_size=2)
+    with pytest.raises(TypeError, match=r"by pickle; lock=lock cannot be pickled \(TypeError: cannot pickle"):
+        run_processes(workers.rank_sum, world_size=2, lock=__import__("threading").Lock())
+    assert len(distributed.LAUNCHES) == before

@@ -15,10 +15,11 @@ its own rows: rank r holds rows ``offsets[r]:offsets[r + 1]``.
 
 from __future__ import annotations
 
-import statistics
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 
 import torch
 import torch.distributed as dist
@@ -29,6 +30,7 @@ from normlab.experiments.train_vs_eval import evaluate_classifier, train_classif
 from normlab.sync_batch_norm import SyncBatchNorm, combine_moments, local_moments
 
 MEAN, STD = 3.0, 2.0  # the activations' distribution in every demo
+DEFAULT_ROWS = 8  # rows per rank when replica_step is given no batch_sizes (a torchrun run)
 
 
 # ---- data every rank can rebuild ------------------------------------------------------------
@@ -70,7 +72,7 @@ class ReplicaResult:
     rank: int
     world_size: int
     batch_size: int
-    local_mean: Tensor  # this replica's own statistics, per channel
+    local_mean: Tensor  # this replica's own statistics, per channel (0 for a replica without rows)
     local_var: Tensor
     output: Tensor  # after ``steps`` steps of the synchronized layer: the last step's output ...
     input_grad: Tensor  # ... and gradients for the fixed upstream gradient
@@ -79,21 +81,30 @@ class ReplicaResult:
     running_mean: Tensor
     running_var: Tensor
     torch_sync_error: str  # what torch.nn.SyncBatchNorm says on CPU in this process group
-    # By number of processes (2 and world_size): median seconds per step of "step", "all-reduce", "compute"
-    timings: dict[int, dict[str, float]]
+    # By number of processes (2 and world_size): seconds per step, one per repeat, of "step", "collectives"
+    # (the all_gather and the all_reduce alone) and "compute" (the layer in a group of one)
+    timings: dict[int, dict[str, list[float]]]
 
 
 def replica_step(
-    batch_sizes: Sequence[int], shape: Sequence[int] = (4,), steps: int = 3, seed: int = 0, time_steps: int = 0
+    batch_sizes: Sequence[int] | None = None,
+    shape: Sequence[int] = (4,),
+    steps: int = 3,
+    seed: int = 0,
+    time_steps: int = 0,
 ) -> ReplicaResult:
     """Worker: take this rank's rows of the global batch and run ``steps`` training steps of
     normlab's SyncBatchNorm on them (forward, then backward with the fixed upstream gradient).
+
+    ``batch_sizes`` gives each rank's number of rows (0 allowed); None gives every rank
+    :data:`DEFAULT_ROWS` rows, which is what a run under torchrun uses.
 
     Also tries torch.nn.SyncBatchNorm on the same rows and records its error, and, with
     ``time_steps`` > 0, times the layer's step, its two collectives alone, and its compute
     alone (the same code in a group of one). Notebook 06, §2, §3, §4 and §7.
     """
     rank, world_size = dist.get_rank(), dist.get_world_size()
+    batch_sizes = (DEFAULT_ROWS,) * world_size if batch_sizes is None else tuple(batch_sizes)
     if len(batch_sizes) != world_size:
         raise ValueError(f"batch_sizes needs one size per rank: {world_size} sizes; got {list(batch_sizes)}.")
     x_all, dy_all = global_batch(batch_sizes, shape, seed)
@@ -114,10 +125,10 @@ def replica_step(
         local_var=mine.var,
         output=y.detach(),
         input_grad=grad_of(xi),
-        weight_grad=grad_of(layer.weight),
-        bias_grad=grad_of(layer.bias),
-        running_mean=layer.running_mean.clone(),
-        running_var=layer.running_var.clone(),
+        weight_grad=grad_of(layer.get_parameter("weight")),
+        bias_grad=grad_of(layer.get_parameter("bias")),
+        running_mean=layer.get_buffer("running_mean").clone(),
+        running_var=layer.get_buffer("running_var").clone(),
         torch_sync_error=_torch_sync_batch_norm_error(x, channels),
         timings=_time_layers(x, dy, channels, time_steps) if time_steps else {},
     )
@@ -126,8 +137,8 @@ def replica_step(
 def _sync_layer(channels: int, group=None) -> SyncBatchNorm:
     layer = SyncBatchNorm(channels, dtype=torch.float64, process_group=group)
     with torch.no_grad():
-        layer.weight.copy_(batch_norm_parameters(channels)[0])
-        layer.bias.copy_(batch_norm_parameters(channels)[1])
+        layer.get_parameter("weight").copy_(batch_norm_parameters(channels)[0])
+        layer.get_parameter("bias").copy_(batch_norm_parameters(channels)[1])
     return layer
 
 
@@ -139,7 +150,7 @@ def _torch_sync_batch_norm_error(x: Tensor, channels: int) -> str:
     return "no error"
 
 
-def _time_layers(x: Tensor, dy: Tensor, channels: int, steps: int) -> dict[int, dict[str, float]]:
+def _time_layers(x: Tensor, dy: Tensor, channels: int, steps: int) -> dict[int, dict[str, list[float]]]:
     """Timings of :func:`_time_layer` in the whole group and in the group of ranks 0 and 1 (the
     other ranks wait meanwhile), by number of processes."""
     world_size, rank = dist.get_world_size(), dist.get_rank()
@@ -153,8 +164,8 @@ def _time_layers(x: Tensor, dy: Tensor, channels: int, steps: int) -> dict[int, 
     return timings
 
 
-def _time_layer(x: Tensor, dy: Tensor, channels: int, steps: int, group, alone) -> dict[str, float]:
-    """Median seconds per training step of the layer, of its collectives alone, and of its compute alone."""
+def _time_layer(x: Tensor, dy: Tensor, channels: int, steps: int, group, alone) -> dict[str, list[float]]:
+    """Seconds of each of ``steps`` repeats: a training step of the layer, its collectives alone, its compute alone."""
     synced, solo = _sync_layer(channels, group), _sync_layer(channels, alone)
     stats, sums = torch.zeros(3, channels, dtype=torch.float64), torch.zeros(2, channels, dtype=torch.float64)
     gathered = [torch.empty_like(stats) for _ in range(dist.get_world_size(group))]
@@ -167,14 +178,14 @@ def _time_layer(x: Tensor, dy: Tensor, channels: int, steps: int, group, alone) 
         dist.all_reduce(sums, group=group)
 
     timings = {}
-    for name, action in (("step", lambda: step(synced)), ("all-reduce", collectives), ("compute", lambda: step(solo))):
+    for name, action in (("step", lambda: step(synced)), ("collectives", collectives), ("compute", lambda: step(solo))):
         seconds = []
         for _ in range(steps):
             dist.barrier(group=group)  # start together, so a rank does not time its wait for the others
             start = time.perf_counter()
             action()
             seconds.append(time.perf_counter() - start)
-        timings[name] = statistics.median(seconds)
+        timings[name] = seconds
     return timings
 
 
@@ -260,7 +271,7 @@ def statistics_gap_grid(
     replicas: Sequence[int] = (1, 2, 4, 8, 16),
     batch_sizes: Sequence[int] = (2, 4, 8, 16, 32, 64, 128),
     channels: int = 8,
-    repeats: int = 4,
+    repeats: int = 32,
     seed: int = 0,
 ) -> StatisticsGap:
     """Split batches of replicas * batch_size N(3, 2^2) values into replicas and measure the gap."""
@@ -306,21 +317,67 @@ def predicted_mean_gap(replicas: int, batch_size: int) -> float:
     return ((1 - 1 / replicas) / batch_size) ** 0.5
 
 
+# ---- §3 what data-parallel training does with the gradients ---------------------------------------
+
+
+@dataclass(frozen=True)
+class DataParallelGradient:
+    """A Linear layer's weight gradient for a mean-squared-error loss over replicas of ``batch_sizes`` rows.
+
+    ``whole_batch``: the gradient of the mean loss over all rows (one process).
+    ``averaged``: what DistributedDataParallel computes, the average over replicas of each
+    replica's mean-loss gradient. ``reweighted``: the same average when replica r's mean loss is
+    first multiplied by R n_r / N, which makes it the whole-batch gradient again.
+    """
+
+    batch_sizes: tuple[int, ...]
+    whole_batch: Tensor
+    averaged: Tensor
+    reweighted: Tensor
+
+
+def data_parallel_gradient(batch_sizes: Sequence[int], seed: int = 0) -> DataParallelGradient:
+    """Average of per-replica mean-loss gradients against the whole batch's (no norm layer involved)."""
+    x, _ = global_batch(batch_sizes, (4,), seed)
+    target = torch.randn(len(x), 1, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    model = build_mlp(4, [], 1, seed=seed)  # one Linear(4, 1), float64
+
+    def weight_grad(loss: Tensor) -> Tensor:
+        return torch.autograd.grad(loss, model.get_parameter("0.weight"))[0]
+
+    replicas, total = len(batch_sizes), sum(batch_sizes)
+    per_replica = [
+        weight_grad(nn.functional.mse_loss(model(x[rows_of(r, batch_sizes)]), target[rows_of(r, batch_sizes)]))
+        for r in range(replicas)
+        if batch_sizes[r] > 0
+    ]
+    weights = [replicas * n / total for n in batch_sizes if n > 0]
+    return DataParallelGradient(
+        tuple(batch_sizes),
+        whole_batch=weight_grad(nn.functional.mse_loss(model(x), target)),
+        averaged=torch.stack(per_replica).sum(dim=0) / replicas,
+        reweighted=torch.stack([w * g for w, g in zip(weights, per_replica)]).sum(dim=0) / replicas,
+    )
+
+
 # ---- §5 gradient accumulation --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class AccumulationResult:
-    """Gradients of one batch of k*b against k accumulated micro-batches of b, with and without BatchNorm."""
+    """Gradients of one batch of k*b against k accumulated micro-batches of b, with and without BatchNorm,
+    and against k unsynchronized replicas of b (one step of :class:`LocalBatchNorm1d` on the k*b rows)."""
 
     micro_batches: int
     micro_batch_size: int
     grad_large: dict[str, Tensor]  # by model name ("Linear", "Linear + BatchNorm"): first layer's weight gradient
     grad_accumulated: dict[str, Tensor]
+    grad_unsynchronized: Tensor  # "Linear + BatchNorm" as k unsynchronized replicas
     micro_batch_means: Tensor  # (k, features): each micro-batch's mean of the BatchNorm input
     large_batch_mean: Tensor
-    running_var_large: Tensor  # running_var after the one large batch, and after the k micro-batches
+    running_var_large: Tensor  # running_var after the one large batch, after the k micro-batches,
     running_var_accumulated: Tensor
+    running_var_unsynchronized: Tensor  # and after the k unsynchronized replicas (replica 0's buffers)
 
 
 def accumulation_vs_large_batch(micro_batches: int = 4, micro_batch_size: int = 8, seed: int = 0) -> AccumulationResult:
@@ -333,10 +390,13 @@ def accumulation_vs_large_batch(micro_batches: int = 4, micro_batch_size: int = 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(k * b, 8, generator=g, dtype=torch.float64) * STD + MEAN
     target = torch.randn(k * b, 1, generator=g, dtype=torch.float64)
+
+    def net(norm):  # one net per use; its weights are drawn in float64 (build_mlp draws float32 by default)
+        return build_mlp(8, [16], 1, norm, nn.Tanh, seed=seed, init_dtype=torch.float64)
+
     grads_large, grads_acc, running = {}, {}, {}
     for name, norm in (("Linear", None), ("Linear + BatchNorm", nn.BatchNorm1d)):
-        # two copies of one net; its weights are drawn in float64 (build_mlp draws float32 by default)
-        large, acc = (build_mlp(8, [16], 1, norm, nn.Tanh, seed=seed, init_dtype=torch.float64) for _ in range(2))
+        large, acc = net(norm), net(norm)
         nn.functional.mse_loss(large(x), target).backward()
         for chunk, t in zip(x.split(b), target.split(b)):
             (nn.functional.mse_loss(acc(chunk), t) / k).backward()
@@ -345,14 +405,22 @@ def accumulation_vs_large_batch(micro_batches: int = 4, micro_batch_size: int = 
             grad_of(acc.get_parameter("0.weight")),
         )
         if norm is not None:
-            running = {
-                "large": large.get_buffer("1.running_var").clone(),
-                "acc": acc.get_buffer("1.running_var").clone(),
-            }
+            running = {"large": large.get_buffer("1.running_var"), "acc": acc.get_buffer("1.running_var")}
             with torch.no_grad():
                 h = large[:1](x)
+    unsynchronized = net(lambda w: LocalBatchNorm1d(w, b, dtype=torch.float64))
+    nn.functional.mse_loss(unsynchronized(x), target).backward()
     return AccumulationResult(
-        k, b, grads_large, grads_acc, h.reshape(k, b, -1).mean(dim=1), h.mean(dim=0), running["large"], running["acc"]
+        k,
+        b,
+        grads_large,
+        grads_acc,
+        grad_of(unsynchronized.get_parameter("0.weight")),
+        h.reshape(k, b, -1).mean(dim=1),
+        h.mean(dim=0),
+        running["large"].clone(),
+        running["acc"].clone(),
+        unsynchronized.get_buffer("1.running_var").clone(),
     )
 
 
@@ -379,46 +447,115 @@ class LocalBatchNorm1d(nn.BatchNorm1d):
         return torch.cat([first, *rest])
 
 
+NO_NORM = "no normalization"
+UNSYNCHRONIZED = "BatchNorm, 2 per replica"
+SYNCHRONIZED = "SyncBatchNorm (whole batch)"
+SMALL_BATCH_NORMS = (NO_NORM, UNSYNCHRONIZED, SYNCHRONIZED, "GroupNorm, 4 groups", "LayerNorm")
+SMALL_BATCH_FILE = "small_batch_training.json"
+
+
 @dataclass(frozen=True)
 class SmallBatchRun:
-    """Test accuracy of the digits MLP per normalization and seed."""
+    """Test accuracy (eval mode) of the digits MLP per normalization, one value per seed.
+
+    ``reestimated``: for the two BatchNorm settings, the accuracy once the running statistics are
+    replaced by the statistics of the whole training set (what the running statistics would be
+    without their noise): how much of the gap the running statistics explain.
+    """
 
     accuracy: dict[str, list[float]]
+    reestimated: dict[str, list[float]]
+    seeds: tuple[int, ...]
     replicas: int
     per_replica: int
+    steps: int
 
 
-SMALL_BATCH_NORMS = ("BatchNorm, 2 per replica", "SyncBatchNorm (whole batch)", "GroupNorm, 4 groups")
+def small_batch_model(name: str, per_replica: int, seed: int) -> nn.Sequential:
+    """The digits MLP (64 -> 32 -> 10, float64) with the hidden layer's normalization ``name``."""
+    norms = {
+        NO_NORM: None,
+        UNSYNCHRONIZED: lambda w: LocalBatchNorm1d(w, per_replica, dtype=torch.float64),
+        SYNCHRONIZED: lambda w: nn.BatchNorm1d(w, dtype=torch.float64),
+        SMALL_BATCH_NORMS[3]: lambda w: nn.GroupNorm(4, w, dtype=torch.float64),
+        SMALL_BATCH_NORMS[4]: lambda w: nn.LayerNorm(w, dtype=torch.float64),
+    }
+    return build_mlp(64, [32], 10, norms[name], seed=seed)
+
+
+def train_small_batch_run(digits, name: str, seed: int, replicas: int = 8, per_replica: int = 2, steps: int = 80):
+    """One run: SGD on ``replicas`` x ``per_replica`` examples a step; returns (model, eval accuracy)."""
+    model = small_batch_model(name, per_replica, seed)
+    train_classifier(
+        model, digits.x_train, digits.y_train, steps=steps, batch_size=replicas * per_replica, lr=0.05, seed=seed
+    )
+    return model, evaluate_classifier(model, digits.x_test, digits.y_test).accuracy
+
+
+def accuracy_with_training_set_statistics(model: nn.Sequential, digits) -> float:
+    """Eval accuracy after replacing the BatchNorm layer's running statistics by the training set's."""
+    with torch.no_grad():
+        hidden = model[0](digits.x_train)
+        running_mean, running_var = model.get_buffer("1.running_mean"), model.get_buffer("1.running_var")
+        saved = running_mean.clone(), running_var.clone()
+        running_mean.copy_(hidden.mean(dim=0))
+        running_var.copy_(hidden.var(dim=0))
+        accuracy = evaluate_classifier(model, digits.x_test, digits.y_test).accuracy
+        running_mean.copy_(saved[0])
+        running_var.copy_(saved[1])
+    return accuracy
 
 
 def small_batch_training(
-    digits, replicas: int = 8, per_replica: int = 2, steps: int = 80, seeds: Sequence[int] = (0, 1, 2)
+    digits, replicas: int = 8, per_replica: int = 2, steps: int = 80, seeds: Sequence[int] = tuple(range(8))
 ) -> SmallBatchRun:
-    """Train the digits MLP data-parallel with ``replicas`` x ``per_replica`` examples a step, three ways.
+    """Train the digits MLP data-parallel with ``replicas`` x ``per_replica`` examples a step, five ways.
 
     Synchronized BatchNorm over the whole batch equals full-batch BatchNorm (§3), and
-    unsynchronized replicas equal :class:`LocalBatchNorm1d`, so one process suffices.
+    unsynchronized replicas equal :class:`LocalBatchNorm1d`, so one process suffices. About
+    10 s on one core: notebook 06 reads the result from a cache
+    (``scripts/precompute_batch_norm_across_processes.py``, :func:`load_small_batch_run`).
     """
-    norms = {
-        SMALL_BATCH_NORMS[0]: lambda w: LocalBatchNorm1d(w, per_replica, dtype=torch.float64),
-        SMALL_BATCH_NORMS[1]: lambda w: nn.BatchNorm1d(w, dtype=torch.float64),
-        SMALL_BATCH_NORMS[2]: lambda w: nn.GroupNorm(4, w, dtype=torch.float64),
-    }
-    accuracy: dict[str, list[float]] = {name: [] for name in norms}
-    for name, norm in norms.items():
+    accuracy: dict[str, list[float]] = {name: [] for name in SMALL_BATCH_NORMS}
+    reestimated: dict[str, list[float]] = {UNSYNCHRONIZED: [], SYNCHRONIZED: []}
+    for name in SMALL_BATCH_NORMS:
         for seed in seeds:
-            model = build_mlp(64, [32], 10, norm, seed=seed)
-            train_classifier(
-                model,
-                digits.x_train,
-                digits.y_train,
-                steps=steps,
-                batch_size=replicas * per_replica,
-                lr=0.05,
-                seed=seed,
-            )
-            accuracy[name].append(evaluate_classifier(model, digits.x_test, digits.y_test).accuracy)
-    return SmallBatchRun(accuracy, replicas, per_replica)
+            model, acc = train_small_batch_run(digits, name, seed, replicas, per_replica, steps)
+            accuracy[name].append(acc)
+            if name in reestimated:
+                reestimated[name].append(accuracy_with_training_set_statistics(model, digits))
+    return SmallBatchRun(accuracy, reestimated, tuple(seeds), replicas, per_replica, steps)
+
+
+def small_batch_run_to_json(run: SmallBatchRun) -> str:
+    """The run as JSON, accuracies at 10 significant digits (what the cache file holds)."""
+    return json.dumps(
+        {
+            "settings": {
+                "seeds": list(run.seeds),
+                "replicas": run.replicas,
+                "per_replica": run.per_replica,
+                "steps": run.steps,
+            },
+            "accuracy": {k: [float(f"{v:.10g}") for v in vs] for k, vs in run.accuracy.items()},
+            "reestimated": {k: [float(f"{v:.10g}") for v in vs] for k, vs in run.reestimated.items()},
+        },
+        indent=1,
+    )
+
+
+def load_small_batch_run() -> SmallBatchRun:
+    """The precomputed §6 runs, from ``normlab/data/cached/small_batch_training.json``."""
+    data = json.loads(resources.files("normlab.data").joinpath("cached").joinpath(SMALL_BATCH_FILE).read_text())
+    settings = data["settings"]
+    return SmallBatchRun(
+        data["accuracy"],
+        data["reestimated"],
+        tuple(settings["seeds"]),
+        settings["replicas"],
+        settings["per_replica"],
+        settings["steps"],
+    )
 
 
 def combine_reference(counts: Tensor, means: Tensor, variances: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -7,7 +7,7 @@ from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from normlab.experiments.batch_norm_across_processes import GapSelection, predicted_mean_gap
+from normlab.experiments.batch_norm_across_processes import NO_NORM, GapSelection, SmallBatchRun, predicted_mean_gap
 from normlab.style import OKABE_ITO, new_figure
 
 MEAN_RANGE = 2.5  # the left panel's x range, in global-std units
@@ -33,8 +33,10 @@ def plot_statistics_gap(selection: GapSelection, described: bool = True) -> Figu
     fig, (left, right) = new_figure(1, 2, figsize=(10, 4.0))
     left.axvline(0.0, color=OKABE_ITO[7], linestyle="--", linewidth=1, label="global mean")
     left.plot([], [], linestyle="none", marker="o", markersize=7, color=OKABE_ITO[0], label="local mean of a replica")
-    left.set(xlim=(-MEAN_RANGE, MEAN_RANGE), ylim=(-1, max(grid.replicas)), yticks=[])
-    left.set(xlabel="(local mean - global mean) / global std", ylabel="replica")
+    ranks = range(max(grid.replicas))  # fixed ticks for every setting: a move changes no text
+    left.set(xlim=(-MEAN_RANGE, MEAN_RANGE), ylim=(-1, max(grid.replicas)))
+    left.set_yticks(list(ranks), [str(r) for r in ranks], fontsize=7)
+    left.set(xlabel="(local mean - global mean) / global std", ylabel="replica (rank)")
     left.set_title("Local means of one channel, one dot per replica")
     sizes = np.array(grid.batch_sizes)
     right.set_xscale("log", base=2)
@@ -77,19 +79,31 @@ def update_statistics_gap(fig: Figure, selection: GapSelection) -> list[Artist]:
     return [left.lines[1], measured, predicted, chosen]
 
 
-def plot_small_batch_accuracy(run) -> Figure:
-    """Test accuracy per normalization, one dot per seed and a bar at the median. Notebook 06, §6."""
-    fig, ax = new_figure(figsize=(8, 3.2))
-    names = list(run.accuracy)
-    for i, name in enumerate(names):
-        values = 100 * np.array(run.accuracy[name])
-        ax.barh(i, np.median(values), color=OKABE_ITO[i], alpha=0.4)
-        ax.plot(values, [i] * len(values), "o", color=OKABE_ITO[i])
-    ax.set_yticks(range(len(names)), names)
-    ax.invert_yaxis()
+def plot_small_batch_accuracy(run: SmallBatchRun) -> Figure:
+    """Test accuracy of every seed, one line per normalization, the run without one in black.
+
+    Seeds share their initial weights and batches across settings, so a line above the black one
+    at a seed is a gain at equal luck. Notebook 06, §6 (the cached runs)."""
+    fig, ax = new_figure(figsize=(8, 4.2))
+    seeds = list(run.seeds)
+    colours = iter(OKABE_ITO[1:])
+    for name, values in run.accuracy.items():
+        baseline = name == NO_NORM
+        ax.plot(
+            seeds,
+            100 * np.array(values),
+            color="black" if baseline else next(colours),
+            linestyle="--" if baseline else "-",
+            marker="s" if baseline else "o",
+            linewidth=2 if baseline else 1.2,
+            label=name,
+        )
+    ax.set_xticks(seeds, [str(s) for s in seeds])
     ax.set(
-        xlabel="test accuracy (%), eval mode",
-        xlim=(0, 100),
-        title=f"Digits MLP, {run.replicas} replicas x {run.per_replica} examples a step: median and seeds",
+        xlabel="seed (initial weights and batches)",
+        ylabel="test accuracy (%), eval mode",
+        ylim=(50, 100),
+        title=f"Digits MLP, {run.replicas} replicas x {run.per_replica} examples a step, {run.steps} steps",
     )
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     return fig
