@@ -81,35 +81,22 @@ def run_function_check(spec: NormSpec, fn: Callable, label: str, time_limit: flo
 
 
 def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check a learner's BatchNorm ``fn(x, gamma, beta, eps=1e-5)`` in training mode.
-
-    ``fn`` normalizes x with batch statistics, one mean and (biased) variance per channel
-    over every other dim, and returns ``y * gamma + beta`` with gamma and beta of shape
-    (C,) broadcast along the channel dim. layout: "NC", "NCL", "NLC" or "NCHW"
-    (notebook 02, "Which axes?"). ``time_limit`` is in seconds per call.
-    """
+    """Check a learner's BatchNorm ``fn(x, gamma, beta, eps=1e-5)`` in training mode: one mean and biased variance
+    per channel over every other dim, then ``y * gamma + beta``; layout "NC", "NCL", "NLC" or "NCHW"."""
     _check_layout(layout, BATCH_NORM_SHAPES, "check_batch_norm")
     return run_function_check(batch_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
 
 
 def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check a learner's LayerNorm ``fn(x, gamma, beta, eps=1e-5)``.
-
-    ``fn`` normalizes each sample over its last dim ("NC", and each token for "NLC"), over
-    (C, H, W) ("NCHW"), or each pixel over its C channels ("NHWC", channels-last LayerNorm as
-    in ConvNeXt); gamma and beta have that normalized shape (notebook 02).
-    """
+    """Check a learner's LayerNorm ``fn(x, gamma, beta, eps=1e-5)``: per sample over (C, ...) for "NC" and "NCHW",
+    per token or pixel over C for "NLC" and "NHWC" (as in ConvNeXt); gamma and beta of that normalized shape."""
     _check_layout(layout, LAYER_NORM_SHAPES, "check_layer_norm")
     return run_function_check(layer_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
 
 
 def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check a learner's GroupNorm ``fn(x, num_groups, gamma, beta, eps=1e-5)`` on NCHW input.
-
-    The C channels split into ``num_groups`` groups of consecutive channels; each
-    (sample, group) has one mean and variance over its C / G channels and H, W.
-    The probe has C = 3 * num_groups; gamma and beta have shape (C,) (notebook 02).
-    """
+    """Check a learner's GroupNorm ``fn(x, num_groups, gamma, beta, eps=1e-5)`` on NCHW input: one mean and variance
+    per (sample, group of C / G consecutive channels), over those channels and H, W; C = 3 * num_groups."""
     if isinstance(num_groups, bool) or not isinstance(num_groups, int) or not 1 <= num_groups <= MAX_GROUPS:
         raise ValueError(
             f"check_group_norm needs num_groups, an int from 1 to {MAX_GROUPS}; got {num_groups!r}. "
@@ -201,14 +188,10 @@ def _masked_mistakes() -> dict[tuple[str, ...], list[Callable]]:
             key = ("padding-in-statistics",) + ("unbiased-variance",) * unbiased
             made.setdefault(key, []).append(((0, 1), counts, unbiased, f"Your statistics match those taken {words}."))
     for unbiased in (False, True):
+        per = "Your output matches one mean and variance per"
         made[("wrong-axes",) + ("unbiased-variance",) * unbiased] = [
-            ((1,), real, unbiased, "Your output matches one mean and variance per sentence (over its real tokens)."),
-            (
-                (2,),
-                real,
-                unbiased,
-                "Your output matches one mean and variance per token, over its C channels: LayerNorm's axes.",
-            ),
+            ((1,), real, unbiased, f"{per} sentence (over its real tokens)."),
+            ((2,), real, unbiased, f"{per} token, over its C channels: LayerNorm's axes."),
         ]
     return {
         key + ("padding-not-zeroed",) * (not zeroed): [
@@ -308,11 +291,8 @@ MASKED = Exercise(
 
 
 def check_masked_batch_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT):
-    """Check a learner's ``fn(x, mask, gamma, beta, eps=1e-5)``: BatchNorm over the real tokens of (N, L, C) (§3).
-
-    Expected: per channel, mean and biased variance over the positions where ``mask`` is True,
-    ``y * gamma + beta`` there, and 0 at the padded positions (as ``normlab.functional.masked_batch_norm``).
-    """
+    """Check a learner's ``fn(x, mask, gamma, beta, eps=1e-5)``: BatchNorm over the real tokens (``mask`` True) of
+    (N, L, C), 0 at the padded positions, as ``normlab.functional.masked_batch_norm`` (§3)."""
     return run_exercise(MASKED, fn, time_limit)
 
 

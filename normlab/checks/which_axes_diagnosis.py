@@ -1,11 +1,8 @@
-"""Notebook 02's norm checkers: from the learner's outputs to a verdict, and its words (shared with notebook 03's
-module checker; the probes and candidates are in :mod:`normlab.checks.which_axes_variants`).
+"""Notebook 02's norm checkers: from the learner's outputs to a verdict and its words (shared with notebook 03).
 
-The questions, in the order a learner can act on the answers: did the call fail (the runner's verdicts)? Is the
-result a dense tensor of x's shape and dtype (:func:`reader`)? Is it finite? Does it equal the reference on the
-ordinary and large-eps probes, and if not, which candidate does it equal (its first mistake is named, the others
-listed as ``also``; none: ``unknown``)? Is it right near 3000 in float32, and if not but right in float64,
-``one-pass-variance``. The ``observe_*`` functions only measure and say; they decide nothing.
+The questions, in the order a learner can act on the answers: did the call fail; is the result a dense tensor of
+x's shape and dtype (:func:`reader`); is it finite; which candidate does it equal on the ordinary and large-eps
+probes (none: ``unknown``); is it right near 3000 in float32 (if only in float64: ``one-pass-variance``).
 """
 
 from __future__ import annotations
@@ -43,13 +40,6 @@ def reference(spec: NormSpec, probe: Probe) -> Tensor:
 
 # -- reading the learner's value -------------------------------------------------------------------
 
-_NOT_A_TENSOR_HINTS = {
-    tuple: "Return only the normalized tensor, not a tuple such as (y, mean, var).",
-    list: "Compute with tensor operations and return the resulting tensor, not a Python list.",
-    np.ndarray: "Keep the computation in torch and return a torch.Tensor: autograd and the GPU do not follow a "
-    "NumPy array.",
-    object: "Return a torch.Tensor with the shape of x.",
-}
 _DTYPE_HINTS = {
     "bool": "A comparison (such as `y > 0`) gives a bool tensor: return the normalized values themselves.",
     "int": "An integer tensor has lost the fractional part of every normalized value: keep the computation in "
@@ -59,45 +49,32 @@ _DTYPE_HINTS = {
     "`y.to(x.dtype)`. A lower precision loses digits; float64 doubles the memory and makes the next layer fail "
     "with a dtype mismatch.",
 }
+_RETURN_Y = (
+    "Return the normalized tensor itself (`return y`), of x's shape: not None, not a tuple such as (y, mean, var), "
+    "a list, a NumPy array, a sparse tensor (call `.to_dense()`) or a meta tensor; keep `keepdim=True` in the reductions, so that the statistics "
+    "broadcast against x, and do not transpose or reshape the result."
+)
 
 
 def _unreadable(spec: NormSpec, value: LearnerValue, dtype: torch.dtype, expected: Tensor) -> Verdict | None:
     """not-a-tensor, wrong-shape or wrong-dtype for a value that is not a dense tensor of x's shape and dtype."""
     shape = shape_str(spec.shape)
-    if value is None:
-        hint = "End your function with `return y` (the normalized tensor)."
-        return Verdict("not-a-tensor", f"returned None; expected a torch.Tensor of shape {shape}.", hint)
     if not isinstance(value, Tensor):
         kind = type(value)
         what = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-        what += f" of {len(value)} items" if isinstance(value, (list, tuple)) else ""
-        hint = next(h for t, h in _NOT_A_TENSOR_HINTS.items() if isinstance(value, t))
-        return Verdict("not-a-tensor", f"returned a {what}; expected a torch.Tensor of shape {shape}.", hint)
+        what = (
+            "None"
+            if value is None
+            else f"a {what}" + (f" of {len(value)} items" if isinstance(value, (list, tuple)) else "")
+        )
+        return Verdict("not-a-tensor", f"returned {what}; expected a torch.Tensor of shape {shape}.", _RETURN_Y)
     if value.layout != torch.strided or value.device.type == "meta":
-        sparse = value.layout != torch.strided
-        observed = f"returned a tensor with {f'layout {value.layout}' if sparse else f'device {value.device}'}; "
-        hint = (
-            "Return a dense tensor: leave out `.to_sparse()` (or call `.to_dense()`)."
-            if sparse
-            else "Compute on the device of x: a meta tensor has a shape but no values."
-        )
-        return Verdict("not-a-tensor", observed + f"expected an ordinary (dense) tensor of shape {shape}.", hint)
+        what = f"layout {value.layout}" if value.layout != torch.strided else f"device {value.device}"
+        observed = f"returned a tensor with {what}; expected an ordinary (dense) tensor of shape {shape}."
+        return Verdict("not-a-tensor", observed, _RETURN_Y)
     if tuple(value.shape) != spec.shape:
-        n, want = value.numel(), math.prod(spec.shape)
-        hint = (
-            "Your result is smaller than x: keep `keepdim=True` in the reductions, so that mean and variance "
-            "broadcast against x, and return the normalized x, not a statistic."
-            if n < want
-            else "Your result is larger than x: something broadcast against a tensor of another shape. Check the "
-            f"shapes of your statistics and of gamma and beta: `{spec.affine_code}`."
-            if n > want
-            else "Your result has x's number of elements in another arrangement: do not transpose or reshape it."
-        )
-        return Verdict(
-            "wrong-shape",
-            f"returned a tensor of shape {shape_str(tuple(value.shape))}; expected {shape}, x's shape.",
-            hint,
-        )
+        observed = f"returned a tensor of shape {shape_str(tuple(value.shape))}; expected {shape}, x's shape."
+        return Verdict("wrong-shape", observed, _RETURN_Y)
     if value.dtype != dtype:
         number = "bool" if value.dtype == torch.bool else "complex" if value.is_complex() else "int"
         number = "float" if value.is_floating_point() else number
@@ -250,16 +227,10 @@ def observe_subtracts_mean(spec: NormSpec, probe: Probe, output: Tensor, referen
     )
 
 
-OBSERVERS = {
-    "reshape-not-transpose": observe_wrong_axes,
-    "wrong-axes": observe_wrong_axes,
-    "subtracts-mean": observe_subtracts_mean,
-    "unbiased-variance": observe_unbiased,
-    "eps-outside-sqrt": observe_eps,
-    "missing-eps": observe_eps,
-    "swapped-affine": observe_affine,
-    "missing-affine": observe_affine,
-}
+OBSERVERS = {"reshape-not-transpose": observe_wrong_axes, "wrong-axes": observe_wrong_axes}
+OBSERVERS |= {"subtracts-mean": observe_subtracts_mean, "unbiased-variance": observe_unbiased}
+OBSERVERS |= dict.fromkeys(("eps-outside-sqrt", "missing-eps"), observe_eps)
+OBSERVERS |= dict.fromkeys(("swapped-affine", "missing-affine"), observe_affine)
 
 
 def _index(flat: int, shape: Sequence[int]) -> tuple[int, ...]:

@@ -1,17 +1,11 @@
 r"""Notebook 02's norms as data (shared with notebook 03's module checker): what an exercise expects
 (:class:`NormSpec`), its probes, and its candidates, the norm computed with each known mistake.
 
-A candidate (:class:`Variant`) is :math:`y = \mathrm{affine}((x - c) / \mathrm{div}(s, \epsilon))` with
-:math:`s = \sum (x - c)^2 / (n - k)`, one choice per factor: which dims share c and s (a :class:`Grouping`), c the
-mean or 0, k = 0 or 1, where eps goes and the affine step. The correct one equals the reference; every other one
-carries the codes of the factors it changes, so two mistakes at once are recognised too.
-
-The probes, each from its own generator and standardized inside every group (so a group's mean and variance are
-the numbers it was given): ``ordinary`` (every group its own mean and spread; gamma and beta of either sign);
-``large-eps`` (eps = 0.5 and one group of std 0.1, where sqrt(s + eps), sqrt(s) + eps and sqrt(s) are far apart);
-and, when the mean is subtracted, ``large-offset`` (float32 values near 3000 with std near 1, where
-E[x^2] - E[x]^2 loses its digits). Every dim has its own size, so a reduction over the wrong dims gives other
-numbers and gamma broadcast along the wrong dim raises.
+A candidate (:class:`Variant`) is y = affine((x - c) / div(s, eps)), s = sum((x - c)^2) / (n - k), one choice per
+factor: the dims that share c and s (a :class:`Grouping`), c the mean or 0, k = 0 or 1, where eps goes, the affine
+step. Every one but the correct one carries the codes of the factors it changes, so two mistakes at once are
+recognised too. The probes (:func:`make_probes`) are standardized inside every group, and every dim has its own
+size, so a reduction over the wrong dims gives other numbers and gamma broadcast along the wrong dim raises.
 """
 
 from __future__ import annotations
@@ -30,13 +24,7 @@ from normlab.layouts import DIM_NAMES, reduced_dims
 
 _NAMES = {**DIM_NAMES, "G": "groups", "c": "channels of one group"}  # GroupNorm's view (N, G, C/G, H, W)
 _WORDS = {"N": "sample", "C": "channel", "L": "position", "H": "row", "W": "column", "G": "group", "c": "channel"}
-NORM_TITLES = {
-    "batch": "BatchNorm",
-    "layer": "LayerNorm",
-    "instance": "InstanceNorm",
-    "group": "GroupNorm",
-    "rms": "RMSNorm",
-}
+NORM_TITLES = {"batch": "BatchNorm", "layer": "LayerNorm", "instance": "InstanceNorm", "group": "GroupNorm"}
 BATCH_NORM_SHAPES = {"NC": (6, 4), "NCL": (4, 3, 5), "NLC": (4, 5, 3), "NCHW": (2, 3, 4, 5)}
 LAYER_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6), "NCHW": (2, 3, 4, 5), "NHWC": (2, 3, 4, 5)}
 RMS_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6)}
@@ -99,15 +87,42 @@ class NormSpec:
     shape: tuple[int, ...]  # the probe input's shape
     grouping: Grouping  # the correct statistics
     unit: str  # what one statistic belongs to: "channel", "token", "sample", "(sample, group)"
-    param_shape: tuple[int, ...]  # gamma's (and beta's) shape
     param_view: tuple[int, ...]  # gamma.reshape(param_view) broadcasts against the input
     alternatives: tuple[Grouping, ...] = ()  # other views tried as wrong axes
-    formula: str = ""  # the correct computation, as code, for hints
-    affine_code: str = "y * gamma + beta"  # the last step, as code
 
     @property
     def title(self) -> str:
-        return NORM_TITLES[self.norm]
+        return {**NORM_TITLES, "rms": "RMSNorm"}[self.norm]
+
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        """gamma's (and beta's) shape."""
+        return tuple(s for s in self.param_view if s > 1)
+
+    @property
+    def affine_code(self) -> str:
+        """The last step, as code."""
+        if not self.centered:
+            return "y * gamma"
+        view = ", ".join("-1" if s > 1 else "1" for s in self.param_view)
+        return "y * gamma + beta" if self.param_view[-1] > 1 else f"y * gamma.view({view}) + beta.view({view})"
+
+    @property
+    def formula(self) -> str:
+        """The correct computation, as code, for hints."""
+        d = str(self.grouping.reduced[0]) if len(self.grouping.reduced) == 1 else str(self.grouping.reduced)
+        if not self.centered:
+            return "`ms = (x ** 2).mean(dim=-1, keepdim=True)`, then `x / torch.sqrt(ms + eps) * gamma`"
+        if self.norm == "group":
+            return (
+                "`xg = x.reshape(N, num_groups, -1)`, `mean = xg.mean(dim=2, keepdim=True)`, `var = xg.var(dim=2, "
+                "keepdim=True, correction=0)`, `y = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)`, then "
+                f"`{self.affine_code}`"
+            )
+        return (
+            f"`mean = x.mean(dim={d}, keepdim=True)`, `var = x.var(dim={d}, keepdim=True, correction=0)`, "
+            f"`y = (x - mean) / torch.sqrt(var + eps)`, then `{self.affine_code}`"
+        )
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -154,103 +169,54 @@ class NormSpec:
         return ""
 
 
-def _formula(dims: tuple[int, ...], affine: str, centered: bool = True) -> str:
-    d = str(dims[0]) if len(dims) == 1 else str(dims)
-    if not centered:
-        return "`ms = (x ** 2).mean(dim=-1, keepdim=True)`, then `x / torch.sqrt(ms + eps) * gamma`"
-    return (
-        f"`mean = x.mean(dim={d}, keepdim=True)`, `var = x.var(dim={d}, keepdim=True, correction=0)`, "
-        f"`y = (x - mean) / torch.sqrt(var + eps)`, then `{affine}`"
-    )
-
-
-def _channel_affine(shape: tuple[int, ...], c: int) -> tuple[tuple[int, ...], str]:
-    """gamma's view for channel dim ``c``, and the affine step as code."""
-    view = tuple(s if d == c else 1 for d, s in enumerate(shape))
-    if c == len(shape) - 1:
-        return view, "y * gamma + beta"
-    shown = ", ".join("-1" if d == c else "1" for d in range(len(shape)))
-    return view, f"y * gamma.view({shown}) + beta.view({shown})"
-
-
-def _spec(
-    norm: str,
-    layout: str,
-    shape: tuple[int, ...],
-    unit: str,
-    params: tuple[tuple[int, ...], tuple[int, ...]],
-    affine: str = "y * gamma + beta",
-    alternatives: tuple[Grouping, ...] = (),
-) -> NormSpec:
-    """A spec whose statistics are shared along the dims ``norm`` reduces in ``layout``; ``params``: gamma's shape
-    and its view against the input."""
-    reduced = reduced_dims("layer" if norm == "rms" else norm, layout)
-    grouping = Grouping(shape, layout, reduced, tuple((d,) for d in range(len(shape))))
-    formula = _formula(reduced, affine, norm != "rms")
-    return NormSpec(norm, layout, shape, grouping, unit, *params, alternatives, formula, affine)
+def _grouping(norm: str, layout: str, shape: tuple[int, ...]) -> Grouping:
+    return Grouping(shape, layout, reduced_dims(norm, layout), tuple((d,) for d in range(len(shape))))
 
 
 def batch_norm_spec(layout: str) -> NormSpec:
     """BatchNorm: one statistic per channel, over every other dim; gamma and beta of shape (C,)."""
     shape, c = BATCH_NORM_SHAPES[layout], layout.index("C")
-    view, affine = _channel_affine(shape, c)
     alternatives: tuple[Grouping, ...] = ()
     if layout == "NLC":  # x.reshape(N, C, L) normalized per "channel", gamma and beta in that view or in x's
-        n, length, channels = shape
+        reshaped = (shape[0], shape[2], shape[1])
         description = (
-            f"statistics per 'channel' of x.reshape(N, C, L) = x.reshape{(n, channels, length)}, over its N and L: "
-            "a reshape keeps the memory order, so each of those 'channels' holds a run of consecutive values of a "
-            "sample, mixing x's positions and channels"
+            f"statistics per 'channel' of x.reshape(N, C, L) = x.reshape{reshaped}, over its N and L: a reshape keeps the "
+            "memory order, so each of those 'channels' holds a run of consecutive values of a sample, mixing x's "
+            "positions and channels"
         )
+        parts = ((0,), (1, 2), (1, 2))
         alternatives = tuple(
-            Grouping(
-                (n, channels, length), "NCL", (0, 2), ((0,), (1, 2), (1, 2)), description, "reshape-not-transpose", p
-            )
-            for p in ((1, channels, 1), None)
+            Grouping(reshaped, "NCL", (0, 2), parts, description, "reshape-not-transpose", p)
+            for p in ((1, reshaped[1], 1), None)
         )
-    return _spec("batch", layout, shape, "channel", ((shape[c],), view), affine, alternatives)
+    view = tuple(s if d == c else 1 for d, s in enumerate(shape))
+    return NormSpec("batch", layout, shape, _grouping("batch", layout, shape), "channel", view, alternatives)
 
 
 def layer_norm_spec(layout: str) -> NormSpec:
     """LayerNorm: one statistic per sample (per token for NLC, per pixel for NHWC); gamma of the normalized shape."""
-    shape = LAYER_NORM_SHAPES[layout]
-    normalized = shape[reduced_dims("layer", layout)[0] :]
-    unit = {"NLC": "token", "NHWC": "pixel"}.get(layout, "sample")
-    return _spec("layer", layout, shape, unit, (normalized, normalized))
+    shape, unit = LAYER_NORM_SHAPES[layout], {"NLC": "token", "NHWC": "pixel"}.get(layout, "sample")
+    grouping = _grouping("layer", layout, shape)
+    return NormSpec("layer", layout, shape, grouping, unit, shape[grouping.reduced[0] :])
 
 
 def rms_norm_spec(layout: str) -> NormSpec:
     """RMSNorm: x / sqrt(mean(x^2) + eps) * gamma over the last dim; no mean, no beta."""
-    shape = RMS_NORM_SHAPES[layout]
-    return _spec("rms", layout, shape, "token" if layout == "NLC" else "sample", (shape[-1:],) * 2, "y * gamma")
+    shape, unit = RMS_NORM_SHAPES[layout], "token" if layout == "NLC" else "sample"
+    return NormSpec("rms", layout, shape, _grouping("layer", layout, shape), unit, shape[-1:])
 
 
 def group_norm_spec(num_groups: int) -> NormSpec:
     """GroupNorm on NCHW: one statistic per (sample, group of C/G consecutive channels)."""
-    n, (h, w), c = 2, GROUP_NORM_HW, GROUP_SIZE * num_groups
-    parts = ((0,), (1, 2), (3,), (4,))
+    n, (h, w), c, parts = 2, GROUP_NORM_HW, GROUP_SIZE * num_groups, ((0,), (1, 2), (3,), (4,))
     interleaved = (
         f"groups of channels {num_groups} apart (channels 0, {num_groups}, {2 * num_groups}, ... share statistics), "
         "as x.reshape(N, C // num_groups, num_groups, H, W) makes them; GroupNorm's groups are consecutive channels"
     )
-    view, affine = _channel_affine((n, c, h, w), 1)
+    alternatives = (Grouping((n, GROUP_SIZE, num_groups, h, w), "NcGHW", (1, 3, 4), parts, interleaved),)
+    grouping = Grouping((n, num_groups, GROUP_SIZE, h, w), "NGcHW", (2, 3, 4), parts)
     return NormSpec(
-        "group",
-        "NCHW",
-        (n, c, h, w),
-        Grouping((n, num_groups, GROUP_SIZE, h, w), "NGcHW", (2, 3, 4), parts),
-        "(sample, group)",
-        (c,),
-        view,
-        alternatives=(Grouping((n, GROUP_SIZE, num_groups, h, w), "NcGHW", (1, 3, 4), parts, interleaved),)
-        if num_groups > 1
-        else (),
-        formula=(
-            "`xg = x.reshape(N, num_groups, -1)`, `mean = xg.mean(dim=2, keepdim=True)`, "
-            "`var = xg.var(dim=2, keepdim=True, correction=0)`, "
-            f"`y = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)`, then `{affine}`"
-        ),
-        affine_code=affine,
+        "group", "NCHW", (n, c, h, w), grouping, "(sample, group)", (1, c, 1, 1), alternatives[: num_groups > 1]
     )
 
 
@@ -285,18 +251,20 @@ class Probe:
         return replace(self, x=self.x.to(dtype), gamma=self.gamma.to(dtype), beta=beta)
 
 
+Span = tuple[float, float]
+
+
 def make_probe(
     spec: NormSpec,
     name: str,
     summary: str,
     seed: int,
     eps: float,
-    offsets: tuple[float, float],
-    scales: tuple[float, float],
-    small_group: int | None = None,
-    tolerance: float = TOLERANCE,
+    offsets: Span,
+    scales: Span,
+    small: int | None = None,
 ) -> Probe:
-    """A probe whose groups have means drawn from ``offsets`` and stds from ``scales`` (std 0.1 at ``small_group``)."""
+    """A probe whose groups have means drawn from ``offsets`` and stds from ``scales`` (std 0.1 at ``small``)."""
     generator = torch.Generator().manual_seed(seed)
 
     def uniform(shape: tuple[int, ...], low: float, high: float) -> Tensor:
@@ -307,14 +275,14 @@ def make_probe(
     base = base - base.mean(dim=g.reduced, keepdim=True)
     base = base / base.pow(2).mean(dim=g.reduced, keepdim=True).sqrt()  # mean 0, biased std 1 in each group
     offset, scale = uniform(g.kept_shape, *offsets), uniform(g.kept_shape, *scales)
-    if small_group is not None:
-        scale.view(-1)[small_group] = SMALL_STD
-        offset.view(-1)[small_group] = SMALL_STD if spec.centered else SMALL_STD / 2
+    if small is not None:
+        scale.view(-1)[small] = SMALL_STD
+        offset.view(-1)[small] = SMALL_STD if spec.centered else SMALL_STD / 2
     x = (offset + scale * base).reshape(spec.shape).to(torch.float32)
     gamma = uniform(spec.param_shape, 0.5, 2.0).to(torch.float32)
     sign = torch.where(torch.rand(spec.param_shape, generator=generator) < 0.5, -1.0, 1.0)
     beta = (sign * uniform(spec.param_shape, 0.3, 1.5)).to(torch.float32) if spec.centered else None
-    return Probe(name, summary, x, gamma, beta, eps, small_group, tolerance)
+    return Probe(name, summary, x, gamma, beta, eps, small)
 
 
 def make_probes(spec: NormSpec) -> tuple[Probe, ...]:
@@ -323,12 +291,14 @@ def make_probes(spec: NormSpec) -> tuple[Probe, ...]:
     tiny = f"eps = {LARGE_EPS:g} and one {spec.unit} of tiny {spec.spread_word}"
     probes = [
         make_probe(spec, "ordinary", f"ordinary values (eps = {eps:g})", 1, eps, *ordinary),
-        make_probe(spec, "large-eps", tiny, 2, LARGE_EPS, *ordinary, small_group=SMALL_GROUP),
+        make_probe(spec, "large-eps", tiny, 2, LARGE_EPS, *ordinary, SMALL_GROUP),
     ]
     if spec.centered:
         near = f"values near {OFFSET:g} (std about 1) in float32"
         offsets = (OFFSET - 500, OFFSET + 500)
-        probes.append(make_probe(spec, "large-offset", near, 3, eps, offsets, (0.5, 1.5), tolerance=OFFSET_TOLERANCE))
+        probes.append(
+            replace(make_probe(spec, "large-offset", near, 3, eps, offsets, (0.5, 1.5)), tolerance=OFFSET_TOLERANCE)
+        )
     return tuple(probes)
 
 
@@ -439,7 +409,9 @@ def matching_variants(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence
     """The wrong variants whose outputs equal the learner's on every (float64) probe, simplest first."""
     survivors = list(all_variants(spec))
     for probe, output in zip(probes, outputs):
-        by_statistics: dict[tuple, list[Variant]] = {}  # the normalized values are computed once per key
+        by_statistics: dict[
+            tuple[Grouping, bool, int, str], list[Variant]
+        ] = {}  # the normalized values are computed once per key
         for v in survivors:
             by_statistics.setdefault((v.grouping, v.centered, v.correction, v.eps_mode), []).append(v)
         kept: set[Variant] = set()
