@@ -1,26 +1,10 @@
-"""Notebook 02's checkers ("Which axes?"): the four norms written as functions, and BatchNorm of a padded
-batch with a mask.
+"""Notebook 02's checkers ("Which axes?"): the four norms written as functions, and BatchNorm of a padded batch.
 
-- ``check_batch_norm(fn, layout)``, ``check_layer_norm(fn, layout)``, ``check_group_norm(fn, num_groups)``,
-  ``check_rms_norm(fn, layout="NLC")``: each is a :class:`NormSpec`; its probes and candidates (the norm
-  with each known mistake) are in :mod:`normlab.checks.which_axes_variants`, the diagnosis and its words
-  in :mod:`normlab.checks.which_axes_diagnosis` (both shared with notebook 03's module checker).
-- ``check_masked_batch_norm(fn)``, declared here in full as an :class:`Exercise`.
-
-The padding exercise. ``check_masked_batch_norm(fn)`` calls ``fn(x, mask, gamma, beta, eps=1e-5)`` with x of
-shape (N, L, C) = (4, 6, 3) in float64, four sentences of lengths 6, 4, 2 and 5, and
-``mask`` (N, L) bool, True at real tokens. The padded positions hold a pad embedding far
-from the real values (near 5), as a learned pad token may, so that every way of letting
-the padding in gives its own numbers. The right answer is
-:func:`normlab.masked.masked_batch_norm`: per channel, the mean and biased variance over
-the 17 real tokens, and 0 at padded positions. The mistakes it names, each made by the
-implementations in :data:`MASKED`:
-
-- ``padding-in-statistics``: the mean or the variance taken over all N * L positions, or
-  the padding zeroed but the sums divided by N * L instead of the number of real tokens;
-- ``unbiased-variance``: divided by n - 1;
-- ``wrong-axes``: one statistic per sentence (over its real tokens) or per token (LayerNorm);
-- ``padding-not-zeroed``: not 0 at the padded positions (alone, or beside another mistake).
+``check_batch_norm``, ``check_layer_norm``, ``check_group_norm`` and ``check_rms_norm`` each judge a
+:class:`~normlab.checks.which_axes_variants.NormSpec` (probes and candidates in :mod:`.which_axes_variants`, the
+verdict and its words in :mod:`.which_axes_diagnosis`). ``check_masked_batch_norm`` is an :class:`Exercise`: x of
+shape (N, L, C) = (4, 6, 3) in float64, sentences of lengths 6, 4, 2 and 5, and a pad embedding near 5 at the
+padded positions, so that every way of letting the padding in gives its own numbers.
 """
 
 from __future__ import annotations
@@ -76,9 +60,7 @@ def _check_layout(layout: str, supported: dict, checker: str) -> None:
 def run_function_check(spec: NormSpec, fn: Callable, label: str, time_limit: float) -> CheckResult:
     """Check ``fn`` against ``spec`` on every probe: the shared body of the functional checkers."""
     signature = f"{learner_name(fn)}({', '.join(spec.arg_names)})"
-    tolerances = f"{NORM_TOLERANCE:g}" + (
-        f" ({OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered else ""
-    )
+    near = f" ({OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered else ""
 
     def diagnose(check: Check) -> CheckResult:
         check.checked = describe_checked(spec, make_probes(spec))
@@ -90,43 +72,31 @@ def run_function_check(spec: NormSpec, fn: Callable, label: str, time_limit: flo
         if verdict := diagnose_outputs(spec, call):
             raise verdict
         return check.passed(
-            f"Your output equals the reference to within {tolerances} on every input, and your inputs were left "
-            "unchanged."
+            f"Your output equals the reference to within {NORM_TOLERANCE:g}{near} on every input, and your inputs "
+            "were left unchanged."
         )
 
-    return run_check(spec.checker, fn, diagnose, time_limit=time_limit, label=label, hints=hints(spec, signature))
+    name = f"check_{spec.norm}_norm"
+    return run_check(name, fn, diagnose, time_limit=time_limit, label=label, hints=hints(spec, signature))
 
 
 def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check a learner's BatchNorm ``fn(x, gamma, beta, eps=1e-5)`` in training mode.
-
-    ``fn`` normalizes x with batch statistics, one mean and (biased) variance per channel
-    over every other dim, and returns ``y * gamma + beta`` with gamma and beta of shape
-    (C,) broadcast along the channel dim. layout: "NC", "NCL", "NLC" or "NCHW"
-    (notebook 02, "Which axes?"). ``time_limit`` is in seconds per call.
-    """
+    """Check a learner's BatchNorm ``fn(x, gamma, beta, eps=1e-5)`` in training mode: one mean and biased variance
+    per channel over every other dim, then ``y * gamma + beta``; layout "NC", "NCL", "NLC" or "NCHW"."""
     _check_layout(layout, BATCH_NORM_SHAPES, "check_batch_norm")
     return run_function_check(batch_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
 
 
 def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check a learner's LayerNorm ``fn(x, gamma, beta, eps=1e-5)``.
-
-    ``fn`` normalizes each sample over its last dim ("NC", and each token for "NLC"), over
-    (C, H, W) ("NCHW"), or each pixel over its C channels ("NHWC", channels-last LayerNorm as
-    in ConvNeXt); gamma and beta have that normalized shape (notebook 02).
-    """
+    """Check a learner's LayerNorm ``fn(x, gamma, beta, eps=1e-5)``: per sample over (C, ...) for "NC" and "NCHW",
+    per token or pixel over C for "NLC" and "NHWC" (as in ConvNeXt); gamma and beta of that normalized shape."""
     _check_layout(layout, LAYER_NORM_SHAPES, "check_layer_norm")
     return run_function_check(layer_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
 
 
 def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check a learner's GroupNorm ``fn(x, num_groups, gamma, beta, eps=1e-5)`` on NCHW input.
-
-    The C channels split into ``num_groups`` groups of consecutive channels; each
-    (sample, group) has one mean and variance over its C / G channels and H, W.
-    The probe has C = 3 * num_groups; gamma and beta have shape (C,) (notebook 02).
-    """
+    """Check a learner's GroupNorm ``fn(x, num_groups, gamma, beta, eps=1e-5)`` on NCHW input: one mean and variance
+    per (sample, group of C / G consecutive channels), over those channels and H, W; C = 3 * num_groups."""
     if isinstance(num_groups, bool) or not isinstance(num_groups, int) or not 1 <= num_groups <= MAX_GROUPS:
         raise ValueError(
             f"check_group_norm needs num_groups, an int from 1 to {MAX_GROUPS}; got {num_groups!r}. "
@@ -153,16 +123,14 @@ declare(
     }
 )
 
-SHAPE = (4, 6, 3)  # (N, L, C): three different sizes
-LENGTHS = (6, 4, 2, 5)  # 17 real tokens of 24 positions
-EPS = 1e-5
+SHAPE, LENGTHS, EPS = (4, 6, 3), (6, 4, 2, 5), 1e-5  # (N, L, C): three different sizes; 17 real tokens of 24
+N_REAL = sum(LENGTHS)
 TOLERANCE = 1e-4  # float64 probe: a learner computing in float32 still passes
 COUNT_WORDS = {  # which positions a statistic's sum runs over, divided by which count
     "real": "",
     "all": "over all N * L positions, padding included",
     "zeroed": "with the padding zeroed but divided by N * L, the number of positions, not of real tokens",
 }
-N_REAL = sum(LENGTHS)
 
 
 def _mask() -> Tensor:
@@ -172,71 +140,67 @@ def _mask() -> Tensor:
 
 def masked_probe() -> Probe:
     """The padded batch: real tokens per channel around -1, 0.5 and 2 (stds 1, 2, 0.5), one pad embedding near 5."""
-    generator = torch.Generator().manual_seed(2)
-    mask, c = _mask(), SHAPE[2]
+    generator, c = torch.Generator().manual_seed(2), SHAPE[2]
     real = torch.randn(SHAPE, generator=generator, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5]).double()
     real = real + torch.tensor([-1.0, 0.5, 2.0]).double()
     pad = 5.0 + 0.1 * torch.randn(c, generator=generator, dtype=torch.float64)
-    x = torch.where(mask[..., None], real, pad)
+    x = torch.where(_mask()[..., None], real, pad)
     gamma = 1.0 + 0.5 * torch.randn(c, generator=generator, dtype=torch.float64)
     beta = 0.5 * torch.randn(c, generator=generator, dtype=torch.float64)
-    return Probe((x, mask, gamma, beta), ("x", "mask", "gamma", "beta"), "the padded batch", {"eps": EPS})
+    return Probe((x, _mask(), gamma, beta), ("x", "mask", "gamma", "beta"), "the padded batch", {"eps": EPS})
 
 
 def masked_batch_norm_reference(x: Tensor, mask: Tensor, gamma: Tensor, beta: Tensor, eps: float = EPS) -> Tensor:
     return masked_batch_norm(x, mask, weight=gamma, bias=beta, eps=eps)
 
 
-def _moment(values: Tensor, mask: Tensor, count: str, dims: tuple[int, ...]) -> Tensor:
-    """Mean of ``values`` over ``dims``: over the real tokens, over all positions, or zeroed and over all."""
-    if count == "all":
-        return values.mean(dim=dims, keepdim=True)
-    m = mask[..., None].to(values.dtype).expand_as(values)
-    n = (m if count == "real" else torch.ones_like(m)).sum(dim=dims, keepdim=True)
-    return (values * m).sum(dim=dims, keepdim=True) / n
-
-
-def _masked(
-    dims: tuple[int, ...], counts: tuple[str, str], unbiased: bool, zeroed: bool, how: str
-) -> Callable[..., Tensor]:
-    """An implementation with the learner's signature: the mean counted by counts[0], the variance by counts[1],
-    over ``dims``; ``how`` says what it did, in the words of a message."""
+def _masked(dims: tuple[int, ...], counts: tuple[str, str], unbiased: bool, zeroed: bool, how: str) -> Callable:
+    """An implementation with the learner's signature: the mean's sums counted as counts[0] says, the variance's as
+    counts[1], over ``dims``; ``how`` says what it did, in the words of a message."""
 
     def fn(x: Tensor, mask: Tensor, gamma: Tensor, beta: Tensor, eps: float = EPS) -> Tensor:
-        mean = _moment(x, mask, counts[0], dims)
-        var = _moment((x - mean) ** 2, mask, counts[1], dims)
-        if unbiased:
-            m = mask[..., None].to(x.dtype).expand_as(x)
-            n = (m if counts[1] == "real" else torch.ones_like(m)).sum(dim=dims, keepdim=True)
-            var = var * n / (n - 1)
-        y = (x - mean) / torch.sqrt(var + eps) * gamma + beta
+        m = mask[..., None].to(x.dtype).expand_as(x)
+
+        def average(values: Tensor, count: str, correction: int = 0) -> Tensor:
+            n = (m if count == "real" else torch.ones_like(m)).sum(dim=dims, keepdim=True)
+            return ((values if count == "all" else values * m).sum(dim=dims, keepdim=True)) / (n - correction)
+
+        mean = average(x, counts[0])
+        y = (x - mean) / torch.sqrt(average((x - mean) ** 2, counts[1], int(unbiased)) + eps) * gamma + beta
         return torch.where(mask[..., None], y, 0.0) if zeroed else y
 
     fn.how = how  # type: ignore[attr-defined]
     return fn
 
 
-def _masked_mistakes() -> dict[tuple[str, ...], list[Callable[..., Tensor]]]:
-    """Each mistake (and each with the padding also left unzeroed) and the implementations that make it."""
-    unbiased_words = f"Your variance divides by n - 1 = {N_REAL - 1}, not by the n = {N_REAL} real tokens."
+def _masked_mistakes() -> dict[tuple[str, ...], list[Callable]]:
+    """Each mistake, alone and with the padding also left unzeroed, and the implementations that make it."""
+    real = ("real", "real")
     made: dict[tuple[str, ...], list[tuple]] = {
-        ("unbiased-variance",): [((0, 1), ("real", "real"), True, unbiased_words)]
+        (): [((0, 1), real, False, "")],
+        ("unbiased-variance",): [
+            ((0, 1), real, True, f"Your variance divides by n - 1 = {N_REAL - 1}, not by the n = {N_REAL} real tokens.")
+        ],
     }
-    for counts, unbiased in product(product(COUNT_WORDS, COUNT_WORDS), (False, True)):
-        if counts != ("real", "real"):
-            words = "; ".join(w for w in dict.fromkeys(COUNT_WORDS[c] for c in counts) if w)
-            key = ("padding-in-statistics",) + (("unbiased-variance",) if unbiased else ())
+    for counts, unbiased in product(product(COUNT_WORDS, repeat=2), (False, True)):
+        words = "; ".join(w for w in dict.fromkeys(COUNT_WORDS[c] for c in counts) if w)
+        if words:
+            key = ("padding-in-statistics",) + ("unbiased-variance",) * unbiased
             made.setdefault(key, []).append(((0, 1), counts, unbiased, f"Your statistics match those taken {words}."))
-    sentence = "Your output matches one mean and variance per sentence (over its real tokens)."
-    token = "Your output matches one mean and variance per token, over its C channels: LayerNorm's axes."
     for unbiased in (False, True):
-        key = ("wrong-axes",) + (("unbiased-variance",) if unbiased else ())
-        made[key] = [((1,), ("real", "real"), unbiased, sentence), ((2,), ("real", "real"), unbiased, token)]
-    table = {key: [_masked(d, c, u, True, how) for d, c, u, how in each] for key, each in made.items()}
-    for key, each in made.items():  # the same mistakes with the padding left as it came out
-        table[key + ("padding-not-zeroed",)] = [_masked(d, c, u, False, how) for d, c, u, how in each]
-    table[("padding-not-zeroed",)] = [_masked((0, 1), ("real", "real"), False, False, "")]
-    return table
+        per = "Your output matches one mean and variance per"
+        made[("wrong-axes",) + ("unbiased-variance",) * unbiased] = [
+            ((1,), real, unbiased, f"{per} sentence (over its real tokens)."),
+            ((2,), real, unbiased, f"{per} token, over its C channels: LayerNorm's axes."),
+        ]
+    return {
+        key + ("padding-not-zeroed",) * (not zeroed): [
+            _masked(d, c, u, zeroed, how) for d, c, u, how in implementations
+        ]
+        for zeroed in (True, False)
+        for key, implementations in made.items()
+        if key or not zeroed
+    }
 
 
 def _read_masked(value: LearnerValue) -> Tensor:
@@ -270,8 +234,7 @@ def _same(a: Tensor, b: Tensor) -> bool:
 
 
 def _show(answers: list[Tensor], right: list[Tensor]) -> str:
-    """What the learner's output does, in the words of the first implementation that gives it (as run_exercise
-    names it), or of none."""
+    """What the learner's output does, in the words of the first implementation that gives it, or of none."""
     (output,), (expected,) = answers, right
     real = _mask()
     gap = (output[real] - expected[real]).abs().max().item()
@@ -282,14 +245,10 @@ def _show(answers: list[Tensor], right: list[Tensor]) -> str:
             f"values up to {largest:.4g} in size instead of 0."
         )
     probe = masked_probe()
-    for implementations in MASKED.mistakes.values():
-        for fn in implementations:
-            if _same(output, fn(*probe.args, **probe.kwargs)):
-                return f"At the real tokens your output differs from the reference by up to {gap:.4f}. {fn.how}"  # type: ignore[attr-defined]
-    return (
-        f"At the real tokens your output differs from the reference by up to {gap:.4f}, in a way that matches "
-        "none of the ways of counting the padding this checker knows."
-    )
+    fns = (fn for implementations in MASKED.mistakes.values() for fn in implementations)
+    how = next((fn.how for fn in fns if _same(output, fn(*probe.args, **probe.kwargs))), None)  # type: ignore[attr-defined]
+    said = how or "in a way that matches none of the ways of counting the padding this checker knows."
+    return f"At the real tokens your output differs from the reference by up to {gap:.4f}{'. ' if how else ', '}{said}"
 
 
 MASKED = Exercise(
@@ -332,11 +291,8 @@ MASKED = Exercise(
 
 
 def check_masked_batch_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT):
-    """Check a learner's ``fn(x, mask, gamma, beta, eps=1e-5)``: BatchNorm over the real tokens of (N, L, C) (§3).
-
-    Expected: per channel, mean and biased variance over the positions where ``mask`` is True,
-    ``y * gamma + beta`` there, and 0 at the padded positions (as ``normlab.functional.masked_batch_norm``).
-    """
+    """Check a learner's ``fn(x, mask, gamma, beta, eps=1e-5)``: BatchNorm over the real tokens (``mask`` True) of
+    (N, L, C), 0 at the padded positions, as ``normlab.functional.masked_batch_norm`` (§3)."""
     return run_exercise(MASKED, fn, time_limit)
 
 

@@ -1,66 +1,30 @@
-r"""Notebook 02's norm checkers, their probes and candidates: what each exercise expects, the probe inputs,
-and the norm written with each known mistake (shared with notebook 03's module checker).
+r"""Notebook 02's norms as data (shared with notebook 03's module checker): what an exercise expects
+(:class:`NormSpec`), its probes, and its candidates, the norm computed with each known mistake.
 
-What an exercise expects. A :class:`NormSpec` describes one exercise (e.g. BatchNorm on an "NLC" tensor)
-in terms the diagnosis can vary: a :class:`Grouping` (a view of the input in which one mean and variance
-is shared along ``reduced``), whether the mean is subtracted (not for RMSNorm), the shape of gamma and
-beta, and the reference from :mod:`normlab.functional`. Probe shapes have a different size in every dim
-(and C = 3 G for GroupNorm), so that a reduction over the wrong dims gives a different result, and
-broadcasting gamma along the wrong dim raises instead of silently working.
-
-The probes. Three per exercise, each drawn from its own local ``torch.Generator`` (the global random
-state is never touched), so every check sees the same numbers:
-
-- ``ordinary``: every group of elements that shares a statistic gets its own mean (-1 to 2) and spread
-  (0.8 to 2.5), so reducing over other dims gives other numbers; non-trivial gamma (0.5 to 2) and beta
-  (0.3 to 1.5 in size, either sign, so gamma and beta cannot be swapped unnoticed). The default eps.
-- ``large-eps``: eps = 0.5 and one group with a tiny variance (std 0.1), where sqrt(var + eps),
-  sqrt(var) + eps and sqrt(var) are far apart.
-- ``large-offset`` (not for RMSNorm): values near 3000 with std near 1, in float32. Two-pass statistics
-  are right to about 1e-3; E[x^2] - E[x]^2 subtracts two numbers near 9e6 that float32 holds to about 1,
-  so it is off by tens of percent.
-
-Inside each group the base values are standardized exactly, so a group's mean and variance are the
-numbers it was given (up to float32 rounding), and messages can quote them.
-
-The candidates. A :class:`Variant` is the normalization
-
-.. math:: y = \mathrm{affine}\Big(\frac{x - c}{\mathrm{div}(s, \epsilon)}\Big),\quad
-          s = \frac{1}{n - k}\sum (x - c)^2
-
-with one choice per factor: the grouping (which dims share c and s), whether c is the mean or 0, k = 0
-(biased) or 1 (unbiased), where eps goes (``sqrt(s + eps)``, ``sqrt(s) + eps``, ``sqrt(s)``, or
-``sqrt(s + default eps)`` for code that ignores the eps it is given) and the affine step
-(``gamma * y + beta``, none, only one of them, swapped). The correct variant equals the reference; every
-other one carries the mistake codes of the factors it changes. Combinations are included, so a learner
-who made two mistakes is recognised too, and told one of them that is really there.
+A candidate (:class:`Variant`) is y = affine((x - c) / div(s, eps)), s = sum((x - c)^2) / (n - k), one choice per
+factor: the dims that share c and s (a :class:`Grouping`), c the mean or 0, k = 0 or 1, where eps goes, the affine
+step. Every one but the correct one carries the codes of the factors it changes, so two mistakes at once are
+recognised too. The probes (:func:`make_probes`) are standardized inside every group, and every dim has its own
+size, so a reduction over the wrong dims gives other numbers and gamma broadcast along the wrong dim raises.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from itertools import combinations, product
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from normlab import functional as F
 from normlab.layouts import DIM_NAMES, reduced_dims
 
-# Letters for the dims of GroupNorm's view (N, G, C/G, H, W), beside normlab.layouts's N C L H W.
-_NAMES = {**DIM_NAMES, "G": "groups", "c": "channels of one group"}
-_SHOWN = {"c": "C/G"}
-# How one index along a dim is said: "channel 2", "sample 0, position 3".
+_NAMES = {**DIM_NAMES, "G": "groups", "c": "channels of one group"}  # GroupNorm's view (N, G, C/G, H, W)
 _WORDS = {"N": "sample", "C": "channel", "L": "position", "H": "row", "W": "column", "G": "group", "c": "channel"}
-NORM_TITLES = {
-    "batch": "BatchNorm",
-    "layer": "LayerNorm",
-    "instance": "InstanceNorm",
-    "group": "GroupNorm",
-    "rms": "RMSNorm",
-}
+NORM_TITLES = {"batch": "BatchNorm", "layer": "LayerNorm", "instance": "InstanceNorm", "group": "GroupNorm"}
 BATCH_NORM_SHAPES = {"NC": (6, 4), "NCL": (4, 3, 5), "NLC": (4, 5, 3), "NCHW": (2, 3, 4, 5)}
 LAYER_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6), "NCHW": (2, 3, 4, 5), "NHWC": (2, 3, 4, 5)}
 RMS_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6)}
@@ -71,11 +35,9 @@ GROUP_SIZE, GROUP_NORM_HW = 3, (4, 5)  # channels per group, and H, W of the Gro
 class Grouping:
     """A view of the input (``letters`` name its dims) in which the elements along ``reduced`` share statistics.
 
-    ``layout_dims[i]`` lists the view dims that make up dim i of the input, e.g. GroupNorm's
-    (N, G, C/G, H, W) view has ((0,), (1, 2), (3,), (4,)). ``description``, when set, says
-    what an alternative view means (e.g. groups of every G-th channel); ``mistake`` is the
-    code of normalizing with it, and ``param_view``, when set, is the shape in which gamma
-    and beta broadcast against the view (instead of against the input).
+    ``layout_dims[i]`` lists the view dims that make up input dim i. A view other than the input's own has a
+    ``description``, the ``mistake`` code of normalizing with it and perhaps a ``param_view``, the shape in
+    which gamma and beta broadcast against the view (instead of against the input).
     """
 
     view_shape: tuple[int, ...]
@@ -88,7 +50,6 @@ class Grouping:
 
     @property
     def kept_shape(self) -> tuple[int, ...]:
-        """The statistics' shape in the view: 1 along reduced dims."""
         return tuple(1 if d in self.reduced else s for d, s in enumerate(self.view_shape))
 
     @property
@@ -96,270 +57,173 @@ class Grouping:
         """n, the number of elements that share one statistic."""
         return math.prod(self.view_shape[d] for d in self.reduced)
 
-    def names(self, dims: tuple[int, ...]) -> str:
-        """ "N (batch), L (sequence)" for the given view dims."""
-        return ", ".join(f"{_SHOWN.get(self.letters[d], self.letters[d])} ({_NAMES[self.letters[d]]})" for d in dims)
-
     def kept_dims(self) -> tuple[int, ...]:
         return tuple(d for d in range(len(self.view_shape)) if d not in self.reduced)
 
-    def label(self, flat_index: int) -> str:
-        """Name one statistic's group by its index along the kept dims: "sample 0, position 3"."""
-        kept = self.kept_dims()
-        parts = []
-        for d in reversed(kept):
-            flat_index, i = divmod(flat_index, self.view_shape[d])
-            parts.append(f"{_WORDS[self.letters[d]]} {i}")
-        return ", ".join(reversed(parts))
+    def names(self, dims: tuple[int, ...]) -> str:
+        """ "N (batch), L (sequence)" for the given view dims."""
+        return ", ".join(f"{self.letters[d].replace('c', 'C/G')} ({_NAMES[self.letters[d]]})" for d in dims)
 
-    def with_reduced(self, reduced: tuple[int, ...]) -> Grouping:
-        return Grouping(self.view_shape, self.letters, reduced, self.layout_dims)
+    def label(self, flat_index: int) -> str:
+        """One statistic's group, by its flat index along the kept dims: "sample 0, position 3"."""
+        kept = self.kept_dims()
+        at = np.unravel_index(flat_index, [self.view_shape[d] for d in kept])
+        return ", ".join(f"{_WORDS[self.letters[d]]} {i}" for d, i in zip(kept, at))
 
     def other_reductions(self) -> list[Grouping]:
         """Every other non-empty set of dims (of size > 1) this view could be reduced over."""
         dims = [d for d, s in enumerate(self.view_shape) if s > 1]
         own = tuple(d for d in self.reduced if self.view_shape[d] > 1)
-        return [
-            self.with_reduced(subset)
-            for k in range(1, len(dims) + 1)
-            for subset in combinations(dims, k)
-            if subset != own
-        ]
-
-    def as_layout_dims(self) -> tuple[int, ...] | None:
-        """The reduced dims as dims of the input, or None if they split one input dim."""
-        dims = []
-        for layout_dim, parts in enumerate(self.layout_dims):
-            inside = [p in self.reduced or self.view_shape[p] == 1 for p in parts]
-            if all(inside) and any(p in self.reduced for p in parts):
-                dims.append(layout_dim)
-            elif any(p in self.reduced for p in parts) and not all(inside):
-                return None
-        return tuple(dims)
+        subsets = (s for k in range(1, len(dims) + 1) for s in combinations(dims, k) if s != own)
+        return [Grouping(self.view_shape, self.letters, s, self.layout_dims) for s in subsets]
 
 
 @dataclass(frozen=True)
 class NormSpec:
     """One exercise: what the learner's function computes and how the checker calls it."""
 
-    checker: str  # "check_batch_norm"
     norm: str  # "batch", "layer", "group", "rms"
-    layout: str  # the input's layout: "NC", "NCL", "NLC", "NCHW"
+    layout: str  # the input's layout: "NC", "NCL", "NLC", "NCHW", "NHWC"
     shape: tuple[int, ...]  # the probe input's shape
     grouping: Grouping  # the correct statistics
     unit: str  # what one statistic belongs to: "channel", "token", "sample", "(sample, group)"
-    param_shape: tuple[int, ...]  # gamma's (and beta's) shape
     param_view: tuple[int, ...]  # gamma.reshape(param_view) broadcasts against the input
-    reference: Callable[[Tensor, Tensor, Tensor | None, float], Tensor]  # (x, gamma, beta, eps) -> y
-    call_args: Callable[[Tensor, Tensor, Tensor | None, float], tuple]  # how the learner's fn is called
-    arg_names: tuple[str, ...]
-    default_eps: float = 1e-5
-    centered: bool = True  # the mean is subtracted (False for RMSNorm)
-    alternatives: tuple[Grouping, ...] = field(default=())  # other views tried as wrong axes
-    formula: str = ""  # the correct computation, as code, for hints
-    affine_code: str = "y * gamma + beta"  # the last step, as code
+    alternatives: tuple[Grouping, ...] = ()  # other views tried as wrong axes
 
     @property
     def title(self) -> str:
-        return NORM_TITLES[self.norm]
+        return {**NORM_TITLES, "rms": "RMSNorm"}[self.norm]
 
     @property
-    def reference_name(self) -> str:
-        return f"normlab.functional.{self.norm}_norm"
+    def param_shape(self) -> tuple[int, ...]:
+        """gamma's (and beta's) shape."""
+        return tuple(s for s in self.param_view if s > 1)
 
     @property
-    def has_beta(self) -> bool:
-        return self.centered
+    def affine_code(self) -> str:
+        """The last step, as code."""
+        if not self.centered:
+            return "y * gamma"
+        view = ", ".join("-1" if s > 1 else "1" for s in self.param_view)
+        return "y * gamma + beta" if self.param_view[-1] > 1 else f"y * gamma.view({view}) + beta.view({view})"
+
+    @property
+    def formula(self) -> str:
+        """The correct computation, as code, for hints."""
+        d = str(self.grouping.reduced[0]) if len(self.grouping.reduced) == 1 else str(self.grouping.reduced)
+        if not self.centered:
+            return "`ms = (x ** 2).mean(dim=-1, keepdim=True)`, then `x / torch.sqrt(ms + eps) * gamma`"
+        if self.norm == "group":
+            return (
+                "`xg = x.reshape(N, num_groups, -1)`, `mean = xg.mean(dim=2, keepdim=True)`, `var = xg.var(dim=2, "
+                "keepdim=True, correction=0)`, `y = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)`, then "
+                f"`{self.affine_code}`"
+            )
+        return (
+            f"`mean = x.mean(dim={d}, keepdim=True)`, `var = x.var(dim={d}, keepdim=True, correction=0)`, "
+            f"`y = (x - mean) / torch.sqrt(var + eps)`, then `{self.affine_code}`"
+        )
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        return {"group": ("x", "num_groups", "gamma", "beta", "eps"), "rms": ("x", "gamma", "eps")}.get(
+            self.norm, ("x", "gamma", "beta", "eps")
+        )
+
+    @property
+    def default_eps(self) -> float:
+        return 1e-6 if self.norm == "rms" else 1e-5
+
+    @property
+    def centered(self) -> bool:
+        """The mean is subtracted and beta added (not for RMSNorm)."""
+        return self.norm != "rms"
 
     @property
     def spread_word(self) -> str:
-        """What the denominator is built from: the variance, or RMSNorm's mean square."""
         return "variance" if self.centered else "mean square"
+
+    def call_args(self, x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> tuple:
+        """The learner's arguments, in the order of ``arg_names``."""
+        given = {"x": x, "num_groups": self.grouping.view_shape[1], "gamma": gamma, "beta": beta, "eps": eps}
+        return tuple(given[name] for name in self.arg_names)
+
+    def reference(self, x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> Tensor:
+        """:mod:`normlab.functional`'s result (BatchNorm in training mode)."""
+        if self.norm == "batch":
+            c = self.layout.index("C")
+            return F.batch_norm(x.movedim(c, 1), None, None, gamma, beta, training=True, eps=eps).movedim(1, c)
+        if self.norm == "layer":
+            return F.layer_norm(x, self.param_shape, gamma, beta, eps)
+        if self.norm == "group":
+            return F.group_norm(x, self.grouping.view_shape[1], gamma, beta, eps)
+        return F.rms_norm(x, self.param_shape, gamma, eps)
 
     def known_norm_axes(self, grouping: Grouping) -> str:
         """ "BatchNorm" if ``grouping`` reduces exactly the dims another norm reduces, else ""."""
-        dims = grouping.as_layout_dims()
+        own = {d for d in grouping.reduced if grouping.view_shape[d] > 1}
         for norm in ("batch", "layer", "instance"):
-            if dims and dims == reduced_dims(norm, self.layout) and norm != self.norm:
+            dims = {p for i in reduced_dims(norm, self.layout) for p in grouping.layout_dims[i]}
+            if norm != self.norm and own and own == {p for p in dims if grouping.view_shape[p] > 1}:
                 return NORM_TITLES[norm]
         return ""
 
 
-def _dims_code(dims: tuple[int, ...]) -> str:
-    return str(dims[0]) if len(dims) == 1 else str(tuple(dims))
-
-
-def _standard_grouping(layout: str, shape: tuple[int, ...], reduced: tuple[int, ...]) -> Grouping:
-    return Grouping(shape, layout, reduced, tuple((d,) for d in range(len(layout))))
-
-
-def _formula(dims: tuple[int, ...], affine: str, centered: bool = True) -> str:
-    d = _dims_code(dims)
-    if not centered:
-        return f"`ms = (x ** 2).mean(dim={d}, keepdim=True)`, then `x / torch.sqrt(ms + eps) * {affine}`"
-    return (
-        f"`mean = x.mean(dim={d}, keepdim=True)`, `var = x.var(dim={d}, keepdim=True, correction=0)`, "
-        f"`y = (x - mean) / torch.sqrt(var + eps)`, then `{affine}`"
-    )
-
-
-def _channel_affine(ndim: int, channel: int) -> str:
-    if channel == ndim - 1:
-        return "y * gamma + beta"
-    view = ", ".join("-1" if d == channel else "1" for d in range(ndim))
-    return f"y * gamma.view({view}) + beta.view({view})"
-
-
-def _reshaped_for_transpose(shape: tuple[int, ...]) -> tuple[Grouping, ...]:
-    """An (N, L, C) input normalized as ``x.reshape(N, C, L)``, with gamma and beta in that view or in x's."""
-    n, length, c = shape
-    view = (n, c, length)
-    description = (
-        f"statistics per 'channel' of x.reshape(N, C, L) = x.reshape{view}, over its N and L: a reshape keeps "
-        "the memory order, so each of those 'channels' holds a run of consecutive values of a sample, mixing "
-        "x's positions and channels"
-    )
-    return tuple(
-        Grouping(view, "NCL", (0, 2), ((0,), (1, 2), (1, 2)), description, "reshape-not-transpose", params)
-        for params in ((1, c, 1), None)
-    )
+def _grouping(norm: str, layout: str, shape: tuple[int, ...]) -> Grouping:
+    return Grouping(shape, layout, reduced_dims(norm, layout), tuple((d,) for d in range(len(shape))))
 
 
 def batch_norm_spec(layout: str) -> NormSpec:
     """BatchNorm: one statistic per channel, over every other dim; gamma and beta of shape (C,)."""
-    shape = BATCH_NORM_SHAPES[layout]
-    c = layout.index("C")
-    reduced = reduced_dims("batch", layout)
-
-    def reference(x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> Tensor:
-        y = F.batch_norm(x.movedim(c, 1), None, None, gamma, beta, training=True, eps=eps)
-        return y.movedim(1, c)
-
-    return NormSpec(
-        checker="check_batch_norm",
-        norm="batch",
-        layout=layout,
-        shape=shape,
-        grouping=_standard_grouping(layout, shape, reduced),
-        unit="channel",
-        param_shape=(shape[c],),
-        param_view=tuple(s if d == c else 1 for d, s in enumerate(shape)),
-        reference=reference,
-        call_args=lambda x, g, b, eps: (x, g, b, eps),
-        arg_names=("x", "gamma", "beta", "eps"),
-        alternatives=_reshaped_for_transpose(shape) if layout == "NLC" else (),
-        formula=_formula(reduced, _channel_affine(len(shape), c)),
-        affine_code=_channel_affine(len(shape), c),
-    )
+    shape, c = BATCH_NORM_SHAPES[layout], layout.index("C")
+    alternatives: tuple[Grouping, ...] = ()
+    if layout == "NLC":  # x.reshape(N, C, L) normalized per "channel", gamma and beta in that view or in x's
+        reshaped = (shape[0], shape[2], shape[1])
+        description = (
+            f"statistics per 'channel' of x.reshape(N, C, L) = x.reshape{reshaped}, over its N and L: a reshape keeps the "
+            "memory order, so each of those 'channels' holds a run of consecutive values of a sample, mixing x's "
+            "positions and channels"
+        )
+        parts = ((0,), (1, 2), (1, 2))
+        alternatives = tuple(
+            Grouping(reshaped, "NCL", (0, 2), parts, description, "reshape-not-transpose", p)
+            for p in ((1, reshaped[1], 1), None)
+        )
+    view = tuple(s if d == c else 1 for d, s in enumerate(shape))
+    return NormSpec("batch", layout, shape, _grouping("batch", layout, shape), "channel", view, alternatives)
 
 
 def layer_norm_spec(layout: str) -> NormSpec:
-    """LayerNorm: one statistic per sample (per token for NLC, per pixel for NHWC); gamma and beta of the normalized shape."""
-    shape = LAYER_NORM_SHAPES[layout]
-    reduced = reduced_dims("layer", layout)
-    normalized = shape[reduced[0] :]
-
-    def reference(x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> Tensor:
-        return F.layer_norm(x, normalized, gamma, beta, eps)
-
-    return NormSpec(
-        checker="check_layer_norm",
-        norm="layer",
-        layout=layout,
-        shape=shape,
-        grouping=_standard_grouping(layout, shape, reduced),
-        unit={"NLC": "token", "NHWC": "pixel"}.get(layout, "sample"),
-        param_shape=normalized,
-        param_view=normalized,
-        reference=reference,
-        call_args=lambda x, g, b, eps: (x, g, b, eps),
-        arg_names=("x", "gamma", "beta", "eps"),
-        formula=_formula(reduced, "y * gamma + beta"),
-    )
-
-
-def group_norm_spec(num_groups: int) -> NormSpec:
-    """GroupNorm on NCHW: one statistic per (sample, group of C/G consecutive channels)."""
-    n, (h, w) = 2, GROUP_NORM_HW
-    c = GROUP_SIZE * num_groups
-    shape = (n, c, h, w)
-    layout_dims = ((0,), (1, 2), (3,), (4,))
-    grouping = Grouping((n, num_groups, GROUP_SIZE, h, w), "NGcHW", (2, 3, 4), layout_dims)
-    alternatives: tuple[Grouping, ...] = ()
-    if num_groups > 1:
-        alternatives = (
-            Grouping(
-                (n, GROUP_SIZE, num_groups, h, w),
-                "NcGHW",
-                (1, 3, 4),
-                layout_dims,
-                description=(
-                    f"groups of channels {num_groups} apart (channels 0, {num_groups}, {2 * num_groups}, "
-                    "... share statistics), as x.reshape(N, C // num_groups, num_groups, H, W) makes them; "
-                    "GroupNorm's groups are consecutive channels"
-                ),
-            ),
-        )
-
-    def reference(x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> Tensor:
-        return F.group_norm(x, num_groups, gamma, beta, eps)
-
-    return NormSpec(
-        checker="check_group_norm",
-        norm="group",
-        layout="NCHW",
-        shape=shape,
-        grouping=grouping,
-        unit="(sample, group)",
-        param_shape=(c,),
-        param_view=(1, c, 1, 1),
-        reference=reference,
-        call_args=lambda x, g, b, eps: (x, num_groups, g, b, eps),
-        arg_names=("x", "num_groups", "gamma", "beta", "eps"),
-        alternatives=alternatives,
-        formula=(
-            "`xg = x.reshape(N, num_groups, -1)`, `mean = xg.mean(dim=2, keepdim=True)`, "
-            "`var = xg.var(dim=2, keepdim=True, correction=0)`, "
-            "`y = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)`, then "
-            "`y * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)`"
-        ),
-        affine_code=_channel_affine(4, 1),
-    )
+    """LayerNorm: one statistic per sample (per token for NLC, per pixel for NHWC); gamma of the normalized shape."""
+    shape, unit = LAYER_NORM_SHAPES[layout], {"NLC": "token", "NHWC": "pixel"}.get(layout, "sample")
+    grouping = _grouping("layer", layout, shape)
+    return NormSpec("layer", layout, shape, grouping, unit, shape[grouping.reduced[0] :])
 
 
 def rms_norm_spec(layout: str) -> NormSpec:
     """RMSNorm: x / sqrt(mean(x^2) + eps) * gamma over the last dim; no mean, no beta."""
-    shape = RMS_NORM_SHAPES[layout]
-    reduced = (len(shape) - 1,)
+    shape, unit = RMS_NORM_SHAPES[layout], "token" if layout == "NLC" else "sample"
+    return NormSpec("rms", layout, shape, _grouping("layer", layout, shape), unit, shape[-1:])
 
-    def reference(x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> Tensor:
-        return F.rms_norm(x, shape[-1:], gamma, eps)
 
+def group_norm_spec(num_groups: int) -> NormSpec:
+    """GroupNorm on NCHW: one statistic per (sample, group of C/G consecutive channels)."""
+    n, (h, w), c, parts = 2, GROUP_NORM_HW, GROUP_SIZE * num_groups, ((0,), (1, 2), (3,), (4,))
+    interleaved = (
+        f"groups of channels {num_groups} apart (channels 0, {num_groups}, {2 * num_groups}, ... share statistics), "
+        "as x.reshape(N, C // num_groups, num_groups, H, W) makes them; GroupNorm's groups are consecutive channels"
+    )
+    alternatives = (Grouping((n, GROUP_SIZE, num_groups, h, w), "NcGHW", (1, 3, 4), parts, interleaved),)
+    grouping = Grouping((n, num_groups, GROUP_SIZE, h, w), "NGcHW", (2, 3, 4), parts)
     return NormSpec(
-        checker="check_rms_norm",
-        norm="rms",
-        layout=layout,
-        shape=shape,
-        grouping=_standard_grouping(layout, shape, reduced),
-        unit="token" if layout == "NLC" else "sample",
-        param_shape=shape[-1:],
-        param_view=shape[-1:],
-        reference=reference,
-        call_args=lambda x, g, b, eps: (x, g, eps),
-        arg_names=("x", "gamma", "eps"),
-        default_eps=1e-6,
-        centered=False,
-        formula=_formula((-1,), "gamma", centered=False),
-        affine_code="y * gamma",
+        "group", "NCHW", (n, c, h, w), grouping, "(sample, group)", (1, c, 1, 1), alternatives[: num_groups > 1]
     )
 
 
 # -- the probes ------------------------------------------------------------------------------------
 
-LARGE_EPS = 0.5
-SMALL_STD = 0.1
+LARGE_EPS, SMALL_STD, OFFSET = 0.5, 0.1, 3000.0
 SMALL_GROUP = 1  # flat index (over the statistics) of the tiny-variance group in the large-eps probe
-OFFSET = 3000.0
 TOLERANCE = 1e-4  # atol and rtol against the float64 reference
 OFFSET_TOLERANCE = 1e-2  # float32 rounding of values near 3000 costs about 1e-3
 
@@ -369,8 +233,7 @@ class Probe:
     """One input for the learner's function, with the eps to pass and the tolerance to judge by."""
 
     name: str
-    summary: str  # said in the list of what was checked: "eps = 0.5 with one channel of tiny variance"
-    description: str  # said in messages: "the input with eps = 0.5 and one channel of tiny variance"
+    summary: str  # "eps = 0.5 and one channel of tiny variance"
     x: Tensor
     gamma: Tensor
     beta: Tensor | None
@@ -378,18 +241,17 @@ class Probe:
     small_group: int | None = None
     tolerance: float = TOLERANCE
 
+    @property
+    def description(self) -> str:
+        return f"the input with {self.summary}"
+
     def to(self, dtype: torch.dtype) -> Probe:
         """The same probe in another dtype (float64 for the reference and the diagnosis)."""
-        return replace(
-            self,
-            x=self.x.to(dtype),
-            gamma=self.gamma.to(dtype),
-            beta=None if self.beta is None else self.beta.to(dtype),
-        )
+        beta = None if self.beta is None else self.beta.to(dtype)
+        return replace(self, x=self.x.to(dtype), gamma=self.gamma.to(dtype), beta=beta)
 
 
-def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator) -> Tensor:
-    return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
+Span = tuple[float, float]
 
 
 def make_probe(
@@ -398,79 +260,44 @@ def make_probe(
     summary: str,
     seed: int,
     eps: float,
-    offsets: tuple[float, float],
-    scales: tuple[float, float],
-    small_group: int | None = None,
-    tolerance: float = TOLERANCE,
+    offsets: Span,
+    scales: Span,
+    small: int | None = None,
 ) -> Probe:
-    """A probe whose statistic groups have means drawn from ``offsets`` and stds from ``scales``.
-
-    ``small_group`` (a flat index over the groups) gets std 0.1 instead.
-    """
+    """A probe whose groups have means drawn from ``offsets`` and stds from ``scales`` (std 0.1 at ``small``)."""
     generator = torch.Generator().manual_seed(seed)
-    grouping = spec.grouping
-    dims = grouping.reduced
-    base = torch.randn(grouping.view_shape, generator=generator, dtype=torch.float64)
-    base = base - base.mean(dim=dims, keepdim=True)
-    base = base / base.pow(2).mean(dim=dims, keepdim=True).sqrt()  # mean 0, biased std 1 in each group
-    offset = _uniform(grouping.kept_shape, *offsets, generator)
-    scale = _uniform(grouping.kept_shape, *scales, generator)
-    if small_group is not None:
-        scale.view(-1)[small_group] = SMALL_STD
-        offset.view(-1)[small_group] = SMALL_STD if spec.centered else SMALL_STD / 2
+
+    def uniform(shape: tuple[int, ...], low: float, high: float) -> Tensor:
+        return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
+
+    g = spec.grouping
+    base = torch.randn(g.view_shape, generator=generator, dtype=torch.float64)
+    base = base - base.mean(dim=g.reduced, keepdim=True)
+    base = base / base.pow(2).mean(dim=g.reduced, keepdim=True).sqrt()  # mean 0, biased std 1 in each group
+    offset, scale = uniform(g.kept_shape, *offsets), uniform(g.kept_shape, *scales)
+    if small is not None:
+        scale.view(-1)[small] = SMALL_STD
+        offset.view(-1)[small] = SMALL_STD if spec.centered else SMALL_STD / 2
     x = (offset + scale * base).reshape(spec.shape).to(torch.float32)
-    gamma = _uniform(spec.param_shape, 0.5, 2.0, generator).to(torch.float32)
+    gamma = uniform(spec.param_shape, 0.5, 2.0).to(torch.float32)
     sign = torch.where(torch.rand(spec.param_shape, generator=generator) < 0.5, -1.0, 1.0)
-    beta = (sign * _uniform(spec.param_shape, 0.3, 1.5, generator)).to(torch.float32)
-    return Probe(
-        name,
-        summary,
-        f"the input with {summary}",
-        x,
-        gamma,
-        beta if spec.has_beta else None,
-        eps,
-        small_group,
-        tolerance,
-    )
+    beta = (sign * uniform(spec.param_shape, 0.3, 1.5)).to(torch.float32) if spec.centered else None
+    return Probe(name, summary, x, gamma, beta, eps, small)
 
 
 def make_probes(spec: NormSpec) -> tuple[Probe, ...]:
     """The ordinary, large-eps and (if the mean is subtracted) large-offset probes for ``spec``."""
-    unit = spec.unit
+    ordinary, eps = ((-1.0, 2.0), (0.8, 2.5)), spec.default_eps
+    tiny = f"eps = {LARGE_EPS:g} and one {spec.unit} of tiny {spec.spread_word}"
     probes = [
-        make_probe(
-            spec,
-            "ordinary",
-            f"ordinary values (eps = {spec.default_eps:g})",
-            seed=1,
-            eps=spec.default_eps,
-            offsets=(-1.0, 2.0),
-            scales=(0.8, 2.5),
-        ),
-        make_probe(
-            spec,
-            "large-eps",
-            f"eps = {LARGE_EPS:g} and one {unit} of tiny {spec.spread_word}",
-            seed=2,
-            eps=LARGE_EPS,
-            offsets=(-1.0, 2.0),
-            scales=(0.8, 2.5),
-            small_group=SMALL_GROUP,
-        ),
+        make_probe(spec, "ordinary", f"ordinary values (eps = {eps:g})", 1, eps, *ordinary),
+        make_probe(spec, "large-eps", tiny, 2, LARGE_EPS, *ordinary, SMALL_GROUP),
     ]
     if spec.centered:
+        near = f"values near {OFFSET:g} (std about 1) in float32"
+        offsets = (OFFSET - 500, OFFSET + 500)
         probes.append(
-            make_probe(
-                spec,
-                "large-offset",
-                f"values near {OFFSET:g} (std about 1) in float32",
-                seed=3,
-                eps=spec.default_eps,
-                offsets=(OFFSET - 500, OFFSET + 500),
-                scales=(0.5, 1.5),
-                tolerance=OFFSET_TOLERANCE,
-            )
+            replace(make_probe(spec, "large-offset", near, 3, eps, offsets, (0.5, 1.5)), tolerance=OFFSET_TOLERANCE)
         )
     return tuple(probes)
 
@@ -478,20 +305,11 @@ def make_probes(spec: NormSpec) -> tuple[Probe, ...]:
 # -- the candidates: the norm with each mistake ----------------------------------------------------
 
 EPS_MODES = {"inside": None, "outside": "eps-outside-sqrt", "missing": "missing-eps", "fixed": "missing-eps"}
-AFFINE_MODES = {
-    "both": None,
-    "none": "missing-affine",
-    "gamma": "missing-affine",
-    "beta": "missing-affine",
-    "swapped": "swapped-affine",
-}
+AFFINE_MODES = dict(
+    both=None, none="missing-affine", gamma="missing-affine", beta="missing-affine", swapped="swapped-affine"
+)
 # The order in which combined mistakes are named: the first one is the result's `mistake`.
-PRIORITY = (
-    "reshape-not-transpose",
-    "wrong-axes",
-    "subtracts-mean",
-    "unbiased-variance",
-    "eps-outside-sqrt",
+PRIORITY = ("reshape-not-transpose", "wrong-axes", "subtracts-mean", "unbiased-variance", "eps-outside-sqrt") + (
     "missing-eps",
     "swapped-affine",
     "missing-affine",
@@ -510,73 +328,56 @@ class Variant:
 
     def mistakes(self, spec: NormSpec) -> tuple[str, ...]:
         """The mistake codes this variant makes, most important first (empty for the correct one)."""
-        found = []
-        if self.grouping != spec.grouping:
-            found.append(self.grouping.mistake)
-        if self.centered and not spec.centered:
-            found.append("subtracts-mean")
-        if self.correction:
-            found.append("unbiased-variance")
-        for code in (EPS_MODES[self.eps_mode], AFFINE_MODES[self.affine]):
-            if code:
-                found.append(code)
+        found = [self.grouping.mistake] if self.grouping != spec.grouping else []
+        found += ["subtracts-mean"] if self.centered and not spec.centered else []
+        found += ["unbiased-variance"] if self.correction else []
+        found += [code for code in (EPS_MODES[self.eps_mode], AFFINE_MODES[self.affine]) if code]
         return tuple(sorted(found, key=PRIORITY.index))
 
 
-def correct_variant(spec: NormSpec) -> Variant:
-    return Variant(spec.grouping, spec.centered)
-
-
 def all_variants(spec: NormSpec) -> Iterator[Variant]:
-    """Every variant but the correct one, grouped so that consecutive ones share their normalized values."""
+    """Every variant but the correct one."""
     groupings = [spec.grouping, *spec.grouping.other_reductions(), *spec.alternatives]
-    centerings = [spec.centered] if spec.centered else [False, True]
-    affines = [a for a in AFFINE_MODES if spec.has_beta or a in ("both", "none")]
-    for grouping, centered, correction, eps_mode, affine in product(groupings, centerings, (0, 1), EPS_MODES, affines):
-        variant = Variant(grouping, centered, correction, eps_mode, affine)
-        if variant != correct_variant(spec):
-            yield variant
+    affines = [a for a in AFFINE_MODES if spec.centered or a in ("both", "none")]
+    for choice in product(groupings, sorted({spec.centered, True}), (0, 1), EPS_MODES, affines):
+        if Variant(*choice).mistakes(spec):
+            yield Variant(*choice)
 
 
 def divide(centered_x: Tensor, spread: Tensor, eps: float, eps_mode: str, fixed_eps: float) -> Tensor:
     """(x - c) / sqrt(s + eps), / (sqrt(s) + eps), / sqrt(s) or / sqrt(s + fixed_eps), as ``eps_mode`` says."""
-    if eps_mode in ("inside", "fixed"):
-        return centered_x / torch.sqrt(spread + (eps if eps_mode == "inside" else fixed_eps))
     if eps_mode == "outside":
         return centered_x / (torch.sqrt(spread) + eps)
-    return centered_x / torch.sqrt(spread)
+    return centered_x / torch.sqrt(spread + {"inside": eps, "fixed": fixed_eps}.get(eps_mode, 0.0))
+
+
+def _scale_shift(gamma: Tensor, beta: Tensor | None, mode: str) -> tuple[Tensor | float, Tensor | float]:
+    beta = torch.zeros_like(gamma) if beta is None else beta
+    pairs: dict[str, tuple[Tensor | float, Tensor | float]] = {
+        "both": (gamma, beta),
+        "none": (1.0, 0.0),
+        "gamma": (gamma, 0.0),
+        "beta": (1.0, beta),
+        "swapped": (beta, gamma),
+    }
+    return pairs[mode]
 
 
 def apply_affine(z: Tensor, gamma: Tensor, beta: Tensor | None, mode: str) -> Tensor:
     """gamma * z + beta, or the mistaken forms (gamma and beta already broadcast against z)."""
-    beta = torch.zeros_like(gamma) if beta is None else beta
-    return {
-        "both": lambda: z * gamma + beta,
-        "none": lambda: z,
-        "gamma": lambda: z * gamma,
-        "beta": lambda: z + beta,
-        "swapped": lambda: z * beta + gamma,
-    }[mode]()
+    scale, shift = _scale_shift(gamma, beta, mode)
+    return z * scale + shift
 
 
 def undo_affine(y: Tensor, gamma: Tensor, beta: Tensor | None, mode: str) -> Tensor:
     """The normalized values z behind an output made with affine ``mode`` (inverse of apply_affine)."""
-    beta = torch.zeros_like(gamma) if beta is None else beta
-    return {
-        "both": lambda: (y - beta) / gamma,
-        "none": lambda: y,
-        "gamma": lambda: y / gamma,
-        "beta": lambda: y - beta,
-        "swapped": lambda: (y - gamma) / beta,
-    }[mode]()
+    scale, shift = _scale_shift(gamma, beta, mode)
+    return (y - shift) / scale
 
 
 def broadcast_params(spec: NormSpec, probe: Probe, grouping: Grouping | None = None) -> tuple[Tensor, Tensor | None]:
-    """gamma and beta reshaped to broadcast against the probe input.
-
-    A grouping with a ``param_view`` applies them in its view of the input (as code that
-    normalizes ``x.reshape(...)`` with a per-channel norm does): they come back full-size.
-    """
+    """gamma and beta shaped to broadcast against the input, or, for a grouping with a ``param_view``, applied in
+    its view of the input (as code that normalizes ``x.reshape(...)`` with a per-channel norm does)."""
     view = grouping.param_view if grouping is not None else None
 
     def place(param: Tensor) -> Tensor:
@@ -588,40 +389,37 @@ def broadcast_params(spec: NormSpec, probe: Probe, grouping: Grouping | None = N
 
 
 def normalized(
-    x: Tensor, grouping: Grouping, centered: bool, correction: int, eps: float, eps_mode: str, fixed_eps: float
+    x: Tensor, grouping: Grouping, centered: bool, correction: int, eps_mode: str, eps: float, fixed_eps: float
 ) -> Tensor:
     """(x - c) / div(s, eps) with statistics shared along ``grouping.reduced``, in x's shape."""
     xv = x.reshape(grouping.view_shape)
-    dims = grouping.reduced
-    centered_x = xv - xv.mean(dim=dims, keepdim=True) if centered else xv
-    spread = centered_x.pow(2).sum(dim=dims, keepdim=True) / (grouping.group_size - correction)
+    centered_x = xv - xv.mean(dim=grouping.reduced, keepdim=True) if centered else xv
+    spread = centered_x.pow(2).sum(dim=grouping.reduced, keepdim=True) / (grouping.group_size - correction)
     return divide(centered_x, spread, eps, eps_mode, fixed_eps).reshape(x.shape)
 
 
 def variant_output(spec: NormSpec, variant: Variant, probe: Probe) -> Tensor:
     """The output of ``variant`` on ``probe`` (use a float64 probe for exact values)."""
-    z = normalized(
-        probe.x, variant.grouping, variant.centered, variant.correction, probe.eps, variant.eps_mode, spec.default_eps
-    )
-    return apply_affine(z, *broadcast_params(spec, probe, variant.grouping), variant.affine)
+    v = variant
+    z = normalized(probe.x, v.grouping, v.centered, v.correction, v.eps_mode, probe.eps, spec.default_eps)
+    return apply_affine(z, *broadcast_params(spec, probe, v.grouping), v.affine)
 
 
 def matching_variants(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence[Tensor]) -> list[Variant]:
-    """The wrong variants whose outputs equal the learner's on every probe, simplest first.
-
-    ``probes`` are float64 copies; ``outputs`` the learner's outputs as float64.
-    """
+    """The wrong variants whose outputs equal the learner's on every (float64) probe, simplest first."""
     survivors = list(all_variants(spec))
     for probe, output in zip(probes, outputs):
-        by_statistics: dict[tuple, list[Variant]] = {}
+        by_statistics: dict[
+            tuple[Grouping, bool, int, str], list[Variant]
+        ] = {}  # the normalized values are computed once per key
         for v in survivors:
             by_statistics.setdefault((v.grouping, v.centered, v.correction, v.eps_mode), []).append(v)
         kept: set[Variant] = set()
-        for (grouping, centered, correction, eps_mode), variants in by_statistics.items():
-            z = normalized(probe.x, grouping, centered, correction, probe.eps, eps_mode, spec.default_eps)
-            gamma, beta = broadcast_params(spec, probe, grouping)
-            candidates = torch.stack([apply_affine(z, gamma, beta, v.affine) for v in variants])
-            good = ((candidates - output).abs() <= probe.tolerance * (1 + candidates.abs())).flatten(1).all(dim=1)
+        for key, variants in by_statistics.items():
+            z = normalized(probe.x, *key, probe.eps, spec.default_eps)
+            gamma, beta = broadcast_params(spec, probe, key[0])
+            ys = torch.stack([apply_affine(z, gamma, beta, v.affine) for v in variants])
+            good = ((ys - output).abs() <= probe.tolerance * (1 + ys.abs())).flatten(1).all(dim=1)
             kept.update(v for v, ok in zip(variants, good.tolist()) if ok)
         survivors = [v for v in survivors if v in kept]
     return sorted(survivors, key=lambda v: (len(v.mistakes(spec)), PRIORITY.index(v.mistakes(spec)[0])))
