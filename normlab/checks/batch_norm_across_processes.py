@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 
 from normlab.checks._result import CheckResult, declare
-from normlab.checks.runner import DEFAULT_TIME_LIMIT, Answer, Exercise, Probe, mistake_combinations, run_exercise
+from normlab.checks.runner import DEFAULT_TIME_LIMIT, Answer, Exercise, Probe, mistake_mixes, run_exercise
 
 declare({"unweighted-means": ("you gave every replica the same weight although their counts differ", "")})
 declare({"averaged-variances": ("you averaged the replicas' variances and left out the spread of their means", "")})
@@ -39,7 +39,7 @@ COMBINE = Exercise(
     probes=probes,
     right=combine,
     mistakes={
-        **mistake_combinations(combine, ("unweighted-means", "averaged-variances", "variance-bias-mix-up")),
+        **mistake_mixes(combine, ("unweighted-means", "averaged-variances", "variance-bias-mix-up")),
         "variance-bias-mix-up": [lambda c, m, v: combine(c, m, v, unbiased_each=True)],
         ("averaged-variances", "unweighted-means"): [lambda c, m, v: (*combine(c, m, v)[:2], v.mean(0))],
     },

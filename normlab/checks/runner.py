@@ -436,8 +436,8 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
         rows = [(v,) if single else v for v in values]
         return [", ".join(a.show(row[i]) for row in rows) for i, a in enumerate(kinds)]
 
-    def same(a: object, b: object) -> bool:
-        return all(k.same(x, y) for k, x, y in zip(kinds, *(((v,) if single else v) for v in (a, b))))
+    def same(a: Any, b: Any) -> bool:
+        return all(k.same(x, y) for k, (x, y) in zip(kinds, [(a, b)] if single else zip(a, b)))
 
     def show(answers: list, right: list) -> str:
         if single:
@@ -446,7 +446,7 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
 
     def passed(answers: list, right: list) -> str:
         if single:
-            return f"Your {names[0]} equal the reference: {columns(answers)[0]}."
+            return "Y" + show(answers, right)[1:]
         return f"Your {', '.join(names[:-1])} and {names[-1]} equal the reference."
 
     return {"read": read, "same": same, "show": show, "passed": passed}
@@ -475,7 +475,7 @@ class Exercise:
     hints: Mapping[str, str] = field(default_factory=dict)
     # After each call: (check, probe, the arguments the learner's code got, its answer); raises a Verdict
     # for what the answers alone cannot show (hooks left on a model, a list of the wrong length).
-    inspect: Callable[[Check, Probe, tuple, object], None] | None = None
+    inspect: Callable[[Check, Probe, tuple, Any], None] | None = None
     returns: Sequence[tuple[str, Answer]] = ()  # (("count", Answer()), ("mean", Answer("tensor", (3,))))
 
     def __post_init__(self) -> None:
@@ -490,7 +490,7 @@ class Exercise:
         return list(dict.fromkeys(code for key in self.mistakes for code in _codes(key)))
 
 
-def mistake_combinations(fn: Callable, codes: Sequence[str]) -> dict[tuple[str, ...], list[Callable]]:
+def mistake_mixes(fn: Callable, codes: Sequence[str]) -> dict[tuple[str, ...], list[Callable]]:
     """Every combination of ``codes``, fewest first, each with ``partial(fn, mistakes=combination)``: ``fn`` is
     the reference, and makes exactly the mistakes whose codes its keyword ``mistakes`` holds."""
     return {key: [partial(fn, mistakes=key)] for k in range(1, len(codes) + 1) for key in combinations(codes, k)}
@@ -584,7 +584,7 @@ __all__ = [
     "Exercise",
     "Probe",
     "Verdict",
-    "mistake_combinations",
+    "mistake_mixes",
     "run_check",
     "run_exercise",
 ]
