@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from normlab.checks._limits import INTERRUPT, is_library
-from normlab.checks._result import HINTS, MISTAKES, CheckResult, declare
+from normlab.checks._result import HINTS, MISTAKES, CheckResult, declare  # noqa: F401 - MISTAKES for checkers
 from normlab.checks._session import Session
 
 # What learner code returns or builds: anything at all, looked at at run time (isinstance, getattr) before use.
@@ -66,20 +66,15 @@ declare(
 NOT_SOLVED_HINT = "Replace `raise NotImplementedError` with your code, run that cell, then run this check again."
 
 
+@dataclass(eq=False)
 class Verdict(Exception):
     """Raised anywhere in a diagnosis (or in an exercise's reader) to end the check with this result."""
 
-    def __init__(
-        self,
-        mistake: str | None,
-        observed: str,
-        hint: str | None = None,
-        also: tuple[str, ...] = (),
-        also_observed: tuple[str, ...] = (),
-    ) -> None:
-        super().__init__(mistake, observed)
-        self.mistake, self.observed, self.hint = mistake, observed, hint
-        self.also, self.also_observed = also, also_observed
+    mistake: str | None
+    observed: str
+    hint: str | None = None
+    also: tuple[str, ...] = ()
+    also_observed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -351,11 +346,6 @@ def run_check(
     return replace(result, printed=session.printed.text(), session=session.notes)
 
 
-# ----------------------------------------------------------------------------------------------
-# Declarative exercises: probes, the right answer, one wrong implementation per mistake
-# ----------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Probe:
     """One call of the learner's function: its arguments and how messages name them."""
@@ -414,7 +404,12 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
     def read(value: LearnerValue) -> object:
         if not single and not (isinstance(value, (tuple, list)) and len(value) == len(returns)):
             code = "not-a-tensor" if any(a.kind == "tensor" for a in kinds) else "not-a-number"
-            raise Verdict(code, f"returned {type(value).__name__}; expected a tuple ({', '.join(names)}).")
+            got = (
+                f"a {type(value).__name__} of {len(value)} value(s)"
+                if isinstance(value, (tuple, list))
+                else type(value).__name__
+            )
+            raise Verdict(code, f"returned {got}; expected a tuple of {len(names)}: ({', '.join(names)}).")
         parts = [value] if single else list(value)
         read = [a.read(v) for a, v in zip(kinds, parts)]
         tensors = [r for r in read if r is not None]
@@ -533,11 +528,6 @@ def run_exercise(exercise: Exercise, fn: Callable, time_limit: float) -> CheckRe
     return run_check(exercise.name, fn, diagnose, time_limit=time_limit, checked=exercise.checked, hints=exercise.hints)
 
 
-# ----------------------------------------------------------------------------------------------
-# Readers: the learner's value as something to compare
-# ----------------------------------------------------------------------------------------------
-
-
 def as_float64(value: Tensor) -> Tensor:
     """A plain float64 copy, detached (a Tensor subclass's own behaviour stays behind)."""
     return value.detach().as_subclass(Tensor).to(torch.float64).clone()
@@ -574,17 +564,3 @@ def vector(t: Tensor) -> str:
 def close(a: Tensor, b: Tensor, tolerance: float) -> bool:
     """Same shape, and equal within ``tolerance`` (absolute and relative), NaN nowhere."""
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=tolerance, atol=tolerance))
-
-
-__all__ = [
-    "DEFAULT_TIME_LIMIT",
-    "MISTAKES",
-    "Answer",
-    "Check",
-    "Exercise",
-    "Probe",
-    "Verdict",
-    "mistake_mixes",
-    "run_check",
-    "run_exercise",
-]
