@@ -372,7 +372,7 @@ def test_a_thread_started_by_learner_code_is_reported():
         "draws_and_starts_a_thread started 1 thread(s) still running ('learner-thread'); a thread cannot be "
         "stopped from outside: restart the kernel if it runs forever",
     )
-    for thread in threading.enumerate():  # end them here: a later test compares the threads alive before and after
+    for thread in threading.enumerate():  # they sleep 0.5 s: let them end before the next test counts threads
         if thread.name == "learner-thread":
             thread.join()
 

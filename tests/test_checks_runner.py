@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import normlab.checks as checks
-from normlab.checks.runner import Verdict, run_check
+from normlab.checks._result import declare
+from normlab.checks.runner import Answer, Exercise, Probe, Verdict, mistake_mixes, num, run_check, run_exercise
 from tests.test_checks_hostile import run_snippet
 
 # How each public checker is called with a learner's function (the module checker takes a class).
@@ -260,3 +261,99 @@ def test_code_that_changes_the_session_or_returns_a_hostile_object_never_crashes
         assert not weird.passed and weird.mistake in checks.MISTAKES, weird.message
     with pytest.raises(TypeError, match=f"^{name} expects your "):
         eval(f"checks.{call_text(name, '42', '42')}", {"checks": checks})
+
+
+# ---- an exercise declared by what its function returns (Exercise.returns, Answer, mistake_mixes) ----------------
+
+
+def _mean_and_count(x, mistakes=()):
+    """A tiny exercise's reference: (count, mean per column); "no-divide" sums, "one-less" counts n - 1."""
+    n = len(x) - ("one-less" in mistakes)
+    return n, x.sum(0) / (1 if "no-divide" in mistakes else n)
+
+
+def _exercise(**fields):
+    declare({"no-divide": ("you summed and did not divide", "Divide."), "one-less": ("you counted n - 1", "Count n.")})
+    probe = Probe((torch.tensor([[1.0, 2.0], [3.0, 6.0]], dtype=torch.float64),), ("x",), "the 2 x 2 input")
+    column = Answer("tensor", shape=(2,), atol=1e-9)
+    return Exercise(
+        name="check_mean",
+        checked="`fn(x)`",
+        probes=lambda: [probe],
+        right=_mean_and_count,
+        mistakes=mistake_mixes(_mean_and_count, ("no-divide", "one-less")),
+        **{"returns": (("count", Answer(spec="g")), ("mean", column)), **fields},
+    )
+
+
+def test_mistake_mixes_gives_every_combination_fewest_first_each_made_by_the_reference():
+    mixes = mistake_mixes(_mean_and_count, ("no-divide", "one-less"))
+    assert list(mixes) == [("no-divide",), ("one-less",), ("no-divide", "one-less")]
+    x = torch.ones(3, 2)
+    assert [fn(x)[0] for (fn,) in mixes.values()] == [3, 2, 2]
+    assert torch.equal(mixes[("no-divide", "one-less")][0](x)[1], torch.full((2,), 3.0))
+
+
+@pytest.mark.parametrize(
+    ("fn", "mistake", "observed"),
+    [
+        (_mean_and_count, None, "Your count and mean equal the reference."),
+        (
+            lambda x: (len(x), x.sum(0)),
+            "no-divide",
+            "count 2 (expected 2); mean [4.0000, 8.0000] (expected [2.0000, 4.0000]).",
+        ),
+        (lambda x: x.mean(0), "not-a-tensor", "<lambda> returned Tensor; expected a tuple of 2: (count, mean)."),
+        (
+            lambda x: (2,),
+            "not-a-tensor",
+            "<lambda> returned a tuple of 1 value(s); expected a tuple of 2: (count, mean).",
+        ),
+        (
+            lambda x: ("2", x.mean(0)),
+            "not-a-number",
+            "<lambda> returned (str, Tensor); expected (a number, a tensor of shape (2,)).",
+        ),
+        (
+            lambda x: (2, x.mean(0).tolist()),
+            "not-a-tensor",
+            "<lambda> returned (int, list); expected (a number, a tensor of shape (2,)).",
+        ),
+        (
+            lambda x: (2, x.mean(0, keepdim=True)),
+            "wrong-shape",
+            "<lambda> returned a mean of shape (1, 2); expected (2,).",
+        ),
+        (lambda x: (2, x.mean(0) / 0), "non-finite", "<lambda> returned a mean with NaN or inf: [inf, inf]."),
+        (
+            lambda x: (2.5, x.mean(0)),
+            "unknown",
+            "count 2.5 (expected 2); mean [2.0000, 4.0000] (expected [2.0000, 4.0000]).",
+        ),
+    ],
+)
+def test_an_exercise_that_declares_what_it_returns_reads_compares_and_shows_it(fn, mistake, observed):
+    result = run_exercise(_exercise(), fn, 5.0)
+    assert (result.passed, result.mistake, result.observed) == (mistake is None, mistake, observed), result.message
+
+
+def test_numbers_are_read_from_a_list_a_tuple_or_a_1d_tensor_and_one_number_is_shown_per_probe():
+    fractions = Answer("numbers", atol=1e-6, spec=".4g")
+    for given in ([0.5, 0.25], (0.5, 0.25), torch.tensor([0.5, 0.25])):
+        assert fractions.read(given).tolist() == [0.5, 0.25] and fractions.show(fractions.read(given)) == "[0.5, 0.25]"
+    assert fractions.read(torch.ones(2, 2)) is None and fractions.read([0.5, "x"]) is None
+    assert fractions.same(torch.tensor([0.5]), torch.tensor([0.5 + 1e-7])) and not fractions.same(
+        torch.tensor([0.5]), torch.tensor([0.5, 0.5])
+    )
+    rate = Answer(rtol=1e-5, spec=".6g")
+    assert rate.same(torch.tensor(2.0), torch.tensor(2.00001)) and not rate.same(
+        torch.tensor(float("nan")), torch.tensor(2.0)
+    )
+    assert num(-0.00001) == "0.0000" and num(-0.00001, ".1g") == "-1e-05" and rate.show(torch.tensor(0.5)) == "0.5"
+
+
+def test_an_exercise_needs_returns_or_its_own_reader():
+    with pytest.raises(ValueError, match=r"^Exercise 'check_mean' needs returns= or read, same, show, passed\.$"):
+        _exercise(returns=())
+    custom = _exercise(show=lambda answers, right: "custom words")
+    assert run_exercise(custom, lambda x: (len(x), x.sum(0)), 5.0).observed == "custom words"

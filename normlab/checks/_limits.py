@@ -1,34 +1,14 @@
-"""Running learner code under a time limit that really stops it, and that Kernel -> Interrupt reaches.
+"""A time limit that really stops learner code, and that Kernel -> Interrupt reaches.
 
-CPython cannot kill a thread, and any exception can be caught, so stopping code means
-making each of its next steps fail:
-
-- In the main thread (a notebook cell, a script), the learner's code runs right there.
-  A ``SIGALRM`` timer (``signal.setitimer``) and ``SIGINT`` (Kernel -> Interrupt, Ctrl-C)
-  raise :class:`Stop` in it; a blocking call such as ``time.sleep`` returns early when a
-  signal arrives. From then on a trace function raises Stop again at the next line of
-  the learner's own frames, and a Stop that the learner's code catches and drops turns
-  that trace function back on as it is freed (CPython switches tracing off when a trace
-  function raises). So a loop that catches ``BaseException``, at any depth, cannot go on;
-  library frames are never traced, so torch and the standard library clean up normally.
-  The call returns once the code has stopped. A single C call that does not return (one
-  enormous tensor operation) stops when it returns. Code that keeps every Stop alive (it
-  stores the exceptions it catches) and catches them again might never stop: after
-  :data:`STUCK_AFTER` seconds ``on_stuck`` is called, once, to say so.
-- In any other thread, or without ``SIGALRM`` (Windows), the code runs in a worker thread
-  under the same trace function, and Stop is sent to it with ``PyThreadState_SetAsyncExc``.
-  A thread blocked in C (``time.sleep(60)``) cannot be stopped before that call returns:
-  then the result says that the code may still be running.
-
-Measured on CPython 3.11 with a 0.2 s limit. Main thread: a busy loop, ``time.sleep(60)``,
-loops catching ``BaseException`` one and two levels deep, a ``contextlib.suppress(BaseException)``
-loop and ``threading.Event().wait()`` all stop within 5 ms of the limit; a loop inside a
-``finally`` block at the next repeated signal (0.3 s); a call that ends in time costs
-about 0.1 ms more. Worker thread: the loops stop within 50 ms; ``time.sleep(60)`` (also
-inside the two-level loop or before the ``finally``) is reported as still running after
-:data:`GRACE`. tests/test_checks_hostile.py holds these cases.
-Code that is not the learner's is recognised by its file: the standard library,
-site-packages, torch and normlab.
+CPython cannot kill a thread and any exception can be caught, so stopping code means making each of its next
+steps fail. In the main thread, a ``SIGALRM`` timer and ``SIGINT`` raise :class:`Stop` in the learner's code
+(a blocking ``time.sleep`` returns early); from then on a trace function raises Stop again at the next line of
+any learner frame, and a Stop that the code catches and drops re-arms it as it is freed. Library frames (the
+standard library, site-packages, torch, normlab) are never traced, so they clean up normally. Elsewhere (another
+thread, or no ``SIGALRM`` on Windows) the code runs in a worker thread under the same trace function and Stop is
+sent with ``PyThreadState_SetAsyncExc``; a thread blocked in C cannot be stopped before the call returns, and the
+result says it may still run. Code that hoards its Stops may never end: ``on_stuck`` says so after
+:data:`STUCK_AFTER` seconds. tests/test_checks_hostile.py holds the cases.
 """
 
 from __future__ import annotations
@@ -55,13 +35,11 @@ THREAD_NAME = "normlab-check"
 TIME_LIMIT = "time limit"
 INTERRUPT = "interrupt"
 _STOPPERS: dict[int, _Stopper] = {}  # thread id -> the stopper of the limited call running in it
-_LIBRARY_DIRS = tuple(
+_LIBRARY_DIRS = tuple(  # the standard library, site-packages, torch and normlab
     str(Path(p).resolve())
     for p in {
-        sysconfig.get_paths()["stdlib"],
-        sysconfig.get_paths()["purelib"],
-        sysconfig.get_paths()["platlib"],
-        str(Path(torch.__file__).parent),
+        *map(sysconfig.get_path, ("stdlib", "purelib", "platlib")),
+        torch.__path__[0],
         str(Path(__file__).parents[1]),
     }
 )
@@ -78,20 +56,16 @@ def is_library(filename: str) -> bool:
 
 
 class Stop(BaseException):
-    """Raised in learner code that ran past its time limit or was interrupted (``except Exception`` misses it).
-
-    When learner code catches one and lets it go, its ``__del__`` turns the stopper's trace
-    function back on, so the next line raises another.
-    """
+    """Raised in learner code past its time limit or interrupted (``except Exception`` misses it); one caught and
+    dropped re-arms the trace function as it is freed, so the next line raises another."""
 
     def __init__(self, stopper: _Stopper | None = None) -> None:
         self.stopper = stopper or _STOPPERS.get(threading.get_ident())  # no argument: sent to a worker thread
         super().__init__(self.stopper.reason if self.stopper else None)
 
     def __del__(self) -> None:
-        caller = sys._getframe(1) if sys._getframe().f_back is not None else None
         if self.stopper is not None:
-            self.stopper.rearm(caller)
+            self.stopper.rearm(sys._getframe().f_back)
 
 
 @dataclass(frozen=True)

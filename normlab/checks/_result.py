@@ -1,18 +1,9 @@
 """What a check returns: passed or not, the mistake's code, and what was seen, as text and HTML.
 
-A result has one of three statuses:
-
-- ``"passed"``: ``passed=True``, ``mistake=None``.
-- ``"not-solved"``: the learner's code raised ``NotImplementedError`` (the exercise
-  stub). ``passed=False`` and ``mistake=None``: nothing was attempted, so there is no
-  mistake to name, and the message says "not solved yet".
-- ``"mistake"``: ``passed=False`` and ``mistake`` is one of the codes in
-  :data:`MISTAKES` (``"unknown"`` when the output is wrong in a way no probe recognises).
-
-Besides the verdict, a result carries what the learner's code printed or warned
-(``printed``, bounded) and what it changed in the Python session that the checker put
-back (``session``). Every text is bounded to :data:`MAX_TEXT` characters, so no learner
-output can flood a notebook.
+Its status is ``"passed"``; ``"not-solved"`` (the stub still raises ``NotImplementedError``: ``passed=False``,
+``mistake=None``, nothing to name); or ``"mistake"``, one of the codes in :data:`MISTAKES` (``"unknown"`` when no
+probe recognises it). It also carries what the learner's code printed (``printed``) and what it changed in the
+session that the checker put back (``session``); every text is bounded to :data:`MAX_TEXT` characters.
 """
 
 from __future__ import annotations
@@ -72,16 +63,9 @@ MAX_TEXT = 3000  # characters per field of a result
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The verdict of one ``check_*`` call.
-
-    ``check`` is the call that produced it (e.g. ``check_batch_norm(my_bn, layout='NLC')``),
-    ``checked`` what was tested, ``observed`` what the learner's code did (with numbers),
-    ``hint`` what to do next, and ``also`` further mistakes seen in the same check, with
-    ``also_observed`` (when given, one text per code in ``also``) saying what showed each.
-    ``printed`` is what the learner's code printed or warned, ``session`` what it changed
-    in the Python session (put back by the checker). It shows as HTML in Jupyter and as
-    plain text elsewhere (``str`` and ``repr``).
-    """
+    """The verdict of one ``check_*`` call, e.g. ``check_batch_norm(my_bn, layout='NLC')`` (``check``): what was
+    ``checked``, ``observed`` (with numbers), the ``hint``, and further mistakes seen (``also``, with what showed
+    each in ``also_observed`` when given). HTML in Jupyter, plain text elsewhere."""
 
     check: str
     passed: bool

@@ -1,28 +1,9 @@
 """The one runner: call the learner's code in a protected session and turn whatever happens into a verdict.
 
-Every checker goes through :func:`run_check`. It refuses a checker called wrongly (a
-``TypeError``/``ValueError`` for the caller), then, inside one :class:`~normlab.checks._session.Session`
-(time limit, Kernel -> Interrupt, settings and torch's own functions put back, prints captured),
-runs the checker's ``diagnose(check)``. The diagnosis builds its probes and references there, out
-of the learner's reach, and calls the learner's code only through :meth:`Check.call`, which ends
-the check with a :class:`Verdict` for every call that does not give a usable value, in one place:
-
-- the stub's ``NotImplementedError``: not solved yet (no mistake);
-- any other exception: ``raised``, with the learner's line;
-- over the time limit: ``too-slow``; Kernel -> Interrupt: ``interrupted``;
-- an ``async def`` function (a coroutine came back): ``async-function``;
-- an input changed in place: ``mutates-input``;
-- a value the exercise cannot read (``read`` raises a Verdict): ``not-a-number``, ``not-a-tensor``,
-  ``wrong-shape``, ``wrong-dtype``, ..., as the reader says. The reader runs inside the same
-  time limit, since reading a returned object can run more learner code.
-
-A declarative exercise (:class:`Exercise`: probes, the right answer, and one wrong
-implementation per mistake code) is judged by :func:`run_exercise`: equal to the right answers
-on every probe passes; equal to one mistake's answers on every probe names that mistake;
-anything else is ``unknown``. Checkers whose mistakes need more than a table (a module's
-training and eval behaviour, a norm's many wrong variants) write ``diagnose`` themselves on the
-same :class:`Check`. If the analysis itself fails on an object nobody foresaw, the verdict is an
-honest ``unknown`` that names the error: a checker never crashes.
+:func:`run_check` runs a checker's ``diagnose(check)`` in one :class:`~normlab.checks._session.Session`; the
+diagnosis calls learner code only through :meth:`Check.call`, which raises the :class:`Verdict` of every call
+that gives no usable value (:func:`failure` holds those words). :func:`run_exercise` judges an :class:`Exercise`
+declared as data; :class:`Answer` declares what its function returns.
 """
 
 from __future__ import annotations
@@ -35,6 +16,8 @@ import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -42,15 +25,13 @@ import torch
 from torch import Tensor
 
 from normlab.checks._limits import INTERRUPT, is_library
-from normlab.checks._result import HINTS, MISTAKES, CheckResult, declare
+from normlab.checks._result import HINTS, MISTAKES, CheckResult, declare  # noqa: F401 - MISTAKES for checkers
 from normlab.checks._session import Session
 
-# What learner code returns or builds: anything at all. Typed Any on purpose: every use looks at
-# it at run time first (isinstance, getattr with a default), which a static type cannot express.
+# What learner code returns or builds: anything at all, looked at at run time (isinstance, getattr) before use.
 LearnerValue = Any
 
-DEFAULT_TIME_LIMIT = 10.0  # seconds per call of learner code; correct code takes milliseconds, and a
-# generous limit keeps a loaded machine from turning a correct answer into "too-slow"
+DEFAULT_TIME_LIMIT = 10.0  # seconds per call: correct code takes milliseconds; a loaded machine must not fail it
 MAX_ERROR_CHARS = 400
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -85,20 +66,15 @@ declare(
 NOT_SOLVED_HINT = "Replace `raise NotImplementedError` with your code, run that cell, then run this check again."
 
 
+@dataclass(eq=False)
 class Verdict(Exception):
     """Raised anywhere in a diagnosis (or in an exercise's reader) to end the check with this result."""
 
-    def __init__(
-        self,
-        mistake: str | None,
-        observed: str,
-        hint: str | None = None,
-        also: tuple[str, ...] = (),
-        also_observed: tuple[str, ...] = (),
-    ) -> None:
-        super().__init__(mistake, observed)
-        self.mistake, self.observed, self.hint = mistake, observed, hint
-        self.also, self.also_observed = also, also_observed
+    mistake: str | None
+    observed: str
+    hint: str | None = None
+    also: tuple[str, ...] = ()
+    also_observed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,10 +139,9 @@ class Check:
         read: Callable[[LearnerValue], object] | None = None,
         copied: bool = False,
     ) -> LearnerValue:
-        """``read(fn(*copies of args, **kwargs))``, or a :class:`Verdict` raised for a call that failed.
+        """``read(fn(*copies of args, **kwargs))``, or the :class:`Verdict` of a call that failed, raised.
 
-        ``action`` says when it happened ("called on (kappa, shrink) = (2, 0.3)"); ``read``, run
-        within the time limit, turns the value into what the checker compares (or raises a Verdict).
+        ``action`` says when ("called on (kappa, shrink) = (2, 0.3)"); ``read`` runs within the time limit;
         ``copied``: ``args`` are fresh copies already, which the caller keeps to inspect after the call.
         """
         who = who or self.who
@@ -179,14 +154,13 @@ class Check:
 def failure(outcome: Outcome, who: str, action: str, time_limit: float) -> Verdict | None:
     """The verdict on a call that did not give a usable value; None if it did. The one place for these words."""
     if outcome.stopped is not None:
+        fate = "the checker stopped it"
         if outcome.still_running:
             fate = (
                 "the checker could not stop it: the check ran outside the main thread, where a call blocked in C "
                 "(such as time.sleep) cannot be interrupted, so it may still be running. Restart the kernel "
                 "(Kernel -> Restart) to stop it"
             )
-        else:
-            fate = "the checker stopped it"
         if outcome.stopped == INTERRUPT:
             return Verdict(
                 "interrupted",
@@ -223,13 +197,11 @@ def call_learner(
 ) -> Outcome:
     """Call ``fn(*copies of args, **kwargs)`` in ``session``, then ``read`` its value; never raises.
 
-    ``names`` name the positional arguments in messages about in-place changes. With ``copied``,
-    ``args`` are the learner's copies already; their changes are found against fresh copies taken now.
+    ``names`` name the positional arguments in notes on in-place changes. With ``copied``, ``args`` are the
+    learner's copies already, and their changes are found against fresh copies taken now.
     """
-    if copied:
-        copies, args = list(args), [fresh_copy(a) for a in args]
-    else:
-        copies = [fresh_copy(a) for a in args]
+    originals = [fresh_copy(a) for a in args] if copied else list(args)
+    copies = list(args) if copied else [fresh_copy(a) for a in args]
 
     def attempt() -> Outcome:  # the exception is described inside the time limit too: its __str__ is learner code
         try:
@@ -240,10 +212,8 @@ def call_learner(
         if inspect.iscoroutine(value):
             value.close()  # never run, so never "awaited": no RuntimeWarning in the notebook
             return Outcome(coroutine=True)
-        if read is None:
-            return Outcome(value=value)
         try:
-            return Outcome(value=read(value))
+            return Outcome(value=value if read is None else read(value))
         except Verdict as verdict:
             return Outcome(verdict=verdict)
         except Exception as exc:  # a returned object whose methods raise: the reader could not read it
@@ -256,9 +226,7 @@ def call_learner(
     if outcome.error is not None or outcome.coroutine:
         return outcome
     names = list(names) + [f"argument {i + 1}" for i in range(len(names), len(args))]
-    mutated = tuple(
-        note for name, original, given in zip(names, args, copies) if (note := _mutation(name, original, given))
-    )
+    mutated = tuple(note for n, old, new in zip(names, originals, copies) if (note := _mutation(n, old, new)))
     return replace(outcome, mutated=mutated)
 
 
@@ -272,17 +240,14 @@ def fresh_copy(arg: object) -> object:
     if not isinstance(arg, Tensor):
         return arg
     clone = arg.detach().clone()
-    if arg.requires_grad:
-        clone = clone.requires_grad_(True).clone()
-    return clone
+    return clone.requires_grad_(True).clone() if arg.requires_grad else clone
 
 
 def _mutation(name: str, original: object, given: LearnerValue) -> str:
     """How ``given`` differs from ``original`` after the call, or "" if it does not (any dtype, bool included)."""
     if isinstance(original, torch.nn.Module):
-        state, now = original.state_dict(), given.state_dict()
+        state, now, modes = original.state_dict(), given.state_dict(), dict(given.named_modules())
         changed = [k for k in state if k not in now or not torch.equal(now[k], state[k])]
-        modes = dict(given.named_modules())
         changed += [
             f"{k + '.' if k else ''}training (from {m.training} to {modes[k].training})"
             for k, m in original.named_modules()
@@ -293,13 +258,12 @@ def _mutation(name: str, original: object, given: LearnerValue) -> str:
         original, given = torch.from_numpy(original), torch.from_numpy(given)
     if not isinstance(original, Tensor):
         return ""
-    after = given.detach()
-    if after.shape != original.shape or after.dtype != original.dtype:
+    before, after = original.detach(), given.detach()
+    if after.shape != before.shape or after.dtype != before.dtype:
         return (
-            f"{name} changed shape or dtype, from {tuple(original.shape)} {original.dtype} to "
+            f"{name} changed shape or dtype, from {tuple(before.shape)} {before.dtype} to "
             f"{tuple(after.shape)} {after.dtype}"
         )
-    before = original.detach()
     changed = ~((after == before) | (after.isnan() & before.isnan()))
     if not changed.any():
         return ""
@@ -326,12 +290,10 @@ def bounded(words: str, limit: int = MAX_ERROR_CHARS) -> str:
 def describe_exception(exc: BaseException) -> tuple[str, str]:
     """("TypeError: ...", "in my_bn, at `line`"): the message and the learner's line that raised it."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not is_library(f.filename)]
-    where = ""
-    if frames and frames[-1].line:
-        where = f"in {frames[-1].name}, at `{bounded(frames[-1].line.strip(), 120)}`"
-    elif frames:
-        where = f"in {frames[-1].name}"
-    return text(exc), where
+    if not frames:
+        return text(exc), ""
+    line = f", at `{bounded(frames[-1].line.strip(), 120)}`" if frames[-1].line else ""
+    return text(exc), f"in {frames[-1].name}{line}"
 
 
 def learner_name(obj: object) -> str:
@@ -359,8 +321,8 @@ def run_check(
 ) -> CheckResult:
     """Run ``diagnose(check)`` for the learner's ``fn`` in a fresh protected session; never raises for learner code.
 
-    ``label`` is added to the call shown (", layout='NLC'"); ``what`` names what ``fn`` must be
-    in the error for a checker called with something that cannot be called.
+    ``label`` is added to the call shown (", layout='NLC'"); ``what`` names what ``fn`` must be, for the error
+    when it cannot be called.
     """
     if not callable(fn):
         raise TypeError(
@@ -384,11 +346,6 @@ def run_check(
     return replace(result, printed=session.printed.text(), session=session.notes)
 
 
-# ----------------------------------------------------------------------------------------------
-# Declarative exercises: probes, the right answer, one wrong implementation per mistake
-# ----------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Probe:
     """One call of the learner's function: its arguments and how messages name them."""
@@ -402,16 +359,103 @@ class Probe:
 # A mistake's answers: implementations with the learner's signature that each make exactly that mistake.
 # A key of several codes ("unweighted-means", "averaged-variances") is two mistakes at once: the first is named.
 Mistakes = Mapping[Any, Sequence[Callable[..., Any]]]  # keys: str | tuple[str, ...]
+Words = Callable[[list, list], str]  # (answers, right answers) -> words
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a returned value must be: a number, numbers (a list, tuple or 1-D tensor of them) or a tensor of
+    ``shape``, read as float64, the same as the right one within ``atol + rtol * |right|``, shown with ``spec``."""
+
+    kind: str = "number"  # "number", "numbers" or "tensor"
+    shape: tuple[int, ...] = ()  # a tensor's
+    atol: float = 0.0
+    rtol: float = 0.0
+    spec: str = ".4f"
+
+    @property
+    def expected(self) -> str:
+        return {"number": "a number", "numbers": "a list of numbers"}.get(self.kind, f"a tensor of shape {self.shape}")
+
+    def read(self, value: LearnerValue) -> Tensor | None:
+        """The value as a float64 tensor, or None if it is not of this kind."""
+        if self.kind == "tensor":
+            return as_float64(value) if isinstance(value, Tensor) else None
+        if self.kind == "number":
+            n = number(value)
+            return None if n is None else torch.tensor(n, dtype=torch.float64)
+        if isinstance(value, Tensor):
+            return as_float64(value).flatten() if value.dim() <= 1 else None
+        read = [number(v) for v in value] if isinstance(value, (list, tuple)) else [None]
+        return None if None in read else torch.tensor(read, dtype=torch.float64)
+
+    def same(self, a: Tensor, b: Tensor) -> bool:
+        return a.shape == b.shape and bool(((a - b).abs() <= self.atol + self.rtol * b.abs()).all())
+
+    def show(self, value: Tensor) -> str:
+        shown = ", ".join(num(v, self.spec) for v in value.flatten().tolist())
+        return shown if self.kind == "number" else f"[{shown}]"
+
+
+def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
+    """An exercise's read, same, show and passed for a function that returns ``returns`` (one value, or a tuple)."""
+    names, kinds, single = [name for name, _ in returns], [a for _, a in returns], len(returns) == 1
+
+    def read(value: LearnerValue) -> object:
+        if not single and not (isinstance(value, (tuple, list)) and len(value) == len(returns)):
+            code = "not-a-tensor" if any(a.kind == "tensor" for a in kinds) else "not-a-number"
+            got = (
+                f"a {type(value).__name__} of {len(value)} value(s)"
+                if isinstance(value, (tuple, list))
+                else type(value).__name__
+            )
+            raise Verdict(code, f"returned {got}; expected a tuple of {len(names)}: ({', '.join(names)}).")
+        parts = [value] if single else list(value)
+        read = [a.read(v) for a, v in zip(kinds, parts)]
+        tensors = [r for r in read if r is not None]
+        if len(tensors) < len(read):
+            types, wanted = ", ".join(type(v).__name__ for v in parts), ", ".join(a.expected for a in kinds)
+            code = next(
+                "not-a-tensor" if a.kind == "tensor" else "not-a-number" for a, r in zip(kinds, read) if r is None
+            )
+            said = f"{types}; expected {wanted}" if single else f"({types}); expected ({wanted})"
+            raise Verdict(code, f"returned {said}.")
+        for name, a, r in zip(names, kinds, tensors):
+            if a.kind == "tensor" and r.shape != a.shape:
+                raise Verdict("wrong-shape", f"returned a {name} of shape {tuple(r.shape)}; expected {a.shape}.")
+            if a.kind == "tensor" and not r.isfinite().all():
+                raise Verdict("non-finite", f"returned a {name} with NaN or inf: {a.show(r)}.")
+        return tensors[0] if single else tuple(tensors)
+
+    def columns(values: list) -> list[str]:  # per returned value, its answers on every probe
+        rows = [(v,) if single else v for v in values]
+        return [", ".join(a.show(row[i]) for row in rows) for i, a in enumerate(kinds)]
+
+    def same(a: Any, b: Any) -> bool:
+        return all(k.same(x, y) for k, (x, y) in zip(kinds, [(a, b)] if single else zip(a, b)))
+
+    def show(answers: list, right: list) -> str:
+        if single:
+            return f"your {names[0]} {columns(answers)[0]}; expected {columns(right)[0]}."
+        return "; ".join(f"{n} {a} (expected {r})" for n, a, r in zip(names, columns(answers), columns(right))) + "."
+
+    def passed(answers: list, right: list) -> str:
+        if single:
+            return "Y" + show(answers, right)[1:]
+        return f"Your {', '.join(names[:-1])} and {names[-1]} equal the reference."
+
+    return {"read": read, "same": same, "show": show, "passed": passed}
 
 
 @dataclass(frozen=True)
 class Exercise:
-    """An exercise as data: see the module docstring.
+    """An exercise as data: see the model in :mod:`normlab.checks`.
 
-    ``probes()`` builds the inputs (inside the session, with torch's own functions); ``right``
-    and every function in ``mistakes`` are called like the learner's function, on their own
-    copies; ``read`` turns a returned value into what ``same`` compares (or raises a
-    :class:`Verdict`); ``show(answers, right)`` says what was seen, with numbers.
+    ``probes()`` builds the inputs (inside the session); ``right`` and every function in ``mistakes`` are called
+    like the learner's function, on their own copies. ``read`` turns a returned value into what ``same``
+    compares (or raises a :class:`Verdict`); ``show(answers, right)`` says what was seen, with numbers, and
+    ``passed(answers, right)`` what a pass saw. ``returns``, the returned values' names and :class:`Answer`
+    kinds, makes the four of them that are not given.
     """
 
     name: str
@@ -419,18 +463,32 @@ class Exercise:
     probes: Callable[[], Sequence[Probe]]
     right: Callable[..., object]
     mistakes: Mistakes
-    read: Callable[[LearnerValue], Any]
-    same: Callable[[Any, Any], bool]
-    show: Callable[[list, list], str]
-    passed: Callable[[list, list], str]
+    read: Callable[[LearnerValue], Any] | None = None
+    same: Callable[[Any, Any], bool] | None = None
+    show: Words | None = None
+    passed: Words | None = None
     hints: Mapping[str, str] = field(default_factory=dict)
     # After each call: (check, probe, the arguments the learner's code got, its answer); raises a Verdict
     # for what the answers alone cannot show (hooks left on a model, a list of the wrong length).
-    inspect: Callable[[Check, Probe, tuple, object], None] | None = None
+    inspect: Callable[[Check, Probe, tuple, Any], None] | None = None
+    returns: Sequence[tuple[str, Answer]] = ()  # (("count", Answer()), ("mean", Answer("tensor", (3,))))
+
+    def __post_init__(self) -> None:
+        for name, judge in (_judges(self.returns) if self.returns else {}).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, judge)
+        if missing := [n for n in ("read", "same", "show", "passed") if getattr(self, n) is None]:
+            raise ValueError(f"Exercise {self.name!r} needs returns= or {', '.join(missing)}.")
 
     def codes(self) -> list[str]:
         """Every mistake code this exercise can name (for its declaration test)."""
         return list(dict.fromkeys(code for key in self.mistakes for code in _codes(key)))
+
+
+def mistake_mixes(fn: Callable, codes: Sequence[str]) -> dict[tuple[str, ...], list[Callable]]:
+    """Every combination of ``codes``, fewest first, each with ``partial(fn, mistakes=combination)``: ``fn`` is
+    the reference, and makes exactly the mistakes whose codes its keyword ``mistakes`` holds."""
+    return {key: [partial(fn, mistakes=key)] for k in range(1, len(codes) + 1) for key in combinations(codes, k)}
 
 
 def _codes(key: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -438,36 +496,36 @@ def _codes(key: str | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def run_exercise(exercise: Exercise, fn: Callable, time_limit: float) -> CheckResult:
-    """Judge ``fn`` on every probe of ``exercise``: passed, the one mistake whose answers it gives, or unknown."""
+    """Words ``fn`` on every probe of ``exercise``: passed, the one mistake whose answers it gives, or unknown."""
+    read, same, show, passed = exercise.read, exercise.same, exercise.show, exercise.passed
+    assert read and same and show and passed  # made by Exercise.__post_init__
 
     def diagnose(check: Check) -> CheckResult:
         probes = exercise.probes()
+
+        def answers_of(implementation: Callable) -> list:
+            return [read(implementation(*map(fresh_copy, p.args), **p.kwargs)) for p in probes]
+
+        def all_same(answers: list, expected: list) -> bool:
+            return all(same(a, e) for a, e in zip(answers, expected))
+
         answers = []
         for probe in probes:
             args = tuple(fresh_copy(a) for a in probe.args)
             action = f"called on {probe.shown}"
-            answer = check.call(fn, args, probe.names, probe.kwargs, action=action, read=exercise.read, copied=True)
+            answers.append(check.call(fn, args, probe.names, probe.kwargs, action=action, read=read, copied=True))
             if exercise.inspect is not None:
-                exercise.inspect(check, probe, args, answer)
-            answers.append(answer)
-        right = [exercise.read(exercise.right(*map(fresh_copy, p.args), **p.kwargs)) for p in probes]
-        if all(exercise.same(a, r) for a, r in zip(answers, right)):
-            return check.passed(exercise.passed(answers, right))
-        shown = exercise.show(answers, right)
+                exercise.inspect(check, probe, args, answers[-1])
+        right = answers_of(exercise.right)
+        if all_same(answers, right):
+            return check.passed(passed(answers, right))
         for key, implementations in exercise.mistakes.items():
-            for wrong in implementations:
-                expected = [exercise.read(wrong(*map(fresh_copy, p.args), **p.kwargs)) for p in probes]
-                if all(exercise.same(a, e) for a, e in zip(answers, expected)):
-                    first, *also = _codes(key)
-                    return check.result(first, shown, also=tuple(also))
-        return check.result("unknown", shown)
+            if any(all_same(answers, answers_of(wrong)) for wrong in implementations):
+                first, *also = _codes(key)
+                return check.result(first, show(answers, right), also=tuple(also))
+        return check.result("unknown", show(answers, right))
 
     return run_check(exercise.name, fn, diagnose, time_limit=time_limit, checked=exercise.checked, hints=exercise.hints)
-
-
-# ----------------------------------------------------------------------------------------------
-# Readers: the learner's value as something to compare
-# ----------------------------------------------------------------------------------------------
 
 
 def as_float64(value: Tensor) -> Tensor:
@@ -478,9 +536,7 @@ def as_float64(value: Tensor) -> Tensor:
 def number(value: object) -> float | None:
     """A real number from an int, float, NumPy scalar or one-element tensor; None for anything else."""
     if isinstance(value, Tensor):
-        if value.numel() != 1 or value.is_complex():
-            return None
-        return float(as_float64(value).reshape(()).item())
+        return None if value.numel() != 1 or value.is_complex() else float(as_float64(value).reshape(()).item())
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     return float(value)
@@ -494,11 +550,10 @@ def read_number(value: LearnerValue) -> float:
     return n
 
 
-def num(value: float | Tensor) -> str:
-    """A number (a float or a one-element tensor) at 4 decimals, never "-0.0000" (whose sign would depend on
-    rounding noise)."""
-    shown = f"{value:.4f}"
-    return "0.0000" if shown == "-0.0000" else shown
+def num(value: float | Tensor, spec: str = ".4f") -> str:
+    """A number (a float or a one-element tensor) as ``spec`` says, never "-0.0000" (a sign of rounding noise)."""
+    shown = f"{value:{spec}}"
+    return shown[1:] if shown.startswith("-") and float(shown) == 0 else shown
 
 
 def vector(t: Tensor) -> str:
@@ -509,15 +564,3 @@ def vector(t: Tensor) -> str:
 def close(a: Tensor, b: Tensor, tolerance: float) -> bool:
     """Same shape, and equal within ``tolerance`` (absolute and relative), NaN nowhere."""
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=tolerance, atol=tolerance))
-
-
-__all__ = [
-    "DEFAULT_TIME_LIMIT",
-    "MISTAKES",
-    "Check",
-    "Exercise",
-    "Probe",
-    "Verdict",
-    "run_check",
-    "run_exercise",
-]

@@ -1,32 +1,30 @@
-"""Notebook 01's exercises: steps of gradient descent from kappa, the largest stable step, saturated fractions.
-
-Each exercise is data for :func:`~normlab.checks.runner.run_exercise`: probes, the reference, and
-one implementation per known mistake. The probes make every mistake give numbers of its own: a
-small kappa where the approximation kappa * ln(1/shrink) is off, features of very different scales,
-tanh layers pinned at +1 and at -1 whose inputs also cross the threshold.
-"""
-
-from __future__ import annotations
+"""Notebook 01's exercises, as data: steps of gradient descent from kappa, the largest stable step, saturated
+fractions. The probes make every mistake give numbers of its own."""
 
 import math
 from collections.abc import Callable
-from itertools import product
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from normlab.checks._result import declare
-from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Exercise, Probe, Verdict, number, read_number, run_exercise
+from normlab.checks._result import CheckResult, declare
+from normlab.checks.runner import (
+    DEFAULT_TIME_LIMIT,
+    Answer,
+    Exercise,
+    Probe,
+    Verdict,
+    mistake_mixes,
+    run_exercise,
+)
 
 declare(
     {
         "rounded-down": ("you rounded the step count down: one step short of the target", ""),
         "approximate-steps": ("you used the approximation kappa * ln(1/shrink) instead of counting exactly", ""),
         "squared-factor": ("you shrank by (1 - 1/kappa)^2 per step: the loss's factor, not the error's", ""),
-        "natural-step": (
-            "you returned 1/lambda_max, the natural step size, not the largest stable one 2/lambda_max",
-            "",
-        ),
+        "natural-step": ("you returned the natural step 1/lambda_max, not the largest stable one 2/lambda_max", ""),
         "smallest-eigenvalue": ("you used the smallest eigenvalue of the Hessian; the largest decides stability", ""),
         "hessian-without-n": ("your Hessian X^T X is missing the 1/n of the mean loss", ""),
         "no-abs": ("you counted only outputs near +1; |y| > threshold counts those near -1 too", ""),
@@ -38,40 +36,19 @@ declare(
     }
 )
 
-
-def _listed(values: list[float], spec: str = "g") -> str:
-    return ", ".join(f"{v:{spec}}" for v in values)
-
-
-# ---------------------------------------------------------------------------------------------
-# Exercise 1: steps of gradient descent from kappa
-# ---------------------------------------------------------------------------------------------
-
 KAPPA_PROBES = ((142.1, 0.01), (3.2, 0.01), (2.0, 0.3), (45.5, 0.001), (1.0, 0.5))
+ROUNDINGS = (math.floor, math.ceil, round)
 
 
-def steps_from_kappa(kappa: float, shrink: float) -> int:
-    """The reference: count the steps until (1 - 1/kappa)**k <= shrink."""
-    factor, remaining, steps = 1 - 1 / kappa, 1.0, 0
-    while remaining > shrink:
-        remaining, steps = remaining * factor, steps + 1
-    return steps
-
-
-def _steps_mistake(steps: Callable[[float, float], float]) -> Callable[[float, float], float]:
-    """A learner's formula ``steps(kappa, shrink)``; kappa = 1 handled as one step, as the exercise says."""
-    return lambda kappa, shrink: 1 if kappa == 1 else steps(kappa, shrink)
-
-
-ROUNDINGS: tuple[Callable[[float], int], ...] = (math.floor, math.ceil, round)
-
-
-def _rounded(formula: Callable[[float, float], float], rounding: Callable[[float], int]) -> Callable:
-    return _steps_mistake(lambda kappa, shrink: rounding(formula(kappa, shrink)))
-
-
-def _exact(kappa: float, shrink: float) -> float:
-    return math.log(shrink) / math.log(1 - 1 / kappa)
+def steps_from_kappa(kappa: float, shrink: float, mistake: str = "", rounding: Callable = math.ceil) -> int:
+    """The reference: the smallest whole k with (1 - 1/kappa)**k <= shrink, one step when kappa = 1 (a small kappa
+    puts kappa * ln(1/shrink) off); or the answer of ``mistake`` with ``rounding``."""
+    if kappa == 1:
+        return 1
+    exact = math.log(shrink) / math.log(1 - 1 / kappa)
+    return rounding(
+        {"approximate-steps": kappa * math.log(1 / shrink), "squared-factor": exact / 2}.get(mistake, exact)
+    )
 
 
 STEPS = Exercise(
@@ -85,42 +62,24 @@ STEPS = Exercise(
     right=steps_from_kappa,
     mistakes={
         "rounded-down": [
-            _steps_mistake(lambda k, s: math.floor(_exact(k, s))),
-            _steps_mistake(lambda k, s: steps_from_kappa(k, s) - 1),
+            partial(steps_from_kappa, rounding=math.floor),
+            lambda k, s: max(steps_from_kappa(k, s) - 1, 1),
         ],
-        "squared-factor": [_rounded(lambda k, s: _exact(k, s) / 2, r) for r in ROUNDINGS],
-        "approximate-steps": [_rounded(lambda k, s: k * math.log(1 / s), r) for r in ROUNDINGS],
+        "squared-factor": [partial(steps_from_kappa, mistake="squared-factor", rounding=r) for r in ROUNDINGS],
+        "approximate-steps": [partial(steps_from_kappa, mistake="approximate-steps", rounding=r) for r in ROUNDINGS],
     },
-    read=read_number,
-    same=lambda a, b: a == b,
-    show=lambda answers, right: f"your steps {_listed(answers)}; expected {_listed(right)}.",
-    passed=lambda answers, right: f"Your step counts equal the reference: {_listed(answers)}.",
+    returns=(("steps", Answer(spec="g")),),
+    passed=lambda answers, right: f"Your step counts equal the reference: {', '.join(f'{a:g}' for a in answers)}.",
     hints={
-        "rounded-down": "k = ln(shrink) / ln(1 - 1/kappa) is rarely whole: take `math.ceil` of it, not `int` or `floor`.",
-        "approximate-steps": (
-            "kappa * ln(1/shrink) is the large-kappa approximation; count exactly: "
-            "`math.ceil(math.log(shrink) / math.log(1 - 1 / kappa))`."
-        ),
-        "squared-factor": (
-            "The error along the slowest direction shrinks by (1 - 1/kappa) per step; the *loss* by its square. "
-            "The exercise asks for the error."
-        ),
+        "rounded-down": "k = ln(shrink) / ln(1 - 1/kappa) is rarely whole: round it up with `math.ceil`, not `int`.",
+        "approximate-steps": "Count exactly, `math.ceil(math.log(shrink) / math.log(1 - 1 / kappa))`: kappa * ln(1/shrink) is for large kappa.",
+        "squared-factor": "The error shrinks by (1 - 1/kappa) per step (the loss by its square): count for the error.",
         "raised": "kappa = 1 makes 1 - 1/kappa = 0, whose log is undefined: one step is enough then.",
         "unknown": "Solve (1 - 1/kappa)**k <= shrink for k: k >= ln(shrink) / ln(1 - 1/kappa), then round up.",
     },
 )
 
-
-def check_steps_from_kappa(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT):
-    """Check ``fn(kappa, shrink)``: the steps of gradient descent until (1 - 1/kappa)**k <= shrink (notebook 01, §1)."""
-    return run_exercise(STEPS, fn, time_limit)
-
-
-# ---------------------------------------------------------------------------------------------
-# Exercise 2: the largest stable learning rate of least squares
-# ---------------------------------------------------------------------------------------------
-
-STABLE_TOLERANCE = 1e-5  # relative: float32 arithmetic on the float64 probe still passes
+LEARNING_RATES = Answer(rtol=1e-5, spec=".6g")  # relative: float32 arithmetic on the float64 probe still passes
 
 
 def stable_probes() -> list[Tensor]:
@@ -131,34 +90,11 @@ def stable_probes() -> list[Tensor]:
     return [wide, tall]
 
 
-def _stable_lr(x: Tensor, numerator: float = 2.0, largest: bool = True, per_row: bool = True) -> float:
-    """numerator / an eigenvalue of H = X^T X (/ n): the reference with its defaults, a mistake otherwise."""
-    eigenvalues = torch.linalg.eigvalsh(x.T @ x / (x.shape[0] if per_row else 1))
-    return numerator / eigenvalues[-1 if largest else 0].item()
-
-
-def largest_stable_learning_rate(x: Tensor) -> float:
-    """The reference: 2 / lambda_max(x^T x / n)."""
-    return _stable_lr(x)
-
-
-def _stable_mistakes() -> dict[tuple[str, ...], list[Callable]]:
-    """Every combination of the three mistakes, each with the implementation that makes exactly those."""
-    table: dict[tuple[str, ...], list[Callable]] = {}
-    for natural, smallest, without_n in product((False, True), repeat=3):
-        codes = tuple(
-            code
-            for code, made in (
-                ("natural-step", natural),
-                ("smallest-eigenvalue", smallest),
-                ("hessian-without-n", without_n),
-            )
-            if made
-        )
-        if codes:
-            numerator, largest, per_row = 1.0 if natural else 2.0, not smallest, not without_n
-            table[codes] = [lambda x, n=numerator, big=largest, row=per_row: _stable_lr(x, n, big, row)]
-    return dict(sorted(table.items(), key=lambda item: len(item[0])))
+def largest_stable_learning_rate(x: Tensor, mistakes: tuple[str, ...] = ()) -> float:
+    """The reference 2 / lambda_max(x^T x / n), or the answer that ``mistakes`` give."""
+    hessian = x.T @ x / (1 if "hessian-without-n" in mistakes else x.shape[0])
+    eigenvalue = torch.linalg.eigvalsh(hessian)[0 if "smallest-eigenvalue" in mistakes else -1].item()
+    return (1.0 if "natural-step" in mistakes else 2.0) / eigenvalue
 
 
 STABLE = Exercise(
@@ -169,121 +105,61 @@ STABLE = Exercise(
     ),
     probes=lambda: [Probe((x,), ("x",), f"the {tuple(x.shape)} design matrix") for x in stable_probes()],
     right=largest_stable_learning_rate,
-    mistakes=_stable_mistakes(),
-    read=read_number,
-    same=lambda a, b: math.isfinite(a) and abs(a - b) <= STABLE_TOLERANCE * abs(b),
-    show=lambda answers, right: f"your learning rates {_listed(answers, '.6g')}; expected {_listed(right, '.6g')}.",
-    passed=lambda answers, right: f"Your learning rates {_listed(answers, '.6g')}; expected {_listed(right, '.6g')}.",
+    mistakes=mistake_mixes(largest_stable_learning_rate, ("natural-step", "smallest-eigenvalue", "hessian-without-n")),
+    returns=(("learning rates", LEARNING_RATES),),
     hints={
-        "natural-step": (
-            "Along eigenvector i one step multiplies the error by (1 - eta * lambda_i); it grows when "
-            "|1 - eta * lambda_i| > 1, that is for eta > 2 / lambda_i. 1 / lambda_max is the natural step, not the limit."
-        ),
-        "smallest-eigenvalue": (
-            "Every direction must stay stable, so the most curved one decides: use the largest eigenvalue of H."
-        ),
+        "natural-step": "A step multiplies the error along eigenvector i by 1 - eta * lambda_i: stable while eta < 2 / lambda_i.",
+        "smallest-eigenvalue": "Every direction must stay stable, so the most curved decides: the largest eigenvalue of H.",
         "hessian-without-n": "The loss is a mean over n rows, so its Hessian is `x.T @ x / n`, with n = `x.shape[0]`.",
-        "unknown": "Compute `H = x.T @ x / x.shape[0]`, its largest eigenvalue with `torch.linalg.eigvalsh(H)[-1]`, "
-        "and return 2 divided by it.",
+        "unknown": "Return `2 / torch.linalg.eigvalsh(x.T @ x / x.shape[0])[-1]`: 2 over the Hessian's largest eigenvalue.",
     },
 )
 
-
-def check_largest_stable_lr(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT):
-    """Check ``fn(x)``: the largest learning rate at which gradient descent on least squares converges (notebook 01)."""
-    return run_exercise(STABLE, fn, time_limit)
-
-
-# ---------------------------------------------------------------------------------------------
-# Exercise 3: a layer's saturated fraction, measured with forward hooks
-# ---------------------------------------------------------------------------------------------
-
 THRESHOLDS = (0.97, 0.5)
-SATURATION_TOLERANCE = 1e-6  # fractions of 96 outputs are multiples of 1/96; float32 means pass
 TANH_LAYERS = 2
+FRACTIONS = Answer("numbers", atol=1e-6, spec=".4g")  # fractions of 96 outputs are multiples of 1/96: float32 passes
 
 
 def saturation_probe() -> tuple[nn.Sequential, Tensor]:
-    """A small tanh MLP with large weights and its input: both signs saturate, and many inputs z cross the
-    threshold where tanh(z) does not, so each mistake gives other fractions."""
+    """A tanh MLP with large weights and its input: both signs saturate; many z cross the threshold, tanh(z) not."""
     generator = torch.Generator().manual_seed(1)
     model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2)).double()
     with torch.no_grad():
-        for layer in model:
-            if isinstance(layer, nn.Linear):
-                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator, dtype=torch.float64) * 1.2)
-                layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator, dtype=torch.float64) * 0.5)
-    x = torch.randn(12, 3, generator=generator, dtype=torch.float64)
-    return model, x
+        for p in model.parameters():  # each Linear's weight (scale 1.2), then its bias (0.5)
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64) * (1.2 if p.dim() == 2 else 0.5))
+    return model, torch.randn(12, 3, generator=generator, dtype=torch.float64)
 
 
-def _fractions(measure: Callable[[Tensor, Tensor], Tensor], scale: float = 1.0) -> Callable:
-    """An implementation that thresholds ``measure(z, tanh(z))`` at every Tanh, times ``scale``."""
-
-    def fractions(model: nn.Module, x: Tensor, threshold: float = 0.97) -> list[float]:
-        seen: list[tuple[Tensor, Tensor]] = []
-        handles = [
-            m.register_forward_hook(lambda m, i, o: seen.append((i[0].detach(), o.detach())))
-            for m in model.modules()
-            if isinstance(m, nn.Tanh)
-        ]
-        try:
-            with torch.no_grad():
-                model(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return [scale * (measure(z, y) > threshold).double().mean().item() for z, y in seen]
-
-    return fractions
+def saturated_fractions(model: nn.Module, x: Tensor, threshold: float = 0.97, mistakes: tuple[str, ...] = ()):
+    """The reference: per Tanh, the fraction of outputs |tanh(z)| > threshold, seen by hooks; or that of ``mistakes``."""
+    seen: list[Tensor] = []
+    pick = 0 if "inputs-not-outputs" in mistakes else 1  # the hook's input z or its output tanh(z)
+    tanhs = [m for m in model.modules() if isinstance(m, nn.Tanh)]
+    handles = [m.register_forward_hook(lambda m, i, o: seen.append((i[0], o)[pick].detach())) for m in tanhs]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    threshold = 0.97 if "ignores-threshold" in mistakes else threshold
+    scale = 100.0 if "percent-not-fraction" in mistakes else 1.0
+    return [scale * ((v if "no-abs" in mistakes else v.abs()) > threshold).double().mean().item() for v in seen]
 
 
-saturated_fractions = _fractions(lambda z, y: y.abs())
-
-
-def _saturation_mistakes() -> dict[tuple[str, ...], list[Callable]]:
-    measures = {(): lambda z, y: y.abs(), ("no-abs",): lambda z, y: y}
-    measures |= {("inputs-not-outputs",): lambda z, y: z.abs(), ("inputs-not-outputs", "no-abs"): lambda z, y: z}
-    table: dict[tuple[str, ...], list[Callable]] = {}
-    for codes, measure in measures.items():
-        if codes:
-            table[codes] = [_fractions(measure)]
-        table[codes + ("percent-not-fraction",)] = [_fractions(measure, 100.0)]
-    table[("ignores-threshold",)] = [lambda model, x, threshold=0.97: saturated_fractions(model, x, 0.97)]
-    return table
-
-
-def _read_fractions(value: object) -> list[float]:
-    """A list of numbers from a list, tuple or 1-D tensor of numbers."""
-    if isinstance(value, Tensor) and value.dim() <= 1:
-        return [float(v) for v in value.detach().double().flatten().tolist()]
-    read = [number(v) for v in value] if isinstance(value, (list, tuple)) else [None]
-    if any(v is None for v in read):
-        raise Verdict("not-a-number", f"returned {type(value).__name__}; expected a list of numbers, one per Tanh.")
-    return [v for v in read if v is not None]
-
-
-def _after_saturation_call(check: Check, probe: Probe, args: tuple, answer: object) -> None:
-    model = args[0]
-    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
-        threshold = probe.kwargs["threshold"]
-        raise Verdict(
-            "hooks-left",
-            f"after {check.who}(model, x, threshold={threshold:g}) returned, the model still has forward hooks.",
-        )
-    if isinstance(answer, list) and len(answer) != TANH_LAYERS:
+def _after_saturation_call(check, probe: Probe, args: tuple, answer: Tensor) -> None:
+    if any(m._forward_hooks or m._forward_pre_hooks for m in args[0].modules()):
+        call = f"{check.who}(model, x, threshold={probe.kwargs['threshold']:g})"
+        raise Verdict("hooks-left", f"after {call} returned, the model still has forward hooks.")
+    if len(answer) != TANH_LAYERS:
         raise Verdict(
             "wrong-count", f"{check.who} returned {len(answer)} value(s); the model has {TANH_LAYERS} Tanh layers."
         )
 
 
-def _same_fractions(a: list[float], b: list[float]) -> bool:
-    return len(a) == len(b) and all(abs(u - v) <= SATURATION_TOLERANCE for u, v in zip(a, b))
-
-
 def _shown_fractions(answers: list, right: list) -> str:
     return "; ".join(
-        f"threshold {t:g}: yours [{_listed(a, '.4g')}], expected [{_listed(r, '.4g')}]"
+        f"threshold {t:g}: yours {FRACTIONS.show(a)}, expected {FRACTIONS.show(r)}"
         for t, a, r in zip(THRESHOLDS, answers, right)
     )
 
@@ -300,36 +176,36 @@ SATURATION = Exercise(
         for t in THRESHOLDS
     ],
     right=saturated_fractions,
-    mistakes=_saturation_mistakes(),
-    read=_read_fractions,
-    same=_same_fractions,
+    mistakes=mistake_mixes(
+        saturated_fractions, ("inputs-not-outputs", "no-abs", "percent-not-fraction", "ignores-threshold")
+    ),
+    returns=(("fractions", FRACTIONS),),
     show=_shown_fractions,
     passed=lambda answers, right: f"Your fractions equal the reference ({_shown_fractions(answers, right)}).",
     inspect=_after_saturation_call,
     hints={
         "no-abs": "A unit is saturated near -1 too: count `y.abs() > threshold`.",
         "percent-not-fraction": "Return fractions between 0 and 1 (the mean of a boolean tensor), not percentages.",
-        "inputs-not-outputs": (
-            "A forward hook `hook(module, inputs, output)` gets the Tanh's input as `inputs[0]` and its result as "
-            "`output`: threshold the output, tanh(z)."
-        ),
-        "hooks-left": (
-            "`register_forward_hook` returns a handle: keep the handles and call `handle.remove()` on each once the "
-            "forward pass is done (a `try/finally` removes them even if the pass fails)."
-        ),
+        "inputs-not-outputs": "A hook `hook(module, inputs, output)` sees z as `inputs[0]`: threshold `output`, tanh(z).",
+        "hooks-left": "Keep the handles `register_forward_hook` returns; call `handle.remove()` on each, in a `finally`.",
         "ignores-threshold": "Use the `threshold` argument instead of the number 0.97.",
         "wrong-count": "Hook every `nn.Tanh` in `model.modules()`, in order, and return one fraction per Tanh.",
-        "unknown": (
-            "Register a forward hook on each `nn.Tanh` that stores `(output.abs() > threshold).double().mean()`, "
-            "run `model(x)` once, remove the hooks, and return the stored fractions in order."
-        ),
+        "unknown": "Hook each `nn.Tanh` to keep `(output.abs() > threshold).double().mean()`; run the model; unhook.",
     },
 )
+EXERCISES = (STEPS, STABLE, SATURATION)
 
 
-def check_saturated_fraction(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT):
+def check_steps_from_kappa(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
+    """Check ``fn(kappa, shrink)``: the steps of gradient descent until (1 - 1/kappa)**k <= shrink (notebook 01, §1)."""
+    return run_exercise(STEPS, fn, time_limit)
+
+
+def check_largest_stable_lr(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
+    """Check ``fn(x)``: the largest learning rate at which gradient descent on least squares converges (notebook 01)."""
+    return run_exercise(STABLE, fn, time_limit)
+
+
+def check_saturated_fraction(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check ``fn(model, x, threshold)``: per Tanh, the fraction of outputs with |y| > threshold (notebook 01)."""
     return run_exercise(SATURATION, fn, time_limit)
-
-
-EXERCISES = (STEPS, STABLE, SATURATION)
