@@ -1,7 +1,7 @@
 """Train notebook 05's cached runs once: normlab/data/cached/cnn_placements.json and weight_decay_sweep.json.
 
-The CNN comparison (3 BatchNorm placements x 2 learning rates x 5 seeds) and the weight-decay sweep
-(4 learning rates x 4 weight decays x 3 seeds), all in float64, take a minute or two on one core:
+The CNN comparison (3 BatchNorm placements x 2 learning rates x 8 seeds) and the weight-decay sweep
+(4 learning rates x 4 weight decays x 3 seeds), all in float64, take a few minutes on one core:
 too long for the notebook's budget, so the notebook reads these files and re-trains one run of
 each live to compare. tests/test_inside_batch_norm.py re-trains one entry of each and checks it.
 Usage: ``python scripts/precompute_inside_batch_norm.py``.
