@@ -7,10 +7,11 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from normlab._errors import shape_str
 from normlab.checks import runner
@@ -128,34 +129,41 @@ def backward_probe() -> tuple[Tensor, Tensor, Tensor]:
     return dy, x, torch.tensor([1.7, -0.6, 2.3], dtype=torch.float64)
 
 
+class _AutogradCalls(TorchFunctionMode):
+    """Notes each call of torch.autograd.grad, torch.autograd.backward and Tensor.backward made under it."""
+
+    NAMES: ClassVar[dict[Callable, str]] = {
+        torch.autograd.grad: "torch.autograd.grad",
+        torch.autograd.backward: "torch.autograd.backward",
+        Tensor.backward: "Tensor.backward",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func: Callable, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in self.NAMES:
+            self.calls.append(self.NAMES[func])
+        return func(*args, **(kwargs or {}))
+
+
 def _watching_autograd(fn: Callable) -> Callable:
-    """``fn``, answering :class:`_Seen` if it called torch.autograd.grad or .backward (``Tensor.backward``'s)."""
+    """``fn``, answering :class:`_Seen` if it called autograd (even through a name imported before the check)."""
 
     def call(*args: object, **kwargs: object) -> object:
-        used: list[str] = []
-        originals = {name: getattr(torch.autograd, name) for name in ("grad", "backward")}
-        for name, original in originals.items():
-            setattr(torch.autograd, name, partial(_noted, used, name, original))
-        try:
+        with _AutogradCalls() as spy:
             value = fn(*args, **kwargs)
-        finally:
-            for name, original in originals.items():
-                setattr(torch.autograd, name, original)
-        return _Seen("autograd", tuple(used)) if used else value
+        return _Seen("autograd", tuple(spy.calls)) if spy.calls else value
 
     call.__name__ = runner.learner_name(fn)
     return call
 
 
-def _noted(used: list[str], name: str, original: Callable, *args: object, **kwargs: object) -> object:
-    used.append(name)
-    return original(*args, **kwargs)
-
-
 def _read_gradients(value: object) -> tuple[Tensor, ...]:
     if isinstance(value, _Seen):
-        calls = " and ".join(f"torch.autograd.{n} {value.calls.count(n)} time(s)" for n in dict.fromkeys(value.calls))
-        raise Verdict("uses-autograd", f"called {calls} (`.backward()` calls torch.autograd.backward).")
+        calls = " and ".join(f"{name} {value.calls.count(name)} time(s)" for name in dict.fromkeys(value.calls))
+        raise Verdict("uses-autograd", f"called {calls}.")
     if not isinstance(value, (tuple, list)) or len(value) != 3:
         what = f"a {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
         raise Verdict("not-a-tensor", f"returned {what}; expected a tuple (dx, dgamma, dbeta) of three tensors.")
