@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 
 import pytest
@@ -99,12 +100,17 @@ def test_cnn_placements_and_bias():
         ib.build_digits_cnn("middle", seed=0)
 
 
-def test_cnn_run_reproduces_the_cache_and_counts_accuracy():
+def test_the_precompute_script_reproduces_a_cached_run(tmp_path):
+    """The command the notebook offers, on one run of 25 steps (the whole script takes minutes)."""
+    import precompute_inside_batch_norm  # scripts/ is on pytest's pythonpath
+
+    said = precompute_inside_batch_norm.precompute(tmp_path, (0.2,), (1,), steps=25, checkpoints=(25,), sweep=False)
+    assert said.startswith("3 CNN runs in ")
+    again = json.loads((tmp_path / ib.CNN_FILE).read_text())["runs"]
     cached = ib.load_cnn_comparisons()
     assert sorted(cached) == list(ib.CNN_LEARNING_RATES)
     stored = cached[0.2].runs["after"][1]
-    again = ib.train_digits_cnn("after", seed=1, learning_rate=0.2, steps=25, checkpoints=(25,))
-    assert again.correct == stored.correct[:1]
+    assert next(r["correct"] for r in again if r["bn"] == "after") == stored.correct[:1]
     assert stored.test_size == 500 and len(stored.gamma) == len(stored.beta) == ib.CNN_CHANNELS[0]
     with pytest.raises(ValueError, match=r"checkpoints must lie in 1\.\.steps=10"):
         ib.train_digits_cnn("none", 0, steps=10, checkpoints=(20,))
