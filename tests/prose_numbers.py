@@ -21,15 +21,6 @@ import nbformat
 
 # Numbers a notebook's prose may state without an output, each with the source it is cited from.
 CITED: dict[str, dict[str, str]] = {
-    "05_inside_batch_norm": {  # make bench, section inside_batch_norm (AMD EPYC, 2 cores, torch 2.13.0)
-        "217": "benchmarks/results.json, inside_batch_norm.backward: torch, microseconds",
-        "866": "benchmarks/results.json, inside_batch_norm.backward: autograd over normlab.functional",
-        "1100": "benchmarks/results.json, inside_batch_norm.backward: closed form",
-        "1.7": "benchmarks/results.json, inside_batch_norm.fold: linear speed-up (and the highest of three runs)",
-        "1.6": "benchmarks/results.json, inside_batch_norm.fold: conv 16 -> 32 speed-up",
-        "0.95": "benchmarks/results.json, inside_batch_norm.fold: digits conv speed-up",
-        "0.7": "the lowest fold speed-up over three `make bench` runs on the same machine",
-    },
     "04_transformers": {"7": "Zhang & Sennrich 2019, abstract: 7%~64% less running time", "64": "the same abstract"},
     "02_which_axes": {
         "0.26": "ImageNet std over all pixels, recomputed in pytorch/vision issue 1439 (0.2637 to 0.2877)",

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from normlab.checks import MISTAKES, batch_norm_across_processes, train_vs_eval, which_axes, why_normalization
+from normlab.checks import (
+    MISTAKES,
+    batch_norm_across_processes,
+    inside_batch_norm,
+    train_vs_eval,
+    which_axes,
+    why_normalization,
+)
 from normlab.checks._result import HINTS
 from normlab.checks.runner import Exercise, fresh_copy, run_exercise
 
@@ -14,6 +21,7 @@ EXERCISES: list[Exercise] = [
     *batch_norm_across_processes.EXERCISES,
     *train_vs_eval.EXERCISES,
     *which_axes.EXERCISES,
+    *inside_batch_norm.EXERCISES,
 ]
 BY_NAME = {e.name: e for e in EXERCISES}
 MISTAKE_CASES = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 
 import pytest
@@ -15,8 +16,11 @@ import normlab.functional as nlf
 from normlab.batch_norm_backward import batch_norm_closed_form_backward
 from normlab.experiments import inside_batch_norm as ib
 from normlab.plots.inside_batch_norm import (
+    PLACEMENT_LABELS,
     describe_weight_decay_view,
+    plot_angle_against_norm,
     plot_cnn_comparison,
+    plot_fold_timings,
     plot_weight_decay_view,
     update_weight_decay_view,
 )
@@ -44,6 +48,35 @@ def test_saved_by_backward_counts_each_graph():
     assert (theirs.tensors, theirs.bytes, theirs.backward_nodes) == (4, x.nbytes + 3 * w.nbytes, 1)
 
 
+def test_saved_tensors_are_named_by_input_or_by_the_op_that_made_them():
+    """What §1 says each graph keeps: op by op, x - mu twice and x_hat, never x itself; the kernel, x and gamma
+    and two per-channel tensors of its own."""
+    x, w, b = _bn_inputs()
+    ours = ib.saved_by_backward("ours", lambda *a: nlf.batch_norm(a[0], None, None, a[1], a[2], training=True), x, w, b)
+    full = [s for s in ours.saved if s.endswith("(4, 3, 5, 5)")]
+    assert full == ["output of Sub (4, 3, 5, 5)", "output of Sub (4, 3, 5, 5)", "output of Mul (4, 3, 5, 5)"]
+    assert not any(s.startswith("x ") for s in ours.saved)
+    theirs = ib.saved_by_backward(
+        "torch", lambda *a: F.batch_norm(a[0], None, None, a[1], a[2], training=True), x, w, b
+    )
+    assert theirs.saved == ("x (4, 3, 5, 5)", "gamma (3,)", "new (3,)", "new (3,)")
+
+
+def test_time_alternating_gives_one_median_per_round_for_each_statement():
+    times = ib.time_alternating(
+        {"sum": lambda: torch.ones(8).sum(), "nothing": lambda: None}, rounds=3, min_run_time=1e-3
+    )
+    assert list(times) == ["sum", "nothing"]
+    assert all(len(rounds) == 3 and min(rounds) > 0 for rounds in times.values())
+
+
+def test_fold_statements_compute_the_same_output_both_ways():
+    for case in (ib.FOLD_CASES[0], ib.FOLD_CASES[2]):  # a Linear and a Conv2d; the larger conv adds only time
+        statements = ib.fold_statements(case)
+        torch.testing.assert_close(statements["folded"](), statements["unfused"](), rtol=1e-4, atol=1e-4)
+        assert not statements["folded"]().requires_grad  # timed under no_grad, as inference runs
+
+
 def test_saved_bytes_count_a_storage_once():
     x = torch.randn(10, requires_grad=True)
     saved = ib.saved_by_backward("square", lambda t: t * t, x)  # x saved twice by one mul node
@@ -67,15 +100,30 @@ def test_cnn_placements_and_bias():
         ib.build_digits_cnn("middle", seed=0)
 
 
-def test_cnn_run_reproduces_the_cache_and_counts_accuracy():
+def test_the_precompute_script_reproduces_a_cached_run(tmp_path):
+    """The command the notebook offers, on one run of 25 steps (the whole script takes minutes)."""
+    import precompute_inside_batch_norm  # scripts/ is on pytest's pythonpath
+
+    said = precompute_inside_batch_norm.precompute(tmp_path, (0.2,), (1,), steps=25, checkpoints=(25,), sweep=False)
+    assert said.startswith("3 CNN runs in ")
+    again = json.loads((tmp_path / ib.CNN_FILE).read_text())["runs"]
     cached = ib.load_cnn_comparisons()
     assert sorted(cached) == list(ib.CNN_LEARNING_RATES)
     stored = cached[0.2].runs["after"][1]
-    again = ib.train_digits_cnn("after", seed=1, learning_rate=0.2, steps=25, checkpoints=(25,))
-    assert again.correct == stored.correct[:1]
+    assert next(r["correct"] for r in again if r["bn"] == "after") == stored.correct[:1]
     assert stored.test_size == 500 and len(stored.gamma) == len(stored.beta) == ib.CNN_CHANNELS[0]
     with pytest.raises(ValueError, match=r"checkpoints must lie in 1\.\.steps=10"):
         ib.train_digits_cnn("none", 0, steps=10, checkpoints=(20,))
+
+
+def test_a_run_fell_back_when_its_end_is_far_below_its_best_checkpoint():
+    def run(correct):
+        return ib.CnnRun("none", 0, 0.2, [25, 50, 150], correct, 500, [], [])
+
+    assert run([400, 300, 349]).fell_back() and not run([400, 300, 351]).fell_back()  # 10 points = 50 of 500
+    assert not run([100, 200, 300]).fell_back()
+    cached = ib.load_cnn_comparisons()
+    assert [sum(r.fell_back() for r in cached[0.2].runs[bn]) for bn in ib.BN_PLACEMENTS] == [8, 0, 0]
 
 
 def test_cnn_comparison_median_and_range():
@@ -177,6 +225,16 @@ def test_weight_decay_raises_the_effective_learning_rate_in_the_cache():
         assert ends == sorted(ends)
 
 
+def test_one_step_turns_w_by_one_over_norm_squared_with_sgd_and_one_over_norm_with_adam():
+    """The first step: SGD's is -lr * grad, and grad scales as 1/a; Adam's first step is lr * sign(grad), whatever a."""
+    sgd = ib.angle_against_norm("SGD", 0.1, scales=(1.0, 2.0), steps=1)
+    adam = ib.angle_against_norm("Adam", 0.001, scales=(1.0, 2.0), steps=1)
+    assert sgd.weight_norm[1] == pytest.approx(2 * sgd.weight_norm[0])
+    assert sgd.slope == pytest.approx(-2, abs=2e-3) and adam.slope == pytest.approx(-1, abs=2e-3)
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('SGD', 'Adam', 'AdamW'\); got 'adam'"):
+        ib.angle_against_norm("adam", 0.001)
+
+
 def test_sweep_select_error_and_view():
     sweep = ib.load_weight_decay_sweep()
     with pytest.raises(ValueError, match=r"no runs with learning_rate=0.3, weight_decay=0.0; it has learning rates"):
@@ -190,14 +248,41 @@ def test_sweep_select_error_and_view():
 # ---- figures and the explorer ------------------------------------------------------------------
 
 
-def test_cnn_figure_draws_the_medians():
+def test_cnn_figure_draws_every_seed_and_the_medians():
     comparisons = list(ib.load_cnn_comparisons().values())
     fig = plot_cnn_comparison(comparisons)
     for ax, comparison in zip(fig.axes, comparisons):
-        for line, bn in zip(ax.lines, ib.BN_PLACEMENTS):
+        medians = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
+        for bn in ib.BN_PLACEMENTS:
+            line = medians[PLACEMENT_LABELS[bn]]
             assert list(line.get_xdata()) == comparison.checkpoints
             assert list(line.get_ydata()) == [comparison.accuracy(bn, s)[0] for s in comparison.checkpoints]
+        seeds = [
+            list(line.get_ydata())
+            for line in ax.lines
+            if line.get_label().startswith("_") and len(line.get_xdata()) == 3
+        ]
+        expected = [[100 * c / r.test_size for c in r.correct] for runs in comparison.runs.values() for r in runs]
+        assert seeds == expected  # every run of every placement, one thin line each
         assert ax.get_title() == f"learning rate {comparison.learning_rate:g} (SGD, momentum 0.9)"
+
+
+def test_fold_timing_figure_draws_every_round():
+    timings = {"a": {"unfused": [3.0, 4.0], "folded": [1.0, 2.0]}, "b": {"unfused": [5.0, 6.0], "folded": [7.0, 8.0]}}
+    (ax,) = plot_fold_timings(timings).axes
+    assert [list(line.get_xdata()) for line in ax.lines] == [[3.0, 4.0], [5.0, 6.0], [1.0, 2.0], [7.0, 8.0]]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+
+
+def test_angle_figure_draws_each_optimizer_and_its_reference_slope():
+    results = [
+        ib.AngleAgainstNorm("SGD", 0.1, 20, [1.0, 2.0], [4.0, 1.0], -2.0),
+        ib.AngleAgainstNorm("Adam", 0.001, 20, [1.0, 2.0], [2.0, 1.0], -1.0),
+    ]
+    (ax,) = plot_angle_against_norm(results).axes
+    measured, sgd_reference, _, adam_reference = ax.lines
+    assert list(measured.get_ydata()) == [4.0, 1.0] and measured.get_label() == "SGD, lr 0.1: slope -2.00"
+    assert list(sgd_reference.get_ydata()) == [4.0, 1.0] and list(adam_reference.get_ydata()) == [2.0, 1.0]
 
 
 def test_weight_decay_figure_draws_the_view_and_updates_in_place():

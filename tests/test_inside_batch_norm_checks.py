@@ -93,11 +93,12 @@ def eps_outside_sqrt(dy, x, gamma, eps=1e-5):
 
 
 def wrong_axes(dy, x, gamma, eps=1e-5):
-    """Normalizes each sample over its features (dim 1), LayerNorm's axis."""
-    x, g = x.detach().requires_grad_(), gamma.detach().requires_grad_()
-    _, _, x_hat = _stats(x, eps, dim=1)
-    (dx,) = torch.autograd.grad(x_hat * g, x, dy)
-    _, _, right_x_hat = _stats(x.detach(), eps)
+    """Normalizes each sample over its features (dim 1), LayerNorm's axis, with LayerNorm's backward."""
+    n = x.shape[1]
+    _, std, x_hat = _stats(x, eps, dim=1)
+    g = dy * gamma
+    dx = (n * g - g.sum(1, keepdim=True) - x_hat * (g * x_hat).sum(1, keepdim=True)) / (n * std)
+    _, _, right_x_hat = _stats(x, eps)
     return dx, (dy * right_x_hat).sum(0), dy.sum(0)
 
 
@@ -111,12 +112,38 @@ def dgamma_raw_x(dy, x, gamma, eps=1e-5):
     return dx, (dy * x).sum(0), dbeta
 
 
+def sign_of_the_mean_term(dy, x, gamma, eps=1e-5):
+    n = x.shape[0]
+    _, std, x_hat = _stats(x, eps)
+    return gamma / (n * std) * (n * dy + dy.sum(0) - x_hat * (dy * x_hat).sum(0)), (dy * x_hat).sum(0), dy.sum(0)
+
+
+def abs_gamma(dy, x, gamma, eps=1e-5):
+    dx, dgamma, dbeta = formula(dy, x, gamma.abs(), eps)
+    return dx, dgamma, dbeta
+
+
+def means_instead_of_sums(dy, x, gamma, eps=1e-5):
+    """dbeta and dgamma as batch means, then plugged into dx as the stored solution does with its sums."""
+    n = x.shape[0]
+    _, std, x_hat = _stats(x, eps)
+    dgamma, dbeta = (dy * x_hat).mean(0), dy.mean(0)
+    return gamma / (n * std) * (n * dy - dbeta - x_hat * dgamma), dgamma, dbeta
+
+
+def by_backward(dy, x, gamma, eps=1e-5):
+    x, g = x.detach().requires_grad_(), gamma.detach().requires_grad_()
+    b = torch.zeros_like(g, requires_grad=True)
+    (F.batch_norm(x, None, None, g, b, training=True, eps=eps) * dy).sum().backward()
+    return x.grad, g.grad, b.grad
+
+
 def both_paths_missing(dy, x, gamma, eps=1e-5):
     _, std, x_hat = _stats(x, eps)
     return gamma / std * dy, (dy * x_hat).sum(0), dy.sum(0)
 
 
-@pytest.mark.parametrize("fn", [formula, by_autograd, karpathy_style, in_float32])
+@pytest.mark.parametrize("fn", [formula, karpathy_style, in_float32])
 def test_right_backwards_pass(fn):
     result = check_batch_norm_backward(fn)
     assert result.passed and result.mistake is None, result.message
@@ -136,6 +163,9 @@ def test_right_backwards_pass(fn):
         (wrong_axes, "wrong-axes", ()),
         (swapped_affine, "swapped-affine", ()),
         (dgamma_raw_x, "dgamma-raw-x", ()),
+        (sign_of_the_mean_term, "sign-error", ()),
+        (abs_gamma, "abs-gamma", ()),
+        (means_instead_of_sums, "mean-instead-of-sum", ()),
     ],
 )
 def test_each_backward_mistake_is_named(fn, mistake, also):
@@ -144,13 +174,42 @@ def test_each_backward_mistake_is_named(fn, mistake, also):
     assert result.hint and MISTAKES[mistake] in result.headline
 
 
+def by_grad_imported_by_name(dy, x, gamma, eps=1e-5):
+    """autograd through a name bound before the check began: no replaced torch.autograd.grad could see it."""
+    return _grad_by_name(*_graph(dy, x, gamma, eps))
+
+
+def _graph(dy, x, gamma, eps):
+    x, g = x.detach().requires_grad_(), gamma.detach().requires_grad_()
+    b = torch.zeros_like(g, requires_grad=True)
+    return F.batch_norm(x, None, None, g, b, training=True, eps=eps), (x, g, b), dy
+
+
+_grad_by_name = torch.autograd.grad
+
+
+@pytest.mark.parametrize(
+    "fn, calls",
+    [
+        (by_autograd, "torch.autograd.grad 1 time(s)"),
+        (by_backward, "Tensor.backward 1 time(s)"),
+        (by_grad_imported_by_name, "torch.autograd.grad 1 time(s)"),
+    ],
+)
+def test_autograd_is_refused_and_named(fn, calls):
+    """The exercise asks for the gradient without autograd: a right answer computed with it does not pass."""
+    result = check_batch_norm_backward(fn)
+    assert (result.passed, result.mistake) == (False, "uses-autograd"), result.message
+    assert result.observed == f"{fn.__name__} called {calls}."
+
+
 def test_missing_variance_path_names_the_term_in_its_phrase_and_hint():
     result = check_batch_norm_backward(missing_variance_path)
     assert result.headline == (
         "\u2717 check_batch_norm_backward(missing_variance_path): missing-variance-path: your dx leaves out the "
         "path through the variance (the -x_hat * sum(dy * x_hat) term)"
     )
-    assert "`- x_hat * (dy * x_hat).sum(0)`" in result.hint
+    assert result.hint.startswith("x reaches the loss through v too: dv/dx_i = 2 (x_i - mu) / n")
 
 
 def test_the_stub_is_not_solved_yet():
@@ -173,7 +232,7 @@ def _slow(dy, x, gamma, eps=1e-5):
         pass
 
 
-SHAPES = "when called on dy and x of shape (8, 3) and gamma of shape (3,)"
+SHAPES = "when called on dy and x of shape (8, 3)"
 
 
 @pytest.mark.parametrize(
@@ -233,8 +292,7 @@ def test_a_backward_matching_no_variant_is_unknown_and_says_so():
     assert result.mistake == "unknown"
     assert result.observed == (
         "dx differs from autograd's by up to 482.1; dgamma [-0.3921, 1.1922, 6.9695] (expected [6.1044, 6.6219, "
-        "9.6341]); dbeta [-0.3921, 1.1922, 6.9695] (expected [-0.3921, 1.1922, 6.9695]). dx matches none of the "
-        "variants this checker knows."
+        "9.6341]); dbeta [-0.3921, 1.1922, 6.9695] (expected [-0.3921, 1.1922, 6.9695])."
     )
 
 
@@ -274,8 +332,16 @@ def _refuse(linear, bn):
         raise ValueError("eval mode only")
 
 
-def _folded(linear, bn, scale, bias):
-    folded = copy.deepcopy(linear)
+def _parts(linear, bn):
+    """gamma, beta and the Linear's bias, with the values a missing one stands for (1, 0, 0)."""
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_var)
+    bias = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_var)
+    return gamma, beta, bias
+
+
+def _folded(linear, scale, bias):
+    folded = nn.Linear(linear.in_features, linear.out_features, dtype=linear.weight.dtype)
     with torch.no_grad():
         folded.weight.copy_(linear.weight * scale[:, None])
         folded.bias.copy_(bias)
@@ -284,56 +350,77 @@ def _folded(linear, bn, scale, bias):
 
 def fold_right(linear, bn):
     _refuse(linear, bn)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return _folded(linear, bn, scale, (linear.bias - bn.running_mean) * scale + bn.bias)
+    gamma, beta, bias = _parts(linear, bn)
+    scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+    return _folded(linear, scale, (bias - bn.running_mean) * scale + beta)
 
 
-def fold_new_linear(linear, bn):
+def fold_deepcopy(linear, bn):
+    """A copy of the Linear with the folded weights; torch.rsqrt and a diagonal matrix."""
     _refuse(linear, bn)
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    out = nn.Linear(linear.in_features, linear.out_features).double()
+    gamma, beta, bias = _parts(linear, bn)
+    scale = gamma * torch.rsqrt(bn.running_var + bn.eps)
+    out = copy.deepcopy(linear)
     with torch.no_grad():
         out.weight.copy_(torch.diag(scale) @ linear.weight)
-        out.bias.copy_(scale * linear.bias + bn.bias - scale * bn.running_mean)
+        out.bias = nn.Parameter(scale * bias + beta - scale * bn.running_mean)
     return out
+
+
+def fold_ignoring_missing_bias(linear, bn):
+    """The notebook's first solution: right for the default modules, a TypeError for Linear(bias=False)."""
+    _refuse(linear, bn)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return _folded(linear, scale, (linear.bias - bn.running_mean) * scale + bn.bias)
 
 
 def fold_without_eps(linear, bn):
     _refuse(linear, bn)
-    scale = bn.weight / torch.sqrt(bn.running_var)
-    return _folded(linear, bn, scale, (linear.bias - bn.running_mean) * scale + bn.bias)
+    gamma, beta, bias = _parts(linear, bn)
+    scale = gamma / torch.sqrt(bn.running_var)
+    return _folded(linear, scale, (bias - bn.running_mean) * scale + beta)
 
 
 def fold_eps_outside(linear, bn):
     _refuse(linear, bn)
-    scale = bn.weight / (torch.sqrt(bn.running_var) + bn.eps)
-    return _folded(linear, bn, scale, (linear.bias - bn.running_mean) * scale + bn.bias)
+    gamma, beta, bias = _parts(linear, bn)
+    scale = gamma / (torch.sqrt(bn.running_var) + bn.eps)
+    return _folded(linear, scale, (bias - bn.running_mean) * scale + beta)
 
 
 def fold_dropping_bias(linear, bn):
     _refuse(linear, bn)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return _folded(linear, bn, scale, -bn.running_mean * scale + bn.bias)
+    gamma, beta, _ = _parts(linear, bn)
+    scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+    return _folded(linear, scale, -bn.running_mean * scale + beta)
 
 
 def fold_without_beta(linear, bn):
     _refuse(linear, bn)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return _folded(linear, bn, scale, (linear.bias - bn.running_mean) * scale)
+    gamma, _, bias = _parts(linear, bn)
+    scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+    return _folded(linear, scale, (bias - bn.running_mean) * scale)
 
 
 def fold_in_training_too(linear, bn):
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return _folded(linear, bn, scale, (linear.bias - bn.running_mean) * scale + bn.bias)
+    gamma, beta, bias = _parts(linear, bn)
+    scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+    return _folded(linear, scale, (bias - bn.running_mean) * scale + beta)
 
 
 def fold_in_place(linear, bn):
     _refuse(linear, bn)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    gamma, beta, bias = _parts(linear, bn)
+    scale = gamma / torch.sqrt(bn.running_var + bn.eps)
     with torch.no_grad():
-        linear.bias.copy_((linear.bias - bn.running_mean) * scale + bn.bias)
+        linear.bias = nn.Parameter((bias - bn.running_mean) * scale + beta)
         linear.weight.mul_(scale[:, None])
     return linear
+
+
+def fold_float32(linear, bn):
+    """Right numbers in a float32 Linear: it cannot take the float64 input the modules were given."""
+    return fold_right(linear, bn).float()
 
 
 class _BatchStatistics(nn.Module):
@@ -343,7 +430,7 @@ class _BatchStatistics(nn.Module):
 
     def forward(self, x):
         h = self.linear(x)
-        return (h - h.mean(0)) / torch.sqrt(h.var(0, correction=0) + self.bn.eps) * self.bn.weight + self.bn.bias
+        return (h - h.mean(0)) / torch.sqrt(h.var(0, correction=0) + self.bn.eps)
 
 
 def fold_with_batch_statistics(linear, bn):
@@ -351,23 +438,48 @@ def fold_with_batch_statistics(linear, bn):
     return _BatchStatistics(linear, bn)
 
 
-class _BatchStatisticsUnbiased(_BatchStatistics):
+class _Both(nn.Module):
+    def __init__(self, linear, bn):
+        super().__init__()
+        self.linear, self.bn = linear, bn
+
     def forward(self, x):
-        h = self.linear(x)
-        return (h - h.mean(0)) / torch.sqrt(h.var(0) + self.bn.eps) * self.bn.weight + self.bn.bias
+        return self.bn(self.linear(x))
 
 
-def fold_with_unbiased_batch_statistics(linear, bn):
-    """Batch statistics again, with the unbiased variance: no candidate matches, the batch dependence names it."""
+class _LinearCallingBatchNorm(nn.Linear):
+    def forward(self, x):
+        return self.norm(super().forward(x))
+
+
+def fold_linear_subclass(linear, bn):
     _refuse(linear, bn)
-    return _BatchStatisticsUnbiased(linear, bn)
+    out = _LinearCallingBatchNorm(linear.in_features, linear.out_features, dtype=linear.weight.dtype)
+    out.load_state_dict(linear.state_dict(), strict=False)
+    out.norm = bn
+    return out
 
 
-@pytest.mark.parametrize("fn", [fold_right, fold_new_linear, fuse_linear_bn_eval, fold_batch_norm])
+def fold_with_a_hook(linear, bn):
+    _refuse(linear, bn)
+    out = copy.deepcopy(linear)
+    out.register_forward_hook(lambda module, args, output: bn(output))
+    return out
+
+
+@pytest.mark.parametrize("fn", [fold_right, fold_deepcopy, fold_batch_norm])
 def test_right_folds_pass(fn):
     result = check_fold_batch_norm(fn)
     assert result.passed, result.message
     assert "refused modules in training mode" in result.observed
+
+
+def test_torchs_own_fold_fails_on_batch_norm_without_affine():
+    """torch 2.13's fuse_linear_bn_eval multiplies by bn.weight, which BatchNorm1d(affine=False) does not have."""
+    result = check_fold_batch_norm(fuse_linear_bn_eval)
+    assert result.mistake == "raised"
+    assert result.observed.startswith("fuse_linear_bn_eval raised TypeError: unsupported operand type(s) for *")
+    assert result.observed.endswith("when called on an eval-mode Linear(5, 4) and BatchNorm1d(4, affine=False).")
 
 
 @pytest.mark.parametrize(
@@ -380,7 +492,11 @@ def test_right_folds_pass(fn):
         (fold_in_training_too, "fold-in-training-mode"),
         (fold_in_place, "mutates-input"),
         (fold_with_batch_statistics, "fold-batch-statistics"),
-        (fold_with_unbiased_batch_statistics, "fold-batch-statistics"),
+        (lambda linear, bn: nn.Sequential(linear, bn), "fold-not-a-linear"),
+        (lambda linear, bn: _Both(linear, bn), "fold-not-a-linear"),
+        (fold_linear_subclass, "fold-not-a-linear"),
+        (fold_with_a_hook, "fold-not-a-linear"),
+        (fold_float32, "wrong-dtype"),
     ],
 )
 def test_each_fold_mistake_is_named(fn, mistake):
@@ -389,22 +505,50 @@ def test_each_fold_mistake_is_named(fn, mistake):
     assert result.hint
 
 
+def test_a_sequential_is_refused_with_what_it_is():
+    result = check_fold_batch_norm(lambda linear, bn: nn.Sequential(linear, bn))
+    assert result.observed == (
+        "<lambda> returned a Sequential of Linear, BatchNorm1d, not one nn.Linear: its BatchNorm would still run at "
+        "inference."
+    )
+    assert result.hint.startswith("Folding removes the BatchNorm: return one nn.Linear")
+
+
 def test_batch_statistics_are_seen_as_batch_dependence():
-    result = check_fold_batch_norm(fold_with_unbiased_batch_statistics)
-    assert result.observed.endswith("each sample's output changes with the other samples in the batch.")
+    result = check_fold_batch_norm(fold_with_batch_statistics)
+    assert result.observed == (
+        "fold_with_batch_statistics returned a _BatchStatistics of Linear, BatchNorm1d, not one nn.Linear, whose "
+        "output for a sample depends on the batch."
+    )
+
+
+def test_a_fold_that_needs_the_bias_raises_on_linear_without_bias_and_the_hint_says_why():
+    result = check_fold_batch_norm(fold_ignoring_missing_bias)
+    assert result.mistake == "raised"
+    assert result.observed.startswith("fold_ignoring_missing_bias raised TypeError: unsupported operand type(s)")
+    assert result.observed.endswith("when called on an eval-mode Linear(5, 4, bias=False) and BatchNorm1d(4).")
+    assert "nn.Linear(bias=False) (linear.bias is None)" in result.hint
+
+
+def test_a_float32_fold_is_told_the_probe_dtype():
+    result = check_fold_batch_norm(fold_float32)
+    assert result.observed == "fold_float32 returned an nn.Linear of torch.float32 for float64 linear and bn."
+    assert result.hint == "Build the new layer in the modules' dtype: `nn.Linear(..., dtype=linear.weight.dtype)`."
 
 
 def test_in_place_fold_says_what_changed():
     result = check_fold_batch_norm(fold_in_place)
     assert result.observed == (
-        "After fold_in_place was called on the eval-mode linear and bn, its inputs had changed: "
+        "After fold_in_place was called on an eval-mode Linear(5, 4) and BatchNorm1d(4), its inputs had changed: "
         "linear's weight, bias changed."
     )
 
 
-class _Raises(nn.Module):
-    def forward(self, x):
-        raise RuntimeError("boom")
+def test_a_wrong_fold_says_which_modules_and_how_far():
+    result = check_fold_batch_norm(fold_without_beta)
+    assert result.observed.startswith(
+        "Your nn.Linear for an eval-mode Linear(5, 4) and BatchNorm1d(4) differs from `bn(linear(x))` by up to "
+    )
 
 
 @pytest.mark.parametrize(
@@ -412,25 +556,14 @@ class _Raises(nn.Module):
     [
         (lambda linear, bn: None, "not-a-module", "<lambda> returned a NoneType; expected a torch.nn.Module."),
         (lambda linear, bn: (linear.weight, linear.bias), "not-a-module", "returned a tuple"),
-        (
-            lambda linear, bn: _Raises(),
-            "raised",
-            'your folded module raised RuntimeError: boom in forward, at `raise RuntimeError("boom")`, when called '
-            "on x of shape (6, 5).",
-        ),
-        (
-            lambda linear, bn: nn.Identity(),
-            "wrong-shape",
-            "your folded module returned a tensor of shape (6, 5) for x of shape (6, 5); expected a floating-point "
-            "tensor of shape (6, 4).",
-        ),
+        (lambda linear, bn: nn.Identity(), "fold-not-a-linear", "<lambda> returned a Identity, not one nn.Linear"),
         (lambda linear, bn: nn.Linear(5, 4).double(), "unknown", "differs from `bn(linear(x))`"),
         (lambda linear, bn: linear, "unknown", "differs from `bn(linear(x))`"),
         (
             lambda linear, bn: bn.train(),
             "mutates-input",
-            "After <lambda> was called on the eval-mode linear and bn, its inputs had changed: bn's training (from "
-            "False to True) changed.",
+            "After <lambda> was called on an eval-mode Linear(5, 4) and BatchNorm1d(4), its inputs had changed: "
+            "bn's training (from False to True) changed.",
         ),
     ],
 )
@@ -452,8 +585,8 @@ def test_fold_stub_is_not_solved_and_a_hanging_fold_is_stopped():
     result = check_fold_batch_norm(hangs, time_limit=0.3)
     assert (result.mistake, result.observed) == (
         "too-slow",
-        "hangs did not return within the time limit (0.3 s) when called on the eval-mode linear and bn; the "
-        "checker stopped it.",
+        "hangs did not return within the time limit (0.3 s) when called on an eval-mode Linear(5, 4) and "
+        "BatchNorm1d(4); the checker stopped it.",
     )
 
 
@@ -463,12 +596,12 @@ class _Endless(nn.Module):
             pass
 
 
-def test_the_folded_modules_forward_is_learner_code_under_the_time_limit():
+def test_the_returned_modules_forward_is_learner_code_under_the_time_limit():
     result = check_fold_batch_norm(lambda linear, bn: _Endless(), time_limit=0.3)
     assert (result.mistake, result.observed) == (
         "too-slow",
-        "your folded module did not return within the time limit (0.3 s) when called on x of shape (6, 5); the "
-        "checker stopped it.",
+        "<lambda> did not return within the time limit (0.3 s) when called on an eval-mode Linear(5, 4) and "
+        "BatchNorm1d(4); the checker stopped it.",
     )
 
 
@@ -484,7 +617,7 @@ def test_interrupting_the_call_in_training_mode_says_interrupted_not_too_slow():
     assert (result.mistake, result.observed) == (
         "interrupted",
         "The check was interrupted (Kernel -> Interrupt or Ctrl-C) while fold_interrupted_in_training_mode ran, "
-        "when called on modules in training mode; the checker stopped it.",
+        "when called on a training-mode Linear(5, 4) and BatchNorm1d(4); the checker stopped it.",
     )
 
 

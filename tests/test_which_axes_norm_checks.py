@@ -450,6 +450,7 @@ def test_every_functional_mistake_code_is_tested_here():
         # tests/test_inside_batch_norm_checks.py:
         *("missing-mean-path", "missing-variance-path", "missing-gamma", "dgamma-raw-x"),
         *("fold-batch-statistics", "fold-in-training-mode", "fold-drops-bias"),
+        *("abs-gamma", "sign-error", "mean-instead-of-sum", "uses-autograd", "fold-not-a-linear"),
         # tests/test_why_normalization_checks.py:
         *("not-a-number", "rounded-down", "approximate-steps", "squared-factor", "natural-step"),
         *("smallest-eigenvalue", "hessian-without-n", "no-abs", "percent-not-fraction", "inputs-not-outputs"),

@@ -1,100 +1,71 @@
-r"""Notebook 05's exercises: BatchNorm's backward by hand, and folding BatchNorm into the Linear before it.
-
-``check_batch_norm_backward(fn)``: ``fn(dy, x, gamma, eps=1e-5)`` gets the upstream gradient
-``dy`` and the input ``x`` of a BatchNorm1d in training mode on (N, C) input, and returns
-``(dx, dgamma, dbeta)``. The probe has channels of very different spreads (one so small that
-eps matters), gamma away from 1 and a dy correlated with x, so that each mistake gives its
-own numbers. The candidates are autograd's gradients of BatchNorm written with one change
-each (the mean or the variance detached, n - 1, no gamma, eps moved or missing, the wrong
-axis), so a learner's formula is recognised whatever algebra produced it.
-
-``check_fold_batch_norm(fn)``: ``fn(linear, bn)`` gets an eval-mode ``nn.Linear`` and
-``nn.BatchNorm1d`` and returns one module computing ``bn(linear(x))``; given modules in training
-mode it must refuse (raise), as torch's ``fuse_linear_bn_eval`` does.
-
-Both compare within ``TOLERANCE`` of the largest reference value (at least 1), which a learner
-computing in float32 meets and every mistake misses.
-"""
+"""Notebook 05's exercises as data: BatchNorm's backward by hand, and BatchNorm folded into a new ``nn.Linear``.
+The learner's function runs wrapped, so that using autograd, or refusing training-mode modules, is an answer too."""
 
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from normlab._errors import shape_str
+from normlab.checks import runner
 from normlab.checks._result import CheckResult, declare
-from normlab.checks.runner import (
-    DEFAULT_TIME_LIMIT,
-    Check,
-    LearnerValue,
-    Verdict,
-    as_float64,
-    learner_name,
-    run_check,
-    text,
-    vector,
-)
+from normlab.checks.runner import DEFAULT_TIME_LIMIT, Exercise, Probe, Verdict
 
-declare(  # code: (phrase, hint); the hints of codes other checkers name too are in each checker's hints
+declare(
     {
-        "missing-mean-path": (
-            "your dx leaves out the path through the mean (the -sum(dy) term)",
-            "x reaches the loss through the mean too: every x_i moves mu. That path gives the `- dy.sum(0)` term: "
-            "`dx = gamma / (n * std) * (n * dy - dy.sum(0) - x_hat * (dy * x_hat).sum(0))`.",
-        ),
+        "missing-mean-path": ("your dx leaves out the path through the mean (the -sum(dy) term)", ""),
         "missing-variance-path": (
             "your dx leaves out the path through the variance (the -x_hat * sum(dy * x_hat) term)",
-            "x reaches the loss through the variance too. That path gives the `- x_hat * (dy * x_hat).sum(0)` term "
-            "of `dx = gamma / (n * std) * (n * dy - dy.sum(0) - x_hat * (dy * x_hat).sum(0))`.",
+            "",
         ),
-        "missing-gamma": (
-            "your dx is not multiplied by gamma",
-            "y = gamma * x_hat + beta, so dx carries the factor gamma: `dx = gamma / (n * std) * (...)`.",
-        ),
-        "dgamma-raw-x": (
-            "your dgamma sums dy * x instead of dy * x_hat",
-            "dgamma sums dy times the normalized x_hat, not the raw x: `(dy * x_hat).sum(0)`.",
-        ),
-        "fold-batch-statistics": (
-            "your folded layer uses the batch's statistics instead of the running ones",
-            "A folded layer is a fixed Linear: it uses bn.running_mean and bn.running_var, never the statistics of "
-            "the batch it is given, so each sample's output is independent of the others.",
-        ),
-        "fold-in-training-mode": (
-            "your fold accepts modules in training mode instead of refusing them",
-            "In training mode BatchNorm normalizes with each batch's statistics, which no fixed layer can reproduce: "
-            "refuse, e.g. `if linear.training or bn.training: raise ValueError('call .eval() first')`, as "
-            "torch.nn.utils.fusion.fuse_linear_bn_eval does.",
-        ),
-        "fold-drops-bias": (
-            "your fold drops the Linear's own bias",
-            "The Linear's own bias is shifted and scaled too: `b_folded = (linear.bias - bn.running_mean) * scale + bn.bias`.",
-        ),
+        "missing-gamma": ("your dx is not multiplied by gamma", ""),
+        "abs-gamma": ("your dx uses |gamma| where gamma belongs", ""),
+        "sign-error": ("your dx has a sign error (one term, or all of dx, has the opposite sign)", ""),
+        "mean-instead-of-sum": ("you took a mean where the gradient needs a sum", ""),
+        "uses-autograd": ("your function uses autograd, which this exercise asks you to do without", ""),
+        "dgamma-raw-x": ("your dgamma sums dy * x instead of dy * x_hat", ""),
+        "fold-batch-statistics": ("your folded layer uses the batch's statistics instead of the running ones", ""),
+        "fold-not-a-linear": ("your fold returns a module that still runs the BatchNorm, not one new nn.Linear", ""),
+        "fold-in-training-mode": ("your fold accepts modules in training mode instead of refusing them", ""),
+        "fold-drops-bias": ("your fold drops the Linear's own bias", ""),
     }
 )
-
-SHAPE = (8, 3)  # (N, C): a BatchNorm1d over 8 samples and 3 features
-EPS = 1e-5
-SPREADS = (3.0, 0.6, 0.01)  # per feature: the last one's variance (1e-4) is close enough to eps that eps shows
-TOLERANCE = 1e-5  # of the largest reference value: every mistake moves some value by 1e-3 of it or more
-EPS_MODES = ("inside", "outside", "missing")  # sqrt(var + eps), sqrt(var) + eps, sqrt(var)
+TOLERANCE = 1e-5  # of the largest reference value (at least 1): float32 meets it, every mistake misses it by far
 
 
-def _near(answer: Tensor, reference: Tensor) -> bool:
-    """Same shape, and every |answer - reference| within TOLERANCE times max(1, the largest |reference|)."""
-    if answer.shape != reference.shape:
-        return False
-    scale = max(1.0, reference.abs().max().item()) if reference.numel() else 1.0
-    return bool((answer - reference).abs().max() <= TOLERANCE * scale)
+@dataclass(frozen=True)
+class _Seen:
+    """What a wrapper saw while the learner's function ran: "autograd" (the calls) or "refusal" (the error, or None)."""
+
+    kind: str
+    calls: tuple[str, ...] = ()
+    error: str | None = None
 
 
-def _tensor(value: LearnerValue, role: str, shape: tuple[int, ...]) -> Tensor:
+def _table(text: str) -> dict[str, str]:
+    """``code: words`` lines as a dict."""
+    return dict(line.split(": ", 1) for line in text.strip().splitlines())
+
+
+ROOTS = {"inside": lambda v, e: (v + e).sqrt(), "outside": lambda v, e: v.sqrt() + e, "missing": lambda v, e: v.sqrt()}
+
+
+def _near(answer: Any, reference: Any) -> bool:
+    """Every |answer - reference| within TOLERANCE times max(1, the largest |reference|); tuples entry by entry."""
+    if isinstance(answer, tuple):
+        return all(map(_near, answer, reference))
+    scale = max(1.0, reference.abs().max().item())
+    return answer.shape == reference.shape and bool((answer - reference).abs().max() <= TOLERANCE * scale)
+
+
+def _tensor(value: object, role: str, shape: tuple[int, ...]) -> Tensor:
     """``value`` as float64 if it is a finite floating-point tensor of ``shape``; else the reader's Verdict."""
     expected = f"; expected a floating-point tensor of shape {shape_str(shape)}."
     if not isinstance(value, Tensor):
@@ -103,322 +74,304 @@ def _tensor(value: LearnerValue, role: str, shape: tuple[int, ...]) -> Tensor:
         raise Verdict("wrong-dtype", f"returned a {value.dtype} tensor {role}{expected}")
     if tuple(value.shape) != shape:
         raise Verdict("wrong-shape", f"returned a tensor of shape {shape_str(tuple(value.shape))} {role}{expected}")
-    value = as_float64(value)
-    if bad := int((~value.isfinite()).sum()):
+    if bad := int((~(value := runner.as_float64(value)).isfinite()).sum()):
         raise Verdict("non-finite", f"returned a tensor with {bad} NaN or infinite values {role}.")
     return value
 
 
-# ---------------------------------------------------------------------------------------------
-# Exercise 1: BatchNorm's backward by hand
-# ---------------------------------------------------------------------------------------------
+# ---- Exercise 1: BatchNorm's backward by hand, without autograd ----------------------------------------------------
 
-# The backward's candidates add "outside-formula": the closed form with std = sqrt(var) + eps plugged in,
-# which is not the derivative of that forward (the chain through sqrt(var) + eps differs).
-BACKWARD_EPS_MODES = (*EPS_MODES, "outside-formula")
-BACKWARD_HINTS = {
-    "unbiased-variance": (
-        "BatchNorm normalizes with the biased variance, dividing by n: `x.var(0, correction=0)`. With n - 1 "
-        "(Bessel's correction) the forward differs from torch's, and so does every gradient."
-    ),
-    "missing-eps": "Normalize with `std = torch.sqrt(var + eps)`, in the backward as in the forward.",
-    "eps-outside-sqrt": "eps goes inside the square root: `torch.sqrt(var + eps)`, not `torch.sqrt(var) + eps`.",
-    "wrong-axes": "On (N, C) input BatchNorm reduces over the batch, dim 0: `x.mean(0)`, `dy.sum(0)`.",
-    "swapped-affine": "dgamma = sum over the batch of dy * x_hat; dbeta = sum of dy. Yours are the other way round.",
-    "unknown": (
-        "Derive it from the graph: x_hat = (x - mu) / std, y = gamma * x_hat + beta, then "
-        "`dx = gamma / (n * std) * (n * dy - dy.sum(0) - x_hat * (dy * x_hat).sum(0))`. Compare with "
-        "torch.autograd.grad(torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True), ...)."
-    ),
+SHAPE, EPS, SPREADS = (8, 3), 1e-5, (3.0, 0.6, 0.01)  # (N, C); per-feature spreads, the last (variance 1e-4) near eps
+PATHS = "the direct path (1/s), the path through mu (1/n, then -1/s for each x_hat_j) and through v"
+
+
+def closed_form_backward(dy: Tensor, x: Tensor, gamma: Tensor, eps: float = EPS, **c: Any) -> tuple[Tensor, ...]:
+    """(dx, dgamma, dbeta) over dim 0: with g = dy * gamma, dx = (n g - sum(g) - x_hat sum(g x_hat)) / (n s),
+    dgamma = sum(dy x_hat), dbeta = sum(dy). A mistake's change ``c``: mean, variance (each term's sign, 0 drops it),
+    bessel, eps_mode, exact (the derivative of s = sqrt(v) + eps), dim, scale (of gamma), reduce, raw, swapped."""
+    dim, reduce, root = c.get("dim", 0), c.get("reduce", Tensor.sum), ROOTS[c.get("eps_mode", "inside")]
+
+    def normalized(d: int) -> tuple[Tensor, Tensor]:
+        s = root(x.var(d, keepdim=True, correction=int(c.get("bessel", False))), eps)
+        return (x - x.mean(d, keepdim=True)) / s, s
+
+    (x_hat, s), n, g = normalized(dim), x.shape[dim], dy * c.get("scale", lambda t: t)(gamma)
+    k = (n / (n - 1) if c.get("bessel") else 1.0) * (s / (s - eps) if c.get("exact") else 1.0)
+    mean_term, variance_term = reduce(g, dim, keepdim=True), k * x_hat * reduce(g * x_hat, dim, keepdim=True)
+    dx = (n * g - c.get("mean", 1) * mean_term - c.get("variance", 1) * variance_term) / (n * s)
+    dgamma, dbeta = reduce(dy * (x if c.get("raw") else normalized(0)[0]), 0), reduce(dy, 0)
+    return (dx, dbeta, dgamma) if c.get("swapped") else (dx, dgamma, dbeta)
+
+
+BACKWARD_MISTAKES: dict[Any, list[dict[str, Any]]] = {
+    "missing-mean-path": [{"mean": 0}],
+    "missing-variance-path": [{"variance": 0}],
+    ("missing-mean-path", "missing-variance-path"): [{"mean": 0, "variance": 0}],
+    "unbiased-variance": [{"bessel": True}],
+    "missing-gamma": [{"scale": torch.ones_like}],
+    "abs-gamma": [{"scale": torch.abs}],
+    "sign-error": [{"mean": -1}, {"variance": -1}, {"scale": torch.neg}],
+    "mean-instead-of-sum": [{"reduce": Tensor.mean}],
+    "missing-eps": [{"eps_mode": "missing"}],
+    "eps-outside-sqrt": [{"eps_mode": "outside"}, {"eps_mode": "outside", "exact": True}],
+    "wrong-axes": [{"dim": 1}],
+    "swapped-affine": [{"swapped": True}],
+    "dgamma-raw-x": [{"raw": True}],
 }
-
-
-@dataclass(frozen=True)
-class BackwardVariant:
-    """One way of writing BatchNorm's gradient: which paths, which variance, where eps goes, which dims."""
-
-    mean_path: bool = True
-    variance_path: bool = True
-    unbiased: bool = False
-    gamma: bool = True
-    eps_mode: str = "inside"
-    dim: int = 0
-
-    def mistakes(self) -> list[str]:
-        named = [
-            (not self.mean_path, "missing-mean-path"),
-            (not self.variance_path, "missing-variance-path"),
-            (self.unbiased, "unbiased-variance"),
-            (not self.gamma, "missing-gamma"),
-            (self.eps_mode == "missing", "missing-eps"),
-            (self.eps_mode in ("outside", "outside-formula"), "eps-outside-sqrt"),
-            (self.dim != 0, "wrong-axes"),
-        ]
-        return [code for wrong, code in named if wrong]
-
-    def x_hat(self, x: Tensor) -> Tensor:
-        mean = x.mean(dim=self.dim, keepdim=True)
-        if not self.mean_path:
-            mean = mean.detach()
-        var = x.var(dim=self.dim, keepdim=True, correction=1 if self.unbiased else 0)
-        if not self.variance_path:
-            var = var.detach()
-        outside = torch.sqrt(var) + EPS
-        std = {"inside": torch.sqrt(var + EPS), "outside": outside, "outside-formula": outside}
-        return (x - mean) / std.get(self.eps_mode, torch.sqrt(var))
-
-    def dx(self, dy: Tensor, x: Tensor, gamma: Tensor) -> Tensor:
-        if self.eps_mode == "outside-formula":  # the closed form, its terms kept or dropped like the paths
-            n, x_hat = x.shape[self.dim], self.x_hat(x)
-            std = x.std(dim=self.dim, keepdim=True, correction=1 if self.unbiased else 0) + EPS
-            bessel = n / (n - 1) if self.unbiased else 1.0
-            mean_term = dy.sum(self.dim, keepdim=True) if self.mean_path else 0.0
-            var_term = bessel * x_hat * (dy * x_hat).sum(self.dim, keepdim=True) if self.variance_path else 0.0
-            return (gamma if self.gamma else 1.0) / (n * std) * (n * dy - mean_term - var_term)
-        x = x.detach().requires_grad_()
-        y = self.x_hat(x) * (gamma if self.gamma else 1.0)
-        (grad,) = torch.autograd.grad(y, x, dy)
-        return grad
-
-
-BACKWARD_VARIANTS = tuple(
-    BackwardVariant(*flags)
-    for flags in itertools.product(
-        (True, False), (True, False), (False, True), (True, False), BACKWARD_EPS_MODES, (0, 1)
-    )
-)
 
 
 def backward_probe() -> tuple[Tensor, Tensor, Tensor]:
     """(dy, x, gamma) in float64: spreads far apart, gamma with a negative entry, dy correlated with x."""
     generator = torch.Generator().manual_seed(5)
-    n, c = SHAPE
-    spreads = torch.tensor(SPREADS, dtype=torch.float64)
-    x = torch.randn(n, c, generator=generator, dtype=torch.float64) * spreads + torch.tensor([1.0, -2.0, 0.5])
-    gamma = torch.tensor([1.7, -0.6, 2.3], dtype=torch.float64)  # one negative: a sign error shows
-    # dy correlated with x, so that sum(dy * x_hat) is far from 0 and the variance path matters
-    dy = torch.randn(n, c, generator=generator, dtype=torch.float64) + 0.8 * (x - x.mean(0)) / x.std(0) + 0.3
-    return dy, x, gamma
+    x = torch.randn(*SHAPE, generator=generator, dtype=torch.float64) * torch.tensor(SPREADS, dtype=torch.float64)
+    x = x + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    dy = torch.randn(*SHAPE, generator=generator, dtype=torch.float64) + 0.8 * (x - x.mean(0)) / x.std(0) + 0.3
+    return dy, x, torch.tensor([1.7, -0.6, 2.3], dtype=torch.float64)
 
 
-def _read_gradients(value: LearnerValue) -> tuple[Tensor, Tensor, Tensor]:
+class _AutogradCalls(TorchFunctionMode):
+    """Notes each call of torch.autograd.grad, torch.autograd.backward and Tensor.backward made under it."""
+
+    NAMES: ClassVar[dict[Callable, str]] = {
+        torch.autograd.grad: "torch.autograd.grad",
+        torch.autograd.backward: "torch.autograd.backward",
+        Tensor.backward: "Tensor.backward",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func: Callable, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in self.NAMES:
+            self.calls.append(self.NAMES[func])
+        return func(*args, **(kwargs or {}))
+
+
+def _watching_autograd(fn: Callable) -> Callable:
+    """``fn``, answering :class:`_Seen` if it called autograd (even through a name imported before the check)."""
+
+    def call(*args: object, **kwargs: object) -> object:
+        with _AutogradCalls() as spy:
+            value = fn(*args, **kwargs)
+        return _Seen("autograd", tuple(spy.calls)) if spy.calls else value
+
+    call.__name__ = runner.learner_name(fn)
+    return call
+
+
+def _read_gradients(value: object) -> tuple[Tensor, ...]:
+    if isinstance(value, _Seen):
+        calls = " and ".join(f"{name} {value.calls.count(name)} time(s)" for name in dict.fromkeys(value.calls))
+        raise Verdict("uses-autograd", f"called {calls}.")
     if not isinstance(value, (tuple, list)) or len(value) != 3:
         what = f"a {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
         raise Verdict("not-a-tensor", f"returned {what}; expected a tuple (dx, dgamma, dbeta) of three tensors.")
-    dx, dgamma, dbeta = value
-    return _tensor(dx, "as dx", SHAPE), _tensor(dgamma, "as dgamma", SHAPE[1:]), _tensor(dbeta, "as dbeta", SHAPE[1:])
-
-
-def _affine_mistakes(dy: Tensor, x: Tensor, dgamma: Tensor, dbeta: Tensor) -> list[str]:
-    """The mistakes that give this (dgamma, dbeta), the right dbeta being dy.sum(0); [] if both are right."""
-    right = BackwardVariant()
-    if _near(dgamma, (dy * right.x_hat(x)).sum(0)) and _near(dbeta, dy.sum(0)):
-        return []
-    if _near(dgamma, dy.sum(0)) and _near(dbeta, (dy * right.x_hat(x)).sum(0)):
-        return ["swapped-affine"]
-    if _near(dgamma, (dy * x).sum(0)) and _near(dbeta, dy.sum(0)):
-        return ["dgamma-raw-x"]
-    affine = [v.mistakes() for v in BACKWARD_VARIANTS if v.gamma and _near(dgamma, (dy * v.x_hat(x)).sum(0))]
-    return min(affine, key=len) if affine else ["unknown"]
-
-
-def _diagnose_backward(fn: Callable, check: Check) -> CheckResult:
-    dy, x, gamma = backward_probe()
-    action = f"called on dy and x of shape {shape_str(SHAPE)} and gamma of shape {shape_str(SHAPE[1:])}"
-    dx, dgamma, dbeta = check.call(
-        fn, (dy, x, gamma), ("dy", "x", "gamma"), {"eps": EPS}, action=action, read=_read_gradients
+    return tuple(
+        _tensor(v, f"as {n}", s) for v, n, s in zip(value, ("dx", "dgamma", "dbeta"), (SHAPE, *[SHAPE[1:]] * 2))
     )
-    right = BackwardVariant()
-    right_dx, right_dgamma, right_dbeta = right.dx(dy, x, gamma), (dy * right.x_hat(x)).sum(0), dy.sum(0)
-    if _near(dx, right_dx) and _near(dgamma, right_dgamma) and _near(dbeta, right_dbeta):
-        return check.passed("dx, dgamma and dbeta equal autograd's on the probe.")
-    observed = (
+
+
+BACKWARD_HINTS = f"""
+missing-mean-path: x reaches the loss through mu too: x_i moves mu by 1/n, and mu moves each x_hat_j by -1/s.
+missing-variance-path: x reaches the loss through v too: dv/dx_i = 2 (x_i - mu) / n and dx_hat_j/dv = -x_hat_j / (2 (v + eps)).
+missing-gamma: y = gamma * x_hat + beta, so dL/dx_hat = gamma * dy: every path carries gamma.
+abs-gamma: gamma can be negative (the probe's second one is): multiply by gamma itself, not by its size.
+sign-error: The mean path and the variance path both subtract from the direct one: check each term's sign.
+mean-instead-of-sum: Each sample adds its whole gradient: dbeta = dy.sum(0), dgamma = (dy * x_hat).sum(0).
+uses-autograd: Derive dx by hand: {PATHS}. Check a term with torch.autograd.grad in a scratch cell.
+unbiased-variance: BatchNorm normalizes with the biased variance, dividing by n: `x.var(0, correction=0)`.
+missing-eps: Normalize with `s = torch.sqrt(var + eps)`, in the backward as in the forward.
+eps-outside-sqrt: eps goes inside the square root: `torch.sqrt(var + eps)`, not `torch.sqrt(var) + eps`.
+wrong-axes: On (N, C) input BatchNorm reduces over the batch, dim 0: `x.mean(0)`, `dy.sum(0)`.
+swapped-affine: dgamma = sum over the batch of dy * x_hat; dbeta = sum of dy. Yours are swapped.
+dgamma-raw-x: dgamma sums dy times the normalized x_hat, not the raw x: `(dy * x_hat).sum(0)`.
+unknown: Derive it term by term: {PATHS}; check each term against torch.autograd.grad in a scratch cell.
+"""
+
+
+def _shown_gradients(answers: list, right: list) -> str:
+    (dx, dgamma, dbeta), (right_dx, right_dgamma, right_dbeta), vector = answers[0], right[0], runner.vector
+    return (
         f"dx differs from autograd's by up to {(dx - right_dx).abs().max().item():.4g}; dgamma {vector(dgamma)} "
         f"(expected {vector(right_dgamma)}); dbeta {vector(dbeta)} (expected {vector(right_dbeta)})."
     )
-    codes: list[str] = []
-    if not _near(dx, right_dx):
-        matches = [v for v in BACKWARD_VARIANTS if _near(dx, v.dx(dy, x, gamma))]
-        if not matches:
-            return check.result("unknown", observed + " dx matches none of the variants this checker knows.")
-        codes = min(matches, key=lambda v: len(v.mistakes())).mistakes()
-    codes = list(dict.fromkeys(codes + _affine_mistakes(dy, x, dgamma, dbeta)))
-    if "unknown" in codes and len(codes) > 1:
-        codes.remove("unknown")
-    return check.result(codes[0], observed, also=tuple(codes[1:]))
 
 
-def check_batch_norm_backward(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check a learner's BatchNorm backward ``fn(dy, x, gamma, eps=1e-5) -> (dx, dgamma, dbeta)`` (notebook 05, §7).
-
-    Expected: with x_hat = (x - mean) / sqrt(var + eps) over dim 0 (biased variance) and n = N,
-    ``dx = gamma / (n * sqrt(var + eps)) * (n * dy - dy.sum(0) - x_hat * (dy * x_hat).sum(0))``,
-    ``dgamma = (dy * x_hat).sum(0)``, ``dbeta = dy.sum(0)``.
-    """
-    who = learner_name(fn)
-    checked = (
-        f"`{who}(dy, x, gamma, eps=1e-5)` on x of shape (N, C) = {shape_str(SHAPE)} in float64, features with "
-        f"spreads {', '.join(f'{s:g}' for s in SPREADS)} and gamma with a negative entry; `(dx, dgamma, dbeta)` "
-        f"compared with autograd's gradients of BatchNorm in training mode, to within {TOLERANCE:g} of the largest value."
-    )
-    diagnose = partial(_diagnose_backward, fn)
-    return run_check(
-        "check_batch_norm_backward", fn, diagnose, time_limit=time_limit, checked=checked, hints=BACKWARD_HINTS
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Exercise 2: folding BatchNorm into the Linear before it
-# ---------------------------------------------------------------------------------------------
-
-IN_FEATURES, OUT_FEATURES, BATCH = 5, 4, 6
-FOLD_HINTS = {
-    "missing-eps": "Divide by `torch.sqrt(bn.running_var + bn.eps)`: eps is part of the eval-mode formula too.",
-    "eps-outside-sqrt": "eps goes inside the square root: `torch.sqrt(bn.running_var + bn.eps)`.",
-    "missing-affine": "With `scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)`, add bn.bias at the end.",
-    "mutates-input": (
-        "Build a new layer (copy.deepcopy(linear), or nn.Linear(...) with copied weights) and leave the "
-        "original linear and bn as they were: the unfused model may still be used."
+BACKWARD = Exercise(
+    name="check_batch_norm_backward",
+    checked=(
+        f"`fn(dy, x, gamma, eps=1e-5)` without autograd, on x of shape (N, C) = {shape_str(SHAPE)} in float64, features "
+        f"with spreads {', '.join(map(str, SPREADS))} and gamma with a negative entry; `(dx, dgamma, dbeta)` compared "
+        f"with autograd's gradients of BatchNorm in training mode, to within {TOLERANCE:g} of the largest value."
     ),
-    "not-a-module": "Return a module: e.g. `folded = torch.nn.Linear(in_features, out_features)` with the folded weights.",
-    "unknown": (
-        "With `scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)`: `W = linear.weight * scale[:, None]` and "
-        "`b = (linear.bias - bn.running_mean) * scale + bn.bias`. Compare with "
-        "torch.nn.utils.fusion.fuse_linear_bn_eval(linear, bn)."
-    ),
-}
-
-
-@dataclass(frozen=True)
-class FoldVariant:
-    """One way of folding: which statistics, where eps goes, and which of bias, gamma, beta are kept."""
-
-    batch_statistics: bool = False
-    eps_mode: str = "inside"
-    keeps_bias: bool = True
-    gamma: bool = True
-    beta: bool = True
-
-    def mistakes(self) -> list[str]:
-        named = [
-            (self.batch_statistics, "fold-batch-statistics"),
-            (self.eps_mode == "missing", "missing-eps"),
-            (self.eps_mode == "outside", "eps-outside-sqrt"),
-            (not self.keeps_bias, "fold-drops-bias"),
-            (not (self.gamma and self.beta), "missing-affine"),
-        ]
-        return [code for wrong, code in named if wrong]
-
-    def output(self, linear: nn.Linear, bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            h = x @ linear.weight.T + (linear.bias if self.keeps_bias else 0.0)
-            if self.batch_statistics:
-                mean, var = h.mean(0), h.var(0, correction=0)
-            else:
-                assert bn.running_mean is not None and bn.running_var is not None
-                mean, var = bn.running_mean, bn.running_var
-            std = {"inside": torch.sqrt(var + bn.eps), "outside": torch.sqrt(var) + bn.eps, "missing": torch.sqrt(var)}
-            y = (h - mean) / std[self.eps_mode]
-            return y * (bn.weight if self.gamma else 1.0) + (bn.bias if self.beta else 0.0)
-
-
-FOLD_VARIANTS = tuple(
-    FoldVariant(*flags)
-    for flags in itertools.product((False, True), EPS_MODES, (True, False), (True, False), (True, False))
+    probes=lambda: [Probe(backward_probe(), ("dy", "x", "gamma"), "dy and x of shape (8, 3)", {"eps": EPS})],
+    right=closed_form_backward,
+    mistakes={key: [partial(closed_form_backward, **c) for c in cs] for key, cs in BACKWARD_MISTAKES.items()},
+    read=_read_gradients,
+    same=_near,
+    show=_shown_gradients,
+    passed=lambda answers, right: "dx, dgamma and dbeta equal autograd's on the probe.",
+    hints=_table(BACKWARD_HINTS),
 )
 
 
-def fold_probe() -> tuple[nn.Linear, nn.BatchNorm1d, Tensor]:
-    """Eval-mode modules in float64 whose running statistics are far from the probe batch's own, and the batch.
-    Built inside the check, whose session puts back the random numbers nn.Linear's initialisation draws."""
-    generator = torch.Generator().manual_seed(6)
+def check_batch_norm_backward(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
+    """Check ``fn(dy, x, gamma, eps=1e-5) -> (dx, dgamma, dbeta)``, BatchNorm's backward without autograd (notebook 05)."""
+    return runner.run_exercise(BACKWARD, _watching_autograd(fn) if callable(fn) else fn, time_limit)
 
-    def randn(*shape: int) -> Tensor:
-        return torch.randn(*shape, generator=generator, dtype=torch.float64)
 
-    linear = nn.Linear(IN_FEATURES, OUT_FEATURES).double()
-    bn = nn.BatchNorm1d(OUT_FEATURES).double()
+# ---- Exercise 2: folding BatchNorm into a new nn.Linear ------------------------------------------------------------
+
+IN_FEATURES, OUT_FEATURES, BATCH = 5, 4, 6
+PROBES = ((True, True, False), (False, True, False), (True, False, False), (True, True, True))  # bias, affine, training
+BN_VALUES = {"weight": (1.5, -0.7, 2.0, 0.4), "bias": (0.3, -1.2, 0.8, 2.0), "running_mean": (2.0, -1.0, 0.5, 3.0)}
+BN_VALUES["running_var"] = (4.0, 0.25, 1e-4, 9.0)  # far from the batch's own statistics; 1e-4: eps shows
+
+
+def _described(bias: bool, affine: bool, training: bool) -> str:
+    linear = f"Linear({IN_FEATURES}, {OUT_FEATURES}{'' if bias else ', bias=False'})"
+    return f"{'a training' if training else 'an eval'}-mode {linear} and BatchNorm1d({OUT_FEATURES}{'' if affine else ', affine=False'})"
+
+
+def fold_probes() -> list[Probe]:
+    """One float64 (linear, bn) per :data:`PROBES`. Built in the check, whose session puts back the random state."""
+    generator, probes = torch.Generator().manual_seed(6), []
+    for bias, affine, training in PROBES:
+        linear = nn.Linear(IN_FEATURES, OUT_FEATURES, bias=bias, dtype=torch.float64)
+        bn = nn.BatchNorm1d(OUT_FEATURES, affine=affine, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(OUT_FEATURES, IN_FEATURES, generator=generator, dtype=torch.float64))
+            if linear.bias is not None:
+                linear.bias.copy_(torch.randn(OUT_FEATURES, generator=generator, dtype=torch.float64) + 1.0)
+            for name, values in BN_VALUES.items():
+                if (tensor := getattr(bn, name)) is not None:
+                    tensor.copy_(torch.tensor(values))
+        shown = _described(bias, affine, training)
+        probes.append(Probe((linear.train(training), bn.train(training)), ("linear", "bn"), shown))
+    return probes
+
+
+def fold_linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d, **c: Any) -> nn.Linear:
+    """A new nn.Linear with W' = s W, b' = s (b - running_mean) + beta, s = gamma / sqrt(running_var + eps); raises in
+    training mode. A mistake's change ``c``: eps_mode; bias, gamma, beta (False: left out); training (accepted)."""
+    if (linear.training or bn.training) and not c.get("training"):
+        raise ValueError("folding needs eval-mode modules: call linear.eval() and bn.eval() first")
+    assert bn.running_mean is not None and bn.running_var is not None
+    s = 1 / ROOTS[c.get("eps_mode", "inside")](bn.running_var, bn.eps)
+    s = s * bn.weight if c.get("gamma", True) and bn.weight is not None else s
+    bias = linear.bias if c.get("bias", True) and linear.bias is not None else 0.0
+    beta = bn.bias if c.get("beta", True) and bn.bias is not None else 0.0
+    folded = nn.Linear(linear.in_features, linear.out_features, dtype=linear.weight.dtype)
     with torch.no_grad():
-        linear.weight.copy_(randn(OUT_FEATURES, IN_FEATURES))
-        linear.bias.copy_(randn(OUT_FEATURES) + 1.0)
-        bn.weight.copy_(torch.tensor([1.5, -0.7, 2.0, 0.4], dtype=torch.float64))
-        bn.bias.copy_(torch.tensor([0.3, -1.2, 0.8, 2.0], dtype=torch.float64))
-        bn.get_buffer("running_mean").copy_(torch.tensor([2.0, -1.0, 0.5, 3.0], dtype=torch.float64))
-        bn.get_buffer("running_var").copy_(torch.tensor([4.0, 0.25, 1e-4, 9.0], dtype=torch.float64))  # 1e-4: eps shows
-    linear.eval(), bn.eval()
-    x = randn(BATCH, IN_FEATURES) * 2.0
-    return linear, bn, x
+        folded.weight.copy_(linear.weight * s[:, None])
+        folded.bias.copy_((bias - bn.running_mean) * s + beta)
+    return folded.eval()
 
 
-def _read_module(value: LearnerValue) -> nn.Module:
-    if not isinstance(value, nn.Module):
-        raise Verdict("not-a-module", f"returned a {type(value).__name__}; expected a torch.nn.Module.")
-    return value
+FOLD_MISTAKES: dict[Any, list[dict[str, Any]]] = {
+    "missing-eps": [{"eps_mode": "missing"}],
+    "eps-outside-sqrt": [{"eps_mode": "outside"}],
+    "fold-drops-bias": [{"bias": False}],
+    "missing-affine": [{"gamma": False}, {"beta": False}, {"gamma": False, "beta": False}],
+    "fold-in-training-mode": [{"training": True}],
+}
 
 
-def _refusal(fn: Callable) -> Callable[[nn.Module, nn.Module], str | None]:
-    """``fn`` called for its refusal: the exception it raised, as text (an exception is the right answer here)."""
+def _refusing(fn: Callable) -> Callable:
+    """``fn``, answering :class:`_Seen` for modules in training mode (raising is the right answer there)."""
 
-    def refuses(linear: nn.Module, bn: nn.Module) -> str | None:
+    def call(linear: nn.Module, bn: nn.Module) -> object:
+        if not (linear.training or bn.training):
+            return fn(linear, bn)
         try:
             fn(linear, bn)
         except Exception as exc:  # any exception refuses; stopping the call (time limit, interrupt) is no Exception
-            return text(exc)
-        return None
+            return _Seen("refusal", error=runner.text(exc))
+        return _Seen("refusal")
 
-    return refuses
-
-
-def _folded_output(check: Check, folded: nn.Module, x: Tensor) -> Tensor:
-    """The learner's folded module on ``x``, run as learner code (its forward is theirs)."""
-    shown, shape = f"x of shape {shape_str(tuple(x.shape))}", (x.shape[0], OUT_FEATURES)
-    read = partial(_tensor, role=f"for {shown}", shape=shape)
-    return check.call(folded, (x,), ("x",), action=f"called on {shown}", who="your folded module", read=read)
+    call.__name__ = runner.learner_name(fn)
+    return call
 
 
-def _diagnose_fold(fn: Callable, check: Check) -> CheckResult:
-    linear, bn, x = fold_probe()
-    action = "called on the eval-mode linear and bn"
-    folded = check.call(fn, (linear, bn), ("linear", "bn"), action=action, read=_read_module)
-    out, out_half = _folded_output(check, folded, x), _folded_output(check, folded, x[: BATCH // 2])
-    reference = FoldVariant().output(linear, bn, x)
-    if not _near(out, reference):
-        depends = not _near(out_half, out[: BATCH // 2])
-        matches = [v for v in FOLD_VARIANTS if _near(out, v.output(linear, bn, x))]
-        codes = min(matches, key=lambda v: len(v.mistakes())).mistakes() if matches else ["unknown"]
-        if depends:
-            codes = list(dict.fromkeys(["fold-batch-statistics", *codes]))
-            codes = [c for c in codes if c != "unknown"]
-        observed = (
-            f"its output differs from `bn(linear(x))` in eval mode by up to {(out - reference).abs().max().item():.4g}"
-        )
-        detail = "; and each sample's output changes with the other samples in the batch" if depends else ""
-        return check.result(codes[0], f"Your folded module ran, but {observed}{detail}.", also=tuple(codes[1:]))
-    training = (copy.deepcopy(linear).train(), copy.deepcopy(bn).train())
-    refused = check.call(_refusal(fn), training, ("linear", "bn"), action="called on modules in training mode")
-    if refused is None:
-        return check.result(
-            "fold-in-training-mode",
-            f"Your fold is right in eval mode, but {check.who} also folded modules in training mode without complaint.",
-        )
-    return check.passed(
-        f"Your folded module equals `bn(linear(x))` in eval mode, and {check.who} refused modules in training mode "
-        f"({refused})."
-    )
+def _read_fold(value: object) -> Tensor | _Seen:
+    """A plain nn.Linear's output on a fixed batch, in float64; any other module is run to say what it is."""
+    if isinstance(value, _Seen):
+        return value
+    if not isinstance(value, nn.Module):
+        raise Verdict("not-a-module", f"returned a {type(value).__name__}; expected a torch.nn.Module.")
+    x = torch.randn(BATCH, IN_FEATURES, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    hooked = value._forward_hooks or value._forward_pre_hooks
+    if isinstance(value, nn.Linear) and type(value).forward is nn.Linear.forward and not hooked:
+        if value.weight.dtype != torch.float64:
+            raise Verdict("wrong-dtype", f"returned an nn.Linear of {value.weight.dtype} for float64 linear and bn.")
+        bias = 0.0 if value.bias is None else runner.as_float64(value.bias)
+        return _tensor(x @ runner.as_float64(value.weight).T + bias, "as its layer's output", (BATCH, OUT_FEATURES))
+    parts = ", ".join(type(m).__name__ for m in value.children())
+    kind = f"a {type(value).__name__}" + (f" of {parts}" if parts else "") + ", not one nn.Linear"
+    try:  # does a sample's output depend on the rest of the batch? (a module that cannot run is no fold either)
+        module = copy.deepcopy(value)  # running it may change it, and it may be one of the inputs
+        whole, half = (runner.as_float64(module(rows)) for rows in (x, x[: BATCH // 2]))
+        batch_dependent = whole.shape == (BATCH, OUT_FEATURES) and not _near(half, whole[: BATCH // 2])
+    except Exception:
+        batch_dependent = False
+    if batch_dependent:
+        raise Verdict("fold-batch-statistics", f"returned {kind}, whose output for a sample depends on the batch.")
+    raise Verdict("fold-not-a-linear", f"returned {kind}: its BatchNorm would still run at inference.")
+
+
+FOLD_HINTS = """
+fold-batch-statistics: A folded layer is a fixed Linear: it uses bn.running_mean and bn.running_var, never the batch's.
+fold-not-a-linear: Folding removes the BatchNorm: return one nn.Linear whose weight and bias absorb it. nn.Sequential(linear, bn), or a module calling both, gives the same numbers and saves nothing.
+fold-in-training-mode: In training mode BatchNorm uses each batch's statistics, which no fixed layer reproduces: `if linear.training or bn.training: raise ValueError(...)`, as fuse_linear_bn_eval does.
+fold-drops-bias: The Linear's bias is shifted and scaled too: `(linear.bias - bn.running_mean) * scale + bn.bias`.
+missing-eps: Divide by `torch.sqrt(bn.running_var + bn.eps)`: eps is part of the eval-mode formula too.
+eps-outside-sqrt: eps goes inside the square root: `torch.sqrt(bn.running_var + bn.eps)`.
+missing-affine: With `scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)`, add bn.bias at the end.
+mutates-input: Build a new nn.Linear; leave linear and bn as they were: the unfused model may still be used.
+not-a-module: Return a module: `folded = torch.nn.Linear(in_features, out_features)` with the folded weights.
+raised: The probes are float64 modules and include nn.Linear(bias=False) (linear.bias is None) and BatchNorm1d(affine=False) (bn.weight and bn.bias are None): take a missing bias as 0 and a missing weight as 1.
+wrong-dtype: Build the new layer in the modules' dtype: `nn.Linear(..., dtype=linear.weight.dtype)`.
+unknown: With `scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)`: `W = linear.weight * scale[:, None]`, `b = (linear.bias - bn.running_mean) * scale + bn.bias`. Compare with fuse_linear_bn_eval(linear, bn).
+"""
+
+
+def _same_fold(answer: Tensor | _Seen, right: Tensor | _Seen) -> bool:
+    if isinstance(answer, _Seen) and isinstance(right, _Seen):
+        return (answer.error is None) == (right.error is None)
+    return isinstance(answer, Tensor) and isinstance(right, Tensor) and _near(answer, right)
+
+
+def _shown_fold(answers: list, right: list) -> str:
+    i = next(i for i, (a, r) in enumerate(zip(answers, right)) if not _same_fold(a, r))
+    if isinstance(answers[i], _Seen):
+        return "Your fold is right in eval mode, but it also folded modules in training mode without complaint."
+    gap = (answers[i] - right[i]).abs().max().item()
+    return f"Your nn.Linear for {_described(*PROBES[i])} differs from `bn(linear(x))` by up to {gap:.4g}."
+
+
+FOLD = Exercise(
+    name="check_fold_batch_norm",
+    checked=(
+        f"`fn(linear, bn)` on float64 modules: {'; '.join(_described(*p) for p in PROBES)}, with running statistics far "
+        f"from the batch's own (one running variance of 1e-4); the new nn.Linear on a batch of {BATCH} compared with "
+        f"`bn(linear(x))` to within {TOLERANCE:g} of the largest value; the training-mode modules must be refused."
+    ),
+    probes=fold_probes,
+    right=_refusing(fold_linear_bn),
+    mistakes={key: [_refusing(partial(fold_linear_bn, **c)) for c in cs] for key, cs in FOLD_MISTAKES.items()},
+    read=_read_fold,
+    same=_same_fold,
+    show=_shown_fold,
+    passed=lambda answers, right: (
+        f"Your nn.Linear equals `bn(linear(x))` in eval mode for all {len(answers) - 1} pairs, and your fold refused "
+        f"modules in training mode ({answers[-1].error})."
+    ),
+    hints=_table(FOLD_HINTS),
+)
+EXERCISES = (BACKWARD, FOLD)
 
 
 def check_fold_batch_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check a learner's ``fn(linear, bn)`` that folds an eval-mode BatchNorm1d into the Linear before it (§7).
-
-    Expected: a module ``folded`` with ``folded(x) == bn(linear(x))`` in eval mode (running
-    statistics), the given modules left unchanged, and an exception for modules in training mode.
-    """
-    checked = (
-        f"`{learner_name(fn)}(linear, bn)` with an eval-mode Linear({IN_FEATURES}, {OUT_FEATURES}) and "
-        f"BatchNorm1d({OUT_FEATURES}) in float64, running statistics far from the probe batch's own and one running "
-        f"variance of 1e-4; the returned module on a batch of {BATCH} compared with `bn(linear(x))` to within "
-        f"{TOLERANCE:g} of the largest value, then on half the batch; then the same modules in training mode, which "
-        "must be refused."
-    )
-    diagnose = partial(_diagnose_fold, fn)
-    return run_check("check_fold_batch_norm", fn, diagnose, time_limit=time_limit, checked=checked, hints=FOLD_HINTS)
+    """Check ``fn(linear, bn)``: a new nn.Linear equal to an eval-mode BatchNorm1d after the Linear (notebook 05)."""
+    return runner.run_exercise(FOLD, _refusing(fn) if callable(fn) else fn, time_limit)

@@ -5,8 +5,9 @@ for a given seed. The training runs use float64 data and models, so that what th
 prints from them is the same on every CPU.
 
 - §1 :func:`saved_by_backward`: what a BatchNorm's autograd graph keeps for the backward
-  (tensors and bytes, through ``torch.autograd.graph.saved_tensors_hooks``) and how many
-  backward nodes it has.
+  (which tensors, their bytes, through ``torch.autograd.graph.saved_tensors_hooks``) and how many
+  backward nodes it has; :func:`time_alternating`: the time of each of several statements, with
+  its spread over rounds (``torch.utils.benchmark``), for §1's backwards and §4's folds.
 - §2 :func:`train_digits_cnn`: a two-convolution CNN on the 8 x 8 digits, without BatchNorm,
   with BatchNorm before the ReLU or after it.
 - §4 :func:`fold_batch_norm`: a Linear or Conv2d followed by an eval-mode BatchNorm, as one layer:
@@ -15,7 +16,8 @@ prints from them is the same on every CPU.
 - §5 :func:`train_scale_invariant`: an MLP whose first Linear feeds a BatchNorm, trained with SGD
   with or without weight decay; per step the norm of that Linear's weight, its effective
   learning rate :math:`\eta / \lVert W \rVert^2` and the angle it turns by (van Laarhoven 2017;
-  Hoffer et al. 2018).
+  Hoffer et al. 2018); :func:`angle_against_norm`: the angle per step against ||W|| under SGD,
+  Adam and AdamW (about 1/||W||^2 for SGD, 1/||W|| for Adam).
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import copy
 import json
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils import benchmark
 
 from normlab.data.digits import load_digits_split
 from normlab.experiments.common import build_mlp, epoch_batches, fit
@@ -39,15 +42,21 @@ BN_PLACEMENTS = ("none", "before", "after")  # no BatchNorm; BatchNorm before th
 CNN_CHANNELS = (8, 16)
 SWEEP_FILE = "weight_decay_sweep.json"
 CNN_FILE = "cnn_placements.json"
-CNN_SEEDS = (0, 1, 2, 3, 4)
+CNN_SEEDS = tuple(range(8))  # 8 seeds: the gaps between placements are a few points (notebook 05, §2)
 CNN_LEARNING_RATES = (0.05, 0.2)
 CNN_STEPS = 150
 CNN_CHECKPOINTS = (25, 50, 150)
-# §5 and §6: the runs scripts/precompute_weight_decay_sweep.py trains
+FELL_BACK_POINTS = 10.0  # a run "fell back" if it ends this many points below its best checkpoint
+# §5 and §6: the runs scripts/precompute_inside_batch_norm.py trains
 SWEEP_LEARNING_RATES = (0.05, 0.1, 0.2, 0.4)
 SWEEP_WEIGHT_DECAYS = (0.0, 0.001, 0.003, 0.01)
 SWEEP_SEEDS = (0, 1, 2)
 STEPS, BATCH_SIZE, HIDDEN, EVERY = 600, 64, 32, 10
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "SGD": torch.optim.SGD,
+    "Adam": torch.optim.Adam,
+    "AdamW": torch.optim.AdamW,
+}
 SWEEP: dict[str, object] = {
     "learning_rates": SWEEP_LEARNING_RATES,
     "weight_decays": SWEEP_WEIGHT_DECAYS,
@@ -69,7 +78,9 @@ class SavedForBackward:
     ``tensors``: how many tensors the graph saved (a tensor saved twice counts twice);
     ``bytes``: the bytes of the distinct storages behind them (a saved input is the caller's
     own tensor, kept alive, not copied); ``input_bytes``: the bytes of the input x, for scale;
-    ``backward_nodes``: the nodes autograd runs in the backward (one per differentiable op).
+    ``backward_nodes``: the nodes autograd runs in the backward (one per differentiable op);
+    ``saved``: what each saved tensor is, "x (32, 16, 8, 8)" for an input, "output of Sub (32, 16, 8, 8)"
+    for the result of an op, "new (16,)" for a tensor made inside a kernel.
     """
 
     name: str
@@ -77,6 +88,7 @@ class SavedForBackward:
     bytes: int
     input_bytes: int
     backward_nodes: int
+    saved: tuple[str, ...]
 
 
 def _count_nodes(output: Tensor) -> int:
@@ -91,26 +103,48 @@ def _count_nodes(output: Tensor) -> int:
     return sum(1 for node in seen if type(node).__name__ != "AccumulateGrad")
 
 
-def saved_by_backward(name: str, forward: Callable[..., Tensor], *inputs: Tensor) -> SavedForBackward:
-    """Run ``forward(*inputs)`` and measure what its graph saves (count, bytes) and its backward nodes (§1).
+def saved_by_backward(
+    name: str, forward: Callable[..., Tensor], *inputs: Tensor, input_names: Sequence[str] = ("x", "gamma", "beta")
+) -> SavedForBackward:
+    """Run ``forward(*inputs)`` and measure what its graph saves (what, count, bytes) and its backward nodes (§1).
 
     Bytes are counted once per storage (``untyped_storage().data_ptr()``), so a tensor saved
     by two nodes, or views of one tensor, count once: the memory the graph holds alive.
     Deterministic: it depends on shapes and dtypes only.
     """
     storages: dict[int, int] = {}
-    count = 0
+    named = {t.untyped_storage().data_ptr(): n for t, n in zip(inputs, input_names)}
+    saved: list[str] = []
 
     def pack(tensor: Tensor) -> Tensor:
-        nonlocal count
-        count += 1
         storage = tensor.untyped_storage()
         storages[storage.data_ptr()] = storage.nbytes()
+        node = type(tensor.grad_fn).__name__.removesuffix("Backward0") if tensor.grad_fn is not None else None
+        what = named.get(storage.data_ptr()) or (f"output of {node}" if node else "new")
+        saved.append(f"{what} {tuple(tensor.shape)}")
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         output = forward(*inputs)
-    return SavedForBackward(name, count, sum(storages.values()), inputs[0].nbytes, _count_nodes(output))
+    total = sum(storages.values())
+    return SavedForBackward(name, len(saved), total, inputs[0].nbytes, _count_nodes(output), tuple(saved))
+
+
+def time_alternating(
+    statements: Mapping[str, Callable[[], object]], rounds: int = 5, min_run_time: float = 0.05
+) -> dict[str, list[float]]:
+    """Microseconds per call of each statement, one median per round (``torch.utils.benchmark``, 1 thread).
+
+    The statements take turns round by round, so that a burst of load on a shared machine does not
+    favour one of them; the spread over rounds is the measurement's own uncertainty. Timings differ
+    between machines and runs: the notebook shows them, it never stores them as results (§1, §4).
+    """
+    timers = {name: benchmark.Timer("fn()", globals={"fn": fn}, num_threads=1) for name, fn in statements.items()}
+    times: dict[str, list[float]] = {name: [] for name in statements}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            times[name].append(timer.blocked_autorange(min_run_time=min_run_time).median * 1e6)
+    return times
 
 
 # ---- §2 BatchNorm2d in a small CNN ---------------------------------------------------------
@@ -164,6 +198,11 @@ class CnnRun:
     test_size: int
     gamma: list[float]
     beta: list[float]
+
+    def fell_back(self, points: float = FELL_BACK_POINTS) -> bool:
+        """Whether the run's last checkpoint is more than ``points`` percentage points below its best one:
+        a label read from the whole run, not from its end alone (§2)."""
+        return 100.0 * (max(self.correct) - self.correct[-1]) / self.test_size > points
 
 
 def count_correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
@@ -331,6 +370,52 @@ def fold_batch_norm(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchN
     return folded
 
 
+@dataclass(frozen=True)
+class FoldCase:
+    """A layer and the BatchNorm after it, on one input shape (§4's timings, and ``make bench``)."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    make: Callable[[], tuple[nn.Linear | nn.Conv2d, nn.BatchNorm1d | nn.BatchNorm2d]]
+
+
+FOLD_CASES = (
+    FoldCase("linear 256 -> 256, batch 64", (64, 256), lambda: (nn.Linear(256, 256), nn.BatchNorm1d(256))),
+    FoldCase(
+        "conv 16 -> 32, 3x3, (8, 16, 32, 32)",
+        (8, 16, 32, 32),
+        lambda: (nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)),
+    ),
+    FoldCase(
+        "conv 1 -> 8, 3x3, digits (256, 1, 8, 8)",
+        (256, 1, 8, 8),
+        lambda: (nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)),
+    ),
+)
+
+
+def fold_statements(case: FoldCase, seed: int = 0) -> dict[str, Callable[[], Tensor]]:
+    """``{"unfused": bn(layer(x)), "folded": folded(x)}`` for ``case`` as calls under ``torch.no_grad()``, eval
+    mode, with running statistics away from the defaults 0 and 1 (§4's timings)."""
+    torch.manual_seed(seed)
+    layer, norm = case.make()
+    with torch.no_grad():
+        norm.get_buffer("running_mean").uniform_(-1.0, 1.0)
+        norm.get_buffer("running_var").uniform_(0.5, 2.0)
+    layer.eval(), norm.eval()
+    folded, x = fold_batch_norm(layer, norm), torch.randn(case.input_shape)
+
+    def unfused() -> Tensor:
+        with torch.no_grad():
+            return norm(layer(x))
+
+    def fused() -> Tensor:
+        with torch.no_grad():
+            return folded(x)
+
+    return {"unfused": unfused, "folded": fused}
+
+
 # ---- §5 Scale invariance and weight decay --------------------------------------------------
 
 
@@ -390,18 +475,25 @@ def train_scale_invariant(
     batch_size: int = BATCH_SIZE,
     hidden: int = HIDDEN,
     every: int = EVERY,
+    optimizer: str = "SGD",
+    scale: float = 1.0,
 ) -> WeightNormRun:
-    """Digits -> Linear(64, hidden, no bias) -> BatchNorm1d -> ReLU -> Linear(hidden, 10), plain SGD (§5).
+    """Digits -> Linear(64, hidden, no bias) -> BatchNorm1d -> ReLU -> Linear(hidden, 10), plain SGD (§5), or
+    another ``optimizer`` of :data:`OPTIMIZERS` (no momentum for SGD, torch's defaults for the others).
 
-    Weight decay applies to the first Linear's weight only (the one BatchNorm makes scale-invariant);
-    float64 throughout.
+    Weight decay applies to the first Linear's weight only (the one BatchNorm makes scale-invariant),
+    which starts at ``scale`` times its initialisation; float64 throughout.
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}; got {optimizer!r}.")
     data = load_digits_split()
     model = build_mlp(64, [hidden], 10, nn.BatchNorm1d, hidden_bias=False, seed=seed)
     weight = model.get_parameter("0.weight")  # the first Linear's
+    with torch.no_grad():
+        weight.mul_(scale)
     others = [p for name, p in model.named_parameters() if name != "0.weight"]
     groups = [{"params": [weight], "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]
-    optimizer = torch.optim.SGD(groups, lr=learning_rate)
+    step = OPTIMIZERS[optimizer](groups, lr=learning_rate)
     norms, rates, angles = [weight.norm().item()], [learning_rate / weight.norm().item() ** 2], [0.0]
     before = weight.detach().clone()
 
@@ -417,7 +509,7 @@ def train_scale_invariant(
             angles.append(math.degrees(math.acos(min(1.0, cosine.item()))))
 
     batches = epoch_batches(len(data.x_train), batch_size, steps, seed)
-    fitted = fit(model, F.cross_entropy, optimizer, data.x_train, data.y_train, batches, keep_weight, record_weight)
+    fitted = fit(model, F.cross_entropy, step, data.x_train, data.y_train, batches, keep_weight, record_weight)
     fitted.raise_if_diverged()
     correct = count_correct(model, data.x_test, data.y_test)
     return WeightNormRun(learning_rate, weight_decay, seed, every, norms, rates, angles, correct)
@@ -425,7 +517,7 @@ def train_scale_invariant(
 
 @dataclass(frozen=True)
 class WeightDecaySweep:
-    """Every run of :data:`SWEEP`; made by ``scripts/precompute_weight_decay_sweep.py`` (§5, §6)."""
+    """Every run of :data:`SWEEP`; made by ``scripts/precompute_inside_batch_norm.py`` (§5, §6)."""
 
     settings: dict
     runs: list[WeightNormRun]
@@ -501,3 +593,45 @@ def weight_decay_view(sweep: WeightDecaySweep, learning_rate: float, weight_deca
         max(max(r.weight_norm) for r in sweep.runs),
         max(max(r.effective_lr) for r in sweep.runs),
     )
+
+
+# ---- §5 The effective learning rate under SGD, Adam and AdamW ------------------------------
+
+
+@dataclass(frozen=True)
+class AngleAgainstNorm:
+    """How far one step turns W (degrees, the median over the first ``steps`` steps) when W starts at each
+    norm, for one optimizer; ``slope``: the least-squares slope of log(angle) against log(||W||)."""
+
+    optimizer: str
+    learning_rate: float
+    steps: int
+    weight_norm: list[float]
+    angle: list[float]
+    slope: float
+
+
+def angle_against_norm(
+    optimizer: str,
+    learning_rate: float,
+    weight_decay: float = 0.0,
+    scales: Sequence[float] = (1.0, 2.0, 4.0, 8.0),
+    steps: int = 20,
+    seed: int = 0,
+) -> AngleAgainstNorm:
+    r""":func:`train_scale_invariant` with W scaled by each of ``scales`` at the start (the function is the same),
+    for ``steps`` steps: the median angle W turns per step against the starting ||W|| (§5).
+
+    SGD turns W by about :math:`\eta \lVert \nabla f(\hat W) \rVert / \lVert W \rVert^2` per step: slope -2.
+    Adam's step has about the same size whatever the gradient's scale, so it turns W by about
+    :math:`\eta \sqrt{d} / \lVert W \rVert`: slope -1.
+    """
+    runs = [
+        train_scale_invariant(learning_rate, weight_decay, seed, steps, every=1, optimizer=optimizer, scale=scale)
+        for scale in scales
+    ]
+    norms, angles = [r.weight_norm[0] for r in runs], [statistics.median(r.angle[1:]) for r in runs]
+    logs = [(math.log(n), math.log(a)) for n, a in zip(norms, angles)]
+    mean_x, mean_y = statistics.mean(x for x, _ in logs), statistics.mean(y for _, y in logs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in logs) / sum((x - mean_x) ** 2 for x, _ in logs)
+    return AngleAgainstNorm(optimizer, learning_rate, steps, norms, angles, slope)
