@@ -211,6 +211,27 @@ def test_reversed_momentum_is_measured_as_the_fraction_moved():
     assert "Keras" in observed
 
 
+def test_the_values_said_to_be_pytorchs_are_torchs():
+    from normlab.checks.train_vs_eval_module import TRAIN_BUFFERS, _known
+    from normlab.checks.which_axes_variants import batch_norm_spec, make_probes
+
+    probe = make_probes(batch_norm_spec("NC"))[0]
+    after = []  # torch's running_mean[0] and running_var[0] after one step from the checker's buffers
+    for momentum in (0.1, 0.3):
+        bn = torch.nn.BatchNorm1d(4, momentum=momentum).double()
+        with torch.no_grad():
+            bn.running_mean[:], bn.running_var[:] = _known(probe, "unbiased variance", TRAIN_BUFFERS)
+        bn(probe.x.double())
+        after.append((f"{bn.running_mean[0]:.4f}", f"{bn.running_var[0]:.4f}"))
+    (mean1, var1), (mean3, var3) = after
+    assert (
+        f"of the way to the batch's mean -0.4375, to {mean1} and {mean3}:"
+        in check_batch_norm_module(KerasMomentum).observed
+    )
+    said = check_batch_norm_module(StoresBiasedVariance).observed
+    assert f"of the way to the batch's unbiased variance 2.6701, to {var1} and {var3}:" in said
+
+
 def test_biased_running_variance_shows_both_candidates():
     observed = check_batch_norm_module(StoresBiasedVariance).observed
     assert "divide by n - 1 = 5" in observed and "divide by n = 6" in observed

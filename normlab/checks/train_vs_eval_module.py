@@ -125,14 +125,14 @@ def _update_codes(w: float | None, w2: float | None, biased: bool) -> list[str]:
     return codes if any(_near(w, a) and _near(w2, b) for a, b in expected) else [*codes, "unknown"]
 
 
-def _formula(stats: str, eps_mode: str, affine: str) -> str:
+def _formula(stats: str, eps_mode: str, affine: str, fixed_eps: float) -> str:
     """An eval-mode candidate as code: its statistics (the buffers or the batch's), where eps goes, the affine step."""
     var = "running_var" if stats == "running" else "x.var(0)" if "unbiased" in stats else "x.var(0, correction=0)"
     mean = "running_mean" if stats == "running" else "x.mean(0)"
     div = {"inside": f"sqrt({var} + eps)", "outside": f"(sqrt({var}) + eps)", "missing": f"sqrt({var})"}
-    z = f"(x - {mean}) / {div.get(eps_mode, f'sqrt({var} + 1e-05)')}"
+    z = f"(x - {mean}) / {div.get(eps_mode, f'sqrt({var} + {fixed_eps:g})')}"  # or "fixed": an eps of its own
     forms = {"both": f"{z} * weight + bias", "gamma": f"{z} * weight", "beta": f"{z} + bias", "none": z}
-    return forms.get(affine, f"{z} * bias + weight")
+    return forms.get(affine, f"{z} * bias + weight")  # or "swapped"
 
 
 class EvalRun(NamedTuple):
@@ -155,7 +155,7 @@ def _eval_match(runs: list[EvalRun], fixed_eps: float) -> tuple[str, list[str]] 
             candidates.append(variants.apply_affine(z, r.probe.gamma, r.probe.beta, affine))
         if all(close(r.output, candidate, variants.TOLERANCE) for r, candidate in zip(runs, candidates)):
             codes = ["eval-uses-batch-stats"] * (stats != "running") + [EPS_MODES[eps_mode], AFFINE_MODES[affine]]
-            matches.append((_formula(stats, eps_mode, affine), [c for c in codes if c]))
+            matches.append((_formula(stats, eps_mode, affine, fixed_eps), [c for c in codes if c]))
     return min(matches, key=lambda m: len(m[1]), default=None)
 
 
