@@ -101,7 +101,8 @@ def test_plot_probe_drift_and_effective_learning_rates_draw_every_seed(cached):
         drawn = [line for line in ax.get_lines() if line.get_color() == plots.RUN_COLORS[label]]
         expected = [s.probe_movements for s in cached.shift if s.label == label]
         assert [list(line.get_ydata()) for line in drawn] == expected
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no norm", "BatchNorm", "BatchNorm + noise"]
+    (legend,) = ax.figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["no norm", "BatchNorm", "BatchNorm + noise"]
     left, right = plots.plot_effective_learning_rates(cached).axes
     lines = right.get_lines()
     assert len(lines) == len(left.get_lines()) == 2 * len(cached.seeds) * 3

@@ -402,7 +402,7 @@ def plot_probe_drift(results: SeededResults) -> Figure:
         xlabel="SGD step k (lr = 0.1)",
         ylabel="movement from step k − 1 to k",
     )
-    ax.legend(fontsize=8, loc="upper right")
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     return fig
 
 
@@ -429,8 +429,8 @@ def plot_effective_learning_rates(results: SeededResults) -> Figure:
                     alpha=0.7,
                     label=f"lr = {lr:g}, Linear {layer + 1}" if first else None,
                 )
-    _log_scale(left, fine=True)
-    _log_scale(right)
+    _log_scale(right, fine=True)
+    left.set_ylim(bottom=0)
     left.set(title="Weights before BatchNorm grow", xlabel="SGD step", ylabel="median unit norm ‖(w_j, b_j)‖")
     right.set(title="so the effective learning rate falls", xlabel="SGD step", ylabel="η / ‖(w_j, b_j)‖²")
     fig.legend(*right.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)
