@@ -582,6 +582,11 @@ def test_weight_norm_growth_is_orthogonal_steps_on_scale_invariant_units(digits)
     assert first[0] == pytest.approx(start, rel=1e-12)
     assert record.effective_learning_rates(0)[0] == pytest.approx(3.0 / start**2)
     assert record.effective_learning_rates(0)[-1] < record.effective_learning_rates(0)[0] / 2
+    assert not record.pinned and record.eval_steps == [0, 10] and len(record.accuracies) == 2
+    pinned = wt.weight_norm_growth(digits, 3.0, steps=12, seed=0, pinned=True)
+    assert pinned.pinned and [row[0] for row in pinned.row_norms] == pytest.approx([start] * 12, rel=1e-12)
+    assert pinned.accuracies[0] == record.accuracies[0]  # the same net until the first step
+    assert pinned.steps_to_accuracy(0.05) == 0 and pinned.steps_to_accuracy(1.01) is None
 
 
 def test_gradient_ray_first_order_and_leaves_the_model_alone(digits):

@@ -25,7 +25,7 @@ def test_the_cache_has_every_run_and_summary(cached):
     assert cached.seeds == list(seeds.SEEDS) and cached.sweep.seeds == list(seeds.SEEDS)
     assert len(cached.sweep.runs) == len(s.learning_rates) * len(s.nets) * len(seeds.SEEDS)
     assert len(cached.shift) == 3 * len(seeds.SEEDS) and len(cached.smoothness) == 2 * len(seeds.SEEDS)
-    assert len(cached.weight_norms) == len(s.weight_norm_learning_rates) * len(seeds.SEEDS)
+    assert len(cached.weight_norms) == (len(s.weight_norm_learning_rates) + 1) * len(seeds.SEEDS)  # + pinned
     assert cached.sweep.learning_rates == list(s.learning_rates) and cached.sweep.nets == list(s.nets)
     assert all(r.seed in seeds.SEEDS for r in cached.sweep.runs)
 
@@ -67,6 +67,9 @@ def test_the_spread_shows_what_the_notebook_says(cached):
     noisy = cached.shift_values("BatchNorm + noise", "probe_movement")
     plain, batch = cached.shift_values("no norm", "probe_movement"), cached.shift_values("BatchNorm", "probe_movement")
     assert min(noisy) > 100 * max(plain) and all(2.2 < p / b < 2.6 for p, b in zip(plain, batch))
+    # held at its initial effective learning rate, the BatchNorm net does not reach 95% at lr 3 in any seed
+    assert all(w.steps_to_accuracy(0.95) is None for w in cached.weight_norms_at(3.0, pinned=True))
+    assert all(w.steps_to_accuracy(0.95) is not None for w in cached.weight_norms_at(3.0))
     for lr, low, high in ((0.1, 0.28, 0.31), (3.0, 1.0, 1.9)):  # eta / ||w||^2 at the last step
         last = [w.effective_learning_rates(layer)[-1] for w in cached.weight_norms_at(lr) for layer in range(3)]
         assert low < min(last) and max(last) < high

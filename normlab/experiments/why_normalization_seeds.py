@@ -47,6 +47,7 @@ class Settings:
     target_accuracy: float = 0.95
     steps: int = 200
     weight_norm_learning_rates: tuple[float, ...] = (0.1, 3.0)
+    pinned_learning_rate: float = 3.0  # also trained with the unit norms pinned at their start
     shift_learning_rate: float = 0.1
     max_shift: float = 1.0
     max_scale: float = 2.0
@@ -115,9 +116,9 @@ class SeededResults:
     shift: list[ShiftSummary]
     smoothness: list[SmoothnessSummary]
 
-    def weight_norms_at(self, learning_rate: float) -> list[WeightNormRun]:
+    def weight_norms_at(self, learning_rate: float, pinned: bool = False) -> list[WeightNormRun]:
         """The weight-norm records of the BatchNorm net at this learning rate, per seed."""
-        return [w for w in self.weight_norms if w.learning_rate == learning_rate]
+        return [w for w in self.weight_norms if w.learning_rate == learning_rate and w.pinned == pinned]
 
     def shift_values(self, label: str, field: str) -> list:
         """One field of :class:`ShiftSummary` for the net ``label``, per seed."""
@@ -158,9 +159,11 @@ def shift_summaries(data: DigitsSplit, seed: int) -> list[ShiftSummary]:
 
 
 def weight_norm_runs(data: DigitsSplit, seed: int) -> list[WeightNormRun]:
-    """:func:`weight_norm_growth` of the BatchNorm net at the notebook's learning rates, at one seed."""
+    """:func:`weight_norm_growth` of the BatchNorm net at the notebook's learning rates, and pinned at
+    :attr:`Settings.pinned_learning_rate`, at one seed."""
     runs = [weight_norm_growth(data, lr, SETTINGS.steps, seed) for lr in SETTINGS.weight_norm_learning_rates]
-    return [WeightNormRun(r.learning_rate, r.seed, [_significant(n) for n in r.row_norms], r.max_cosine) for r in runs]
+    runs.append(weight_norm_growth(data, SETTINGS.pinned_learning_rate, SETTINGS.steps, seed, pinned=True))
+    return [replace(r, row_norms=[_significant(n) for n in r.row_norms]) for r in runs]
 
 
 def smoothness_summaries(data: DigitsSplit, seed: int) -> list[SmoothnessSummary]:

@@ -48,6 +48,11 @@ def _find(items: Sequence[T], what: str, **wanted: object) -> T:
     raise ValueError(f"no {what} with {asked}; there are ({', '.join(wanted)}) = {available}.")
 
 
+def first_step_reaching(eval_steps: Sequence[int], accuracies: Sequence[float], target: float) -> int | None:
+    """The first evaluated step count at which the accuracy >= target (None: never)."""
+    return next((s for s, a in zip(eval_steps, accuracies) if a >= target), None)
+
+
 @dataclass(frozen=True)
 class TrainingRun:
     """One SGD run: the training loss at every step, held-out accuracy every few steps.
@@ -75,7 +80,7 @@ class TrainingRun:
 
     def steps_to_accuracy(self, target: float) -> int | None:
         """The first evaluated step count at which held-out accuracy >= target (None: never)."""
-        return next((s for s, a in zip(self.eval_steps, self.accuracies) if a >= target), None)
+        return first_step_reaching(self.eval_steps, self.accuracies, target)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -289,16 +294,26 @@ class WeightNormRun:
     direction as a step of eta / ||(w_j, b_j)||^2 would at norm 1: the effective learning rate.
     ``max_cosine``: the largest |cos| between a unit's (w_j, b_j) and its gradient over the run (0 for
     an exactly scale-invariant unit: the step is orthogonal, so the norm can only grow).
+    ``pinned``: each unit was scaled back to its initial norm before every step, which changes no
+    output and holds the effective learning rate at its initial value. ``accuracies[i]``: held-out
+    accuracy after ``eval_steps[i]`` steps.
     """
 
     learning_rate: float
     seed: int
+    pinned: bool
     row_norms: list[list[float]]
     max_cosine: float
+    eval_steps: list[int]
+    accuracies: list[float]
 
     def effective_learning_rates(self, layer: int) -> list[float]:
         """eta / (median ||(w_j, b_j)||)^2 of one hidden layer, per step."""
         return [self.learning_rate / norms[layer] ** 2 for norms in self.row_norms]
+
+    def steps_to_accuracy(self, target: float) -> int | None:
+        """The first evaluated step count at which held-out accuracy >= target (None: never)."""
+        return first_step_reaching(self.eval_steps, self.accuracies, target)
 
 
 def _unit_rows(linear: nn.Linear) -> torch.Tensor:
@@ -308,21 +323,35 @@ def _unit_rows(linear: nn.Linear) -> torch.Tensor:
 
 
 def weight_norm_growth(
-    data: DigitsSplit, learning_rate: float, steps: int = 200, seed: int = 0, init: str = "default"
+    data: DigitsSplit,
+    learning_rate: float,
+    steps: int = 200,
+    seed: int = 0,
+    init: str = "default",
+    pinned: bool = False,
 ) -> WeightNormRun:
     """Train §4's BatchNorm MLP and record its hidden units' weight norms before every step.
 
     The run is the sweep's BatchNorm run (same weights, batches and losses); the records read the
-    weights and their gradients and change nothing.
+    weights and their gradients and change nothing. ``pinned=True`` scales each unit's (w_j, b_j)
+    back to its initial norm before every step: BatchNorm's outputs do not change, but the effective
+    learning rate stays at its initial value, so the run shows what the growth of the norms buys.
     """
     model = digits_mlp(data, nn.BatchNorm1d, seed=seed, init=init)
     hidden = [m for m in model if isinstance(m, nn.Linear)][:-1]  # each is followed by a BatchNorm1d
     row_norms: list[list[float]] = []
     cosines: list[float] = []
     previous: list[torch.Tensor] = []  # the rows the last step's gradients were taken at
+    with torch.no_grad():
+        initial = [_unit_rows(linear).norm(dim=1) for linear in hidden]
 
     def record(step: int, x_batch: torch.Tensor, y_batch: torch.Tensor) -> None:
         with torch.no_grad():
+            if pinned:
+                for linear, norm in zip(hidden, initial):
+                    factor = norm / _unit_rows(linear).norm(dim=1)
+                    linear.weight.mul_(factor[:, None])
+                    linear.bias.mul_(factor)
             rows = [_unit_rows(linear).clone() for linear in hidden]
             row_norms.append([r.norm(dim=1).median().item() for r in rows])
             for linear, before in zip(hidden, previous):  # .grad still holds the last step's gradients
@@ -330,8 +359,10 @@ def weight_norm_growth(
                 cosines.append(F.cosine_similarity(before, grads, dim=1).abs().max().item())
         previous[:] = rows
 
-    train_on_digits(model, data, learning_rate, steps, seed=seed, before_step=record, norm="batch")
-    return WeightNormRun(learning_rate, seed, row_norms, max(cosines, default=0.0))
+    run = train_on_digits(model, data, learning_rate, steps, seed=seed, before_step=record, norm="batch")
+    return WeightNormRun(
+        learning_rate, seed, pinned, row_norms, max(cosines, default=0.0), run.eval_steps, run.accuracies
+    )
 
 
 # ---------------------------------------------------------------------------
