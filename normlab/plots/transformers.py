@@ -24,6 +24,7 @@ MODEL_COLORS = {"post-LN": OKABE_ITO[3], "pre-LN": OKABE_ITO[0], "no norm": OKAB
 DEPTH_COLORS = [OKABE_ITO[i] for i in (1, 2, 4, 7, 5, 6)]  # one colour per depth, none shared
 SWEEP_SOURCE = "cached by scripts/precompute_transformer_sweep.py"
 CHANCE = math.log(9)  # cross-entropy of a uniform guess among the 9 symbols
+LOSS_AXIS_TOP = 3.0
 
 
 def plot_gradient_norms(table: GradientNormTable, norm: str = "layer") -> Figure:
@@ -56,8 +57,9 @@ def _draw_seeds(ax: Axes, curves: dict[str, list[list[float]]]) -> None:
     for model, runs in curves.items():
         for curve in runs:
             ax.plot(_curve_steps(curve, CURVE_WINDOW), curve, color=MODEL_COLORS[model], linewidth=0.9, alpha=0.8)
-            if len(curve) < longest:
-                ax.plot([CURVE_WINDOW * len(curve)], [curve[-1] if curve else CHANCE], "x", color=MODEL_COLORS[model])
+            if len(curve) < longest:  # drawn at its last 10-step mean, or at the top of the axis if that is off it
+                last = min(curve[-1], LOSS_AXIS_TOP - 0.1) if curve else CHANCE
+                ax.plot([CURVE_WINDOW * len(curve)], [last], "x", color=MODEL_COLORS[model])
 
 
 def _model_legend() -> list[Line2D]:
@@ -65,8 +67,9 @@ def _model_legend() -> list[Line2D]:
 
 
 def _reference_lines(ax: Axes) -> None:
-    ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
-    ax.axhline(LOSS_THRESHOLD, color="grey", linestyle="--", linewidth=1)
+    """Chance and the threshold, under the curves (zorder 1: the explorer redraws the curves over them)."""
+    ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1, zorder=1)
+    ax.axhline(LOSS_THRESHOLD, color="grey", linestyle="--", linewidth=1, zorder=1)
 
 
 def plot_warmup_sweep(sweep: WarmupSweep) -> Figure:
@@ -82,7 +85,7 @@ def plot_warmup_sweep(sweep: WarmupSweep) -> Figure:
         row[0].set_ylabel("loss (mean of 10 steps)")
     for ax in axes[-1]:
         ax.set_xlabel("training step")
-    axes[0][0].set_ylim(0, 3)
+    axes[0][0].set_ylim(0, LOSS_AXIS_TOP)
     handles = [
         *_model_legend(),
         Line2D([], [], color="grey", linestyle=":", label=f"chance, ln 9 = {CHANCE:.2f}"),
@@ -141,7 +144,7 @@ def plot_explorer_view(view: ExplorerView, described: bool = True) -> Figure:
         for _ in runs:
             right.plot([], [], color=MODEL_COLORS[model], linewidth=0.9, alpha=0.8)
     _reference_lines(right)
-    right.set(xlim=(0, 300), ylim=(0, 3), xlabel="training step", ylabel="loss (mean of 10 steps)")
+    right.set(xlim=(0, 300), ylim=(0, LOSS_AXIS_TOP), xlabel="training step", ylabel="loss (mean of 10 steps)")
     right.set_title(f"Training loss, every seed\n({SWEEP_SOURCE})", fontsize=10)
     placements = [
         Line2D([], [], color=PLACEMENT_COLORS[p], marker=".", linestyle="", label=f"{p}-LN gradients")
