@@ -241,12 +241,12 @@ SHAPES = "when called on dy and x of shape (8, 3)"
         (
             lambda dy, x, gamma, eps=1e-5: None,
             "not-a-tensor",
-            "<lambda> returned a NoneType; expected a tuple (dx, dgamma, dbeta) of three tensors.",
+            "<lambda> returned a NoneType; expected a tuple (dx, dgamma, dbeta) of 3 tensors.",
         ),
         (
             lambda dy, x, gamma, eps=1e-5: (dy, dy),
             "not-a-tensor",
-            "<lambda> returned a tuple of length 2; expected a tuple (dx, dgamma, dbeta) of three tensors.",
+            "<lambda> returned a tuple of length 2; expected a tuple (dx, dgamma, dbeta) of 3 tensors.",
         ),
         (
             lambda dy, x, gamma, eps=1e-5: (dy, "a", dy.sum(0)),
@@ -266,7 +266,7 @@ SHAPES = "when called on dy and x of shape (8, 3)"
         (
             lambda dy, x, gamma, eps=1e-5: (dy / 0 * 0, dy.sum(0), dy.sum(0)),
             "non-finite",
-            "<lambda> returned a tensor with 24 NaN or infinite values as dx.",
+            "<lambda> returned 24 NaN or infinite values out of 24 as dx.",
         ),
         (
             lambda dy, x, gamma, eps=1e-5: 1 / 0,
