@@ -78,11 +78,11 @@ def closed_form_backward(dy: Tensor, x: Tensor, gamma: Tensor, eps: float = EPS,
     dim, reduce, root = c.get("dim", 0), c.get("reduce", Tensor.sum), ROOTS[c.get("eps_mode", "inside")]
 
     def normalized(d: int) -> tuple[Tensor, Tensor]:
-        s = root(x.var(d, keepdim=True, correction=int(c.get("bessel", False))), eps)
+        s = root(x.var(d, keepdim=True, correction=int(bool(c.get("bessel")))), eps)
         return (x - x.mean(d, keepdim=True)) / s, s
 
     (x_hat, s), n, g = normalized(dim), x.shape[dim], dy * c.get("scale", lambda t: t)(gamma)
-    k = (n / (n - 1) if c.get("bessel") else 1.0) * (s / (s - eps) if c.get("exact") else 1.0)
+    k = (n / (n - 1) if c.get("bessel") is True else 1.0) * (s / (s - eps) if c.get("exact") else 1.0)
     mean_term, variance_term = reduce(g, dim, keepdim=True), k * x_hat * reduce(g * x_hat, dim, keepdim=True)
     dx = (n * g - c.get("mean", 1) * mean_term - c.get("variance", 1) * variance_term) / (n * s)
     dgamma, dbeta = reduce(dy * (x if c.get("raw") else normalized(0)[0]), 0), reduce(dy, 0)
@@ -93,7 +93,8 @@ BACKWARD_MISTAKES: dict[Any, list[dict[str, Any]]] = {
     "missing-mean-path": [{"mean": 0}],
     "missing-variance-path": [{"variance": 0}],
     ("missing-mean-path", "missing-variance-path"): [{"mean": 0, "variance": 0}],
-    "unbiased-variance": [{"bessel": True}],
+    # derived for n - 1 throughout, or torch.var's default (n - 1) in x_hat and s with the biased formula's gradient
+    "unbiased-variance": [{"bessel": True}, {"bessel": "in x_hat only"}],
     "missing-gamma": [{"scale": torch.ones_like}],
     "abs-gamma": [{"scale": torch.abs}],
     "sign-error": [{"mean": -1}, {"variance": -1}, {"scale": torch.neg}],
