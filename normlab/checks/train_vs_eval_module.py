@@ -17,7 +17,7 @@ from torch.nn import Module, Parameter
 
 from normlab import functional as F
 from normlab._errors import shape_str
-from normlab.checks import which_axes_diagnosis as diagnosis
+from normlab.checks import which_axes_variants as diagnosis
 from normlab.checks import which_axes_variants as variants
 from normlab.checks._result import CheckResult
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, close, learner_name, num, run_check, vector
