@@ -38,12 +38,9 @@ GROUP_SIZE, GROUP_NORM_HW = 3, (4, 5)  # channels per group, and H, W of the Gro
 
 @dataclass(frozen=True)
 class Grouping:
-    """A view of the input (``letters`` name its dims) in which the elements along ``reduced`` share statistics.
-
-    ``layout_dims[i]`` lists the view dims that make up input dim i. A view other than the input's own has a
-    ``description``, the ``mistake`` code of normalizing with it and perhaps a ``param_view``, the shape in
-    which gamma and beta broadcast against the view (instead of against the input).
-    """
+    """A view of the input (``letters`` name its dims, ``layout_dims[i]`` the view dims of input dim i) whose
+    elements along ``reduced`` share statistics; a wrong view has a ``description``, a ``mistake`` code and perhaps
+    the ``param_view`` in which gamma and beta broadcast against it."""
 
     view_shape: tuple[int, ...]
     letters: str
@@ -356,33 +353,17 @@ def divide(centered_x: Tensor, spread: Tensor, eps: float, eps_mode: str, fixed_
     return centered_x / torch.sqrt(spread + {"inside": eps, "fixed": fixed_eps}.get(eps_mode, 0.0))
 
 
-def _scale_shift(gamma: Tensor, beta: Tensor | None, mode: str) -> tuple[Tensor | float, Tensor | float]:
+def apply_affine(z: Tensor, gamma: Tensor, beta: Tensor | None, mode: str, undo: bool = False) -> Tensor:
+    """gamma * z + beta, or the mistaken form ``mode`` names (or, ``undo``, the z behind such an output)."""
     beta = torch.zeros_like(gamma) if beta is None else beta
-    pairs: dict[str, tuple[Tensor | float, Tensor | float]] = {
-        "both": (gamma, beta),
-        "none": (1.0, 0.0),
-        "gamma": (gamma, 0.0),
-        "beta": (1.0, beta),
-        "swapped": (beta, gamma),
-    }
-    return pairs[mode]
-
-
-def apply_affine(z: Tensor, gamma: Tensor, beta: Tensor | None, mode: str) -> Tensor:
-    """gamma * z + beta, or the mistaken forms (gamma and beta already broadcast against z)."""
-    scale, shift = _scale_shift(gamma, beta, mode)
-    return z * scale + shift
-
-
-def undo_affine(y: Tensor, gamma: Tensor, beta: Tensor | None, mode: str) -> Tensor:
-    """The normalized values z behind an output made with affine ``mode`` (inverse of apply_affine)."""
-    scale, shift = _scale_shift(gamma, beta, mode)
-    return (y - shift) / scale
+    pairs: dict[str, tuple[Any, Any]] = dict(both=(gamma, beta), none=(1, 0), gamma=(gamma, 0), beta=(1, beta))
+    scale, shift = pairs.get(mode, (beta, gamma))  # or "swapped"
+    return (z - shift) / scale if undo else z * scale + shift
 
 
 def broadcast_params(spec: NormSpec, probe: Probe, grouping: Grouping | None = None) -> tuple[Tensor, Tensor | None]:
-    """gamma and beta shaped to broadcast against the input, or, for a grouping with a ``param_view``, applied in
-    its view of the input (as code that normalizes ``x.reshape(...)`` with a per-channel norm does)."""
+    """gamma and beta shaped to broadcast against the input, or applied in the view of a grouping with a
+    ``param_view`` (as code that normalizes ``x.reshape(...)`` with a per-channel norm does)."""
     view = grouping.param_view if grouping is not None else None
 
     def place(param: Tensor) -> Tensor:
@@ -394,18 +375,17 @@ def broadcast_params(spec: NormSpec, probe: Probe, grouping: Grouping | None = N
 
 
 def normalized(
-    x: Tensor, grouping: Grouping, centered: bool, correction: int, eps_mode: str, eps: float, fixed_eps: float
+    x: Tensor, g: Grouping, centered: bool, correction: int, eps_mode: str, eps: float, fixed: float
 ) -> Tensor:
-    """(x - c) / div(s, eps) with statistics shared along ``grouping.reduced``, in x's shape."""
-    xv = x.reshape(grouping.view_shape)
-    centered_x = xv - xv.mean(dim=grouping.reduced, keepdim=True) if centered else xv
-    spread = centered_x.pow(2).sum(dim=grouping.reduced, keepdim=True) / (grouping.group_size - correction)
-    return divide(centered_x, spread, eps, eps_mode, fixed_eps).reshape(x.shape)
+    """(x - c) / div(s, eps) with statistics shared along ``g.reduced``, in x's shape."""
+    xv = x.reshape(g.view_shape)
+    centered_x = xv - xv.mean(dim=g.reduced, keepdim=True) if centered else xv
+    spread = centered_x.pow(2).sum(dim=g.reduced, keepdim=True) / (g.group_size - correction)
+    return divide(centered_x, spread, eps, eps_mode, fixed).reshape(x.shape)
 
 
-def variant_output(spec: NormSpec, variant: Variant, probe: Probe) -> Tensor:
-    """The output of ``variant`` on ``probe`` (use a float64 probe for exact values)."""
-    v = variant
+def variant_output(spec: NormSpec, v: Variant, probe: Probe) -> Tensor:
+    """The output of ``v`` on ``probe`` (use a float64 probe for exact values)."""
     z = normalized(probe.x, v.grouping, v.centered, v.correction, v.eps_mode, probe.eps, spec.default_eps)
     return apply_affine(z, *broadcast_params(spec, probe, v.grouping), v.affine)
 
@@ -414,9 +394,7 @@ def matching_variants(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence
     """The wrong variants whose outputs equal the learner's on every (float64) probe, simplest first."""
     survivors = list(all_variants(spec))
     for probe, output in zip(probes, outputs):
-        by_statistics: dict[
-            tuple[Grouping, bool, int, str], list[Variant]
-        ] = {}  # the normalized values are computed once per key
+        by_statistics: dict[tuple[Grouping, bool, int, str], list[Variant]] = {}  # each z is computed once
         for v in survivors:
             by_statistics.setdefault((v.grouping, v.centered, v.correction, v.eps_mode), []).append(v)
         kept: set[Variant] = set()
@@ -439,8 +417,6 @@ def reference(spec: NormSpec, probe: Probe) -> Tensor:
     return spec.reference(p.x, p.gamma, p.beta, p.eps)
 
 
-# -- reading the learner's value -------------------------------------------------------------------
-
 _DTYPE_HINTS = {
     "bool": "A comparison (such as `y > 0`) gives a bool tensor: return the normalized values themselves.",
     "int": "An integer tensor has lost the fractional part of every normalized value: keep the computation in "
@@ -457,52 +433,40 @@ _RETURN_Y = (
 )
 
 
-def _unreadable(spec: NormSpec, value: LearnerValue, dtype: torch.dtype, expected: Tensor) -> Verdict | None:
-    """not-a-tensor, wrong-shape or wrong-dtype for a value that is not a dense tensor of x's shape and dtype."""
-    shape = shape_str(spec.shape)
-    if not isinstance(value, Tensor):
-        kind = type(value)
-        what = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-        what = (
-            "None"
-            if value is None
-            else f"a {what}" + (f" of {len(value)} items" if isinstance(value, (list, tuple)) else "")
-        )
-        return Verdict("not-a-tensor", f"returned {what}; expected a torch.Tensor of shape {shape}.", _RETURN_Y)
-    if value.layout != torch.strided or value.device.type == "meta":
-        what = f"layout {value.layout}" if value.layout != torch.strided else f"device {value.device}"
-        observed = f"returned a tensor with {what}; expected an ordinary (dense) tensor of shape {shape}."
-        return Verdict("not-a-tensor", observed, _RETURN_Y)
-    if tuple(value.shape) != spec.shape:
-        observed = f"returned a tensor of shape {shape_str(tuple(value.shape))}; expected {shape}, x's shape."
-        return Verdict("wrong-shape", observed, _RETURN_Y)
-    if value.dtype != dtype:
-        number = "bool" if value.dtype == torch.bool else "complex" if value.is_complex() else "int"
-        number = "float" if value.is_floating_point() else number
-        observed = (
-            f"returned a tensor of dtype {value.dtype}; expected x's dtype, {dtype} (a norm keeps its input's dtype)."
-        )
-        if number == "float":
-            observed += (
-                f" Its values, compared with the reference's: {compare(value, expected, 'yours vs the reference')}."
-            )
-        return Verdict("wrong-dtype", observed, _DTYPE_HINTS[number])
-    return None
-
-
 def reader(spec: NormSpec, dtype: torch.dtype, expected: Tensor) -> Callable[[LearnerValue], Tensor]:
-    """The reader of a norm's output: a float64 copy of a dense tensor of x's shape and ``dtype`` (``expected``, the
-    reference, is compared with an output of another floating dtype)."""
+    """A norm's output as a float64 copy; not-a-tensor, wrong-shape or wrong-dtype unless it is a dense tensor of
+    x's shape and ``dtype`` (one of another float dtype is compared with ``expected``, the reference)."""
+    shape = shape_str(spec.shape)
 
     def read(value: LearnerValue) -> Tensor:
-        if verdict := _unreadable(spec, value, dtype, expected):
-            raise verdict
+        if not isinstance(value, Tensor):
+            kind = type(value)
+            what = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+            what = f"a {what}" + (f" of {len(value)} items" if isinstance(value, (list, tuple)) else "")
+            raise Verdict(
+                "not-a-tensor",
+                f"returned {'None' if value is None else what}; expected a torch.Tensor of shape {shape}.",
+                _RETURN_Y,
+            )
+        if value.layout != torch.strided or value.device.type == "meta":
+            what = f"layout {value.layout}" if value.layout != torch.strided else f"device {value.device}"
+            observed = f"returned a tensor with {what}; expected an ordinary (dense) tensor of shape {shape}."
+            raise Verdict("not-a-tensor", observed, _RETURN_Y)
+        if tuple(value.shape) != spec.shape:
+            observed = f"returned a tensor of shape {shape_str(tuple(value.shape))}; expected {shape}, x's shape."
+            raise Verdict("wrong-shape", observed, _RETURN_Y)
+        if value.dtype != dtype:
+            number = "bool" if value.dtype == torch.bool else "complex" if value.is_complex() else "int"
+            number = "float" if value.is_floating_point() else number
+            observed = f"returned a tensor of dtype {value.dtype}; expected x's dtype, {dtype} (a norm keeps its input's dtype)."
+            if number == "float":
+                observed += (
+                    f" Its values, compared with the reference's: {compare(value, expected, 'yours vs the reference')}."
+                )
+            raise Verdict("wrong-dtype", observed, _DTYPE_HINTS[number])
         return as_float64(value)
 
     return read
-
-
-# -- what was seen ---------------------------------------------------------------------------------
 
 
 def group_stats(grouping: Grouping, t: Tensor, centered: bool) -> tuple[Tensor, Tensor]:
@@ -520,9 +484,9 @@ def _range(t: Tensor) -> str:
 def _both_stats(spec: NormSpec, probe: Probe, output: Tensor, ref: Tensor, affine: str, g: Grouping, params=None):
     """Per group of ``g``: (mean, spread) of the learner's normalized values (gamma and beta undone as ``params``'s
     view applies them) and of the reference's."""
-    mine = undo_affine(output, *broadcast_params(spec, probe, params), affine)
+    mine = apply_affine(output, *broadcast_params(spec, probe, params), affine, undo=True)
     return group_stats(g, mine, spec.centered), group_stats(
-        g, undo_affine(ref, *broadcast_params(spec, probe), "both"), spec.centered
+        g, apply_affine(ref, *broadcast_params(spec, probe), "both", undo=True), spec.centered
     )
 
 
@@ -581,7 +545,9 @@ def observe_unbiased(spec: NormSpec, probe: Probe, output: Tensor, reference: Te
 def observe_eps(spec: NormSpec, probe: Probe, output: Tensor, reference: Tensor, variant: Variant) -> str:
     g, word, i, eps, fixed = spec.grouping, spec.spread_word, probe.small_group or 0, probe.eps, spec.default_eps
     _, x_spread = group_stats(g, probe.x, spec.centered)
-    _, z_spread = group_stats(g, undo_affine(output, *broadcast_params(spec, probe), variant.affine), spec.centered)
+    _, z_spread = group_stats(
+        g, apply_affine(output, *broadcast_params(spec, probe), variant.affine, undo=True), spec.centered
+    )
     s, divisor = x_spread[i].item() ** 2, x_spread[i].item() / z_spread[i].item()
     form, value, meaning = {
         "outside": (f"sqrt({word}) + eps", math.sqrt(s) + eps, "eps was added after the square root."),
