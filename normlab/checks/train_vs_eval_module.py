@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 from itertools import product
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,11 +17,9 @@ from torch.nn import Module, Parameter
 
 from normlab import functional as F
 from normlab._errors import shape_str
-from normlab.checks import which_axes_diagnosis as diagnosis
-from normlab.checks import which_axes_variants as variants
+from normlab.checks import which_axes_variants as norms
 from normlab.checks._result import CheckResult
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, close, learner_name, num, run_check, vector
-from normlab.checks.which_axes_variants import AFFINE_MODES, EPS_MODES
 
 TORCH_NAMES = ("weight", "bias", "running_mean", "running_var")
 STATISTICS = TORCH_NAMES[2:]
@@ -79,7 +77,7 @@ MODULE_HINTS = {  # in the order in which the module's own mistakes are named (M
     "nonstandard-names": "Use torch's names (weight, bias, running_mean, running_var): `load_state_dict` needs them.",
 }
 # The order in which a module's mistakes are named: what it computes first, how it is built last.
-MODULE_ORDER = ("non-finite", *variants.PRIORITY, "one-pass-variance", *MODULE_HINTS, "unknown")
+MODULE_ORDER = ("non-finite", *norms.PRIORITY, "one-pass-variance", *MODULE_HINTS, "unknown")
 # What each update mistake means, after the numbers ({n}: the batch size).
 UPDATE_WORDS = {
     "stats-not-updated": "Your module does not update it in training mode.",
@@ -97,7 +95,7 @@ def _stats(x: Tensor) -> dict[str, Tensor]:
     return {"mean": x.mean(dim=0), "variance": x.var(dim=0, correction=0), "unbiased variance": x.var(dim=0)}
 
 
-def _known(probe: variants.Probe, variance: str, shift_and_factor: tuple) -> tuple[Tensor, Tensor]:
+def _known(probe: norms.Probe, variance: str, shift_and_factor: tuple) -> tuple[Tensor, Tensor]:
     stats, (shift, factor) = _stats(probe.x.double()), (torch.tensor(v, dtype=torch.float64) for v in shift_and_factor)
     return stats["mean"] + shift, stats[variance] * factor
 
@@ -105,7 +103,7 @@ def _known(probe: variants.Probe, variance: str, shift_and_factor: tuple) -> tup
 def _moved(now: Tensor, before: Tensor, target: Tensor) -> float | None:
     """w if ``now == (1 - w) * before + w * target`` for one w in every channel, else None."""
     w = round(((now - before) / (target - before)).median().item(), 6) + 0.0  # + 0.0: never -0.00
-    return w if close(now, (1 - w) * before + w * target, variants.TOLERANCE) else None
+    return w if close(now, (1 - w) * before + w * target, norms.TOLERANCE) else None
 
 
 def _near(a: float | None, b: float) -> bool:
@@ -135,26 +133,23 @@ def _formula(stats: str, eps_mode: str, affine: str, fixed_eps: float) -> str:
     return forms.get(affine, f"{z} * bias + weight")  # or "swapped"
 
 
-class EvalRun(NamedTuple):
-    """One eval-mode call: the probe (float64), the output, the reference, and the buffers set before it."""
-
-    probe: variants.Probe
-    output: Tensor
-    expected: Tensor
-    buffers: tuple[Tensor, Tensor]
-
-
-def _eval_match(runs: list[EvalRun], fixed_eps: float) -> tuple[str, list[str]] | None:
-    """The formula and mistakes of the simplest candidate (statistics x eps mode x affine mode) matching every run."""
+def _eval_match(runs: list[tuple], fixed_eps: float) -> tuple[str, list[str]] | None:
+    """The formula and mistakes of the simplest candidate (statistics x eps mode x affine mode) matching every run,
+    an eval-mode call's (float64 probe, output, reference, the buffers set before it)."""
     matches = []
-    for stats, eps_mode, affine in product(["running", "variance", "unbiased variance"], EPS_MODES, AFFINE_MODES):
+    for stats, eps_mode, affine in product(
+        ["running", "variance", "unbiased variance"], norms.EPS_MODES, norms.AFFINE_MODES
+    ):
         candidates = []
-        for r in runs:
-            mean, var = r.buffers if stats == "running" else (r.probe.x.mean(dim=0), _stats(r.probe.x)[stats])
-            z = variants.divide(r.probe.x - mean, var, r.probe.eps, eps_mode, fixed_eps)
-            candidates.append(variants.apply_affine(z, r.probe.gamma, r.probe.beta, affine))
-        if all(close(r.output, candidate, variants.TOLERANCE) for r, candidate in zip(runs, candidates)):
-            codes = ["eval-uses-batch-stats"] * (stats != "running") + [EPS_MODES[eps_mode], AFFINE_MODES[affine]]
+        for p, _, _, buffers in runs:
+            mean, var = buffers if stats == "running" else (p.x.mean(dim=0), _stats(p.x)[stats])
+            z = norms.divide(p.x - mean, var, p.eps, eps_mode, fixed_eps)
+            candidates.append(norms.apply_affine(z, p.gamma, p.beta, affine))
+        if all(close(r[1], candidate, norms.TOLERANCE) for r, candidate in zip(runs, candidates)):
+            codes = ["eval-uses-batch-stats"] * (stats != "running") + [
+                norms.EPS_MODES[eps_mode],
+                norms.AFFINE_MODES[affine],
+            ]
             matches.append((_formula(stats, eps_mode, affine, fixed_eps), [c for c in codes if c]))
     return min(matches, key=lambda m: len(m[1]), default=None)
 
@@ -164,7 +159,7 @@ class _ModuleCheck:
 
     def __init__(self, check: Check, cls: type, signature: str) -> None:
         self.check, self.cls, self.signature = check, cls, signature
-        self.spec = variants.batch_norm_spec("NC")
+        self.spec = norms.batch_norm_spec("NC")
         self.channels = self.spec.shape[1]
         self.roles: dict[str, str] = {}  # torch's name -> the learner's ({"weight": "gamma"}), from the first module
         self.findings: dict[str, tuple[str, str]] = {}  # code -> (what showed it, what to do)
@@ -176,11 +171,11 @@ class _ModuleCheck:
         """The verdict; a Verdict raised on the way ends the check, with the mistakes already seen in ``also``."""
         try:
             self.structure(self.build(self.spec.default_eps))
-            if training := diagnosis.diagnose_outputs(self.spec, self.output, verb="called in training mode"):
+            if training := norms.diagnose_outputs(self.spec, self.output, verb="called in training mode"):
                 self.add(training.mistake or "unknown", training.observed, training.hint or "")
                 for code in training.also:
                     self.add(code, "Seen in the same training-mode output.")
-            self.training_steps(variants.make_probes(self.spec)[0])
+            self.training_steps(norms.make_probes(self.spec)[0])
             self.eval_mode(grad="mode-from-grad" not in self.findings)
         except Verdict as v:
             extra = [c for c in self.findings if c != v.mistake and c not in v.also] if v.mistake else []
@@ -196,11 +191,11 @@ class _ModuleCheck:
         first, *rest = sorted(self.findings, key=MODULE_ORDER.index)
         return self.check.result(first, *self.findings[first], tuple(rest), tuple(self.findings[c][0] for c in rest))
 
-    def output(self, probe: variants.Probe, action: str, read: Any) -> Any:
+    def output(self, probe: norms.Probe, action: str, read: Any) -> Any:
         return self.step(probe, action, read=read)[1]
 
     def call(self, fn: Any, args: tuple = (), names: tuple = (), **options: object) -> Any:
-        return diagnosis.calling(self.check, self.spec, self.signature, fn, args, names=names, **options)
+        return norms.calling(self.check, self.spec, self.signature, fn, args, names=names, **options)
 
     def build(self, eps: float, dtype: torch.dtype = torch.float32, momentum: float = MOMENTUM) -> Any:
         """``cls(C, eps=eps, momentum=momentum)`` in ``dtype``; the first one also shows what it is, and its roles."""
@@ -246,7 +241,7 @@ class _ModuleCheck:
                 raise Verdict("wrong-shape", said, "Create weight, bias and the buffers with num_features values.")
         return [getattr(module, self.roles[role]).detach().double().flatten() for role in STATISTICS]
 
-    def step(self, probe: variants.Probe, action: str, momentum=MOMENTUM, grad=True, read=None, buffers=None) -> Any:
+    def step(self, probe: norms.Probe, action: str, momentum=MOMENTUM, grad=True, read=None, buffers=None) -> Any:
         """(module, ``read`` of its output) of a call on ``probe`` in training mode, or in eval mode with ``buffers``."""
         module, dtype = self.build(probe.eps, probe.x.dtype, momentum), probe.x.dtype
         mode = "train" if buffers is None else "eval"
@@ -305,7 +300,7 @@ class _ModuleCheck:
                 "state_dict keys, and code written for it, use torch's names.",
             )
 
-    def training_steps(self, probe: variants.Probe) -> None:
+    def training_steps(self, probe: norms.Probe) -> None:
         """Training steps with momentum 0.1 and 0.3 (:func:`_update_codes`, no graph), and under torch.no_grad()."""
         first = self.step(probe, f"called in training mode on {probe.description}")[0]
         after, graphs = self.statistics(first, "after one training step"), []
@@ -337,12 +332,12 @@ class _ModuleCheck:
                 f"After a training step on an input that requires grad, {' and '.join(graphs)}: the buffer is part of "
                 "the autograd graph, so every step's graph stays alive (memory grows) and a second backward fails.",
             )
-        read = diagnosis.reader(self.spec, probe.x.dtype, diagnosis.reference(self.spec, probe))
+        read = norms.reader(self.spec, probe.x.dtype, norms.reference(self.spec, probe))
         action = "called in training mode under torch.no_grad()"
         module, output = self.step(probe, action, grad=False, read=read)
         p = probe.to(torch.float64)
-        as_eval = close(output, F.batch_norm(p.x, *before, p.gamma, p.beta, eps=p.eps), variants.TOLERANCE)
-        still = all(close(a, b, variants.TOLERANCE) for a, b in zip(self.statistics(module, action), before))
+        as_eval = close(output, F.batch_norm(p.x, *before, p.gamma, p.beta, eps=p.eps), norms.TOLERANCE)
+        still = all(close(a, b, norms.TOLERANCE) for a, b in zip(self.statistics(module, action), before))
         if as_eval or (still and mean_w is not None and not _near(mean_w, 0.0)):
             self.add(
                 "mode-from-grad",
@@ -355,33 +350,33 @@ class _ModuleCheck:
     def eval_mode(self, grad: bool) -> None:
         """Known buffers in eval mode, which the output must use (:func:`_eval_match`) and leave as they are."""
         spec, runs = self.spec, []
-        for seed, eps in ((4, spec.default_eps), (5, variants.LARGE_EPS)):
-            probe = variants.make_probe(spec, "eval", f"eps = {eps:g}", seed, eps, (-1.0, 2.0), (0.8, 2.5))
+        for seed, eps in ((4, spec.default_eps), (5, norms.LARGE_EPS)):
+            probe = norms.make_probe(spec, "eval", f"eps = {eps:g}", seed, eps, (-1.0, 2.0), (0.8, 2.5))
             buffers, p = _known(probe, "variance", EVAL_BUFFERS), probe.to(torch.float64)
-            if eps == variants.LARGE_EPS:  # one channel of tiny running variance
-                buffers[1][variants.SMALL_GROUP] = variants.SMALL_STD**2
+            if eps == norms.LARGE_EPS:  # one channel of tiny running variance
+                buffers[1][norms.SMALL_GROUP] = norms.SMALL_STD**2
             expected = F.batch_norm(p.x, *buffers, p.gamma, p.beta, eps=eps)
             action = f"called in eval mode with eps = {eps:g}" + ("" if grad else " under torch.no_grad()")
-            read = diagnosis.reader(spec, probe.x.dtype, expected)
+            read = norms.reader(spec, probe.x.dtype, expected)
             module, output = self.step(probe, action, grad=grad, read=read, buffers=buffers)
             after = self.statistics(module, f"after it was {action}")
             if not output.isfinite().all():
-                raise Verdict("non-finite", diagnosis.observe_non_finite(probe, output))
-            runs.append(EvalRun(p, output, expected, buffers))
+                raise Verdict("non-finite", norms.observe_non_finite(probe, output))
+            runs.append((p, output, expected, buffers))
             for name, before, now in zip([self.roles[r] for r in STATISTICS], buffers, after):
-                if not close(now, before, variants.TOLERANCE):
+                if not close(now, before, norms.TOLERANCE):
                     said = f"During a forward pass in eval mode, {name} changed from {vector(before)} to {vector(now)}."
                     self.add("updates-in-eval", said)
         formula, codes = _eval_match(runs, spec.default_eps) or ("", ["unknown"])
-        run = max(runs, key=lambda r: (r.output - r.expected).abs().max().item())
-        i, c = divmod(int((run.output - run.expected).abs().argmax()), self.channels)
+        p, output, expected, buffers = max(runs, key=lambda r: (r[1] - r[2]).abs().max().item())
+        i, c = divmod(int((output - expected).abs().argmax()), self.channels)
         observed = (
             f"In eval mode your output equals {formula}, where torch's is (x - running_mean) / sqrt(running_var + eps) "
-            f"* weight + bias. With eps = {run.probe.eps:g}, running_mean {num(run.buffers[0][c])} and running_var "
-            f"{num(run.buffers[1][c])} in channel {c}, sample {i} gives yours {num(run.output[i, c])}, torch's "
-            f"{num(run.expected[i, c])}."
+            f"* weight + bias. With eps = {p.eps:g}, running_mean {num(buffers[0][c])} and running_var "
+            f"{num(buffers[1][c])} in channel {c}, sample {i} gives yours {num(output[i, c])}, torch's "
+            f"{num(expected[i, c])}."
         )
-        unknown = diagnosis.observe_difference(spec, run.probe, run.output, run.expected)
+        unknown = norms.observe_difference(spec, p, output, expected)
         for code in codes:
             self.add(code, observed if formula else f"In eval mode: {unknown}")
 
@@ -401,20 +396,20 @@ def check_batch_norm_module(cls: type, *, time_limit: float = DEFAULT_TIME_LIMIT
         )
     if not callable(cls):
         raise TypeError(f"check_batch_norm_module expects your nn.Module class; got a {type(cls).__name__}.")
-    spec, name = variants.batch_norm_spec("NC"), learner_name(cls)
+    spec, name = norms.batch_norm_spec("NC"), learner_name(cls)
     signature = f"{name}(num_features, eps=1e-5, momentum=0.1)` and then `module(x)"
 
     def diagnose(check: Check) -> CheckResult:
         check.checked = (
             f"A module built as {name}({spec.shape[1]}, eps=..., momentum={MOMENTUM:g}) on (N, C) = "
             f"{shape_str(spec.shape)} input. Training mode: "
-            + diagnosis.describe_checked(spec, variants.make_probes(spec))
+            + norms.describe_checked(spec, norms.make_probes(spec))
             + " Then one training step from known running statistics on an input that requires grad (also with "
             f"momentum={SECOND_MOMENTUM:g}, and under torch.no_grad()), and eval mode with known running "
-            f"statistics (eps = {spec.default_eps:g} and {variants.LARGE_EPS:g}); and whether weight, bias and the "
+            f"statistics (eps = {spec.default_eps:g} and {norms.LARGE_EPS:g}); and whether weight, bias and the "
             "running statistics are kept as torch keeps them."
         )
         return _ModuleCheck(check, cls, signature).run()
 
-    hints = diagnosis.hints(spec, signature)
+    hints = norms.hints(spec, signature)
     return run_check("check_batch_norm_module", cls, diagnose, time_limit=time_limit, hints=hints)
