@@ -1,8 +1,8 @@
 """Notebook 02's checkers ("Which axes?"): the four norms written as functions, and BatchNorm of a padded batch.
 
 ``check_batch_norm``, ``check_layer_norm``, ``check_group_norm`` and ``check_rms_norm`` each judge a
-:class:`~normlab.checks.which_axes_variants.NormSpec` (probes and candidates in :mod:`.which_axes_variants`, the
-verdict and its words in :mod:`.which_axes_diagnosis`). ``check_masked_batch_norm`` is an :class:`Exercise`: x of
+:class:`~normlab.checks.which_axes_variants.NormSpec` (probes, candidates, the verdict and its words in
+:mod:`.which_axes_variants`). ``check_masked_batch_norm`` is an :class:`Exercise`: x of
 shape (N, L, C) = (4, 6, 3) in float64, sentences of lengths 6, 4, 2 and 5, and a pad embedding near 5 at the
 padded positions, so that every way of letting the padding in gives its own numbers.
 """
