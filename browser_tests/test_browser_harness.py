@@ -78,6 +78,7 @@ def stand_in_project(root: Path) -> Path:
     root.mkdir()
     (root / ".venv").symlink_to(REPO / ".venv")
     (root / "pyproject.toml").symlink_to(REPO / "pyproject.toml")
+    (root / "constraints.txt").symlink_to(REPO / "constraints.txt")  # the Makefile's set-up depends on the lock too
     (root / "notebooks").mkdir()
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
