@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 import normlab.checks
+from normlab.inspection import FINDINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {p.name[:2]: nbformat.read(p, as_version=4) for p in sorted((ROOT / "notebooks").glob("*.ipynb"))}
@@ -71,6 +72,13 @@ def test_every_reference_in_a_notebook_names_something_that_exists(number):
 def test_every_reference_in_the_docs_names_something_that_exists(name):
     assert broken_references(DOCS[name], None) == []
     assert [f for f in LINK.findall(DOCS[name]) if f not in FILES] == []
+
+
+@pytest.mark.parametrize("code", sorted(FINDINGS))
+def test_every_finding_of_normlab_inspect_links_a_section_that_exists(code):
+    """Each finding code of the doctor names the notebook section that teaches it ("03 §7")."""
+    section = FINDINGS[code][1]
+    assert re.fullmatch(r"\d\d §\d+", section) and broken_references(section, None) == []
 
 
 def test_a_broken_reference_is_reported():
