@@ -45,6 +45,7 @@ NOTEBOOK = Budget(30.0, "s")
 CELL = Budget(5.0, "s")
 COLLECTION = Budget(120.0, "s")
 EXPLORER_BUILD = Budget(5.0, "s", inclusive=True)
+INSPECT = Budget(2.0, "x", inclusive=True)  # normlab.inspect against the model's own forward (issue 29)
 
 
 def median(values: Sequence[float]) -> float:
@@ -173,12 +174,29 @@ def _inside_batch_norm_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _inspect_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
+    shape = tuple(section["input_shape"])
+    return [
+        row(
+            f"normlab.inspect / forward, {case['purpose']}",
+            case["ratio"],
+            "x",
+            INSPECT,
+            note=f"{section['model']} on {shape}, {section['threads']} thread: forward {case['forward_s']:.2f} s, "
+            f"inspect {case['inspect_s']:.2f} s (fastest of {section['rounds']}); CPU time forward "
+            f"{case['forward_cpu_s']:.2f} s, inspect {case['inspect_cpu_s']:.2f} s",
+        )
+        for case in section["cases"]
+    ]
+
+
 SECTION_ROWS = {
     "notebooks": _notebook_rows,
     "widgets": _widget_rows,
     "reference": _reference_rows,
     "import": _import_rows,
     "inside_batch_norm": _inside_batch_norm_rows,
+    "inspect": _inspect_rows,
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks.budgets import ERROR, INFO, OVER, PASS, budget_rows
 
 SCHEMA_VERSION = 1
-SECTIONS = ("notebooks", "widgets", "reference", "import", "inside_batch_norm")
+SECTIONS = ("notebooks", "widgets", "reference", "import", "inside_batch_norm", "inspect")
 MACHINE_KEYS = (
     "cpu_model",
     "cores",
@@ -36,6 +36,7 @@ SECTION_KEYS = {
     "reference": ("min_run_time_s", "threads", "cases"),
     "import": ("runs", "bare_python_s", "python_import_normlab_s", "import_s", "own_modules_s", "dependencies_s"),
     "inside_batch_norm": ("min_run_time_s", "threads", "fold", "backward_shape", "backward"),
+    "inspect": ("model", "input_shape", "threads", "rounds", "cases"),
 }
 
 

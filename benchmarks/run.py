@@ -12,6 +12,7 @@ Usage:
     python benchmarks/run.py --only widgets --no-browser  # the explorers in the kernel only
     python benchmarks/run.py --only notebooks --runs 1 --notebooks notebooks/00_start_here.ipynb
     python benchmarks/run.py --only inside_batch_norm  # notebook 05's fold and backward timings
+    python benchmarks/run.py --only inspect           # normlab.inspect on ResNet-50 against its forward
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the benchmarks package im
 from benchmarks.budgets import format_table  # noqa: E402
 from benchmarks.importtime import measure_import  # noqa: E402
 from benchmarks.inside_batch_norm import measure_inside_batch_norm  # noqa: E402
+from benchmarks.inspection import measure_inspection  # noqa: E402
 from benchmarks.notebooks import measure_notebooks  # noqa: E402
 from benchmarks.reference import measure_reference  # noqa: E402
 from benchmarks.results import (  # noqa: E402
@@ -93,6 +95,8 @@ def measure(part: str, args: argparse.Namespace) -> dict:
         return measure_reference(min_run_time=args.min_run_time)
     if part == "inside_batch_norm":
         return measure_inside_batch_norm(min_run_time=4 * args.min_run_time)  # 5 alternating rounds per side
+    if part == "inspect":
+        return measure_inspection(min_run_time=args.min_run_time)
     return measure_import(ROOT)
 
 

@@ -237,7 +237,14 @@ def test_results_have_the_same_keys_whatever_was_measured():
     results.validate_results(full)
     results.validate_results(partial)
     assert set(full) == set(partial) == {"schema_version", "machine", "sections", "budgets"}
-    assert list(partial["sections"]) == ["notebooks", "widgets", "reference", "import", "inside_batch_norm"]
+    assert list(partial["sections"]) == [
+        "notebooks",
+        "widgets",
+        "reference",
+        "import",
+        "inside_batch_norm",
+        "inspect",
+    ]
     assert partial["sections"]["notebooks"] is None and partial["sections"]["widgets"] == widget_section()
 
 
@@ -687,3 +694,43 @@ def test_inside_batch_norm_measurements_fold_correctly_and_name_every_backward()
     assert timing["speedup"] == round(timing["unfused_us"] / timing["folded_us"], 2)
     rows = bench.time_backwards(min_run_time=0.01, shape=(4, 3, 2, 2))
     assert [r["implementation"] for r in rows] == list(bench.BACKWARDS)
+
+
+# ---------------------------------------------------------------- normlab.inspect against the forward
+
+
+def inspect_section(ratio: float = 1.25) -> dict:
+    case = {"forward_s": 2.0, "inspect_s": 2.0 * ratio, "ratio": ratio, "forward_cpu_s": 1.9, "inspect_cpu_s": 2.4}
+    return {
+        "model": "ResNet-50",
+        "input_shape": [8, 3, 224, 224],
+        "threads": 1,
+        "rounds": 3,
+        "cases": [{"purpose": "inference", **case}, {"purpose": "training", **case, "ratio": 2.5}],
+    }
+
+
+def test_inspect_rows_hold_the_ratio_to_two_times_the_forward():
+    rows = budgets.budget_rows({"inspect": inspect_section()})
+    assert [(r["what"], r["figure"], r["budget"], r["verdict"]) for r in rows] == [
+        ("normlab.inspect / forward, inference", 1.25, "<= 2x", "PASS"),
+        ("normlab.inspect / forward, training", 2.5, "<= 2x", "OVER"),
+    ]
+    assert rows[0]["note"] == (
+        "ResNet-50 on (8, 3, 224, 224), 1 thread: forward 2.00 s, inspect 2.50 s (fastest of 3); "
+        "CPU time forward 1.90 s, inspect 2.40 s"
+    )
+    results.validate_results(results.build_results({"inspect": inspect_section()}, MACHINE))
+
+
+def test_inspect_measurement_times_both_purposes_on_the_model_it_is_given():
+    from benchmarks import inspection as bench
+
+    def small() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4))
+
+    section = bench.measure_inspection(min_run_time=0.001, build=small, shape=(8, 3, 6, 6))
+    assert set(section) == set(results.SECTION_KEYS["inspect"]) and section["input_shape"] == [8, 3, 6, 6]
+    assert [case["purpose"] for case in section["cases"]] == ["inference", "training"]
+    for case in section["cases"]:
+        assert case["ratio"] == round(case["inspect_s"] / case["forward_s"], 2) and case["forward_s"] > 0
