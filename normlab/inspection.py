@@ -206,7 +206,12 @@ class InspectionReport:
         for code, group in _by_code(self.findings):
             first = group[0]
             also = f" (and {len(group) - 1} more layers alike: {_names(group[1:])})" if len(group) > 1 else ""
-            lines += ["", f"\u2717 {code} at {first.layer}{also}", f"  seen: {first.seen}", f"  fix:  {first.fix}"]
+            lines += [
+                "",
+                f"\u2717 {code} at {_display(first.layer)}{also}",
+                f"  seen: {first.seen}",
+                f"  fix:  {first.fix}",
+            ]
             lines.append(f"  see:  notebook {first.section}")
         return "\n".join(lines)
 
@@ -229,7 +234,8 @@ class InspectionReport:
             also = f" (and {len(group) - 1} more layers alike: {_names(group[1:])})" if len(group) > 1 else ""
             parts.append(
                 f'<div style="border-left:4px solid #D55E00;padding:0.2em 0.8em;margin:0.3em 0">'
-                f"<b>\u2717 {html.escape(code)}</b> at <code>{html.escape(first.layer)}</code>{html.escape(also)}<br>"
+                f"<b>\u2717 {html.escape(code)}</b> at <code>{html.escape(_display(first.layer))}</code>"
+                f"{html.escape(also)}<br>"
                 f"<b>Seen:</b> {html.escape(first.seen)}<br><b>Fix:</b> {html.escape(first.fix)}<br>"
                 f"<b>See:</b> notebook {html.escape(first.section)}</div>"
             )
@@ -253,7 +259,12 @@ def _layer_row(layer: NormLayer) -> tuple[str, ...]:
         r = layer.running_stats
         running = "initial values" if r.initial else f"{r.batches_tracked} batches" if r.batches_tracked else "set"
         running += f", momentum {r.momentum:g}" if r.momentum is not None else ""
-    return (layer.name, kind, layer.mode, _shape(layer.input_shape), dims, stats, dtype, running)
+    return (_display(layer.name), kind, layer.mode, _shape(layer.input_shape), dims, stats, dtype, running)
+
+
+def _display(name: str) -> str:
+    """A layer's qualified name as shown; the model itself (name "") is "(the model)"."""
+    return name or "(the model)"
 
 
 def _text_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -269,7 +280,7 @@ def _by_code(findings: tuple[Finding, ...]) -> list[tuple[str, list[Finding]]]:
 
 
 def _names(findings: list[Finding], limit: int = 5) -> str:
-    names = [f.layer for f in findings]
+    names = [_display(f.layer) for f in findings]
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
