@@ -532,20 +532,17 @@ def _own_forward(module: nn.Module) -> bool:
 
 
 def norm_candidates(model: nn.Module) -> dict[str, nn.Module]:
-    """name -> module for torch's and normlab's norms and for modules whose class name contains "norm" and that
-    contain no norm themselves (a ``PreNorm(fn)`` block is a container, not a norm). Custom candidates are
-    confirmed or dropped by their behaviour in the pass."""
+    """name -> module for torch's and normlab's norms, and for modules whose class name contains "norm" and that
+    contain no such module themselves (a ``PreNorm(fn)`` block is a container, not a norm: the innermost one
+    counts). Custom candidates are confirmed or dropped by their behaviour in the pass."""
     named = list(model.named_modules())
-    library = {name for name, m in named if library_kind(m)}
-    candidates = {}
-    for name, module in named:
-        if name in library:
-            candidates[name] = module
-        elif CUSTOM_NAME.search(type(module).__name__):
-            prefix = f"{name}." if name else ""
-            if not any(other.startswith(prefix) and other != name for other in library):
-                candidates[name] = module
-    return candidates
+    found = {name: m for name, m in named if library_kind(m) or CUSTOM_NAME.search(type(m).__name__)}
+
+    def contains_another(name: str) -> bool:
+        prefix = f"{name}." if name else ""
+        return any(other.startswith(prefix) and other != name for other in found)
+
+    return {name: m for name, m in found.items() if library_kind(m) or not contains_another(name)}
 
 
 def _library_reduction(module: nn.Module, kind: str, shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:

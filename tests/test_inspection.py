@@ -245,6 +245,17 @@ class PreNorm(nn.Module):
         return self.fn(self.norm(x))
 
 
+class RMSNormBlock(nn.Module):
+    """Named like a norm, holds a custom norm and a Linear: the innermost norm is the one reported."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm, self.fn = UpcastingRMSNorm(4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fn(self.norm(x))
+
+
 class NotANorm(nn.Module):
     def forward(self, x):
         return 2 * x + 1
@@ -281,6 +292,8 @@ def test_custom_norms_are_recognized_by_behaviour_and_containers_and_impostors_a
     assert report.layers[1].uses_running_stats and report.layers[1].running_stats.initial
     assert codes(report) == {"initial-running-stats": ["1"]}
     assert not model[1].training and torch.equal(model[1].running_var, torch.ones(1, 4, 1, 1))
+    [inner] = inspect(RMSNormBlock(), torch.randn(8, 4)).layers
+    assert (inner.name, inner.class_name, inner.subtracts_mean) == ("norm", "UpcastingRMSNorm", False)
 
 
 # --- the model is left exactly as found ------------------------------------------------------------------------
