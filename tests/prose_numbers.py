@@ -21,6 +21,9 @@ import nbformat
 
 # Numbers a notebook's prose may state without an output, each with the source it is cited from.
 CITED: dict[str, dict[str, str]] = {
+    "07_your_own_model": {
+        "0.01": "pytorch/vision pull request 8312: MaxViT's BatchNorm2d momentum fixed from 0.99 to 0.01",
+    },
     "04_transformers": {"7": "Zhang & Sennrich 2019, abstract: 7%~64% less running time", "64": "the same abstract"},
     "02_which_axes": {
         "0.26": "ImageNet std over all pixels, recomputed in pytorch/vision issue 1439 (0.2637 to 0.2877)",

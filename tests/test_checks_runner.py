@@ -21,6 +21,7 @@ CALLS = {
     "check_layer_norm": "check_layer_norm({fn}, layout='NLC')",
     "check_group_norm": "check_group_norm({fn}, num_groups=2)",
     "check_batch_norm_module": "check_batch_norm_module({cls})",
+    "check_fine_tuning_setup": "check_fine_tuning_setup({fn}, batch_size=32)",
 }
 PUBLIC = sorted(name for name in checks.__all__ if name.startswith("check_"))
 

@@ -14,6 +14,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 import normlab.functional as nlf
 from normlab.batch_norm_backward import batch_norm_closed_form_backward
+from normlab.data.digits import load_digits_split
 from normlab.experiments import inside_batch_norm as ib
 from normlab.plots.inside_batch_norm import (
     PLACEMENT_LABELS,
@@ -110,20 +111,36 @@ def test_the_precompute_script_reproduces_a_cached_run(tmp_path):
     cached = ib.load_cnn_comparisons()
     assert sorted(cached) == list(ib.CNN_LEARNING_RATES)
     stored = cached[0.2].runs["after"][1]
-    assert next(r["correct"] for r in again if r["bn"] == "after") == stored.correct[:1]
+    assert next(r["correct"] for r in again if r["bn"] == "after") == [stored.correct[stored.checkpoints.index(25)]]
     assert stored.test_size == 500 and len(stored.gamma) == len(stored.beta) == ib.CNN_CHANNELS[0]
     with pytest.raises(ValueError, match=r"checkpoints must lie in 1\.\.steps=10"):
         ib.train_digits_cnn("none", 0, steps=10, checkpoints=(20,))
 
 
-def test_a_run_fell_back_when_its_end_is_far_below_its_best_checkpoint():
+def test_run_labels_read_every_checkpoint_of_the_run():
     def run(correct):
-        return ib.CnnRun("none", 0, 0.2, [25, 50, 150], correct, 500, [], [])
+        return ib.CnnRun("none", 0, 0.2, list(range(5, 5 * len(correct) + 1, 5)), correct, 500, [], [])
 
     assert run([400, 300, 349]).fell_back() and not run([400, 300, 351]).fell_back()  # 10 points = 50 of 500
     assert not run([100, 200, 300]).fell_back()
+    dipped = run([300, 400, 340, 420, 410])  # 12 points below its best at the third checkpoint, then recovered
+    assert dipped.largest_dip() == 12.0 and dipped.dipped() and not dipped.fell_back()
+    assert not run([400, 300, 349]).dipped()  # a fall it never recovered from is "fell back", not "dipped"
     cached = ib.load_cnn_comparisons()
     assert [sum(r.fell_back() for r in cached[0.2].runs[bn]) for bn in ib.BN_PLACEMENTS] == [8, 0, 0]
+    assert [sum(r.dipped() for r in cached[0.2].runs[bn]) for bn in ib.BN_PLACEMENTS] == [0, 4, 2]
+    assert all(
+        run.checkpoints == list(ib.CNN_CHECKPOINTS) for c in cached.values() for r in c.runs.values() for run in r
+    )
+
+
+def test_fit_digits_cnn_returns_the_model_a_cached_run_was_counted_on():
+    """More exercises 1's command trains the §2 CNN as the cached run 'before', seed 0, learning rate 0.05."""
+    model = ib.fit_digits_cnn(ib.build_digits_cnn("before", seed=0), seed=0)
+    stored = ib.load_cnn_comparisons()[0.05].runs["before"][0]
+    data = load_digits_split()
+    assert ib.count_correct(model, data.x_test.view(-1, 1, 8, 8), data.y_test) == stored.correct[-1]
+    assert model[0][1].weight.tolist() == pytest.approx(stored.gamma, rel=1e-9)
 
 
 def test_cnn_comparison_median_and_range():
@@ -260,7 +277,7 @@ def test_cnn_figure_draws_every_seed_and_the_medians():
         seeds = [
             list(line.get_ydata())
             for line in ax.lines
-            if line.get_label().startswith("_") and len(line.get_xdata()) == 3
+            if line.get_label().startswith("_") and len(line.get_xdata()) == len(ib.CNN_CHECKPOINTS)
         ]
         expected = [[100 * c / r.test_size for c in r.correct] for runs in comparison.runs.values() for r in runs]
         assert seeds == expected  # every run of every placement, one thin line each

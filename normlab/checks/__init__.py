@@ -38,6 +38,7 @@ from normlab.checks.which_axes import (
     check_rms_norm,
 )
 from normlab.checks.why_normalization import check_largest_stable_lr, check_saturated_fraction, check_steps_from_kappa
+from normlab.checks.your_own_model import check_fine_tuning_setup, check_inference_setup
 
 __all__ = [
     "MISTAKES",
@@ -47,9 +48,11 @@ __all__ = [
     "check_batch_norm_module",
     "check_combine_statistics",
     "check_fine_tune_step",
+    "check_fine_tuning_setup",
     "check_float16_layer_norm",
     "check_fold_batch_norm",
     "check_group_norm",
+    "check_inference_setup",
     "check_keras_port",
     "check_largest_stable_lr",
     "check_layer_norm",

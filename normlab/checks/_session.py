@@ -72,7 +72,7 @@ SETTINGS = (
 # Not changes of the learner's: `_` holds the interpreter's last result; and every class's __slotnames__
 # (skipped below), which copy.deepcopy caches on torch.Tensor the first time it copies a tensor.
 BOOKKEEPING = frozenset({("builtins", "_")})
-LIBRARIES = ("torch", "numpy", "ipykernel", "IPython", "matplotlib", "sklearn")
+LIBRARIES = ("torch", "numpy", "ipykernel", "IPython", "matplotlib", "sklearn", "transformers")
 
 
 def _same(new: object, old: object) -> bool:

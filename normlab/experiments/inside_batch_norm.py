@@ -45,7 +45,8 @@ CNN_FILE = "cnn_placements.json"
 CNN_SEEDS = tuple(range(8))  # 8 seeds: the gaps between placements are a few points (notebook 05, §2)
 CNN_LEARNING_RATES = (0.05, 0.2)
 CNN_STEPS = 150
-CNN_CHECKPOINTS = (25, 50, 150)
+CNN_CHECKPOINTS = tuple(range(5, CNN_STEPS + 1, 5))  # every 5 steps, so "fell back" reads the whole run
+CNN_TABLE_STEPS = (25, 50, 150)  # the columns of §2's median table
 FELL_BACK_POINTS = 10.0  # a run "fell back" if it ends this many points below its best checkpoint
 # §5 and §6: the runs scripts/precompute_inside_batch_norm.py trains
 SWEEP_LEARNING_RATES = (0.05, 0.1, 0.2, 0.4)
@@ -199,10 +200,24 @@ class CnnRun:
     gamma: list[float]
     beta: list[float]
 
+    def largest_dip(self) -> float:
+        """The largest fall in accuracy, in percentage points, from the best checkpoint so far to a later one."""
+        best = self.correct[0]
+        dip = 0
+        for correct in self.correct:
+            best = max(best, correct)
+            dip = max(dip, best - correct)
+        return 100.0 * dip / self.test_size
+
     def fell_back(self, points: float = FELL_BACK_POINTS) -> bool:
-        """Whether the run's last checkpoint is more than ``points`` percentage points below its best one:
-        a label read from the whole run, not from its end alone (§2)."""
+        """Whether the run ends more than ``points`` percentage points below its best checkpoint (checkpoints
+        every 5 steps): a label read from the whole run, not from its end alone (§2)."""
         return 100.0 * (max(self.correct) - self.correct[-1]) / self.test_size > points
+
+    def dipped(self, points: float = FELL_BACK_POINTS) -> bool:
+        """Whether the run fell more than ``points`` percentage points below its best so far at some
+        checkpoint, then recovered to end within ``points`` of its best (§2)."""
+        return self.largest_dip() > points and not self.fell_back(points)
 
 
 def count_correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
@@ -216,6 +231,25 @@ def count_correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
     return correct
 
 
+def fit_digits_cnn(
+    model: nn.Module,
+    seed: int,
+    learning_rate: float = 0.05,
+    steps: int = CNN_STEPS,
+    batch_size: int = 32,
+    after_step: Callable[[int], None] | None = None,
+) -> nn.Module:
+    """Train a :func:`build_digits_cnn` model as §2 does and return it: SGD (momentum 0.9) on batches of
+    ``batch_size`` of the digits' training set (pixels standardized per pixel, ``load_digits_split``), the
+    batch order drawn from ``seed``; ``after_step(steps_done)`` runs after each step (see ``fit``)."""
+    data = load_digits_split()
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=0.9)
+    batches = epoch_batches(len(data.x_train), batch_size, steps, seed)
+    x_train = data.x_train.view(-1, 1, 8, 8)
+    fit(model, F.cross_entropy, optimizer, x_train, data.y_train, batches, after_step=after_step).raise_if_diverged()
+    return model
+
+
 def train_digits_cnn(
     bn: str,
     seed: int,
@@ -224,15 +258,12 @@ def train_digits_cnn(
     batch_size: int = 32,
     checkpoints: Sequence[int] = CNN_CHECKPOINTS,
 ) -> CnnRun:
-    """Train :func:`build_digits_cnn` with SGD (momentum 0.9) on the digits' training set (§2).
-
-    Pixels are standardized per pixel (``load_digits_split``); 500 images are held out. The
-    test accuracy is counted (an integer, the same on every CPU) in eval mode at each checkpoint.
-    """
+    """One §2 run: :func:`build_digits_cnn` trained by :func:`fit_digits_cnn`, with the number of the 500
+    held-out digits it classifies right (an integer, the same on every CPU; eval mode) at each checkpoint."""
     if not checkpoints or max(checkpoints) > steps or min(checkpoints) < 1:
         raise ValueError(f"checkpoints must lie in 1..steps={steps}; got {tuple(checkpoints)}.")
     data = load_digits_split()
-    x_train, x_test = data.x_train.view(-1, 1, 8, 8), data.x_test.view(-1, 1, 8, 8)
+    x_test = data.x_test.view(-1, 1, 8, 8)
     model = build_digits_cnn(bn, seed)
     correct: list[int] = []
 
@@ -240,10 +271,7 @@ def train_digits_cnn(
         if steps_done in checkpoints:
             correct.append(count_correct(model, x_test, data.y_test))
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=0.9)
-    batches = epoch_batches(len(x_train), batch_size, steps, seed)
-    fitted = fit(model, F.cross_entropy, optimizer, x_train, data.y_train, batches, after_step=record_accuracy)
-    fitted.raise_if_diverged()
+    fit_digits_cnn(model, seed, learning_rate, steps, batch_size, after_step=record_accuracy)
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     gamma = norms[0].weight.tolist() if norms else []
     beta = norms[0].bias.tolist() if norms else []

@@ -33,7 +33,7 @@ def plot_cnn_comparison(comparisons: Sequence[CnnComparison]) -> Figure:
                     alpha=0.5,
                 )
             median = [comparison.accuracy(bn, step)[0] for step in steps]
-            ax.plot(steps, median, "o-", color=PLACEMENT_COLORS[bn], lw=2.2, label=PLACEMENT_LABELS[bn])
+            ax.plot(steps, median, "o-", color=PLACEMENT_COLORS[bn], lw=2.2, ms=3, label=PLACEMENT_LABELS[bn])
         ax.axhline(10, color="grey", lw=0.8, ls=":")  # chance: 10 classes
         ax.set(
             title=f"learning rate {comparison.learning_rate:g} (SGD, momentum 0.9)",

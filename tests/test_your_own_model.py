@@ -1,0 +1,101 @@
+"""Notebook 07's experiments, figure and checkers (normlab.experiments/plots/checks.your_own_model)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from normlab.checks import check_fine_tuning_setup, check_inference_setup
+from normlab.experiments import inside_batch_norm as ib
+from normlab.experiments import your_own_model as yom
+from normlab.plots.your_own_model import plot_elements_per_statistic
+
+
+def head(bias=False, momentum=0.1):
+    return nn.Sequential(
+        nn.Linear(64, 32, bias=bias), nn.BatchNorm1d(32, momentum=momentum), nn.ReLU(), nn.Linear(32, 10)
+    )
+
+
+def fixed(backbone):
+    backbone.requires_grad_(False).eval()
+    return nn.Sequential(backbone, head().double())
+
+
+def notebook_script(backbone):  # §3's script as the notebook shows it, with its four mistakes
+    backbone.requires_grad_(False)
+    return nn.Sequential(backbone, head(bias=True, momentum=0.9).double())
+
+
+def forgot_to_freeze(backbone):
+    return nn.Sequential(backbone, head().double())
+
+
+def froze_in_eval_mode_only(backbone):
+    return nn.Sequential(backbone.eval(), head().double())
+
+
+def froze_everything(backbone):
+    return nn.Sequential(backbone.eval(), nn.Linear(64, 10).double()).requires_grad_(False)
+
+
+@pytest.mark.parametrize(
+    ("fn", "batch_size", "mistake", "also"),
+    [
+        (fixed, 32, None, ()),
+        (notebook_script, 4, "frozen-but-updating", ("small-batch-statistics", "reversed-momentum", "redundant-bias")),
+        (fixed, 4, "small-batch-statistics", ()),
+        (forgot_to_freeze, 32, "backbone-trains", ()),
+        (froze_in_eval_mode_only, 32, "eval-mode-in-training", ()),
+        (froze_everything, 32, "nothing-trains", ()),
+        (lambda backbone: "model", 32, "not-a-model", ()),
+    ],
+)
+def test_the_fine_tuning_checker_names_what_the_doctor_finds(fn, batch_size, mistake, also):
+    result = check_fine_tuning_setup(fn, batch_size)
+    assert (result.passed, result.mistake, result.also) == (mistake is None, mistake, also), result.message
+    assert result.session == ()  # transformers' addition to nn.Module is no change of the learner's
+    if mistake == "frozen-but-updating":
+        assert "normlab.inspect found frozen-but-updating at `0.0.1`:" in result.observed
+        assert "(see notebook 03 §7)" in result.observed
+
+
+def test_the_inference_checker_passes_eval_mode_and_names_training_mode():
+    assert check_inference_setup(lambda model: model.eval()).passed
+    result = check_inference_setup(lambda model: model)
+    assert result.mistake == "train-mode-in-inference" and "at `1.1`" not in result.observed, result.message
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        check_fine_tuning_setup(fixed, 0)
+
+
+def test_each_statistic_of_resnets_batch_norm_grows_with_the_batch_and_layer_norms_does_not():
+    assert yom.elements_per_statistic("ResNet", (1, 4)) == [16 * 16, 4 * 16 * 16]  # N x H x W of 16 x 16 maps
+    assert yom.elements_per_statistic("ViT", (1, 4)) == [16, 16]  # the hidden size
+
+
+def test_mobilenet_v2_is_built_with_tensorflows_momentum_as_the_notebook_says():
+    model = yom.build_architecture("MobileNetV2")
+    assert {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.997}
+    with pytest.raises(ValueError, match="name must be one of"):
+        yom.build_architecture("AlexNet")
+
+
+def test_fine_tune_keeps_each_modules_mode_and_moves_only_what_trains():
+    backbone = ib.build_digits_cnn("before", seed=0)[:3]
+    model = fixed(backbone)
+    before = copy.deepcopy(model)
+    yom.fine_tune(model, batch_size=8, steps=3)
+    assert not model[0].training and model[1].training
+    assert yom.running_stats_change(before[0], model[0]) == 0.0 < yom.running_stats_change(before[1], model[1])
+    assert all(torch.equal(a, b) for a, b in zip(before[0].parameters(), model[0].parameters()))
+
+
+def test_the_elements_figure_draws_each_layers_counts():
+    fig = plot_elements_per_statistic((1, 2), {"a": [4, 8], "b": [3, 3]})
+    ax = fig.axes[0]
+    assert [list(line.get_ydata()) for line in ax.lines] == [[4, 8], [3, 3]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    assert ax.get_xlabel() == "batch size (samples per replica)"
