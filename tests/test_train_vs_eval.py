@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import normlab.nn
 from normlab.data.digits import load_digits_split
 from normlab.experiments import train_vs_eval as te
 from normlab.experiments.common import build_mlp
+from normlab.finetune import recalibrate_batch_norm
 from normlab.plots import train_vs_eval as plots
 from normlab.widgets.train_vs_eval import BATCH_SIZES, MOMENTA, make_running_stats_explorer
 
@@ -136,6 +138,37 @@ def test_momentum_one_gap_is_n_over_n_minus_one(module_cls, n):
     y_train, y_eval = bn(batch), bn.eval()(batch)
     assert gap.max_abs_difference == pytest.approx((y_train - y_eval).abs().max().item(), rel=1e-9)
     assert gap.max_abs_difference > 0
+
+
+@pytest.mark.parametrize("n", [2, 8, 128])
+def test_eval_statistics_gap_separates_the_stored_variance_from_the_batch_noise(n):
+    """Own statistics: torch's momentum=1 layer, a fixed factor n/(n-1). True statistics: ratio near 1, §5's noise."""
+    gap = te.eval_statistics_gap(n, values_per_channel=2**12, num_features=3, mean=3.0, std=2.0, seed=1)
+    batches = te.gaussian_batches(2**12 // n, n, 3, mean=3.0, std=2.0, seed=1)
+    bn = torch.nn.BatchNorm1d(3, momentum=1.0, affine=False, dtype=torch.float64)
+    with torch.no_grad():  # what torch stores after one step on a batch, applied to that batch
+        pairs = [(bn.train()(b), bn.eval()(b)) for b in batches]
+    y_train, y_own = (torch.stack(ys) for ys in zip(*pairs))
+    y_true = (batches - 3.0) / math.sqrt(4.0 + 1e-5)
+
+    def ratio(y_eval):
+        return (y_train.var(dim=(0, 1), correction=0) / y_eval.var(dim=(0, 1), correction=0)).mean().item()
+
+    assert gap.n == n
+    assert gap.own_ratio == pytest.approx(ratio(y_own), rel=1e-9)
+    assert gap.own_gap == pytest.approx(((y_train - y_own) ** 2).mean().sqrt().item(), rel=1e-9)
+    assert gap.true_ratio == pytest.approx(ratio(y_true), rel=1e-9)
+    assert gap.true_gap == pytest.approx(((y_train - y_true) ** 2).mean().sqrt().item(), rel=1e-9)
+    assert gap.own_ratio == pytest.approx(n / (n - 1), rel=2e-3)  # eps shows at n = 2 only
+    assert gap.true_ratio == pytest.approx(1.0, abs=0.03)  # no factor: the draws' own spread
+    c = te.biased_std_factor(n)  # §5's exact RMS gap for normal data
+    assert gap.true_gap == pytest.approx(math.sqrt(1 / n + 1 - 2 * c + (n - 1) / n), rel=0.05)
+    assert gap.true_gap > gap.own_gap
+
+
+def test_eval_statistics_gap_needs_two_values():
+    with pytest.raises(ValueError, match=r"n must be >= 2 \(a batch of one has no variance\); got 1\."):
+        te.eval_statistics_gap(1)
 
 
 # ---- §3 eval() and no_grad() -----------------------------------------------------------------
@@ -298,6 +331,139 @@ def test_train_mode_accuracy_by_batch_size(trained):
     assert result.train_mode_accuracy[0] < result.eval_accuracy - 0.1  # pairs of digits: far worse
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+# ---- §5 batch noise as a regularizer? -------------------------------------------------------
+
+
+def _affine(layer, seed):
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed)
+        layer.weight.copy_(torch.rand(layer.num_features, generator=g, dtype=torch.float64) + 0.5)
+        layer.bias.copy_(torch.randn(layer.num_features, generator=g, dtype=torch.float64))
+    return layer
+
+
+def test_ghost_batch_norm_is_torchs_batch_norm_per_group_with_whole_batch_statistics():
+    x = te.gaussian_batches(1, 12, 5, seed=7)[0]
+    ghost = _affine(te.GhostBatchNorm1d(5, 4, dtype=torch.float64), seed=0)
+    whole = _affine(torch.nn.BatchNorm1d(5, dtype=torch.float64), seed=0)
+    per_group = torch.cat(
+        [torch.nn.functional.batch_norm(g, None, None, whole.weight, whole.bias, True, 0.0, 1e-5) for g in x.split(4)]
+    )
+    torch.testing.assert_close(ghost(x), per_group, **F64)  # training mode: each group of 4 on its own
+    whole(x)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):  # the buffers follow the whole batch
+        torch.testing.assert_close(getattr(ghost, name), getattr(whole, name), **F64)
+    ghost.eval(), whole.eval()
+    torch.testing.assert_close(ghost(x), whole(x), **F64)  # eval mode: torch's layer
+    big_group = _affine(te.GhostBatchNorm1d(5, 12, dtype=torch.float64), seed=0)
+    torch.testing.assert_close(big_group(x), whole.train()(x), **F64)  # a group as large as the batch: torch's
+
+
+def test_ghost_batch_norm_refuses_what_it_cannot_group():
+    with pytest.raises(ValueError, match=r"group_size must be an int >= 2 .*; got 1\. Fix: e\.g\. group_size=8\."):
+        te.GhostBatchNorm1d(5, 1)
+    with pytest.raises(ValueError, match=r"N is a multiple of group_size=4; got shape \(10, 5\)\. Fix: .*drop_last"):
+        te.GhostBatchNorm1d(5, 4)(torch.randn(10, 5))
+
+
+def test_hidden_layer_noise_is_the_train_eval_gap_of_the_batch_norm_layer():
+    """Against torch: each group's train-mode standardization minus the eval-mode one, over the layer's input."""
+    digits = load_digits_split(test_size=360, scaling="unit")
+    model = te.batch_noise_model(8, seed=0)
+    norm = model[1]
+    assert isinstance(norm, te.GhostBatchNorm1d) and norm.group_size == 8
+    with torch.no_grad():
+        norm.running_mean.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(1))
+        norm.running_var.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(2))
+        rows = torch.cat(te.random_batches(len(digits.x_train), 32, 3, seed=0))
+        groups = model[0](digits.x_train[rows]).split(8)
+        diffs = [
+            torch.nn.functional.batch_norm(g, None, None, training=True)
+            - torch.nn.functional.batch_norm(g, norm.running_mean, norm.running_var, training=False)
+            for g in groups
+        ]
+    expected = torch.cat(diffs).pow(2).mean().sqrt().item()
+    assert te.hidden_layer_noise(model, digits.x_train, 8, num_batches=3) == pytest.approx(expected, rel=1e-9)
+    assert te.batch_noise_model(None, seed=0)[1].__class__ is torch.nn.ReLU  # the baseline: no norm layer
+    assert type(te.batch_noise_model(32, seed=0)[1]) is torch.nn.BatchNorm1d  # the whole batch: torch's layer
+    with pytest.raises(TypeError, match="expected a batch_noise_model with a BatchNorm layer; its layer 1 is ReLU"):
+        te.hidden_layer_noise(te.batch_noise_model(None, seed=0), digits.x_train, 8)
+
+
+def test_the_cache_holds_what_the_precompute_script_trains():
+    """Re-train one cached §5 entry (groups of 8, seed 1) and compare every stored number of it."""
+    cached = te.load_batch_noise_runs()
+    assert cached.seeds == te.BATCH_NOISE_SEEDS == tuple(range(8))
+    assert tuple(s.group_size for s in cached.settings) == te.BATCH_NOISE_GROUPS
+    for setting in cached.settings:
+        assert len(setting.test_accuracy) == len(setting.train_accuracy) == 8
+        assert len(setting.noise) == (0 if setting.group_size is None else 8)
+    digits = load_digits_split(test_size=360, scaling="unit")
+    test, train, noise = te.batch_noise_run(digits, 8, seed=1)
+    (groups_of_8,) = [s for s in cached.settings if s.group_size == 8]
+    assert test == pytest.approx(groups_of_8.test_accuracy[1], abs=1e-9)
+    assert train == pytest.approx(groups_of_8.train_accuracy[1], abs=1e-9)
+    assert noise == pytest.approx(groups_of_8.noise[1], rel=1e-8)
+
+
+def test_a_cache_trained_otherwise_is_refused(monkeypatch):
+    monkeypatch.setattr(te, "BATCH_NOISE_STEPS", 301)
+    with pytest.raises(
+        ValueError, match=r"batch_noise\.json was trained with .*'steps': 300.*Fix: run scripts/precompute"
+    ):
+        te.load_batch_noise_runs()
+
+
+def test_plot_batch_noise_draws_every_seed_of_the_cache():
+    runs = te.load_batch_noise_runs()
+    fig = plots.plot_batch_noise(runs)
+    left, right = fig.axes
+    for ax in (left, right):
+        _assert_labelled(ax)
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["none", "32", "16", "8", "4", "2"]
+    normalized = [s for s in runs.settings if s.group_size is not None]
+    assert len(left.get_lines()) == 8
+    for seed, line in enumerate(left.get_lines()):  # one line per seed, across the BatchNorm settings
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3, 4, 5])
+        np.testing.assert_allclose(line.get_ydata(), [s.noise[seed] for s in normalized])
+    *seed_lines, baseline = right.get_lines()
+    for seed, line in enumerate(seed_lines):
+        np.testing.assert_allclose(line.get_ydata(), [100 * s.test_accuracy[seed] for s in normalized])
+    np.testing.assert_allclose(baseline.get_ydata(), [100 * a for a in runs.settings[0].test_accuracy])
+    np.testing.assert_array_equal(baseline.get_xdata(), [0] * 8)
+    (band,) = right.patches  # the baseline's range over the seeds
+    assert band.get_y() == pytest.approx(95.0, abs=0.05) and band.get_y() + band.get_height() == pytest.approx(
+        97.2, abs=0.05
+    )
+    assert "scripts/precompute_train_vs_eval.py" in fig.get_suptitle()
+    assert [t.get_text() for t in right.get_legend().get_texts()] == [
+        "BatchNorm, one line per seed",
+        "no normalization: its range",
+        "its seeds",
+    ]
+
+
+def test_more_exercises_answers_in_the_instructor_guide():
+    """The answers of docs/instructor_guide.md to 03's "More exercises" hold (answers 2 and 3)."""
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "instructor_guide.md").read_text()
+    answers = guide[guide.index("## Short answers to 03") :]
+    assert round(te.half_life(0.999, "keras")) == 693 and "about 693 steps" in answers
+    assert te.new_batch_weight(0.999, "keras") == pytest.approx(1e-3) and "`momentum = 1 - 0.999`" in answers
+    # momentum changes the running statistics only: the same weights, and the same model once recalibrated
+    digits = load_digits_split(test_size=360, scaling="unit")
+    nets = []
+    for momentum in (1.0, 0.1):
+        net = build_mlp(64, [128], 10, norm=lambda w, m=momentum: torch.nn.BatchNorm1d(w, momentum=m), seed=0)
+        te.train_classifier(net, digits.x_train, digits.y_train, steps=20, batch_size=8, seed=0)
+        nets.append(net)
+    one, default = (net.state_dict() for net in nets)
+    assert all(torch.equal(one[k], default[k]) for k in one if "running" not in k)
+    assert not torch.equal(one["1.running_mean"], default["1.running_mean"])
+    one, default = (recalibrate_batch_norm(net, digits.x_train.split(256)).state_dict() for net in nets)
+    assert all(torch.equal(one[k], default[k]) for k in one)
+    assert "the two models are the same model" in answers
 
 
 # ---- §6 averaging weights --------------------------------------------------------------------

@@ -11,7 +11,7 @@ of the NEWEST batch):
 .. math::  \hat\mu \leftarrow (1 - m)\,\hat\mu + m\,\mu_B, \qquad
            \hat\sigma^2 \leftarrow (1 - m)\,\hat\sigma^2 + m\,\tfrac{n}{n-1}\,\sigma_B^2
 
-Keras/TensorFlow (and the hand-written class of one reference article) write
+Keras/TensorFlow (and BatchNorm classes written by hand in their form) write
 ``running = decay * running + (1 - decay) * batch``: their "momentum" 0.99 or 0.9
 is the weight of the OLD estimate, so it equals PyTorch's 1 - m.
 """
@@ -19,15 +19,18 @@ is the weight of the OLD estimate, so it equals PyTorch's 1 - m.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from importlib import resources
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from normlab.experiments.common import fit, random_batches
+from normlab.experiments.common import build_mlp, fit, random_batches
 from normlab.nn import module_tensor
 
 CONVENTIONS = ("pytorch", "keras")
@@ -241,6 +244,51 @@ def momentum_one_variance_gap(
     )
 
 
+@dataclass(frozen=True)
+class EvalStatisticsGap:
+    """Train-mode against eval-mode outputs of a stream of batches of n values, for two kinds of eval statistics.
+
+    ``own``: each batch's own mean and unbiased variance, what the buffers hold after a step with
+    momentum=1. ``true``: the true mean and variance of the data, what perfect running statistics
+    would hold. A ratio is var(train outputs) / var(eval outputs), each over the whole stream, per
+    channel, averaged over channels; a gap is the RMS of train output - eval output over the stream.
+    """
+
+    n: int
+    own_ratio: float
+    own_gap: float
+    true_ratio: float
+    true_gap: float
+
+
+def eval_statistics_gap(
+    n: int, values_per_channel: int = 2**14, num_features: int = 4, mean: float = 3.0, std: float = 2.0, seed: int = 0
+) -> EvalStatisticsGap:
+    r"""Where the train/eval gap of §2 comes from: the stored variance, or the batch's noise.
+
+    ``values_per_channel // n`` batches of shape (n, ``num_features``) from N(mean, std^2), each
+    standardized in training mode and in eval mode with (a) its own mean and unbiased variance
+    :math:`s^2`: eval output = train output times :math:`\sqrt{(\sigma_B^2 + \epsilon)/(s^2 + \epsilon)}`
+    on every batch, a ratio of n/(n-1); (b) the true mean and variance: no fixed factor (a ratio near 1
+    over the stream), but a gap set by the noise of the batch statistics (§5). Notebook 03, §2.
+    """
+    if n < 2:
+        raise ValueError(f"n must be >= 2 (a batch of one has no variance); got {n}.")
+    batches = gaussian_batches(values_per_channel // n, n, num_features, mean, std, seed)
+    moments = batch_moments(batches)
+    y_train, y_own = standardized_outputs(batches, moments.mean, moments.unbiased_var)
+    _, y_true = standardized_outputs(batches, mean, std**2)
+
+    def ratio(y_eval: Tensor) -> float:
+        per_channel = y_train.var(dim=(0, 1), correction=0) / y_eval.var(dim=(0, 1), correction=0)
+        return per_channel.mean().item()
+
+    def gap(y_eval: Tensor) -> float:
+        return ((y_train - y_eval) ** 2).mean().sqrt().item()
+
+    return EvalStatisticsGap(n, ratio(y_own), gap(y_own), ratio(y_true), gap(y_true))
+
+
 # ---- §3 eval() and no_grad() ----------------------------------------------------------------
 
 
@@ -291,14 +339,15 @@ def train_eval_output_gap(module: nn.Module, x: Tensor) -> float:
 # ---- §5 Small batches -----------------------------------------------------------------------
 
 
-def train_eval_gap(batches: Tensor, eval_mean: Tensor | float, eval_var: Tensor | float, eps: float = 1e-5) -> Tensor:
-    r"""Root-mean-square difference, per batch, between train-mode and eval-mode standardization.
+def standardized_outputs(
+    batches: Tensor, eval_mean: Tensor | float, eval_var: Tensor | float, eps: float = 1e-5
+) -> tuple[Tensor, Tensor]:
+    r"""(train-mode output, eval-mode output) of BatchNorm without γ and β on each batch of ``batches``.
 
     For a batch x of shape (n, C) (one of the T in ``batches``, shape (T, n, C)):
     train mode gives :math:`(x - \mu_B)/\sqrt{\sigma_B^2 + \epsilon}`, eval mode
     :math:`(x - \hat\mu)/\sqrt{\hat\sigma^2 + \epsilon}` with ``eval_mean`` and
-    ``eval_var`` (scalars, (C,), or (T, C) for one estimate per batch). Returns (T,):
-    the RMS over the batch's values and channels. Notebook 03, §5 and the widget.
+    ``eval_var`` (scalars, (C,), or (T, C) for one estimate per batch). Notebook 03, §2 and §5.
     """
     moments = batch_moments(batches)
     eval_mean = torch.as_tensor(eval_mean, dtype=batches.dtype)
@@ -307,6 +356,16 @@ def train_eval_gap(batches: Tensor, eval_mean: Tensor | float, eval_var: Tensor 
         eval_mean, eval_var = eval_mean[:, None], eval_var[:, None]
     y_train = (batches - moments.mean[:, None]) / torch.sqrt(moments.biased_var[:, None] + eps)
     y_eval = (batches - eval_mean) / torch.sqrt(eval_var + eps)
+    return y_train, y_eval
+
+
+def train_eval_gap(batches: Tensor, eval_mean: Tensor | float, eval_var: Tensor | float, eps: float = 1e-5) -> Tensor:
+    """Root-mean-square difference, per batch, between train-mode and eval-mode standardization.
+
+    The outputs are :func:`standardized_outputs`' (same arguments). Returns (T,): the RMS over
+    each batch's values and channels. Notebook 03, §5 and the widget.
+    """
+    y_train, y_eval = standardized_outputs(batches, eval_mean, eval_var, eps)
     return ((y_train - y_eval) ** 2).mean(dim=(1, 2)).sqrt()
 
 
@@ -505,6 +564,191 @@ def train_mode_accuracy_by_batch_size(
     return TrainModeAccuracy(
         tuple(batch_sizes), torch.tensor(accuracies, dtype=torch.float64), evaluate_classifier(model, x, y).accuracy
     )
+
+
+# ---- §5 Batch noise as a regularizer? ------------------------------------------------------
+
+
+class GhostBatchNorm1d(nn.BatchNorm1d):
+    r"""BatchNorm1d whose training mode normalizes each group of ``group_size`` consecutive rows on its own.
+
+    The "ghost batches" of Hoffer, Hubara & Soudry 2017: the gradient still comes from the whole
+    batch, but each value is standardized with the mean and biased variance of its group only, so
+    a smaller group adds more noise (§5's table: about :math:`1/\sqrt{n}`). The running statistics
+    are updated from the whole batch, as torch's BatchNorm1d updates them, so eval mode is the same
+    layer as torch's. ``group_size`` >= the batch gives torch's BatchNorm1d. (N, C) input only.
+    Notebook 03, §5.
+    """
+
+    def __init__(self, num_features: int, group_size: int, **kwargs) -> None:
+        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
+            raise ValueError(
+                f"group_size must be an int >= 2 (a group of one has no variance); got {group_size!r}. "
+                "Fix: e.g. group_size=8."
+            )
+        super().__init__(num_features, **kwargs)
+        self.group_size = group_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.group_size >= len(x):
+            return super().forward(x)
+        if x.dim() != 2 or len(x) % self.group_size:
+            raise ValueError(
+                f"GhostBatchNorm1d takes (N, C) input whose N is a multiple of group_size={self.group_size}; "
+                f"got shape {tuple(x.shape)}. Fix: a batch size that group_size divides (drop_last=True)."
+            )
+        with torch.no_grad():
+            super().forward(x)  # the running statistics (and the count) of the whole batch
+        groups = x.reshape(-1, self.group_size, x.shape[1])  # (groups, rows per group, C)
+        mean = groups.mean(dim=1, keepdim=True)
+        var = groups.var(dim=1, correction=0, keepdim=True)  # biased, as in training mode
+        y = ((groups - mean) / torch.sqrt(var + self.eps)).reshape(x.shape)
+        return y * self.weight + self.bias if self.affine else y
+
+
+BATCH_NOISE_GROUPS = (None, 32, 16, 8, 4, 2)  # rows per BatchNorm statistic in batches of 32; None: no BatchNorm
+BATCH_NOISE_SEEDS = tuple(range(8))
+BATCH_NOISE_STEPS, BATCH_NOISE_BATCH_SIZE, BATCH_NOISE_LR = 300, 32, 0.1  # how §3's digits model is trained
+BATCH_NOISE_FILE = "batch_noise.json"
+
+
+def batch_noise_model(group_size: int | None, seed: int) -> nn.Sequential:
+    """§3's digits MLP, Linear(64, 128), norm, ReLU, Linear(128, 10), with its statistics over ``group_size`` rows.
+
+    None: no normalization (the baseline); 32, the whole batch: torch's BatchNorm1d; fewer:
+    :class:`GhostBatchNorm1d`. The initial weights depend on ``seed`` only (§5).
+    """
+    norm: Callable[[int], nn.Module] | None
+    if group_size is None:
+        norm = None
+    elif group_size >= BATCH_NOISE_BATCH_SIZE:
+        norm = nn.BatchNorm1d
+    else:
+        norm = partial(GhostBatchNorm1d, group_size=group_size)
+    return build_mlp(64, [128], 10, norm=norm, seed=seed)
+
+
+def batch_noise_label(group_size: int | None) -> str:
+    """How §5's table and figure name a setting."""
+    if group_size is None:
+        return "no normalization"
+    if group_size >= BATCH_NOISE_BATCH_SIZE:
+        return f"BatchNorm, whole batch ({group_size})"
+    return f"BatchNorm, groups of {group_size}"
+
+
+def hidden_layer_noise(model: nn.Sequential, x: Tensor, group_size: int, num_batches: int = 40, seed: int = 0) -> float:
+    """The noise batch statistics add to the hidden layer of a trained :func:`batch_noise_model`.
+
+    RMS, over ``num_batches`` random training batches (cut into groups of ``group_size`` rows) and
+    the 128 hidden units, of the standardized value in train mode (the group's statistics) minus
+    the same value in eval mode (the running statistics): :func:`train_eval_gap` on the layer's input.
+    """
+    norm = model[1]
+    if not isinstance(norm, nn.BatchNorm1d):
+        raise TypeError(f"expected a batch_noise_model with a BatchNorm layer; its layer 1 is {type(norm).__name__}.")
+    with torch.no_grad():
+        pre = model[0](x)  # the BatchNorm layer's input
+    rows = torch.stack(random_batches(len(x), BATCH_NOISE_BATCH_SIZE, num_batches, seed))
+    groups = pre[rows].reshape(-1, group_size, pre.shape[1])
+    running_mean, running_var = module_tensor(norm, "running_mean"), module_tensor(norm, "running_var")
+    gaps = train_eval_gap(groups, running_mean, running_var, eps=norm.eps)
+    return (gaps**2).mean().sqrt().item()
+
+
+@dataclass(frozen=True)
+class BatchNoiseSetting:
+    """One setting of §5's experiment, one value per seed (accuracies in eval mode)."""
+
+    group_size: int | None  # rows per BatchNorm statistic; None: no normalization
+    test_accuracy: tuple[float, ...]
+    train_accuracy: tuple[float, ...]
+    noise: tuple[float, ...]  # hidden_layer_noise after training; empty without BatchNorm
+
+
+@dataclass(frozen=True)
+class BatchNoiseRuns:
+    """§5's experiment: the digits MLP trained per setting and seed (the seeds share weights and batches)."""
+
+    settings: tuple[BatchNoiseSetting, ...]
+    seeds: tuple[int, ...]
+
+
+def batch_noise_run(digits, group_size: int | None, seed: int) -> tuple[float, float, float | None]:
+    """Train one :func:`batch_noise_model`; returns (test accuracy, training accuracy, noise or None)."""
+    model = batch_noise_model(group_size, seed)
+    train_classifier(
+        model, digits.x_train, digits.y_train, BATCH_NOISE_STEPS, BATCH_NOISE_BATCH_SIZE, BATCH_NOISE_LR, seed
+    )
+    test = evaluate_classifier(model, digits.x_test, digits.y_test).accuracy
+    train = evaluate_classifier(model, digits.x_train, digits.y_train).accuracy
+    if group_size is None:
+        return test, train, None
+    return test, train, hidden_layer_noise(model, digits.x_train, min(group_size, BATCH_NOISE_BATCH_SIZE))
+
+
+def batch_noise_runs(
+    digits, group_sizes: Sequence[int | None] = BATCH_NOISE_GROUPS, seeds: Sequence[int] = BATCH_NOISE_SEEDS
+) -> BatchNoiseRuns:
+    """Every setting of ``group_sizes`` over ``seeds``: about 40 s on one core, so notebook 03 reads a cache.
+
+    ``scripts/precompute_batch_noise.py`` writes it; :func:`load_batch_noise_runs` reads it.
+    """
+    settings = []
+    for group_size in group_sizes:
+        runs = [batch_noise_run(digits, group_size, seed) for seed in seeds]
+        settings.append(
+            BatchNoiseSetting(
+                group_size,
+                tuple(test for test, _, _ in runs),
+                tuple(train for _, train, _ in runs),
+                tuple(noise for _, _, noise in runs if noise is not None),
+            )
+        )
+    return BatchNoiseRuns(tuple(settings), tuple(seeds))
+
+
+def _batch_noise_training() -> dict[str, float]:
+    return {"steps": BATCH_NOISE_STEPS, "batch_size": BATCH_NOISE_BATCH_SIZE, "lr": BATCH_NOISE_LR}
+
+
+def batch_noise_runs_to_json(runs: BatchNoiseRuns) -> str:
+    """The runs as JSON, every number at 10 significant digits (what the cache file holds)."""
+
+    def rounded(values: tuple[float, ...]) -> list[float]:
+        return [float(f"{v:.10g}") for v in values]
+
+    return json.dumps(
+        {
+            "training": _batch_noise_training(),
+            "seeds": list(runs.seeds),
+            "settings": [
+                {
+                    "group_size": s.group_size,
+                    "test_accuracy": rounded(s.test_accuracy),
+                    "train_accuracy": rounded(s.train_accuracy),
+                    "noise": rounded(s.noise),
+                }
+                for s in runs.settings
+            ],
+        },
+        indent=1,
+    )
+
+
+def load_batch_noise_runs() -> BatchNoiseRuns:
+    """§5's precomputed runs, from ``normlab/data/cached/batch_noise.json``."""
+    data = json.loads(resources.files("normlab.data").joinpath("cached").joinpath(BATCH_NOISE_FILE).read_text())
+    if data["training"] != _batch_noise_training():
+        raise ValueError(
+            f"{BATCH_NOISE_FILE} was trained with {data['training']}, not {_batch_noise_training()}. "
+            "Fix: run scripts/precompute_batch_noise.py."
+        )
+    settings = tuple(
+        BatchNoiseSetting(s["group_size"], tuple(s["test_accuracy"]), tuple(s["train_accuracy"]), tuple(s["noise"]))
+        for s in data["settings"]
+    )
+    return BatchNoiseRuns(settings, tuple(data["seeds"]))
 
 
 # ---- §6 Recalibration after the weights change ----------------------------------------------

@@ -9,10 +9,12 @@ from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
 from normlab.experiments.train_vs_eval import (
     SMOOTHING,
+    BatchNoiseRuns,
     BatchSizeNoise,
     RunningMeanComparison,
     RunningStatsRun,
     TrainModeAccuracy,
+    batch_noise_label,
 )
 from normlab.style import OKABE_ITO, new_figure
 
@@ -113,6 +115,48 @@ def plot_train_mode_accuracy(result: TrainModeAccuracy) -> Figure:
     _batch_size_axis(ax, sizes, "test batch size")
     ax.set(title="Forgetting model.eval(): test accuracy depends on the test batch size", ylabel="test accuracy (%)")
     ax.legend(loc="lower right")
+    return fig
+
+
+BATCH_NOISE_SOURCE = "cached by scripts/precompute_train_vs_eval.py"
+
+
+def plot_batch_noise(runs: BatchNoiseRuns) -> Figure:
+    """Left: the noise BatchNorm adds to the hidden layer, per seed. Right: test accuracy per seed (§5).
+
+    One x position per setting, the baseline without normalization first. Seeds share their initial
+    weights and batches across settings, so each thin line is one seed. The numbers come from the cache
+    (:func:`normlab.experiments.train_vs_eval.load_batch_noise_runs`), the same on every machine.
+    """
+    fig, (left, right) = new_figure(1, 2, figsize=(11, 4.2))
+    positions = range(len(runs.settings))
+    ticks = ["none" if s.group_size is None else str(s.group_size) for s in runs.settings]
+    normalized = [(x, s) for x, s in zip(positions, runs.settings) if s.group_size is not None]
+    xs = [x for x, _ in normalized]
+    for seed_index in range(len(runs.seeds)):
+        line = dict(color=OKABE_ITO[0], linewidth=1, alpha=0.6, marker="o", markersize=3)
+        label = "BatchNorm, one line per seed" if seed_index == 0 else None
+        left.plot(xs, [s.noise[seed_index] for _, s in normalized], label=label, **line)
+        right.plot(xs, [100 * s.test_accuracy[seed_index] for _, s in normalized], label=label, **line)
+    for x, setting in zip(positions, runs.settings):
+        if setting.group_size is None:
+            accuracy = [100 * a for a in setting.test_accuracy]
+            right.axhspan(min(accuracy), max(accuracy), color="0.85", label=f"{batch_noise_label(None)}: its range")
+            right.plot([x] * len(accuracy), accuracy, "s", color="black", markersize=5, label="its seeds")
+    left.text(0, 0.05, "no batch\nstatistics", ha="center", va="bottom", fontsize=8, color="0.3")
+    left.set(
+        title="The noise: train − eval mode on the hidden layer",
+        ylabel="RMS(train − eval), standardized units",
+        ylim=(0, None),
+    )
+    right.set(title="The outcome: test accuracy, eval mode", ylabel="test accuracy (%)")
+    for ax in (left, right):
+        ax.set_xticks(list(positions), ticks)
+        ax.set_xlim(-0.5, len(ticks) - 0.5)
+        ax.set_xlabel("rows per BatchNorm statistic (batches of 32)")
+    left.legend(loc="upper left")
+    right.legend(loc="lower left")
+    fig.suptitle(f"Digits MLP, {len(runs.seeds)} seeds ({BATCH_NOISE_SOURCE})")
     return fig
 
 
