@@ -97,18 +97,22 @@ def test_every_single_mistake_changes_the_output_clearly(name):
         assert max(gaps) > 100 * probes[0].tolerance, (variant.mistakes(spec), gaps)
 
 
-def learner_outputs(spec, variant) -> list[torch.Tensor]:
-    """What a learner computing ``variant`` in float32 returns on the ordinary and large-eps probes, as float64."""
-    return [variant_output(spec, variant, p).double() for p in make_probes(spec)[:2]]
+def assert_found(spec, variants):
+    """The diagnosis's search (:func:`first_match`), given what a learner computing each variant in float32 returns
+    on the ordinary and large-eps probes (finite, so the checker gets that far), finds that variant's mistakes."""
+    probes = make_probes(spec)[:2]
+    exact = [p.to(torch.float64) for p in probes]
+    for variant in variants:
+        outputs = [variant_output(spec, variant, p).double() for p in probes]
+        assert all(o.isfinite().all() for o in outputs), variant
+        match = first_match(spec, exact, outputs)
+        assert match is not None and match.mistakes(spec) == variant.mistakes(spec), (variant, match)
 
 
 @pytest.mark.parametrize("name", SPECS)
 def test_the_probes_tell_every_single_mistake_from_the_simpler_variants(name):
     spec, _ = SPECS[name]
-    exact = [p.to(torch.float64) for p in make_probes(spec)[:2]]
-    for variant in single_mistakes(spec):
-        match = first_match(spec, exact, learner_outputs(spec, variant))
-        assert match is not None and match.mistakes(spec) == variant.mistakes(spec), (variant, match)
+    assert_found(spec, single_mistakes(spec))
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -127,15 +131,12 @@ def test_every_mistake_code_is_named_by_the_checker(name):
 
 def test_combined_mistakes_name_the_first_and_list_the_others():
     spec, check = SPECS["batch-NCHW"]
-    exact = [p.to(torch.float64) for p in make_probes(spec)[:2]]
     combined = [v for v in all_variants(spec) if v.grouping == spec.grouping and len(v.mistakes(spec)) > 1]
     assert len(combined) == 31  # 2 variances x 4 eps placements x 5 affine steps, minus 1 correct and 8 single
-    for variant in combined:
-        match = first_match(spec, exact, learner_outputs(spec, variant))
-        assert match is not None and match.mistakes(spec) == variant.mistakes(spec), (variant, match)
-    first, *rest = combined[-1].mistakes(spec)  # and the checker names them so
-    assert len(rest) == 2 and check(as_learner(spec, combined[-1])).also == tuple(rest)
-    assert check(as_learner(spec, combined[-1])).mistake == first
+    assert_found(spec, combined)
+    first, *rest = combined[-1].mistakes(spec)  # and the checker names them so: the first, then the others
+    result = check(as_learner(spec, combined[-1]))
+    assert len(rest) == 2 and (result.mistake, result.also) == (first, tuple(rest)), result.message
 
 
 def one_pass_learner(spec):

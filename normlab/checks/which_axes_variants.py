@@ -1,12 +1,11 @@
 r"""Notebook 02's norms as data, and their diagnosis (shared with notebook 03's module checker).
 
-A :class:`NormSpec`'s probes are standardized inside every group, every dim of its own size, so a reduction over
-the wrong dims gives other numbers and gamma broadcast along the wrong dim raises. A candidate (:class:`Variant`)
-is y = affine((x - c) / div(s, eps)), s = sum((x - c)^2) / (n - k), one choice per factor (the dims that share c
-and s, c the mean or 0, k = 0 or 1, where eps goes, the affine step), and carries the codes of the factors it
-changes. :func:`diagnose_outputs` asks, in the order a learner can act on the answers: is the result a dense finite
-tensor of x's shape and dtype; which candidate equals it on the ordinary and large-eps probes (none: ``unknown``);
-is it right near 3000 in float32 (if only in float64: ``one-pass-variance``).
+Probes are standardized inside every group, every dim of its own size, so a reduction over the wrong dims gives
+other numbers. A candidate (:class:`Variant`) is y = affine((x - c) / div(s, eps)), s = sum((x - c)^2) / (n - k),
+one choice per factor (the dims sharing c and s, c the mean or 0, k = 0 or 1, where eps goes, the affine step),
+named by the codes of the factors it changes. :func:`diagnose_outputs` asks: is the result a dense finite tensor
+of x's shape and dtype; which candidate gives it (none: ``unknown``); is it right near 3000 in float32 (if only
+in float64: ``one-pass-variance``).
 """
 
 from __future__ import annotations
@@ -437,24 +436,21 @@ def reader(spec: NormSpec, dtype: torch.dtype, expected: Tensor) -> Callable[[Le
     return read
 
 
-def group_stats(grouping: Grouping, t: Tensor, centered: bool) -> tuple[Tensor, Tensor]:
-    """Per group of ``grouping``: (mean, std) if ``centered``, else (mean, root mean square), flattened."""
-    tv = t.reshape(grouping.view_shape)
-    mean = tv.mean(dim=grouping.reduced, keepdim=True)
-    return mean.flatten(), ((tv - mean) if centered else tv).pow(2).mean(dim=grouping.reduced).sqrt().flatten()
-
-
 def _range(t: Tensor) -> str:
     low, high = num(t.min().item()), num(t.max().item())
     return f"all {low}" if low == high else f"from {low} to {high}"
 
 
 def _both_stats(spec: NormSpec, probe: Probe, output: Tensor, ref: Tensor, affine: str, g: Grouping, params=None):
-    """Per group of ``g``: (mean, spread) of the learner's normalized values (gamma and beta undone as ``params``'s
-    view applies them) and of the reference's."""
-    mine = apply_affine(output, *broadcast_params(spec, probe, params), affine, undo=True)
-    theirs = apply_affine(ref, *broadcast_params(spec, probe), "both", undo=True)
-    return group_stats(g, mine, spec.centered), group_stats(g, theirs, spec.centered)
+    """Per group of ``g``: (mean, std or root mean square) of the learner's normalized values (gamma and beta undone
+    as ``affine`` and ``params``'s view apply them), and of the reference's."""
+    stats = []
+    for t, mode, view in ((output, affine, params), (ref, "both", None)):
+        tv = apply_affine(t, *broadcast_params(spec, probe, view), mode, undo=True).reshape(g.view_shape)
+        mean = tv.mean(dim=g.reduced, keepdim=True)
+        spread = ((tv - mean) if spec.centered else tv).pow(2).mean(dim=g.reduced).sqrt()
+        stats.append((mean.flatten(), spread.flatten()))
+    return stats
 
 
 def describe_group_stats(
@@ -507,9 +503,9 @@ def observe_unbiased(spec: NormSpec, probe: Probe, output: Tensor, reference: Te
 
 def observe_eps(spec: NormSpec, probe: Probe, output: Tensor, reference: Tensor, variant: Variant) -> str:
     g, word, i, eps, fixed = spec.grouping, spec.spread_word, probe.small_group or 0, probe.eps, spec.default_eps
-    z = apply_affine(output, *broadcast_params(spec, probe), variant.affine, undo=True)
-    x_spread, z_spread = (group_stats(g, t, spec.centered)[1][i].item() for t in (probe.x, z))
-    s, divisor = x_spread**2, x_spread / z_spread
+    (_, x_spread), _ = _both_stats(spec, probe, probe.x, reference, "none", g)
+    (_, z_spread), _ = _both_stats(spec, probe, output, reference, variant.affine, g)
+    s, divisor = x_spread[i].item() ** 2, (x_spread[i] / z_spread[i]).item()
     form, value, meaning = {
         "outside": (f"sqrt({word}) + eps", math.sqrt(s) + eps, "eps was added after the square root."),
         "fixed": (
@@ -641,9 +637,6 @@ def describe_checked(spec: NormSpec, probes: tuple[Probe, ...]) -> str:
 
 # -- the diagnosis ---------------------------------------------------------------------------------
 
-# Runs the learner's code on a probe: (probe, action, read) -> what ``read`` made of the value, or raises a Verdict.
-Call = Callable[[Probe, str, Callable[[LearnerValue], Any]], Any]
-
 
 def calling(
     check: Check, spec: NormSpec, signature: str, fn: Callable, args: Sequence[object] = (), **options: Any
@@ -669,9 +662,12 @@ def raised_hint(spec: NormSpec, signature: str, observed: str) -> str:
     return f"Run `{signature}` on a small tensor in a cell of its own to see the full traceback."
 
 
-def diagnose_outputs(spec: NormSpec, call: Call, verb: str = "called") -> Verdict | None:
-    """Run ``call`` on every probe of ``spec``; a Verdict on the first problem found, or None if all is right.
-    ``verb`` says in messages what a call does ("called in training mode"). A call that fails raises its Verdict."""
+def diagnose_outputs(
+    spec: NormSpec, call: Callable[[Probe, str, Callable], Any], verb: str = "called"
+) -> Verdict | None:
+    """A Verdict on the first problem in the learner's outputs on ``spec``'s probes, or None if all is right.
+    ``call(probe, action, read)`` runs the learner's code (``verb`` says how: "called in training mode") and returns
+    what ``read`` made of its value, or raises the Verdict of a call that failed."""
     probes = make_probes(spec)
     exact, references = [p.to(torch.float64) for p in probes], [reference(spec, p) for p in probes]
     outputs = [
