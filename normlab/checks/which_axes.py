@@ -1,16 +1,16 @@
 """Notebook 02's checkers ("Which axes?"): the four norms written as functions, and BatchNorm of a padded batch.
 
-``check_batch_norm``, ``check_layer_norm``, ``check_group_norm`` and ``check_rms_norm`` each judge a
-:class:`~normlab.checks.which_axes_variants.NormSpec` (probes, candidates, the verdict and its words in
-:mod:`.which_axes_variants`). ``check_masked_batch_norm`` is an :class:`Exercise`: x of
-shape (N, L, C) = (4, 6, 3) in float64, sentences of lengths 6, 4, 2 and 5, and a pad embedding near 5 at the
-padded positions, so that every way of letting the padding in gives its own numbers.
+``check_batch_norm``, ``check_layer_norm``, ``check_group_norm`` and ``check_rms_norm`` judge a
+:class:`~normlab.checks.which_axes_variants.NormSpec` (probes, candidates and words in that module).
+``check_masked_batch_norm`` is an :class:`Exercise`: sentences of lengths 6, 4, 2 and 5 padded with an embedding
+near 5, so that every way of letting the padding in gives its own numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import product
+from functools import partial
+from itertools import combinations, product
 
 import torch
 from torch import Tensor
@@ -35,8 +35,8 @@ from normlab.masked import masked_batch_norm
 MAX_GROUPS = 64
 
 
-def run_function_check(name: str, spec: norms.NormSpec, fn: Callable, label: str, time_limit: float) -> CheckResult:
-    """Check ``fn`` against ``spec`` on every probe: the shared body of the functional checkers."""
+def _check_norm(name: str, spec: norms.NormSpec, fn: Callable, label: str, time_limit: float) -> CheckResult:
+    """Check ``fn`` against ``spec`` on every probe: the shared body of the four norm checkers."""
     signature = f"{learner_name(fn)}({', '.join(spec.arg_names)})"
     near = f" ({norms.OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered else ""
 
@@ -44,7 +44,8 @@ def run_function_check(name: str, spec: norms.NormSpec, fn: Callable, label: str
         check.checked = norms.describe_checked(spec, norms.make_probes(spec))
 
         def call(probe: norms.Probe, action: str, read: Callable) -> Tensor:
-            args = spec.call_args(probe.x, probe.gamma, probe.beta, probe.eps)
+            given = dict(x=probe.x, num_groups=spec.grouping.view_shape[1], gamma=probe.gamma, beta=probe.beta)
+            args = [{**given, "eps": probe.eps}[name] for name in spec.arg_names]
             return norms.calling(check, spec, signature, fn, args, names=spec.arg_names, action=action, read=read)
 
         if verdict := norms.diagnose_outputs(spec, call):
@@ -54,29 +55,29 @@ def run_function_check(name: str, spec: norms.NormSpec, fn: Callable, label: str
             "were left unchanged."
         )
 
-    hints = norms.hints(spec, signature)
-    return run_check(name, fn, diagnose, time_limit=time_limit, label=label, hints=hints)
+    return run_check(name, fn, diagnose, time_limit=time_limit, label=label, hints=norms.hints(spec, signature))
 
 
-def _layout_check(name: str, make_spec: Callable, shapes: dict, fn: Callable, layout: str, time_limit: float):
-    if layout not in shapes:
+def _check_layout(name: str, norm: str, fn: Callable, layout: str, time_limit: float) -> CheckResult:
+    if layout not in norms.SHAPES[norm]:
         raise ValueError(
-            f"{name} supports layout {', '.join(repr(k) for k in shapes)}; got {layout!r}. "
-            f"Fix: pass one of these, e.g. layout={next(iter(shapes))!r}."
+            f"{name} supports layout {', '.join(repr(k) for k in norms.SHAPES[norm])}; got {layout!r}. "
+            f"Fix: pass one of these, e.g. layout={next(iter(norms.SHAPES[norm]))!r}."
         )
-    return run_function_check(name, make_spec(layout), fn, f", layout={layout!r}", time_limit)
+    spec = {"batch": norms.batch_norm_spec, "layer": norms.layer_norm_spec, "rms": norms.rms_norm_spec}[norm](layout)
+    return _check_norm(name, spec, fn, f", layout={layout!r}", time_limit)
 
 
 def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a learner's BatchNorm ``fn(x, gamma, beta, eps=1e-5)`` in training mode: one mean and biased variance
     per channel over every other dim, then ``y * gamma + beta``; layout "NC", "NCL", "NLC" or "NCHW"."""
-    return _layout_check("check_batch_norm", norms.batch_norm_spec, norms.BATCH_NORM_SHAPES, fn, layout, time_limit)
+    return _check_layout("check_batch_norm", "batch", fn, layout, time_limit)
 
 
 def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a learner's LayerNorm ``fn(x, gamma, beta, eps=1e-5)``: per sample over (C, ...) for "NC" and "NCHW",
     per token or pixel over C for "NLC" and "NHWC" (as in ConvNeXt); gamma and beta of that normalized shape."""
-    return _layout_check("check_layer_norm", norms.layer_norm_spec, norms.LAYER_NORM_SHAPES, fn, layout, time_limit)
+    return _check_layout("check_layer_norm", "layer", fn, layout, time_limit)
 
 
 def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -88,13 +89,13 @@ def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAU
             "Fix: pass the number of groups your exercise uses, e.g. num_groups=2."
         )
     spec = norms.group_norm_spec(num_groups)
-    return run_function_check("check_group_norm", spec, fn, f", num_groups={num_groups}", time_limit)
+    return _check_norm("check_group_norm", spec, fn, f", num_groups={num_groups}", time_limit)
 
 
 def check_rms_norm(fn: Callable, layout: str = "NLC", *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a learner's RMSNorm ``fn(x, gamma, eps=1e-6)``: ``x / sqrt(mean(x^2) + eps) * gamma`` over the last
     dim, with no mean subtracted and no beta (Zhang & Sennrich 2019); layout "NLC" or "NC"."""
-    return _layout_check("check_rms_norm", norms.rms_norm_spec, norms.RMS_NORM_SHAPES, fn, layout, time_limit)
+    return _check_layout("check_rms_norm", "rms", fn, layout, time_limit)
 
 
 # -- the padding exercise ----------------------------------------------------------------------------
@@ -113,6 +114,13 @@ COUNT_WORDS = {  # which positions a statistic's sum runs over, divided by which
     "real": "",
     "all": "over all N * L positions, padding included",
     "zeroed": "with the padding zeroed but divided by N * L, the number of positions, not of real tokens",
+}
+PER_WORDS = {(1,): "sentence (over its real tokens)", (2,): "token, over its C channels: LayerNorm's axes"}
+WAYS: dict[str, list[dict]] = {  # each mistake's ways of being made, as keywords of `masked_norm`
+    "padding-in-statistics": [{"counts": c} for c in product(COUNT_WORDS, repeat=2) if c != ("real", "real")],
+    "wrong-axes": [{"dims": dims} for dims in PER_WORDS],
+    "unbiased-variance": [{"correction": 1}],
+    "padding-not-zeroed": [{"zeroed": False}],
 }
 
 
@@ -137,53 +145,44 @@ def masked_batch_norm_reference(x: Tensor, mask: Tensor, gamma: Tensor, beta: Te
     return masked_batch_norm(x, mask, weight=gamma, bias=beta, eps=eps)
 
 
-def _masked(dims: tuple[int, ...], counts: tuple[str, str], unbiased: bool, zeroed: bool, how: str) -> Callable:
-    """An implementation with the learner's signature: the mean's sums counted as counts[0] says, the variance's as
-    counts[1], over ``dims``; ``how`` says what it did, in the words of a message."""
+def masked_norm(x, mask, gamma, beta, eps=EPS, *, dims=(0, 1), counts=("real", "real"), correction=0, zeroed=True):
+    """BatchNorm of a padded batch with the mistakes its keywords make (:data:`WAYS`): the statistics over ``dims``,
+    the mean's sums counted as ``counts[0]`` says, the variance's as ``counts[1]``, divided by n - ``correction``."""
+    m = mask[..., None].to(x.dtype).expand_as(x)
 
-    def fn(x: Tensor, mask: Tensor, gamma: Tensor, beta: Tensor, eps: float = EPS) -> Tensor:
-        m = mask[..., None].to(x.dtype).expand_as(x)
+    def average(values: Tensor, count: str, correction: int = 0) -> Tensor:
+        n = (m if count == "real" else torch.ones_like(m)).sum(dim=dims, keepdim=True)
+        return (values if count == "all" else values * m).sum(dim=dims, keepdim=True) / (n - correction)
 
-        def average(values: Tensor, count: str, correction: int = 0) -> Tensor:
-            n = (m if count == "real" else torch.ones_like(m)).sum(dim=dims, keepdim=True)
-            return ((values if count == "all" else values * m).sum(dim=dims, keepdim=True)) / (n - correction)
-
-        mean = average(x, counts[0])
-        y = (x - mean) / torch.sqrt(average((x - mean) ** 2, counts[1], int(unbiased)) + eps) * gamma + beta
-        return torch.where(mask[..., None], y, 0.0) if zeroed else y
-
-    fn.how = how  # type: ignore[attr-defined]
-    return fn
+    mean = average(x, counts[0])
+    y = (x - mean) / torch.sqrt(average((x - mean) ** 2, counts[1], correction) + eps) * gamma + beta
+    return torch.where(mask[..., None], y, 0.0) if zeroed else y
 
 
-def _masked_mistakes() -> dict[tuple[str, ...], list[Callable]]:
-    """Each mistake, alone and with the padding also left unzeroed, and the implementations that make it."""
-    real = ("real", "real")
-    made: dict[tuple[str, ...], list[tuple]] = {
-        (): [((0, 1), real, False, "")],
-        ("unbiased-variance",): [
-            ((0, 1), real, True, f"Your variance divides by n - 1 = {N_REAL - 1}, not by the n = {N_REAL} real tokens.")
-        ],
-    }
-    for counts, unbiased in product(product(COUNT_WORDS, repeat=2), (False, True)):
-        words = "; ".join(w for w in dict.fromkeys(COUNT_WORDS[c] for c in counts) if w)
-        if words:
-            key = ("padding-in-statistics",) + ("unbiased-variance",) * unbiased
-            made.setdefault(key, []).append(((0, 1), counts, unbiased, f"Your statistics match those taken {words}."))
-    for unbiased in (False, True):
-        per = "Your output matches one mean and variance per"
-        made[("wrong-axes",) + ("unbiased-variance",) * unbiased] = [
-            ((1,), real, unbiased, f"{per} sentence (over its real tokens)."),
-            ((2,), real, unbiased, f"{per} token, over its C channels: LayerNorm's axes."),
+def mixes_of_ways(fn: Callable, ways: dict[str, list[dict]], apart: set[str]) -> dict[tuple[str, ...], list[Callable]]:
+    """Every combination of the codes of ``ways`` (but those holding all of ``apart``), fewest first, each with
+    ``partial(fn, **keywords)`` for every way of making each of its mistakes (as :func:`mistake_mixes` for one)."""
+    mixes: dict[tuple[str, ...], list[Callable]] = {}
+    for key in (key for k in range(1, len(ways) + 1) for key in combinations(ways, k) if not apart <= set(key)):
+        mixes[key] = [
+            partial(fn, **{k: v for way in chosen for k, v in way.items()})
+            for chosen in product(*(ways[code] for code in key))
         ]
-    return {
-        key + ("padding-not-zeroed",) * (not zeroed): [
-            _masked(d, c, u, zeroed, how) for d, c, u, how in implementations
-        ]
-        for zeroed in (True, False)
-        for key, implementations in made.items()
-        if key or not zeroed
-    }
+    return mixes
+
+
+def _how(dims=(0, 1), counts=("real", "real"), correction=0, zeroed=True) -> str:
+    """What :func:`masked_norm` with these keywords did (its first mistake), in the words of a message."""
+    words = "; ".join(w for w in dict.fromkeys(COUNT_WORDS[c] for c in counts) if w)
+    return (
+        f"Your output matches one mean and variance per {PER_WORDS[dims]}."
+        if dims in PER_WORDS
+        else f"Your statistics match those taken {words}."
+        if words
+        else f"Your variance divides by n - 1 = {N_REAL - 1}, not by the n = {N_REAL} real tokens."
+        if correction
+        else ""
+    )
 
 
 def _read_masked(value: LearnerValue) -> Tensor:
@@ -199,8 +198,7 @@ def _read_masked(value: LearnerValue) -> Tensor:
             "with 0 at the padded positions.",
         )
     output = as_float64(value)
-    real = output[_mask()]
-    if not real.isfinite().all():
+    if not (real := output[_mask()]).isfinite().all():
         raise Verdict("non-finite", f"returned {int((~real.isfinite()).sum())} NaN or infinite values at real tokens.")
     return output
 
@@ -218,8 +216,7 @@ def _same(a: Tensor, b: Tensor) -> bool:
 
 def _show(answers: list[Tensor], right: list[Tensor]) -> str:
     """What the learner's output does, in the words of the first implementation that gives it, or of none."""
-    (output,), (expected,) = answers, right
-    real = _mask()
+    (output,), (expected,), real = answers, right, _mask()
     gap = (output[real] - expected[real]).abs().max().item()
     if gap <= TOLERANCE:
         largest = output[~real].abs().nan_to_num(nan=float("inf")).max().item()
@@ -227,9 +224,9 @@ def _show(answers: list[Tensor], right: list[Tensor]) -> str:
             f"Right at the {N_REAL} real tokens, but the {SHAPE[0] * SHAPE[1] - N_REAL} padded positions hold "
             f"values up to {largest:.4g} in size instead of 0."
         )
-    probe = masked_probe()
-    fns = (fn for implementations in MASKED.mistakes.values() for fn in implementations)
-    how = next((fn.how for fn in fns if _same(output, fn(*probe.args, **probe.kwargs))), None)  # type: ignore[attr-defined]
+    probe, fns = masked_probe(), (fn for implementations in MASKED.mistakes.values() for fn in implementations)
+    matching = (fn for fn in fns if isinstance(fn, partial) and _same(output, fn(*probe.args, **probe.kwargs)))
+    how = next((_how(**fn.keywords) for fn in matching), "")
     said = how or "in a way that matches none of the ways of counting the padding this checker knows."
     return f"At the real tokens your output differs from the reference by up to {gap:.4f}{'. ' if how else ', '}{said}"
 
@@ -244,7 +241,7 @@ MASKED = Exercise(
     ),
     probes=lambda: [masked_probe()],
     right=masked_batch_norm_reference,
-    mistakes=_masked_mistakes(),
+    mistakes=mixes_of_ways(masked_norm, WAYS, apart={"padding-in-statistics", "wrong-axes"}),
     read=_read_masked,
     same=_same,
     show=_show,

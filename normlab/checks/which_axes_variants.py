@@ -1,18 +1,17 @@
 r"""Notebook 02's norms as data, and their diagnosis (shared with notebook 03's module checker).
 
-An exercise is a :class:`NormSpec`; its probes (:func:`make_probes`) are standardized inside every group, every
-dim of its own size, so a reduction over the wrong dims gives other numbers and gamma broadcast along the wrong dim
-raises. A candidate (:class:`Variant`) is y = affine((x - c) / div(s, eps)), s = sum((x - c)^2) / (n - k), one
-choice per factor (the dims that share c and s, c the mean or 0, k = 0 or 1, where eps goes, the affine step), and
-carries the codes of the factors it changes. :func:`diagnose_outputs` asks, in the order a learner can act on the
-answers: is the result a dense finite tensor of x's shape and dtype; which candidate equals it on the ordinary and
-large-eps probes (none: ``unknown``); is it right near 3000 in float32 (if only in float64: ``one-pass-variance``).
+Probes are standardized inside every group, every dim of its own size, so a reduction over the wrong dims gives
+other numbers. A candidate (:class:`Variant`) is y = affine((x - c) / div(s, eps)), s = sum((x - c)^2) / (n - k),
+one choice per factor (the dims sharing c and s, c the mean or 0, k = 0 or 1, where eps goes, the affine step),
+named by the codes of the factors it changes. :func:`diagnose_outputs` asks: is the result a dense finite tensor
+of x's shape and dtype; which candidate gives it (none: ``unknown``); is it right near 3000 in float32 (if only
+in float64: ``one-pass-variance``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations, product
 from typing import Any
@@ -25,22 +24,23 @@ from normlab import functional as F
 from normlab._errors import shape_str
 from normlab.checks.runner import Check, LearnerValue, Verdict, as_float64, close, num
 from normlab.compare import compare
-from normlab.layouts import DIM_NAMES, reduced_dims
+from normlab.layouts import DIM_NAMES, NORM_LABELS, reduced_dims
 
 _NAMES = {**DIM_NAMES, "G": "groups", "c": "channels of one group"}  # GroupNorm's view (N, G, C/G, H, W)
 _WORDS = {"N": "sample", "C": "channel", "L": "position", "H": "row", "W": "column", "G": "group", "c": "channel"}
-NORM_TITLES = {"batch": "BatchNorm", "layer": "LayerNorm", "instance": "InstanceNorm", "group": "GroupNorm"}
-BATCH_NORM_SHAPES = {"NC": (6, 4), "NCL": (4, 3, 5), "NLC": (4, 5, 3), "NCHW": (2, 3, 4, 5)}
-LAYER_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6), "NCHW": (2, 3, 4, 5), "NHWC": (2, 3, 4, 5)}
-RMS_NORM_SHAPES = {"NC": (4, 6), "NLC": (3, 4, 6)}
+SHAPES = {  # the probe input's shape, per norm and layout
+    "batch": {"NC": (6, 4), "NCL": (4, 3, 5), "NLC": (4, 5, 3), "NCHW": (2, 3, 4, 5)},
+    "layer": {"NC": (4, 6), "NLC": (3, 4, 6), "NCHW": (2, 3, 4, 5), "NHWC": (2, 3, 4, 5)},
+    "rms": {"NC": (4, 6), "NLC": (3, 4, 6)},
+}
 GROUP_SIZE, GROUP_NORM_HW = 3, (4, 5)  # channels per group, and H, W of the GroupNorm probe
 
 
 @dataclass(frozen=True)
 class Grouping:
-    """A view of the input (``letters`` name its dims, ``layout_dims[i]`` the view dims of input dim i) whose
-    elements along ``reduced`` share statistics; a wrong view has a ``description``, a ``mistake`` code and perhaps
-    the ``param_view`` in which gamma and beta broadcast against it."""
+    """A view of the input (``letters`` name its dims; input dim i is view dims ``layout_dims[i]``) whose elements
+    along ``reduced`` share statistics; a wrong one has a ``description``, a ``mistake`` code and perhaps the
+    ``param_view`` in which gamma and beta broadcast against it."""
 
     view_shape: tuple[int, ...]
     letters: str
@@ -49,10 +49,6 @@ class Grouping:
     description: str = ""
     mistake: str = "wrong-axes"
     param_view: tuple[int, ...] | None = None
-
-    @property
-    def kept_shape(self) -> tuple[int, ...]:
-        return tuple(1 if d in self.reduced else s for d, s in enumerate(self.view_shape))
 
     @property
     def group_size(self) -> int:
@@ -82,24 +78,44 @@ class Grouping:
 
 @dataclass(frozen=True)
 class NormSpec:
-    """One exercise: what the learner's function computes and how the checker calls it."""
+    """One exercise: the norm, the probe input's layout and shape, the right statistics (one per ``unit``: "channel",
+    "token", "(sample, group)" ...), the view in which gamma broadcasts, and other views tried as wrong axes."""
 
     norm: str  # "batch", "layer", "group", "rms"
-    layout: str  # the input's layout: "NC", "NCL", "NLC", "NCHW", "NHWC"
-    shape: tuple[int, ...]  # the probe input's shape
-    grouping: Grouping  # the correct statistics
-    unit: str  # what one statistic belongs to: "channel", "token", "sample", "(sample, group)"
-    param_view: tuple[int, ...]  # gamma.reshape(param_view) broadcasts against the input
-    alternatives: tuple[Grouping, ...] = ()  # other views tried as wrong axes
+    layout: str
+    shape: tuple[int, ...]
+    grouping: Grouping
+    unit: str
+    param_view: tuple[int, ...]
+    alternatives: tuple[Grouping, ...] = ()
 
     @property
     def title(self) -> str:
-        return {**NORM_TITLES, "rms": "RMSNorm"}[self.norm]
+        return NORM_LABELS.get(self.norm, "RMSNorm")
+
+    @property
+    def centered(self) -> bool:
+        """The mean is subtracted and beta added (not for RMSNorm)."""
+        return self.norm != "rms"
+
+    @property
+    def default_eps(self) -> float:
+        return 1e-5 if self.centered else 1e-6
+
+    @property
+    def spread_word(self) -> str:
+        return "variance" if self.centered else "mean square"
 
     @property
     def param_shape(self) -> tuple[int, ...]:
         """gamma's (and beta's) shape."""
         return tuple(s for s in self.param_view if s > 1)
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        return {"group": ("x", "num_groups", "gamma", "beta", "eps"), "rms": ("x", "gamma", "eps")}.get(
+            self.norm, ("x", "gamma", "beta", "eps")
+        )
 
     @property
     def affine_code(self) -> str:
@@ -126,86 +142,53 @@ class NormSpec:
             f"`y = (x - mean) / torch.sqrt(var + eps)`, then `{self.affine_code}`"
         )
 
-    @property
-    def arg_names(self) -> tuple[str, ...]:
-        return {"group": ("x", "num_groups", "gamma", "beta", "eps"), "rms": ("x", "gamma", "eps")}.get(
-            self.norm, ("x", "gamma", "beta", "eps")
-        )
-
-    @property
-    def default_eps(self) -> float:
-        return 1e-6 if self.norm == "rms" else 1e-5
-
-    @property
-    def centered(self) -> bool:
-        """The mean is subtracted and beta added (not for RMSNorm)."""
-        return self.norm != "rms"
-
-    @property
-    def spread_word(self) -> str:
-        return "variance" if self.centered else "mean square"
-
-    def call_args(self, x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> tuple:
-        """The learner's arguments, in the order of ``arg_names``."""
-        given = {"x": x, "num_groups": self.grouping.view_shape[1], "gamma": gamma, "beta": beta, "eps": eps}
-        return tuple(given[name] for name in self.arg_names)
-
-    def reference(self, x: Tensor, gamma: Tensor, beta: Tensor | None, eps: float) -> Tensor:
-        """:mod:`normlab.functional`'s result (BatchNorm in training mode)."""
-        if self.norm == "batch":
-            c = self.layout.index("C")
-            return F.batch_norm(x.movedim(c, 1), None, None, gamma, beta, training=True, eps=eps).movedim(1, c)
-        if self.norm == "layer":
-            return F.layer_norm(x, self.param_shape, gamma, beta, eps)
-        if self.norm == "group":
-            return F.group_norm(x, self.grouping.view_shape[1], gamma, beta, eps)
-        return F.rms_norm(x, self.param_shape, gamma, eps)
-
     def known_norm_axes(self, grouping: Grouping) -> str:
         """ "BatchNorm" if ``grouping`` reduces exactly the dims another norm reduces, else ""."""
         own = {d for d in grouping.reduced if grouping.view_shape[d] > 1}
         for norm in ("batch", "layer", "instance"):
             dims = {p for i in reduced_dims(norm, self.layout) for p in grouping.layout_dims[i]}
             if norm != self.norm and own and own == {p for p in dims if grouping.view_shape[p] > 1}:
-                return NORM_TITLES[norm]
+                return NORM_LABELS[norm]
         return ""
 
 
-def _grouping(norm: str, layout: str, shape: tuple[int, ...]) -> Grouping:
-    return Grouping(shape, layout, reduced_dims(norm, layout), tuple((d,) for d in range(len(shape))))
+def _spec(norm: str, layout: str, unit: str, param_view: tuple[int, ...], *alternatives: Grouping) -> NormSpec:
+    """A norm whose statistics are those of :func:`normlab.layouts.reduced_dims`, on the probe shape of ``layout``."""
+    shape = SHAPES[norm][layout]
+    reduced = reduced_dims("batch" if norm == "batch" else "layer", layout)
+    grouping = Grouping(shape, layout, reduced, tuple((d,) for d in range(len(shape))))
+    return NormSpec(norm, layout, shape, grouping, unit, param_view, alternatives)
 
 
 def batch_norm_spec(layout: str) -> NormSpec:
-    """BatchNorm: one statistic per channel, over every other dim; gamma and beta of shape (C,)."""
-    shape, c = BATCH_NORM_SHAPES[layout], layout.index("C")
-    alternatives: tuple[Grouping, ...] = ()
-    if layout == "NLC":  # x.reshape(N, C, L) normalized per "channel", gamma and beta in that view or in x's
-        reshaped = (shape[0], shape[2], shape[1])
-        description = (
-            f"statistics per 'channel' of x.reshape(N, C, L) = x.reshape{reshaped}, over its N and L: a reshape keeps the "
-            "memory order, so each of those 'channels' holds a run of consecutive values of a sample, mixing x's "
-            "positions and channels"
-        )
-        parts = ((0,), (1, 2), (1, 2))
-        alternatives = tuple(
-            Grouping(reshaped, "NCL", (0, 2), parts, description, "reshape-not-transpose", p)
-            for p in ((1, reshaped[1], 1), None)
-        )
+    """BatchNorm: one statistic per channel, over every other dim; gamma and beta of shape (C,). On NLC input,
+    x.reshape(N, C, L) normalized per 'channel' (gamma and beta in that view or in x's) is a mistake of its own."""
+    shape, c = SHAPES["batch"][layout], layout.index("C")
     view = tuple(s if d == c else 1 for d, s in enumerate(shape))
-    return NormSpec("batch", layout, shape, _grouping("batch", layout, shape), "channel", view, alternatives)
+    if layout != "NLC":
+        return _spec("batch", layout, "channel", view)
+    reshaped = (shape[0], shape[2], shape[1])
+    description = (
+        f"statistics per 'channel' of x.reshape(N, C, L) = x.reshape{reshaped}, over its N and L: a reshape keeps the "
+        "memory order, so each of those 'channels' holds a run of consecutive values of a sample, mixing x's "
+        "positions and channels"
+    )
+    alternatives = (
+        Grouping(reshaped, "NCL", (0, 2), ((0,), (1, 2), (1, 2)), description, "reshape-not-transpose", params)
+        for params in ((1, reshaped[1], 1), None)
+    )
+    return _spec("batch", layout, "channel", view, *alternatives)
 
 
 def layer_norm_spec(layout: str) -> NormSpec:
     """LayerNorm: one statistic per sample (per token for NLC, per pixel for NHWC); gamma of the normalized shape."""
-    shape, unit = LAYER_NORM_SHAPES[layout], {"NLC": "token", "NHWC": "pixel"}.get(layout, "sample")
-    grouping = _grouping("layer", layout, shape)
-    return NormSpec("layer", layout, shape, grouping, unit, shape[grouping.reduced[0] :])
+    shape, c = SHAPES["layer"][layout], reduced_dims("layer", layout)[0]
+    return _spec("layer", layout, {"NLC": "token", "NHWC": "pixel"}.get(layout, "sample"), shape[c:])
 
 
 def rms_norm_spec(layout: str) -> NormSpec:
     """RMSNorm: x / sqrt(mean(x^2) + eps) * gamma over the last dim; no mean, no beta."""
-    shape, unit = RMS_NORM_SHAPES[layout], "token" if layout == "NLC" else "sample"
-    return NormSpec("rms", layout, shape, _grouping("layer", layout, shape), unit, shape[-1:])
+    return _spec("rms", layout, "token" if layout == "NLC" else "sample", SHAPES["rms"][layout][-1:])
 
 
 def group_norm_spec(num_groups: int) -> NormSpec:
@@ -234,7 +217,7 @@ OFFSET_TOLERANCE = 1e-2  # float32 rounding of values near 3000 costs about 1e-3
 class Probe:
     """One input for the learner's function, with the eps to pass and the tolerance to judge by."""
 
-    name: str
+    name: str  # "ordinary", "large-eps", "large-offset"
     summary: str  # "eps = 0.5 and one channel of tiny variance"
     x: Tensor
     gamma: Tensor
@@ -253,20 +236,11 @@ class Probe:
         return replace(self, x=self.x.to(dtype), gamma=self.gamma.to(dtype), beta=beta)
 
 
-Span = tuple[float, float]
-
-
 def make_probe(
-    spec: NormSpec,
-    name: str,
-    summary: str,
-    seed: int,
-    eps: float,
-    offsets: Span,
-    scales: Span,
-    small: int | None = None,
+    spec: NormSpec, name: str, summary: str, seed: int, eps: float, offsets: tuple, scales: tuple, small=None
 ) -> Probe:
-    """A probe whose groups have means drawn from ``offsets`` and stds from ``scales`` (std 0.1 at ``small``)."""
+    """A float32 probe whose groups have means drawn from ``offsets`` and stds from ``scales`` (std 0.1 at the
+    group ``small``), with gamma in [0.5, 2] and beta of size 0.3 to 1.5 and either sign."""
     generator = torch.Generator().manual_seed(seed)
 
     def uniform(shape: tuple[int, ...], low: float, high: float) -> Tensor:
@@ -276,7 +250,8 @@ def make_probe(
     base = torch.randn(g.view_shape, generator=generator, dtype=torch.float64)
     base = base - base.mean(dim=g.reduced, keepdim=True)
     base = base / base.pow(2).mean(dim=g.reduced, keepdim=True).sqrt()  # mean 0, biased std 1 in each group
-    offset, scale = uniform(g.kept_shape, *offsets), uniform(g.kept_shape, *scales)
+    kept = tuple(1 if d in g.reduced else s for d, s in enumerate(g.view_shape))
+    offset, scale = uniform(kept, *offsets), uniform(kept, *scales)
     if small is not None:
         scale.view(-1)[small] = SMALL_STD
         offset.view(-1)[small] = SMALL_STD if spec.centered else SMALL_STD / 2
@@ -297,11 +272,21 @@ def make_probes(spec: NormSpec) -> tuple[Probe, ...]:
     ]
     if spec.centered:
         near = f"values near {OFFSET:g} (std about 1) in float32"
-        offsets = (OFFSET - 500, OFFSET + 500)
-        probes.append(
-            replace(make_probe(spec, "large-offset", near, 3, eps, offsets, (0.5, 1.5)), tolerance=OFFSET_TOLERANCE)
-        )
+        far = make_probe(spec, "large-offset", near, 3, eps, (OFFSET - 500, OFFSET + 500), (0.5, 1.5))
+        probes.append(replace(far, tolerance=OFFSET_TOLERANCE))
     return tuple(probes)
+
+
+def reference(spec: NormSpec, probe: Probe) -> Tensor:
+    """:mod:`normlab.functional`'s result on ``probe`` (BatchNorm in training mode), computed in float64."""
+    p, c = probe.to(torch.float64), spec.layout.index("C")
+    if spec.norm == "batch":
+        return F.batch_norm(p.x.movedim(c, 1), None, None, p.gamma, p.beta, training=True, eps=p.eps).movedim(1, c)
+    if spec.norm == "layer":
+        return F.layer_norm(p.x, spec.param_shape, p.gamma, p.beta, p.eps)
+    if spec.norm == "group":
+        return F.group_norm(p.x, spec.grouping.view_shape[1], p.gamma, p.beta, p.eps)
+    return F.rms_norm(p.x, spec.param_shape, p.gamma, p.eps)
 
 
 # -- the candidates: the norm with each mistake ----------------------------------------------------
@@ -337,13 +322,13 @@ class Variant:
         return tuple(sorted(found, key=PRIORITY.index))
 
 
-def all_variants(spec: NormSpec) -> Iterator[Variant]:
-    """Every variant but the correct one."""
+def all_variants(spec: NormSpec) -> list[Variant]:
+    """Every variant but the correct one, simplest first: fewest mistakes, then by :data:`PRIORITY`."""
     groupings = [spec.grouping, *spec.grouping.other_reductions(), *spec.alternatives]
     affines = [a for a in AFFINE_MODES if spec.centered or a in ("both", "none")]
-    for choice in product(groupings, sorted({spec.centered, True}), (0, 1), EPS_MODES, affines):
-        if Variant(*choice).mistakes(spec):
-            yield Variant(*choice)
+    choices = product(groupings, sorted({spec.centered, True}), (0, 1), EPS_MODES, affines)
+    wrong = [(codes, v) for v in (Variant(*choice) for choice in choices) if (codes := v.mistakes(spec))]
+    return [v for _, v in sorted(wrong, key=lambda pair: (len(pair[0]), PRIORITY.index(pair[0][0])))]
 
 
 def divide(centered_x: Tensor, spread: Tensor, eps: float, eps_mode: str, fixed_eps: float) -> Tensor:
@@ -364,58 +349,43 @@ def apply_affine(z: Tensor, gamma: Tensor, beta: Tensor | None, mode: str, undo:
 def broadcast_params(spec: NormSpec, probe: Probe, grouping: Grouping | None = None) -> tuple[Tensor, Tensor | None]:
     """gamma and beta shaped to broadcast against the input, or applied in the view of a grouping with a
     ``param_view`` (as code that normalizes ``x.reshape(...)`` with a per-channel norm does)."""
-    view = grouping.param_view if grouping is not None else None
+    view = None if grouping is None else grouping.param_view
 
     def place(param: Tensor) -> Tensor:
-        if grouping is None or view is None:
+        if view is None:
             return param.reshape(spec.param_view)
-        return param.reshape(view).expand(grouping.view_shape).reshape(probe.x.shape)
+        return param.reshape(view).expand(grouping.view_shape).reshape(probe.x.shape)  # type: ignore[union-attr]
 
     return place(probe.gamma), None if probe.beta is None else place(probe.beta)
 
 
-def normalized(
-    x: Tensor, g: Grouping, centered: bool, correction: int, eps_mode: str, eps: float, fixed: float
-) -> Tensor:
-    """(x - c) / div(s, eps) with statistics shared along ``g.reduced``, in x's shape."""
-    xv = x.reshape(g.view_shape)
-    centered_x = xv - xv.mean(dim=g.reduced, keepdim=True) if centered else xv
-    spread = centered_x.pow(2).sum(dim=g.reduced, keepdim=True) / (g.group_size - correction)
-    return divide(centered_x, spread, eps, eps_mode, fixed).reshape(x.shape)
+def normalized(spec: NormSpec, v: Variant, probe: Probe) -> Tensor:
+    """(x - c) / div(s, eps) as ``v`` computes it, with statistics shared along ``v.grouping.reduced``."""
+    g, x = v.grouping, probe.x.reshape(v.grouping.view_shape)
+    centered_x = x - x.mean(dim=g.reduced, keepdim=True) if v.centered else x
+    spread = centered_x.pow(2).sum(dim=g.reduced, keepdim=True) / (g.group_size - v.correction)
+    return divide(centered_x, spread, probe.eps, v.eps_mode, spec.default_eps).reshape(probe.x.shape)
 
 
 def variant_output(spec: NormSpec, v: Variant, probe: Probe) -> Tensor:
     """The output of ``v`` on ``probe`` (use a float64 probe for exact values)."""
-    z = normalized(probe.x, v.grouping, v.centered, v.correction, v.eps_mode, probe.eps, spec.default_eps)
-    return apply_affine(z, *broadcast_params(spec, probe, v.grouping), v.affine)
+    return apply_affine(normalized(spec, v, probe), *broadcast_params(spec, probe, v.grouping), v.affine)
 
 
-def matching_variants(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence[Tensor]) -> list[Variant]:
-    """The wrong variants whose outputs equal the learner's on every (float64) probe, simplest first."""
-    survivors = list(all_variants(spec))
-    for probe, output in zip(probes, outputs):
-        by_statistics: dict[tuple[Grouping, bool, int, str], list[Variant]] = {}  # each z is computed once
-        for v in survivors:
-            by_statistics.setdefault((v.grouping, v.centered, v.correction, v.eps_mode), []).append(v)
-        kept: set[Variant] = set()
-        for key, variants in by_statistics.items():
-            z = normalized(probe.x, *key, probe.eps, spec.default_eps)
-            gamma, beta = broadcast_params(spec, probe, key[0])
-            ys = torch.stack([apply_affine(z, gamma, beta, v.affine) for v in variants])
-            good = ((ys - output).abs() <= probe.tolerance * (1 + ys.abs())).flatten(1).all(dim=1)
-            kept.update(v for v, ok in zip(variants, good.tolist()) if ok)
-        survivors = [v for v in survivors if v in kept]
-    return sorted(survivors, key=lambda v: (len(v.mistakes(spec)), PRIORITY.index(v.mistakes(spec)[0])))
+def first_match(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence[Tensor]) -> Variant | None:
+    """The simplest wrong variant whose outputs equal the learner's on every (float64) probe, or None."""
+    zs: dict[tuple, Tensor] = {}  # per probe, the normalized x of each statistics, shared by the affine steps
+
+    def gives(v: Variant, i: int) -> bool:
+        if (key := (i, v.grouping, v.centered, v.correction, v.eps_mode)) not in zs:
+            zs[key] = normalized(spec, v, probes[i])
+        y = apply_affine(zs[key], *broadcast_params(spec, probes[i], v.grouping), v.affine)
+        return bool(((y - outputs[i]).abs() <= probes[i].tolerance * (1 + y.abs())).all())
+
+    return next((v for v in all_variants(spec) if all(gives(v, i) for i in range(len(outputs)))), None)
 
 
-# -- the diagnosis --------------------------------------------------------------------------------
-
-
-def reference(spec: NormSpec, probe: Probe) -> Tensor:
-    """The reference output on ``probe``, computed in float64."""
-    p = probe.to(torch.float64)
-    return spec.reference(p.x, p.gamma, p.beta, p.eps)
-
+# -- what was seen -----------------------------------------------------------------------------------
 
 _DTYPE_HINTS = {
     "bool": "A comparison (such as `y > 0`) gives a bool tensor: return the normalized values themselves.",
@@ -428,8 +398,8 @@ _DTYPE_HINTS = {
 }
 _RETURN_Y = (
     "Return the normalized tensor itself (`return y`), of x's shape: not None, not a tuple such as (y, mean, var), "
-    "a list, a NumPy array, a sparse tensor (call `.to_dense()`) or a meta tensor; keep `keepdim=True` in the reductions, so that the statistics "
-    "broadcast against x, and do not transpose or reshape the result."
+    "a list, a NumPy array, a sparse tensor (call `.to_dense()`) or a meta tensor; keep `keepdim=True` in the "
+    "reductions, so that the statistics broadcast against x, and do not transpose or reshape the result."
 )
 
 
@@ -443,37 +413,27 @@ def reader(spec: NormSpec, dtype: torch.dtype, expected: Tensor) -> Callable[[Le
             kind = type(value)
             what = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
             what = f"a {what}" + (f" of {len(value)} items" if isinstance(value, (list, tuple)) else "")
-            raise Verdict(
-                "not-a-tensor",
-                f"returned {'None' if value is None else what}; expected a torch.Tensor of shape {shape}.",
-                _RETURN_Y,
-            )
+            said = f"returned {'None' if value is None else what}; expected a torch.Tensor of shape {shape}."
+            raise Verdict("not-a-tensor", said, _RETURN_Y)
         if value.layout != torch.strided or value.device.type == "meta":
             what = f"layout {value.layout}" if value.layout != torch.strided else f"device {value.device}"
-            observed = f"returned a tensor with {what}; expected an ordinary (dense) tensor of shape {shape}."
-            raise Verdict("not-a-tensor", observed, _RETURN_Y)
+            said = f"returned a tensor with {what}; expected an ordinary (dense) tensor of shape {shape}."
+            raise Verdict("not-a-tensor", said, _RETURN_Y)
         if tuple(value.shape) != spec.shape:
-            observed = f"returned a tensor of shape {shape_str(tuple(value.shape))}; expected {shape}, x's shape."
-            raise Verdict("wrong-shape", observed, _RETURN_Y)
+            said = f"returned a tensor of shape {shape_str(tuple(value.shape))}; expected {shape}, x's shape."
+            raise Verdict("wrong-shape", said, _RETURN_Y)
         if value.dtype != dtype:
-            number = "bool" if value.dtype == torch.bool else "complex" if value.is_complex() else "int"
+            number = "complex" if value.is_complex() else "bool" if value.dtype == torch.bool else "int"
             number = "float" if value.is_floating_point() else number
-            observed = f"returned a tensor of dtype {value.dtype}; expected x's dtype, {dtype} (a norm keeps its input's dtype)."
+            said = f"returned a tensor of dtype {value.dtype}; expected x's dtype, {dtype} (a norm keeps its input's dtype)."
             if number == "float":
-                observed += (
+                said += (
                     f" Its values, compared with the reference's: {compare(value, expected, 'yours vs the reference')}."
                 )
-            raise Verdict("wrong-dtype", observed, _DTYPE_HINTS[number])
+            raise Verdict("wrong-dtype", said, _DTYPE_HINTS[number])
         return as_float64(value)
 
     return read
-
-
-def group_stats(grouping: Grouping, t: Tensor, centered: bool) -> tuple[Tensor, Tensor]:
-    """Per group of ``grouping``: (mean, std) if ``centered``, else (mean, root mean square), flattened."""
-    tv = t.reshape(grouping.view_shape)
-    mean = tv.mean(dim=grouping.reduced, keepdim=True)
-    return mean.flatten(), ((tv - mean) if centered else tv).pow(2).mean(dim=grouping.reduced).sqrt().flatten()
 
 
 def _range(t: Tensor) -> str:
@@ -482,12 +442,15 @@ def _range(t: Tensor) -> str:
 
 
 def _both_stats(spec: NormSpec, probe: Probe, output: Tensor, ref: Tensor, affine: str, g: Grouping, params=None):
-    """Per group of ``g``: (mean, spread) of the learner's normalized values (gamma and beta undone as ``params``'s
-    view applies them) and of the reference's."""
-    mine = apply_affine(output, *broadcast_params(spec, probe, params), affine, undo=True)
-    return group_stats(g, mine, spec.centered), group_stats(
-        g, apply_affine(ref, *broadcast_params(spec, probe), "both", undo=True), spec.centered
-    )
+    """Per group of ``g``: (mean, std or root mean square) of the learner's normalized values (gamma and beta undone
+    as ``affine`` and ``params``'s view apply them), and of the reference's."""
+    stats = []
+    for t, mode, view in ((output, affine, params), (ref, "both", None)):
+        tv = apply_affine(t, *broadcast_params(spec, probe, view), mode, undo=True).reshape(g.view_shape)
+        mean = tv.mean(dim=g.reduced, keepdim=True)
+        spread = ((tv - mean) if spec.centered else tv).pow(2).mean(dim=g.reduced).sqrt()
+        stats.append((mean.flatten(), spread.flatten()))
+    return stats
 
 
 def describe_group_stats(
@@ -517,12 +480,9 @@ def describe_group_stats(
 def observe_wrong_axes(spec: NormSpec, probe: Probe, output: Tensor, reference: Tensor, variant: Variant) -> str:
     g, right = variant.grouping, spec.grouping
     stat = "one mean and variance" if variant.centered else "one mean square"
-    what = f"{stat} for the whole tensor, over {g.names(g.reduced)}"
-    if g.kept_dims():
-        known = spec.known_norm_axes(g)
-        what = f"{stat} per {g.names(g.kept_dims())}, over {g.names(g.reduced)}"
-        what += f" (the axes of {known})" if known else ""
-    what = g.description or what
+    per = f"per {g.names(g.kept_dims())}" if g.kept_dims() else "for the whole tensor"
+    known = spec.known_norm_axes(g) if g.kept_dims() else ""
+    what = g.description or f"{stat} {per}, over {g.names(g.reduced)}" + (f" (the axes of {known})" if known else "")
     return (
         f"Your output matches, to within {probe.tolerance:g}, a normalization with {what}. {spec.title} on "
         f"{spec.layout} input takes them over {right.names(right.reduced)}: one per {spec.unit}. "
@@ -532,8 +492,7 @@ def observe_wrong_axes(spec: NormSpec, probe: Probe, output: Tensor, reference: 
 def observe_unbiased(spec: NormSpec, probe: Probe, output: Tensor, reference: Tensor, variant: Variant) -> str:
     (_, mine), (_, ref) = _both_stats(spec, probe, output, reference, variant.affine, spec.grouping)
     ratio, n = mine / ref, spec.grouping.group_size
-    spread_range = _range(ratio)
-    where = f"in every {spec.unit}" if spread_range.startswith("all") else f"per {spec.unit}: {spread_range}"
+    where = f"in every {spec.unit}" if _range(ratio).startswith("all") else f"per {spec.unit}: {_range(ratio)}"
     return (
         f"Your normalized values' {'std' if spec.centered else 'root mean square'} is {num(ratio.median().item())} "
         f"times the reference's ({where}), and sqrt((n - 1) / n) = sqrt({n - 1}/{n}) = {num(math.sqrt((n - 1) / n))} "
@@ -544,11 +503,9 @@ def observe_unbiased(spec: NormSpec, probe: Probe, output: Tensor, reference: Te
 
 def observe_eps(spec: NormSpec, probe: Probe, output: Tensor, reference: Tensor, variant: Variant) -> str:
     g, word, i, eps, fixed = spec.grouping, spec.spread_word, probe.small_group or 0, probe.eps, spec.default_eps
-    _, x_spread = group_stats(g, probe.x, spec.centered)
-    _, z_spread = group_stats(
-        g, apply_affine(output, *broadcast_params(spec, probe), variant.affine, undo=True), spec.centered
-    )
-    s, divisor = x_spread[i].item() ** 2, x_spread[i].item() / z_spread[i].item()
+    (_, x_spread), _ = _both_stats(spec, probe, probe.x, reference, "none", g)
+    (_, z_spread), _ = _both_stats(spec, probe, output, reference, variant.affine, g)
+    s, divisor = x_spread[i].item() ** 2, (x_spread[i] / z_spread[i]).item()
     form, value, meaning = {
         "outside": (f"sqrt({word}) + eps", math.sqrt(s) + eps, "eps was added after the square root."),
         "fixed": (
@@ -680,9 +637,6 @@ def describe_checked(spec: NormSpec, probes: tuple[Probe, ...]) -> str:
 
 # -- the diagnosis ---------------------------------------------------------------------------------
 
-# Runs the learner's code on a probe: (probe, action, read) -> what ``read`` made of the value, or raises a Verdict.
-Call = Callable[[Probe, str, Callable[[LearnerValue], Any]], Any]
-
 
 def calling(
     check: Check, spec: NormSpec, signature: str, fn: Callable, args: Sequence[object] = (), **options: Any
@@ -708,38 +662,33 @@ def raised_hint(spec: NormSpec, signature: str, observed: str) -> str:
     return f"Run `{signature}` on a small tensor in a cell of its own to see the full traceback."
 
 
-def diagnose_outputs(spec: NormSpec, call: Call, verb: str = "called") -> Verdict | None:
-    """Run ``call`` on every probe of ``spec``; a Verdict on the first problem found, or None if all is right.
-
-    ``verb`` says in messages what a call does ("called in training mode"). A call that fails raises its Verdict.
-    """
+def diagnose_outputs(
+    spec: NormSpec, call: Callable[[Probe, str, Callable], Any], verb: str = "called"
+) -> Verdict | None:
+    """A Verdict on the first problem in the learner's outputs on ``spec``'s probes, or None if all is right.
+    ``call(probe, action, read)`` runs the learner's code (``verb`` says how: "called in training mode") and returns
+    what ``read`` made of its value, or raises the Verdict of a call that failed."""
     probes = make_probes(spec)
-    ordinary, offset = probes[:2], probes[2] if spec.centered else None
-    outputs = [call(p, f"{verb} on {p.description}", reader(spec, p.x.dtype, reference(spec, p))) for p in ordinary]
-    for probe, output in zip(ordinary, outputs):
+    exact, references = [p.to(torch.float64) for p in probes], [reference(spec, p) for p in probes]
+    outputs = [
+        call(p, f"{verb} on {p.description}", reader(spec, p.x.dtype, r)) for p, r in zip(probes[:2], references)
+    ]
+    for probe, output in zip(probes, outputs):
         if not output.isfinite().all():
             return Verdict("non-finite", observe_non_finite(probe, output))
-    exact = [p.to(torch.float64) for p in ordinary]
-    references = [reference(spec, p) for p in exact]
-    wrong = [i for i, (o, r, p) in enumerate(zip(outputs, references, exact)) if not close(o, r, p.tolerance)]
-    if wrong:
-        matches = matching_variants(spec, exact, outputs)
-        if not matches:
+    if wrong := [i for i in range(2) if not close(outputs[i], references[i], TOLERANCE)]:
+        if (match := first_match(spec, exact, outputs)) is None:
             return Verdict(
                 "unknown", observe_difference(spec, exact[wrong[0]], outputs[wrong[0]], references[wrong[0]])
             )
-        mistake, *also = matches[0].mistakes(spec)
+        mistake, *also = match.mistakes(spec)
         i = 1 if mistake in ("eps-outside-sqrt", "missing-eps") else 0  # eps shows on the large-eps probe
-        observed = OBSERVERS[mistake](spec, exact[i], outputs[i], references[i], matches[0])
-        return Verdict(mistake, observed, also=tuple(also))
-    return None if offset is None else _diagnose_offset(spec, call, offset, verb)
-
-
-def _diagnose_offset(spec: NormSpec, call: Call, probe: Probe, verb: str) -> Verdict | None:
-    """Values near 3000 in float32: right, or wrong only in float32 (one pass), or wrong (unknown)."""
-    expected = reference(spec, probe)
-    output = call(probe, f"{verb} on {probe.description}", reader(spec, probe.x.dtype, expected))
-    if close(output, expected, probe.tolerance):
+        return Verdict(mistake, OBSERVERS[mistake](spec, exact[i], outputs[i], references[i], match), also=tuple(also))
+    if not spec.centered:
+        return None
+    far, expected = probes[2], references[2]  # values near 3000 in float32: right, wrong only in float32, or wrong
+    output = call(far, f"{verb} on {far.description}", reader(spec, far.x.dtype, expected))
+    if close(output, expected, far.tolerance):
         return None
 
     def any_float(value: LearnerValue) -> Tensor | None:  # right in float64, whatever dtype it returns
@@ -748,14 +697,12 @@ def _diagnose_offset(spec: NormSpec, call: Call, probe: Probe, verb: str) -> Ver
         return None
 
     try:
-        in_float64 = call(probe.to(torch.float64), f"{verb} on {probe.description}, in float64", any_float)
+        in_float64 = call(far.to(torch.float64), f"{verb} on {far.description}, in float64", any_float)
     except Verdict as verdict:
         if verdict.mistake == "interrupted":
             raise
         in_float64 = None
     if in_float64 is not None and close(in_float64, expected, TOLERANCE):
-        return Verdict("one-pass-variance", observe_one_pass(spec, probe, output, expected))
-    observed = observe_difference(spec, probe, output, expected)
-    return Verdict(
-        "unknown", observed + " It is right on the inputs near 0, so look at what changes when all values are large."
-    )
+        return Verdict("one-pass-variance", observe_one_pass(spec, far, output, expected))
+    said = " It is right on the inputs near 0, so look at what changes when all values are large."
+    return Verdict("unknown", observe_difference(spec, far, output, expected) + said)
