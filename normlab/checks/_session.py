@@ -111,6 +111,13 @@ def _put_back(snapshot: Namespaces, where: list[tuple[str, str]]) -> None:
             setattr(NAMESPACES[space], attr, value)
 
 
+def _imported_library(category: object, before: set[str]) -> bool:
+    """Whether ``category`` (a warning class) comes from a library module imported since ``before`` (a lazy import
+    during learner code, such as torch importing sympy, whose module code adds a filter for it)."""
+    module = sys.modules.get(category.__module__)
+    return category.__module__ not in before and _limits.is_library(getattr(module, "__file__", None) or "")
+
+
 def _module(now: Namespaces, where: tuple[str, str]) -> str:
     """The ``__module__`` of what now sits at ``where`` ("" if none)."""
     module = getattr(now[where[0]].get(where[1], _MISSING), "__module__", None)
@@ -219,6 +226,7 @@ class Session:
                 flush=True,
             )
 
+        modules = set(sys.modules)
         with warnings.catch_warnings(record=True) as caught:  # which puts the warning filters back
             warnings.simplefilter("always")
             filters = list(warnings.filters)
@@ -227,7 +235,8 @@ class Session:
                 finished = _limits.run_limited(fn, self.time_limit, on_stuck)
             finally:
                 sys.stdout, sys.stderr = stdout, stderr
-            if warnings.filters != filters:
+            imported = [f for f in warnings.filters if f not in filters and _imported_library(f[2], modules)]
+            if [f for f in warnings.filters if f not in imported] != filters:  # sympy's filter is not the learner's
                 self.note(f"{who} changed the warning filters; the checker put them back")
         for w in caught:
             self.printed.write(f"{w.category.__name__}: {w.message}\n")
