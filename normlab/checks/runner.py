@@ -25,12 +25,11 @@ from torch import Tensor
 
 from normlab._errors import shape_str
 from normlab.checks._limits import INTERRUPT, is_library
-from normlab.checks._result import HINTS, MISTAKES, CheckResult, declare  # noqa: F401 - MISTAKES for checkers
+from normlab.checks._result import HINTS, MISTAKES, CheckResult, bounded, declare  # noqa: F401 - MISTAKES for checkers
 from normlab.checks._session import Session
 
 LearnerValue = Any  # what learner code returns: anything, looked at (isinstance, getattr) before use
 DEFAULT_TIME_LIMIT = 10.0  # seconds per call: correct code takes milliseconds; a loaded machine must not fail it
-MAX_ERROR_CHARS = 400
 
 declare(
     {
@@ -220,12 +219,7 @@ def text(exc: BaseException) -> str:
         message = str(exc)
     except BaseException as problem:  # a broken __str__ may raise anything
         message = f"<str() of this exception raised {type(problem).__name__}>"
-    return bounded(re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {message}".strip()))
-
-
-def bounded(words: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """``words``, cut to ``limit`` characters with a note of how many were left out."""
-    return words if len(words) <= limit else f"{words[:limit]} ... ({len(words) - limit:,} more characters)"
+    return bounded(re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {message}".strip()), 400)
 
 
 def describe_exception(exc: BaseException) -> tuple[str, str]:
@@ -333,21 +327,16 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
             raise Verdict(
                 code, f"returned {got or type(value).__name__}; expected a tuple of {len(names)}: ({', '.join(names)})."
             )
-        parts = [value] if single else list(value)
-        read = [a.read(v) for a, v in zip(kinds, parts)]
-        tensors = [r for r in read if r is not None]
-        if missed := [a for a, r in zip(kinds, read) if r is None]:
-            types, wanted = ", ".join(type(v).__name__ for v in parts), ", ".join(a.expected for a in kinds)
-            code = "not-a-tensor" if missed[0].kind == "tensor" else "not-a-number"
-            raise Verdict(
-                code, f"returned {types}; expected {wanted}." if single else f"returned ({types}); expected ({wanted})."
-            )
-        for name, a, r in zip(names, kinds, tensors):
-            if a.kind == "tensor" and r.shape != a.shape:
-                raise Verdict("wrong-shape", f"returned a {name} of shape {tuple(r.shape)}; expected {a.shape}.")
-            if a.kind == "tensor" and not r.isfinite().all():
-                raise Verdict("non-finite", f"returned a {name} with NaN or inf: {a.show(r)}.")
-        return tensors[0] if single else tuple(tensors)
+        read = []
+        for name, a, part in zip(names, kinds, [value] if single else value):
+            role = "" if single else f" as {name}"
+            if a.kind == "tensor":  # a floating-point tensor of its shape, finite
+                read.append(read_tensor(part, a.shape, role))
+            elif (r := a.read(part)) is not None:
+                read.append(r)
+            else:
+                raise Verdict("not-a-number", f"returned a {type(part).__name__}{role}; expected {a.expected}.")
+        return read[0] if single else tuple(read)
 
     def columns(values: list) -> list[str]:  # per returned value, its answers on every probe
         rows = [(v,) if single else v for v in values]
@@ -432,20 +421,10 @@ def run_exercise(exercise: Exercise, fn: Callable, time_limit: float) -> CheckRe
         def all_same(answers: list, expected: list) -> bool:
             return all(same(a, e) for a, e in zip(answers, expected))
 
+        call = partial(check.call, fn, read=read, copied=True, changes_mode=exercise.changes_mode)
         for probe in probes:
             args = tuple(fresh_copy(a) for a in probe.args)
-            answers.append(
-                check.call(
-                    fn,
-                    args,
-                    probe.names,
-                    probe.kwargs,
-                    action=f"called on {probe.shown}",
-                    read=read,
-                    copied=True,
-                    changes_mode=exercise.changes_mode,
-                )
-            )
+            answers.append(call(args, probe.names, probe.kwargs, action=f"called on {probe.shown}"))
             if exercise.inspect is not None:
                 exercise.inspect(check, probe, args, answers[-1])
         right = answers_of(exercise.right)

@@ -10,15 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from normlab.checks._result import CheckResult, declare
-from normlab.checks.runner import (
-    DEFAULT_TIME_LIMIT,
-    Answer,
-    Exercise,
-    Probe,
-    Verdict,
-    mistake_mixes,
-    run_exercise,
-)
+from normlab.checks.runner import DEFAULT_TIME_LIMIT, Answer, Exercise, Probe, Verdict, mistake_mixes, run_exercise
 
 declare(
     {
@@ -79,7 +71,6 @@ STEPS = Exercise(
         "approximate-steps": [partial(steps_from_kappa, mistake="approximate-steps", rounding=r) for r in ROUNDINGS],
     },
     returns=(("steps", Answer(spec="g")),),
-    passed=lambda answers, right: f"Your step counts equal the reference: {', '.join(f'{a:g}' for a in answers)}.",
     hints={
         "rounded-down": "k = ln(shrink) / ln(1 - 1/kappa) is rarely whole: round it up with `math.ceil`, not `int`.",
         "strict-inequality": "At (2, 0.25) two steps give 0.5**2 = 0.25 <= shrink: `math.ceil` keeps a whole k, while "
@@ -170,13 +161,6 @@ def _after_saturation_call(check, probe: Probe, args: tuple, answer: Tensor) -> 
         )
 
 
-def _shown_fractions(answers: list, right: list) -> str:
-    return "; ".join(
-        f"threshold {t:g}: yours {FRACTIONS.show(a)}, expected {FRACTIONS.show(r)}"
-        for t, a, r in zip(THRESHOLDS, answers, right)
-    )
-
-
 SATURATION = Exercise(
     name="check_saturated_fraction",
     checked=(
@@ -194,8 +178,6 @@ SATURATION = Exercise(
         saturated_fractions, ("inputs-not-outputs", "no-abs", "percent-not-fraction", "ignores-threshold")
     ),
     returns=(("fractions", FRACTIONS),),
-    show=_shown_fractions,
-    passed=lambda answers, right: f"Your fractions equal the reference ({_shown_fractions(answers, right)}).",
     inspect=_after_saturation_call,
     changes_mode="changes-mode",
     hints={
