@@ -394,7 +394,7 @@ class Exercise:
 
     def codes(self) -> list[str]:
         """Every mistake code this exercise can name (for its declaration test)."""
-        return list(dict.fromkeys(code for key in self.mistakes for code in _codes(key)))
+        return list(dict.fromkeys([*(code for key in self.mistakes for code in _codes(key)), self.changes_mode]))
 
 
 def mistake_mixes(fn: Callable, codes: Sequence[str]) -> dict[tuple[str, ...], list[Callable]]:
