@@ -142,6 +142,11 @@ def unweighted(counts, means, variances):
     return counts.sum(), mean, (variances + (means - mean) ** 2).mean(0)
 
 
+def unweighted_mean_weighted_m2(counts, means, variances):
+    n, mean = _n(counts, means), means.mean(0)
+    return counts.sum(), mean, (n * (variances + (means - mean) ** 2)).sum(0) / n.sum()
+
+
 def unbiased_out(counts, means, variances):
     c, m, v = bp.combine_reference(counts, means, variances)
     return c, m, v * c / (c - 1)
@@ -191,6 +196,7 @@ def test_correct_solutions_pass(fn):
         (averaged_plain, "averaged-variances", ("unweighted-means",)),
         (averaged_weighted, "averaged-variances", ()),
         (unweighted, "unweighted-means", ()),
+        (unweighted_mean_weighted_m2, "unweighted-mean", ()),
         (unbiased_out, "variance-bias-mix-up", ()),
         (unbiased_in, "variance-bias-mix-up", ()),
         (mutates, "mutates-input", ()),

@@ -313,19 +313,24 @@ def test_mistake_mixes_gives_every_combination_fewest_first_each_made_by_the_ref
         (
             lambda x: ("2", x.mean(0)),
             "not-a-number",
-            "<lambda> returned (str, Tensor); expected (a number, a tensor of shape (2,)).",
+            "<lambda> returned a str as count; expected a number.",
         ),
         (
             lambda x: (2, x.mean(0).tolist()),
             "not-a-tensor",
-            "<lambda> returned (int, list); expected (a number, a tensor of shape (2,)).",
+            "<lambda> returned a list as mean; expected a floating-point tensor of shape (2,).",
         ),
         (
             lambda x: (2, x.mean(0, keepdim=True)),
             "wrong-shape",
-            "<lambda> returned a mean of shape (1, 2); expected (2,).",
+            "<lambda> returned a tensor of shape (1, 2) as mean; expected a floating-point tensor of shape (2,).",
         ),
-        (lambda x: (2, x.mean(0) / 0), "non-finite", "<lambda> returned a mean with NaN or inf: [inf, inf]."),
+        (lambda x: (2, x.mean(0) / 0), "non-finite", "<lambda> returned 2 NaN or infinite values out of 2 as mean."),
+        (
+            lambda x: (2, x.sum(0).long()),
+            "wrong-dtype",
+            "<lambda> returned a torch.int64 tensor as mean; expected a floating-point tensor of shape (2,).",
+        ),
         (
             lambda x: (2.5, x.mean(0)),
             "unknown",

@@ -441,7 +441,7 @@ def test_every_functional_mistake_code_is_tested_here():
         # tests/test_transformers_checks.py:
         *("post-ln-placement", "residual-after-norm", "missing-residual", "half-overflow"),
         # tests/test_batch_norm_across_processes.py:
-        *("averaged-variances", "unweighted-means", "variance-bias-mix-up"),
+        *("averaged-variances", "unweighted-means", "unweighted-mean", "variance-bias-mix-up"),
         # tests/test_which_axes_checks.py and tests/test_checks_exercises.py:
         *("padding-in-statistics", "padding-not-zeroed"),
         # tests/test_train_vs_eval_checks.py:
@@ -454,7 +454,7 @@ def test_every_functional_mistake_code_is_tested_here():
         # tests/test_why_normalization_checks.py:
         *("not-a-number", "rounded-down", "approximate-steps", "squared-factor", "natural-step"),
         *("smallest-eigenvalue", "hessian-without-n", "no-abs", "percent-not-fraction", "inputs-not-outputs"),
-        *("hooks-left", "ignores-threshold", "wrong-count"),
+        *("hooks-left", "ignores-threshold", "wrong-count", "strict-inequality", "changes-mode"),
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 

@@ -33,9 +33,21 @@ def steps_by_loop(kappa, shrink):
     return steps
 
 
-def steps_as_tensor(kappa, shrink):
+def steps_as_tensor(kappa, shrink, dtype=torch.float64):  # float32: log(0.25) / log(0.5) lands above 2
     q = torch.tensor(1 - 1 / kappa, dtype=torch.float64)
-    return torch.tensor(1) if kappa == 1 else torch.ceil(torch.log(torch.tensor(shrink)) / torch.log(q))
+    return torch.tensor(1) if kappa == 1 else torch.ceil(torch.log(torch.tensor(shrink, dtype=dtype)) / torch.log(q))
+
+
+def steps_floor_plus_one(kappa, shrink):
+    return 1 if kappa == 1 else math.floor(math.log(shrink) / math.log(1 - 1 / kappa)) + 1
+
+
+def steps_by_loop_while_not_below(kappa, shrink):
+    steps, remaining = 0, 1.0
+    while remaining >= shrink:
+        remaining *= 1 - 1 / kappa
+        steps += 1
+    return steps
 
 
 def steps_floor(kappa, shrink):
@@ -58,12 +70,15 @@ def steps_stub(kappa, shrink):
     raise NotImplementedError("your code here")
 
 
-def test_the_reference_matches_the_notebook_s_204_steps():
+def test_the_reference_matches_the_notebook_s_204_steps_and_counts_an_exact_power_exactly():
     # §1: after the first step the raw run needs 203 more to shrink the slow loss by this ratio
     assert checks.steps_from_kappa(2.0, 0.3) == 2 and checks.steps_from_kappa(1.0, 0.5) == 1
     assert [checks.steps_from_kappa(k, s) for k, s in checks.KAPPA_PROBES] == [
         steps_by_log(k, s) for k, s in checks.KAPPA_PROBES
     ]
+    # 0.75**3 = 0.421875 exactly, but the float log ratio is 3.0000000000000004: the reference counts in fractions
+    assert math.log(0.421875) / math.log(0.75) > 3 and checks.steps_from_kappa(4.0, 0.421875) == 3
+    assert checks.steps_from_kappa(2.0, 0.25) == 2 and steps_floor_plus_one(2.0, 0.25) == 3
 
 
 @pytest.mark.parametrize("fn", [steps_by_log, steps_by_loop, steps_as_tensor])
@@ -77,6 +92,9 @@ def test_steps_from_kappa_passes_correct_solutions(fn):
     "fn, code",
     [
         (steps_floor, "rounded-down"),
+        (steps_floor_plus_one, "strict-inequality"),
+        (steps_by_loop_while_not_below, "strict-inequality"),
+        (lambda kappa, shrink: steps_as_tensor(kappa, shrink, torch.float32), "strict-inequality"),
         (steps_approximate, "approximate-steps"),
         (steps_squared, "squared-factor"),
         (steps_crash_at_one, "raised"),
@@ -235,6 +253,20 @@ def fractions_variant(pick, scale=1.0, fixed=None):
     return fn
 
 
+def fractions_in_eval_mode(restore, end=None):
+    def fn(model, x, threshold=0.97):
+        was = model.training
+        model.eval()
+        fractions = fractions_with_hooks(model, x, threshold)
+        if restore:
+            model.train(was)
+        elif end is not None:
+            model.train(end)
+        return fractions
+
+    return fn
+
+
 def fractions_change_weights(model, x, threshold=0.97):
     with torch.no_grad():
         model[0].weight.mul_(2)
@@ -247,7 +279,7 @@ def test_the_probe_saturates_some_units_but_not_all():
     assert min(right) > 0 and max(right) < 1
 
 
-@pytest.mark.parametrize("fn", [fractions_with_hooks, fractions_by_hand])
+@pytest.mark.parametrize("fn", [fractions_with_hooks, fractions_by_hand, fractions_in_eval_mode(restore=True)])
 def test_saturated_fraction_passes_correct_solutions(fn):
     result = check_saturated_fraction(fn)
     assert result.passed, result.message
@@ -263,6 +295,8 @@ def test_saturated_fraction_passes_correct_solutions(fn):
         (fractions_variant(lambda z, y: y.abs(), fixed=0.97), "ignores-threshold", ()),
         (fractions_hooks_left, "hooks-left", ()),
         (fractions_change_weights, "mutates-input", ()),
+        (fractions_in_eval_mode(restore=False), "changes-mode", ()),
+        (fractions_in_eval_mode(restore=False, end=True), "changes-mode", ()),
         (lambda model, x, threshold=0.97: [0.5], "wrong-count", ()),
         (lambda model, x, threshold=0.97: {"layer 1": 0.5}, "not-a-number", ()),
         (lambda model, x, threshold=0.97: [0.1, 0.2], "unknown", ()),
@@ -273,9 +307,19 @@ def test_saturated_fraction_names_each_mistake(fn, code, also):
     assert (result.passed, result.mistake, result.also) == (False, code, also), result.message
 
 
-def test_saturated_fraction_says_which_hook_is_left():
+def test_saturated_fraction_says_which_hook_is_left_and_which_mode_changed():
     result = check_saturated_fraction(fractions_hooks_left)
     assert "still has forward hooks" in result.observed and "handle.remove()" in result.hint
+    left_in_eval = check_saturated_fraction(fractions_in_eval_mode(restore=False))
+    assert left_in_eval.observed == (
+        "After fn was called on the tanh MLP with threshold=0.97, its inputs had changed: "
+        "model's training (from True to False) changed."
+    )
+    assert "`model.train(was)`" in left_in_eval.hint
+    forced_train = check_saturated_fraction(fractions_in_eval_mode(restore=False, end=True))
+    assert forced_train.observed.endswith(
+        "threshold=0.5, its inputs had changed: model's training (from False to True) changed."
+    )
 
 
 # ---- hostile code ----------------------------------------------------------------------------------------------

@@ -1,12 +1,7 @@
-"""Exercise checkers that name the learner's mistake (normlab's top layer).
-
-Each checker runs the learner's code on probe inputs built so that every known mistake
-changes the output in its own way, compares with :mod:`normlab.functional`, and returns
-a :class:`CheckResult`: ``.passed``, ``.mistake`` (None or a code from :data:`MISTAKES`),
-and what was checked, what was observed (with numbers) and a hint. It shows as HTML in
-Jupyter and as text elsewhere.
-
-The checkers are in ``__all__``; each one's docstring gives the signature it expects of the learner's code.
+"""Exercise checkers that name the learner's mistake (normlab's top layer). Each returns a :class:`CheckResult`
+(``.passed``, ``.mistake``: None or a code from :data:`MISTAKES`, what was checked, what was observed with numbers,
+a hint; HTML in Jupyter, text elsewhere). The checkers are in ``__all__``; each docstring gives the signature it
+expects of the learner's code.
 
 The model. A checker is an exercise: a few probe inputs, the right answer for each, and the
 answer each known mistake would give, keyed by a stable mistake code declared beside the checker

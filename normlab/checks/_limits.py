@@ -66,10 +66,9 @@ class Stop(BaseException):
 
 @dataclass(frozen=True)
 class Finished:
-    """How one limited call ended: a value, an exception, or stopped (``stopped`` says why)."""
+    """How one limited call ended: a value (None if it raised), or stopped (``stopped`` says why)."""
 
     value: object = None
-    error: BaseException | None = None
     stopped: str | None = None  # TIME_LIMIT or INTERRUPT
     still_running: bool = False  # a worker thread that could not be stopped
 
@@ -143,8 +142,8 @@ def _run_in_main_thread(fn: Callable[[], object], time_limit: float, on_stuck: C
         try:
             old_timer = signal.setitimer(signal.ITIMER_REAL, limit, REPEAT if limit else 0.0)
             finished = Finished(value=fn())
-        except BaseException as exc:  # learner code may raise anything
-            finished = Finished(error=exc)
+        except BaseException:  # learner code may raise anything
+            pass
         finally:
             while True:  # a last Stop can still arrive here: repeat until everything is off
                 try:
@@ -175,8 +174,8 @@ def _run_in_worker_thread(fn: Callable[[], object], time_limit: float) -> Finish
         try:
             with torch.set_grad_enabled(grad_enabled):
                 box["value"] = fn()
-        except BaseException as exc:  # learner code may raise anything
-            box["error"] = exc
+        except BaseException:  # learner code may raise anything
+            pass
         finally:
             sys.settrace(None)
 
@@ -190,8 +189,7 @@ def _run_in_worker_thread(fn: Callable[[], object], time_limit: float) -> Finish
     except KeyboardInterrupt:  # the caller is the main thread (Windows): Ctrl-C or Kernel -> Interrupt
         reason = INTERRUPT
     if reason is None:
-        error = box.get("error")
-        return Finished(value=box.get("value"), error=error if isinstance(error, BaseException) else None)
+        return Finished(value=box.get("value"))
     ident = worker.ident
     assert ident is not None  # set once start() has returned
     stopper.stop(reason, sys._current_frames().get(ident))

@@ -54,11 +54,16 @@ def declare(codes: dict[str, tuple[str, str]]) -> None:
             HINTS[code] = hint
 
 
-# Okabe-Ito colours (as in normlab.style): bluish green, orange, vermillion.
+# Okabe-Ito colours (as in normlab.style): bluish green, orange, vermillion; and each status's mark.
 _COLOURS = {"passed": "#009E73", "not-solved": "#E69F00", "mistake": "#D55E00"}
 _MARKS = {"passed": "\u2713", "not-solved": "\u2026", "mistake": "\u2717"}
 _WIDTH = 100
 MAX_TEXT = 3000  # characters per field of a result
+
+
+def bounded(words: str, limit: int = MAX_TEXT) -> str:
+    """``words``, cut to ``limit`` characters with a note of how many were left out."""
+    return words if len(words) <= limit else f"{words[:limit]} ... ({len(words) - limit:,} more characters not shown)"
 
 
 @dataclass(frozen=True)
@@ -87,9 +92,9 @@ class CheckResult:
         if self.also_observed and len(self.also_observed) != len(self.also):
             raise ValueError("also_observed needs one text per code in also.")
         for name in ("checked", "observed", "hint", "printed"):
-            object.__setattr__(self, name, _bounded(getattr(self, name)))
-        object.__setattr__(self, "also_observed", tuple(_bounded(t) for t in self.also_observed))
-        object.__setattr__(self, "session", tuple(_bounded(t) for t in self.session))
+            object.__setattr__(self, name, bounded(getattr(self, name)))
+        for name in ("also_observed", "session"):
+            object.__setattr__(self, name, tuple(map(bounded, getattr(self, name))))
 
     @property
     def status(self) -> str:
@@ -111,9 +116,7 @@ class CheckResult:
             ("Also", also if self.also_observed else ["; ".join(also)]),
             ("Session", [f"{n}." for n in self.session]),
         ]
-        return [
-            (title, paragraphs) for title, paragraphs in sections if title in ("Checked", "Observed") or any(paragraphs)
-        ]
+        return [(title, texts) for title, texts in sections if title in ("Checked", "Observed") or any(texts)]
 
     @property
     def message(self) -> str:
@@ -121,12 +124,12 @@ class CheckResult:
         lines = [self.headline]
         for title, paragraphs in self._sections():
             for i, text in enumerate(paragraphs):
-                # Code spans stay on one line: their spaces are swapped for NUL while wrapping.
-                text = re.sub(r"`[^`]+`", lambda m: m.group(0).replace(" ", "\0"), text)
+                text = re.sub(r"`[^`]+`", lambda m: m.group(0).replace(" ", "\0"), text)  # code spans stay whole
+                indent = f"  {title + ':' if i == 0 else '':<10}"
                 text = textwrap.fill(
                     text,
                     _WIDTH,
-                    initial_indent=f"  {title + ':' if i == 0 else '':<10}",
+                    initial_indent=indent,
                     subsequent_indent=" " * 12,
                     break_on_hyphens=False,
                     break_long_words=False,
@@ -143,8 +146,7 @@ class CheckResult:
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        colour = _COLOURS[self.status]
-        cells = [(title, "<br>".join(_inline_code(p) for p in paragraphs)) for title, paragraphs in self._sections()]
+        cells = [(title, "<br>".join(map(_inline_code, paragraphs))) for title, paragraphs in self._sections()]
         if self.printed:
             cells.append(("Printed", f'<pre style="margin:0">{html.escape(self.printed)}</pre>'))
         rows = "".join(
@@ -152,18 +154,13 @@ class CheckResult:
             f'<td style="text-align:left">{cell}</td></tr>'
             for title, cell in cells
         )
+        colour = _COLOURS[self.status]
         return (
             f'<div class="normlab-check normlab-check-{self.status}" '
             f'style="border-left:4px solid {colour};padding:0.3em 0.8em;margin:0.3em 0">'
             f'<div style="font-weight:bold;color:{colour}">{_inline_code(self.headline)}</div>'
             f"<table>{rows}</table></div>"
         )
-
-
-def _bounded(text: str) -> str:
-    if len(text) <= MAX_TEXT:
-        return text
-    return f"{text[:MAX_TEXT]} ... ({len(text) - MAX_TEXT:,} more characters not shown)"
 
 
 def _inline_code(text: str) -> str:

@@ -111,10 +111,17 @@ def _put_back(snapshot: Namespaces, where: list[tuple[str, str]]) -> None:
             setattr(NAMESPACES[space], attr, value)
 
 
-def _module(now: Namespaces, where: tuple[str, str]) -> str:
-    """The ``__module__`` of what now sits at ``where`` ("" if none)."""
-    module = getattr(now[where[0]].get(where[1], _MISSING), "__module__", None)
-    return module if isinstance(module, str) else ""
+def _imported_library(category: object, before: set[str]) -> bool:
+    """Whether ``category`` (a warning class) comes from a library module imported since ``before`` (a lazy import
+    during learner code, such as torch importing sympy, whose module code adds a filter for it)."""
+    module = sys.modules.get(category.__module__)
+    return category.__module__ not in before and _limits.is_library(getattr(module, "__file__", None) or "")
+
+
+def _by_library(value: object) -> bool:
+    """Whether ``value`` says it belongs to one of :data:`LIBRARIES` (its ``__module__``)."""
+    module = getattr(value, "__module__", None)
+    return isinstance(module, str) and module.split(".")[0] in LIBRARIES
 
 
 def _change(before: object, now: object) -> str:
@@ -178,20 +185,12 @@ class Session:
                     if s.fixed is not _MISSING and s.set is not None and s.get() != s.fixed:
                         s.set(s.fixed)
                 now = snapshot()  # after the settings: set_default_dtype itself rebinds torch.Storage
-                # ipykernel replaces builtins.input (and IPython a few more) for every cell: not the learner's doing
-                patched = [
-                    w for w in _replaced(PRISTINE, now) if not _module(now, w).startswith(("ipykernel", "IPython"))
-                ]
-                _put_back(PRISTINE, patched)
-                for space, attr in patched:
-                    value = now[space].get(attr, _MISSING)
-                    # a library's own rebinding (torch._dynamo wraps torch.manual_seed) is swapped back silently;
-                    # another pristine function put in place (torch.mean = torch.sum) is noted
-                    if (
-                        _module(now, (space, attr)).split(".")[0] not in LIBRARIES
-                        or value is _MISSING
-                        or any(value is original for names in PRISTINE.values() for original in names.values())
-                    ):
+                originals = [f for names in PRISTINE.values() for f in names.values()]
+                for space, attr in _replaced(PRISTINE, now):
+                    _put_back(PRISTINE, [(space, attr)])
+                    # a library's own rebinding (ipykernel's builtins.input, for every cell) is swapped back silently;
+                    # another of torch's functions put in place (torch.mean = torch.sum) is noted
+                    if not _by_library(value := now[space].get(attr)) or any(value is f for f in originals):
                         self.note(
                             f"{space}.{attr} had been replaced before this check (by an earlier cell?): the check "
                             "used the original, and put yours back afterwards"
@@ -219,6 +218,7 @@ class Session:
                 flush=True,
             )
 
+        modules = set(sys.modules)
         with warnings.catch_warnings(record=True) as caught:  # which puts the warning filters back
             warnings.simplefilter("always")
             filters = list(warnings.filters)
@@ -227,7 +227,8 @@ class Session:
                 finished = _limits.run_limited(fn, self.time_limit, on_stuck)
             finally:
                 sys.stdout, sys.stderr = stdout, stderr
-            if warnings.filters != filters:
+            imported = [f for f in warnings.filters if f not in filters and _imported_library(f[2], modules)]
+            if [f for f in warnings.filters if f not in imported] != filters:  # sympy's filter is not the learner's
                 self.note(f"{who} changed the warning filters; the checker put them back")
         for w in caught:
             self.printed.write(f"{w.category.__name__}: {w.message}\n")

@@ -1,6 +1,7 @@
 """Notebook 06's exercise: the whole batch's count, mean and biased variance from each replica's, as data."""
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -8,6 +9,7 @@ from normlab.checks._result import CheckResult, declare
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Answer, Exercise, Probe, mistake_mixes, run_exercise
 
 declare({"unweighted-means": ("you gave every replica the same weight although their counts differ", "")})
+declare({"unweighted-mean": ("you took the plain mean of the replicas' means although their counts differ", "")})
 declare({"averaged-variances": ("you averaged the replicas' variances and left out the spread of their means", "")})
 declare({"variance-bias-mix-up": ("you mixed up the biased variance (divide by n) and the unbiased one (n - 1)", "")})
 PER_CHANNEL = Answer("tensor", shape=(3,), atol=1e-9)
@@ -23,7 +25,7 @@ def probes() -> list[Probe]:  # unequal counts and replica means far apart: each
 def combine(counts, means, variances, mistakes=(), unbiased_each=False):
     """The reference: count, count-weighted mean, m2 / count (m2: within and between replicas); or ``mistakes``."""
     w = torch.ones(len(counts), 1).double() if "unweighted-means" in mistakes else counts[:, None].double()
-    mean = (w * means).sum(0) / w.sum()
+    mean = means.mean(0) if "unweighted-mean" in mistakes else (w * means).sum(0) / w.sum()
     spread = 0 if "averaged-variances" in mistakes else (w * (means - mean) ** 2).sum(0)
     m2 = ((w - 1 if unbiased_each else w) * variances).sum(0) + spread
     return counts.sum(), mean, m2 / (w.sum() - int("variance-bias-mix-up" in mistakes))
@@ -41,11 +43,14 @@ COMBINE = Exercise(
     mistakes={
         **mistake_mixes(combine, ("unweighted-means", "averaged-variances", "variance-bias-mix-up")),
         "variance-bias-mix-up": [lambda c, m, v: combine(c, m, v, unbiased_each=True)],
+        "unweighted-mean": [partial(combine, mistakes=("unweighted-mean",))],
         ("averaged-variances", "unweighted-means"): [lambda c, m, v: (*combine(c, m, v)[:2], v.mean(0))],
     },
     returns=(("count", Answer(spec="g")), ("mean", PER_CHANNEL), ("biased variance", PER_CHANNEL)),
     hints={
         "unweighted-means": "Weight each replica by its count, `counts[:, None]`, in the mean and in the variance.",
+        "unweighted-mean": "Your m2 weights each replica by its count: weight the mean too, "
+        "`(counts[:, None] * means).sum(0) / counts.sum()`, and take the spread around that mean.",
         "averaged-variances": "Add the spread of the means to m2: `(counts[:, None] * (means - mean) ** 2).sum(0)`.",
         "variance-bias-mix-up": "All biased: a replica's m2 is `n * variance`, and the global variance is m2 / count.",
         "wrong-shape": "Return one value per channel: reduce over dim 0, the replicas.",

@@ -1,8 +1,8 @@
 """The one runner: call the learner's code in a protected session and turn whatever happens into a verdict.
 
-:func:`run_check` runs a checker's ``diagnose(check)`` in one :class:`~normlab.checks._session.Session`, where
-learner code is called only through :meth:`Check.call`, which raises the :class:`Verdict` of a call that gives no
-usable value. :func:`run_exercise` judges an :class:`Exercise` declared as data.
+:func:`run_check` runs a checker's ``diagnose(check)`` in one :class:`~normlab.checks._session.Session`; learner code
+is called only through :meth:`Check.call`, which raises the :class:`Verdict` of a call that gives no usable value.
+:func:`run_exercise` judges an :class:`Exercise` declared as data.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ from torch import Tensor
 
 from normlab._errors import shape_str
 from normlab.checks._limits import INTERRUPT, is_library
-from normlab.checks._result import HINTS, MISTAKES, CheckResult, declare  # noqa: F401 - MISTAKES for checkers
+from normlab.checks._result import HINTS, MISTAKES, CheckResult, bounded, declare  # noqa: F401 - MISTAKES for checkers
 from normlab.checks._session import Session
 
 LearnerValue = Any  # what learner code returns: anything, looked at (isinstance, getattr) before use
 DEFAULT_TIME_LIMIT = 10.0  # seconds per call: correct code takes milliseconds; a loaded machine must not fail it
-MAX_ERROR_CHARS = 400
 
 declare(
     {
@@ -117,15 +116,17 @@ class Check:
         who: str | None = None,
         read: Callable[[LearnerValue], object] | None = None,
         copied: bool = False,
+        changes_mode: str = "mutates-input",
     ) -> LearnerValue:
         """``read(fn(*copies of args, **kwargs))`` within the time limit, or the :class:`Verdict` of a call that gave
         no usable value, raised. ``action`` says when ("called on (kappa, shrink) = (2, 0.3)"); ``names`` name the
-        arguments in notes on in-place changes; ``copied``: ``args`` are the learner's copies already."""
+        arguments in notes on in-place changes; ``copied``: ``args`` are the learner's copies already;
+        ``changes_mode``: the code for a module left in another train/eval mode, nothing else changed."""
         who = who or self.who
         originals = [fresh_copy(a) for a in args] if copied else list(args)
         copies = list(args) if copied else [fresh_copy(a) for a in args]
 
-        def attempt() -> tuple[bool, object, Verdict | None]:  # (inputs to compare?, value, verdict)
+        def attempt() -> tuple[bool, object, Verdict | None]:  # (did it return?, the value read, the verdict)
             try:
                 value = fn(*copies, **(kwargs or {}))
             except BaseException as exc:  # learner code may raise anything; its __str__ runs under the limit too
@@ -140,10 +141,13 @@ class Check:
             try:
                 return True, value if read is None else read(value), None
             except Verdict as v:
-                return True, None, Verdict(v.mistake, f"{who} {v.observed}", v.hint, v.also, v.also_observed)
+                return True, None, replace(v, observed=f"{who} {v.observed}")
             except Exception as exc:  # a returned object whose methods raise: the reader could not read it
-                said = f"{who} returned an object the checker could not read ({text(exc)})."
-                return True, None, Verdict("unknown", said)
+                return (
+                    True,
+                    None,
+                    Verdict("unknown", f"{who} returned an object the checker could not read ({text(exc)})."),
+                )
 
         finished = self.session.run(attempt, who)
         if finished.stopped or not isinstance(finished.value, tuple):
@@ -151,15 +155,15 @@ class Check:
             if (finished.stopped or INTERRUPT) == INTERRUPT:
                 said = f"The check was interrupted (Kernel -> Interrupt or Ctrl-C) while {who} ran, when {action}; "
                 raise Verdict("interrupted", f"{said}{fate}.")
-            said = f"{who} did not return within the time limit ({self.time_limit:g} s) when {action}; {fate}."
-            raise Verdict("too-slow", said)
-        compare, value, verdict = finished.value
+            raise Verdict(
+                "too-slow", f"{who} did not return within the time limit ({self.time_limit:g} s) when {action}; {fate}."
+            )
+        returned, value, verdict = finished.value
         names = list(names) + [f"argument {i + 1}" for i in range(len(names), len(args))]
-        changed = [
-            note for n, old, new in zip(names, originals, copies) if compare and (note := _mutation(n, old, new))
-        ]
-        if changed:
-            raise Verdict("mutates-input", f"After {who} was {action}, its inputs had changed: {'; '.join(changed)}.")
+        changes = [_mutation(n, old, new) for n, old, new in zip(names, originals, copies)] if returned else []
+        if said := "; ".join(note for note, _ in changes if note):
+            code = changes_mode if all(modes_only for note, modes_only in changes if note) else "mutates-input"
+            raise Verdict(code, f"After {who} was {action}, its inputs had changed: {said}.")
         if verdict is not None:
             raise verdict
         return value
@@ -178,32 +182,35 @@ def fresh_copy(arg: object) -> object:
     return clone.requires_grad_(True).clone() if arg.requires_grad else clone
 
 
-def _mutation(name: str, original: object, given: LearnerValue) -> str:
-    """How ``given`` differs from ``original`` after the call, or "" if it does not (any dtype, bool included)."""
+def _mutation(name: str, original: object, given: LearnerValue) -> tuple[str, bool]:
+    """How ``given`` differs from ``original`` after the call ("" if it does not: any dtype, bool included), and
+    whether only train/eval modes changed (a submodule's is said only where it differs from its model's)."""
     if isinstance(original, torch.nn.Module):
         state, now, modes = original.state_dict(), given.state_dict(), dict(given.named_modules())
         changed = [k for k in state if k not in now or not torch.equal(now[k], state[k])]
-        changed += [
+        flips = [
             f"{k + '.' if k else ''}training (from {m.training} to {modes[k].training})"
             for k, m in original.named_modules()
-            if k in modes and modes[k].training != m.training
+            if k in modes
+            and modes[k].training != m.training
+            and (not k or (m.training, modes[k].training) != (original.training, given.training))
         ]
-        return f"{name}'s {', '.join(changed)} changed" if changed else ""
+        return (f"{name}'s {', '.join(changed + flips)} changed" if changed or flips else ""), not changed
     if isinstance(original, np.ndarray) and isinstance(given, np.ndarray):
         original, given = torch.from_numpy(original), torch.from_numpy(given)
     if not isinstance(original, Tensor):
-        return ""
+        return "", False
     before, after = original.detach(), given.detach()
     if after.shape != before.shape or after.dtype != before.dtype:
         was, now = f"{tuple(before.shape)} {before.dtype}", f"{tuple(after.shape)} {after.dtype}"
-        return f"{name} changed shape or dtype, from {was} to {now}"
+        return f"{name} changed shape or dtype, from {was} to {now}", False
     changed = ~((after == before) | (after.isnan() & before.isnan()))
     if not changed.any():
-        return ""
+        return "", False
     if before.dtype == torch.bool:
-        return f"{name}: {int(changed.sum())} of {before.numel()} values flipped"
+        return f"{name}: {int(changed.sum())} of {before.numel()} values flipped", False
     largest = (after.double() - before.double()).abs()[changed].nan_to_num(nan=math.inf).max().item()
-    return f"{name}: {int(changed.sum())} of {before.numel()} values changed (largest change {largest:.4f})"
+    return f"{name}: {int(changed.sum())} of {before.numel()} values changed (largest change {largest:.4f})", False
 
 
 def text(exc: BaseException) -> str:
@@ -212,12 +219,7 @@ def text(exc: BaseException) -> str:
         message = str(exc)
     except BaseException as problem:  # a broken __str__ may raise anything
         message = f"<str() of this exception raised {type(problem).__name__}>"
-    return bounded(re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {message}".strip()))
-
-
-def bounded(words: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """``words``, cut to ``limit`` characters with a note of how many were left out."""
-    return words if len(words) <= limit else f"{words[:limit]} ... ({len(words) - limit:,} more characters)"
+    return bounded(re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {message}".strip()), 400)
 
 
 def describe_exception(exc: BaseException) -> tuple[str, str]:
@@ -319,29 +321,22 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
     names, kinds, single = [name for name, _ in returns], [a for _, a in returns], len(returns) == 1
 
     def read(value: LearnerValue) -> object:
-        code = "not-a-tensor" if any(a.kind == "tensor" for a in kinds) else "not-a-number"
         if not single and not (isinstance(value, (tuple, list)) and len(value) == len(returns)):
             got = f"a {type(value).__name__} of {len(value)} value(s)" if isinstance(value, (tuple, list)) else ""
+            code = "not-a-tensor" if any(a.kind == "tensor" for a in kinds) else "not-a-number"
             raise Verdict(
                 code, f"returned {got or type(value).__name__}; expected a tuple of {len(names)}: ({', '.join(names)})."
             )
-        parts = [value] if single else list(value)
-        read = [a.read(v) for a, v in zip(kinds, parts)]
-        tensors = [r for r in read if r is not None]
-        if len(tensors) < len(read):
-            types, wanted = ", ".join(type(v).__name__ for v in parts), ", ".join(a.expected for a in kinds)
-            code = next(
-                "not-a-tensor" if a.kind == "tensor" else "not-a-number" for a, r in zip(kinds, read) if r is None
-            )
-            raise Verdict(
-                code, f"returned {types}; expected {wanted}." if single else f"returned ({types}); expected ({wanted})."
-            )
-        for name, a, r in zip(names, kinds, tensors):
-            if a.kind == "tensor" and r.shape != a.shape:
-                raise Verdict("wrong-shape", f"returned a {name} of shape {tuple(r.shape)}; expected {a.shape}.")
-            if a.kind == "tensor" and not r.isfinite().all():
-                raise Verdict("non-finite", f"returned a {name} with NaN or inf: {a.show(r)}.")
-        return tensors[0] if single else tuple(tensors)
+        read = []
+        for name, a, part in zip(names, kinds, [value] if single else value):
+            role = "" if single else f" as {name}"
+            if a.kind == "tensor":  # a floating-point tensor of its shape, finite
+                read.append(read_tensor(part, a.shape, role))
+            elif (r := a.read(part)) is not None:
+                read.append(r)
+            else:
+                raise Verdict("not-a-number", f"returned a {type(part).__name__}{role}; expected {a.expected}.")
+        return read[0] if single else tuple(read)
 
     def columns(values: list) -> list[str]:  # per returned value, its answers on every probe
         rows = [(v,) if single else v for v in values]
@@ -356,11 +351,9 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
         return "; ".join(f"{n} {a} (expected {r})" for n, a, r in zip(names, columns(answers), columns(right))) + "."
 
     def passed(answers: list, right: list) -> str:
-        return (
-            "Y" + show(answers, right)[1:]
-            if single
-            else f"Your {', '.join(names[:-1])} and {names[-1]} equal the reference."
-        )
+        if single:
+            return "Y" + show(answers, right)[1:]
+        return f"Your {', '.join(names[:-1])} and {names[-1]} equal the reference."
 
     return {"read": read, "same": same, "show": show, "passed": passed}
 
@@ -374,7 +367,8 @@ class Exercise:
     turns a returned value into what ``same`` compares (or raises a :class:`Verdict`); ``show(answers, right)`` says
     what was seen, with numbers, ``passed(answers, right)`` what a pass saw; ``returns`` (the returned values' names
     and :class:`Answer`) makes those not given. ``inspect(check, probe, args, answer)`` may raise a Verdict after
-    each call, for what answers alone cannot show (hooks left on a model).
+    each call, for what answers alone cannot show (hooks left on a model); ``changes_mode`` is the code for a model
+    the call left in another train/eval mode.
     """
 
     name: str
@@ -389,6 +383,7 @@ class Exercise:
     hints: Mapping[str, str] = field(default_factory=dict)
     inspect: Callable[[Check, Probe, tuple, Any], None] | None = None
     returns: Sequence[tuple[str, Answer]] = ()  # (("count", Answer()), ("mean", Answer("tensor", (3,))))
+    changes_mode: str = "mutates-input"
 
     def __post_init__(self) -> None:
         for name, judge in (_judges(self.returns) if self.returns else {}).items():
@@ -399,7 +394,7 @@ class Exercise:
 
     def codes(self) -> list[str]:
         """Every mistake code this exercise can name (for its declaration test)."""
-        return list(dict.fromkeys(code for key in self.mistakes for code in _codes(key)))
+        return list(dict.fromkeys([*(code for key in self.mistakes for code in _codes(key)), self.changes_mode]))
 
 
 def mistake_mixes(fn: Callable, codes: Sequence[str]) -> dict[tuple[str, ...], list[Callable]]:
@@ -426,10 +421,10 @@ def run_exercise(exercise: Exercise, fn: Callable, time_limit: float) -> CheckRe
         def all_same(answers: list, expected: list) -> bool:
             return all(same(a, e) for a, e in zip(answers, expected))
 
+        call = partial(check.call, fn, read=read, copied=True, changes_mode=exercise.changes_mode)
         for probe in probes:
             args = tuple(fresh_copy(a) for a in probe.args)
-            action = f"called on {probe.shown}"
-            answers.append(check.call(fn, args, probe.names, probe.kwargs, action=action, read=read, copied=True))
+            answers.append(call(args, probe.names, probe.kwargs, action=f"called on {probe.shown}"))
             if exercise.inspect is not None:
                 exercise.inspect(check, probe, args, answers[-1])
         right = answers_of(exercise.right)

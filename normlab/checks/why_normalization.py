@@ -3,25 +3,19 @@ fractions. The probes make every mistake give numbers of its own."""
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from normlab.checks._result import CheckResult, declare
-from normlab.checks.runner import (
-    DEFAULT_TIME_LIMIT,
-    Answer,
-    Exercise,
-    Probe,
-    Verdict,
-    mistake_mixes,
-    run_exercise,
-)
+from normlab.checks.runner import DEFAULT_TIME_LIMIT, Answer, Exercise, Probe, Verdict, mistake_mixes, run_exercise
 
 declare(
     {
         "rounded-down": ("you rounded the step count down: one step short of the target", ""),
+        "strict-inequality": ("you counted until (1 - 1/kappa)**k < shrink; <= is asked: one step too many", ""),
         "approximate-steps": ("you used the approximation kappa * ln(1/shrink) instead of counting exactly", ""),
         "squared-factor": ("you shrank by (1 - 1/kappa)^2 per step: the loss's factor, not the error's", ""),
         "natural-step": ("you returned the natural step 1/lambda_max, not the largest stable one 2/lambda_max", ""),
@@ -31,24 +25,28 @@ declare(
         "percent-not-fraction": ("you returned percentages (0-100) where fractions (0-1) were asked", ""),
         "inputs-not-outputs": ("you thresholded the activation's input z instead of its output tanh(z)", ""),
         "hooks-left": ("your forward hooks are still registered on the model after your function returned", ""),
+        "changes-mode": ("your function left the model in another train/eval mode than it found it in", ""),
         "ignores-threshold": ("your function ignores the threshold it is given", ""),
         "wrong-count": ("you returned another number of values than the model has tanh layers", ""),
     }
 )
 
-KAPPA_PROBES = ((142.1, 0.01), (3.2, 0.01), (2.0, 0.3), (45.5, 0.001), (1.0, 0.5))
+KAPPA_PROBES = ((142.1, 0.01), (3.2, 0.01), (2.0, 0.3), (2.0, 0.25), (45.5, 0.001), (1.0, 0.5))  # 0.25 = 0.5**2
 ROUNDINGS = (math.floor, math.ceil, round)
 
 
 def steps_from_kappa(kappa: float, shrink: float, mistake: str = "", rounding: Callable = math.ceil) -> int:
-    """The reference: the smallest whole k with (1 - 1/kappa)**k <= shrink, one step when kappa = 1 (a small kappa
-    puts kappa * ln(1/shrink) off); or the answer of ``mistake`` with ``rounding``."""
+    """The reference: the smallest whole k with (1 - 1/kappa)**k <= shrink, one step when kappa = 1, counted in exact
+    fractions (a float log of an exact power may land a hair off the whole number); or ``mistake``'s float answer."""
     if kappa == 1:
         return 1
-    exact = math.log(shrink) / math.log(1 - 1 / kappa)
-    return rounding(
-        {"approximate-steps": kappa * math.log(1 / shrink), "squared-factor": exact / 2}.get(mistake, exact)
-    )
+    k = math.log(shrink) / math.log(1 - 1 / kappa)
+    if mistake:
+        return rounding({"approximate-steps": kappa * math.log(1 / shrink), "squared-factor": k / 2}.get(mistake, k))
+    factor, steps = 1 - 1 / Fraction(kappa), max(math.floor(k) - 1, 0)  # Fraction holds a float exactly
+    while factor**steps > Fraction(shrink):
+        steps += 1
+    return steps
 
 
 STEPS = Exercise(
@@ -56,22 +54,27 @@ STEPS = Exercise(
     checked=(
         "`fn(kappa, shrink)` on (kappa, shrink) = "
         + ", ".join(f"({k:g}, {s:g})" for k, s in KAPPA_PROBES)
-        + "; expected the smallest whole k with (1 - 1/kappa)**k <= shrink (kappa = 1: one step solves it)."
+        + "; expected the smallest whole k with (1 - 1/kappa)**k <= shrink (equality counts: 0.5**2 = 0.25; "
+        "kappa = 1: one step solves it)."
     ),
     probes=lambda: [Probe((k, s), ("kappa", "shrink"), f"(kappa, shrink) = ({k:g}, {s:g})") for k, s in KAPPA_PROBES],
     right=steps_from_kappa,
     mistakes={
         "rounded-down": [
-            partial(steps_from_kappa, rounding=math.floor),
+            partial(steps_from_kappa, mistake="rounded-down", rounding=math.floor),
             lambda k, s: max(steps_from_kappa(k, s) - 1, 1),
+        ],
+        "strict-inequality": [
+            partial(steps_from_kappa, mistake="strict-inequality", rounding=lambda k: math.floor(k) + 1)
         ],
         "squared-factor": [partial(steps_from_kappa, mistake="squared-factor", rounding=r) for r in ROUNDINGS],
         "approximate-steps": [partial(steps_from_kappa, mistake="approximate-steps", rounding=r) for r in ROUNDINGS],
     },
     returns=(("steps", Answer(spec="g")),),
-    passed=lambda answers, right: f"Your step counts equal the reference: {', '.join(f'{a:g}' for a in answers)}.",
     hints={
         "rounded-down": "k = ln(shrink) / ln(1 - 1/kappa) is rarely whole: round it up with `math.ceil`, not `int`.",
+        "strict-inequality": "At (2, 0.25) two steps give 0.5**2 = 0.25 <= shrink: `math.ceil` keeps a whole k, while "
+        "`int(k) + 1`, a loop on `>=` or a float32 log add a step.",
         "approximate-steps": "Count exactly, `math.ceil(math.log(shrink) / math.log(1 - 1 / kappa))`: kappa * ln(1/shrink) is for large kappa.",
         "squared-factor": "The error shrinks by (1 - 1/kappa) per step (the loss by its square): count for the error.",
         "raised": "kappa = 1 makes 1 - 1/kappa = 0, whose log is undefined: one step is enough then.",
@@ -120,14 +123,15 @@ TANH_LAYERS = 2
 FRACTIONS = Answer("numbers", atol=1e-6, spec=".4g")  # fractions of 96 outputs are multiples of 1/96: float32 passes
 
 
-def saturation_probe() -> tuple[nn.Sequential, Tensor]:
-    """A tanh MLP with large weights and its input: both signs saturate; many z cross the threshold, tanh(z) not."""
+def saturation_probe(training: bool = True) -> tuple[nn.Sequential, Tensor]:
+    """A tanh MLP with large weights, in training or eval mode, and its input: both signs saturate; many z cross the
+    threshold, tanh(z) not."""
     generator = torch.Generator().manual_seed(1)
     model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2)).double()
     with torch.no_grad():
         for p in model.parameters():  # each Linear's weight (scale 1.2), then its bias (0.5)
             p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64) * (1.2 if p.dim() == 2 else 0.5))
-    return model, torch.randn(12, 3, generator=generator, dtype=torch.float64)
+    return model.train(training), torch.randn(12, 3, generator=generator, dtype=torch.float64)
 
 
 def saturated_fractions(model: nn.Module, x: Tensor, threshold: float = 0.97, mistakes: tuple[str, ...] = ()):
@@ -157,22 +161,16 @@ def _after_saturation_call(check, probe: Probe, args: tuple, answer: Tensor) -> 
         )
 
 
-def _shown_fractions(answers: list, right: list) -> str:
-    return "; ".join(
-        f"threshold {t:g}: yours {FRACTIONS.show(a)}, expected {FRACTIONS.show(r)}"
-        for t, a, r in zip(THRESHOLDS, answers, right)
-    )
-
-
 SATURATION = Exercise(
     name="check_saturated_fraction",
     checked=(
         "`fn(model, x, threshold)` on a float64 MLP Linear(3, 8), Tanh, Linear(8, 8), Tanh, Linear(8, 2) and 12 "
         "samples whose tanh outputs lie near +1 and near -1, with threshold 0.97 and 0.5; expected one fraction "
-        "per Tanh, of its outputs with |tanh(z)| > threshold, and the model left without hooks."
+        "per Tanh, of its outputs with |tanh(z)| > threshold, and the model left as found: no hooks, the same "
+        "weights, and in its mode (training for 0.97, eval for 0.5)."
     ),
     probes=lambda: [
-        Probe(saturation_probe(), ("model", "x"), f"the tanh MLP with threshold={t:g}", {"threshold": t})
+        Probe(saturation_probe(t == 0.97), ("model", "x"), f"the tanh MLP with threshold={t:g}", {"threshold": t})
         for t in THRESHOLDS
     ],
     right=saturated_fractions,
@@ -180,14 +178,15 @@ SATURATION = Exercise(
         saturated_fractions, ("inputs-not-outputs", "no-abs", "percent-not-fraction", "ignores-threshold")
     ),
     returns=(("fractions", FRACTIONS),),
-    show=_shown_fractions,
-    passed=lambda answers, right: f"Your fractions equal the reference ({_shown_fractions(answers, right)}).",
     inspect=_after_saturation_call,
+    changes_mode="changes-mode",
     hints={
         "no-abs": "A unit is saturated near -1 too: count `y.abs() > threshold`.",
         "percent-not-fraction": "Return fractions between 0 and 1 (the mean of a boolean tensor), not percentages.",
         "inputs-not-outputs": "A hook `hook(module, inputs, output)` sees z as `inputs[0]`: threshold `output`, tanh(z).",
         "hooks-left": "Keep the handles `register_forward_hook` returns; call `handle.remove()` on each, in a `finally`.",
+        "changes-mode": "Hooks and `torch.no_grad()` need no mode change; if you call `model.eval()`, keep "
+        "`was = model.training` first and call `model.train(was)` before returning (in a `finally`).",
         "ignores-threshold": "Use the `threshold` argument instead of the number 0.97.",
         "wrong-count": "Hook every `nn.Tanh` in `model.modules()`, in order, and return one fraction per Tanh.",
         "unknown": "Hook each `nn.Tanh` to keep `(output.abs() > threshold).double().mean()`; run the model; unhook.",
