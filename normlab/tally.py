@@ -54,6 +54,8 @@ EXERCISE_SECTIONS: dict[str, str] = {
     "check_batch_norm_backward": "05 §7",
     "check_fold_batch_norm": "05 §7",
     "check_combine_statistics": "06 §9",
+    "check_fine_tuning_setup": "07 §3",
+    "check_inference_setup": "07 §4",
 }
 _LABEL = re.compile(r"^(check_\w+)\((.*)\)$", re.DOTALL)
 _EXERCISE = re.compile(r"^check_\w+(\[[\w=',. -]*\])?$")
