@@ -20,6 +20,7 @@ from normlab._errors import shape_str
 from normlab.checks import which_axes_variants as norms
 from normlab.checks._result import CheckResult
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, close, learner_name, num, run_check, vector
+from normlab.checks.train_vs_eval import word_table
 
 TORCH_NAMES = ("weight", "bias", "running_mean", "running_var")
 STATISTICS = TORCH_NAMES[2:]
@@ -62,32 +63,29 @@ MOMENTUM, SECOND_MOMENTUM = 0.1, 0.3  # with a momentum fixed in the code, the b
 TRAIN_BUFFERS = ((-1.5, 2.0, -1.0, 1.25), (2.0, 0.5, 3.0, 0.25))  # (shift, factor), from the unbiased variance
 EVAL_BUFFERS = ((1.0, -0.5, 2.0, -1.5), (2.5, 0.4, 1.5, 4.0))  # (shift, factor), from the biased variance
 RULE = "`running = (1 - momentum) * running + momentum * batch_stat`"
-MODULE_HINTS = {  # in the order in which the module's own mistakes are named (MODULE_ORDER)
-    "mode-from-grad": "Decide with `if self.training:` (`model.train()` and `model.eval()` set it), not by grad mode.",
-    "eval-uses-batch-stats": "Normalize with `self.running_mean` and `self.running_var` in eval mode, not the batch's.",
-    "updates-in-eval": "Update the buffers only `if self.training:`; `model.eval()` sets it to False.",
-    "stats-not-updated": "In training mode update both buffers under `torch.no_grad()` in every forward pass.",
-    "momentum-reversed": f"PyTorch's rule is {RULE}: momentum = 0.1 is the weight of the new batch.",
-    "ignores-momentum": f"Keep the argument, `self.momentum = momentum`, and use it in the update: {RULE}.",
-    "running-var-biased": "Store the unbiased variance, `var * n / (n - 1)`, while normalizing with the biased one.",
-    "stats-not-detached": "Update the buffers under `torch.no_grad()`: a buffer holds numbers, not a graph.",
-    "not-a-module": "Subclass torch.nn.Module, call `super().__init__()` first and compute in `forward`.",
-    "stats-not-buffers": "Register them: `self.register_buffer('running_mean', torch.zeros(num_features))`.",
-    "params-not-parameters": "Wrap them: `self.weight = torch.nn.Parameter(torch.ones(num_features))`, bias likewise.",
-    "nonstandard-names": "Use torch's names (weight, bias, running_mean, running_var): `load_state_dict` needs them.",
-}
+MODULE_HINTS = word_table(f"""
+mode-from-grad: Decide with `if self.training:` (`model.train()` and `model.eval()` set it), not by grad mode.
+eval-uses-batch-stats: Normalize with `self.running_mean` and `self.running_var` in eval mode, not the batch's.
+updates-in-eval: Update the buffers only `if self.training:`; `model.eval()` sets it to False.
+stats-not-updated: In training mode update both buffers under `torch.no_grad()` in every forward pass.
+momentum-reversed: PyTorch's rule is {RULE}: momentum = 0.1 is the weight of the new batch.
+ignores-momentum: Keep the argument, `self.momentum = momentum`, and use it in the update: {RULE}.
+running-var-biased: Store the unbiased variance, `var * n / (n - 1)`, while normalizing with the biased one.
+stats-not-detached: Update the buffers under `torch.no_grad()`: a buffer holds numbers, not a graph.
+not-a-module: Subclass torch.nn.Module, call `super().__init__()` first and compute in `forward`.
+stats-not-buffers: Register them: `self.register_buffer('running_mean', torch.zeros(num_features))`.
+params-not-parameters: Wrap them: `self.weight = torch.nn.Parameter(torch.ones(num_features))`, bias likewise.
+nonstandard-names: Use torch's names (weight, bias, running_mean, running_var): `load_state_dict` needs them.
+""")  # in the order in which the module's own mistakes are named (MODULE_ORDER)
 # The order in which a module's mistakes are named: what it computes first, how it is built last.
 MODULE_ORDER = ("non-finite", *norms.PRIORITY, "one-pass-variance", *MODULE_HINTS, "unknown")
 # What each update mistake means, after the numbers ({n}: the batch size).
-UPDATE_WORDS = {
-    "stats-not-updated": "Your module does not update it in training mode.",
-    "momentum-reversed": "Weighting the old value by momentum is the Keras/TensorFlow convention (0.9 for our 0.1).",
-    "ignores-momentum": "Your module ignores the momentum it is given.",
-    "running-var-biased": (
-        "Yours moves towards the biased variance (divide by n = {n}), PyTorch's towards the unbiased one (divide "
-        "by n - 1 = {n1}): BatchNorm normalizes with the biased variance but stores the unbiased one."
-    ),
-}
+UPDATE_WORDS = word_table("""
+stats-not-updated: Your module does not update it in training mode.
+momentum-reversed: Weighting the old value by momentum is the Keras/TensorFlow convention (0.9 for our 0.1).
+ignores-momentum: Your module ignores the momentum it is given.
+running-var-biased: Yours moves towards the biased variance (divide by n = {n}), PyTorch's towards the unbiased one (divide by n - 1 = {n1}): BatchNorm normalizes with the biased variance but stores the unbiased one.
+""")
 
 
 def _stats(x: Tensor) -> dict[str, Tensor]:
