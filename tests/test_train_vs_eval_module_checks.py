@@ -599,3 +599,31 @@ def test_every_module_mistake_code_is_tested_here():
     module_only = set(MODULE_HINTS) - {"unknown-init"}
     assert module_only <= named
     assert module_only <= set(MODULE_ORDER) and set(MODULE_ORDER) <= set(MISTAKES)
+
+
+class InFloat64(HandBN):
+    """Right, with weight, bias and buffers in float64: it computes in float64 and returns float64."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        self.double()
+
+
+class ComputesInFloat64(HandBN):
+    """Right, with float32 parameters, computing (and returning) in float64."""
+
+    def forward(self, x):
+        return super().forward(x.double())
+
+
+class ReturnsFloat16(HandBN):
+    def forward(self, x):
+        return super().forward(x).half()
+
+
+@pytest.mark.parametrize(
+    ("cls", "code"), [(InFloat64, None), (ComputesInFloat64, None), (ReturnsFloat16, "wrong-dtype")]
+)
+def test_a_right_module_in_float64_passes_and_a_float16_output_is_wrong_dtype(cls, code):
+    result = check_batch_norm_module(cls)
+    assert (result.passed, result.mistake) == (code is None, code), result.message

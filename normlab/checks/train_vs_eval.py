@@ -1,8 +1,5 @@
 """Notebook 03's exercises: the running-statistics update, a Keras port, a fine-tuning step with BatchNorm frozen.
-
-The port is judged attribute by attribute, and the step by what forward hooks and the model's state show, so that
-every mistake made at once is named.
-"""
+The port is judged attribute by attribute and the step by forward hooks and the model's state: every slip is named."""
 
 from __future__ import annotations
 
@@ -151,18 +148,17 @@ PORT_CHECKED = (
 )
 
 
+def _values(v: object) -> tuple[float, ...] | None:
+    """A number, or a floating tensor of shape (4,), as floats; None for anything else."""
+    if isinstance(v, Tensor):
+        return tuple(as_float64(v).tolist()) if v.dtype.is_floating_point and v.shape == (4,) else None
+    return (float(v),) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def _read_layer(value: object) -> dict[str, tuple[float, ...] | None]:
-    """Each attribute of PORT_CODES as floats: a number, or a floating tensor of shape (4,); else None."""
     if not isinstance(value, nn.Module):
         raise Verdict("not-a-module", f"returned {type(value).__name__}; expected a torch.nn.BatchNorm1d.")
-    read = {}
-    for name in PORT_CODES:
-        v = getattr(value, name, None)
-        number = isinstance(v, (int, float)) and not isinstance(v, bool)
-        read[name] = (float(v),) if number else None  # type: ignore[arg-type] # number: an int or a float
-        if isinstance(v, Tensor) and v.dtype.is_floating_point and v.shape == (4,):
-            read[name] = tuple(as_float64(v).tolist())
-    return read
+    return {name: _values(getattr(value, name, None)) for name in PORT_CODES}
 
 
 def _equal(value: tuple[float, ...] | None, expected: tuple[float, ...]) -> bool:

@@ -1,9 +1,5 @@
-"""Notebook 03's module checker: a learner's BatchNorm class built as ``cls(num_features, eps=..., momentum=...)``.
-
-Its weight, bias and running statistics are found by name, initial value and kind (:func:`find_roles`), whatever it
-calls them. Each stage judges probes against candidate behaviours: the training output (``check_batch_norm``'s),
-training steps (:func:`_update_codes`), eval mode (:func:`_eval_match`). Every mistake seen is named.
-"""
+"""Notebook 03's module checker: a learner's BatchNorm class, its weight, bias and running statistics found by name
+and value (:func:`find_roles`), judged in training mode, over training steps and in eval mode; every slip is named."""
 
 from __future__ import annotations
 
@@ -79,6 +75,7 @@ nonstandard-names: Use torch's names (weight, bias, running_mean, running_var): 
 """)  # in the order in which the module's own mistakes are named (MODULE_ORDER)
 # The order in which a module's mistakes are named: what it computes first, how it is built last.
 MODULE_ORDER = ("non-finite", *norms.PRIORITY, "one-pass-variance", *MODULE_HINTS, "unknown")
+EVAL_STATS = ("running", "variance", "unbiased variance")  # what an eval-mode candidate normalizes with
 # What each update mistake means, after the numbers ({n}: the batch size).
 UPDATE_WORDS = word_table("""
 stats-not-updated: Your module does not update it in training mode.
@@ -135,15 +132,13 @@ def _eval_match(runs: list[tuple], fixed_eps: float) -> tuple[str, list[str]] | 
     """The formula and mistakes of the simplest candidate (statistics x eps mode x affine mode) matching every run,
     an eval-mode call's (float64 probe, output, reference, the buffers set before it)."""
     matches = []
-    for stats, eps_mode, affine in product(
-        ["running", "variance", "unbiased variance"], norms.EPS_MODES, norms.AFFINE_MODES
-    ):
-        candidates = []
-        for p, _, _, buffers in runs:
+    for stats, eps_mode, affine in product(EVAL_STATS, norms.EPS_MODES, norms.AFFINE_MODES):
+        for p, output, _, buffers in runs:
             mean, var = buffers if stats == "running" else (p.x.mean(dim=0), _stats(p.x)[stats])
             z = norms.divide(p.x - mean, var, p.eps, eps_mode, fixed_eps)
-            candidates.append(norms.apply_affine(z, p.gamma, p.beta, affine))
-        if all(close(r[1], candidate, norms.TOLERANCE) for r, candidate in zip(runs, candidates)):
+            if not close(output, norms.apply_affine(z, p.gamma, p.beta, affine), norms.TOLERANCE):
+                break
+        else:
             codes = ["eval-uses-batch-stats"] * (stats != "running") + [
                 norms.EPS_MODES[eps_mode],
                 norms.AFFINE_MODES[affine],
@@ -189,11 +184,18 @@ class _ModuleCheck:
         first, *rest = sorted(self.findings, key=MODULE_ORDER.index)
         return self.check.result(first, *self.findings[first], tuple(rest), tuple(self.findings[c][0] for c in rest))
 
-    def output(self, probe: norms.Probe, action: str, read: Any) -> Any:
-        return self.step(probe, action, read=read)[1]
-
     def call(self, fn: Any, args: tuple = (), names: tuple = (), **options: object) -> Any:
         return norms.calling(self.check, self.spec, self.signature, fn, args, names=names, **options)
+
+    def reader(self, probe: norms.Probe, expected: Tensor, read: Any = None) -> Any:
+        """``read`` (by default the norm's reader), but a float64 output is read as float64: a module that computes
+        in float64 is right if its values are, whatever the input's dtype (the exercise teaches train and eval)."""
+        read = read or norms.reader(self.spec, probe.x.dtype, expected)
+        wide = norms.reader(self.spec, torch.float64, expected)
+        return lambda value: (wide if isinstance(value, Tensor) and value.dtype == torch.float64 else read)(value)
+
+    def output(self, probe: norms.Probe, action: str, read: Any) -> Any:
+        return self.step(probe, action, read=self.reader(probe, norms.reference(self.spec, probe), read))[1]
 
     def build(self, eps: float, dtype: torch.dtype = torch.float32, momentum: float = MOMENTUM) -> Any:
         """``cls(C, eps=eps, momentum=momentum)`` in ``dtype``; the first one also shows what it is, and its roles."""
@@ -248,7 +250,7 @@ class _ModuleCheck:
         def set_values() -> None:  # runs the learner's attribute code (properties, __setattr__) under the limit
             with torch.no_grad():
                 for name, value in zip(self.roles.values(), values):
-                    if (target := getattr(module, name)).dtype == dtype:
+                    if (target := getattr(module, name)).dtype in (dtype, torch.float64):  # copied exactly
                         target.copy_(value.reshape(target.shape))
                     else:  # a plain attribute that .to(dtype) did not convert, or a plain class
                         setattr(module, name, value.to(dtype).reshape(target.shape).clone())
@@ -330,7 +332,7 @@ class _ModuleCheck:
                 f"After a training step on an input that requires grad, {' and '.join(graphs)}: the buffer is part of "
                 "the autograd graph, so every step's graph stays alive (memory grows) and a second backward fails.",
             )
-        read = norms.reader(self.spec, probe.x.dtype, norms.reference(self.spec, probe))
+        read = self.reader(probe, norms.reference(self.spec, probe))
         action = "called in training mode under torch.no_grad()"
         module, output = self.step(probe, action, grad=False, read=read)
         p = probe.to(torch.float64)
@@ -355,7 +357,7 @@ class _ModuleCheck:
                 buffers[1][norms.SMALL_GROUP] = norms.SMALL_STD**2
             expected = F.batch_norm(p.x, *buffers, p.gamma, p.beta, eps=eps)
             action = f"called in eval mode with eps = {eps:g}" + ("" if grad else " under torch.no_grad()")
-            read = norms.reader(spec, probe.x.dtype, expected)
+            read = self.reader(probe, expected)
             module, output = self.step(probe, action, grad=grad, read=read, buffers=buffers)
             after = self.statistics(module, f"after it was {action}")
             if not output.isfinite().all():
