@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
@@ -37,13 +36,8 @@ fold-drops-bias: your fold drops the Linear's own bias | The Linear's bias is sh
 TOLERANCE = 1e-5  # of the largest reference value (at least 1): float32 meets it, every mistake misses it by far
 
 
-@dataclass(frozen=True)
-class _Seen:
-    """What a wrapper saw while the learner's function ran: "autograd" (the calls) or "refusal" (the error, or None)."""
-
-    kind: str
-    calls: tuple[str, ...] = ()
-    error: str | None = None
+class _Refusal(str):
+    """What a fold did with modules in training mode: the error it raised, or "" if it folded them."""
 
 
 ROOTS = {"inside": lambda v, e: (v + e).sqrt(), "outside": lambda v, e: v.sqrt() + e, "missing": lambda v, e: v.sqrt()}
@@ -127,21 +121,21 @@ class _AutogradCalls(TorchFunctionMode):
 
 
 def _watching_autograd(fn: Callable) -> Callable:
-    """``fn``, answering :class:`_Seen` if it called autograd (even through a name imported before the check)."""
+    """``fn``, answering the uses-autograd Verdict if it called autograd (even through a name imported earlier)."""
 
     def call(*args: object, **kwargs: object) -> object:
         with _AutogradCalls() as spy:
             value = fn(*args, **kwargs)
-        return _Seen("autograd", tuple(spy.calls)) if spy.calls else value
+        calls = " and ".join(f"{name} {spy.calls.count(name)} time(s)" for name in dict.fromkeys(spy.calls))
+        return Verdict("uses-autograd", f"called {calls}.") if spy.calls else value
 
     call.__name__ = runner.learner_name(fn)
     return call
 
 
 def _read_gradients(value: object) -> tuple[Tensor, ...]:
-    if isinstance(value, _Seen):
-        calls = " and ".join(f"{name} {value.calls.count(name)} time(s)" for name in dict.fromkeys(value.calls))
-        raise Verdict("uses-autograd", f"called {calls}.")
+    if isinstance(value, Verdict):
+        raise value
     return runner.read_tensors(value, {"dx": SHAPE, "dgamma": SHAPE[1:], "dbeta": SHAPE[1:]})
 
 
@@ -244,7 +238,7 @@ FOLD_MISTAKES: dict[Any, list[dict[str, Any]]] = {
 
 
 def _refusing(fn: Callable) -> Callable:
-    """``fn``, answering :class:`_Seen` for modules in training mode (raising is the right answer there)."""
+    """``fn``, answering a :class:`_Refusal` for modules in training mode (raising is the right answer there)."""
 
     def call(linear: nn.Module, bn: nn.Module) -> object:
         if not (linear.training or bn.training):
@@ -252,16 +246,16 @@ def _refusing(fn: Callable) -> Callable:
         try:
             fn(linear, bn)
         except Exception as exc:  # any exception refuses; stopping the call (time limit, interrupt) is no Exception
-            return _Seen("refusal", error=runner.text(exc))
-        return _Seen("refusal")
+            return _Refusal(runner.text(exc))
+        return _Refusal("")
 
     call.__name__ = runner.learner_name(fn)
     return call
 
 
-def _read_fold(value: object) -> Tensor | _Seen:
+def _read_fold(value: object) -> Tensor | _Refusal:
     """A plain nn.Linear's output on a fixed batch, in float64; any other module is run to say what it is."""
-    if isinstance(value, _Seen):
+    if isinstance(value, _Refusal):
         return value
     if not isinstance(value, nn.Module):
         raise Verdict("not-a-module", f"returned a {type(value).__name__}; expected a torch.nn.Module.")
@@ -299,15 +293,15 @@ unknown: With `scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)`: `W = li
 """
 
 
-def _same_fold(answer: Tensor | _Seen, right: Tensor | _Seen) -> bool:
-    if isinstance(answer, _Seen) and isinstance(right, _Seen):
-        return (answer.error is None) == (right.error is None)
+def _same_fold(answer: Tensor | _Refusal, right: Tensor | _Refusal) -> bool:
+    if isinstance(answer, _Refusal) and isinstance(right, _Refusal):
+        return bool(answer) == bool(right)
     return isinstance(answer, Tensor) and isinstance(right, Tensor) and _near(answer, right)
 
 
 def _shown_fold(answers: list, right: list) -> str:
     i = next(i for i, (a, r) in enumerate(zip(answers, right)) if not _same_fold(a, r))
-    if isinstance(answers[i], _Seen):
+    if isinstance(answers[i], _Refusal):
         return "Your fold is right in eval mode, but it also folded modules in training mode without complaint."
     gap = (answers[i] - right[i]).abs().max().item()
     return f"Your nn.Linear for {_described(*PROBES[i])} differs from `bn(linear(x))` by up to {gap:.4g}."
@@ -328,7 +322,7 @@ FOLD = Exercise(
     show=_shown_fold,
     passed=lambda answers, right: (
         f"Your nn.Linear equals `bn(linear(x))` in eval mode for all {len(answers) - 1} pairs, and your fold refused "
-        f"modules in training mode ({answers[-1].error})."
+        f"modules in training mode ({answers[-1]})."
     ),
     hints=word_table(FOLD_HINTS),
 )
