@@ -1,8 +1,5 @@
-"""Notebook 04's checkers: a pre-LN transformer block, and a LayerNorm that stays right in float16.
-
-The block is compared with every way of writing it from four slips (where the norm sits, which residuals are
-kept, which dims LN normalizes, which variance); the slips of the simplest one it equals are named.
-"""
+"""Notebook 04's checkers: a pre-LN transformer block (compared with every block that four slips make: where LN sits,
+which residuals are kept, which dims it normalizes, which variance), and a LayerNorm that stays right in float16."""
 
 from __future__ import annotations
 
