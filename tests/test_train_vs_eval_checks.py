@@ -367,3 +367,26 @@ def test_a_torch_function_replaced_before_the_check_never_feeds_the_probes_and_i
         "torch.randn had been replaced before this check (by an earlier cell?): the check used the original, and "
         "put yours back afterwards"
     ) in result.session
+
+
+def step_momentum_zero(model, x, target, optimizer):
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.momentum = 0.0  # the running statistics stay, but training mode normalizes with the batch's
+            m.requires_grad_(False)
+    sgd_step(model, x, target, optimizer)
+
+
+def test_momentum_zero_is_named_for_normalizing_with_batch_statistics_not_for_updating_them():
+    result = check_fine_tune_step(step_momentum_zero)
+    assert (result.mistake, result.also) == ("bn-uses-batch-stats", ()), result.message
+    assert result.headline == (
+        "✗ check_fine_tune_step(step_momentum_zero): bn-uses-batch-stats: BatchNorm ran in training mode, so it "
+        "normalized with each batch's statistics, not its running ones"
+    )
+    assert result.observed == (
+        "BatchNorm ran 2 of 2 forward passes in training mode; max |change| of running_mean 0, running_var 0, "
+        "num_batches_tracked 2: the statistics stayed, but were not used."
+    )
+    assert result.hint.startswith("Frozen means eval mode: momentum 0 keeps the running statistics still")

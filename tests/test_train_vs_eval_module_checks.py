@@ -599,3 +599,66 @@ def test_every_module_mistake_code_is_tested_here():
     module_only = set(MODULE_HINTS) - {"unknown-init"}
     assert module_only <= named
     assert module_only <= set(MODULE_ORDER) and set(MODULE_ORDER) <= set(MISTAKES)
+
+
+class InFloat64(HandBN):
+    """Right, with weight, bias and buffers in float64: it computes in float64 and returns float64."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        self.double()
+
+
+class ComputesInFloat64(HandBN):
+    """Right, with float32 parameters, computing (and returning) in float64."""
+
+    def forward(self, x):
+        return super().forward(x.double())
+
+
+class ReturnsFloat16(HandBN):
+    def forward(self, x):
+        return super().forward(x).half()
+
+
+@pytest.mark.parametrize(
+    ("cls", "code"), [(InFloat64, None), (ComputesInFloat64, None), (ReturnsFloat16, "wrong-dtype")]
+)
+def test_a_right_module_in_float64_passes_and_a_float16_output_is_wrong_dtype(cls, code):
+    result = check_batch_norm_module(cls)
+    assert (result.passed, result.mistake) == (code is None, code), result.message
+
+
+class EvalDoubled(HandBN):
+    def forward(self, x):
+        y = super().forward(x)
+        return y if self.training else 2 * y
+
+
+class EvalNaN(HandBN):
+    def forward(self, x):
+        y = super().forward(x)
+        return y if self.training else y * float("nan")
+
+
+@pytest.mark.parametrize(
+    ("cls", "code", "observed"),
+    [
+        (
+            EvalDoubled,
+            "unknown",
+            "In eval mode your output equals none of the formulas this checker knows, where torch's is (x - "
+            "running_mean) / sqrt(running_var + eps) * weight + bias. With eps = 1e-05, running_mean 0.8406 and running_var 0.5010 "
+            "in channel 1, sample 1 gives yours 14.2380, torch's 7.1190.",
+        ),
+        (
+            EvalNaN,
+            "non-finite",
+            "In eval mode with eps = 1e-05, your output has 24 NaN and 0 infinite values out of 24; torch's is finite.",
+        ),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
+def test_an_eval_output_no_candidate_explains_is_said_with_its_largest_difference(cls, code, observed):
+    result = check_batch_norm_module(cls)
+    assert (result.mistake, result.observed) == (code, observed), result.message

@@ -446,7 +446,7 @@ def test_every_functional_mistake_code_is_tested_here():
         *("padding-in-statistics", "padding-not-zeroed"),
         # tests/test_train_vs_eval_checks.py:
         *("eps-not-ported", "stats-not-ported"),
-        *("bn-stats-updated", "bn-params-trained", "model-not-in-train-mode", "not-trained"),
+        *("bn-stats-updated", "bn-uses-batch-stats", "bn-params-trained", "model-not-in-train-mode", "not-trained"),
         # tests/test_inside_batch_norm_checks.py:
         *("missing-mean-path", "missing-variance-path", "missing-gamma", "dgamma-raw-x"),
         *("fold-batch-statistics", "fold-in-training-mode", "fold-drops-bias"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
@@ -15,43 +14,30 @@ from torch.overrides import TorchFunctionMode
 
 from normlab._errors import shape_str
 from normlab.checks import runner
-from normlab.checks._result import CheckResult, declare
+from normlab.checks._result import CheckResult
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Exercise, Probe, Verdict
+from normlab.checks.train_vs_eval import declare_table, word_table
 
-declare(
-    {
-        "missing-mean-path": ("your dx leaves out the path through the mean (the -sum(dy) term)", ""),
-        "missing-variance-path": (
-            "your dx leaves out the path through the variance (the -x_hat * sum(dy * x_hat) term)",
-            "",
-        ),
-        "missing-gamma": ("your dx is not multiplied by gamma", ""),
-        "abs-gamma": ("your dx uses |gamma| where gamma belongs", ""),
-        "sign-error": ("your dx has a sign error (one term, or all of dx, has the opposite sign)", ""),
-        "mean-instead-of-sum": ("you took a mean where the gradient needs a sum", ""),
-        "uses-autograd": ("your function uses autograd, which this exercise asks you to do without", ""),
-        "dgamma-raw-x": ("your dgamma sums dy * x instead of dy * x_hat", ""),
-        "fold-batch-statistics": ("your folded layer uses the batch's statistics instead of the running ones", ""),
-        "fold-not-a-linear": ("your fold returns a module that still runs the BatchNorm, not one new nn.Linear", ""),
-        "fold-in-training-mode": ("your fold accepts modules in training mode instead of refusing them", ""),
-        "fold-drops-bias": ("your fold drops the Linear's own bias", ""),
-    }
-)
+PATHS = "the direct path (1/s), the path through mu (1/n, then -1/s for each x_hat_j) and through v"
+declare_table(f"""
+missing-mean-path: your dx leaves out the path through the mean (the -sum(dy) term) | x reaches the loss through mu too: x_i moves mu by 1/n, and mu moves each x_hat_j by -1/s.
+missing-variance-path: your dx leaves out the path through the variance (the -x_hat * sum(dy * x_hat) term) | x reaches the loss through v too: dv/dx_i = 2 (x_i - mu) / n and dx_hat_j/dv = -x_hat_j / (2 (v + eps)).
+missing-gamma: your dx is not multiplied by gamma | y = gamma * x_hat + beta, so dL/dx_hat = gamma * dy: every path carries gamma.
+abs-gamma: your dx uses |gamma| where gamma belongs | gamma can be negative (the probe's second one is): multiply by gamma itself, not by its size.
+sign-error: your dx has a sign error (one term, or all of dx, has the opposite sign) | The mean path and the variance path both subtract from the direct one: check each term's sign.
+mean-instead-of-sum: you took a mean where the gradient needs a sum | Each sample adds its whole gradient: dbeta = dy.sum(0), dgamma = (dy * x_hat).sum(0).
+uses-autograd: your function uses autograd, which this exercise asks you to do without | Derive dx by hand: {PATHS}. Check a term with torch.autograd.grad in a scratch cell.
+dgamma-raw-x: your dgamma sums dy * x instead of dy * x_hat | dgamma sums dy times the normalized x_hat, not the raw x: `(dy * x_hat).sum(0)`.
+fold-batch-statistics: your folded layer uses the batch's statistics instead of the running ones | A folded layer is a fixed Linear: it uses bn.running_mean and bn.running_var, never the batch's.
+fold-not-a-linear: your fold returns a module that still runs the BatchNorm, not one new nn.Linear | Folding removes the BatchNorm: return one nn.Linear whose weight and bias absorb it. nn.Sequential(linear, bn), or a module calling both, gives the same numbers and saves nothing.
+fold-in-training-mode: your fold accepts modules in training mode instead of refusing them | In training mode BatchNorm uses each batch's statistics, which no fixed layer reproduces: `if linear.training or bn.training: raise ValueError(...)`, as fuse_linear_bn_eval does.
+fold-drops-bias: your fold drops the Linear's own bias | The Linear's bias is shifted and scaled too: `(linear.bias - bn.running_mean) * scale + bn.bias`.
+""")
 TOLERANCE = 1e-5  # of the largest reference value (at least 1): float32 meets it, every mistake misses it by far
 
 
-@dataclass(frozen=True)
-class _Seen:
-    """What a wrapper saw while the learner's function ran: "autograd" (the calls) or "refusal" (the error, or None)."""
-
-    kind: str
-    calls: tuple[str, ...] = ()
-    error: str | None = None
-
-
-def _table(text: str) -> dict[str, str]:
-    """``code: words`` lines as a dict."""
-    return dict(line.split(": ", 1) for line in text.strip().splitlines())
+class _Refusal(str):
+    """What a fold did with modules in training mode: the error it raised, or "" if it folded them."""
 
 
 ROOTS = {"inside": lambda v, e: (v + e).sqrt(), "outside": lambda v, e: v.sqrt() + e, "missing": lambda v, e: v.sqrt()}
@@ -68,7 +54,6 @@ def _near(answer: Any, reference: Any) -> bool:
 # ---- Exercise 1: BatchNorm's backward by hand, without autograd ----------------------------------------------------
 
 SHAPE, EPS, SPREADS = (8, 3), 1e-5, (3.0, 0.6, 0.01)  # (N, C); per-feature spreads, the last (variance 1e-4) near eps
-PATHS = "the direct path (1/s), the path through mu (1/n, then -1/s for each x_hat_j) and through v"
 
 
 def closed_form_backward(dy: Tensor, x: Tensor, gamma: Tensor, eps: float = EPS, **c: Any) -> tuple[Tensor, ...]:
@@ -136,38 +121,30 @@ class _AutogradCalls(TorchFunctionMode):
 
 
 def _watching_autograd(fn: Callable) -> Callable:
-    """``fn``, answering :class:`_Seen` if it called autograd (even through a name imported before the check)."""
+    """``fn``, answering the uses-autograd Verdict if it called autograd (even through a name imported earlier)."""
 
     def call(*args: object, **kwargs: object) -> object:
         with _AutogradCalls() as spy:
             value = fn(*args, **kwargs)
-        return _Seen("autograd", tuple(spy.calls)) if spy.calls else value
+        calls = " and ".join(f"{name} {spy.calls.count(name)} time(s)" for name in dict.fromkeys(spy.calls))
+        return Verdict("uses-autograd", f"called {calls}.") if spy.calls else value
 
     call.__name__ = runner.learner_name(fn)
     return call
 
 
 def _read_gradients(value: object) -> tuple[Tensor, ...]:
-    if isinstance(value, _Seen):
-        calls = " and ".join(f"{name} {value.calls.count(name)} time(s)" for name in dict.fromkeys(value.calls))
-        raise Verdict("uses-autograd", f"called {calls}.")
+    if isinstance(value, Verdict):
+        raise value
     return runner.read_tensors(value, {"dx": SHAPE, "dgamma": SHAPE[1:], "dbeta": SHAPE[1:]})
 
 
 BACKWARD_HINTS = f"""
-missing-mean-path: x reaches the loss through mu too: x_i moves mu by 1/n, and mu moves each x_hat_j by -1/s.
-missing-variance-path: x reaches the loss through v too: dv/dx_i = 2 (x_i - mu) / n and dx_hat_j/dv = -x_hat_j / (2 (v + eps)).
-missing-gamma: y = gamma * x_hat + beta, so dL/dx_hat = gamma * dy: every path carries gamma.
-abs-gamma: gamma can be negative (the probe's second one is): multiply by gamma itself, not by its size.
-sign-error: The mean path and the variance path both subtract from the direct one: check each term's sign.
-mean-instead-of-sum: Each sample adds its whole gradient: dbeta = dy.sum(0), dgamma = (dy * x_hat).sum(0).
-uses-autograd: Derive dx by hand: {PATHS}. Check a term with torch.autograd.grad in a scratch cell.
 unbiased-variance: BatchNorm normalizes with the biased variance, dividing by n: `x.var(0, correction=0)`.
 missing-eps: Normalize with `s = torch.sqrt(var + eps)`, in the backward as in the forward.
 eps-outside-sqrt: eps goes inside the square root: `torch.sqrt(var + eps)`, not `torch.sqrt(var) + eps`.
 wrong-axes: On (N, C) input BatchNorm reduces over the batch, dim 0: `x.mean(0)`, `dy.sum(0)`.
 swapped-affine: dgamma = sum over the batch of dy * x_hat; dbeta = sum of dy. Yours are swapped.
-dgamma-raw-x: dgamma sums dy times the normalized x_hat, not the raw x: `(dy * x_hat).sum(0)`.
 unknown: Derive it term by term: {PATHS}; check each term against torch.autograd.grad in a scratch cell.
 """
 
@@ -194,7 +171,7 @@ BACKWARD = Exercise(
     same=_near,
     show=_shown_gradients,
     passed=lambda answers, right: "dx, dgamma and dbeta equal autograd's on the probe.",
-    hints=_table(BACKWARD_HINTS),
+    hints=word_table(BACKWARD_HINTS),
 )
 
 
@@ -261,7 +238,7 @@ FOLD_MISTAKES: dict[Any, list[dict[str, Any]]] = {
 
 
 def _refusing(fn: Callable) -> Callable:
-    """``fn``, answering :class:`_Seen` for modules in training mode (raising is the right answer there)."""
+    """``fn``, answering a :class:`_Refusal` for modules in training mode (raising is the right answer there)."""
 
     def call(linear: nn.Module, bn: nn.Module) -> object:
         if not (linear.training or bn.training):
@@ -269,16 +246,16 @@ def _refusing(fn: Callable) -> Callable:
         try:
             fn(linear, bn)
         except Exception as exc:  # any exception refuses; stopping the call (time limit, interrupt) is no Exception
-            return _Seen("refusal", error=runner.text(exc))
-        return _Seen("refusal")
+            return _Refusal(runner.text(exc))
+        return _Refusal("")
 
     call.__name__ = runner.learner_name(fn)
     return call
 
 
-def _read_fold(value: object) -> Tensor | _Seen:
+def _read_fold(value: object) -> Tensor | _Refusal:
     """A plain nn.Linear's output on a fixed batch, in float64; any other module is run to say what it is."""
-    if isinstance(value, _Seen):
+    if isinstance(value, _Refusal):
         return value
     if not isinstance(value, nn.Module):
         raise Verdict("not-a-module", f"returned a {type(value).__name__}; expected a torch.nn.Module.")
@@ -305,10 +282,6 @@ def _read_fold(value: object) -> Tensor | _Seen:
 
 
 FOLD_HINTS = """
-fold-batch-statistics: A folded layer is a fixed Linear: it uses bn.running_mean and bn.running_var, never the batch's.
-fold-not-a-linear: Folding removes the BatchNorm: return one nn.Linear whose weight and bias absorb it. nn.Sequential(linear, bn), or a module calling both, gives the same numbers and saves nothing.
-fold-in-training-mode: In training mode BatchNorm uses each batch's statistics, which no fixed layer reproduces: `if linear.training or bn.training: raise ValueError(...)`, as fuse_linear_bn_eval does.
-fold-drops-bias: The Linear's bias is shifted and scaled too: `(linear.bias - bn.running_mean) * scale + bn.bias`.
 missing-eps: Divide by `torch.sqrt(bn.running_var + bn.eps)`: eps is part of the eval-mode formula too.
 eps-outside-sqrt: eps goes inside the square root: `torch.sqrt(bn.running_var + bn.eps)`.
 missing-affine: With `scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)`, add bn.bias at the end.
@@ -320,15 +293,15 @@ unknown: With `scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)`: `W = li
 """
 
 
-def _same_fold(answer: Tensor | _Seen, right: Tensor | _Seen) -> bool:
-    if isinstance(answer, _Seen) and isinstance(right, _Seen):
-        return (answer.error is None) == (right.error is None)
+def _same_fold(answer: Tensor | _Refusal, right: Tensor | _Refusal) -> bool:
+    if isinstance(answer, _Refusal) and isinstance(right, _Refusal):
+        return bool(answer) == bool(right)
     return isinstance(answer, Tensor) and isinstance(right, Tensor) and _near(answer, right)
 
 
 def _shown_fold(answers: list, right: list) -> str:
     i = next(i for i, (a, r) in enumerate(zip(answers, right)) if not _same_fold(a, r))
-    if isinstance(answers[i], _Seen):
+    if isinstance(answers[i], _Refusal):
         return "Your fold is right in eval mode, but it also folded modules in training mode without complaint."
     gap = (answers[i] - right[i]).abs().max().item()
     return f"Your nn.Linear for {_described(*PROBES[i])} differs from `bn(linear(x))` by up to {gap:.4g}."
@@ -349,9 +322,9 @@ FOLD = Exercise(
     show=_shown_fold,
     passed=lambda answers, right: (
         f"Your nn.Linear equals `bn(linear(x))` in eval mode for all {len(answers) - 1} pairs, and your fold refused "
-        f"modules in training mode ({answers[-1].error})."
+        f"modules in training mode ({answers[-1]})."
     ),
-    hints=_table(FOLD_HINTS),
+    hints=word_table(FOLD_HINTS),
 )
 EXERCISES = (BACKWARD, FOLD)
 

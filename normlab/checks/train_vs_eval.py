@@ -1,14 +1,10 @@
 """Notebook 03's exercises: the running-statistics update, a Keras port, a fine-tuning step with BatchNorm frozen.
-
-The update is an :class:`~normlab.checks.runner.Exercise`; the port is judged attribute by attribute and the step by
-what forward hooks and the model's state show, so that every mistake made at once is named.
-"""
+The port is judged attribute by attribute and the step by forward hooks and the model's state: every slip is named."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from itertools import product
 
 import numpy as np
 import torch
@@ -23,69 +19,60 @@ from normlab.checks.runner import (
     Probe,
     Verdict,
     as_float64,
+    mistake_mixes,
     read_tensors,
     run_check,
     run_exercise,
     vector,
 )
 
-declare(
-    {
-        "eps-not-ported": (
-            "eps is not the Keras layer's epsilon (Keras's default is 1e-3, PyTorch's 1e-5)",
-            "Pass `eps=epsilon`: Keras's default is 1e-3, PyTorch's 1e-5, and eps changes every output.",
-        ),
-        "stats-not-ported": (
-            "running_mean and running_var are not the Keras layer's moving_mean and moving_variance",
-            "Copy moving_mean into `bn.running_mean`, moving_variance (a variance, not a std) into `bn.running_var`.",
-        ),
-        "bn-stats-updated": (
-            "BatchNorm ran in training mode, so its running statistics kept updating",
-            "`model.train()` puts BatchNorm in training mode too, where each forward pass updates its statistics "
-            "(requires_grad=False does not stop it): call `.eval()` on every BatchNorm layer after it.",
-        ),
-        "bn-params-trained": (
-            "BatchNorm's gamma and beta were trained (requires_grad still True)",
-            "Before the backward pass, `m.weight.requires_grad_(False)` and `m.bias.requires_grad_(False)` too.",
-        ),
-        "model-not-in-train-mode": (
-            "the rest of the model did not run in training mode (dropout was off)",
-            "Start each step with `model.train()` (the model may have been evaluated since), then BatchNorm `.eval()`.",
-        ),
-        "not-trained": (
-            "the layers that should learn did not change",
-            "One step: `optimizer.zero_grad()`, `F.mse_loss(model(x), target).backward()`, `optimizer.step()`.",
-        ),
-    }
-)
-HINTS_HERE = {  # this file's hints for codes declared elsewhere
-    "momentum-reversed": (
-        "PyTorch's momentum weighs the NEW batch: `(1 - momentum) * running_mean + momentum * x.mean(dim=0)`. "
-        "Keras's weighs the old estimate: a port passes `momentum=1 - momentum` (Keras's 0.99 is PyTorch's 0.01)."
-    ),
-    "ignores-momentum": "Use the momentum argument you are given (for a port, `1 - momentum`), not a fixed number.",
-    "running-var-biased": "running_var stores the unbiased batch variance, `x.var(dim=0, correction=1)`.",
-    "stats-not-detached": "Compute the running statistics from `x.detach()` or inside `with torch.no_grad():`.",
-    "mutates-input": "Return new tensors instead of changing the arguments in place (`mul_`, `add_`, `+=`, `out=`).",
-    "swapped-affine": "gamma (the scale) goes to `bn.weight`, beta (the shift) to `bn.bias`.",
-    "missing-affine": "Copy gamma and beta into the layer: `bn.weight.copy_(torch.as_tensor(gamma))` under no_grad.",
-    "not-a-module": "Return the torch.nn.BatchNorm1d you built.",
-}
+
+def word_table(text: str) -> dict[str, str]:
+    """``code: words`` lines as a dict: a checker's hints (a generic helper: it belongs in the runner)."""
+    return dict(line.split(": ", 1) for line in text.strip().splitlines())
+
+
+def declare_table(text: str) -> None:
+    """:func:`declare` the codes of ``code: phrase | hint`` lines (a generic helper: it belongs in the runner)."""
+    codes = {}
+    for code, words in word_table(text).items():
+        phrase, _, hint = words.partition(" | ")
+        codes[code] = (phrase, hint)
+    declare(codes)
+
+
+declare_table("""
+eps-not-ported: eps is not the Keras layer's epsilon (Keras's default is 1e-3, PyTorch's 1e-5) | Pass `eps=epsilon`: Keras's default is 1e-3, PyTorch's 1e-5, and eps changes every output.
+stats-not-ported: running_mean and running_var are not the Keras layer's moving_mean and moving_variance | Copy moving_mean into `bn.running_mean`, moving_variance (a variance, not a std) into `bn.running_var`.
+bn-stats-updated: BatchNorm ran in training mode, so its running statistics kept updating | `model.train()` puts BatchNorm in training mode too, where each forward pass updates its statistics (requires_grad=False does not stop it): call `.eval()` on every BatchNorm layer after it.
+bn-uses-batch-stats: BatchNorm ran in training mode, so it normalized with each batch's statistics, not its running ones | Frozen means eval mode: momentum 0 keeps the running statistics still, but in training mode BatchNorm normalizes with the batch's mean and variance and ignores them. Call `.eval()` on every BatchNorm layer after `model.train()`.
+bn-params-trained: BatchNorm's gamma and beta were trained (requires_grad still True) | Before the backward pass, `m.weight.requires_grad_(False)` and `m.bias.requires_grad_(False)` too.
+model-not-in-train-mode: the rest of the model did not run in training mode (dropout was off) | Start each step with `model.train()` (the model may have been evaluated since), then BatchNorm `.eval()`.
+not-trained: the layers that should learn did not change | One step: `optimizer.zero_grad()`, `F.mse_loss(model(x), target).backward()`, `optimizer.step()`.
+""")
+HINTS_HERE = word_table("""
+momentum-reversed: PyTorch's momentum weighs the NEW batch: `(1 - momentum) * running_mean + momentum * x.mean(dim=0)`. Keras's weighs the old estimate: a port passes `momentum=1 - momentum` (Keras's 0.99 is PyTorch's 0.01).
+ignores-momentum: Use the momentum argument you are given (for a port, `1 - momentum`), not a fixed number.
+running-var-biased: running_var stores the unbiased batch variance, `x.var(dim=0, correction=1)`.
+stats-not-detached: Compute the running statistics from `x.detach()` or inside `with torch.no_grad():`.
+mutates-input: Return new tensors instead of changing the arguments in place (`mul_`, `add_`, `+=`, `out=`).
+swapped-affine: gamma (the scale) goes to `bn.weight`, beta (the shift) to `bn.bias`.
+missing-affine: Copy gamma and beta into the layer: `bn.weight.copy_(torch.as_tensor(gamma))` under no_grad.
+not-a-module: Return the torch.nn.BatchNorm1d you built.
+""")  # this file's hints for codes declared elsewhere
 TOLERANCE = 1e-6  # float64 probes
 MOMENTA = (0.1, 0.3)
-UPDATE_CODES = ("momentum-reversed", "running-var-biased", "ignores-momentum", "stats-not-detached")
 
 
-def _update(reversed_: bool = False, biased: bool = False, fixed: bool = False, attached: bool = False) -> Callable:
-    """PyTorch's update ``(1 - momentum) * running + momentum * batch statistic``, each mistake switched on or off."""
-
-    def update(running_mean: Tensor, running_var: Tensor, x: Tensor, momentum: float) -> tuple[Tensor, Tensor]:
-        m = MOMENTA[0] if fixed else momentum
-        m, batch = 1 - m if reversed_ else m, x if attached else x.detach()
-        var = batch.var(dim=0, correction=0 if biased else 1)
-        return (1 - m) * running_mean + m * batch.mean(dim=0), (1 - m) * running_var + m * var
-
-    return update
+def update(
+    running_mean: Tensor, running_var: Tensor, x: Tensor, momentum: float, mistakes: tuple[str, ...] = ()
+) -> tuple[Tensor, Tensor]:
+    """PyTorch's update ``(1 - momentum) * running + momentum * batch statistic``, making ``mistakes``."""
+    m = MOMENTA[0] if "ignores-momentum" in mistakes else momentum
+    m = 1 - m if "momentum-reversed" in mistakes else m
+    batch = x if "stats-not-detached" in mistakes else x.detach()
+    var = batch.var(dim=0, correction=0 if "running-var-biased" in mistakes else 1)
+    return (1 - m) * running_mean + m * batch.mean(dim=0), (1 - m) * running_var + m * var
 
 
 def _update_probes() -> list[Probe]:
@@ -112,12 +99,10 @@ UPDATE = Exercise(
         f"without an autograd graph, and the inputs unchanged, to within {TOLERANCE:g}."
     ),
     probes=_update_probes,
-    right=_update(),
-    mistakes={  # every mix of the four mistakes
-        tuple(code for code, made in zip(UPDATE_CODES, slips) if made): [_update(*slips)]
-        for slips in product((False, True), repeat=len(UPDATE_CODES))
-        if any(slips)
-    },
+    right=update,
+    mistakes=mistake_mixes(
+        update, ("momentum-reversed", "running-var-biased", "ignores-momentum", "stats-not-detached")
+    ),
     read=_read_update,
     same=lambda a, b: bool(torch.allclose(a[0], b[0], rtol=TOLERANCE, atol=TOLERANCE)) and a[1] == b[1],
     show=lambda answers, right: (
@@ -260,12 +245,13 @@ def _diagnose_step(fn: Callable, check: Check) -> CheckResult:
     change = {name: (after[name] - before[name]).abs().max().item() for name in before}
     stats = {k: change[f"1.{k}"] for k in ("running_mean", "running_var", "num_batches_tracked")}
     learned = max(change[name] for name in ("0.weight", "0.bias", "4.weight", "4.bias"))
+    batch_stats = any(bn) and stats["running_mean"] == stats["running_var"] == 0  # momentum 0 in training mode
+    in_training = f"BatchNorm ran {sum(bn)} of {len(bn)} forward passes in training mode; max |change| of " + ", ".join(
+        f"{k} {v:.4g}" for k, v in stats.items()
+    )
     signs = {  # code: (seen, what showed it)
-        "bn-stats-updated": (
-            any(bn) or max(stats.values()) > 0,
-            f"BatchNorm ran {sum(bn)} of {len(bn)} forward passes in training mode; max |change| of "
-            + ", ".join(f"{k} {v:.4g}" for k, v in stats.items()),
-        ),
+        "bn-stats-updated": (not batch_stats and (any(bn) or max(stats.values()) > 0), in_training),
+        "bn-uses-batch-stats": (batch_stats, f"{in_training}: the statistics stayed, but were not used"),
         "bn-params-trained": (
             max(change["1.weight"], change["1.bias"]) > 0,
             f"BatchNorm's weight changed by up to {change['1.weight']:.4g}, bias by up to {change['1.bias']:.4g}",

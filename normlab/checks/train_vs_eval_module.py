@@ -1,9 +1,5 @@
-"""Notebook 03's module checker: a learner's BatchNorm class built as ``cls(num_features, eps=..., momentum=...)``.
-
-Its weight, bias and running statistics are found by name, initial value and kind (:func:`find_roles`), whatever it
-calls them. Each stage judges probes against candidate behaviours: the training output (``check_batch_norm``'s),
-training steps (:func:`_update_codes`), eval mode (:func:`_eval_match`). Every mistake seen is named.
-"""
+"""Notebook 03's module checker: a learner's BatchNorm class, its weight, bias and running statistics found by name
+and value (:func:`find_roles`), judged in training mode, over training steps and in eval mode; every slip is named."""
 
 from __future__ import annotations
 
@@ -20,6 +16,7 @@ from normlab._errors import shape_str
 from normlab.checks import which_axes_variants as norms
 from normlab.checks._result import CheckResult
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, close, learner_name, num, run_check, vector
+from normlab.checks.train_vs_eval import word_table
 
 TORCH_NAMES = ("weight", "bias", "running_mean", "running_var")
 STATISTICS = TORCH_NAMES[2:]
@@ -62,32 +59,30 @@ MOMENTUM, SECOND_MOMENTUM = 0.1, 0.3  # with a momentum fixed in the code, the b
 TRAIN_BUFFERS = ((-1.5, 2.0, -1.0, 1.25), (2.0, 0.5, 3.0, 0.25))  # (shift, factor), from the unbiased variance
 EVAL_BUFFERS = ((1.0, -0.5, 2.0, -1.5), (2.5, 0.4, 1.5, 4.0))  # (shift, factor), from the biased variance
 RULE = "`running = (1 - momentum) * running + momentum * batch_stat`"
-MODULE_HINTS = {  # in the order in which the module's own mistakes are named (MODULE_ORDER)
-    "mode-from-grad": "Decide with `if self.training:` (`model.train()` and `model.eval()` set it), not by grad mode.",
-    "eval-uses-batch-stats": "Normalize with `self.running_mean` and `self.running_var` in eval mode, not the batch's.",
-    "updates-in-eval": "Update the buffers only `if self.training:`; `model.eval()` sets it to False.",
-    "stats-not-updated": "In training mode update both buffers under `torch.no_grad()` in every forward pass.",
-    "momentum-reversed": f"PyTorch's rule is {RULE}: momentum = 0.1 is the weight of the new batch.",
-    "ignores-momentum": f"Keep the argument, `self.momentum = momentum`, and use it in the update: {RULE}.",
-    "running-var-biased": "Store the unbiased variance, `var * n / (n - 1)`, while normalizing with the biased one.",
-    "stats-not-detached": "Update the buffers under `torch.no_grad()`: a buffer holds numbers, not a graph.",
-    "not-a-module": "Subclass torch.nn.Module, call `super().__init__()` first and compute in `forward`.",
-    "stats-not-buffers": "Register them: `self.register_buffer('running_mean', torch.zeros(num_features))`.",
-    "params-not-parameters": "Wrap them: `self.weight = torch.nn.Parameter(torch.ones(num_features))`, bias likewise.",
-    "nonstandard-names": "Use torch's names (weight, bias, running_mean, running_var): `load_state_dict` needs them.",
-}
+MODULE_HINTS = word_table(f"""
+mode-from-grad: Decide with `if self.training:` (`model.train()` and `model.eval()` set it), not by grad mode.
+eval-uses-batch-stats: Normalize with `self.running_mean` and `self.running_var` in eval mode, not the batch's.
+updates-in-eval: Update the buffers only `if self.training:`; `model.eval()` sets it to False.
+stats-not-updated: In training mode update both buffers under `torch.no_grad()` in every forward pass.
+momentum-reversed: PyTorch's rule is {RULE}: momentum = 0.1 is the weight of the new batch.
+ignores-momentum: Keep the argument, `self.momentum = momentum`, and use it in the update: {RULE}.
+running-var-biased: Store the unbiased variance, `var * n / (n - 1)`, while normalizing with the biased one.
+stats-not-detached: Update the buffers under `torch.no_grad()`: a buffer holds numbers, not a graph.
+not-a-module: Subclass torch.nn.Module, call `super().__init__()` first and compute in `forward`.
+stats-not-buffers: Register them: `self.register_buffer('running_mean', torch.zeros(num_features))`.
+params-not-parameters: Wrap them: `self.weight = torch.nn.Parameter(torch.ones(num_features))`, bias likewise.
+nonstandard-names: Use torch's names (weight, bias, running_mean, running_var): `load_state_dict` needs them.
+""")  # in the order in which the module's own mistakes are named (MODULE_ORDER)
 # The order in which a module's mistakes are named: what it computes first, how it is built last.
 MODULE_ORDER = ("non-finite", *norms.PRIORITY, "one-pass-variance", *MODULE_HINTS, "unknown")
+EVAL_STATS = ("running", "variance", "unbiased variance")  # what an eval-mode candidate normalizes with
 # What each update mistake means, after the numbers ({n}: the batch size).
-UPDATE_WORDS = {
-    "stats-not-updated": "Your module does not update it in training mode.",
-    "momentum-reversed": "Weighting the old value by momentum is the Keras/TensorFlow convention (0.9 for our 0.1).",
-    "ignores-momentum": "Your module ignores the momentum it is given.",
-    "running-var-biased": (
-        "Yours moves towards the biased variance (divide by n = {n}), PyTorch's towards the unbiased one (divide "
-        "by n - 1 = {n1}): BatchNorm normalizes with the biased variance but stores the unbiased one."
-    ),
-}
+UPDATE_WORDS = word_table("""
+stats-not-updated: Your module does not update it in training mode.
+momentum-reversed: Weighting the old value by momentum is the Keras/TensorFlow convention (0.9 for our 0.1).
+ignores-momentum: Your module ignores the momentum it is given.
+running-var-biased: Yours moves towards the biased variance (divide by n = {n}), PyTorch's towards the unbiased one (divide by n - 1 = {n1}): BatchNorm normalizes with the biased variance but stores the unbiased one.
+""")
 
 
 def _stats(x: Tensor) -> dict[str, Tensor]:
@@ -137,15 +132,13 @@ def _eval_match(runs: list[tuple], fixed_eps: float) -> tuple[str, list[str]] | 
     """The formula and mistakes of the simplest candidate (statistics x eps mode x affine mode) matching every run,
     an eval-mode call's (float64 probe, output, reference, the buffers set before it)."""
     matches = []
-    for stats, eps_mode, affine in product(
-        ["running", "variance", "unbiased variance"], norms.EPS_MODES, norms.AFFINE_MODES
-    ):
-        candidates = []
-        for p, _, _, buffers in runs:
+    for stats, eps_mode, affine in product(EVAL_STATS, norms.EPS_MODES, norms.AFFINE_MODES):
+        for p, output, _, buffers in runs:
             mean, var = buffers if stats == "running" else (p.x.mean(dim=0), _stats(p.x)[stats])
             z = norms.divide(p.x - mean, var, p.eps, eps_mode, fixed_eps)
-            candidates.append(norms.apply_affine(z, p.gamma, p.beta, affine))
-        if all(close(r[1], candidate, norms.TOLERANCE) for r, candidate in zip(runs, candidates)):
+            if not close(output, norms.apply_affine(z, p.gamma, p.beta, affine), norms.TOLERANCE):
+                break
+        else:
             codes = ["eval-uses-batch-stats"] * (stats != "running") + [
                 norms.EPS_MODES[eps_mode],
                 norms.AFFINE_MODES[affine],
@@ -191,11 +184,18 @@ class _ModuleCheck:
         first, *rest = sorted(self.findings, key=MODULE_ORDER.index)
         return self.check.result(first, *self.findings[first], tuple(rest), tuple(self.findings[c][0] for c in rest))
 
-    def output(self, probe: norms.Probe, action: str, read: Any) -> Any:
-        return self.step(probe, action, read=read)[1]
-
     def call(self, fn: Any, args: tuple = (), names: tuple = (), **options: object) -> Any:
         return norms.calling(self.check, self.spec, self.signature, fn, args, names=names, **options)
+
+    def reader(self, probe: norms.Probe, expected: Tensor, read: Any = None) -> Any:
+        """``read`` (by default the norm's reader), but a float64 output is read as float64: a module that computes
+        in float64 is right if its values are, whatever the input's dtype (the exercise teaches train and eval)."""
+        read = read or norms.reader(self.spec, probe.x.dtype, expected)
+        wide = norms.reader(self.spec, torch.float64, expected)
+        return lambda value: (wide if isinstance(value, Tensor) and value.dtype == torch.float64 else read)(value)
+
+    def output(self, probe: norms.Probe, action: str, read: Any) -> Any:
+        return self.step(probe, action, read=self.reader(probe, norms.reference(self.spec, probe), read))[1]
 
     def build(self, eps: float, dtype: torch.dtype = torch.float32, momentum: float = MOMENTUM) -> Any:
         """``cls(C, eps=eps, momentum=momentum)`` in ``dtype``; the first one also shows what it is, and its roles."""
@@ -250,7 +250,7 @@ class _ModuleCheck:
         def set_values() -> None:  # runs the learner's attribute code (properties, __setattr__) under the limit
             with torch.no_grad():
                 for name, value in zip(self.roles.values(), values):
-                    if (target := getattr(module, name)).dtype == dtype:
+                    if (target := getattr(module, name)).dtype in (dtype, torch.float64):  # copied exactly
                         target.copy_(value.reshape(target.shape))
                     else:  # a plain attribute that .to(dtype) did not convert, or a plain class
                         setattr(module, name, value.to(dtype).reshape(target.shape).clone())
@@ -332,7 +332,7 @@ class _ModuleCheck:
                 f"After a training step on an input that requires grad, {' and '.join(graphs)}: the buffer is part of "
                 "the autograd graph, so every step's graph stays alive (memory grows) and a second backward fails.",
             )
-        read = norms.reader(self.spec, probe.x.dtype, norms.reference(self.spec, probe))
+        read = self.reader(probe, norms.reference(self.spec, probe))
         action = "called in training mode under torch.no_grad()"
         module, output = self.step(probe, action, grad=False, read=read)
         p = probe.to(torch.float64)
@@ -357,17 +357,19 @@ class _ModuleCheck:
                 buffers[1][norms.SMALL_GROUP] = norms.SMALL_STD**2
             expected = F.batch_norm(p.x, *buffers, p.gamma, p.beta, eps=eps)
             action = f"called in eval mode with eps = {eps:g}" + ("" if grad else " under torch.no_grad()")
-            read = norms.reader(spec, probe.x.dtype, expected)
+            read = self.reader(probe, expected)
             module, output = self.step(probe, action, grad=grad, read=read, buffers=buffers)
             after = self.statistics(module, f"after it was {action}")
             if not output.isfinite().all():
-                raise Verdict("non-finite", norms.observe_non_finite(probe, output))
+                bad = f"{int(output.isnan().sum())} NaN and {int(output.isinf().sum())} infinite values"
+                said = f"In eval mode with eps = {eps:g}, your output has {bad} out of {output.numel()}; torch's is finite."
+                raise Verdict("non-finite", said)
             runs.append((p, output, expected, buffers))
             for name, before, now in zip([self.roles[r] for r in STATISTICS], buffers, after):
                 if not close(now, before, norms.TOLERANCE):
                     said = f"During a forward pass in eval mode, {name} changed from {vector(before)} to {vector(now)}."
                     self.add("updates-in-eval", said)
-        formula, codes = _eval_match(runs, spec.default_eps) or ("", ["unknown"])
+        formula, codes = _eval_match(runs, spec.default_eps) or ("none of the formulas this checker knows", ["unknown"])
         p, output, expected, buffers = max(runs, key=lambda r: (r[1] - r[2]).abs().max().item())
         i, c = divmod(int((output - expected).abs().argmax()), self.channels)
         observed = (
@@ -376,9 +378,8 @@ class _ModuleCheck:
             f"{num(buffers[1][c])} in channel {c}, sample {i} gives yours {num(output[i, c])}, torch's "
             f"{num(expected[i, c])}."
         )
-        unknown = norms.observe_difference(spec, p, output, expected)
         for code in codes:
-            self.add(code, observed if formula else f"In eval mode: {unknown}")
+            self.add(code, observed)
 
 
 def _are(names: list[str], plural: str, singular: str) -> str:

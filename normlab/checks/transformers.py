@@ -1,8 +1,5 @@
-"""Notebook 04's checkers: a pre-LN transformer block, and a LayerNorm that stays right in float16.
-
-The block is compared with every way of writing it from four slips (where the norm sits, which residuals are
-kept, which dims LN normalizes, which variance); the slips of the simplest one it equals are named.
-"""
+"""Notebook 04's checkers: a pre-LN transformer block (compared with every block that four slips make: where LN sits,
+which residuals are kept, which dims it normalizes, which variance), and a LayerNorm that stays right in float16."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from normlab._errors import shape_str
-from normlab.checks._result import CheckResult, declare
+from normlab.checks._result import CheckResult
 from normlab.checks.runner import (
     DEFAULT_TIME_LIMIT,
     Check,
@@ -28,39 +25,24 @@ from normlab.checks.runner import (
     read_tensor,
     run_check,
 )
+from normlab.checks.train_vs_eval import declare_table, word_table
 from normlab.checks.which_axes import check_layer_norm
 
-declare(
-    {
-        "post-ln-placement": (
-            "you normalized after the residual sum (post-LN), not inside the branch (pre-LN)",
-            "The norm goes inside each residual branch: `h = x + attention(layer_norm(x))`, then `y = h + "
-            "mlp(layer_norm(h))`; normalizing the sum is the post-LN block of Vaswani et al. 2017.",
-        ),
-        "residual-after-norm": (
-            "your residual path carries the normalized x instead of x itself",
-            "Keep x itself on the residual path: `h = x + attention(layer_norm(x))`, not `x = layer_norm(x)` first.",
-        ),
-        "missing-residual": (
-            "a residual connection (x + ...) is missing",
-            "Add each sublayer's output to its input: `h = x + attention(...)` and `y = h + mlp(...)`.",
-        ),
-        "half-overflow": (
-            "your intermediate values overflow float16 (largest finite value 65504)",
-            "Compute in float32 and cast back, as torch's layer_norm does: normalize `x.float()`, then "
-            "`return y.to(x.dtype)`.",
-        ),
-    }
-)
-BLOCK_HINTS = {
-    "wrong-axes": "LayerNorm normalizes each token over its features, the last dim: `x.mean(dim=-1, keepdim=True)`.",
-    "unbiased-variance": "Divide by n: `x.var(dim=-1, keepdim=True, correction=0)`; `torch.var` divides by n - 1.",
-    "unknown": "Build it step by step: `h = x + attention(layer_norm(x))`, `y = h + mlp(layer_norm(h))`, LN over E.",
-}
-HALF_HINTS = {
-    "wrong-dtype": "Return the input's dtype: finish with `y.to(x.dtype)` after computing in float32.",
-    "unknown": "Compare with `F.layer_norm(x.float(), x.shape[-1:], gamma.float(), beta.float(), eps)`.",
-}
+declare_table("""
+post-ln-placement: you normalized after the residual sum (post-LN), not inside the branch (pre-LN) | The norm goes inside each residual branch: `h = x + attention(layer_norm(x))`, then `y = h + mlp(layer_norm(h))`; normalizing the sum is the post-LN block of Vaswani et al. 2017.
+residual-after-norm: your residual path carries the normalized x instead of x itself | Keep x itself on the residual path: `h = x + attention(layer_norm(x))`, not `x = layer_norm(x)` first.
+missing-residual: a residual connection (x + ...) is missing | Add each sublayer's output to its input: `h = x + attention(...)` and `y = h + mlp(...)`.
+half-overflow: your intermediate values overflow float16 (largest finite value 65504) | Compute in float32 and cast back, as torch's layer_norm does: normalize `x.float()`, then `return y.to(x.dtype)`.
+""")
+BLOCK_HINTS = word_table("""
+wrong-axes: LayerNorm normalizes each token over its features, the last dim: `x.mean(dim=-1, keepdim=True)`.
+unbiased-variance: Divide by n: `x.var(dim=-1, keepdim=True, correction=0)`; `torch.var` divides by n - 1.
+unknown: Build it step by step: `h = x + attention(layer_norm(x))`, `y = h + mlp(layer_norm(h))`, LN over E.
+""")
+HALF_HINTS = word_table("""
+wrong-dtype: Return the input's dtype: finish with `y.to(x.dtype)` after computing in float32.
+unknown: Compare with `F.layer_norm(x.float(), x.shape[-1:], gamma.float(), beta.float(), eps)`.
+""")
 SHAPE = (3, 5, 8)  # (N, L, E): three different sizes, so that every choice of dims is visible
 EPS = 1e-5
 TOLERANCE = 1e-4  # float64 probes: a learner working in float32 still passes
