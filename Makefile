@@ -32,8 +32,10 @@ $(STAMP): pyproject.toml constraints.txt
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
-## The whole suite: lint, unit tests, then nbval over every notebook.
-test: lint test-unit test-notebooks
+## The whole suite: lint, then the unit tests and nbval over every notebook in one pytest run. One run keeps
+## both processes busy to the end (the notebooks, the longest files, go first; the unit tests fill in).
+test: lint
+	$(PY) -m pytest $(PARALLEL) $(NBVAL) notebooks tests
 
 ## ruff (lint and format check of the package, tests, scripts and notebooks) and mypy (types; settings in pyproject.toml).
 lint: $(STAMP)

@@ -16,7 +16,8 @@ function *by name*, and a new Python process cannot find a function that was def
 notebook (spawn's child re-imports a script's ``__main__``, but a notebook has no file to
 re-import). normlab's processes run ``python -m normlab.distributed`` and import only the
 worker's module, so the worker must live in an importable module, here
-``normlab.experiments.batch_norm_across_processes``.
+``normlab.experiments.batch_norm_across_processes``. Like spawn's children, they import it
+through the parent's ``sys.path``, so a folder the notebook added to it is found too.
 
 Nothing waits forever and nothing is left behind:
 
@@ -24,8 +25,10 @@ Nothing waits forever and nothing is left behind:
   raises instead of blocking;
 - the parent waits with a deadline; as soon as one process fails, or the deadline passes,
   it stops all of them and raises :class:`WorkerError` with the failing rank's error;
-- the processes are stopped and reaped on every path out of :func:`run_processes`,
-  including Kernel > Interrupt; each worker also exits if its parent disappears;
+- each process starts its own process group, and on every path out of
+  :func:`run_processes`, including Kernel > Interrupt, the whole group is stopped and the
+  process reaped: a subprocess that a worker started ends with it; each worker also exits
+  if its parent disappears;
 - :func:`leftovers` reports any launched process still running or port still listening.
 """
 
@@ -36,6 +39,7 @@ import contextlib
 import datetime
 import importlib
 import inspect
+import json
 import os
 import pickle
 import re
@@ -154,6 +158,7 @@ def run_processes(
                         stdin=subprocess.DEVNULL,
                         stdout=logs[-1],
                         stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own process group: _stop ends what it started too
                     )
                 )
             LAUNCHES.append(Launch(target, port, tuple(p.pid for p in processes)))
@@ -202,7 +207,15 @@ def _command(target: str, work: Path, rank: int, timeout: float) -> list[str]:
         str(timeout),
         "--parent",
         str(os.getpid()),
+        "--sys-path",
+        json.dumps(_import_path()),
     ]
+
+
+def _import_path() -> list[str]:
+    """This process's ``sys.path`` for the workers, ``''`` (the current folder) made absolute: what
+    ``torch.multiprocessing.spawn`` gives its children (multiprocessing's spawn start method)."""
+    return [entry or os.getcwd() for entry in sys.path]
 
 
 def _environment(rank: int, world_size: int, port: int) -> dict[str, str]:
@@ -225,7 +238,7 @@ def _wait(processes: list[subprocess.Popen], work: Path, target: str, deadline: 
     """Return when every process exited with 0; raise WorkerError at the first failure or at the deadline."""
     world_size = len(processes)
     while True:
-        codes = [p.poll() for p in processes]
+        codes = [_exit_code(p) for p in processes]
         failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)]
         if failed:
             codes = _settle(processes)  # the rank that raised may exit after the partner it left behind
@@ -257,9 +270,23 @@ def _wait(processes: list[subprocess.Popen], work: Path, target: str, deadline: 
 def _settle(processes: list[subprocess.Popen], seconds: float = 2.0) -> list[int | None]:
     """Exit codes after giving the other processes a moment to finish failing too."""
     deadline = time.monotonic() + seconds
-    while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+    while any(_exit_code(p) is None for p in processes) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
-    return [p.poll() for p in processes]
+    return [_exit_code(p) for p in processes]
+
+
+def _exit_code(process: subprocess.Popen) -> int | None:
+    """The exit code (minus the signal's number if a signal ended it), or None while it runs.
+
+    Unlike ``Popen.poll`` this leaves an exited process unreaped, so its id, which is also its
+    process group's, cannot go to another process before :func:`_stop` has signalled the group.
+    """
+    if process.returncode is not None:
+        return process.returncode
+    info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
 def _lost_peer(log: str) -> bool:
@@ -297,17 +324,25 @@ def _shortened(reason: str, limit: int = MESSAGE_LIMIT) -> str:
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
-    """Terminate every process still running, kill those that ignore it, and reap them all."""
+    """Terminate each process's group (the worker and any process it started), kill what ignores it, reap.
+
+    A group outlives its first process while something the worker started still runs, so it is
+    signalled even after the worker itself has exited; the worker is reaped last.
+    """
     for p in processes:
-        if p.poll() is None:
-            p.terminate()
+        _signal_group(p, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE
+    while any(_exit_code(p) is None for p in processes) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
     for p in processes:
-        try:
-            p.wait(max(deadline - time.monotonic(), 0.0))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        _signal_group(p, signal.SIGKILL)
+        p.wait()
+
+
+def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+    """Send ``sig`` to the process group that ``process`` leads (start_new_session), if any of it is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
 
 
 def leftovers() -> list[str]:
@@ -372,9 +407,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--result", type=Path, help="where to write the pickled result")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="process group timeout, seconds")
     parser.add_argument("--parent", type=int, help="exit when this process id is no longer the parent")
+    parser.add_argument("--sys-path", type=json.loads, help="the import path to use, as a JSON list of folders")
     args = parser.parse_args(argv)
     if args.parent is not None:
         _exit_with_parent(args.parent)
+    if args.sys_path is not None:
+        sys.path[:] = args.sys_path  # before the worker's module and its pickled arguments are imported
 
     import torch
     import torch.distributed as dist

@@ -111,14 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         if run.returncode != 0:
             failed.append(name)
             print(f"\n===== kernel path {name}: outputs differ from the stored ones =====\n{output}")
-    elapsed = time.perf_counter() - started
+    print(verdict(failed, names, time.perf_counter() - started))
+    return 1 if failed else 0
+
+
+def verdict(failed: list[str], names: list[str], seconds: float) -> str:
+    """The check's last line: the kernel paths under which an output differed, or that none did."""
     if failed:
-        print(f"portability check FAILED under {', '.join(failed)} ({elapsed:.0f} s)")
-        return 1
-    print(
-        f"portability check passed: every output identical, figures included, under {', '.join(names)} ({elapsed:.0f} s)"
-    )
-    return 0
+        return f"portability check FAILED under {', '.join(failed)} ({seconds:.0f} s)"
+    return f"portability check passed: every output identical, figures included, under {', '.join(names)} ({seconds:.0f} s)"
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 
@@ -9,15 +10,10 @@ import torch
 import torch.distributed as dist
 
 
-def rank_sum() -> tuple[int, int, float]:
-    t = torch.tensor([float(dist.get_rank())])
-    dist.all_reduce(t)
-    return dist.get_rank(), dist.get_world_size(), t.item()
-
-
 def fail_on_rank(rank: int) -> float:
     if dist.get_rank() == rank:
-        raise ValueError(f"rank {rank} gave up")
+        started = subprocess.Popen(["sleep", "600"])  # a process of its own, left running
+        raise ValueError(f"rank {rank} gave up, leaving process {started.pid} running")
     t = torch.ones(1)
     dist.all_reduce(t)  # waits for the failed rank
     return t.item()
