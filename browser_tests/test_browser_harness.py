@@ -1,7 +1,8 @@
 """The browser harness catches what it claims to catch, and leaves nothing running.
 
 A stand-in project (the repository's Makefile and .venv, a notebooks/ folder of its own)
-serves one planted notebook through the same `make lab` launcher. It holds: explorers
+serves one planted notebook through the same launcher as the real run, in each front end
+(JupyterLab by `make lab`, Notebook 7 by `jupyter notebook`). It holds: explorers
 whose settings differ (a move must be seen to change the shown image), one whose compute
 ignores its control, so every setting shows the same picture (it must be reported as
 stale), a make_*_explorer() that shows no
@@ -11,21 +12,28 @@ an untagged error (both reported), and a cell after that error (reported as not 
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 
 import nbformat
 import pytest
 from lab_harness import (
+    FRONT_ENDS,
     INSTALL_HINT,
+    LAB,
+    NOTEBOOK7,
     REPO,
     BrowserNotFound,
+    FrontEnd,
     alive,
     describe,
     find_chromium,
     leftovers_of,
     processes_with_argument,
     running_chromium,
-    running_lab,
+    running_jupyter,
+    server_command,
 )
 from notebook_driver import VIEWPORT, NotebookFile, find_problems, run_notebook, shows_an_explorer
 from playwright.sync_api import sync_playwright
@@ -77,7 +85,8 @@ def stand_in_project(root: Path) -> Path:
     """A folder that `make -f <repo>/Makefile lab` can serve: the repo's .venv, a notebook of our own."""
     root.mkdir()
     (root / ".venv").symlink_to(REPO / ".venv")
-    (root / "pyproject.toml").symlink_to(REPO / "pyproject.toml")
+    for stamp_input in ("pyproject.toml", "constraints.txt"):  # what the .venv stamp depends on
+        (root / stamp_input).symlink_to(REPO / stamp_input)
     (root / "notebooks").mkdir()
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -120,11 +129,40 @@ def test_cells_that_must_show_an_explorer_are_recognised(source: str, shows: boo
     assert shows_an_explorer(source) is shows
 
 
-def test_harness_catches_planted_problems_and_leaves_nothing_running(tmp_path: Path) -> None:
+def test_server_commands_serve_notebooks_privately(tmp_path: Path) -> None:
+    """JupyterLab through `make lab`, Notebook 7 with the options `make lab` gives, both private."""
+    private = [
+        "--no-browser",
+        "--port=8123",
+        "--ServerApp.port_retries=0",
+        "--IdentityProvider.token=t0k",
+        f"--FileCheckpoints.checkpoint_dir={tmp_path / 'checkpoints'}",
+    ]
+    lab = server_command(LAB, 8123, "t0k", tmp_path, REPO)
+    assert lab[:3] == ["make", "--no-print-directory", "lab"]
+    lab_args = shlex.split(lab[3].removeprefix("LAB_ARGS="))
+    assert set(private) <= set(lab_args)
+    assert f"--LabApp.user_settings_dir={tmp_path / 'user-settings'}" in lab_args
+
+    notebook = server_command(NOTEBOOK7, 8123, "t0k", tmp_path, tmp_path / "project")
+    assert notebook[:4] == [
+        str(tmp_path / "project" / ".venv" / "bin" / "jupyter"),
+        "notebook",
+        "--notebook-dir=notebooks",
+        "--ServerApp.ip=127.0.0.1",
+    ]
+    assert ("--allow-root" in notebook) == (os.geteuid() == 0)
+    assert set(private) <= set(notebook)
+    assert f"--JupyterNotebookApp.user_settings_dir={tmp_path / 'user-settings'}" in notebook
+    assert f"--JupyterNotebookApp.workspaces_dir={tmp_path / 'workspaces'}" in notebook
+
+
+@pytest.mark.parametrize("front_end", FRONT_ENDS, ids=[f.test_id for f in FRONT_ENDS])
+def test_harness_catches_planted_problems_and_leaves_nothing_running(tmp_path: Path, front_end: FrontEnd) -> None:
     notebook = stand_in_project(tmp_path / "project")
     with (
         sync_playwright() as playwright,
-        running_lab(tmp_path / "project") as server,
+        running_jupyter(front_end, tmp_path / "project") as server,
         running_chromium(playwright, find_chromium()) as (browser, marker),
     ):
         browser_processes = processes_with_argument(marker)
@@ -133,7 +171,10 @@ def test_harness_catches_planted_problems_and_leaves_nothing_running(tmp_path: P
         report = run_notebook(page, server, notebook, "harness-selftest", screenshot_dir=None, figure_timeout_s=8)
         server.record_processes()
         kernels = server.api("GET", "/api/kernels")
+        in_lab_shell = page.evaluate("() => !!document.querySelector('.jp-LabShell')")
+        page_url = page.url
 
+    assert in_lab_shell == (front_end == LAB), page_url  # the page is the front end asked for
     problems = find_problems(report, NotebookFile.read(notebook))
     assert [(e.cell, "planted error, allowed by its tag" in e.text) for e in report.allowed_errors] == [(6, True)]
     assert [(e.cell, e.text.strip().splitlines()[-1]) for e in report.errors] == [
@@ -162,6 +203,7 @@ def test_harness_catches_planted_problems_and_leaves_nothing_running(tmp_path: P
     assert len(kernels) == 1  # the planted notebook's kernel was running ...
     leftovers = leftovers_of(server)  # ... and now neither it, nor jupyter, nor make is
     assert not leftovers, "\n".join(leftovers)
-    assert len(server.seen) >= 3, describe(list(server.seen.values()))  # make, jupyter, the kernel
+    # make (JupyterLab only), jupyter, the kernel
+    assert len(server.seen) >= (3 if front_end == LAB else 2), describe(list(server.seen.values()))
     remaining = alive(browser_processes)
     assert browser_processes and not remaining, describe(remaining)
