@@ -74,7 +74,7 @@ clean:
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
-## Every notebook in JupyterLab in headless Chromium (Playwright); widgets must respond;
+## Every notebook in JupyterLab (`make lab`) and in Notebook 7, in headless Chromium (Playwright); widgets must respond;
 ## the deck and the site render offline (no request to another host). The deck and the site are built
 ## first, two jobs at a time (each notebook's kernel runs on one thread).
 test-browser: $(STAMP)

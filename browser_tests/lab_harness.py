@@ -298,6 +298,9 @@ def server_environment(state_dir: Path) -> dict[str, str]:
         JUPYTER_RUNTIME_DIR=str(state_dir / "runtime"),
         JUPYTER_DATA_DIR=str(state_dir / "data"),
         IPYTHONDIR=str(state_dir / "ipython"),
+        # Notebook 7 reads its user settings (autosave off) from here; --JupyterNotebookApp.user_settings_dir
+        # alone leaves them unread, and Notebook 7 then autosaves over the repository's notebooks.
+        JUPYTERLAB_SETTINGS_DIR=str(state_dir / "user-settings"),
     )
     return env
 

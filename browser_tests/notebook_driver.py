@@ -280,14 +280,15 @@ def wait_for_figure(explorer: Locator, differs_from: str | None, timeout_s: floa
     return digest
 
 
-def drag_one_step(page: Page, handle: Locator) -> str:
-    """Drag a slider's handle as a person does: press it, move until the value changes, release.
+def drag_one_step(page: Page, handle: Locator, readout: Locator) -> str:
+    """Drag a slider's handle as a person does: press it, move until the readout changes, release.
 
     The mouse, not the arrow keys: Notebook 7 does not pass ArrowLeft/ArrowRight on to a
-    focused slider handle (JupyterLab does). Returns the direction, "left" at the maximum.
+    focused slider handle (JupyterLab does). The readout, not the handle's aria-valuenow, is
+    watched: that is what the learner reads. Returns the direction, "left" at the maximum.
     """
-    before = handle.get_attribute("aria-valuenow")
-    direction = -1 if before == handle.get_attribute("aria-valuemax") else 1
+    before = readout.inner_text()
+    direction = -1 if handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax") else 1
     box = handle.bounding_box()
     assert box is not None, "the slider's handle is not on the page"
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -295,7 +296,7 @@ def drag_one_step(page: Page, handle: Locator) -> str:
     page.mouse.down()
     for dx in range(DRAG_STEP_PX, MAX_DRAG_PX, DRAG_STEP_PX):
         page.mouse.move(x + direction * dx, y)
-        if handle.get_attribute("aria-valuenow") != before:
+        if readout.inner_text() != before:
             break
     page.mouse.up()
     return "left" if direction < 0 else "right"
@@ -314,7 +315,7 @@ def move_one_control(explorer: Locator) -> tuple[str, str, str]:
         slider = handle.locator("xpath=ancestor::div[contains(@class,'widget-slider')]")
         readout = slider.locator(".widget-readout")
         before = readout.inner_text()
-        direction = drag_one_step(explorer.page, handle)
+        direction = drag_one_step(explorer.page, handle, readout)
         return (
             f"slider {slider.locator('.widget-label').inner_text()!r} (dragged {direction})",
             before,
