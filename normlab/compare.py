@@ -135,3 +135,17 @@ def fmt_spread(values: Sequence[float], spec: str = ".2f") -> str:
     if len(values) == 1:
         return middle
     return f"{middle} [{fmt(min(values), spec)}–{fmt(max(values), spec)}]"
+
+
+def plotted(values: Sequence[float], digits: int = 6) -> list[float]:
+    """``values`` rounded to ``digits`` significant digits: what a figure should draw of a computed result.
+
+    A figure is compared byte for byte under other CPU kernel paths (``make test-portability``).
+    Float64 results that passed through a long computation differ there in their last bits
+    (1e-9 relative after 20 Adam steps in notebook 05), and a line moved by that can change one
+    anti-aliased pixel. Rounded to 6 digits, far below what the eye can read, they draw the same::
+
+        >>> plotted([0.123456789, 1234.56789, 0.0])
+        [0.123457, 1234.57, 0.0]
+    """
+    return [float(f"{float(v):.{digits}g}") for v in values]

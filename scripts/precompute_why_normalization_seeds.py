@@ -1,8 +1,9 @@
 """Run notebook 01's seeded experiments once and store them in normlab/data/cached/why_normalization_seeds.json.
 
-The learning-rate sweep (4 rates x 2 norms), the covariate-shift test (3 nets) and the
-smoothness measurement (2 nets), each over 5 seeds in float64, take about 35 s on one core:
-over the notebook's budget, so the notebook reads this file
+The learning-rate sweep (4 rates x 3 nets: no norm from PyTorch's default and from Kaiming init,
+BatchNorm), the BatchNorm net's weight norms (2 rates), the covariate-shift test (3 nets, with a
+fixed probe batch) and the smoothness measurement (2 nets), each over 5 seeds in float64, take
+about two minutes on one idle core: over the notebook's budget, so the notebook reads this file
 (:func:`normlab.experiments.why_normalization_seeds.load_seeded_results`).
 tests/test_why_normalization_seeds.py recomputes entries of it.
 Usage: ``python scripts/precompute_why_normalization_seeds.py [output.json]``.

@@ -73,3 +73,11 @@ def test_fmt_never_prints_a_negative_zero():
     assert fmt(-0.25, ".2f") == "-0.25"
     assert fmt(-1e-12, ".1e") == "-1.0e-12"  # scientific notation keeps its sign: it is not zero
     assert fmt(-1e-05, "+.3f") == "+0.000"
+
+
+def test_plotted_values_drop_last_bit_noise_and_keep_what_the_eye_reads():
+    from normlab.compare import plotted
+
+    noisy = [0.0123456789 * (1 + 2e-9), 7.654321 * (1 - 1.4e-9)]
+    assert plotted(noisy) == plotted([0.0123456789, 7.654321]) == [0.0123457, 7.65432]
+    assert plotted([1.5, 1.5001]) != plotted([1.5, 1.5002])  # a difference one could see stays

@@ -76,6 +76,15 @@ def bessel(dy, x, gamma, eps=1e-5):
     return dx, (dy * x_hat).sum(0), dy.sum(0)
 
 
+def torch_var_default(dy, x, gamma, eps=1e-5):
+    """x.var(0), torch's default (n - 1), in x_hat and std, then the biased closed form: the usual slip."""
+    n = x.shape[0]
+    std = torch.sqrt(x.var(0) + eps)
+    x_hat = (x - x.mean(0)) / std
+    dx = gamma / (n * std) * (n * dy - dy.sum(0) - x_hat * (dy * x_hat).sum(0))
+    return dx, (dy * x_hat).sum(0), dy.sum(0)
+
+
 def missing_gamma(dy, x, gamma, eps=1e-5):
     dx, dgamma, dbeta = formula(dy, x, gamma, eps)
     return dx / gamma, dgamma, dbeta
@@ -157,6 +166,7 @@ def test_right_backwards_pass(fn):
         (missing_variance_path, "missing-variance-path", ()),
         (both_paths_missing, "missing-mean-path", ("missing-variance-path",)),
         (bessel, "unbiased-variance", ()),
+        (torch_var_default, "unbiased-variance", ()),
         (missing_gamma, "missing-gamma", ()),
         (missing_eps, "missing-eps", ()),
         (eps_outside_sqrt, "eps-outside-sqrt", ()),
@@ -241,12 +251,12 @@ SHAPES = "when called on dy and x of shape (8, 3)"
         (
             lambda dy, x, gamma, eps=1e-5: None,
             "not-a-tensor",
-            "<lambda> returned a NoneType; expected a tuple (dx, dgamma, dbeta) of three tensors.",
+            "<lambda> returned a NoneType; expected a tuple (dx, dgamma, dbeta) of 3 tensors.",
         ),
         (
             lambda dy, x, gamma, eps=1e-5: (dy, dy),
             "not-a-tensor",
-            "<lambda> returned a tuple of length 2; expected a tuple (dx, dgamma, dbeta) of three tensors.",
+            "<lambda> returned a tuple of length 2; expected a tuple (dx, dgamma, dbeta) of 3 tensors.",
         ),
         (
             lambda dy, x, gamma, eps=1e-5: (dy, "a", dy.sum(0)),
@@ -266,7 +276,7 @@ SHAPES = "when called on dy and x of shape (8, 3)"
         (
             lambda dy, x, gamma, eps=1e-5: (dy / 0 * 0, dy.sum(0), dy.sum(0)),
             "non-finite",
-            "<lambda> returned a tensor with 24 NaN or infinite values as dx.",
+            "<lambda> returned 24 NaN or infinite values out of 24 as dx.",
         ),
         (
             lambda dy, x, gamma, eps=1e-5: 1 / 0,

@@ -75,7 +75,10 @@ def test_running_stats_update_names_changed_buffers_and_a_wrong_return():
     )
     assert inplace.hint.startswith("Return new tensors")
     none = check_running_stats_update(up_none)
-    assert (none.mistake, none.observed) == ("not-a-tensor", "up_none returned NoneType; expected (new_mean, new_var).")
+    assert (none.mistake, none.observed) == (
+        "not-a-tensor",
+        "up_none returned a NoneType; expected a tuple (new_mean, new_var) of 2 tensors.",
+    )
 
 
 # ---- Exercise 2: porting a Keras BatchNormalization layer -----------------------------------------------------

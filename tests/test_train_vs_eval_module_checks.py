@@ -205,8 +205,31 @@ def test_each_module_mistake_is_named(code, cls):
 
 def test_reversed_momentum_is_measured_as_the_fraction_moved():
     observed = check_batch_norm_module(KerasMomentum).observed
-    assert "it moved 0.90 of the way to the batch's value" in observed
-    assert "PyTorch moves it 0.10 of the way" in observed and "Keras" in observed
+    # from -1.9375 towards the batch mean -0.4375: 0.9 of the way is -0.5875, 0.7 of the way -0.8875
+    assert "yours is then -0.5875 with momentum=0.1, 0.90 of the way to it, and -0.8875 with momentum=0.3" in observed
+    assert "PyTorch moves it 0.10 and 0.30 of the way to the batch's mean -0.4375, to -1.7875 and -1.4875" in observed
+    assert "Keras" in observed
+
+
+def test_the_values_said_to_be_pytorchs_are_torchs():
+    from normlab.checks.train_vs_eval_module import TRAIN_BUFFERS, _known
+    from normlab.checks.which_axes_variants import batch_norm_spec, make_probes
+
+    probe = make_probes(batch_norm_spec("NC"))[0]
+    after = []  # torch's running_mean[0] and running_var[0] after one step from the checker's buffers
+    for momentum in (0.1, 0.3):
+        bn = torch.nn.BatchNorm1d(4, momentum=momentum).double()
+        with torch.no_grad():
+            bn.running_mean[:], bn.running_var[:] = _known(probe, "unbiased variance", TRAIN_BUFFERS)
+        bn(probe.x.double())
+        after.append((f"{bn.running_mean[0]:.4f}", f"{bn.running_var[0]:.4f}"))
+    (mean1, var1), (mean3, var3) = after
+    assert (
+        f"of the way to the batch's mean -0.4375, to {mean1} and {mean3}:"
+        in check_batch_norm_module(KerasMomentum).observed
+    )
+    said = check_batch_norm_module(StoresBiasedVariance).observed
+    assert f"of the way to the batch's unbiased variance 2.6701, to {var1} and {var3}:" in said
 
 
 def test_biased_running_variance_shows_both_candidates():
@@ -228,10 +251,13 @@ def test_grad_mode_as_training_flag_is_named_for_what_it_is():
     )
 
 
-def test_eval_eps_mistake_quotes_the_divisor():
+def test_eval_eps_mistake_shows_the_formula_and_the_largest_difference():
     observed = check_batch_norm_module(EvalEpsOutside).observed
-    assert "on channel 1 (running_var 0.0100)" in observed
-    assert "sqrt(running_var + eps) = 0.7141" in observed and "sqrt(running_var) + eps: 0.6000" in observed
+    assert observed == (
+        "In eval mode your output equals (x - running_mean) / (sqrt(running_var) + eps) * weight + bias, where "
+        "torch's is (x - running_mean) / sqrt(running_var + eps) * weight + bias. With eps = 0.5, running_mean 3.2481 "
+        "and running_var 1.1657 in channel 2, sample 0 gives yours -3.4341, torch's -4.0967."
+    )
 
 
 def test_structure_problems_are_said():
@@ -435,7 +461,7 @@ def test_the_articles_three_mistakes_are_each_measured(mode):
     said = dict(zip(result.also, result.also_observed))
     assert "sqrt(5/6) = 0.9129" in result.observed
     assert "In channel 0, moving_mean was -1.9375 before one training step" in said["momentum-reversed"]
-    assert "it moved 0.90 of the way to the batch's value" in said["momentum-reversed"]
+    assert "yours is then -0.5875 with momentum=0.1, 0.90 of the way to it" in said["momentum-reversed"]
     assert "moving_mean has requires_grad=True and grad_fn=AddBackward0" in said["stats-not-detached"]
     assert said["nonstandard-names"].startswith(
         "The checker found them by their values and names: gamma (torch: weight), beta (torch: bias), "
@@ -456,9 +482,10 @@ def test_plain_attributes_are_shown_missing_from_the_state_dict_and_left_behind_
 def test_an_ignored_momentum_is_measured_with_a_second_value():
     said = check_batch_norm_module(IgnoresMomentum).observed
     assert said == (
-        "Built with momentum=0.3, your module moved running_mean 0.10 of the way to the batch's mean in one "
-        "training step, as it did with momentum=0.1: it ignores the momentum it is given. PyTorch moves it 0.30 "
-        "of the way."
+        "In channel 0, running_mean was -1.9375 before one training step on a batch whose mean is -0.4375: yours is "
+        "then -1.7875 with momentum=0.1, 0.10 of the way to it, and -1.7875 with momentum=0.3, 0.10 of the way. "
+        "PyTorch moves it 0.10 and 0.30 of the way to the batch's mean -0.4375, to -1.7875 and -1.4875: "
+        "`running = (1 - momentum) * running + momentum * batch_stat`. Your module ignores the momentum it is given."
     )
 
 
@@ -466,12 +493,103 @@ def test_a_plain_class_is_checked_with_its_training_attribute():
     result = check_batch_norm_module(KarpathyBatchNorm1d)
     said = dict(zip(result.also, result.also_observed))
     assert said["not-a-module"] == (
-        "KarpathyBatchNorm1d is a plain Python class, not a torch.nn.Module: the checker switched its mode by "
-        "setting .training itself. It has no .train(), .eval(), .state_dict(), .to(), which model.train(), "
-        "model.eval(), an optimizer, saving and moving to a device rely on; and an nn.Module that holds it does "
-        "not see it as a layer."
+        "KarpathyBatchNorm1d is a plain Python class, not a torch.nn.Module (the checker set .training itself): it "
+        "has no .train(), .eval(), .state_dict(), .to(), which model.train(), an optimizer, saving and moving to a "
+        "device rely on."
     )
     assert "gamma (torch: weight), beta (torch: bias)" in said["nonstandard-names"]
+
+
+class VarMovesHalfway(HandBN):
+    def update(self, mean, var, n):  # running_mean right; running_var moves 0.5 of the way whatever the momentum
+        super().update(mean, var, n)
+        with torch.no_grad():
+            self.running_var.sub_(self.momentum * var * n / (n - 1)).div_(1 - self.momentum).lerp_(
+                var * n / (n - 1), 0.5
+            )
+
+
+class VarMomentumFixed(HandBN):
+    def update(self, mean, var, n):  # running_mean right; running_var always with 0.1
+        with torch.no_grad():
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
+            self.running_var.mul_(0.9).add_(0.1 * var * n / (n - 1))
+
+
+@pytest.mark.parametrize(("cls", "moved"), [(VarMovesHalfway, "0.50"), (VarMomentumFixed, "0.10")])
+def test_running_var_is_judged_apart_from_running_mean(cls, moved):
+    result = check_batch_norm_module(cls)
+    assert (result.mistake, result.also) == ("ignores-momentum", ()), result.message
+    assert result.observed.startswith("In channel 0, running_var was 5.3403 before one training step")
+    assert f"with momentum=0.1, {moved} of the way to it, and " in result.observed
+    assert f"with momentum=0.3, {moved} of the way." in result.observed
+
+
+class UpdatesOnlyTheMean(HandBN):
+    def update(self, mean, var, n):
+        with torch.no_grad():
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
+
+
+def test_a_buffer_left_as_it_was_is_quoted_with_its_own_values():
+    result = check_batch_norm_module(UpdatesOnlyTheMean)
+    assert result.mistake == "stats-not-updated", result.message
+    assert result.observed.startswith(
+        "In channel 0, running_var was 5.3403 before one training step on a batch whose unbiased variance is "
+        "2.6701: yours is then 5.3403 with momentum=0.1, 0.00 of the way to it"
+    )
+    assert result.observed.endswith("Your module does not update it in training mode.")
+
+
+class NaNInTraining(HandBN):
+    def forward(self, x):
+        y = super().forward(x)
+        return y * float("nan") if self.training else y
+
+
+def test_a_training_output_with_nan_is_non_finite():
+    result = check_batch_norm_module(NaNInTraining)
+    assert result.mistake == "non-finite", result.message
+    assert "your output has 24 NaN and 0 infinite values out of 24" in result.observed
+
+
+class EvalWithoutAffine(HandBN):
+    def forward(self, x):
+        return (
+            super().forward(x) if self.training else (x - self.running_mean) / torch.sqrt(self.running_var + self.eps)
+        )
+
+
+class EvalSwapsAffine(HandBN):
+    def forward(self, x):
+        y = super().forward(x)
+        return y if self.training else (y - self.bias) / self.weight * self.bias + self.weight
+
+
+class EvalWithItsOwnEps(HandBN):
+    def forward(self, x):
+        y = super().forward(x)
+        return (
+            y
+            if self.training
+            else (x - self.running_mean) / torch.sqrt(self.running_var + 1e-5) * self.weight + self.bias
+        )
+
+
+@pytest.mark.parametrize(
+    ("cls", "codes", "formula"),
+    [
+        (EvalWithoutAffine, ("missing-affine",), "(x - running_mean) / sqrt(running_var + eps),"),
+        (EvalSwapsAffine, ("swapped-affine",), "(x - running_mean) / sqrt(running_var + eps) * bias + weight,"),
+        (EvalWithItsOwnEps, ("missing-eps",), "(x - running_mean) / sqrt(running_var + 1e-05) * weight + bias,"),
+        (BatchStatsInEval, ("eval-uses-batch-stats",), "(x - x.mean(0)) / sqrt(x.var(0, correction=0) + eps)"),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
+def test_eval_mode_candidates_are_named_with_their_formula(cls, codes, formula):
+    result = check_batch_norm_module(cls)
+    assert (result.mistake, *result.also) == codes, result.message
+    assert result.observed.startswith(f"In eval mode your output equals {formula}")
 
 
 def test_every_module_mistake_code_is_tested_here():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import statistics
 
 import pytest
 import torch
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from normlab.data.sequences import PAD, make_sequence_task, padded_batch
 from normlab.experiments import transformers as tf
-from normlab.experiments.common import DIVERGED_LOSS
+from normlab.experiments.common import DIVERGED_LOSS, random_batches
 from normlab.plots import transformers as plots
 from normlab.widgets.transformers import make_transformer_explorer
 
@@ -88,6 +88,15 @@ def test_only_pre_ln_has_a_final_norm_and_the_model_is_float64():
     assert all(torch.equal(a, b) for a, b in zip(pre.parameters(), again.parameters()))
 
 
+def test_the_baseline_without_norm_has_no_norm_at_all():
+    model = tf.build_transformer(2, "none", "pre", seed=0)
+    assert not any(isinstance(m, (torch.nn.LayerNorm, torch.nn.RMSNorm)) for m in model.modules())
+    block, x = model.blocks[0], torch.randn(2, 5, 32, dtype=torch.float64)
+    h = x + block.attention(x)
+    torch.testing.assert_close(block(x), h + block.mlp(h), rtol=0, atol=0)
+    assert tf.MODELS["no norm"] == ("none", "pre")
+
+
 def test_token_batch_norm_is_batch_norm_over_batch_and_sequence():
     x = torch.randn(3, 4, 8, dtype=torch.float64)
     norm = tf.make_norm("batch", 8)
@@ -96,7 +105,7 @@ def test_token_batch_norm_is_batch_norm_over_batch_and_sequence():
 
 
 def test_bad_settings_raise_teaching_errors():
-    with pytest.raises(ValueError, match="norm must be one of 'layer', 'rms', 'batch'; got 'group'"):
+    with pytest.raises(ValueError, match="norm must be one of 'layer', 'rms', 'batch', 'none'; got 'group'"):
         tf.make_norm("group", 8)
     with pytest.raises(ValueError, match="placement must be one of 'pre', 'post'; got 'middle'"):
         tf.Block(8, 2, "layer", "middle")
@@ -114,12 +123,24 @@ def test_gradient_norms_at_init_are_per_block_and_post_ln_is_larger():
     assert sum(post.per_layer) / sum(pre.per_layer) > 1.3  # the notebook's §3 finding, with a margin
 
 
-def test_gradient_norm_table_takes_medians_over_seeds():
-    table = tf.gradient_norm_table(depths=(2,), norms=("layer",), seeds=(0, 1, 2))
+def test_gradient_norm_table_keeps_every_seed_and_takes_medians():
+    table = tf.gradient_norm_table(depths=(2,), seeds=(0, 1, 2))
     runs = [tf.gradient_norms_at_init(2, "layer", "pre", seed).per_layer for seed in (0, 1, 2)]
+    assert table.seeds_at(2, "layer", "pre") == runs
     assert table.at(2, "layer", "pre").per_layer == [sorted(layer)[1] for layer in zip(*runs)]
+    assert table.largest() == max(v for p in ("pre", "post") for run in table.seeds_at(2, "layer", p) for v in run)
     with pytest.raises(ValueError, match=r"no gradient norms for \(4, 'layer', 'pre'\)"):
         table.at(4, "layer", "pre")
+
+
+def test_the_post_to_pre_gradient_ratio_grows_with_depth():
+    """§3 (seed 0): post-LN / pre-LN gradient norms, summed over blocks, larger at 24 blocks than at 2."""
+
+    def ratio(depth):
+        post, pre = (sum(tf.gradient_norms_at_init(depth, "layer", p, seed=0).per_layer) for p in ("post", "pre"))
+        return post / pre
+
+    assert 1.3 < ratio(2) < 1.7 and ratio(24) > 1.3 * ratio(2)
 
 
 def test_learning_rate_warm_up_is_linear_then_constant():
@@ -131,109 +152,169 @@ def test_a_diverging_run_stops_and_says_so():
     run = tf.train_run(1, "layer", "post", 100.0, 0, steps=10, batch_size=8)
     assert run.diverged and len(run.losses) < 10 and not run.losses[-1] <= DIVERGED_LOSS
     # the cached curve averages the steps that trained: the loss that crossed is left out
-    lost = tf.TrainingRun(1, "layer", "post", 0.1, 0, 0, [1.0] * 19 + [math.inf], True)
-    assert tf.summarize(lost).curve == [1.0] and tf.summarize(lost).outcome == "diverged"
+    lost = tf.TrainingRun(1, "layer", "post", 0.1, 0, 0, [1.0] * 19 + [math.inf], True, [])
+    summary = tf.summarize(lost, "post-LN")
+    assert summary.curve == [1.0] and summary.steps_run == 19 and summary.outcome == "diverged"
+    assert summary.final_loss == math.inf
 
 
-def test_steps_to_threshold_and_outcomes():
-    run = tf.TrainingRun(1, "layer", "pre", 0.01, 0, 0, [2.0] * 5 + [0.1] * 20, False)
-    assert run.steps_to_threshold(0.5, window=10) == 13  # the mean of steps 4-13 is first below 0.5
-    summary = tf.summarize(run)
-    assert summary.curve == [pytest.approx(1.05), pytest.approx(0.1)] and summary.outcome == "trained"
-    unstable = dataclasses.replace(summary, curve=[0.1, 2.2])
-    stuck = dataclasses.replace(summary, curve=[2.2, 2.2], steps_to_threshold=None)
-    diverged = dataclasses.replace(summary, diverged=True)
-    assert (unstable.outcome, stuck.outcome, diverged.outcome) == ("unstable", "stuck", "diverged")
+def summary_of(losses, diverged=False):
+    return tf.summarize(tf.TrainingRun(6, "layer", "pre", 0.01, 0, 0, losses, diverged, []), "pre-LN")
+
+
+def test_a_run_is_labelled_from_its_whole_curve():
+    """A run that gets below the threshold and later rises above it is "unstable", even if it ends below."""
+    trained = summary_of([2.0] * 5 + [0.1] * 25)
+    assert trained.steps_to_threshold == 13 and trained.curve == [pytest.approx(1.05), 0.1, 0.1]
+    assert trained.outcome == "trained" and trained.worst_after_threshold == pytest.approx(0.1)
+    spiked = summary_of([2.0] * 5 + [0.1] * 15 + [1.9] * 10 + [0.1] * 10)  # back below at the end
+    assert spiked.final_loss == pytest.approx(0.1) and spiked.outcome == "unstable"
+    assert spiked.worst_after_threshold == pytest.approx(1.9)
+    assert summary_of([2.2] * 30).outcome == "stuck" and summary_of([2.2] * 30).worst_after_threshold is None
+    assert summary_of([2.0] * 5 + [0.1] * 5 + [0.6] * 20).outcome == "unstable"  # it never comes back
+
+
+def test_output_change_is_recorded_without_changing_the_run():
+    plain = tf.train_run(2, "layer", "post", 0.01, 0, seed=0, steps=6, batch_size=8)
+    probed = tf.train_run(2, "layer", "post", 0.01, 0, seed=0, steps=6, batch_size=8, probe_steps=3)
+    assert probed.losses == plain.losses and plain.output_changes == []
+    # the first change by hand: the same initial model, one Adam step on the same first batch
+    model = tf.build_transformer(2, "layer", "post", seed=0)
+    data = make_sequence_task(num_sequences=1024, seed=0)
+    rows = random_batches(1024, 8, 6, seed=0)[0]
+    probe = tf.probe_inputs(0)
+    before = model(probe).detach()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    tf.token_cross_entropy(model(data.inputs[rows]), data.targets[rows]).backward()
+    optimizer.step()
+    expected = (model(probe).detach() - before).norm(dim=-1).mean().item()
+    assert len(probed.output_changes) == 3 and probed.output_changes[0] == pytest.approx(expected, rel=1e-12)
 
 
 def test_the_cached_sweep_has_every_run():
     sweep = tf.load_warmup_sweep()
     s = tf.SWEEP
-    assert len(sweep.runs) == len(s["placements"]) * len(s["learning_rates"]) * len(s["warmups"]) * len(s["seeds"])
+    assert [(r.model, r.learning_rate, r.warmup_steps, r.seed) for r in sweep.runs] == tf.sweep_settings()
     assert sweep.settings == {k: tuple(v) if isinstance(v, tuple) else v for k, v in s.items()}
+    assert len(s["seeds"]) >= 5 and set(s["models"]) == {"post-LN", "pre-LN", "no norm"}
     assert all(len(r.curve) == s["steps"] // tf.CURVE_WINDOW for r in sweep.runs if not r.diverged)
-    with pytest.raises(ValueError, match=r"the sweep has no runs with placement='pre', learning_rate=0\.5"):
-        sweep.select("pre", 0.5, 0)
+    assert all(len(r.output_changes) == tf.PROBE_STEPS for r in sweep.runs if r.steps_run >= tf.PROBE_STEPS)
+    with pytest.raises(ValueError, match=r"the sweep has no runs with model='pre-LN', learning_rate=0\.5"):
+        sweep.select("pre-LN", 0.5, 0)
 
 
 def test_one_cached_run_is_recomputed():
-    """Re-train the first 100 of 300 steps of one entry of normlab/data/cached/transformer_sweep.json.
-
-    The full run takes 10-40 s on a shared 2-core machine; a run's first steps do not depend on
-    its length, so its first 10 cached windows must come out the same.
-    """
-    cached = tf.load_warmup_sweep().select("post", 0.01, 0)[0]  # seed 0: stuck without warm-up
-    run = tf.train_run(6, "layer", "post", 0.01, 0, seed=0, steps=100, batch_size=tf.SWEEP["batch_size"])
-    again = tf.summarize(run)
+    """Re-train the first 100 of 300 steps of one entry of normlab/data/cached/transformer_sweep.json
+    (what scripts/precompute_transformer_sweep.py runs, stopped early: a run's first steps do not
+    depend on its length, so its first 10 windows and its output changes must come out the same)."""
+    cached = tf.load_warmup_sweep().select("post-LN", 0.01, 0)[0]  # seed 0
+    again = tf.summarize(tf.sweep_run("post-LN", 0.01, 0, seed=0, steps=100), "post-LN")
     assert again.curve == pytest.approx(cached.curve[:10], abs=1e-6)
-    assert cached.outcome == "stuck" and again.curve[-1] > 2.0  # still at chance after 100 steps
+    assert again.output_changes == pytest.approx(cached.output_changes, abs=1e-6)
 
 
 def test_the_sweep_shows_what_the_notebook_says():
     sweep = tf.load_warmup_sweep()
 
-    def outcomes(p, lr, w):
-        return [r.outcome for r in sweep.select(p, lr, w)]
+    def outcomes(model, lr, w):
+        return [r.outcome for r in sweep.select(model, lr, w)]
 
-    assert outcomes("post", 0.01, 0).count("stuck") == 2 and outcomes("post", 0.01, 100) == ["trained"] * 3
-    assert outcomes("post", 0.03, 0) == ["stuck"] * 3 and outcomes("post", 0.03, 100) == ["unstable"] * 3
-    assert all(outcomes("pre", lr, w) == ["trained"] * 3 for lr in (0.001, 0.01, 0.03) for w in (0, 100))
+    for model in ("post-LN", "pre-LN", "no norm"):  # §3: at 0.001 every run trains
+        assert outcomes(model, 0.001, 0) == outcomes(model, 0.001, 100) == ["trained"] * 5
+    assert sorted(outcomes("post-LN", 0.01, 0)) == ["stuck", "stuck", "trained", "unstable", "unstable"]
+    assert outcomes("post-LN", 0.01, 100) == ["trained"] * 5
+    assert outcomes("post-LN", 0.03, 0) == ["stuck"] * 5 and outcomes("post-LN", 0.03, 100) == ["unstable"] * 5
+    assert all(r.worst_after_threshold > math.log(9) for r in sweep.select("post-LN", 0.03, 100))  # above chance
+    assert outcomes("pre-LN", 0.01, 0) == outcomes("pre-LN", 0.01, 100) == ["trained"] * 5
+    assert outcomes("pre-LN", 0.03, 0).count("trained") == 4 and outcomes("pre-LN", 0.03, 100).count("trained") == 3
+    assert all(outcomes("no norm", lr, w) == ["diverged"] * 5 for lr in (0.01, 0.03) for w in (0, 100))
+    # the output change per update: post-LN above pre-LN in every seed at 0.01 (updates 1-10), warm-up at least 4 times less
+    early = {m: [statistics.fmean(r.output_changes[:10]) for r in sweep.select(m, 0.01, 0)] for m in tf.MODELS}
+    assert min(early["post-LN"]) > max(early["pre-LN"]) and min(early["no norm"]) > max(early["post-LN"])
+    for model in tf.MODELS:
+        warm = [statistics.fmean(r.output_changes[:10]) for r in sweep.select(model, 0.01, 100)]
+        assert max(warm) * 4 < min(early[model])
 
 
-def test_median_curve_is_the_median_over_seeds():
-    sweep = tf.load_warmup_sweep()
-    curves = [r.curve for r in sweep.select("pre", 0.01, 0)]
-    assert sweep.median_curve("pre", 0.01, 0) == [sorted(c[i] for c in curves)[1] for i in range(len(curves[0]))]
+def test_the_exercise_command_runs():
+    """More exercises, 1: the command the notebook offers (stopped after 10 of its 300 steps)."""
+    run = tf.train_run(6, "rms", "post", 0.01, 0, seed=0, steps=10, batch_size=16)
+    assert len(run.losses) == 10 and run.norm == "rms"
 
 
 # ---- §4 padding ----------------------------------------------------------------------------------------
 
 
-def test_padding_leaves_layer_norm_alone_and_moves_batch_norm():
+def test_padding_moves_batch_norm_only_in_training_mode():
     layer, batch = tf.padding_effects("layer"), tf.padding_effects("batch")
     assert layer.real_token_gap < 1e-12 and batch.real_token_gap > 0.1
+    assert tf.padding_effects("batch", training=False).real_token_gap < 1e-12  # running statistics: per token
     assert layer.padded_positions == 8 and layer.padded_logit_size > 0.1
     assert not math.isclose(layer.loss_all, layer.loss_real, rel_tol=1e-3)
 
 
-# ---- §6 figures and explorer ------------------------------------------------------------------------------
+# ---- §3 and §6 figures and explorer ------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def table():
-    return tf.gradient_norm_table(depths=(2, 6), seeds=(0,))
+    return tf.gradient_norm_table(depths=(2, 6), seeds=(0, 1))
 
 
-def test_gradient_norm_figure_draws_the_table(table):
+@pytest.fixture(scope="module")
+def sweep():
+    return tf.load_warmup_sweep()
+
+
+def test_gradient_norm_figure_draws_medians_with_one_colour_per_depth(table):
     fig = plots.plot_gradient_norms(table)
     post_axes, pre_axes = fig.axes
     assert [list(line.get_ydata()) for line in pre_axes.lines] == [
         table.at(d, "layer", "pre").per_layer for d in (2, 6)
     ]
-    assert post_axes.get_title().startswith("post-LN")
+    assert [t.get_text() for t in pre_axes.get_legend().get_texts()] == ["2 blocks", "6 blocks"]
+    assert len({line.get_color() for line in pre_axes.lines}) == 2
+    band = pre_axes.collections[1].get_paths()[0].vertices[:, 1]  # 6 blocks: from the min to the max of the seeds
+    runs = table.seeds_at(6, "layer", "pre")
+    assert min(band) == min(min(r) for r in runs) and max(band) == max(max(r) for r in runs)
+    assert post_axes.get_title() == "post-LN"
 
 
-def test_warmup_figure_draws_the_median_curves():
-    sweep = tf.load_warmup_sweep()
+def test_warmup_figure_draws_every_seed_and_says_it_is_cached(sweep):
     fig = plots.plot_warmup_sweep(sweep)
-    assert len(fig.axes) == 3 and all(len(ax.lines) == 4 for ax in fig.axes)
-    assert list(fig.axes[1].lines[0].get_ydata()) == sweep.median_curve("pre", 0.01, 0)
+    seeds, models = len(sweep.settings["seeds"]), len(sweep.settings["models"])
+    assert len(fig.axes) == 6
+    panel = fig.axes[1]  # no warm-up, lr 0.01
+    curves = [line for line in panel.lines if line.get_linewidth() == 0.9]
+    assert len(curves) == seeds * models
+    assert [list(line.get_ydata()) for line in curves[:seeds]] == [r.curve for r in sweep.select("post-LN", 0.01, 0)]
+    assert "scripts/precompute_transformer_sweep.py" in fig.get_suptitle()
 
 
-def test_explorer_view_and_figure(table):
-    sweep = tf.load_warmup_sweep()
-    view = tf.explorer_view(table, sweep, num_layers=6, placement="post", norm="rms", learning_rate=0.03)
-    assert view.gradients == table.at(6, "rms", "post") and view.other_placement.placement == "pre"
-    assert view.curves["post-LN, no warm-up"] == sweep.median_curve("post", 0.03, 0)
+def test_output_change_figure_draws_every_seed(sweep):
+    fig = plots.plot_output_changes(sweep, 0.01)
+    no_warmup = fig.axes[0]
+    assert list(no_warmup.lines[0].get_ydata()) == sweep.select("post-LN", 0.01, 0)[0].output_changes
+    assert no_warmup.get_yscale() == "log" and "scripts/precompute_transformer_sweep.py" in fig.get_suptitle()
+
+
+def test_explorer_view_and_figure(table, sweep):
+    view = tf.explorer_view(table, sweep, num_layers=6, placement="post", learning_rate=0.03, warmup_steps=100)
+    assert view.gradients == table.at(6, "layer", "post") and view.other_placement.placement == "pre"
+    assert view.curves["post-LN"] == [r.curve for r in sweep.select("post-LN", 0.03, 100)]
     fig = plots.plot_explorer_view(view)
-    pre_line, post_line = fig.axes[0].lines
+    pre_line, post_line = fig.axes[0].lines[:2]
     assert list(post_line.get_ydata()) == view.gradients.per_layer and post_line.get_linestyle() == "-"
     assert pre_line.get_linestyle() == ":"
+    # the legend does not draw a line style for the placements: which one is solid changes with the control
+    placement_handles = [h for h in fig.legends[0].legend_handles if "gradients" in h.get_label()]
+    assert len(placement_handles) == 2 and all(h.get_linestyle() == "None" for h in placement_handles)
 
 
-def test_explorer_shows_the_table(table):
-    explorer = make_transformer_explorer(table, tf.load_warmup_sweep())
+def test_explorer_shows_the_table(table, sweep):
+    explorer = make_transformer_explorer(table, sweep)
     explorer.controls["num_layers"].value = 2
     explorer.controls["placement"].value = "pre"
-    assert explorer.result.gradients == table.at(2, "layer", "pre")
+    explorer.controls["warmup_steps"].value = 100
+    assert explorer.result.gradients == table.at(2, "layer", "pre") and explorer.result.warmup_steps == 100
     assert explorer.png.startswith(b"\x89PNG") and explorer.png == explorer.frames[explorer.indices()].png

@@ -162,9 +162,13 @@ CALLED = "called on x of shape (3, 5, 8) and the checker's attention and mlp"
         (
             returns_none,
             "not-a-tensor",
-            "returns_none returned None; expected a floating-point torch.Tensor of shape (3, 5, 8).",
+            "returns_none returned None; expected a floating-point tensor of shape (3, 5, 8).",
         ),
-        (returns_a_token, "wrong-shape", "returns_a_token returned a tensor of shape (3, 8); expected (3, 5, 8)."),
+        (
+            returns_a_token,
+            "wrong-shape",
+            "returns_a_token returned a tensor of shape (3, 8); expected a floating-point tensor of shape (3, 5, 8).",
+        ),
         (
             raises,
             "raised",

@@ -8,7 +8,10 @@ notebook makes are asserted, and each figure is checked to draw the result it wa
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+import statistics
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,7 +24,6 @@ from normlab.data.tabular import load_wine_data
 from normlab.experiments import why_normalization as why
 from normlab.experiments import why_normalization_training as wt
 from normlab.experiments.common import DIVERGED_LOSS, build_mlp
-from normlab.layouts import NORM_LABELS
 from normlab.plots import why_normalization as plots
 from normlab.widgets.why_normalization import make_learning_rate_explorer, make_saturation_explorer
 
@@ -38,12 +40,14 @@ def scales() -> why.FeatureScaleResult:
 
 @pytest.fixture(scope="module")
 def small_sweep(digits) -> wt.LearningRateSweep:
-    return wt.learning_rate_sweep(digits, learning_rates=(0.1, 3.0), steps=60)
+    return wt.learning_rate_sweep(
+        digits, learning_rates=(0.1, 3.0), nets=((None, "default"), ("batch", "default")), steps=60
+    )
 
 
 @pytest.fixture(scope="module")
 def small_seeded_sweep(digits) -> wt.LearningRateSweep:
-    return wt.learning_rate_sweep(digits, learning_rates=(0.3, 3.0), steps=60, seeds=(0, 1))
+    return wt.learning_rate_sweep(digits, learning_rates=(3.0,), steps=40, seeds=(0, 2))
 
 
 def lines(ax) -> list[Line2D]:
@@ -300,7 +304,9 @@ def test_plot_activation_histograms_draws_each_layer(digits):
             assert ax.get_title() == f"layer {layer + 1}: {100 * profile.saturated[layer]:.0f}% sat."
     assert fig.axes[0].get_title() == "layer 1: 81% sat."
     assert fig.axes[-1].get_xlabel() == "tanh output" and "BatchNorm" in fig.axes[5].get_ylabel()
-    assert fig.get_suptitle() == "Activations per layer; grey bands: saturated, |output| > 0.97"
+    assert fig.get_suptitle() == "Activations per layer; saturated beyond the dashed lines, |output| > 0.97"
+    edges = sorted(line.get_xdata()[0] for line in fig.axes[0].get_lines() if line.get_linestyle() == "--")
+    assert edges == [-0.97, 0.97]
 
 
 def test_plot_layer_statistics_draws_one_line_per_profile(digits):
@@ -385,30 +391,51 @@ def test_train_on_digits_rejects_bad_settings(digits):
 
 
 def test_sweep_lookup_and_table(small_sweep):
-    assert [(r.learning_rate, r.norm) for r in small_sweep.runs] == [
-        (0.1, None),
-        (0.1, "batch"),
-        (3.0, None),
-        (3.0, "batch"),
+    assert [(r.learning_rate, r.norm, r.init) for r in small_sweep.runs] == [
+        (0.1, None, "default"),
+        (0.1, "batch", "default"),
+        (3.0, None, "default"),
+        (3.0, "batch", "default"),
     ]
     assert small_sweep.runs_at(3.0) == [small_sweep.run(3.0, None), small_sweep.run(3.0, "batch")]
     with pytest.raises(
         ValueError,
-        match=r"no run with learning_rate=1.0, norm=None, seed=0; there are \(learning_rate, "
-        r"norm, seed\) = \[\(0.1, None, 0\), \(0.1, 'batch', 0\), \(3.0, None, 0\)",
+        match=r"no run with learning_rate=1.0, norm=None, seed=0, init='default'; there are \(learning_rate, "
+        r"norm, seed, init\) = \[\(0.1, None, 0, 'default'\), \(0.1, 'batch', 0, 'default'\)",
     ):
         small_sweep.run(1.0, None)
     table = wt.sweep_table(small_sweep).splitlines()
-    assert "no norm: steps to 95%" in table[0] and "BatchNorm: steps to 95%" in table[0]
-    diverged_at = len(small_sweep.run(3.0, None).losses) - 1
-    assert table[3].startswith("     3 |") and f"diverged at step {diverged_at}" in table[3]
-    final = small_sweep.run(0.1, None).accuracies[-1]
-    assert f"not in 60 (final {final:.1%})" in table[2]
+    assert table[0].split("|")[1:] == [" no norm, default init ", " BatchNorm, default init"]
+    assert table[1].split("|")[1].strip() == "seeds 0"
+    diverged_at = small_sweep.run(3.0, None).diverged_at
+    assert diverged_at == len(small_sweep.run(3.0, None).losses) - 1
+    assert table[4].startswith("    3 |") and table[4].split("|")[1].strip() == f"×{diverged_at}"
+    assert table[3].split("|")[1].strip() == "–"  # the plain net at lr 0.1 does not reach 95% in 60 steps
     # a run that reaches the target shows only its step count: its final accuracy is not portable
-    batch = small_sweep.run(0.1, "batch")
-    expected = batch.steps_to_accuracy(0.95)
-    last_cell = table[2].split("|")[-1].strip()
-    assert last_cell == (str(expected) if expected is not None else f"not in 60 (final {batch.accuracies[-1]:.1%})")
+    assert table[3].split("|")[2].strip() == str(small_sweep.run(0.1, "batch").steps_to_accuracy(0.95))
+
+
+def test_sweep_cell_marks_each_seed_and_the_definitions_say_so():
+    reached = wt.TrainingRun(None, 0.3, [2.0] * 30, [0, 10, 20, 30], [0.1, 0.5, 0.96, 0.97], diverged=False)
+    missed = wt.TrainingRun(None, 0.3, [2.0] * 30, [0, 10, 20, 30], [0.1, 0.5, 0.9, 0.94], diverged=False)
+    lost = wt.TrainingRun(None, 3.0, [2.3, 40.0, 150.0], [0], [0.1], diverged=True)
+    assert lost.diverged_at == 2 and reached.diverged_at is None
+    assert wt.sweep_cell([reached, missed, lost], 0.95) == " 20   –  ×2"
+    words = wt.sweep_definitions(200, 0.95)
+    assert "×k: diverged at step k (training loss above 100" in words and "–: not reached in 200 steps" in words
+
+
+def test_kaiming_init_draws_the_hidden_weights_with_variance_two_over_fan_in(digits):
+    default, kaiming = (wt.digits_mlp(digits, None, init=init) for init in ("default", "kaiming"))
+    for a, b in zip(default[:-1:2], kaiming[:-1:2]):  # the hidden Linears
+        fan_in = a.weight.shape[1]
+        assert a.weight.var().item() == pytest.approx(1 / (3 * fan_in), rel=0.1)
+        assert b.weight.var().item() == pytest.approx(2 / fan_in, rel=0.1)
+    assert kaiming[-1].weight.abs().max() <= 1 / 128**0.5  # the head keeps PyTorch's default init
+    run = wt.train_mlp(digits, None, 0.1, steps=10, init="kaiming")
+    assert run.init == "kaiming" and run.losses[0] != wt.train_mlp(digits, None, 0.1, steps=1).losses[0]
+    with pytest.raises(ValueError, match=r"init must be one of \['default', 'kaiming'\]; got 'he'"):
+        wt.digits_mlp(digits, None, init="he")
 
 
 def test_accuracy_counts_exactly_so_a_target_of_95_percent_is_met_by_475_of_500():
@@ -432,34 +459,27 @@ def crosses(ax) -> list:
     ]
 
 
-def test_plot_learning_rate_sweep_draws_medians_bands_and_markers(small_seeded_sweep):
-    sweep = small_seeded_sweep
+def test_plot_learning_rate_sweep_draws_every_seed_and_marks_divergence_where_it_happened(small_seeded_sweep):
+    sweep = small_seeded_sweep  # lr 3, seeds 0 and 2: the plain net diverges at different steps
     fig = plots.plot_learning_rate_sweep(sweep)
-    for ax, norm in zip(fig.axes, sweep.norms):
-        medians = [line for line in ax.get_lines() if line.get_label().startswith("lr = ")]
-        assert len(medians) == len(sweep.learning_rates) and len(ax.collections) == len(sweep.learning_rates)
-        for line, band, lr in zip(medians, ax.collections, sweep.learning_rates):
-            runs = sweep.seed_runs(lr, norm)
-            full = [100 * np.array(r.accuracies) for r in runs if len(r.accuracies) == len(line.get_ydata())]
-            if len(full) == len(runs):  # no run stopped early: the median and range are over every seed
-                np.testing.assert_allclose(line.get_ydata(), np.median(full, axis=0))
-                top = band.get_paths()[0].vertices[:, 1]
-                assert top.max() == pytest.approx(np.max(full)) and top.min() == pytest.approx(np.min(full))
-        dots = [line for line in ax.get_lines() if line.get_marker() == "o" and len(line.get_xdata())]
-        reached = [
-            [s for r in sweep.seed_runs(lr, norm) if (s := r.steps_to_accuracy(0.95)) is not None]
-            for lr in sweep.learning_rates
-        ]
-        assert [d.get_xdata()[0] for d in dots] == [float(np.median(r)) for r in reached if r]
-        assert all(d.get_ydata()[0] == 95 for d in dots)
-        assert ax.get_title() == NORM_LABELS[norm]
-    diverged = [r for r in sweep.seed_runs(3.0, None) if r.diverged]
-    shown = crosses(fig.axes[0])
-    assert len(shown) == len(diverged) > 0
-    assert [c.get_xdata()[0] for c in shown] == [r.eval_steps[-1] for r in diverged]
-    assert crosses(fig.axes[1]) == []
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert f"lr = 3 ({len(diverged)} of 2 diverged)" in labels and "95% reached (median step)" in labels
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [wt.net_label(*net) for net in sweep.nets]
+    for ax, (norm, init) in zip(panels, sweep.nets):
+        runs = sweep.seed_runs(3.0, norm, init)
+        thin = [line for line in ax.get_lines() if line.get_linewidth() < 1 and line.get_marker() == "None"]
+        assert [list(line.get_ydata()) for line in thin] == [list(100 * np.array(r.accuracies)) for r in runs]
+        (median,) = [line for line in ax.get_lines() if line.get_label().startswith("lr = 3")]
+        common = min(len(r.accuracies) for r in runs)  # the median stops where the first seed stopped
+        np.testing.assert_allclose(median.get_ydata(), np.median([r.accuracies[:common] for r in runs], axis=0) * 100)
+        shown = [c for c in crosses(ax)]
+        diverged = [r for r in runs if r.diverged]
+        assert [c.get_xdata()[0] for c in shown] == [r.diverged_at for r in diverged]  # the step, not the last eval
+        assert [c.get_ydata()[0] for c in shown] == [100 * r.accuracies[-1] for r in diverged]
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "diverged here (loss > 100)" in labels and "95% reached (median step)" in labels
+    plain = sweep.seed_runs(3.0, None)
+    assert all(r.diverged for r in plain) and plain[0].diverged_at != plain[0].eval_steps[-1]
+    assert "lr = 3 (2 of 2 diverged)" in [t.get_text() for t in panels[0].get_legend().get_texts()]
 
 
 def test_plot_training_runs_draws_loss_and_accuracy(small_sweep):
@@ -476,6 +496,10 @@ def test_plot_training_runs_draws_loss_and_accuracy(small_sweep):
     assert right.get_ylabel() == "accuracy (%)" and left.get_ylabel() == "cross-entropy (nats)"
     mixed = plots.plot_training_runs([*small_sweep.runs_at(0.1)[:1], *small_sweep.runs_at(3.0)[1:]])
     assert [t.get_text() for t in mixed.legends[0].get_texts()] == ["no norm, lr = 0.1", "BatchNorm, lr = 3"]
+    kaiming = replace(runs[0], init="kaiming")
+    assert [t.get_text() for t in plots.plot_training_runs([kaiming]).legends[0].get_texts()] == [
+        "no norm, Kaiming init"
+    ]
 
 
 def test_describe_training_runs_names_the_setting_and_each_outcome():
@@ -495,44 +519,74 @@ def test_fixed_steps_keep_the_x_axes_when_a_run_diverges_early():
 # ---- §5 what BatchNorm is not -------------------------------------------------------------------
 
 
-def test_shift_scale_noise_is_a_per_unit_affine_map_redrawn_each_call():
+def test_shift_scale_noise_is_a_per_unit_affine_map_redrawn_each_step():
     noise = wt.ShiftScaleNoise(4, max_shift=1.0, max_scale=2.0, generator=torch.Generator().manual_seed(0))
-    x = torch.stack([torch.zeros(4), torch.ones(4), torch.ones(4)])
-    y1, y2 = noise(x), noise(x)
+    x = torch.stack([torch.zeros(4), torch.ones(4), torch.ones(4)]).double()
+    with pytest.raises(RuntimeError, match=r"ShiftScaleNoise has no map yet: call redraw\(\) before each"):
+        noise(x)
+    noise.redraw()
+    y1 = noise(x)
+    assert torch.equal(noise(x), y1)  # the same map until the next step (the probe batch sees it too)
     shift, scale = y1[0], y1[1] - y1[0]
     assert torch.equal(y1[1], y1[2])  # the same map for every row of the batch
-    assert (shift.abs() <= 1).all() and ((scale >= 0.5 - 1e-6) & (scale <= 2 + 1e-6)).all()
-    assert not torch.equal(y1, y2)  # a new map at every step
+    assert (shift.abs() <= 1).all() and ((scale >= 0.5 - 1e-12) & (scale <= 2 + 1e-12)).all()
+    noise.redraw()
+    assert not torch.equal(noise(x), y1)  # a new map at every step
     noise.eval()
     assert torch.equal(noise(x), x)
 
 
-def test_covariate_shift_test_noise_adds_shift_but_training_still_beats_the_plain_net(digits):
-    result = wt.covariate_shift_test(digits, steps=100)
+def test_forward_keeping_buffers_leaves_the_running_statistics_alone():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).double()
+    before = copy.deepcopy(model.state_dict())
+    wt.forward_keeping_buffers(
+        model, torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model(torch.randn(8, 3, dtype=torch.float64))  # an ordinary training forward does change them
+    assert not torch.equal(before["1.running_mean"], model.state_dict()["1.running_mean"])
+
+
+def test_covariate_shift_test_on_a_probe_batch(digits):
+    result = wt.covariate_shift_test(digits, steps=60, probe_size=64)
     plain, batch, noisy = (result.get(label) for label in ("no norm", "BatchNorm", "BatchNorm + noise"))
-    average = {r.label: sum(r.movement) / len(r.movement) for r in result.runs}
-    assert average["BatchNorm + noise"] > 5 * max(average["no norm"], average["BatchNorm"])
+    assert result.probe_size == 64 and plain.probe_mean.shape == (60, 128) and len(plain.probe_movement) == 59
+    np.testing.assert_allclose(plain.probe_movement, wt.movement_per_step(plain.probe_mean, plain.probe_std).numpy())
+    # the probe batch is the first 64 held-out digits, through the net as it is before the step's update
+    model = wt.digits_mlp(digits, None)
+    h = model[:4](digits.x_test[:64]).detach()  # the input of Linear layer 3 (Linear, ReLU, Linear, ReLU)
+    np.testing.assert_allclose(plain.probe_mean[0].numpy(), h.mean(dim=0).numpy(), rtol=1e-12)
+    # a fixed batch removes the sampling noise: the input moves far less per step than on each mini-batch
+    for run in (plain, batch):
+        assert statistics.fmean(run.probe_movement) < 0.2 * statistics.fmean(run.movement)
+    assert statistics.fmean(noisy.probe_movement) > 20 * statistics.fmean(plain.probe_movement)
+    # recording changes no training: the clean run is the sweep's run
+    assert batch.run == wt.train_mlp(digits, "batch", 0.1, steps=60)
     assert noisy.run.accuracies[-1] > plain.run.accuracies[-1] + 0.05
-    assert plain.input_mean.shape == (100, 128) and len(plain.movement) == 99
-    expected = (
-        (plain.input_mean[1:] - plain.input_mean[:-1]).abs() + (plain.input_std[1:] - plain.input_std[:-1]).abs()
-    ).mean(dim=1)
-    np.testing.assert_allclose(plain.movement, expected.numpy(), rtol=1e-6)
-    # the clean runs are the sweep's runs: recording statistics does not change training
-    assert batch.run == wt.train_mlp(digits, "batch", 0.1, steps=100)
     with pytest.raises(ValueError, match=r"no run with label='noise'; there are \(label\) = \[\('no norm',\), "):
         result.get("noise")
     with pytest.raises(ValueError, match=r"watched_layer must be a Linear layer after the first, 1..3; got 0"):
         wt.covariate_shift_test(digits, steps=2, watched_layer=0)
+    with pytest.raises(ValueError, match=r"probe_size must be 2..500 held-out digits; got 501"):
+        wt.covariate_shift_test(digits, steps=2, probe_size=501)
 
 
-def test_plot_layer_input_drift_draws_the_watched_unit(digits):
-    result = wt.covariate_shift_test(digits, steps=20)
-    fig = plots.plot_layer_input_drift(result, unit=3)
-    for ax, run in zip(fig.axes, result.runs):
-        np.testing.assert_array_equal(ax.get_lines()[0].get_ydata(), run.input_mean[:, 3].numpy())
-        assert ax.get_title().startswith(run.label)
-    assert fig.axes[0].get_ylabel() == "input to Linear layer 3, unit 3"
+def test_weight_norm_growth_is_orthogonal_steps_on_scale_invariant_units(digits):
+    record = wt.weight_norm_growth(digits, 3.0, steps=12, seed=0)
+    assert len(record.row_norms) == 12 and len(record.row_norms[0]) == 3
+    assert record.max_cosine < 1e-3  # each unit's gradient is orthogonal to (w_j, b_j) ...
+    first = [row[0] for row in record.row_norms]
+    assert all(b >= a for a, b in itertools.pairwise(first))  # ... so its norm only grows
+    model = wt.digits_mlp(digits, torch.nn.BatchNorm1d)
+    start = torch.cat([model[0].weight, model[0].bias[:, None]], dim=1).norm(dim=1).median().item()
+    assert first[0] == pytest.approx(start, rel=1e-12)
+    assert record.effective_learning_rates(0)[0] == pytest.approx(3.0 / start**2)
+    assert record.effective_learning_rates(0)[-1] < record.effective_learning_rates(0)[0] / 2
+    assert not record.pinned and record.eval_steps == [0, 10] and len(record.accuracies) == 2
+    pinned = wt.weight_norm_growth(digits, 3.0, steps=12, seed=0, pinned=True)
+    assert pinned.pinned and [row[0] for row in pinned.row_norms] == pytest.approx([start] * 12, rel=1e-12)
+    assert pinned.accuracies[0] == record.accuracies[0]  # the same net until the first step
+    assert pinned.steps_to_accuracy(0.05) == 0 and pinned.steps_to_accuracy(1.01) is None
 
 
 def test_gradient_ray_first_order_and_leaves_the_model_alone(digits):

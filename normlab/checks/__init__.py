@@ -6,21 +6,7 @@ a :class:`CheckResult`: ``.passed``, ``.mistake`` (None or a code from :data:`MI
 and what was checked, what was observed (with numbers) and a hint. It shows as HTML in
 Jupyter and as text elsewhere.
 
-- ``check_batch_norm(fn, layout)``: ``fn(x, gamma, beta, eps=1e-5)``, layout "NC", "NCL", "NLC", "NCHW".
-- ``check_layer_norm(fn, layout)``: ``fn(x, gamma, beta, eps=1e-5)``, layout "NC", "NLC", "NCHW", "NHWC".
-- ``check_group_norm(fn, num_groups)``: ``fn(x, num_groups, gamma, beta, eps=1e-5)`` on NCHW.
-- ``check_rms_norm(fn, layout="NLC")``: ``fn(x, gamma, eps=1e-6)``.
-- ``check_batch_norm_module(cls)``: ``cls(num_features, eps=1e-5, momentum=0.1)``, an nn.Module
-  (a plain class with ``__call__`` and ``.training`` is checked too, and said not to be one).
-- ``check_pre_ln_block(fn)``: ``fn(x, attention, mlp, eps=1e-5)``, a pre-LN transformer block.
-- ``check_masked_batch_norm(fn)``: ``fn(x, mask, gamma, beta, eps=1e-5)``, BatchNorm over a padded batch's real tokens.
-- ``check_running_stats_update(fn)``, ``check_keras_port(fn)``, ``check_fine_tune_step(fn)``: notebook 03's
-  running-statistics update, Keras port and fine-tuning step with frozen BatchNorm.
-- ``check_float16_layer_norm(fn)``: ``fn(x, gamma, beta, eps=1e-5)``, right in float16 too.
-- ``check_batch_norm_backward(fn)``, ``check_fold_batch_norm(fn)``: notebook 05's BatchNorm backward by hand
-  and BatchNorm folded into the Linear layer before it.
-- ``check_steps_from_kappa(fn)``, ``check_largest_stable_lr(fn)``, ``check_saturated_fraction(fn)``: notebook 01's
-  ``fn(kappa, shrink)``, ``fn(x)`` and ``fn(model, x, threshold=0.97)``.
+The checkers are in ``__all__``; each one's docstring gives the signature it expects of the learner's code.
 
 The model. A checker is an exercise: a few probe inputs, the right answer for each, and the
 answer each known mistake would give, keyed by a stable mistake code declared beside the checker

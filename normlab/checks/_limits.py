@@ -1,14 +1,10 @@
 """A time limit that really stops learner code, and that Kernel -> Interrupt reaches.
 
-CPython cannot kill a thread and any exception can be caught, so stopping code means making each of its next
-steps fail. In the main thread, a ``SIGALRM`` timer and ``SIGINT`` raise :class:`Stop` in the learner's code
-(a blocking ``time.sleep`` returns early); from then on a trace function raises Stop again at the next line of
-any learner frame, and a Stop that the code catches and drops re-arms it as it is freed. Library frames (the
-standard library, site-packages, torch, normlab) are never traced, so they clean up normally. Elsewhere (another
-thread, or no ``SIGALRM`` on Windows) the code runs in a worker thread under the same trace function and Stop is
-sent with ``PyThreadState_SetAsyncExc``; a thread blocked in C cannot be stopped before the call returns, and the
-result says it may still run. Code that hoards its Stops may never end: ``on_stuck`` says so after
-:data:`STUCK_AFTER` seconds. tests/test_checks_hostile.py holds the cases.
+Any exception can be caught, so stopping code means making each of its next steps fail: a ``SIGALRM`` timer or
+``SIGINT`` (in the main thread; elsewhere, ``PyThreadState_SetAsyncExc`` on a worker thread) raises :class:`Stop`,
+then a trace function raises it again at each line of a learner frame (never in library frames, which clean up
+normally). A thread blocked in C cannot be stopped; code hoarding its Stops gets ``on_stuck`` after
+:data:`STUCK_AFTER` s. tests/test_checks_hostile.py holds the cases.
 """
 
 from __future__ import annotations

@@ -94,39 +94,26 @@ class CheckResult:
     @property
     def status(self) -> str:
         """ "passed", "not-solved" (the stub still raises NotImplementedError) or "mistake"."""
-        if self.passed:
-            return "passed"
-        return "not-solved" if self.mistake is None else "mistake"
+        return "passed" if self.passed else "not-solved" if self.mistake is None else "mistake"
 
     @property
     def headline(self) -> str:
         """One line: the mark, the check and its verdict."""
-        if self.passed:
-            verdict = "passed"
-        elif self.mistake is None:  # status "not-solved"
-            verdict = "not solved yet"
-        else:
-            verdict = f"{self.mistake}: {MISTAKES[self.mistake]}"
-        return f"{_MARKS[self.status]} {self.check}: {verdict}"
-
-    def _also_items(self) -> list[str]:
-        """One text per further mistake: its code and phrase, and what showed it when known."""
-        details = self.also_observed or ("",) * len(self.also)
-        return [
-            f"{code} ({MISTAKES[code]})" + (f": {detail}" if detail else "") for code, detail in zip(self.also, details)
-        ]
+        verdict = {"passed": "passed", "not-solved": "not solved yet"}.get(self.status)
+        return f"{_MARKS[self.status]} {self.check}: {verdict or f'{self.mistake}: {MISTAKES[str(self.mistake)]}'}"
 
     def _sections(self) -> list[tuple[str, list[str]]]:
-        """(title, paragraphs) for every section that has something to say."""
-        sections = [("Checked", [self.checked]), ("Observed", [self.observed])]
-        if self.hint:
-            sections.append(("Hint", [self.hint]))
-        if self.also:
-            items = self._also_items()
-            sections.append(("Also", items if self.also_observed else ["; ".join(items)]))
-        if self.session:
-            sections.append(("Session", [f"{note}." for note in self.session]))
-        return sections
+        """(title, paragraphs) for every section that has something to say; further mistakes with what showed each."""
+        details = self.also_observed or ("",) * len(self.also)
+        also = [f"{c} ({MISTAKES[c]})" + (f": {d}" if d else "") for c, d in zip(self.also, details)]
+        sections = [("Checked", [self.checked]), ("Observed", [self.observed]), ("Hint", [self.hint])]
+        sections += [
+            ("Also", also if self.also_observed else ["; ".join(also)]),
+            ("Session", [f"{n}." for n in self.session]),
+        ]
+        return [
+            (title, paragraphs) for title, paragraphs in sections if title in ("Checked", "Observed") or any(paragraphs)
+        ]
 
     @property
     def message(self) -> str:
@@ -150,11 +137,10 @@ class CheckResult:
             lines.extend(" " * 12 + line for line in self.printed.splitlines())
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.message
-
     def __repr__(self) -> str:
         return self.message
+
+    __str__ = __repr__
 
     def _repr_html_(self) -> str:
         colour = _COLOURS[self.status]

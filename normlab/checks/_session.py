@@ -1,11 +1,8 @@
 """The Python session around learner code: fixed while a check runs, put back after every call, and reported.
 
-Learner code runs in the notebook's own process, so it can change what outlives the call: global settings,
-torch's functions themselves (``torch.mean = ...``), threads. A :class:`Session` runs the whole check with the
-settings that decide a verdict fixed (:data:`SETTINGS`) and with torch's own functions (those replaced before the
-check, compared with :data:`~normlab._pristine.PRISTINE`, are swapped back for it), gives the caller's back at
-the end, puts back and notes whatever a call of learner code changed (random states silently: drawing random
-numbers is no mistake), and captures what it prints or warns, up to :data:`MAX_PRINTED` characters.
+A :class:`Session` runs a whole check with the settings that decide a verdict fixed (:data:`SETTINGS`) and torch's
+own functions (:data:`~normlab._pristine.PRISTINE`), gives the caller's back at the end, puts back and notes what
+each call of learner code changed (random states silently), and captures what it prints, up to :data:`MAX_PRINTED`.
 """
 
 from __future__ import annotations

@@ -65,20 +65,6 @@ def _near(answer: Any, reference: Any) -> bool:
     return answer.shape == reference.shape and bool((answer - reference).abs().max() <= TOLERANCE * scale)
 
 
-def _tensor(value: object, role: str, shape: tuple[int, ...]) -> Tensor:
-    """``value`` as float64 if it is a finite floating-point tensor of ``shape``; else the reader's Verdict."""
-    expected = f"; expected a floating-point tensor of shape {shape_str(shape)}."
-    if not isinstance(value, Tensor):
-        raise Verdict("not-a-tensor", f"returned a {type(value).__name__} {role}{expected}")
-    if not value.dtype.is_floating_point:
-        raise Verdict("wrong-dtype", f"returned a {value.dtype} tensor {role}{expected}")
-    if tuple(value.shape) != shape:
-        raise Verdict("wrong-shape", f"returned a tensor of shape {shape_str(tuple(value.shape))} {role}{expected}")
-    if bad := int((~(value := runner.as_float64(value)).isfinite()).sum()):
-        raise Verdict("non-finite", f"returned a tensor with {bad} NaN or infinite values {role}.")
-    return value
-
-
 # ---- Exercise 1: BatchNorm's backward by hand, without autograd ----------------------------------------------------
 
 SHAPE, EPS, SPREADS = (8, 3), 1e-5, (3.0, 0.6, 0.01)  # (N, C); per-feature spreads, the last (variance 1e-4) near eps
@@ -92,11 +78,11 @@ def closed_form_backward(dy: Tensor, x: Tensor, gamma: Tensor, eps: float = EPS,
     dim, reduce, root = c.get("dim", 0), c.get("reduce", Tensor.sum), ROOTS[c.get("eps_mode", "inside")]
 
     def normalized(d: int) -> tuple[Tensor, Tensor]:
-        s = root(x.var(d, keepdim=True, correction=int(c.get("bessel", False))), eps)
+        s = root(x.var(d, keepdim=True, correction=int(bool(c.get("bessel")))), eps)
         return (x - x.mean(d, keepdim=True)) / s, s
 
     (x_hat, s), n, g = normalized(dim), x.shape[dim], dy * c.get("scale", lambda t: t)(gamma)
-    k = (n / (n - 1) if c.get("bessel") else 1.0) * (s / (s - eps) if c.get("exact") else 1.0)
+    k = (n / (n - 1) if c.get("bessel") is True else 1.0) * (s / (s - eps) if c.get("exact") else 1.0)
     mean_term, variance_term = reduce(g, dim, keepdim=True), k * x_hat * reduce(g * x_hat, dim, keepdim=True)
     dx = (n * g - c.get("mean", 1) * mean_term - c.get("variance", 1) * variance_term) / (n * s)
     dgamma, dbeta = reduce(dy * (x if c.get("raw") else normalized(0)[0]), 0), reduce(dy, 0)
@@ -107,7 +93,8 @@ BACKWARD_MISTAKES: dict[Any, list[dict[str, Any]]] = {
     "missing-mean-path": [{"mean": 0}],
     "missing-variance-path": [{"variance": 0}],
     ("missing-mean-path", "missing-variance-path"): [{"mean": 0, "variance": 0}],
-    "unbiased-variance": [{"bessel": True}],
+    # derived for n - 1 throughout, or torch.var's default (n - 1) in x_hat and s with the biased formula's gradient
+    "unbiased-variance": [{"bessel": True}, {"bessel": "in x_hat only"}],
     "missing-gamma": [{"scale": torch.ones_like}],
     "abs-gamma": [{"scale": torch.abs}],
     "sign-error": [{"mean": -1}, {"variance": -1}, {"scale": torch.neg}],
@@ -164,12 +151,7 @@ def _read_gradients(value: object) -> tuple[Tensor, ...]:
     if isinstance(value, _Seen):
         calls = " and ".join(f"{name} {value.calls.count(name)} time(s)" for name in dict.fromkeys(value.calls))
         raise Verdict("uses-autograd", f"called {calls}.")
-    if not isinstance(value, (tuple, list)) or len(value) != 3:
-        what = f"a {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
-        raise Verdict("not-a-tensor", f"returned {what}; expected a tuple (dx, dgamma, dbeta) of three tensors.")
-    return tuple(
-        _tensor(v, f"as {n}", s) for v, n, s in zip(value, ("dx", "dgamma", "dbeta"), (SHAPE, *[SHAPE[1:]] * 2))
-    )
+    return runner.read_tensors(value, {"dx": SHAPE, "dgamma": SHAPE[1:], "dbeta": SHAPE[1:]})
 
 
 BACKWARD_HINTS = f"""
@@ -306,7 +288,9 @@ def _read_fold(value: object) -> Tensor | _Seen:
         if value.weight.dtype != torch.float64:
             raise Verdict("wrong-dtype", f"returned an nn.Linear of {value.weight.dtype} for float64 linear and bn.")
         bias = 0.0 if value.bias is None else runner.as_float64(value.bias)
-        return _tensor(x @ runner.as_float64(value.weight).T + bias, "as its layer's output", (BATCH, OUT_FEATURES))
+        return runner.read_tensor(
+            x @ runner.as_float64(value.weight).T + bias, (BATCH, OUT_FEATURES), " as its layer's output"
+        )
     parts = ", ".join(type(m).__name__ for m in value.children())
     kind = f"a {type(value).__name__}" + (f" of {parts}" if parts else "") + ", not one nn.Linear"
     try:  # does a sample's output depend on the rest of the batch? (a module that cannot run is no fold either)

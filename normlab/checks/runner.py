@@ -1,9 +1,8 @@
 """The one runner: call the learner's code in a protected session and turn whatever happens into a verdict.
 
-:func:`run_check` runs a checker's ``diagnose(check)`` in one :class:`~normlab.checks._session.Session`; the
-diagnosis calls learner code only through :meth:`Check.call`, which raises the :class:`Verdict` of every call
-that gives no usable value (:func:`failure` holds those words). :func:`run_exercise` judges an :class:`Exercise`
-declared as data; :class:`Answer` declares what its function returns.
+:func:`run_check` runs a checker's ``diagnose(check)`` in one :class:`~normlab.checks._session.Session`, where
+learner code is called only through :meth:`Check.call`, which raises the :class:`Verdict` of a call that gives no
+usable value. :func:`run_exercise` judges an :class:`Exercise` declared as data.
 """
 
 from __future__ import annotations
@@ -24,16 +23,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from normlab._errors import shape_str
 from normlab.checks._limits import INTERRUPT, is_library
 from normlab.checks._result import HINTS, MISTAKES, CheckResult, declare  # noqa: F401 - MISTAKES for checkers
 from normlab.checks._session import Session
 
-# What learner code returns or builds: anything at all, looked at at run time (isinstance, getattr) before use.
-LearnerValue = Any
-
+LearnerValue = Any  # what learner code returns: anything, looked at (isinstance, getattr) before use
 DEFAULT_TIME_LIMIT = 10.0  # seconds per call: correct code takes milliseconds; a loaded machine must not fail it
 MAX_ERROR_CHARS = 400
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 declare(
     {
@@ -64,32 +61,21 @@ declare(
     }
 )
 NOT_SOLVED_HINT = "Replace `raise NotImplementedError` with your code, run that cell, then run this check again."
+STILL_RUNNING = (
+    "the checker could not stop it: the check ran outside the main thread, where a call blocked in C (such as "
+    "time.sleep) cannot be interrupted, so it may still be running. Restart the kernel (Kernel -> Restart) to stop it"
+)
 
 
 @dataclass(eq=False)
 class Verdict(Exception):
-    """Raised anywhere in a diagnosis (or in an exercise's reader) to end the check with this result."""
+    """Raised anywhere in a diagnosis (or in a reader, its words starting at the verb) to end the check."""
 
     mistake: str | None
     observed: str
     hint: str | None = None
     also: tuple[str, ...] = ()
     also_observed: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one call of learner code did."""
-
-    value: LearnerValue = None
-    error: str | None = None  # "ZeroDivisionError: division by zero"
-    where: str = ""  # "in my_bn, at `y = x / 0`"
-    not_implemented: bool = False  # the error was NotImplementedError: the stub is not solved yet
-    stopped: str | None = None  # "time limit" or "interrupt": the checker stopped the call
-    still_running: bool = False  # stopped, but its thread could not be: it may still run
-    mutated: tuple[str, ...] = ()  # one description per argument changed in place
-    verdict: Verdict | None = None  # the reader's verdict on the value
-    coroutine: bool = False  # an `async def` function's coroutine came back (closed, never run)
 
 
 @dataclass
@@ -109,17 +95,10 @@ class Check:
 
     def hint(self, code: str | None) -> str:
         """This checker's hint for ``code``, else the one declared with the code."""
-        if code is None:
-            return NOT_SOLVED_HINT
-        return self.hints.get(code) or HINTS.get(code, "")
+        return NOT_SOLVED_HINT if code is None else self.hints.get(code) or HINTS.get(code, "")
 
     def result(
-        self,
-        mistake: str | None,
-        observed: str,
-        hint: str | None = None,
-        also: tuple[str, ...] = (),
-        also_observed: tuple[str, ...] = (),
+        self, mistake: str | None, observed: str, hint: str | None = None, also: tuple = (), also_observed: tuple = ()
     ) -> CheckResult:
         hint = self.hint(mistake) if hint is None else hint
         return CheckResult(self.label, False, mistake, self.checked, observed, hint, also, also_observed)
@@ -139,95 +118,51 @@ class Check:
         read: Callable[[LearnerValue], object] | None = None,
         copied: bool = False,
     ) -> LearnerValue:
-        """``read(fn(*copies of args, **kwargs))``, or the :class:`Verdict` of a call that failed, raised.
-
-        ``action`` says when ("called on (kappa, shrink) = (2, 0.3)"); ``read`` runs within the time limit;
-        ``copied``: ``args`` are fresh copies already, which the caller keeps to inspect after the call.
-        """
+        """``read(fn(*copies of args, **kwargs))`` within the time limit, or the :class:`Verdict` of a call that gave
+        no usable value, raised. ``action`` says when ("called on (kappa, shrink) = (2, 0.3)"); ``names`` name the
+        arguments in notes on in-place changes; ``copied``: ``args`` are the learner's copies already."""
         who = who or self.who
-        outcome = call_learner(self.session, fn, args, names, kwargs, who=who, read=read, copied=copied)
-        if verdict := failure(outcome, who, action, self.time_limit):
+        originals = [fresh_copy(a) for a in args] if copied else list(args)
+        copies = list(args) if copied else [fresh_copy(a) for a in args]
+
+        def attempt() -> tuple[bool, object, Verdict | None]:  # (inputs to compare?, value, verdict)
+            try:
+                value = fn(*copies, **(kwargs or {}))
+            except BaseException as exc:  # learner code may raise anything; its __str__ runs under the limit too
+                error, where = describe_exception(exc)
+                if isinstance(exc, NotImplementedError):
+                    return False, None, Verdict(None, f"Not solved yet: {who} raised {error}.")
+                return False, None, Verdict("raised", f"{who} raised {error}{where}, when {action}.")
+            if inspect.iscoroutine(value):
+                value.close()  # never run, so never "awaited": no RuntimeWarning in the notebook
+                said = f"{who} returned a coroutine when {action}: it is defined with `async def`."
+                return False, None, Verdict("async-function", said)
+            try:
+                return True, value if read is None else read(value), None
+            except Verdict as v:
+                return True, None, Verdict(v.mistake, f"{who} {v.observed}", v.hint, v.also, v.also_observed)
+            except Exception as exc:  # a returned object whose methods raise: the reader could not read it
+                said = f"{who} returned an object the checker could not read ({text(exc)})."
+                return True, None, Verdict("unknown", said)
+
+        finished = self.session.run(attempt, who)
+        if finished.stopped or not isinstance(finished.value, tuple):
+            fate = STILL_RUNNING if finished.still_running else "the checker stopped it"
+            if (finished.stopped or INTERRUPT) == INTERRUPT:
+                said = f"The check was interrupted (Kernel -> Interrupt or Ctrl-C) while {who} ran, when {action}; "
+                raise Verdict("interrupted", f"{said}{fate}.")
+            said = f"{who} did not return within the time limit ({self.time_limit:g} s) when {action}; {fate}."
+            raise Verdict("too-slow", said)
+        compare, value, verdict = finished.value
+        names = list(names) + [f"argument {i + 1}" for i in range(len(names), len(args))]
+        changed = [
+            note for n, old, new in zip(names, originals, copies) if compare and (note := _mutation(n, old, new))
+        ]
+        if changed:
+            raise Verdict("mutates-input", f"After {who} was {action}, its inputs had changed: {'; '.join(changed)}.")
+        if verdict is not None:
             raise verdict
-        return outcome.value
-
-
-def failure(outcome: Outcome, who: str, action: str, time_limit: float) -> Verdict | None:
-    """The verdict on a call that did not give a usable value; None if it did. The one place for these words."""
-    if outcome.stopped is not None:
-        fate = "the checker stopped it"
-        if outcome.still_running:
-            fate = (
-                "the checker could not stop it: the check ran outside the main thread, where a call blocked in C "
-                "(such as time.sleep) cannot be interrupted, so it may still be running. Restart the kernel "
-                "(Kernel -> Restart) to stop it"
-            )
-        if outcome.stopped == INTERRUPT:
-            return Verdict(
-                "interrupted",
-                f"The check was interrupted (Kernel -> Interrupt or Ctrl-C) while {who} ran, when {action}; {fate}.",
-            )
-        return Verdict(
-            "too-slow", f"{who} did not return within the time limit ({time_limit:g} s) when {action}; {fate}."
-        )
-    if outcome.not_implemented:
-        return Verdict(None, f"Not solved yet: {who} raised {outcome.error}.")
-    if outcome.error is not None:
-        where = f" {outcome.where}" if outcome.where else ""
-        return Verdict("raised", f"{who} raised {outcome.error}{where}, when {action}.")
-    if outcome.coroutine:
-        return Verdict("async-function", f"{who} returned a coroutine when {action}: it is defined with `async def`.")
-    if outcome.mutated:
-        return Verdict(
-            "mutates-input", f"After {who} was {action}, its inputs had changed: {'; '.join(outcome.mutated)}."
-        )
-    if (v := outcome.verdict) is not None:  # the reader's words start at the verb: "returned a str; expected ..."
-        return Verdict(v.mistake, f"{who} {v.observed}", v.hint, v.also, v.also_observed)
-    return None
-
-
-def call_learner(
-    session: Session,
-    fn: Callable,
-    args: Sequence[object] = (),
-    names: Sequence[str] = (),
-    kwargs: Mapping[str, object] | None = None,
-    who: str = "your code",
-    read: Callable[[LearnerValue], object] | None = None,
-    copied: bool = False,
-) -> Outcome:
-    """Call ``fn(*copies of args, **kwargs)`` in ``session``, then ``read`` its value; never raises.
-
-    ``names`` name the positional arguments in notes on in-place changes. With ``copied``, ``args`` are the
-    learner's copies already, and their changes are found against fresh copies taken now.
-    """
-    originals = [fresh_copy(a) for a in args] if copied else list(args)
-    copies = list(args) if copied else [fresh_copy(a) for a in args]
-
-    def attempt() -> Outcome:  # the exception is described inside the time limit too: its __str__ is learner code
-        try:
-            value = fn(*copies, **(kwargs or {}))
-        except BaseException as exc:  # learner code may raise anything
-            error, where = describe_exception(exc)
-            return Outcome(error=error, where=where, not_implemented=isinstance(exc, NotImplementedError))
-        if inspect.iscoroutine(value):
-            value.close()  # never run, so never "awaited": no RuntimeWarning in the notebook
-            return Outcome(coroutine=True)
-        try:
-            return Outcome(value=value if read is None else read(value))
-        except Verdict as verdict:
-            return Outcome(verdict=verdict)
-        except Exception as exc:  # a returned object whose methods raise: the reader could not read it
-            return Outcome(verdict=Verdict("unknown", f"returned an object the checker could not read ({text(exc)})."))
-
-    finished = session.run(attempt, who)
-    if finished.stopped or not isinstance(finished.value, Outcome):
-        return Outcome(stopped=finished.stopped or INTERRUPT, still_running=finished.still_running)
-    outcome = finished.value
-    if outcome.error is not None or outcome.coroutine:
-        return outcome
-    names = list(names) + [f"argument {i + 1}" for i in range(len(names), len(args))]
-    mutated = tuple(note for n, old, new in zip(names, originals, copies) if (note := _mutation(n, old, new)))
-    return replace(outcome, mutated=mutated)
+        return value
 
 
 def fresh_copy(arg: object) -> object:
@@ -260,10 +195,8 @@ def _mutation(name: str, original: object, given: LearnerValue) -> str:
         return ""
     before, after = original.detach(), given.detach()
     if after.shape != before.shape or after.dtype != before.dtype:
-        return (
-            f"{name} changed shape or dtype, from {tuple(before.shape)} {before.dtype} to "
-            f"{tuple(after.shape)} {after.dtype}"
-        )
+        was, now = f"{tuple(before.shape)} {before.dtype}", f"{tuple(after.shape)} {after.dtype}"
+        return f"{name} changed shape or dtype, from {was} to {now}"
     changed = ~((after == before) | (after.isnan() & before.isnan()))
     if not changed.any():
         return ""
@@ -279,7 +212,7 @@ def text(exc: BaseException) -> str:
         message = str(exc)
     except BaseException as problem:  # a broken __str__ may raise anything
         message = f"<str() of this exception raised {type(problem).__name__}>"
-    return bounded(_ADDRESS.sub("", f"{type(exc).__name__}: {message}".strip()))
+    return bounded(re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {message}".strip()))
 
 
 def bounded(words: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -288,24 +221,17 @@ def bounded(words: str, limit: int = MAX_ERROR_CHARS) -> str:
 
 
 def describe_exception(exc: BaseException) -> tuple[str, str]:
-    """("TypeError: ...", "in my_bn, at `line`"): the message and the learner's line that raised it."""
+    """("TypeError: ...", " in my_bn, at `line`"): the message and the learner's line that raised it."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not is_library(f.filename)]
     if not frames:
         return text(exc), ""
     line = f", at `{bounded(frames[-1].line.strip(), 120)}`" if frames[-1].line else ""
-    return text(exc), f"in {frames[-1].name}{line}"
+    return text(exc), f" in {frames[-1].name}{line}"
 
 
 def learner_name(obj: object) -> str:
     """The name a learner gave their function or class ("my_bn"), for messages."""
     return getattr(obj, "__name__", None) or type(obj).__name__
-
-
-def check_time_limit(time_limit: float) -> float:
-    """Return ``time_limit`` if it is a positive number of seconds; raise a teaching error otherwise."""
-    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
-        raise ValueError(f"time_limit must be a positive number of seconds, e.g. 2.0; got {time_limit!r}.")
-    return float(time_limit)
 
 
 def run_check(
@@ -317,20 +243,17 @@ def run_check(
     label: str = "",
     checked: str = "",
     hints: Mapping[str, str] | None = None,
-    what: str = "your function",
 ) -> CheckResult:
     """Run ``diagnose(check)`` for the learner's ``fn`` in a fresh protected session; never raises for learner code.
-
-    ``label`` is added to the call shown (", layout='NLC'"); ``what`` names what ``fn`` must be, for the error
-    when it cannot be called.
-    """
+    ``label`` is added to the call shown (", layout='NLC'")."""
     if not callable(fn):
         raise TypeError(
-            f"{name} expects {what}, as in `{name}(my_fn)`; got a {type(fn).__name__}. "
+            f"{name} expects your function, as in `{name}(my_fn)`; got a {type(fn).__name__}. "
             "Fix: pass the function itself, without calling it (no parentheses after its name)."
         )
-    session = Session(check_time_limit(time_limit))
-    who = learner_name(fn)
+    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
+        raise ValueError(f"time_limit must be a positive number of seconds, e.g. 2.0; got {time_limit!r}.")
+    session, who = Session(float(time_limit)), learner_name(fn)
     check = Check(name, who, f"{name}({who}{label})", session, checked, hints or {})
     with session.check():
         try:
@@ -354,12 +277,6 @@ class Probe:
     names: tuple[str, ...]
     shown: str  # "(kappa, shrink) = (2, 0.3)", said as "when called on ..."
     kwargs: Mapping[str, object] = field(default_factory=dict)
-
-
-# A mistake's answers: implementations with the learner's signature that each make exactly that mistake.
-# A key of several codes ("unweighted-means", "averaged-variances") is two mistakes at once: the first is named.
-Mistakes = Mapping[Any, Sequence[Callable[..., Any]]]  # keys: str | tuple[str, ...]
-Words = Callable[[list, list], str]  # (answers, right answers) -> words
 
 
 @dataclass(frozen=True)
@@ -402,14 +319,12 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
     names, kinds, single = [name for name, _ in returns], [a for _, a in returns], len(returns) == 1
 
     def read(value: LearnerValue) -> object:
+        code = "not-a-tensor" if any(a.kind == "tensor" for a in kinds) else "not-a-number"
         if not single and not (isinstance(value, (tuple, list)) and len(value) == len(returns)):
-            code = "not-a-tensor" if any(a.kind == "tensor" for a in kinds) else "not-a-number"
-            got = (
-                f"a {type(value).__name__} of {len(value)} value(s)"
-                if isinstance(value, (tuple, list))
-                else type(value).__name__
+            got = f"a {type(value).__name__} of {len(value)} value(s)" if isinstance(value, (tuple, list)) else ""
+            raise Verdict(
+                code, f"returned {got or type(value).__name__}; expected a tuple of {len(names)}: ({', '.join(names)})."
             )
-            raise Verdict(code, f"returned {got}; expected a tuple of {len(names)}: ({', '.join(names)}).")
         parts = [value] if single else list(value)
         read = [a.read(v) for a, v in zip(kinds, parts)]
         tensors = [r for r in read if r is not None]
@@ -418,8 +333,9 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
             code = next(
                 "not-a-tensor" if a.kind == "tensor" else "not-a-number" for a, r in zip(kinds, read) if r is None
             )
-            said = f"{types}; expected {wanted}" if single else f"({types}); expected ({wanted})"
-            raise Verdict(code, f"returned {said}.")
+            raise Verdict(
+                code, f"returned {types}; expected {wanted}." if single else f"returned ({types}); expected ({wanted})."
+            )
         for name, a, r in zip(names, kinds, tensors):
             if a.kind == "tensor" and r.shape != a.shape:
                 raise Verdict("wrong-shape", f"returned a {name} of shape {tuple(r.shape)}; expected {a.shape}.")
@@ -440,9 +356,11 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
         return "; ".join(f"{n} {a} (expected {r})" for n, a, r in zip(names, columns(answers), columns(right))) + "."
 
     def passed(answers: list, right: list) -> str:
-        if single:
-            return "Y" + show(answers, right)[1:]
-        return f"Your {', '.join(names[:-1])} and {names[-1]} equal the reference."
+        return (
+            "Y" + show(answers, right)[1:]
+            if single
+            else f"Your {', '.join(names[:-1])} and {names[-1]} equal the reference."
+        )
 
     return {"read": read, "same": same, "show": show, "passed": passed}
 
@@ -451,25 +369,24 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
 class Exercise:
     """An exercise as data: see the model in :mod:`normlab.checks`.
 
-    ``probes()`` builds the inputs (inside the session); ``right`` and every function in ``mistakes`` are called
-    like the learner's function, on their own copies. ``read`` turns a returned value into what ``same``
-    compares (or raises a :class:`Verdict`); ``show(answers, right)`` says what was seen, with numbers, and
-    ``passed(answers, right)`` what a pass saw. ``returns``, the returned values' names and :class:`Answer`
-    kinds, makes the four of them that are not given.
+    ``probes()`` builds the inputs (inside the session); ``right`` and every function in ``mistakes`` (code, or a
+    tuple of codes made at once, the first named -> implementations) are called like the learner's function. ``read``
+    turns a returned value into what ``same`` compares (or raises a :class:`Verdict`); ``show(answers, right)`` says
+    what was seen, with numbers, ``passed(answers, right)`` what a pass saw; ``returns`` (the returned values' names
+    and :class:`Answer`) makes those not given. ``inspect(check, probe, args, answer)`` may raise a Verdict after
+    each call, for what answers alone cannot show (hooks left on a model).
     """
 
     name: str
     checked: str
     probes: Callable[[], Sequence[Probe]]
     right: Callable[..., object]
-    mistakes: Mistakes
+    mistakes: Mapping[Any, Sequence[Callable[..., Any]]]
     read: Callable[[LearnerValue], Any] | None = None
     same: Callable[[Any, Any], bool] | None = None
-    show: Words | None = None
-    passed: Words | None = None
+    show: Callable[[list, list], str] | None = None
+    passed: Callable[[list, list], str] | None = None
     hints: Mapping[str, str] = field(default_factory=dict)
-    # After each call: (check, probe, the arguments the learner's code got, its answer); raises a Verdict
-    # for what the answers alone cannot show (hooks left on a model, a list of the wrong length).
     inspect: Callable[[Check, Probe, tuple, Any], None] | None = None
     returns: Sequence[tuple[str, Answer]] = ()  # (("count", Answer()), ("mean", Answer("tensor", (3,))))
 
@@ -496,12 +413,12 @@ def _codes(key: str | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def run_exercise(exercise: Exercise, fn: Callable, time_limit: float) -> CheckResult:
-    """Words ``fn`` on every probe of ``exercise``: passed, the one mistake whose answers it gives, or unknown."""
+    """Judge ``fn`` on every probe of ``exercise``: passed, the one mistake whose answers it gives, or unknown."""
     read, same, show, passed = exercise.read, exercise.same, exercise.show, exercise.passed
     assert read and same and show and passed  # made by Exercise.__post_init__
 
     def diagnose(check: Check) -> CheckResult:
-        probes = exercise.probes()
+        probes, answers = exercise.probes(), []
 
         def answers_of(implementation: Callable) -> list:
             return [read(implementation(*map(fresh_copy, p.args), **p.kwargs)) for p in probes]
@@ -509,7 +426,6 @@ def run_exercise(exercise: Exercise, fn: Callable, time_limit: float) -> CheckRe
         def all_same(answers: list, expected: list) -> bool:
             return all(same(a, e) for a, e in zip(answers, expected))
 
-        answers = []
         for probe in probes:
             args = tuple(fresh_copy(a) for a in probe.args)
             action = f"called on {probe.shown}"
@@ -528,6 +444,33 @@ def run_exercise(exercise: Exercise, fn: Callable, time_limit: float) -> CheckRe
     return run_check(exercise.name, fn, diagnose, time_limit=time_limit, checked=exercise.checked, hints=exercise.hints)
 
 
+def read_tensor(value: LearnerValue, shape: tuple[int, ...], role: str = "") -> Tensor:
+    """``value`` as float64 if it is a finite floating-point tensor of ``shape``; else the reader's Verdict.
+    ``role`` says which returned value it is (" as dx")."""
+    expected = f"; expected a floating-point tensor of shape {shape_str(shape)}."
+    if not isinstance(value, Tensor):
+        raise Verdict(
+            "not-a-tensor", f"returned {'None' if value is None else 'a ' + type(value).__name__}{role}{expected}"
+        )
+    if not value.dtype.is_floating_point:
+        raise Verdict("wrong-dtype", f"returned a {value.dtype} tensor{role}{expected}")
+    if tuple(value.shape) != tuple(shape):
+        raise Verdict("wrong-shape", f"returned a tensor of shape {shape_str(tuple(value.shape))}{role}{expected}")
+    if bad := int((~(read := as_float64(value)).isfinite()).sum()):
+        raise Verdict("non-finite", f"returned {bad} NaN or infinite values out of {read.numel()}{role}.")
+    return read
+
+
+def read_tensors(value: LearnerValue, shapes: Mapping[str, tuple[int, ...]]) -> tuple[Tensor, ...]:
+    """A tuple (or list) of one tensor per name in ``shapes``, each read by :func:`read_tensor`."""
+    if not isinstance(value, (tuple, list)) or len(value) != len(shapes):
+        got = f"a {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
+        raise Verdict(
+            "not-a-tensor", f"returned {got}; expected a tuple ({', '.join(shapes)}) of {len(shapes)} tensors."
+        )
+    return tuple(read_tensor(v, shape, f" as {name}") for v, (name, shape) in zip(value, shapes.items()))
+
+
 def as_float64(value: Tensor) -> Tensor:
     """A plain float64 copy, detached (a Tensor subclass's own behaviour stays behind)."""
     return value.detach().as_subclass(Tensor).to(torch.float64).clone()
@@ -537,17 +480,7 @@ def number(value: object) -> float | None:
     """A real number from an int, float, NumPy scalar or one-element tensor; None for anything else."""
     if isinstance(value, Tensor):
         return None if value.numel() != 1 or value.is_complex() else float(as_float64(value).reshape(()).item())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    return float(value)
-
-
-def read_number(value: LearnerValue) -> float:
-    """The reader of exercises whose answer is one number."""
-    n = number(value)
-    if n is None:
-        raise Verdict("not-a-number", f"returned {type(value).__name__}; expected a number.")
-    return n
+    return None if isinstance(value, bool) or not isinstance(value, numbers.Real) else float(value)
 
 
 def num(value: float | Tensor, spec: str = ".4f") -> str:

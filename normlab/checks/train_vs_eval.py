@@ -19,9 +19,11 @@ from normlab.checks.runner import (
     DEFAULT_TIME_LIMIT,
     Check,
     Exercise,
+    LearnerValue,
     Probe,
     Verdict,
     as_float64,
+    read_tensors,
     run_check,
     run_exercise,
     vector,
@@ -95,17 +97,10 @@ def _update_probes() -> list[Probe]:
     return [Probe((*buffers, x, m), names, f"the (5, 3) batch with momentum {m:g}") for m in MOMENTA]
 
 
-def _read_update(value: object) -> tuple[Tensor, bool]:
+def _read_update(value: LearnerValue) -> tuple[Tensor, bool]:
     """(new_mean, new_var) as one float64 tensor of shape (2, 3), and whether they keep an autograd graph."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) and len(value) == 2 else ()
-    if not pair or not all(isinstance(t, Tensor) and t.dtype.is_floating_point for t in pair):
-        raise Verdict("not-a-tensor", f"returned {type(value).__name__}; expected (new_mean, new_var).")
-    if any(t.shape != (3,) for t in pair):
-        shapes = ", ".join(str(tuple(t.shape)) for t in pair)
-        raise Verdict("wrong-shape", f"returned shapes {shapes}; expected (3,) each, one per channel.")
-    if not (stats := torch.stack([as_float64(t) for t in pair])).isfinite().all():
-        raise Verdict("non-finite", f"returned new_mean {vector(stats[0])}, new_var {vector(stats[1])}.")
-    return stats, any(t.requires_grad for t in pair)
+    stats = read_tensors(value, {"new_mean": (3,), "new_var": (3,)})
+    return torch.stack(stats), any(t.requires_grad for t in value)
 
 
 UPDATE = Exercise(

@@ -17,7 +17,17 @@ from torch import Tensor, nn
 
 from normlab._errors import shape_str
 from normlab.checks._result import CheckResult, declare
-from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, as_float64, close, learner_name, run_check
+from normlab.checks.runner import (
+    DEFAULT_TIME_LIMIT,
+    Check,
+    LearnerValue,
+    Verdict,
+    as_float64,
+    close,
+    learner_name,
+    read_tensor,
+    run_check,
+)
 from normlab.checks.which_axes import check_layer_norm
 
 declare(
@@ -108,34 +118,18 @@ def _block_probe() -> tuple[Tensor, nn.Module, nn.Module]:
     return x, attention, mlp
 
 
-def _tensor(value: object, shape: tuple[int, ...]) -> Tensor:
-    """``value`` as float64 if it is a floating-point tensor of ``shape``; a Verdict otherwise."""
-    expected = f"a floating-point torch.Tensor of shape {shape_str(shape)}"
-    if not isinstance(value, Tensor) or not value.dtype.is_floating_point:
-        raise Verdict(
-            "not-a-tensor", f"returned {'None' if value is None else 'a ' + type(value).__name__}; expected {expected}."
-        )
-    if tuple(value.shape) != shape:
-        raise Verdict(
-            "wrong-shape", f"returned a tensor of shape {shape_str(tuple(value.shape))}; expected {shape_str(shape)}."
-        )
-    return as_float64(value)
-
-
-def _read_block(value: object) -> Tensor:
-    if not (output := _tensor(value, SHAPE)).isfinite().all():
-        bad = int((~output.isfinite()).sum())
-        raise Verdict("non-finite", f"returned {bad} NaN or infinite values out of {output.numel()}.")
-    return output
-
-
 def check_pre_ln_block(fn: Callable, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a pre-LN block ``fn(x, attention, mlp, eps=1e-5)``: ``h = x + attention(LN(x)); y = h + mlp(LN(h))``."""
 
     def diagnose(check: Check) -> CheckResult:
         x, attention, mlp = _block_probe()
         output = check.call(
-            fn, (x, attention, mlp), ("x", "attention", "mlp"), {"eps": EPS}, action=CALLED, read=_read_block
+            fn,
+            (x, attention, mlp),
+            ("x", "attention", "mlp"),
+            {"eps": EPS},
+            action=CALLED,
+            read=partial(read_tensor, shape=SHAPE),
         )
         with torch.no_grad():
             outputs = [_block(*variant, x, attention, mlp) for variant in VARIANTS]
@@ -180,9 +174,9 @@ def _half_probe() -> tuple[Tensor, Tensor, Tensor]:
     return x.half(), gamma.half(), beta.half()
 
 
-def _read_half(value: object) -> Tensor:
-    output = _tensor(value, HALF_SHAPE)
-    if isinstance(value, Tensor) and value.dtype != torch.float16:
+def _read_half(value: LearnerValue) -> Tensor:
+    output = read_tensor(value, HALF_SHAPE)
+    if value.dtype != torch.float16:
         raise Verdict(
             "wrong-dtype", f"returned {value.dtype} on float16 input; expected torch.float16, the input's dtype."
         )
@@ -207,7 +201,7 @@ def check_float16_layer_norm(fn: Callable, *, time_limit: float = DEFAULT_TIME_L
         reference = as_float64(F.layer_norm(x, HALF_SHAPE[-1:], gamma, beta, EPS))
         if close(output, reference, HALF_TOLERANCE):
             return check.passed("Your LayerNorm is right in float32 and in float16.")
-        read = partial(_tensor, shape=HALF_SHAPE)
+        read = partial(read_tensor, shape=HALF_SHAPE)
         in_float32 = check.call(fn, float32, names, eps, action="called on the same values in float32", read=read)
         gap = (output - reference).abs().nan_to_num(nan=float("inf")).max().item()
         bad = int((~output.isfinite()).sum())

@@ -1,8 +1,8 @@
 """Notebook 02's checkers ("Which axes?"): the four norms written as functions, and BatchNorm of a padded batch.
 
 ``check_batch_norm``, ``check_layer_norm``, ``check_group_norm`` and ``check_rms_norm`` each judge a
-:class:`~normlab.checks.which_axes_variants.NormSpec` (probes and candidates in :mod:`.which_axes_variants`, the
-verdict and its words in :mod:`.which_axes_diagnosis`). ``check_masked_batch_norm`` is an :class:`Exercise`: x of
+:class:`~normlab.checks.which_axes_variants.NormSpec` (probes, candidates, the verdict and its words in
+:mod:`.which_axes_variants`). ``check_masked_batch_norm`` is an :class:`Exercise`: x of
 shape (N, L, C) = (4, 6, 3) in float64, sentences of lengths 6, 4, 2 and 5, and a pad embedding near 5 at the
 padded positions, so that every way of letting the padding in gives its own numbers.
 """
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from normlab._errors import shape_str
+from normlab.checks import which_axes_variants as norms
 from normlab.checks._result import CheckResult, declare
 from normlab.checks.runner import (
     DEFAULT_TIME_LIMIT,
@@ -29,69 +30,53 @@ from normlab.checks.runner import (
     run_check,
     run_exercise,
 )
-from normlab.checks.which_axes_diagnosis import calling, describe_checked, diagnose_outputs, hints
-from normlab.checks.which_axes_variants import (
-    BATCH_NORM_SHAPES,
-    LAYER_NORM_SHAPES,
-    OFFSET_TOLERANCE,
-    RMS_NORM_SHAPES,
-    NormSpec,
-    batch_norm_spec,
-    group_norm_spec,
-    layer_norm_spec,
-    make_probes,
-    rms_norm_spec,
-)
-from normlab.checks.which_axes_variants import TOLERANCE as NORM_TOLERANCE
-from normlab.checks.which_axes_variants import Probe as NormProbe
 from normlab.masked import masked_batch_norm
 
 MAX_GROUPS = 64
 
 
-def _check_layout(layout: str, supported: dict, checker: str) -> None:
-    if layout not in supported:
-        raise ValueError(
-            f"{checker} supports layout {', '.join(repr(k) for k in supported)}; got {layout!r}. "
-            f"Fix: pass one of these, e.g. layout={next(iter(supported))!r}."
-        )
-
-
-def run_function_check(spec: NormSpec, fn: Callable, label: str, time_limit: float) -> CheckResult:
+def run_function_check(name: str, spec: norms.NormSpec, fn: Callable, label: str, time_limit: float) -> CheckResult:
     """Check ``fn`` against ``spec`` on every probe: the shared body of the functional checkers."""
     signature = f"{learner_name(fn)}({', '.join(spec.arg_names)})"
-    near = f" ({OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered else ""
+    near = f" ({norms.OFFSET_TOLERANCE:g} on the float32 values near 3000)" if spec.centered else ""
 
     def diagnose(check: Check) -> CheckResult:
-        check.checked = describe_checked(spec, make_probes(spec))
+        check.checked = norms.describe_checked(spec, norms.make_probes(spec))
 
-        def call(probe: NormProbe, action: str, read: Callable) -> Tensor:
+        def call(probe: norms.Probe, action: str, read: Callable) -> Tensor:
             args = spec.call_args(probe.x, probe.gamma, probe.beta, probe.eps)
-            return calling(check, spec, signature, fn, args, names=spec.arg_names, action=action, read=read)
+            return norms.calling(check, spec, signature, fn, args, names=spec.arg_names, action=action, read=read)
 
-        if verdict := diagnose_outputs(spec, call):
+        if verdict := norms.diagnose_outputs(spec, call):
             raise verdict
         return check.passed(
-            f"Your output equals the reference to within {NORM_TOLERANCE:g}{near} on every input, and your inputs "
+            f"Your output equals the reference to within {norms.TOLERANCE:g}{near} on every input, and your inputs "
             "were left unchanged."
         )
 
-    name = f"check_{spec.norm}_norm"
-    return run_check(name, fn, diagnose, time_limit=time_limit, label=label, hints=hints(spec, signature))
+    hints = norms.hints(spec, signature)
+    return run_check(name, fn, diagnose, time_limit=time_limit, label=label, hints=hints)
+
+
+def _layout_check(name: str, make_spec: Callable, shapes: dict, fn: Callable, layout: str, time_limit: float):
+    if layout not in shapes:
+        raise ValueError(
+            f"{name} supports layout {', '.join(repr(k) for k in shapes)}; got {layout!r}. "
+            f"Fix: pass one of these, e.g. layout={next(iter(shapes))!r}."
+        )
+    return run_function_check(name, make_spec(layout), fn, f", layout={layout!r}", time_limit)
 
 
 def check_batch_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a learner's BatchNorm ``fn(x, gamma, beta, eps=1e-5)`` in training mode: one mean and biased variance
     per channel over every other dim, then ``y * gamma + beta``; layout "NC", "NCL", "NLC" or "NCHW"."""
-    _check_layout(layout, BATCH_NORM_SHAPES, "check_batch_norm")
-    return run_function_check(batch_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
+    return _layout_check("check_batch_norm", norms.batch_norm_spec, norms.BATCH_NORM_SHAPES, fn, layout, time_limit)
 
 
 def check_layer_norm(fn: Callable, layout: str, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
     """Check a learner's LayerNorm ``fn(x, gamma, beta, eps=1e-5)``: per sample over (C, ...) for "NC" and "NCHW",
     per token or pixel over C for "NLC" and "NHWC" (as in ConvNeXt); gamma and beta of that normalized shape."""
-    _check_layout(layout, LAYER_NORM_SHAPES, "check_layer_norm")
-    return run_function_check(layer_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
+    return _layout_check("check_layer_norm", norms.layer_norm_spec, norms.LAYER_NORM_SHAPES, fn, layout, time_limit)
 
 
 def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -102,16 +87,14 @@ def check_group_norm(fn: Callable, num_groups: int, *, time_limit: float = DEFAU
             f"check_group_norm needs num_groups, an int from 1 to {MAX_GROUPS}; got {num_groups!r}. "
             "Fix: pass the number of groups your exercise uses, e.g. num_groups=2."
         )
-    return run_function_check(group_norm_spec(num_groups), fn, f", num_groups={num_groups}", time_limit)
+    spec = norms.group_norm_spec(num_groups)
+    return run_function_check("check_group_norm", spec, fn, f", num_groups={num_groups}", time_limit)
 
 
 def check_rms_norm(fn: Callable, layout: str = "NLC", *, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
-    """Check a learner's RMSNorm ``fn(x, gamma, eps=1e-6)``: ``x / sqrt(mean(x^2) + eps) * gamma`` over the last dim.
-
-    No mean is subtracted and there is no beta (Zhang & Sennrich 2019); layout "NLC" or "NC".
-    """
-    _check_layout(layout, RMS_NORM_SHAPES, "check_rms_norm")
-    return run_function_check(rms_norm_spec(layout), fn, f", layout={layout!r}", time_limit)
+    """Check a learner's RMSNorm ``fn(x, gamma, eps=1e-6)``: ``x / sqrt(mean(x^2) + eps) * gamma`` over the last
+    dim, with no mean subtracted and no beta (Zhang & Sennrich 2019); layout "NLC" or "NC"."""
+    return _layout_check("check_rms_norm", norms.rms_norm_spec, norms.RMS_NORM_SHAPES, fn, layout, time_limit)
 
 
 # -- the padding exercise ----------------------------------------------------------------------------

@@ -412,13 +412,18 @@ SATURATION_BATCH = 256  # digits in one saturation forward pass: stable percenta
 
 
 def saturation_profiles(
-    data: DigitsSplit, input_scale: float = 1.0, init_gain: float = 1.0, depth: int = 5, gradients: bool = True
+    data: DigitsSplit,
+    input_scale: float = 1.0,
+    init_gain: float = 1.0,
+    depth: int = 5,
+    gradients: bool = True,
+    seed: int = 0,
 ) -> list[LayerProfile]:
     """The tanh MLP of notebook 01 §2 (width 64) on 256 digits, once per norm (None, batch, layer), same weights.
 
     ``init_gain`` = 1 is LeCun's init, N(0, 1/fan_in): well scaled for tanh, so any
     saturation comes from ``input_scale`` (or from a larger gain). ``gradients``: see
-    :func:`layer_profile` (the explorer passes False).
+    :func:`layer_profile` (the explorer passes False). ``seed`` draws the weights.
     """
     x, y = data.x_train[:SATURATION_BATCH], data.y_train[:SATURATION_BATCH]
     return layer_profiles(
@@ -430,6 +435,7 @@ def saturation_profiles(
         input_scale=input_scale,
         init_gain=init_gain,
         gradients=gradients,
+        seed=seed,
     )
 
 

@@ -1,10 +1,10 @@
 """Notebook 01's training experiments over several seeds, and their cache.
 
-One run of §4's learning-rate sweep, §5's covariate-shift test or §5's smoothness
-measurement could be luck. :func:`seeded_results` repeats each over :data:`SEEDS` (the seed
-picks the initial weights, the mini-batches and the injected noise) and keeps, per seed, what
-the notebook prints: the sweep's whole runs (its figure and explorer draw them), and a summary
-per run of the other two. That takes about 35 s on one core, over the notebook's budget, so
+One run of §4's learning-rate sweep, §4's weight-norm measurement, §5's covariate-shift test or
+§5's smoothness measurement could be luck. :func:`seeded_results` repeats each over :data:`SEEDS`
+(the seed picks the initial weights, the mini-batches and the injected noise) and keeps, per seed,
+what the notebook prints and draws: the sweep's whole runs (its figure and explorer draw them), and
+a summary per run of the others. That takes over a minute on one core, over the notebook's budget, so
 ``scripts/precompute_why_normalization_seeds.py`` stores it in
 ``normlab/data/cached/why_normalization_seeds.json`` and the notebook reads it with
 :func:`load_seeded_results`; tests/test_why_normalization_seeds.py recomputes entries of it.
@@ -15,18 +15,23 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from operator import attrgetter, methodcaller
 
 from normlab.compare import fmt_spread
 from normlab.data.digits import DigitsSplit
 from normlab.experiments.why_normalization_training import (
+    MISSED_MARK,
+    NETS,
     LearningRateSweep,
+    Net,
     TrainingRun,
+    WeightNormRun,
     covariate_shift_test,
     learning_rate_sweep,
     loss_along_gradient,
+    weight_norm_growth,
 )
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -38,11 +43,15 @@ class Settings:
     """The notebook's settings for every seeded experiment (§4, §5)."""
 
     learning_rates: tuple[float, ...] = (0.03, 0.1, 0.3, 3.0)
+    nets: tuple[Net, ...] = NETS
     target_accuracy: float = 0.95
     steps: int = 200
+    weight_norm_learning_rates: tuple[float, ...] = (0.1, 3.0)
+    pinned_learning_rate: float = 3.0  # also trained with the unit norms pinned at their start
     shift_learning_rate: float = 0.1
     max_shift: float = 1.0
     max_scale: float = 2.0
+    probe_size: int = 256
     smoothness_learning_rate: float = 0.1
     checkpoints: tuple[int, ...] = tuple(range(10, 200, 10))
     step_sizes: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -50,16 +59,30 @@ class Settings:
 
 SETTINGS = Settings()
 LOSS_DECIMALS = 6  # training losses are cached at 6 decimals (the figures draw them on a log scale)
+SIGNIFICANT = 6  # measured curves (drift, weight norms) are cached at 6 significant digits
+
+
+def _significant(values: Sequence[float]) -> list[float]:
+    return [float(f"{value:.{SIGNIFICANT}g}") for value in values]
 
 
 @dataclass(frozen=True)
 class ShiftSummary:
-    """One net of the covariate-shift test at one seed: the mean per-step movement of the watched
-    layer's input, the steps to the target accuracy (None: not reached) and the final accuracy."""
+    """One net of the covariate-shift test at one seed (see
+    :class:`normlab.experiments.why_normalization_training.CovariateShiftRun`): the mean per-step movement
+    of the watched layer's input on each step's mini-batch and on the fixed probe batch, the probe
+    movement at every step, the probe input's mean and std (averaged over units) at the first and the
+    last step, the steps to the target accuracy (None: not reached) and the final accuracy."""
 
     label: str
     seed: int
     movement: float
+    probe_movement: float
+    probe_movements: list[float]
+    first_mean: float
+    last_mean: float
+    first_std: float
+    last_std: float
     steps_to_target: int | None
     final_accuracy: float
 
@@ -89,8 +112,13 @@ class SeededResults:
 
     seeds: list[int]
     sweep: LearningRateSweep
+    weight_norms: list[WeightNormRun]
     shift: list[ShiftSummary]
     smoothness: list[SmoothnessSummary]
+
+    def weight_norms_at(self, learning_rate: float, pinned: bool = False) -> list[WeightNormRun]:
+        """The weight-norm records of the BatchNorm net at this learning rate, per seed."""
+        return [w for w in self.weight_norms if w.learning_rate == learning_rate and w.pinned == pinned]
 
     def shift_values(self, label: str, field: str) -> list:
         """One field of :class:`ShiftSummary` for the net ``label``, per seed."""
@@ -110,17 +138,32 @@ def shift_summaries(data: DigitsSplit, seed: int) -> list[ShiftSummary]:
         max_shift=SETTINGS.max_shift,
         max_scale=SETTINGS.max_scale,
         seed=seed,
+        probe_size=SETTINGS.probe_size,
     )
     return [
         ShiftSummary(
             r.label,
             seed,
             statistics.fmean(r.movement),
+            statistics.fmean(r.probe_movement),
+            _significant(r.probe_movement),
+            r.probe_mean[0].mean().item(),
+            r.probe_mean[-1].mean().item(),
+            r.probe_std[0].mean().item(),
+            r.probe_std[-1].mean().item(),
             r.run.steps_to_accuracy(SETTINGS.target_accuracy),
             r.run.accuracies[-1],
         )
         for r in result.runs
     ]
+
+
+def weight_norm_runs(data: DigitsSplit, seed: int) -> list[WeightNormRun]:
+    """:func:`weight_norm_growth` of the BatchNorm net at the notebook's learning rates, and pinned at
+    :attr:`Settings.pinned_learning_rate`, at one seed."""
+    runs = [weight_norm_growth(data, lr, SETTINGS.steps, seed) for lr in SETTINGS.weight_norm_learning_rates]
+    runs.append(weight_norm_growth(data, SETTINGS.pinned_learning_rate, SETTINGS.steps, seed, pinned=True))
+    return [replace(r, row_norms=[_significant(n) for n in r.row_norms]) for r in runs]
 
 
 def smoothness_summaries(data: DigitsSplit, seed: int) -> list[SmoothnessSummary]:
@@ -152,6 +195,7 @@ def seeded_sweep(data: DigitsSplit, seeds: Sequence[int] = SEEDS) -> LearningRat
     return learning_rate_sweep(
         data,
         learning_rates=SETTINGS.learning_rates,
+        nets=SETTINGS.nets,
         target_accuracy=SETTINGS.target_accuracy,
         steps=SETTINGS.steps,
         seeds=seeds,
@@ -160,18 +204,17 @@ def seeded_sweep(data: DigitsSplit, seeds: Sequence[int] = SEEDS) -> LearningRat
 
 def _cached_run(run: TrainingRun) -> TrainingRun:
     losses = [round(value, LOSS_DECIMALS) for value in run.losses]
-    return TrainingRun(run.norm, run.learning_rate, losses, run.eval_steps, run.accuracies, run.diverged, run.seed)
+    return replace(run, losses=losses)
 
 
 def seeded_results(data: DigitsSplit, seeds: Sequence[int] = SEEDS) -> SeededResults:
-    """Every experiment of :data:`SETTINGS` at every seed (about 35 s on one core): what the cache holds."""
+    """Every experiment of :data:`SETTINGS` at every seed (over a minute on one core): what the cache holds."""
     sweep = seeded_sweep(data, seeds)
-    sweep = LearningRateSweep(
-        sweep.learning_rates, sweep.norms, sweep.target_accuracy, [_cached_run(r) for r in sweep.runs], sweep.seeds
-    )
+    sweep = replace(sweep, runs=[_cached_run(r) for r in sweep.runs])
+    weight_norms = [w for seed in seeds for w in weight_norm_runs(data, seed)]
     shift = [s for seed in seeds for s in shift_summaries(data, seed)]
     smoothness = [s for seed in seeds for s in smoothness_summaries(data, seed)]
-    return SeededResults(list(seeds), sweep, shift, smoothness)
+    return SeededResults(list(seeds), sweep, weight_norms, shift, smoothness)
 
 
 def results_to_json(results: SeededResults) -> str:
@@ -180,6 +223,7 @@ def results_to_json(results: SeededResults) -> str:
     sweep = {k: v for k, v in asdict(results.sweep).items() if k != "runs"}
     rows = {
         "runs": [asdict(r) for r in results.sweep.runs],
+        "weight_norms": [asdict(w) for w in results.weight_norms],
         "shift": [asdict(s) for s in results.shift],
         "smoothness": [asdict(s) for s in results.smoothness],
     }
@@ -193,30 +237,33 @@ def results_to_json(results: SeededResults) -> str:
 def load_seeded_results() -> SeededResults:
     """The precomputed results, from ``normlab/data/cached/why_normalization_seeds.json``."""
     data = json.loads((resources.files("normlab.data") / "cached" / CACHE_FILE).read_text())
-    sweep = LearningRateSweep(**data["sweep"], runs=[TrainingRun(**r) for r in data["runs"]])
+    head = data["sweep"] | {"nets": [tuple(net) for net in data["sweep"]["nets"]]}
+    sweep = LearningRateSweep(**head, runs=[TrainingRun(**r) for r in data["runs"]])
     return SeededResults(
         data["seeds"],
         sweep,
+        [WeightNormRun(**w) for w in data["weight_norms"]],
         [ShiftSummary(**s) for s in data["shift"]],
         [SmoothnessSummary(**s) for s in data["smoothness"]],
     )
 
 
 def shift_table(results: SeededResults) -> str:
-    """§5's covariate-shift test over the seeds: per net, the movement per step and the steps to the target,
-    each as median [min–max]; seeds whose net never reached the target are counted apart."""
-    target = f"steps to {SETTINGS.target_accuracy:.0%}"
-    lines = [f"{'':<19}{'moves per step':>22}{target:>36}"]
+    """§5's covariate-shift test over the seeds: per net, the mean movement per step of the watched input
+    on each step's mini-batch and on the fixed probe batch (median [min–max] over the seeds), and every
+    seed's steps to the target ("–": not reached in the run's steps)."""
+    movement = "moves per step, median [min–max]"
+    lines = [
+        f"{'':<18}{movement:^48}  steps to {SETTINGS.target_accuracy:.0%}",
+        f"{'':<18}{'each mini-batch':>22}{'fixed probe batch':>26}  seeds {', '.join(map(str, results.seeds))}",
+    ]
     for label in ("no norm", "BatchNorm", "BatchNorm + noise"):
-        steps = results.shift_values(label, "steps_to_target")
-        reached = [s for s in steps if s is not None]
-        parts = [
-            fmt_spread(reached, "g") + ("" if len(reached) == len(steps) else f" ({len(reached)} of {len(steps)})")
-        ]
-        if len(reached) < len(steps):
-            parts.append(f"not in {SETTINGS.steps} ({len(steps) - len(reached)} of {len(steps)})")
-        movement = fmt_spread(results.shift_values(label, "movement"), ".3f")
-        lines.append(f"{label:<19}{movement:>22}{'; '.join(p for p in parts if p):>36}")
+        batch = fmt_spread(results.shift_values(label, "movement"), ".3f")
+        probe = fmt_spread(results.shift_values(label, "probe_movement"), ".4f")
+        steps = " ".join(
+            f"{MISSED_MARK if s is None else s:>3}" for s in results.shift_values(label, "steps_to_target")
+        )
+        lines.append(f"{label:<18}{batch:>22}{probe:>26}  {steps}")
     return "\n".join(lines)
 
 

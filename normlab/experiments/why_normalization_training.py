@@ -1,10 +1,12 @@
 """Training experiments of notebook 01 (why normalization helps), on the digits.
 
-- §4 learning rates: the same MLP with and without BatchNorm across a learning-rate
-  sweep (a CPU-sized echo of Ioffe & Szegedy 2015, Fig. 1).
+- §4 learning rates: the same MLP with and without BatchNorm, and without it from a good
+  (Kaiming) initialization, across a learning-rate sweep (a CPU-sized echo of Ioffe & Szegedy
+  2015, Fig. 1); and why BatchNorm survives lr = 3: the weights before it grow, which lowers
+  their effective learning rate eta / ||w||^2.
 - §5 what BN is not: noise injected after BatchNorm adds "internal covariate shift"
-  on purpose (Santurkar et al. 2018, §2.1); and the loss measured along the gradient
-  direction, one of the smoothness signals of Santurkar et al. 2018, §3.
+  on purpose (Santurkar et al. 2018, §2.1), measured on a fixed probe batch; and the loss
+  measured along the gradient direction, one of the smoothness signals of Santurkar et al. 2018, §3.
 
 Every run is deterministic: weights, mini-batches and noise come from generators
 seeded inside the function. Results are plain dataclasses of floats and lists.
@@ -16,20 +18,23 @@ import copy
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.compare import fmt_spread
 from normlab.data.digits import DigitsSplit
-from normlab.experiments.common import BeforeStep, build_mlp, fit, grad_of, random_batches
+from normlab.experiments.common import DIVERGED_LOSS, BeforeStep, build_mlp, fit, grad_of, random_batches
 from normlab.experiments.why_normalization import norm_class
 from normlab.layouts import NORM_LABELS
 
 HIDDEN = (128, 128, 128)  # 64 pixels -> 3 x Linear(., 128) + BatchNorm1d(128) + ReLU -> 10 classes
+# How the hidden Linear weights are drawn: the init_gain of build_mlp. "default" is PyTorch's nn.Linear
+# init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1/(3 fan_in); "kaiming" is N(0, 2/fan_in), the
+# init that keeps a ReLU layer's variance (He et al. 2015).
+INITS: dict[str, float | None] = {"default": None, "kaiming": math.sqrt(2)}
 T = TypeVar("T")
 
 
@@ -43,6 +48,11 @@ def _find(items: Sequence[T], what: str, **wanted: object) -> T:
     raise ValueError(f"no {what} with {asked}; there are ({', '.join(wanted)}) = {available}.")
 
 
+def first_step_reaching(eval_steps: Sequence[int], accuracies: Sequence[float], target: float) -> int | None:
+    """The first evaluated step count at which the accuracy >= target (None: never)."""
+    return next((s for s, a in zip(eval_steps, accuracies) if a >= target), None)
+
+
 @dataclass(frozen=True)
 class TrainingRun:
     """One SGD run: the training loss at every step, held-out accuracy every few steps.
@@ -50,7 +60,8 @@ class TrainingRun:
     ``losses[k]`` is the mini-batch loss of step k (before its update). A run that diverges
     (see :class:`normlab.experiments.common.FitResult`) stops there: ``diverged`` is True and
     the lists end early. ``accuracies[i]`` is measured after ``eval_steps[i]`` updates, in eval
-    mode. ``seed`` chose the initial weights and the mini-batches.
+    mode. ``seed`` chose the initial weights and the mini-batches; ``init`` names how the weights
+    were drawn (see :data:`INITS`).
     """
 
     norm: str | None
@@ -60,10 +71,16 @@ class TrainingRun:
     accuracies: list[float]
     diverged: bool
     seed: int = 0
+    init: str = "default"
+
+    @property
+    def diverged_at(self) -> int | None:
+        """The step whose training loss went above DIVERGED_LOSS (the run stopped there); None if it did not."""
+        return len(self.losses) - 1 if self.diverged else None
 
     def steps_to_accuracy(self, target: float) -> int | None:
         """The first evaluated step count at which held-out accuracy >= target (None: never)."""
-        return next((s for s, a in zip(self.eval_steps, self.accuracies) if a >= target), None)
+        return first_step_reaching(self.eval_steps, self.accuracies, target)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -116,12 +133,19 @@ def train_on_digits(
 
 
 def digits_mlp(
-    data: DigitsSplit, norm: Callable[[int], nn.Module] | None, hidden: Sequence[int] = HIDDEN, seed: int = 0
+    data: DigitsSplit,
+    norm: Callable[[int], nn.Module] | None,
+    hidden: Sequence[int] = HIDDEN,
+    seed: int = 0,
+    init: str = "default",
 ) -> nn.Sequential:
-    """The MLP of §4-§5 for the digits: :func:`normlab.experiments.common.build_mlp` with ReLU and PyTorch's
-    default init. §4-§5 take their norm layers from torch.nn: the same values as normlab's drop-ins, faster
-    to train (:func:`normlab.experiments.why_normalization.norm_class` with ``implementation="torch"``)."""
-    return build_mlp(data.x_train.shape[1], hidden, int(data.y_train.max()) + 1, norm, seed=seed)
+    """The MLP of §4-§5 for the digits: :func:`normlab.experiments.common.build_mlp` with ReLU, its hidden
+    weights drawn as ``init`` says (:data:`INITS`; the head keeps PyTorch's default). §4-§5 take their norm
+    layers from torch.nn: the same values as normlab's drop-ins, faster to train
+    (:func:`normlab.experiments.why_normalization.norm_class` with ``implementation="torch"``)."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {sorted(INITS)}; got {init!r}.")
+    return build_mlp(data.x_train.shape[1], hidden, int(data.y_train.max()) + 1, norm, init_gain=INITS[init], seed=seed)
 
 
 def train_mlp(
@@ -131,11 +155,13 @@ def train_mlp(
     steps: int = 200,
     hidden: Sequence[int] = HIDDEN,
     seed: int = 0,
+    init: str = "default",
     **options,
 ) -> TrainingRun:
     """Build :func:`digits_mlp` and train it with :func:`train_on_digits`."""
-    model = digits_mlp(data, norm_class(norm, implementation="torch"), hidden, seed)
-    return train_on_digits(model, data, learning_rate, steps, seed=seed, norm=norm, **options)
+    model = digits_mlp(data, norm_class(norm, implementation="torch"), hidden, seed, init)
+    run = train_on_digits(model, data, learning_rate, steps, seed=seed, norm=norm, **options)
+    return replace(run, init=init)
 
 
 # ---------------------------------------------------------------------------
@@ -143,95 +169,200 @@ def train_mlp(
 # ---------------------------------------------------------------------------
 
 
+Net = tuple[str | None, str]  # (norm, init): the network a sweep trains, e.g. (None, "kaiming")
+NETS: tuple[Net, ...] = ((None, "default"), (None, "kaiming"), ("batch", "default"))
+
+
+def net_label(norm: str | None, init: str) -> str:
+    """The display name of a network of the sweep, e.g. "no norm, Kaiming init"."""
+    return f"{NORM_LABELS[norm]}, {'Kaiming' if init == 'kaiming' else 'default'} init"
+
+
 @dataclass(frozen=True)
 class LearningRateSweep:
-    """Every (learning rate, norm, seed) trained; for one seed, every run has the same weights and mini-batches."""
+    """Every (learning rate, net, seed) trained; for one seed, every net has the same mini-batches, and
+    nets with the same init the same initial weights."""
 
     learning_rates: list[float]
-    norms: list[str | None]
+    nets: list[Net]
     target_accuracy: float
     runs: list[TrainingRun]
     seeds: list[int] = field(default_factory=lambda: [0])
 
-    def run(self, learning_rate: float, norm: str | None, seed: int = 0) -> TrainingRun:
-        """The run with this learning rate, norm and seed."""
-        return _find(self.runs, "run", learning_rate=learning_rate, norm=norm, seed=seed)
+    def run(self, learning_rate: float, norm: str | None, seed: int = 0, init: str = "default") -> TrainingRun:
+        """The run with this learning rate, norm, seed and init."""
+        return _find(self.runs, "run", learning_rate=learning_rate, norm=norm, seed=seed, init=init)
 
     def runs_at(self, learning_rate: float, seed: int = 0) -> list[TrainingRun]:
-        """Every norm's run at this learning rate and seed, in the order of ``norms``."""
-        return [self.run(learning_rate, norm, seed) for norm in self.norms]
+        """Every net's run at this learning rate and seed, in the order of ``nets``."""
+        return [self.run(learning_rate, norm, seed, init) for norm, init in self.nets]
 
-    def seed_runs(self, learning_rate: float, norm: str | None) -> list[TrainingRun]:
-        """The runs of every seed at this learning rate and norm, in the order of ``seeds``."""
-        return [self.run(learning_rate, norm, seed) for seed in self.seeds]
+    def seed_runs(self, learning_rate: float, norm: str | None, init: str = "default") -> list[TrainingRun]:
+        """The runs of every seed at this learning rate, norm and init, in the order of ``seeds``."""
+        return [self.run(learning_rate, norm, seed, init) for seed in self.seeds]
 
 
 def learning_rate_sweep(
     data: DigitsSplit,
-    learning_rates: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0),
-    norms: Sequence[str | None] = (None, "batch"),
+    learning_rates: Sequence[float] = (0.03, 0.1, 0.3, 3.0),
+    nets: Sequence[Net] = NETS,
     target_accuracy: float = 0.95,
     steps: int = 200,
     seeds: Sequence[int] = (0,),
 ) -> LearningRateSweep:
-    """Train the same MLP at each learning rate with each norm, once per seed (notebook 01 §4).
+    """Train the MLP at each learning rate as each net (norm, init), once per seed (notebook 01 §4).
 
-    Within one seed every run has identical initial weights (norm layers start at
-    gamma = 1, beta = 0) and identical mini-batches, so a difference is the norm's; the
-    seeds show how much of it is luck.
+    Within one seed every run sees the same mini-batches and nets with the same init start from
+    the same weights (norm layers start at gamma = 1, beta = 0), so a difference is the norm's or
+    the init's; the seeds show how much of it is luck.
     """
-    runs = [train_mlp(data, norm, lr, steps, seed=seed) for lr in learning_rates for norm in norms for seed in seeds]
-    return LearningRateSweep(list(learning_rates), list(norms), target_accuracy, runs, list(seeds))
+    runs = [
+        train_mlp(data, norm, lr, steps, seed=seed, init=init)
+        for lr in learning_rates
+        for norm, init in nets
+        for seed in seeds
+    ]
+    return LearningRateSweep(
+        list(learning_rates), [(norm, init) for norm, init in nets], target_accuracy, runs, list(seeds)
+    )
+
+
+DIVERGED_MARK = "×"  # sweep_cell's mark for a run that diverged: "×9" = diverged at step 9
+MISSED_MARK = "–"  # sweep_cell's mark for a run that never reached the target
 
 
 def sweep_cell(runs: Sequence[TrainingRun], target_accuracy: float) -> str:
-    """One cell of :func:`sweep_table`: the steps to the target over the seeds' runs, as "median [min–max]",
-    and how many runs diverged (training loss above :data:`normlab.experiments.common.DIVERGED_LOSS`) or
-    never reached the target.
+    """One cell of :func:`sweep_table`: for each run (one per seed), the first evaluated step at which it
+    reached the target, "×k" if it diverged at step k before reaching it, "–" if it never reached it."""
+    cells = []
+    for run in runs:
+        reached = run.steps_to_accuracy(target_accuracy)
+        cells.append(
+            f"{reached}"
+            if reached is not None
+            else f"{DIVERGED_MARK}{run.diverged_at}"
+            if run.diverged
+            else MISSED_MARK
+        )
+    return " ".join(f"{cell:>3}" for cell in cells)
 
-    With one run: its step count, "diverged at step k", or "not in N (final a%)".
-    """
-    reached = [s for r in runs if not r.diverged and (s := r.steps_to_accuracy(target_accuracy)) is not None]
-    diverged = [len(r.losses) - 1 for r in runs if r.diverged]
-    missed = [r for r in runs if not r.diverged and r.steps_to_accuracy(target_accuracy) is None]
-    if len(runs) == 1:
-        run = runs[0]
-        if diverged:
-            return f"diverged at step {diverged[0]}"
-        return f"{reached[0]}" if reached else f"not in {run.eval_steps[-1]} (final {run.accuracies[-1]:.1%})"
-    parts = []
-    of = f" of {len(runs)}"
-    if reached:
-        parts.append(fmt_spread(reached, "g") + ("" if len(reached) == len(runs) else f" ({len(reached)}{of})"))
-    if diverged:
-        parts.append(f"diverged ({len(diverged)}{of}) at step {fmt_spread(diverged, 'g')}")
-    if missed:
-        parts.append(f"not in {missed[0].eval_steps[-1]} ({len(missed)}{of})")
-    return "; ".join(parts)
+
+def sweep_definitions(steps: int, target_accuracy: float) -> str:
+    """What the marks of :func:`sweep_table` mean, printed beside it."""
+    return (
+        f"each cell: one number per seed, the first step (of every 10) with held-out accuracy >= "
+        f"{target_accuracy:.0%};\n{DIVERGED_MARK}k: diverged at step k (training loss above {DIVERGED_LOSS:g}, "
+        f"checked at every step; training stops there); {MISSED_MARK}: not reached in {steps} steps"
+    )
 
 
 def sweep_table(sweep: LearningRateSweep) -> str:
-    """A text table: for each learning rate and norm, steps to the target accuracy over the seeds (see
-    :func:`sweep_cell`); "diverged" means the training loss went above
-    :data:`normlab.experiments.common.DIVERGED_LOSS` (100).
+    """A text table: per learning rate (rows) and net (columns), the steps to the target accuracy of every
+    seed (see :func:`sweep_cell`).
 
     The final accuracy of the runs that reach the target is not printed: at lr >= 1 training is
     chaotic enough that a CPU's last-bit rounding differences, even in float64, change it by a
     point or more after 200 steps, while the step at which 95% is first reached stays the same.
     """
+    labels = {net: net_label(*net) for net in sweep.nets}
     cells = {
-        (lr, n): sweep_cell(sweep.seed_runs(lr, n), sweep.target_accuracy)
+        (lr, net): sweep_cell(sweep.seed_runs(lr, *net), sweep.target_accuracy)
         for lr in sweep.learning_rates
-        for n in sweep.norms
+        for net in sweep.nets
     }
-    target = f"steps to {sweep.target_accuracy:.0%}"
-    titles = {n: f"{NORM_LABELS[n]}: {target}" for n in sweep.norms}
-    width = {n: max(30, len(titles[n]), *(len(cells[lr, n]) for lr in sweep.learning_rates)) for n in sweep.norms}
-    header = f"{'lr':>6} | " + " | ".join(f"{titles[n]:>{width[n]}}" for n in sweep.norms)
-    lines = [header, "-" * len(header)]
+    width = {net: max(len(labels[net]), *(len(cells[lr, net]) for lr in sweep.learning_rates)) for net in sweep.nets}
+    header = f"{'lr':>5} | " + " | ".join(f"{labels[net]:>{width[net]}}" for net in sweep.nets)
+    seeds = f"{'':>5} | " + " | ".join(f"{'seeds ' + ','.join(map(str, sweep.seeds)):>{width[n]}}" for n in sweep.nets)
+    lines = [header, seeds, "-" * len(header)]
     for lr in sweep.learning_rates:
-        lines.append(f"{lr:>6g} | " + " | ".join(f"{cells[lr, n]:>{width[n]}}" for n in sweep.norms))
+        lines.append(f"{lr:>5g} | " + " | ".join(f"{cells[lr, net]:>{width[net]}}" for net in sweep.nets))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# §4 Why BatchNorm trains at lr = 3: the weights grow, the effective learning rate falls
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightNormRun:
+    """The weights before each BatchNorm while a BatchNorm net trains (notebook 01 §4).
+
+    ``row_norms[k][l]``: the median over the units j of hidden Linear layer l of ||(w_j, b_j)||, the
+    norm of unit j's weights and bias, before step k (k = 0 is the initial weights). BatchNorm makes its
+    unit's output depend only on the direction of (w_j, b_j), so an SGD step of size eta turns that
+    direction as a step of eta / ||(w_j, b_j)||^2 would at norm 1: the effective learning rate.
+    ``max_cosine``: the largest |cos| between a unit's (w_j, b_j) and its gradient over the run (0 for
+    an exactly scale-invariant unit: the step is orthogonal, so the norm can only grow).
+    ``pinned``: each unit was scaled back to its initial norm before every step, which changes no
+    output and holds the effective learning rate at its initial value. ``accuracies[i]``: held-out
+    accuracy after ``eval_steps[i]`` steps.
+    """
+
+    learning_rate: float
+    seed: int
+    pinned: bool
+    row_norms: list[list[float]]
+    max_cosine: float
+    eval_steps: list[int]
+    accuracies: list[float]
+
+    def effective_learning_rates(self, layer: int) -> list[float]:
+        """eta / (median ||(w_j, b_j)||)^2 of one hidden layer, per step."""
+        return [self.learning_rate / norms[layer] ** 2 for norms in self.row_norms]
+
+    def steps_to_accuracy(self, target: float) -> int | None:
+        """The first evaluated step count at which held-out accuracy >= target (None: never)."""
+        return first_step_reaching(self.eval_steps, self.accuracies, target)
+
+
+def _unit_rows(linear: nn.Linear) -> torch.Tensor:
+    """(out_features, in_features + 1): each unit's weights and bias, one row per unit."""
+    bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features, dtype=linear.weight.dtype)
+    return torch.cat([linear.weight, bias[:, None]], dim=1)
+
+
+def weight_norm_growth(
+    data: DigitsSplit,
+    learning_rate: float,
+    steps: int = 200,
+    seed: int = 0,
+    init: str = "default",
+    pinned: bool = False,
+) -> WeightNormRun:
+    """Train §4's BatchNorm MLP and record its hidden units' weight norms before every step.
+
+    The run is the sweep's BatchNorm run (same weights, batches and losses); the records read the
+    weights and their gradients and change nothing. ``pinned=True`` scales each unit's (w_j, b_j)
+    back to its initial norm before every step: BatchNorm's outputs do not change, but the effective
+    learning rate stays at its initial value, so the run shows what the growth of the norms buys.
+    """
+    model = digits_mlp(data, nn.BatchNorm1d, seed=seed, init=init)
+    hidden = [m for m in model if isinstance(m, nn.Linear)][:-1]  # each is followed by a BatchNorm1d
+    row_norms: list[list[float]] = []
+    cosines: list[float] = []
+    previous: list[torch.Tensor] = []  # the rows the last step's gradients were taken at
+    with torch.no_grad():
+        initial = [_unit_rows(linear).norm(dim=1) for linear in hidden]
+
+    def record(step: int, x_batch: torch.Tensor, y_batch: torch.Tensor) -> None:
+        with torch.no_grad():
+            if pinned:
+                for linear, norm in zip(hidden, initial):
+                    factor = norm / _unit_rows(linear).norm(dim=1)
+                    linear.weight.mul_(factor[:, None])
+                    linear.bias.mul_(factor)
+            rows = [_unit_rows(linear).clone() for linear in hidden]
+            row_norms.append([r.norm(dim=1).median().item() for r in rows])
+            for linear, before in zip(hidden, previous):  # .grad still holds the last step's gradients
+                grads = torch.cat([grad_of(linear.weight), grad_of(linear.bias)[:, None]], dim=1)
+                cosines.append(F.cosine_similarity(before, grads, dim=1).abs().max().item())
+        previous[:] = rows
+
+    run = train_on_digits(model, data, learning_rate, steps, seed=seed, before_step=record, norm="batch")
+    return WeightNormRun(
+        learning_rate, seed, pinned, row_norms, max(cosines, default=0.0), run.eval_steps, run.accuracies
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -240,39 +371,53 @@ def sweep_table(sweep: LearningRateSweep) -> str:
 
 
 class ShiftScaleNoise(nn.Module):
-    """y -> scale_j * y + shift_j, with a new random (scale_j, shift_j) per unit j at every training step.
+    """y -> scale_j * y + shift_j, with a random (scale_j, shift_j) per unit j drawn anew at every training step.
 
     shift_j ~ U(-max_shift, max_shift), log(scale_j) ~ U(-log max_scale, log max_scale).
-    The next layer's input distribution therefore jumps at every step: covariate shift
-    on purpose (the "noisy BatchNorm" of Santurkar et al. 2018, §2.1). Identity in eval mode.
+    :meth:`redraw` draws the map; every training-mode forward until the next redraw applies it
+    (the training batch and the probe batch of one step get the same map). The next layer's
+    input distribution therefore jumps at every step: covariate shift on purpose (the "noisy
+    BatchNorm" of Santurkar et al. 2018, §2.1). Identity in eval mode.
     """
 
     def __init__(self, width: int, max_shift: float, max_scale: float, generator: torch.Generator) -> None:
         super().__init__()
         self.width, self.max_shift, self.max_scale, self.generator = width, max_shift, max_scale, generator
+        self.scale: torch.Tensor | None = None
+        self.shift: torch.Tensor | None = None
+
+    def redraw(self, dtype: torch.dtype = torch.float64) -> None:
+        """Draw this step's map (shift first, then log scale, from the shared generator)."""
+        self.shift = (2 * torch.rand(self.width, generator=self.generator, dtype=dtype) - 1) * self.max_shift
+        log_scale = (2 * torch.rand(self.width, generator=self.generator, dtype=dtype) - 1) * math.log(self.max_scale)
+        self.scale = log_scale.exp()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
-        shift = (2 * torch.rand(self.width, generator=self.generator, dtype=x.dtype) - 1) * self.max_shift
-        log_scale = (2 * torch.rand(self.width, generator=self.generator, dtype=x.dtype) - 1) * math.log(self.max_scale)
-        return x * log_scale.exp() + shift
+        if self.scale is None or self.shift is None:
+            raise RuntimeError("ShiftScaleNoise has no map yet: call redraw() before each training step.")
+        return x * self.scale + self.shift
 
 
 @dataclass(frozen=True)
 class CovariateShiftRun:
-    """A training run and the per-step statistics of one hidden layer's input.
+    """A training run and the per-step statistics of one hidden layer's input, on two batches.
 
-    ``input_mean[k][j]``, ``input_std[k][j]``: batch mean and std of unit j of the
-    watched layer's input at step k; ``movement[k-1]`` = mean over units of
-    |mean_k - mean_{k-1}| + |std_k - std_{k-1}|, how far that distribution moved in one step.
+    ``movement[k-1]``: mean over the layer's units of |mean_k - mean_{k-1}| + |std_k - std_{k-1}|,
+    the batch mean and std of each unit on step k's training mini-batch: how far the input the
+    layer trained on moved, sampling noise of the mini-batches included.
+    ``probe_mean[k][j]``, ``probe_std[k][j]``: the same statistics of unit j on a fixed probe batch,
+    passed through the net (training mode, the step's noise) before step k's update;
+    ``probe_movement[k-1]`` is their movement, which only the weights (and injected noise) change.
     """
 
     label: str
     run: TrainingRun
-    input_mean: torch.Tensor
-    input_std: torch.Tensor
     movement: list[float]
+    probe_mean: torch.Tensor
+    probe_std: torch.Tensor
+    probe_movement: list[float]
 
 
 @dataclass(frozen=True)
@@ -280,6 +425,7 @@ class CovariateShiftResult:
     """No norm, BatchNorm, and BatchNorm followed by shift-and-scale noise (notebook 01 §5)."""
 
     watched_layer: int
+    probe_size: int
     runs: list[CovariateShiftRun]
 
     def get(self, label: str) -> CovariateShiftRun:
@@ -294,6 +440,36 @@ def _watched_linear(model: nn.Sequential, layer: int) -> nn.Linear:
     return linears[layer]
 
 
+def movement_per_step(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(steps - 1,): mean over units of |mean_k - mean_{k-1}| + |std_k - std_{k-1}|, from (steps, units)."""
+    return ((mean[1:] - mean[:-1]).abs() + (std[1:] - std[:-1]).abs()).mean(dim=1)
+
+
+def forward_keeping_buffers(model: nn.Module, x: torch.Tensor) -> None:
+    """``model(x)`` without gradients, its buffers (BatchNorm's running statistics) put back afterwards."""
+    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    with torch.no_grad():
+        model(x)
+        for name, buffer in model.named_buffers():
+            buffer.copy_(saved[name])
+
+
+class _InputStatistics:
+    """A forward pre-hook: the per-unit mean and std of a module's input at each training-mode forward,
+    appended to ``into`` (``batch`` or ``probe``, each a pair of lists: means, stds)."""
+
+    def __init__(self) -> None:
+        self.batch: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        self.probe: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        self.into = self.batch
+
+    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+        if module.training:  # the held-out accuracy (eval mode) is not recorded
+            x = inputs[0].detach()
+            self.into[0].append(x.mean(dim=0))
+            self.into[1].append(x.std(dim=0, correction=0))
+
+
 def covariate_shift_test(
     data: DigitsSplit,
     learning_rate: float = 0.1,
@@ -302,13 +478,18 @@ def covariate_shift_test(
     max_shift: float = 1.0,
     max_scale: float = 2.0,
     seed: int = 0,
+    probe_size: int = 256,
 ) -> CovariateShiftResult:
     """Does BatchNorm work by removing covariate shift? Add shift back after it, and train (notebook 01 §5).
 
-    Three nets with the same weights and mini-batches: no norm, BatchNorm, and
-    BatchNorm + :class:`ShiftScaleNoise` after every BN layer. The input of Linear
-    layer ``watched_layer`` (0 = first) is recorded at every training step.
+    Three nets with the same weights and mini-batches: no norm, BatchNorm, and BatchNorm +
+    :class:`ShiftScaleNoise` after every BN layer. The input of Linear layer ``watched_layer``
+    (0 = first) is recorded at every step on the training mini-batch, and on a fixed probe batch
+    (the first ``probe_size`` held-out digits) passed through the net before the step's update.
     """
+    if not 2 <= probe_size <= len(data.x_test):
+        raise ValueError(f"probe_size must be 2..{len(data.x_test)} held-out digits; got {probe_size}.")
+    probe = data.x_test[:probe_size]
     runs = []
     noise_generator = torch.Generator()
 
@@ -322,20 +503,25 @@ def covariate_shift_test(
     ):
         noise_generator.manual_seed(seed + 2)
         model = digits_mlp(data, norm_layer, seed=seed)
-        means, stds = [], []
+        noises = [m for m in model.modules() if isinstance(m, ShiftScaleNoise)]
+        statistics_of = _InputStatistics()
 
-        def record(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
-            if module.training:
-                means.append(inputs[0].detach().mean(dim=0))  # noqa: B023 (hook removed before the next iteration)
-                stds.append(inputs[0].detach().std(dim=0, correction=0))  # noqa: B023 (as above)
+        def before_step(step: int, x_batch: torch.Tensor, y_batch: torch.Tensor) -> None:
+            for noise in noises:  # noqa: B023 (called within this iteration)
+                noise.redraw()
+            statistics_of.into = statistics_of.probe  # noqa: B023
+            forward_keeping_buffers(model, probe)  # noqa: B023
+            statistics_of.into = statistics_of.batch  # noqa: B023
 
-        handle = _watched_linear(model, watched_layer).register_forward_pre_hook(record)
-        run = train_on_digits(model, data, learning_rate, steps, seed=seed, norm=norm)
+        handle = _watched_linear(model, watched_layer).register_forward_pre_hook(statistics_of)
+        run = train_on_digits(model, data, learning_rate, steps, seed=seed, before_step=before_step, norm=norm)
         handle.remove()
-        mean, std = torch.stack(means), torch.stack(stds)
-        movement = ((mean[1:] - mean[:-1]).abs() + (std[1:] - std[:-1]).abs()).mean(dim=1)
-        runs.append(CovariateShiftRun(label, run, mean, std, movement.tolist()))
-    return CovariateShiftResult(watched_layer, runs)
+        (mean, std), (probe_mean, probe_std) = (
+            (torch.stack(means), torch.stack(stds)) for means, stds in (statistics_of.batch, statistics_of.probe)
+        )
+        movement, probe_movement = movement_per_step(mean, std), movement_per_step(probe_mean, probe_std)
+        runs.append(CovariateShiftRun(label, run, movement.tolist(), probe_mean, probe_std, probe_movement.tolist()))
+    return CovariateShiftResult(watched_layer, probe_size, runs)
 
 
 # ---------------------------------------------------------------------------

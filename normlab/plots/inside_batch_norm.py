@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
+from normlab.compare import plotted
 from normlab.experiments.inside_batch_norm import BN_PLACEMENTS, AngleAgainstNorm, CnnComparison, WeightDecayView
 from normlab.style import OKABE_ITO, new_figure
 
@@ -74,11 +75,10 @@ def plot_angle_against_norm(results: Sequence[AngleAgainstNorm]) -> Figure:
     fig, ax = new_figure(figsize=(6.2, 4.0))
     for result, color, marker in zip(results, (OKABE_ITO[0], OKABE_ITO[1], OKABE_ITO[2]), ("o", "s", "x")):
         label = f"{result.optimizer}, lr {result.learning_rate:g}: slope {result.slope:.2f}"
-        ax.plot(result.weight_norm, result.angle, "-", marker=marker, ms=8, color=color, label=label)
+        norms, angles = plotted(result.weight_norm), plotted(result.angle)  # the same pixels on every CPU
+        ax.plot(norms, angles, "-", marker=marker, ms=8, color=color, label=label)
         power = -2 if result.optimizer == "SGD" else -1
-        start, first = result.weight_norm[0], result.angle[0]
-        reference = [first * (n / start) ** power for n in result.weight_norm]
-        ax.plot(result.weight_norm, reference, "--", color=color, lw=1)
+        ax.plot(norms, plotted([angles[0] * (n / norms[0]) ** power for n in norms]), "--", color=color, lw=1)
     norms = results[0].weight_norm
     ax.set(xscale="log", yscale="log", xlabel="||W|| at the start (W scaled: the same function)")
     ax.set_xticks(norms, [f"{n:.2f}" for n in norms], minor=False)

@@ -17,12 +17,13 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocato
 
 from normlab.experiments.why_normalization import SATURATION_MARGIN, ActivationCurves, FeatureScaleResult, LayerProfile
 from normlab.experiments.why_normalization_seeds import SETTINGS, SeededResults
-from normlab.experiments.why_normalization_training import CovariateShiftResult, LearningRateSweep, TrainingRun
+from normlab.experiments.why_normalization_training import LearningRateSweep, TrainingRun, net_label
 from normlab.layouts import NORM_LABELS
 from normlab.style import OKABE_ITO, legend_of, new_figure
 
 NORM_COLORS = {None: OKABE_ITO[3], "batch": OKABE_ITO[0], "layer": OKABE_ITO[2]}
 RUN_COLORS = {"no norm": OKABE_ITO[3], "BatchNorm": OKABE_ITO[0], "BatchNorm + noise": OKABE_ITO[1]}
+KAIMING_COLOR = OKABE_ITO[4]  # the plain net from a Kaiming init (§4), beside no norm's vermillion
 RAY_COLORS = (OKABE_ITO[4], OKABE_ITO[5], OKABE_ITO[7])
 SATURATED_OUTPUT = 1 - SATURATION_MARGIN  # |tanh| above 0.97 counts as saturated
 EXCESS_LEVELS = (0.01, 0.04, 0.15, 0.5, 1.0, 2.0, 4.0)  # contour levels: fraction of the reducible loss
@@ -137,8 +138,9 @@ def plot_activation_histograms(profiles: Sequence[LayerProfile], bins: int = 40)
     edges = np.linspace(-1, 1, bins + 1)
     for row, profile in zip(axes, profiles):
         for layer, (ax, output) in enumerate(zip(row, profile.outputs), start=1):
-            for side in (-1, 1):  # the saturated bands, |y| > SATURATED_OUTPUT
+            for side in (-1, 1):  # the saturated bands, |y| > SATURATED_OUTPUT, and their edge (dashed)
                 ax.axvspan(side * SATURATED_OUTPUT, side, color=OKABE_ITO[7], alpha=0.45, linewidth=0)
+                ax.axvline(side * SATURATED_OUTPUT, color=OKABE_ITO[7], linewidth=0.8, linestyle="--")
             ax.hist(output.flatten().numpy(), bins=edges, color=NORM_COLORS[profile.norm], histtype="stepfilled")
             ax.set_title(f"layer {layer}: {100 * profile.saturated[layer - 1]:.0f}% sat.", fontsize=9)
             ax.set(xticks=[-1, 0, 1])
@@ -147,7 +149,7 @@ def plot_activation_histograms(profiles: Sequence[LayerProfile], bins: int = 40)
         row[0].set_ylabel(f"{profile_label(profile)}\ncount (values)", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel(f"{profiles[0].activation} output")
-    fig.suptitle(f"Activations per layer; grey bands: saturated, |output| > {SATURATED_OUTPUT:g}")
+    fig.suptitle(f"Activations per layer; saturated beyond the dashed lines, |output| > {SATURATED_OUTPUT:g}")
     return fig
 
 
@@ -241,55 +243,76 @@ def _show_losses(line: Line2D, marker: Line2D, run: TrainingRun, top: float) -> 
     losses = np.array(run.losses, dtype=float)
     line.set_data(np.arange(len(losses)), losses)
     if run.diverged:
-        marker.set_data([len(losses) - 1], [min(losses[-1], top)])
+        marker.set_data([len(losses) - 1], [min(losses[-1], top)])  # the diverged_at step
     else:  # hidden, not only empty: an empty unclipped line would upset constrained layout
         marker.set_data([], [])
     marker.set_visible(run.diverged)
 
 
 def plot_learning_rate_sweep(sweep: LearningRateSweep) -> Figure:
-    """Held-out accuracy per step, one panel per norm, one colour per learning rate (§4).
+    """Held-out accuracy per step, one panel per net, one colour per learning rate (§4).
 
-    The line is the median over the sweep's seeds, the band their range; a dot marks the
-    median step at which the target accuracy was first reached (over the seeds that reached it),
-    and a cross each run that diverged (training loss above 100), at its last measured accuracy.
+    A thin line per seed, ending where its run ended; a cross where a run diverged (its training
+    loss went above 100 at that step), at the height of its last measured accuracy; a thick line
+    for the median over the seeds, drawn only while every seed's run is still going; a dot at the
+    median step where the target accuracy was first reached (over the seeds that reached it).
     """
-    fig, axes = new_figure(1, len(sweep.norms), figsize=(5 * len(sweep.norms), 4), sharey=True, squeeze=False)
+    columns = min(2, len(sweep.nets))
+    rows = -(-len(sweep.nets) // columns)
+    fig, axes = new_figure(rows, columns, figsize=(5.2 * columns, 3.6 * rows), sharex=True, sharey=True, squeeze=False)
     target = 100 * sweep.target_accuracy
-    for ax, norm in zip(axes[0], sweep.norms):
+    for ax, (norm, init) in zip(axes.flat, sweep.nets):
         ax.axhline(target, color=OKABE_ITO[7], linewidth=1, linestyle="--", label=f"target {target:g}%")
         for i, lr in enumerate(sweep.learning_rates):
             color = OKABE_ITO[i % len(OKABE_ITO)]
-            runs = sweep.seed_runs(lr, norm)
-            longest = max(runs, key=lambda r: len(r.eval_steps))
-            steps = np.array(longest.eval_steps)
-            curves = [100 * np.array(r.accuracies) for r in runs]
-            at = [np.array([c[k] for c in curves if k < len(c)]) for k in range(len(steps))]
-            low, middle, high = (np.array([f(a) for a in at]) for f in (np.min, np.median, np.max))
+            runs = sweep.seed_runs(lr, norm, init)
+            for run in runs:
+                ax.plot(run.eval_steps, 100 * np.array(run.accuracies), color=color, linewidth=0.6, alpha=0.5)
+            common = min(len(r.accuracies) for r in runs)  # every seed still running up to here
+            middle = np.median([100 * np.array(r.accuracies[:common]) for r in runs], axis=0)
             diverged = [r for r in runs if r.diverged]
             label = f"lr = {lr:g}" + (f" ({len(diverged)} of {len(runs)} diverged)" if diverged else "")
-            ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
-            ax.plot(steps, middle, color=color, linewidth=1.2, label=label)
+            ax.plot(runs[0].eval_steps[:common], middle, color=color, linewidth=2, label=label)
             reached = [s for r in runs if (s := r.steps_to_accuracy(sweep.target_accuracy)) is not None]
             if reached:
                 ax.plot([float(np.median(reached))], [target], "o", color=color, markersize=7, markeredgecolor="black")
             for run in diverged:
                 ax.plot(
-                    [run.eval_steps[-1]], [100 * run.accuracies[-1]], "x", color=color, markersize=8, markeredgewidth=2
+                    [run.diverged_at],
+                    [100 * run.accuracies[-1]],
+                    "x",
+                    color=color,
+                    markersize=8,
+                    markeredgewidth=2,
+                    clip_on=False,
                 )
         ax.plot([], [], "o", color=OKABE_ITO[7], markeredgecolor="black", label=f"{target:g}% reached (median step)")
-        ax.set(title=NORM_LABELS[norm], xlabel="SGD step (batch of 64)", ylim=(0, 100))
+        ax.plot([], [], "x", color=OKABE_ITO[7], markeredgewidth=2, label="diverged here (loss > 100)")
+        ax.set(title=net_label(norm, init), ylim=(0, 100))
         ax.legend(fontsize=7, loc="lower right")
-    axes[0][0].set_ylabel(f"held-out accuracy (%), median and range of {len(sweep.seeds)} seeds")
-    fig.suptitle(f"The same MLP on the digits, {len(sweep.learning_rates)} learning rates, {len(sweep.seeds)} seeds")
+    for ax in axes.flat[len(sweep.nets) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("SGD step (batch of 64)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out accuracy (%)")
+    fig.suptitle(
+        f"The same MLP on the digits: {len(sweep.seeds)} seeds (thin lines), their median (thick, "
+        "while every seed runs)"
+    )
     return fig
 
 
+def _run_label(run: TrainingRun) -> str:
+    """The run's norm, and its init when that is not PyTorch's default: 'no norm, Kaiming init'."""
+    return net_label(run.norm, run.init) if run.init != "default" else NORM_LABELS[run.norm]
+
+
 def _run_labels(runs: Sequence[TrainingRun]) -> list[str]:
-    """The norm of each run, and its learning rate when the runs have several."""
+    """The net of each run, and its learning rate when the runs have several."""
     if len({r.learning_rate for r in runs}) == 1:
-        return [NORM_LABELS[r.norm] for r in runs]
-    return [f"{NORM_LABELS[r.norm]}, lr = {r.learning_rate:g}" for r in runs]
+        return [_run_label(r) for r in runs]
+    return [f"{_run_label(r)}, lr = {r.learning_rate:g}" for r in runs]
 
 
 def plot_training_runs(
@@ -309,7 +332,9 @@ def plot_training_runs(
     _log_scale(left)
     left.set_ylim(1e-3, 1e3)
     for i, (run, label) in enumerate(zip(runs, labels)):
-        color = RUN_COLORS.get(label, NORM_COLORS.get(run.norm, OKABE_ITO[i]))
+        color = RUN_COLORS.get(
+            label, KAIMING_COLOR if run.init == "kaiming" else NORM_COLORS.get(run.norm, OKABE_ITO[i])
+        )
         _loss_line(left, color, label)
         right.plot([], [], "o-", markersize=3, color=color, label=label)
     left.set(title="Training loss", xlabel="SGD step", ylabel="cross-entropy (nats)")
@@ -339,9 +364,9 @@ def _show_training_runs(fig: Figure, runs: Sequence[TrainingRun]) -> list[Artist
 def describe_training_runs(runs: Sequence[TrainingRun]) -> str:
     """One line: the learning rate and seed, then each run's last held-out accuracy or where it diverged."""
     outcomes = [
-        f"{NORM_LABELS[r.norm]} diverged at step {len(r.losses) - 1}"
+        f"{_run_label(r)} diverged at step {r.diverged_at}"
         if r.diverged
-        else f"{NORM_LABELS[r.norm]} {100 * r.accuracies[-1]:.1f}% after {r.eval_steps[-1]} steps"
+        else f"{_run_label(r)} {100 * r.accuracies[-1]:.1f}% after {r.eval_steps[-1]} steps"
         for r in runs
     ]
     first = runs[0]
@@ -359,21 +384,57 @@ def update_training_runs(fig: Figure, runs: Sequence[TrainingRun]) -> list[Artis
 # ---------------------------------------------------------------------------
 
 
-def plot_layer_input_drift(result: CovariateShiftResult, unit: int = 0) -> Figure:
-    """Batch mean ± std of one unit of the watched layer's input at every step, one panel per run (§5)."""
-    fig, axes = new_figure(1, len(result.runs), figsize=(4 * len(result.runs), 3.6), sharey=True)
-    for ax, shift_run in zip(axes, result.runs):
-        mean = shift_run.input_mean[:, unit].numpy()
-        std = shift_run.input_std[:, unit].numpy()
-        steps = np.arange(len(mean))
-        color = RUN_COLORS[shift_run.label]
-        ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.25, linewidth=0, label="mean ± std")
-        ax.plot(steps, mean, color=color, linewidth=1, label="batch mean")
-        average = sum(shift_run.movement) / len(shift_run.movement)
-        ax.set(title=f"{shift_run.label}\nmoves {average:.3f} per step", xlabel="SGD step")
-        ax.legend(fontsize=8, loc="upper left")
-    axes[0].set_ylabel(f"input to Linear layer {result.watched_layer + 1}, unit {unit}")
-    fig.suptitle("Internal covariate shift: how one hidden input's distribution moves during training")
+def plot_probe_drift(results: SeededResults) -> Figure:
+    """Per step, how far the watched layer's input moved on the fixed probe batch; one thin line per seed,
+    one colour per net (§5's covariate-shift test)."""
+    fig, ax = new_figure(figsize=(7.2, 3.9))
+    for label, color in RUN_COLORS.items():
+        summaries = [s for s in results.shift if s.label == label]
+        for i, summary in enumerate(summaries):
+            steps = np.arange(1, len(summary.probe_movements) + 1)
+            ax.plot(
+                steps, summary.probe_movements, color=color, linewidth=0.7, alpha=0.7, label=label if i == 0 else None
+            )
+    _log_scale(ax)
+    ax.set(
+        title=f"Covariate shift on a fixed probe batch ({SETTINGS.probe_size} held-out digits), "
+        f"{len(results.seeds)} seeds",
+        xlabel="SGD step k (lr = 0.1)",
+        ylabel="movement from step k − 1 to k",
+    )
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
+    return fig
+
+
+def plot_effective_learning_rates(results: SeededResults) -> Figure:
+    """The BatchNorm net's hidden weights while it trains, at each cached learning rate: the median unit
+    norm ||(w_j, b_j)|| (left) and the effective learning rate eta / ||(w_j, b_j)||^2 (right), one thin
+    line per seed, one line style per hidden layer (§4)."""
+    fig, (left, right) = new_figure(1, 2, figsize=(10, 4), sharex=True)
+    styles = ("-", "--", ":")
+    for i, lr in enumerate(SETTINGS.weight_norm_learning_rates):
+        color = OKABE_ITO[(i * 3) % len(OKABE_ITO)]
+        for run in results.weight_norms_at(lr):
+            norms = np.array(run.row_norms)
+            steps = np.arange(len(norms))
+            for layer, style in enumerate(styles[: norms.shape[1]]):
+                first = run.seed == results.seeds[0]
+                left.plot(steps, norms[:, layer], style, color=color, linewidth=0.8, alpha=0.7)
+                right.plot(
+                    steps,
+                    run.effective_learning_rates(layer),
+                    style,
+                    color=color,
+                    linewidth=0.8,
+                    alpha=0.7,
+                    label=f"lr = {lr:g}, Linear {layer + 1}" if first else None,
+                )
+    _log_scale(right, fine=True)
+    left.set_ylim(bottom=0)
+    left.set(title="Weights before BatchNorm grow", xlabel="SGD step", ylabel="median unit norm ‖(w_j, b_j)‖")
+    right.set(title="so the effective learning rate falls", xlabel="SGD step", ylabel="η / ‖(w_j, b_j)‖²")
+    fig.legend(*right.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)
+    fig.suptitle(f"BatchNorm net, default init, {len(results.seeds)} seeds (one line each)")
     return fig
 
 
@@ -385,14 +446,13 @@ def _per_seed_points(ax, x: float, values: Sequence[float], color: str, label: s
 
 
 def plot_covariate_shift_seeds(results: SeededResults) -> Figure:
-    """Per seed, how far the watched layer's input moves per step against the steps to the target (§5).
-
-    A run that never reached the target sits on the top edge ("not reached").
+    """Per seed, how far the watched layer's input moves per step on the fixed probe batch against the
+    steps to the target (§5). A run that never reached the target sits on the top edge ("not reached").
     """
     fig, ax = new_figure(figsize=(6.4, 3.9))
     limit = SETTINGS.steps + 20
     for label, color in RUN_COLORS.items():
-        movement = results.shift_values(label, "movement")
+        movement = results.shift_values(label, "probe_movement")
         steps = [limit if s is None else s for s in results.shift_values(label, "steps_to_target")]
         ax.plot(movement, steps, "o", color=color, markersize=6, alpha=0.8, label=label)
     ax.axhline(limit, color=OKABE_ITO[7], linewidth=1, linestyle=":")
@@ -409,7 +469,7 @@ def plot_covariate_shift_seeds(results: SeededResults) -> Figure:
     target = f"{SETTINGS.target_accuracy:.0%}"
     ax.set(
         title=f"More covariate shift, still faster ({len(results.seeds)} seeds, one dot each)",
-        xlabel="mean movement per step of Linear layer 3's input",
+        xlabel="mean movement per step of Linear layer 3's input (probe batch)",
         ylabel=f"SGD steps to {target} held-out accuracy",
         ylim=(0, limit + 25),
     )
@@ -430,7 +490,13 @@ def plot_smoothness_seeds(results: SeededResults) -> Figure:
             _per_seed_points(right, eta, [s.gradient_changes[i] for s in summaries], NORM_COLORS[norm], label)
     left.axhline(1.0, color=OKABE_ITO[7], linewidth=1, linestyle="--")
     for ax in (left, right):
-        ax.axvline(SETTINGS.smoothness_learning_rate, color=OKABE_ITO[7], linewidth=1, linestyle=":")
+        ax.axvline(
+            SETTINGS.smoothness_learning_rate,
+            color=OKABE_ITO[7],
+            linewidth=1,
+            linestyle=":",
+            label=f"training rate η = {SETTINGS.smoothness_learning_rate:g}",
+        )
         _log_scale(ax, "x")
         _log_scale(ax, "y")
         ax.set_xlabel("step size η along −gradient")

@@ -1,4 +1,5 @@
-"""The explorer of notebook 04: depth, placement and norm -> gradient norms at init; loss curves from the sweep."""
+"""The explorer of notebook 04: depth and placement -> gradient norms at init; learning rate and warm-up ->
+every seed's loss curve from the cached sweep."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from functools import partial
 import ipywidgets as widgets
 
 from normlab.experiments.transformers import (
-    NORMS,
     PLACEMENTS,
     GradientNormTable,
     WarmupSweep,
@@ -20,17 +20,17 @@ from normlab.widgets.explorer import Explorer
 
 
 def make_transformer_explorer(table: GradientNormTable | None = None, sweep: WarmupSweep | None = None) -> Explorer:
-    """Controls for depth, placement, norm and learning rate (§6). Pass the notebook's table to reuse it;
-    without one it is computed here first (a second or two). Every interaction only selects and redraws."""
+    """Controls for depth, placement, learning rate and warm-up (§6). Pass the notebook's table to reuse it;
+    without one it is computed here first (a few seconds). Every interaction only selects and redraws."""
     table = table or gradient_norm_table()
     sweep = sweep or load_warmup_sweep()
     controls = {
         "num_layers": widgets.SelectionSlider(options=table.depths, value=table.depths[-1], description="blocks"),
         "placement": widgets.ToggleButtons(options=PLACEMENTS, value="post", description="placement"),
-        "norm": widgets.ToggleButtons(options=NORMS, value="layer", description="norm"),
         "learning_rate": widgets.SelectionSlider(
             options=sweep.settings["learning_rates"], value=0.01, description="learning rate"
         ),
+        "warmup_steps": widgets.ToggleButtons(options=sweep.settings["warmups"], value=0, description="warm-up"),
     }
     return Explorer(
         controls,
