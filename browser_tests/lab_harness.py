@@ -210,6 +210,36 @@ class JupyterServer:
                 if error.code != 404:  # already gone is fine
                     raise
 
+    def kernel_processes(self) -> list[psutil.Process]:
+        """The processes of the kernels this server started (``python -m ipykernel_launcher ...``)."""
+        kernels = []
+        for proc in alive(self.record_processes()):
+            try:
+                if "ipykernel_launcher" in proc.cmdline():
+                    kernels.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        return kernels
+
+    @contextmanager
+    def kernels_paused(self) -> Iterator[int]:
+        """Every kernel stopped (SIGSTOP) inside the block, then resumed (SIGCONT); yields how many.
+
+        Whatever the page does meanwhile needs no kernel round trip: a widget that waits for a
+        kernel's reply shows nothing new until the block ends. Raises when there is no kernel to
+        pause, so that the claim is never made of nothing.
+        """
+        kernels = self.kernel_processes()
+        if not kernels:
+            raise RuntimeError(f"{self.front_end.name}: no kernel process to pause")
+        try:
+            for kernel in kernels:
+                kernel.suspend()
+            yield len(kernels)
+        finally:
+            for kernel in alive(kernels):
+                kernel.resume()
+
     def wait_until_ready(self, timeout: float = SERVER_START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -238,6 +268,11 @@ class JupyterServer:
         except Exception:  # the server may be broken or gone: the signals below still stop everything
             pass
         self.record_processes()
+        for proc in alive(list(self.seen.values())):  # a paused kernel would hold SIGTERM until resumed
+            try:
+                proc.resume()
+            except psutil.NoSuchProcess:
+                pass
         for sig, grace in [(signal.SIGTERM, SERVER_STOP_TIMEOUT_S), (signal.SIGKILL, 5)]:
             try:
                 os.killpg(self.process.pid, sig)

@@ -280,15 +280,30 @@ def wait_for_figure(explorer: Locator, differs_from: str | None, timeout_s: floa
     return digest
 
 
-def drag_one_step(page: Page, handle: Locator, readout: Locator) -> str:
-    """Drag a slider's handle as a person does: press it, move until the readout changes, release.
+# The element a press at the handle's centre would reach ("" when the handle itself or its touch area is on top).
+HANDLE_COVER_JS = """(handle) => {
+    const box = handle.getBoundingClientRect();
+    const top = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+    return top && handle.contains(top) ? '' : (top ? `${top.tagName.toLowerCase()}.${top.className}` : 'nothing');
+}"""
 
-    The mouse, not the arrow keys: Notebook 7 does not pass ArrowLeft/ArrowRight on to a
-    focused slider handle (JupyterLab does). The readout, not the handle's aria-valuenow, is
-    watched: that is what the learner reads. Returns the direction, "left" at the maximum.
+
+def drag_one_step(page: Page, handle: Locator, readout: Locator) -> str:
+    """Drag a slider's handle as a person does: see it, press it, move until the readout changes, release.
+
+    The mouse, not the arrow keys: in Notebook 7 an arrow key on a focused slider handle runs the
+    notebook's command-mode shortcut (ArrowRight: "move cursor to the heading below or expand"),
+    which takes the focus, and the slider does not move; JupyterLab passes the key to the slider.
+    The handle is scrolled into view first: an explorer taller than the window has its sliders
+    below the fold, and a press there reaches nothing. The readout, not the handle's
+    aria-valuenow, is watched: that is what the learner reads. Returns the direction, "left" at
+    the maximum.
     """
     before = readout.inner_text()
     direction = -1 if handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax") else 1
+    handle.scroll_into_view_if_needed()
+    cover = handle.evaluate(HANDLE_COVER_JS)
+    assert not cover, f"the slider's handle is covered by {cover}: a person could not press it"
     box = handle.bounding_box()
     assert box is not None, "the slider's handle is not on the page"
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -406,7 +421,7 @@ def run_notebook(
     screenshot_dir: Path | None,
     figure_timeout_s: float = FIGURE_CHANGE_TIMEOUT_S,
 ) -> NotebookReport:
-    """Open, clear, run all, check outputs, move every explorer's control, take screenshots."""
+    """Open, clear, run all, check outputs, move every explorer's control with the kernel paused, take screenshots."""
     expected = NotebookFile.read(notebook)
     report = NotebookReport()
     page.on("pageerror", lambda error: report.page_errors.append(str(error)))
@@ -424,7 +439,8 @@ def run_notebook(
         clear_and_run_all(page, expected)
         lap("run all")
         wait_for_widgets(page)
-        report.explorers = check_explorers(page, stem, figure_timeout_s)
+        with server.kernels_paused():  # a move must show its figure with no kernel round trip
+            report.explorers = check_explorers(page, stem, figure_timeout_s)
         read_outputs(page, expected, report)  # after the explorers: a callback's traceback lands in an Output
         lap("explorers")
     except Exception:
@@ -466,6 +482,7 @@ def find_problems(report: NotebookReport, expected: NotebookFile) -> list[str]:
         elif not check.figure_changed:
             problems.append(
                 f"{where}: the figure did not change within {check.waited_s:.0f} s after the "
-                f"{check.control} went from {check.value_before} to {check.value_after}"
+                f"{check.control} went from {check.value_before} to {check.value_after} "
+                "(the kernel paused: a move must not wait for it)"
             )
     return problems
