@@ -288,7 +288,16 @@ HANDLE_COVER_JS = """(handle) => {
 }"""
 
 
-def drag_one_step(page: Page, handle: Locator, readout: Locator) -> str:
+def shown_readout(readout: Locator, timeout_s: float = 10) -> str:
+    """The slider's readout once it shows a value: a slider scrolled into view only now may show it a moment later."""
+    deadline = time.monotonic() + timeout_s
+    while not (text := readout.inner_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert text, f"the slider's readout showed nothing for {timeout_s:.0f} s"
+    return text
+
+
+def drag_one_step(page: Page, handle: Locator, readout: Locator) -> tuple[str, str]:
     """Drag a slider's handle as a person does: see it, press it, move until the readout changes, release.
 
     The mouse, not the arrow keys: in Notebook 7 an arrow key on a focused slider handle runs the
@@ -296,12 +305,13 @@ def drag_one_step(page: Page, handle: Locator, readout: Locator) -> str:
     which takes the focus, and the slider does not move; JupyterLab passes the key to the slider.
     The handle is scrolled into view first: an explorer taller than the window has its sliders
     below the fold, and a press there reaches nothing. The readout, not the handle's
-    aria-valuenow, is watched: that is what the learner reads. Returns the direction, "left" at
-    the maximum.
+    aria-valuenow, is watched: that is what the learner reads (read once the slider is in view:
+    a notebook draws a widget's readout when it scrolls into view). Returns the readout before
+    the drag and the direction ("left" at the maximum).
     """
-    before = readout.inner_text()
-    direction = -1 if handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax") else 1
     handle.scroll_into_view_if_needed()
+    before = shown_readout(readout)
+    direction = -1 if handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax") else 1
     cover = handle.evaluate(HANDLE_COVER_JS)
     assert not cover, f"the slider's handle is covered by {cover}: a person could not press it"
     box = handle.bounding_box()
@@ -314,7 +324,7 @@ def drag_one_step(page: Page, handle: Locator, readout: Locator) -> str:
         if readout.inner_text() != before:
             break
     page.mouse.up()
-    return "left" if direction < 0 else "right"
+    return before, "left" if direction < 0 else "right"
 
 
 def move_one_control(explorer: Locator) -> tuple[str, str, str]:
@@ -329,8 +339,7 @@ def move_one_control(explorer: Locator) -> tuple[str, str, str]:
     if handle.count():
         slider = handle.locator("xpath=ancestor::div[contains(@class,'widget-slider')]")
         readout = slider.locator(".widget-readout")
-        before = readout.inner_text()
-        direction = drag_one_step(explorer.page, handle, readout)
+        before, direction = drag_one_step(explorer.page, handle, readout)
         return (
             f"slider {slider.locator('.widget-label').inner_text()!r} (dragged {direction})",
             before,
