@@ -55,8 +55,9 @@ test-portability: $(STAMP)
 test-install: $(STAMP)
 	$(PY) scripts/check_install.py
 
-## Re-execute every notebook in place (the only way stored outputs change).
+## Write the install cell into every notebook (scripts/install_cell.py), then re-execute every notebook in place (the only way stored outputs change).
 notebooks: $(STAMP)
+	$(PY) scripts/install_cell.py notebooks/*.ipynb
 	$(PY) scripts/execute_notebooks.py notebooks/*.ipynb
 
 ## Student copies: student/<name>.ipynb without the cells tagged `solution`.

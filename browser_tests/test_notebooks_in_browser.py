@@ -5,7 +5,7 @@ In each front end, for each notebooks/*.ipynb: open it (in JupyterLab in a fresh
 Edit > Clear Outputs of All Cells, Run > Run All Cells, wait for the kernel to go idle, then
 check that every code cell ran once in order, that no error or stderr output shows outside
 cells tagged raises-exception, that every widget rendered, and that moving one control of
-each explorer changes its figure. Screenshots go to .browser-screenshots/lab/ and
+each explorer changes its figure while the kernel is paused (no kernel round trip). Screenshots go to .browser-screenshots/lab/ and
 .browser-screenshots/notebook/ (the path is printed at the end of the run).
 """
 
