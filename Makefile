@@ -57,8 +57,9 @@ test-portability: $(STAMP)
 test-install: $(STAMP)
 	$(PY) scripts/check_install.py
 
-## Re-execute every notebook in place (the only way stored outputs change).
+## Write the install cell into every notebook (scripts/install_cell.py), then re-execute every notebook in place (the only way stored outputs change).
 notebooks: $(STAMP)
+	$(PY) scripts/install_cell.py notebooks/*.ipynb
 	$(PY) scripts/execute_notebooks.py notebooks/*.ipynb
 
 ## Student copies: student/<name>.ipynb without the cells tagged `solution`.
@@ -76,7 +77,7 @@ clean:
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
-## Every notebook in JupyterLab in headless Chromium (Playwright); widgets must respond;
+## Every notebook in JupyterLab (`make lab`) and in Notebook 7, in headless Chromium (Playwright); widgets must respond;
 ## the deck and the site render offline (no request to another host). The deck and the site are built
 ## first, two jobs at a time (each notebook's kernel runs on one thread).
 test-browser: $(STAMP)

@@ -1,4 +1,5 @@
-"""Fixtures for `make test-browser`: one `make lab` server and one headless Chromium per session.
+"""Fixtures for `make test-browser`: one server per front end (JupyterLab by `make lab`, then
+Notebook 7) and one headless Chromium per session.
 
 Both always stop: fixtures tear down on failures and on Ctrl-C, and SIGTERM/SIGHUP are
 turned into KeyboardInterrupt so that a CI timeout also runs the teardown. After the
@@ -15,17 +16,19 @@ from pathlib import Path
 
 import pytest
 from lab_harness import (
+    FRONT_ENDS,
     NOTEBOOK_DIR,
     SCREENSHOT_DIR,
     BrowserNotFound,
-    LabServer,
+    FrontEnd,
+    JupyterServer,
     alive,
     describe,
     find_chromium,
     leftovers_of,
     processes_with_argument,
     running_chromium,
-    running_lab,
+    running_jupyter,
 )
 from notebook_driver import VIEWPORT
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -60,21 +63,23 @@ def chromium_path() -> Path:
 
 @pytest.fixture(scope="session")
 def screenshot_dir() -> Path:
-    """.browser-screenshots/ (git-ignored), emptied of the last run's pictures."""
+    """.browser-screenshots/ (git-ignored), emptied of the last run's pictures (one folder per front end)."""
     SCREENSHOT_DIR.mkdir(exist_ok=True)
-    for old in SCREENSHOT_DIR.glob("*.png"):
+    for old in SCREENSHOT_DIR.rglob("*.png"):
         old.unlink()
     return SCREENSHOT_DIR
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[LabServer]:
-    """`make lab` on a free port with a random token; after the session nothing of it may remain.
+@pytest.fixture(scope="session", params=FRONT_ENDS, ids=[f.test_id for f in FRONT_ENDS])
+def jupyter(request: pytest.FixtureRequest) -> Iterator[JupyterServer]:
+    """Each front end's server in turn, on a free port with a random token; after it nothing of it may remain.
 
     Nor may it leave files in notebooks/ (checkpoints, saved copies): the tree stays as committed.
+    A test that needs one front end only says so: ``@pytest.mark.parametrize("jupyter", [LAB], indirect=True)``.
     """
+    front_end: FrontEnd = request.param
     before = {p.name for p in NOTEBOOK_DIR.iterdir()}
-    with running_lab() as server:
+    with running_jupyter(front_end) as server:
         yield server
     leftovers = leftovers_of(server)
     leftovers += [
@@ -82,7 +87,7 @@ def lab() -> Iterator[LabServer]:
         for p in NOTEBOOK_DIR.iterdir()
         if p.name not in before and p.suffix != ".ipynb"
     ]  # other authors may add notebooks
-    assert not leftovers, "JupyterLab did not stop cleanly:\n" + "\n".join(leftovers)
+    assert not leftovers, f"{front_end.name} did not stop cleanly:\n" + "\n".join(leftovers)
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +100,7 @@ def browser(chromium_path: Path) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, lab: LabServer) -> Iterator[Page]:
+def page(browser: Browser, jupyter: JupyterServer) -> Iterator[Page]:
     """A fresh browser context (no cookies, no local storage); its kernels are shut down afterwards."""
     context = browser.new_context(viewport=VIEWPORT)
     try:
@@ -104,7 +109,7 @@ def page(browser: Browser, lab: LabServer) -> Iterator[Page]:
         try:
             context.close()
         finally:
-            lab.shutdown_kernels()
+            jupyter.shutdown_kernels()
 
 
 @pytest.fixture

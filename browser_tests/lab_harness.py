@@ -1,4 +1,4 @@
-"""Start JupyterLab the way `make lab` does, find a Chromium, and stop both without leftovers.
+"""Start JupyterLab or Notebook 7 the way `make lab` does, find a Chromium, and stop both without leftovers.
 
 Used by the browser tests (`make test-browser`). Nothing here downloads anything: the
 browser must already be on the machine (Debian's `chromium`, or one that
@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +124,25 @@ def describe(processes: list[psutil.Process]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class FrontEnd:
+    """A Jupyter front end the notebooks are opened in: `jupyter <command>`."""
+
+    name: str  # as learners call it, for messages and test ids
+    command: str  # the jupyter subcommand that serves it
+    app: str  # the application class whose options set its settings and workspaces folders
+
+    @property
+    def test_id(self) -> str:
+        """The name without spaces, for pytest ids ("JupyterLab", "Notebook7")."""
+        return self.name.replace(" ", "")
+
+
+LAB = FrontEnd("JupyterLab", "lab", "LabApp")
+NOTEBOOK7 = FrontEnd("Notebook 7", "notebook", "JupyterNotebookApp")
+FRONT_ENDS = (LAB, NOTEBOOK7)
+
+
 # Settings a fresh user directory starts with: no "fetch Jupyter news?" toast over the page,
 # and no autosave, which would write the browser's outputs into the repository's notebooks.
 LAB_USER_SETTINGS = {
@@ -133,14 +152,15 @@ LAB_USER_SETTINGS = {
 
 
 @dataclass
-class LabServer:
-    """A running `make lab`: its address, token, process group and log."""
+class JupyterServer:
+    """A running JupyterLab or Notebook 7 server: its front end, address, token, process group and log."""
 
+    front_end: FrontEnd
     port: int
     token: str
     process: subprocess.Popen
     log_path: Path
-    # Every process seen under `make` (jupyter server, kernels): all must be gone after stop.
+    # Every process it started (make, the jupyter server, kernels): all must be gone after stop.
     seen: dict[int, psutil.Process] = field(default_factory=dict)
 
     @property
@@ -161,11 +181,17 @@ class LabServer:
         return json.loads(body) if body else None
 
     def notebook_url(self, notebook: str, workspace: str) -> str:
-        """The notebook opened in its own, reset workspace (no tabs or layout from earlier runs)."""
-        return f"{self.url}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
+        """Where the front end shows ``notebook``.
+
+        JupyterLab: in its own, reset ``workspace`` (no tabs or layout from earlier runs).
+        Notebook 7 has no workspaces: one page per notebook.
+        """
+        if self.front_end == LAB:
+            return f"{self.url}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
+        return f"{self.url}/notebooks/{notebook}?token={self.token}"
 
     def record_processes(self) -> list[psutil.Process]:
-        """Remember `make` and every process below it (kernels start in sessions of their own)."""
+        """Remember the started process and every one below it (kernels start in sessions of their own)."""
         try:
             root = psutil.Process(self.process.pid)
             for proc in [root, *root.children(recursive=True)]:
@@ -184,12 +210,42 @@ class LabServer:
                 if error.code != 404:  # already gone is fine
                     raise
 
+    def kernel_processes(self) -> list[psutil.Process]:
+        """The processes of the kernels this server started (``python -m ipykernel_launcher ...``)."""
+        kernels = []
+        for proc in alive(self.record_processes()):
+            try:
+                if "ipykernel_launcher" in proc.cmdline():
+                    kernels.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        return kernels
+
+    @contextmanager
+    def kernels_paused(self) -> Iterator[int]:
+        """Every kernel stopped (SIGSTOP) inside the block, then resumed (SIGCONT); yields how many.
+
+        Whatever the page does meanwhile needs no kernel round trip: a widget that waits for a
+        kernel's reply shows nothing new until the block ends. Raises when there is no kernel to
+        pause, so that the claim is never made of nothing.
+        """
+        kernels = self.kernel_processes()
+        if not kernels:
+            raise RuntimeError(f"{self.front_end.name}: no kernel process to pause")
+        try:
+            for kernel in kernels:
+                kernel.suspend()
+            yield len(kernels)
+        finally:
+            for kernel in alive(kernels):
+                kernel.resume()
+
     def wait_until_ready(self, timeout: float = SERVER_START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"`make lab` exited with code {self.process.returncode} before answering.\n"
+                    f"The {self.front_end.name} server exited with code {self.process.returncode} before answering.\n"
                     f"Its output:\n{self.log_tail()}"
                 )
             try:
@@ -200,11 +256,11 @@ class LabServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.25)
         raise RuntimeError(
-            f"JupyterLab did not answer on {self.url} within {timeout:.0f} s.\nIts output:\n{self.log_tail()}"
+            f"{self.front_end.name} did not answer on {self.url} within {timeout:.0f} s.\nIts output:\n{self.log_tail()}"
         )
 
     def stop(self) -> None:
-        """Kernels via the API, then the whole `make` process group, then any straggler, by pid."""
+        """Kernels via the API, then the server's whole process group, then any straggler, by pid."""
         self.record_processes()
         try:
             if self.process.poll() is None:
@@ -212,6 +268,11 @@ class LabServer:
         except Exception:  # the server may be broken or gone: the signals below still stop everything
             pass
         self.record_processes()
+        for proc in alive(list(self.seen.values())):  # a paused kernel would hold SIGTERM until resumed
+            try:
+                proc.resume()
+            except psutil.NoSuchProcess:
+                pass
         for sig, grace in [(signal.SIGTERM, SERVER_STOP_TIMEOUT_S), (signal.SIGKILL, 5)]:
             try:
                 os.killpg(self.process.pid, sig)
@@ -231,29 +292,36 @@ class LabServer:
                 break
 
 
-def lab_command(port: int, token: str, state_dir: Path, project_dir: Path) -> list[str]:
-    """`make lab` with LAB_ARGS for a private, token-protected, headless server.
+def server_command(front_end: FrontEnd, port: int, token: str, state_dir: Path, project_dir: Path) -> list[str]:
+    """The command that serves ``project_dir``/notebooks privately: token, 127.0.0.1, a given port, no browser.
 
-    ``project_dir`` is the repository; the harness self-test passes a stand-in tree
-    (its own notebooks/, the repository's .venv) and the repository's Makefile.
+    JupyterLab is started by `make lab` itself, with these options in LAB_ARGS. Notebook 7 has
+    no make target: it is started with the options `make lab` gives JupyterLab (notebooks/ as
+    root, 127.0.0.1, --allow-root as root) from the same .venv. ``project_dir`` is the
+    repository; the harness self-test passes a stand-in tree (its own notebooks/, the
+    repository's .venv) and the repository's Makefile.
     """
-    lab_args = [
+    args = [
         "--no-browser",
         f"--port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
-        f"--LabApp.workspaces_dir={state_dir / 'workspaces'}",
-        f"--LabApp.user_settings_dir={state_dir / 'user-settings'}",
+        f"--{front_end.app}.workspaces_dir={state_dir / 'workspaces'}",
+        f"--{front_end.app}.user_settings_dir={state_dir / 'user-settings'}",
         # Opening a notebook makes a checkpoint copy; keep it out of the repository's notebooks/.
         f"--FileCheckpoints.checkpoint_dir={state_dir / 'checkpoints'}",
     ]
-    command = ["make", "--no-print-directory", "lab", "LAB_ARGS=" + " ".join(shlex.quote(a) for a in lab_args)]
-    if project_dir != REPO:
-        command[1:1] = ["-f", str(REPO / "Makefile")]
-    return command
+    if front_end == LAB:
+        command = ["make", "--no-print-directory", "lab", "LAB_ARGS=" + " ".join(shlex.quote(a) for a in args)]
+        if project_dir != REPO:
+            command[1:1] = ["-f", str(REPO / "Makefile")]
+        return command
+    root_flag = ["--allow-root"] if os.geteuid() == 0 else []
+    jupyter = str(project_dir / ".venv" / "bin" / "jupyter")
+    return [jupyter, front_end.command, "--notebook-dir=notebooks", "--ServerApp.ip=127.0.0.1", *root_flag, *args]
 
 
-def lab_environment(state_dir: Path) -> dict[str, str]:
+def server_environment(state_dir: Path) -> dict[str, str]:
     """The caller's environment without make's job-server variables, and private Jupyter dirs.
 
     Private config/data/runtime dirs keep a user's own Jupyter config (a password, say)
@@ -265,31 +333,34 @@ def lab_environment(state_dir: Path) -> dict[str, str]:
         JUPYTER_RUNTIME_DIR=str(state_dir / "runtime"),
         JUPYTER_DATA_DIR=str(state_dir / "data"),
         IPYTHONDIR=str(state_dir / "ipython"),
+        # Notebook 7 reads its user settings (autosave off) from here; --JupyterNotebookApp.user_settings_dir
+        # alone leaves them unread, and Notebook 7 then autosaves over the repository's notebooks.
+        JUPYTERLAB_SETTINGS_DIR=str(state_dir / "user-settings"),
     )
     return env
 
 
 @contextmanager
-def running_lab(project_dir: Path = REPO) -> Iterator[LabServer]:
-    """`make lab` on a free port with a random token; always stopped (kernels included) on exit."""
-    state_dir = Path(tempfile.mkdtemp(prefix="normlab-lab-"))
+def running_jupyter(front_end: FrontEnd, project_dir: Path = REPO) -> Iterator[JupyterServer]:
+    """``front_end``'s server on a free port with a random token; always stopped (kernels included) on exit."""
+    state_dir = Path(tempfile.mkdtemp(prefix=f"normlab-{front_end.command}-"))
     for relative, settings in LAB_USER_SETTINGS.items():
         path = state_dir / "user-settings" / relative
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(settings))
     port, token = free_port(), secrets.token_hex(24)
-    log_path = state_dir / "lab.log"
+    log_path = state_dir / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            lab_command(port, token, state_dir, project_dir),
+            server_command(front_end, port, token, state_dir, project_dir),
             cwd=project_dir,
-            env=lab_environment(state_dir),
+            env=server_environment(state_dir),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = LabServer(port=port, token=token, process=process, log_path=log_path)
+    server = JupyterServer(front_end=front_end, port=port, token=token, process=process, log_path=log_path)
     try:
         server.wait_until_ready()
         server.record_processes()
@@ -297,6 +368,11 @@ def running_lab(project_dir: Path = REPO) -> Iterator[LabServer]:
     finally:
         server.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def running_lab(project_dir: Path = REPO) -> AbstractContextManager[JupyterServer]:
+    """JupyterLab as `make lab` starts it (what benchmarks/browser_widgets.py measures)."""
+    return running_jupyter(LAB, project_dir)
 
 
 def browser_marker() -> str:
@@ -317,7 +393,7 @@ def processes_with_argument(argument: str) -> list[psutil.Process]:
     return list(found.values())
 
 
-def leftovers_of(server: LabServer) -> list[str]:
+def leftovers_of(server: JupyterServer) -> list[str]:
     """What is still running of a stopped server: an open port, or processes it started."""
     found = [f"port {server.port} still accepts connections"] if port_is_open(server.port) else []
     remaining = alive(list(server.seen.values()))

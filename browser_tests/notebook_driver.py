@@ -1,4 +1,7 @@
-"""What a person does in JupyterLab, done by Playwright: open, run all, read outputs, move a control.
+"""What a person does in JupyterLab or Notebook 7, done by Playwright: open, run all, read outputs, move a control.
+
+Both front ends are built from the same JupyterLab components (cells, output areas, menus,
+the notebook toolbar), so everything after opening the notebook is one code path.
 
 Every function returns plain data (a report) so that the tests assert on it, and so
 that the harness self-test can show that a planted error or a stale figure is caught.
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from lab_harness import LabServer
+from lab_harness import LAB, JupyterServer
 from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -24,13 +27,15 @@ RUN_ALL_TIMEOUT_S = 150  # a notebook's budget is 30 s; this bounds a hung run
 FIGURE_CHANGE_TIMEOUT_S = 30  # one redraw of an explorer's figure
 WIDGET_RENDER_TIMEOUT_S = 30  # the widget manager draws the widgets a run displayed
 VIEWPORT = {"width": 1400, "height": 900}
+DRAG_STEP_PX = 2  # a slider's handle is dragged this far between looks at its value
+MAX_DRAG_PX = 600  # wider than any explorer's slider
 MAX_SCREENSHOT_HEIGHT = 16000  # Chromium cannot paint a taller page in one piece
 
 STDERR_MIME = "application/vnd.jupyter.stderr"
 RAISES_TAG = "raises-exception"
 EXPLORER = ".normlab-explorer"
 EXPLORER_FIGURE = ".normlab-explorer-figure"  # the box around each of the explorer's Image widgets
-# What the ipywidgets 8 manager for JupyterLab writes instead of a widget it cannot show.
+# What the ipywidgets 8 manager (JupyterLab's and Notebook 7's) writes instead of a widget it cannot show.
 WIDGET_FAILURES = (
     "Error displaying widget",
     "Failed to create view",
@@ -159,27 +164,47 @@ RUN_FINISHED_JS = """
 """
 
 
+# Notebook 7 shows neither tabs nor a status bar: the notebook's toolbar names the kernel once one is
+# attached ("No Kernel" before), and its execution indicator says "idle" once that kernel answers.
+NOTEBOOK7_KERNEL_IDLE_JS = """
+() => {
+    const name = document.querySelector('.jp-NotebookPanel .jp-Toolbar-kernelName');
+    const indicator = document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator');
+    return !!name && !['', 'No Kernel'].includes(name.textContent.trim())
+        && !!indicator && indicator.dataset.status === 'idle';
+}
+"""
+
+
 def click_menu(page: Page, menu: str, item: str) -> None:
     """Click a top menu, then one of its entries (as a person does: e.g. Run > Run All Cells)."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(menu)}$")).click()
     page.locator(".lm-Menu-itemLabel").get_by_text(item, exact=True).click()
 
 
-def open_notebook(page: Page, server: LabServer, notebook: str, workspace: str) -> None:
-    """Open ``notebook`` in a reset workspace and wait until its kernel is idle."""
+def open_notebook(page: Page, server: JupyterServer, notebook: str, workspace: str) -> None:
+    """Open ``notebook`` and wait until its kernel is idle.
+
+    JupyterLab: in the reset ``workspace``, then the file browser is collapsed so the notebook
+    gets the width. Notebook 7 opens each notebook on a page of its own (``workspace`` unused).
+    """
     page.goto(server.notebook_url(notebook, workspace))
+    if server.front_end != LAB:
+        page.wait_for_function(NOTEBOOK7_KERNEL_IDLE_JS, timeout=KERNEL_START_TIMEOUT_S * 1000, polling=250)
+        return
     page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel", has_text=notebook).wait_for(
         timeout=KERNEL_START_TIMEOUT_S * 1000
     )
     page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).wait_for(
         timeout=KERNEL_START_TIMEOUT_S * 1000
     )
-    # Collapse the file browser so the notebook gets the width (clicking the open tab closes it).
+    # Clicking the open tab of the left side bar closes the file browser.
     page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click()
 
 
 def clear_and_run_all(page: Page, expected: NotebookFile, timeout_s: float = RUN_ALL_TIMEOUT_S) -> None:
-    """Edit > Clear Outputs of All Cells, then Run > Run All Cells; return when the kernel is idle again.
+    """Edit > Clear Outputs of All Cells, then Run > Run All Cells (both menus exist in JupyterLab and
+    Notebook 7); return when the kernel is idle again.
 
     Clearing first makes the stored execution counts disappear, so every count seen
     afterwards comes from this run.
@@ -187,7 +212,7 @@ def clear_and_run_all(page: Page, expected: NotebookFile, timeout_s: float = RUN
     cells = page.locator(".jp-Notebook .jp-Cell")
     deadline = time.monotonic() + 30
     while cells.count() != len(expected.cell_types) and time.monotonic() < deadline:
-        time.sleep(0.2)  # JupyterLab attaches the cells below the fold a little later
+        time.sleep(0.2)  # the cells below the fold are attached a little later
     assert cells.count() == len(expected.cell_types), (
         f"the page shows {cells.count()} cells, the file has {len(expected.cell_types)}"
     )
@@ -255,27 +280,71 @@ def wait_for_figure(explorer: Locator, differs_from: str | None, timeout_s: floa
     return digest
 
 
+# The element a press at the handle's centre would reach ("" when the handle itself or its touch area is on top).
+HANDLE_COVER_JS = """(handle) => {
+    const box = handle.getBoundingClientRect();
+    const top = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+    return top && handle.contains(top) ? '' : (top ? `${top.tagName.toLowerCase()}.${top.className}` : 'nothing');
+}"""
+
+
+def shown_readout(readout: Locator, timeout_s: float = 10) -> str:
+    """The slider's readout once it shows a value: a slider scrolled into view only now may show it a moment later."""
+    deadline = time.monotonic() + timeout_s
+    while not (text := readout.inner_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert text, f"the slider's readout showed nothing for {timeout_s:.0f} s"
+    return text
+
+
+def drag_one_step(page: Page, handle: Locator, readout: Locator) -> tuple[str, str]:
+    """Drag a slider's handle as a person does: see it, press it, move until the readout changes, release.
+
+    The mouse, not the arrow keys: in Notebook 7 an arrow key on a focused slider handle runs the
+    notebook's command-mode shortcut (ArrowRight: "move cursor to the heading below or expand"),
+    which takes the focus, and the slider does not move; JupyterLab passes the key to the slider.
+    The handle is scrolled into view first: an explorer taller than the window has its sliders
+    below the fold, and a press there reaches nothing. The readout, not the handle's
+    aria-valuenow, is watched: that is what the learner reads (read once the slider is in view:
+    a notebook draws a widget's readout when it scrolls into view). Returns the readout before
+    the drag and the direction ("left" at the maximum).
+    """
+    handle.scroll_into_view_if_needed()
+    before = shown_readout(readout)
+    direction = -1 if handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax") else 1
+    cover = handle.evaluate(HANDLE_COVER_JS)
+    assert not cover, f"the slider's handle is covered by {cover}: a person could not press it"
+    box = handle.bounding_box()
+    assert box is not None, "the slider's handle is not on the page"
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for dx in range(DRAG_STEP_PX, MAX_DRAG_PX, DRAG_STEP_PX):
+        page.mouse.move(x + direction * dx, y)
+        if readout.inner_text() != before:
+            break
+    page.mouse.up()
+    return before, "left" if direction < 0 else "right"
+
+
 def move_one_control(explorer: Locator) -> tuple[str, str, str]:
     """Change the first control a person could change; return (control, value before, value after).
 
-    Sliders (ipywidgets 8 draws them with noUiSlider): focus the handle, press ArrowRight
-    (ArrowLeft at the maximum). Dropdowns: choose another option. Toggle buttons and radio
-    buttons: pick an unselected one. Checkboxes: click.
+    Sliders (ipywidgets 8 draws them with noUiSlider): drag the handle one step (to the left
+    at the maximum). Dropdowns: choose another option. Toggle buttons and radio buttons: pick
+    an unselected one. Checkboxes: click.
     """
     label = explorer.locator(".widget-label")
     handle = explorer.locator(".noUi-handle").first
     if handle.count():
         slider = handle.locator("xpath=ancestor::div[contains(@class,'widget-slider')]")
         readout = slider.locator(".widget-readout")
-        before = readout.inner_text()
-        key = (
-            "ArrowLeft"
-            if handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
-            else "ArrowRight"
+        before, direction = drag_one_step(explorer.page, handle, readout)
+        return (
+            f"slider {slider.locator('.widget-label').inner_text()!r} (dragged {direction})",
+            before,
+            readout.inner_text(),
         )
-        handle.focus()
-        handle.press(key)
-        return f"slider {slider.locator('.widget-label').inner_text()!r} ({key})", before, readout.inner_text()
     select = explorer.locator("select").first
     if select.count():
         before = select.input_value()
@@ -344,7 +413,7 @@ def screenshot_whole_notebook(page: Page, path: Path) -> Path:
     }""")
     height = min(MAX_SCREENSHOT_HEIGHT, VIEWPORT["height"] + max(0, extra))
     page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
-    page.wait_for_timeout(500)  # let JupyterLab lay the taller window out
+    page.wait_for_timeout(500)  # let the front end lay the taller window out
     page.evaluate("""() => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer')
                              .forEach(outer => { outer.scrollTop = 0; })""")
     page.wait_for_timeout(300)
@@ -355,13 +424,13 @@ def screenshot_whole_notebook(page: Page, path: Path) -> Path:
 
 def run_notebook(
     page: Page,
-    server: LabServer,
+    server: JupyterServer,
     notebook: Path,
     workspace: str,
     screenshot_dir: Path | None,
     figure_timeout_s: float = FIGURE_CHANGE_TIMEOUT_S,
 ) -> NotebookReport:
-    """Open, clear, run all, check outputs, move every explorer's control, take screenshots."""
+    """Open, clear, run all, check outputs, move every explorer's control with the kernel paused, take screenshots."""
     expected = NotebookFile.read(notebook)
     report = NotebookReport()
     page.on("pageerror", lambda error: report.page_errors.append(str(error)))
@@ -379,7 +448,8 @@ def run_notebook(
         clear_and_run_all(page, expected)
         lap("run all")
         wait_for_widgets(page)
-        report.explorers = check_explorers(page, stem, figure_timeout_s)
+        with server.kernels_paused():  # a move must show its figure with no kernel round trip
+            report.explorers = check_explorers(page, stem, figure_timeout_s)
         read_outputs(page, expected, report)  # after the explorers: a callback's traceback lands in an Output
         lap("explorers")
     except Exception:
@@ -421,6 +491,7 @@ def find_problems(report: NotebookReport, expected: NotebookFile) -> list[str]:
         elif not check.figure_changed:
             problems.append(
                 f"{where}: the figure did not change within {check.waited_s:.0f} s after the "
-                f"{check.control} went from {check.value_before} to {check.value_after}"
+                f"{check.control} went from {check.value_before} to {check.value_after} "
+                "(the kernel paused: a move must not wait for it)"
             )
     return problems

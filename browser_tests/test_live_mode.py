@@ -7,7 +7,8 @@ on through the menu as a person does, and its explorer must still redraw when a 
 
 from __future__ import annotations
 
-from lab_harness import NOTEBOOK_DIR, LabServer
+import pytest
+from lab_harness import LAB, NOTEBOOK_DIR, JupyterServer
 from notebook_driver import NotebookFile, check_explorers, clear_and_run_all, open_notebook
 
 NOTEBOOK = NOTEBOOK_DIR / "00_start_here.ipynb"
@@ -21,8 +22,9 @@ def switch_presentation_mode(page) -> None:
     page.locator(".lm-Menu-itemLabel").get_by_text("Presentation Mode", exact=True).click()
 
 
-def test_presentation_mode_keeps_the_explorers_live(lab: LabServer, page, workspace: str) -> None:
-    open_notebook(page, lab, NOTEBOOK.name, workspace)
+@pytest.mark.parametrize("jupyter", [LAB], indirect=True, ids=[LAB.test_id])
+def test_presentation_mode_keeps_the_explorers_live(jupyter: JupyterServer, page, workspace: str) -> None:
+    open_notebook(page, jupyter, NOTEBOOK.name, workspace)
     clear_and_run_all(page, NotebookFile.read(NOTEBOOK))
     assert not page.evaluate(PRESENTING_JS)
     switch_presentation_mode(page)

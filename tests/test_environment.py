@@ -32,9 +32,9 @@ def lock() -> dict[str, str]:
     return pins
 
 
-def environment_pip_entries() -> list[str]:
-    """The entries of environment.yml's ``pip:`` list (the lines under it, indented further)."""
-    lines = (ROOT / "environment.yml").read_text().splitlines()
+def environment_pip_entries(path: Path = ROOT / "environment.yml") -> list[str]:
+    """The entries of a conda environment file's ``pip:`` list (the lines under it, indented further)."""
+    lines = path.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
     indent = len(lines[start]) - len(lines[start].lstrip())
     entries = []
@@ -69,6 +69,30 @@ def test_setup_and_environment_yml_install_with_the_lock():
     entries = environment_pip_entries()
     assert entries[-2:] == ["-c constraints.txt", "-e .[lab,test]"]
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in entries  # torch's CPU build on Binder
+
+
+def names_a_local_file(entry: str) -> bool:
+    """Whether a pip entry reads a file of the repository (repo2docker then copies the repository in first)."""
+    return entry.startswith(("-r", "-c", "-e", "--requirement", "--constraint", "--editable", ".", "/", "file:"))
+
+
+def test_binder_builds_the_locked_environment_from_its_own_folder_alone():
+    """Binder's environment is the lock, with torch's CPU build, from a file that names no local file (so a
+    commit that leaves the lock alone reuses it); normlab itself is installed after the copy, without deps."""
+    import binder_environment  # scripts/ is on pytest's pythonpath
+
+    written = (ROOT / "binder" / "environment.yml").read_text()
+    assert written == binder_environment.binder_environment(binder_environment.lock_pins()), (
+        "binder/environment.yml differs from the lock: run python scripts/binder_environment.py"
+    )
+    entries = environment_pip_entries(ROOT / "binder" / "environment.yml")
+    assert entries[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
+    pinned = dict(entry.split("==") for entry in entries[1:])
+    assert {name.lower().replace("_", "-"): v for name, v in pinned.items()} == lock()
+    assert not [e for e in entries if names_a_local_file(e)]
+    post_build = ROOT / "binder" / "postBuild"
+    assert post_build.stat().st_mode & 0o100, "binder/postBuild must be executable"
+    assert post_build.read_text().splitlines()[-1] == "python -m pip install --no-deps -e ."
 
 
 def test_torch_is_locked_to_the_required_version():

@@ -83,9 +83,11 @@ def test_no_local_paths_or_user_names_in_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_first_code_cell_calls_setup(path):
-    first = "".join(code_cells(load(path))[0]["source"])
-    assert "normlab.setup_notebook()" in first
+def test_code_starts_with_the_install_cell_then_setup(path):
+    """The install cell first (tests/test_install_cell.py checks its text), then imports and setup_notebook()."""
+    install, imports = code_cells(load(path))[:2]
+    assert install.get("id") == "install-normlab"
+    assert "normlab.setup_notebook()" in "".join(imports["source"])
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
