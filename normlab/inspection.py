@@ -308,7 +308,7 @@ def frozen_but_updating(layer: NormLayer, purpose: str, replicas: int) -> tuple[
         f"none of its parameters requires grad, but it is in training mode, and this one pass moved its running "
         f"statistics by up to {r.moved_by_pass:.3g} (put back afterwards): buffers are not parameters, the forward "
         "pass updates them",
-        "keep it in eval mode after every model.train() (normlab.finetune.freeze_batch_norm(model) does it once "
+        "keep it in eval mode after every model.train() (normlab.finetune.freeze_batch_norm(frozen_part) does it once "
         "and for all), or let its parameters train",
     )
 
@@ -692,7 +692,8 @@ class _Pass:
     candidates: dict[str, nn.Module]
     stack: list[tuple[str, str, tuple]] = field(default_factory=list)  # (name, class, input shapes)
     seen: dict[str, _Seen] = field(default_factory=dict)
-    biased_outputs: list[tuple[weakref.ref, int, str]] = field(default_factory=list)  # (output, _version, layer)
+    # (output, its _version, layer, size and stride of the dim its bias lies along)
+    biased_outputs: list[tuple[weakref.ref, int, str, int, int]] = field(default_factory=list)
     inputs_fed_by: dict[str, str] = field(default_factory=dict)
     probing: bool = False
 
@@ -718,10 +719,12 @@ def _pre_hook(state: _Pass, module: nn.Module, args: tuple) -> None:
     state.stack.append((name, type(module).__name__, tuple(tuple(a.shape) for a in args if isinstance(a, Tensor))))
     x = args[0] if args and isinstance(args[0], Tensor) else None
     if name in state.candidates and x is not None and name not in state.inputs_fed_by:
-        for ref, version, layer in state.biased_outputs:
+        for ref, version, layer, size, stride in state.biased_outputs:
             out = ref()
             same = out is not None and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
-            if same and x._version == version:
+            # the bias must lie along the norm's channel dim 1 (a view to (N, C, H, W) spreads it over H and W)
+            along_channels = x.dim() >= 2 and x.shape[1] == size and x.stride(1) == stride
+            if same and along_channels and x._version == version:
                 state.inputs_fed_by[name] = layer
 
 
@@ -731,7 +734,10 @@ def _post_hook(state: _Pass, module: nn.Module, args: tuple, kwargs: dict[str, A
     name, _, _ = state.stack.pop()
     if isinstance(module, (nn.Linear, _ConvNd)) and module.bias is not None and isinstance(output, Tensor):
         state.biased_outputs = [entry for entry in state.biased_outputs if entry[0]() is not None]
-        state.biased_outputs.append((weakref.ref(output), output._version, name))
+        dim = -1 if isinstance(module, nn.Linear) else 1  # where the bias lies: features, or channels
+        root = output if output._base is None else output._base  # what a later view keeps alive
+        entry = (weakref.ref(root), output._version, name, output.shape[dim], output.stride(dim))
+        state.biased_outputs.append(entry)
     if name not in state.candidates:
         return
     if name in state.seen:

@@ -127,6 +127,23 @@ def test_redundant_bias_straight_into_batch_norm_but_not_through_an_activation()
     assert codes(inspect(linear, torch.randn(8, 5))) == {"redundant-bias": ["2"]}
     in_place = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.BatchNorm2d(4))  # the same tensor, changed
     assert codes(inspect(in_place, images())) == {}
+    transposed = nn.Sequential(nn.Linear(5, 4), Transpose(), nn.BatchNorm1d(4))  # (N, L, 4) -> (N, 4, L): per channel
+    assert codes(inspect(transposed, torch.randn(8, 3, 5))) == {"redundant-bias": ["2"]}
+
+
+class Transpose(nn.Module):
+    def forward(self, x):
+        return x.transpose(1, 2)
+
+
+def test_a_bias_spread_over_a_feature_map_by_a_view_is_not_redundant():
+    """DCGAN's generator: Linear -> view (N, C, H, W) -> BatchNorm2d. The bias differs across H and W within a
+    channel, so BatchNorm does not remove it: its gradient is not zero."""
+    model = nn.Sequential(nn.Linear(10, 8 * 4 * 4), nn.Unflatten(1, (8, 4, 4)), nn.BatchNorm2d(8))
+    x = torch.randn(16, 10)
+    assert codes(inspect(model, x)) == {}
+    model(x).pow(2).sum().backward()
+    assert model[0].bias.grad.abs().max() > 1e-3
 
 
 def test_small_batch_statistics_below_eight_per_replica_in_training():

@@ -11,104 +11,69 @@ import pytest
 import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: never reach for the hub
-import transformers  # one import for the module: its models cost seconds to import
 
+from normlab.experiments.your_own_model import build_architecture, example_input
 from normlab.inspection import inspect
 
-IMAGES = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-TOKENS = torch.randint(0, 50, (8, 6), generator=torch.Generator().manual_seed(0))
-TEXT = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
-
-
-def build(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    t = transformers
-    if name == "ResNet":
-        return t.ResNetModel(t.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"))
-    if name == "MobileNetV2":
-        return t.MobileNetV2Model(t.MobileNetV2Config(depth_multiplier=0.25, image_size=32))
-    if name == "ConvNext":
-        return t.ConvNextModel(t.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32))
-    if name == "ViT":
-        config = t.ViTConfig(**{**TEXT, "vocab_size": None}, image_size=32, patch_size=8)
-        return t.ViTModel(config)
-    if name == "Bert":
-        return t.BertModel(t.BertConfig(**TEXT))
-    return t.LlamaModel(t.LlamaConfig(**TEXT, num_key_value_heads=2))
-
-
-# name -> (input, {layer: (kind, reduced dims)} in forward order); the dims are those of this input:
+# name -> {layer: (kind, reduced dims)} in forward order, on a batch of 8 (yom.example_input); the dims are those of
+# this input:
 # ConvNeXt's LayerNorm normalizes C at dim 1 of (N, C, H, W) where it is "channels_first", dim 3 of (N, H, W, C) where
 # it runs after a permute; ViT, BERT and Llama normalize the last dim of (batch, tokens, hidden).
-EXPECTED: dict[str, tuple[torch.Tensor, dict[str, tuple[str, tuple[int, ...]]]]] = {
-    "ResNet": (
-        IMAGES,
-        {
-            name: ("BatchNorm", (0, 2, 3))
-            for name in [
-                "embedder.embedder.normalization",
-                "encoder.stages.0.layers.0.layer.0.normalization",
-                "encoder.stages.0.layers.0.layer.1.normalization",
-                "encoder.stages.1.layers.0.layer.0.normalization",
-                "encoder.stages.1.layers.0.layer.1.normalization",
-                "encoder.stages.1.layers.0.shortcut.normalization",
-            ]
-        },
-    ),
-    "MobileNetV2": (
-        IMAGES,
-        {
-            f"{block}.normalization": ("BatchNorm", (0, 2, 3))
-            for block in [
-                "conv_stem.first_conv",
-                "conv_stem.conv_3x3",
-                "conv_stem.reduce_1x1",
-                *(f"layer.{i}.{part}" for i in range(16) for part in ("expand_1x1", "conv_3x3", "reduce_1x1")),
-                "conv_1x1",
-            ]
-        },
-    ),
-    "ConvNext": (
-        IMAGES,
-        {
-            "embeddings.layernorm": ("LayerNorm", (1,)),
-            "encoder.stages.0.layers.0.layernorm": ("LayerNorm", (3,)),
-            "encoder.stages.1.downsampling_layer.0": ("LayerNorm", (1,)),
-            "encoder.stages.1.layers.0.layernorm": ("LayerNorm", (3,)),
-            "layernorm": ("LayerNorm", (1,)),
-        },
-    ),
-    "ViT": (
-        IMAGES,
-        {name: ("LayerNorm", (2,)) for name in ["layers.0.layernorm_before", "layers.0.layernorm_after", "layernorm"]},
-    ),
-    "Bert": (
-        TOKENS,
-        {
-            name: ("LayerNorm", (2,))
-            for name in [
-                "embeddings.LayerNorm",
-                "encoder.layer.0.attention.output.LayerNorm",
-                "encoder.layer.0.output.LayerNorm",
-            ]
-        },
-    ),
-    "Llama": (
-        TOKENS,
-        {name: ("custom", (2,)) for name in ["layers.0.input_layernorm", "layers.0.post_attention_layernorm", "norm"]},
-    ),
+EXPECTED: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {
+    "ResNet": {
+        name: ("BatchNorm", (0, 2, 3))
+        for name in [
+            "embedder.embedder.normalization",
+            "encoder.stages.0.layers.0.layer.0.normalization",
+            "encoder.stages.0.layers.0.layer.1.normalization",
+            "encoder.stages.1.layers.0.layer.0.normalization",
+            "encoder.stages.1.layers.0.layer.1.normalization",
+            "encoder.stages.1.layers.0.shortcut.normalization",
+        ]
+    },
+    "MobileNetV2": {
+        f"{block}.normalization": ("BatchNorm", (0, 2, 3))
+        for block in [
+            "conv_stem.first_conv",
+            "conv_stem.conv_3x3",
+            "conv_stem.reduce_1x1",
+            *(f"layer.{i}.{part}" for i in range(16) for part in ("expand_1x1", "conv_3x3", "reduce_1x1")),
+            "conv_1x1",
+        ]
+    },
+    "ConvNeXt": {
+        "embeddings.layernorm": ("LayerNorm", (1,)),
+        "encoder.stages.0.layers.0.layernorm": ("LayerNorm", (3,)),
+        "encoder.stages.1.downsampling_layer.0": ("LayerNorm", (1,)),
+        "encoder.stages.1.layers.0.layernorm": ("LayerNorm", (3,)),
+        "layernorm": ("LayerNorm", (1,)),
+    },
+    "ViT": {
+        name: ("LayerNorm", (2,)) for name in ["layers.0.layernorm_before", "layers.0.layernorm_after", "layernorm"]
+    },
+    "BERT": {
+        name: ("LayerNorm", (2,))
+        for name in [
+            "embeddings.LayerNorm",
+            "encoder.layer.0.attention.output.LayerNorm",
+            "encoder.layer.0.output.LayerNorm",
+        ]
+    },
+    "Llama": {
+        name: ("custom", (2,)) for name in ["layers.0.input_layernorm", "layers.0.post_attention_layernorm", "norm"]
+    },
 }
 
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, torch.nn.Module]:
-    return {name: build(name) for name in EXPECTED}
+    return {name: build_architecture(name) for name in EXPECTED}
 
 
 @pytest.mark.parametrize("purpose", ["inference", "training"])
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_each_layer_with_its_dims_and_nothing_wrong_after_a_warm_up(models, name, purpose):
-    model, (x, expected) = models[name], EXPECTED[name]
+    model, x, expected = models[name], example_input(name, batch_size=8), EXPECTED[name]
     model.train()
     with torch.no_grad():
         model(x)  # warm-up: the running statistics are estimated (the model is not trained: random weights)
@@ -127,15 +92,15 @@ def test_each_layer_with_its_dims_and_nothing_wrong_after_a_warm_up(models, name
 
 
 def test_custom_norms_of_real_architectures_are_recognized_by_what_they_do(models):
-    llama = inspect(models["Llama"], TOKENS)
+    llama = inspect(models["Llama"], example_input("Llama", batch_size=8))
     assert {(layer.class_name, layer.subtracts_mean, layer.measured) for layer in llama.layers} == {
         ("LlamaRMSNorm", False, True)
     }
-    convnext = inspect(models["ConvNext"].eval(), IMAGES, purpose="inference")
+    convnext = inspect(models["ConvNeXt"].eval(), example_input("ConvNeXt", batch_size=8), purpose="inference")
     first = convnext.layers[0]  # an nn.LayerNorm subclass whose forward permutes: measured, not read from the class
     assert (first.class_name, first.measured, first.input_shape, first.elements_per_statistic) == (
         "ConvNextLayerNorm",
         True,
-        (8, 8, 8, 8),
-        8,
+        (8, 12, 8, 8),
+        12,
     )

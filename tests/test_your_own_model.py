@@ -11,6 +11,7 @@ from torch import nn
 from normlab.checks import check_fine_tuning_setup, check_inference_setup
 from normlab.experiments import inside_batch_norm as ib
 from normlab.experiments import your_own_model as yom
+from normlab.finetune import freeze_batch_norm
 from normlab.plots.your_own_model import plot_elements_per_statistic
 
 
@@ -38,6 +39,22 @@ def froze_in_eval_mode_only(backbone):
     return nn.Sequential(backbone.eval(), head().double())
 
 
+def head_as_wide_as_the_backbone(backbone):  # a BatchNorm of 16 features, like the backbone's second: still right
+    backbone.requires_grad_(False).eval()
+    wide = nn.Sequential(nn.Linear(64, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+    return nn.Sequential(backbone, wide.double())
+
+
+def frozen_with_normlab(backbone):
+    backbone.requires_grad_(False)
+    freeze_batch_norm(backbone)  # the pretrained part only: the head's BatchNorm trains
+    return nn.Sequential(backbone, head().double())
+
+
+def without_the_backbone(backbone):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).double()
+
+
 def froze_everything(backbone):
     return nn.Sequential(backbone.eval(), nn.Linear(64, 10).double()).requires_grad_(False)
 
@@ -47,6 +64,9 @@ def froze_everything(backbone):
     [
         (fixed, 32, None, ()),
         (notebook_script, 4, "frozen-but-updating", ("small-batch-statistics", "reversed-momentum", "redundant-bias")),
+        (head_as_wide_as_the_backbone, 32, None, ()),
+        (frozen_with_normlab, 32, None, ()),
+        (without_the_backbone, 32, "not-the-model", ()),
         (fixed, 4, "small-batch-statistics", ()),
         (forgot_to_freeze, 32, "backbone-trains", ()),
         (froze_in_eval_mode_only, 32, "eval-mode-in-training", ()),
@@ -65,10 +85,24 @@ def test_the_fine_tuning_checker_names_what_the_doctor_finds(fn, batch_size, mis
 
 def test_the_inference_checker_passes_eval_mode_and_names_training_mode():
     assert check_inference_setup(lambda model: model.eval()).passed
+    assert check_inference_setup(lambda model: model.train(False)).passed
     result = check_inference_setup(lambda model: model)
     assert result.mistake == "train-mode-in-inference" and "at `1.1`" not in result.observed, result.message
+    frozen = check_inference_setup(lambda model: model.requires_grad_(False))  # the mode is named first
+    assert (frozen.mistake, frozen.also) == ("train-mode-in-inference", ("frozen-but-updating",)), frozen.message
+    for other in (lambda model: nn.Identity(), lambda model: copy.deepcopy(model).eval().apply(_reset)):
+        result = check_inference_setup(other)
+        assert result.mistake == "not-the-model", result.message
+        assert (
+            result.hint == "Return the model you were given, with its own layers and weights, set up for predictions."
+        )
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         check_fine_tuning_setup(fixed, 0)
+
+
+def _reset(module):  # other running statistics: another model, which the doctor alone finds nothing wrong with
+    if isinstance(module, nn.BatchNorm2d):
+        module.running_mean += 1.0
 
 
 def test_each_statistic_of_resnets_batch_norm_grows_with_the_batch_and_layer_norms_does_not():

@@ -1,5 +1,6 @@
 """Notebook 07's exercises: set a model up so that the doctor (:func:`normlab.inspect`) finds nothing wrong."""
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -15,10 +16,17 @@ declare({code: (f"the doctor finds {meaning}", "") for code, (meaning, _) in FIN
 declare({"backbone-trains": ("the pretrained backbone's parameters still train", "")})
 declare({"nothing-trains": ("no parameter of your model requires grad", "")})
 declare({"not-a-model": ("your function did not return a torch.nn.Module", "")})
-HINTS = {
+declare({"not-the-model": ("the model you returned is not built on the one you were given", "")})
+FINE_TUNING_HINTS = {
     "backbone-trains": "Freeze the backbone with `backbone.requires_grad_(False)`: only the new head trains here.",
     "nothing-trains": "The new head must train: leave `requires_grad=True` on its parameters.",
     "not-a-model": "Return the model itself, e.g. `return nn.Sequential(backbone, head)`.",
+    "not-the-model": "Build the model on the backbone you are given: `nn.Sequential(backbone, head)`.",
+    "raised": "The digits and the backbone are float64: build the head in float64 too (`head.double()`).",
+}
+INFERENCE_HINTS = {
+    "not-a-model": "Return the model you were given, set up for predictions.",
+    "not-the-model": "Return the model you were given, with its own layers and weights, set up for predictions.",
 }
 
 
@@ -33,8 +41,8 @@ def doctor_says_nothing(check: Check, model: nn.Module, batch_size: int, purpose
     finding as the verdict, the others as ``also``; else say what was inspected."""
     x = digits_images()[0][:batch_size]
     report = check.call(lambda: inspect(model, x, purpose=purpose), action=f"inspected with purpose={purpose!r}")
-    if report.findings:
-        first, *others = report.findings
+    if report.findings:  # for inference, the mode comes first: the other findings follow from it
+        first, *others = sorted(report.findings, key=lambda f: f.code != "train-mode-in-inference")
         said = f"normlab.inspect found {first.code} at `{first.layer}`: {first.seen} (see notebook {first.section})."
         also = tuple(dict.fromkeys(f.code for f in others if f.code != first.code))
         raise Verdict(first.code, said, f"{first.fix}.", also)
@@ -51,18 +59,20 @@ def check_fine_tuning_setup(fn: Callable, batch_size: int, time_limit: float = D
         backbone = build_digits_cnn("before", seed=0)[:3]
         with torch.no_grad():
             backbone(digits_images()[0][:64])  # running statistics that are no longer the initial ones
-        pretrained = [p.detach().clone() for p in backbone.parameters()]
         model = check.call(lambda: fn(backbone), read=read_model)  # it may set modes and requires_grad: no copy
+        if not any(m is backbone for m in model.modules()):
+            raise Verdict("not-the-model", "returned a model that does not contain the backbone it was given.")
         said = doctor_says_nothing(check, model, batch_size, "training")
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        if any(p.shape == q.shape and torch.equal(p.detach(), q) for p in trainable for q in pretrained):
+        if any(p.requires_grad for p in backbone.parameters()):
             raise Verdict("backbone-trains", f"{said}, but a parameter of the backbone requires grad.")
+        trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise Verdict("nothing-trains", f"{said}, but no parameter of the model requires grad.")
         return check.passed(f"{said}; the backbone is frozen and {sum(p.numel() for p in trainable)} values train.")
 
-    checked = f"`fn(backbone)` with the §3 backbone, then the doctor on a batch of {batch_size} digits"
-    return run_check("check_fine_tuning_setup", fn, diagnose, time_limit=time_limit, checked=checked, hints=HINTS)
+    checked = f"`fn(backbone)` with a backbone like §3's (05's CNN without its last layer), then the doctor on {batch_size} digits"
+    hints = FINE_TUNING_HINTS
+    return run_check("check_fine_tuning_setup", fn, diagnose, time_limit=time_limit, checked=checked, hints=hints)
 
 
 def check_inference_setup(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) -> CheckResult:
@@ -73,8 +83,20 @@ def check_inference_setup(fn: Callable, time_limit: float = DEFAULT_TIME_LIMIT) 
         model = build_digits_cnn("before", seed=0)
         with torch.no_grad():
             model(digits_images()[0][:64])  # a trained model's running statistics are not the initial ones
+        reference = copy.deepcopy(model).eval()  # what the given model predicts, before fn can change it
         ready = check.call(lambda: fn(model), read=read_model)  # it may set the model's mode: no copy
-        return check.passed(doctor_says_nothing(check, ready, 8, "inference"))
+        said = doctor_says_nothing(check, ready, 8, "inference")
+        x = digits_images()[0][:8]
+        with torch.no_grad():
+            expected = reference(x)
+            given = check.call(lambda: ready(x), action="run on 8 digits")
+        if not (isinstance(given, torch.Tensor) and given.shape == expected.shape and torch.allclose(given, expected)):
+            raise Verdict(
+                "not-the-model", f"{said}, but its predictions are not those of the given model in eval mode."
+            )
+        return check.passed(f"{said}; its predictions are the given model's in eval mode")
 
     checked = "`fn(model)` with a CNN in training mode, then the doctor on a batch of 8 digits"
-    return run_check("check_inference_setup", fn, diagnose, time_limit=time_limit, checked=checked, hints=HINTS)
+    return run_check(
+        "check_inference_setup", fn, diagnose, time_limit=time_limit, checked=checked, hints=INFERENCE_HINTS
+    )

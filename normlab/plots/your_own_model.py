@@ -24,5 +24,8 @@ def plot_elements_per_statistic(batch_sizes: Sequence[int], elements: Mapping[st
         title="Each statistic's sample, by batch size",
     )
     ax.set_xticks(list(batch_sizes), [str(n) for n in batch_sizes])
+    ends = sorted({n for counts in elements.values() for n in (counts[0], counts[-1])})  # each line's two ends
+    ax.set_yticks(ends, [str(n) for n in ends])
+    ax.minorticks_off()
     ax.legend(loc="upper left", fontsize="small")
     return fig
