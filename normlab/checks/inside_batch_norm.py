@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
@@ -98,7 +99,17 @@ def backward_probe() -> tuple[Tensor, Tensor, Tensor]:
     x = torch.randn(*SHAPE, generator=generator, dtype=torch.float64) * torch.tensor(SPREADS, dtype=torch.float64)
     x = x + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
     dy = torch.randn(*SHAPE, generator=generator, dtype=torch.float64) + 0.8 * (x - x.mean(0)) / x.std(0) + 0.3
-    return dy, x, torch.tensor([1.7, -0.6, 2.3], dtype=torch.float64)
+    gamma = torch.tensor([1.7, -0.6, 2.3], dtype=torch.float64)
+    _first_backward_done_here(dy, x, gamma)
+    return dy, x, gamma
+
+
+def _first_backward_done_here(dy: Tensor, x: Tensor, gamma: Tensor) -> None:
+    """torch imports sympy the first time a batch-norm backward runs in a process. Done here, outside the time limit,
+    so that a learner's autograd solution never gets stopped halfway through that import (which leaves sympy broken
+    for the rest of the session)."""
+    leaf = x.clone().requires_grad_()
+    torch.autograd.grad(F.batch_norm(leaf, None, None, gamma, None, training=True), leaf, dy)
 
 
 class _AutogradCalls(TorchFunctionMode):
