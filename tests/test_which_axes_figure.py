@@ -117,3 +117,18 @@ def test_layer_norm_shapes_figure_draws_the_three_batches():
     assert grid[6].get_xlabel() == "column (W)" and grid[0].get_ylabel() == "row (H)"
     colorbar_labels = {ax.get_ylabel() for ax in fig.axes if not ax.images}
     assert colorbar_labels == {"value", "normalized value"}
+
+
+def test_cube_texts_are_readable_at_the_stored_size():
+    """Axis labels and captions at 10 points (11 pixels at the stored 80 dpi), titles larger; they were 8-9."""
+    fig = plot_shared_statistics(
+        shared_statistics_for_all_norms("NCHW", (4, 6, 2, 3), num_groups=2, channel=1), ncols=2
+    )
+    assert len(fig.axes) == 4
+    for ax in fig.axes:
+        sizes = {t.get_text().split(" = ")[0]: t.get_fontsize() for t in ax.texts}
+        assert set(sizes) >= {"N (batch)", "C (channels)", "H·W (height × width)"}
+        assert min(sizes.values()) >= 10, sizes
+        assert ax.title.get_fontsize() >= 10
+    width, _ = fig.get_size_inches() * fig.dpi
+    assert width <= 600  # two panels a row: shown at full size in a notebook, not shrunk

@@ -1,4 +1,4 @@
-"""Figures for notebook 02 ("Which axes?"): the cube of shared statistics, and the image demos.
+"""Figures for notebook 02 ("Which axes?"): the cube of shared statistics, the image demos, small batches.
 
 The cube follows Wu & He 2018 (arXiv:1803.08494), Fig. 2: a tensor drawn as an
 N x C x S block (S = all positions flattened: L for text, H·W for images, 1 for
@@ -9,6 +9,7 @@ vocabulary, never from a stored picture.
 
 from __future__ import annotations
 
+import statistics
 import textwrap
 from collections.abc import Sequence
 
@@ -21,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from normlab.experiments.which_axes import SharedStatistics, as_batch_channel_position, position_axis_name
+from normlab.experiments.which_axes_small_batches import NETWORK_NAMES, NORM_NAMES, SmallBatchRuns
 from normlab.style import OKABE_ITO, new_figure
 
 # Cell categories and their colours: the chosen element, the elements sharing its statistics, the rest.
@@ -31,6 +33,7 @@ CATEGORY_LABELS = {CHOSEN: "chosen element", SHARED: "same mean and variance", O
 FACE_SHADES = {"front": 0.0, "top": 0.35, "side": -0.25}  # > 0 mixes with white, < 0 with black
 DEPTH = np.array([0.5, 0.4])  # screen offset of one step along S (oblique projection)
 CHANNEL_NAMES = {"NC": "C (features)", "NLC": "C (embedding)"}
+LABEL_SIZE = 10  # points, for the axis labels and captions: 11 pixels at the stored 80 dpi
 
 
 def shaded(color: str, shade: float) -> tuple[float, float, float, float]:
@@ -107,14 +110,14 @@ def _draw_cube(ax, result: SharedStatistics) -> tuple[float, float]:
     back = s * DEPTH
     arrow = dict(arrowstyle="->", color="0.3", lw=1)
     ax.annotate("", xy=(-0.3, -n), xytext=(-0.3, 0), arrowprops=arrow)
-    ax.text(-0.5, -n / 2, f"N (batch) = {n}", rotation=90, ha="right", va="center", fontsize=9)
+    ax.text(-0.5, -n / 2, f"N (batch) = {n}", rotation=90, ha="right", va="center", fontsize=LABEL_SIZE)
     ax.annotate("", xy=(c, -n - 0.3), xytext=(0, -n - 0.3), arrowprops=arrow)
     channel_name = CHANNEL_NAMES.get(result.layout, "C (channels)")
     # Labels below the cube sit a fixed number of points under its arrow, whatever the cell size,
     # so that the caption (placed the same way, further down) never overlaps them.
     ax.annotate(
         f"{channel_name} = {c}", (c / 2, -n - 0.3), xytext=(0, -3), textcoords="offset points", ha="center", va="top"
-    ).set_fontsize(9)
+    ).set_fontsize(LABEL_SIZE)
     positions = position_axis_name(result.layout)
     if positions:
         start = np.array([c + 0.3, -n])
@@ -124,11 +127,11 @@ def _draw_cube(ax, result: SharedStatistics) -> tuple[float, float]:
             f"{positions} = {s}",
             ha="left",
             va="top",
-            fontsize=9,
+            fontsize=LABEL_SIZE,
             rotation=np.degrees(np.arctan2(*DEPTH[::-1])),
             rotation_mode="anchor",
         )
-    ax.set_xlim(-1.6, c + back[0] + 3.2)
+    ax.set_xlim(-1.6, c + back[0] + 4.0)
     ax.set_ylim(-n - 0.8, back[1] + 0.4)
     ax.set_aspect("equal")
     ax.set(xticks=[], yticks=[])  # no ticks to lay out: the arrows above are the axes (and drawing is faster)
@@ -161,8 +164,8 @@ def describe_shared_statistics(result: SharedStatistics) -> str:
 def _panel_size(result: SharedStatistics) -> tuple[float, float]:
     """Inches for one cube panel: wide enough for about 0.14 inch per cell of a wide cube."""
     n, c, s = as_batch_channel_position(result.mask, result.layout).shape
-    width = max(3.3, 0.14 * (c + 0.5 * s + 4.8))
-    return width, 1.9 + width * (n + 0.4 * s + 1.2) / (c + 0.5 * s + 4.8)
+    width = max(3.3, 0.14 * (c + 0.5 * s + 5.6))
+    return width, 1.9 + width * (n + 0.4 * s + 1.2) / (c + 0.5 * s + 5.6)
 
 
 def plot_shared_statistics(
@@ -194,7 +197,8 @@ def plot_shared_statistics(
         caption = describe(result)
         if result.note:
             caption += "\n" + textwrap.fill(result.note.split(";")[0], 44)
-        ax.annotate(caption, anchor, xytext=(0, -17), textcoords="offset points", ha="left", va="top").set_fontsize(8)
+        text = ax.annotate(caption, anchor, xytext=(0, -17), textcoords="offset points", ha="left", va="top")
+        text.set_fontsize(LABEL_SIZE)
     handles = [
         Patch(facecolor=CATEGORY_COLORS[k], edgecolor="0.5", label=CATEGORY_LABELS[k]) for k in (CHOSEN, SHARED, OTHER)
     ]
@@ -244,4 +248,37 @@ def plot_layer_norm_shapes(images: torch.Tensor, per_row: torch.Tensor, per_imag
         axes[r][0].set_title(label, loc="left")
         fig.colorbar(im, ax=list(axes[r]), label="value" if r == 0 else "normalized value", shrink=0.9)
     fig.suptitle("LayerNorm's normalized_shape: one row, or the whole image")
+    return fig
+
+
+NORM_COLORS = {"none": "black", "batch": OKABE_ITO[3], "group": OKABE_ITO[0]}
+
+
+def plot_accuracy_by_batch_size(runs: SmallBatchRuns) -> Figure:
+    """Test accuracy against batch size, one panel per network: a thin line per seed, a thick one for the median.
+
+    The batch size falls from left to right, as in Wu & He 2018, Fig. 1. Notebook 02, section 4
+    "Small batches" (the cached runs of ``scripts/precompute_which_axes_small_batches.py``).
+    """
+    fig, axes = new_figure(1, len(runs.correct), figsize=(8.5, 4.4), sharey=True, squeeze=False)
+    sizes = list(runs.batch_sizes)
+    for ax, network in zip(axes[0], runs.correct):
+        for norm in runs.correct[network]:
+            per_size = [runs.accuracy(network, norm, b) for b in sizes]  # [batch size][seed]
+            color = NORM_COLORS[norm]
+            for seed in range(len(runs.seeds)):
+                ax.plot(sizes, [row[seed] for row in per_size], color=color, linewidth=0.8, alpha=0.35)
+            medians = [statistics.median(row) for row in per_size]
+            ax.plot(sizes, medians, color=color, linewidth=2.2, marker="o", label=NORM_NAMES[norm])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.minorticks_off()
+        ax.set_xlim(max(sizes) * 1.25, min(sizes) / 1.25)  # falling batch size, left to right
+        ax.set(xlabel="batch size (images per step)", title=NETWORK_NAMES[network])
+    axes[0][0].set(ylabel="test accuracy (%), eval mode", ylim=(0, 100))
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=3)
+    fig.suptitle(
+        f"Digits CNN: thick line, median of {len(runs.seeds)} seeds; thin lines, each seed (cached runs)\n"
+        f"{runs.epochs} epochs at every batch size, learning rate proportional to the batch size"
+    )
     return fig
