@@ -23,6 +23,7 @@ from normlab.checks import (
     check_layer_norm,
     check_rms_norm,
 )
+from normlab.inspection import FINDINGS
 
 # ---------------------------------------------------------------- correct answers, several ways
 
@@ -455,6 +456,8 @@ def test_every_functional_mistake_code_is_tested_here():
         *("not-a-number", "rounded-down", "approximate-steps", "squared-factor", "natural-step"),
         *("smallest-eigenvalue", "hessian-without-n", "no-abs", "percent-not-fraction", "inputs-not-outputs"),
         *("hooks-left", "ignores-threshold", "wrong-count", "strict-inequality", "changes-mode"),
+        # tests/test_your_own_model.py (the checkers' own codes) and tests/test_inspection.py (every finding code):
+        *("backbone-trains", "nothing-trains", "not-a-model", "not-the-model", *FINDINGS),
     }
     assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
 
