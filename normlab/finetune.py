@@ -2,8 +2,8 @@
 
 Notebook 03 teaches both:
 
-- §7 "Fine-tuning with frozen BatchNorm": :func:`freeze_batch_norm`.
-- §6 "Recalibration": :func:`recalibrate_batch_norm`.
+- notebook 03 §7 "Fine-tuning with frozen BatchNorm": :func:`freeze_batch_norm`.
+- notebook 03 §6 "`track_running_stats=False` and recalibration": :func:`recalibrate_batch_norm`.
 
 Two facts make freezing BatchNorm harder than it looks:
 

@@ -14,7 +14,7 @@ position (the convention of Hugging Face's ``attention_mask``; note that
   padded outputs to 0.
 
 Both return 0 at padded positions, so padding carries no signal (and no gradient)
-downstream. Taught in notebook 02, section "Text: padding".
+downstream. Taught in notebook 02, section "Padding pollutes BatchNorm's statistics".
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def masked_batch_norm(
     :math:`\sigma_c^2\, n / (n - 1)`; with ``training=False`` the running statistics
     normalize every real token. weight, bias and the buffers have shape (C,).
 
-    Taught in notebook 02, section "Text: padding".
+    Taught in notebook 02, section "Padding pollutes BatchNorm's statistics".
     """
     who = "masked_batch_norm"
     _check_text_batch(input, mask, who)
@@ -172,7 +172,7 @@ def masked_layer_norm(
         \sigma_{nl}^2 = \frac{1}{C} \sum_c (x_{nlc} - \mu_{nl})^2, \qquad
         y_{nlc} = m_{nl} \Big( \frac{x_{nlc} - \mu_{nl}}{\sqrt{\sigma_{nl}^2 + \epsilon}}\, \gamma_c + \beta_c \Big)
 
-    weight and bias have shape (C,). Taught in notebook 02, section "Text: padding".
+    weight and bias have shape (C,). Taught in notebook 02, section "Padding pollutes BatchNorm's statistics".
     """
     who = "masked_layer_norm"
     _check_text_batch(input, mask, who)

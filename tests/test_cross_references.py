@@ -90,3 +90,47 @@ def test_a_broken_reference_is_reported():
     assert broken_references("Try exercise 9 of notebook 02.", "00") == [
         "'exercise 9 of notebook 02': notebook 02 has 4 exercises"
     ]
+
+
+# notebook 03 §7 "Fine-tuning with frozen BatchNorm", notebook 02 §4 ("Per-channel ..."), notebook 02, section "..."
+TITLED = re.compile(r"[Nn]otebook (?P<nb>\d\d)(?:,? §(?P<sec>\d+)|, section) \(?[\"“](?P<title>[^\"”]+)[\"”]")
+UNPLACED = re.compile(r"(?<![Nn]otebook \d\d )(?<![Nn]otebook \d\d, )§\d+ \(?[\"“]|(?<!\d\d, )section \(?[\"“]")
+SOURCES = {
+    **{name: text for name, text in DOCS.items()},
+    **{p.name: p.read_text() for p in (ROOT / "notebooks").glob("*.ipynb")},
+    **{str(p.relative_to(ROOT)): p.read_text() for p in (ROOT / "normlab").rglob("*.py")},
+}
+
+
+def headings(nb: nbformat.NotebookNode) -> dict[str, int | None]:
+    """Every heading's title (backticks kept) -> the number of the section it is or lies in (None: unnumbered)."""
+    found: dict[str, int | None] = {}
+    section = None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for level, title in re.findall(r"^(##+) (.+)$", cell.source, re.M):
+                numbered = re.match(r"(\d+) · (.+)", title) if level == "##" else None
+                if level == "##":
+                    section = int(numbered[1]) if numbered else None
+                found.setdefault((numbered[2] if numbered else title).strip(), section)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_section_named_by_title_exists_with_that_title(name):
+    text = SOURCES[name]
+    assert not UNPLACED.findall(text), f"{name}: a section named by title without its notebook number"
+    for match in TITLED.finditer(text):
+        titles = headings(NOTEBOOKS[match["nb"]])
+        title, sec = match["title"].strip(), match["sec"]
+        assert title in titles, f"{name}: notebook {match['nb']} has no section titled {title!r}"
+        if sec is not None:
+            assert titles[title] == int(sec), f"{name}: {title!r} is not §{sec} of notebook {match['nb']}"
+
+
+def test_the_title_check_catches_a_renamed_section_and_an_unplaced_one():
+    """The two references it found stale (02's "Text: padding", 03 §6 "Recalibration"), and a title with no notebook."""
+    titles = headings(NOTEBOOKS["02"])
+    assert "Text: padding" not in titles and titles["Padding pollutes BatchNorm's statistics"] == 3
+    assert "Recalibration" not in headings(NOTEBOOKS["03"])
+    assert UNPLACED.findall('- §6 "Recalibration": re-estimate') and not UNPLACED.findall('notebook 03 §6 "x"')
