@@ -205,7 +205,7 @@ class InspectionReport:
             lines += ["", f"Not reached by this input: {', '.join(self.not_called)}"]
         for code, group in _by_code(self.findings):
             first = group[0]
-            also = f" (and {len(group) - 1} more layers alike: {_names(group[1:])})" if len(group) > 1 else ""
+            also = _also(group)
             lines += [
                 "",
                 f"\u2717 {code} at {_display(first.layer)}{also}",
@@ -231,7 +231,7 @@ class InspectionReport:
             parts.append(f"<p>Not reached by this input: {html.escape(', '.join(self.not_called))}</p>")
         for code, group in _by_code(self.findings):
             first = group[0]
-            also = f" (and {len(group) - 1} more layers alike: {_names(group[1:])})" if len(group) > 1 else ""
+            also = _also(group)
             parts.append(
                 f'<div style="border-left:4px solid #D55E00;padding:0.2em 0.8em;margin:0.3em 0">'
                 f"<b>\u2717 {html.escape(code)}</b> at <code>{html.escape(_display(first.layer))}</code>"
@@ -279,9 +279,13 @@ def _by_code(findings: tuple[Finding, ...]) -> list[tuple[str, list[Finding]]]:
     ]
 
 
-def _names(findings: list[Finding], limit: int = 5) -> str:
-    names = [_display(f.layer) for f in findings]
-    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+def _also(group: list[Finding], limit: int = 5) -> str:
+    """ " (and 2 more layers alike: a, b)" for a group's findings after the first; "" for a group of one."""
+    others = [_display(f.layer) for f in group[1:]]
+    if not others:
+        return ""
+    listed = ", ".join(others[:limit]) + (", ..." if len(others) > limit else "")
+    return f" (and {len(others)} more {'layer' if len(others) == 1 else 'layers'} alike: {listed})"
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -384,8 +388,8 @@ def redundant_bias(layer: NormLayer, purpose: str, replicas: int) -> tuple[str, 
     if not (_batch_norm_like(layer) and layer.bias_before):
         return None
     return (
-        f"`{layer.bias_before}` adds a bias and its output goes straight into this BatchNorm, which subtracts the "
-        "batch mean and so removes the bias (its gradient is zero)",
+        f"the layer before it, `{layer.bias_before}`, adds a bias and its output goes straight into this BatchNorm, "
+        "which subtracts the batch mean and so removes the bias (its gradient is zero)",
         f"build `{layer.bias_before}` with bias=False: the BatchNorm's own bias (β) does that job",
     )
 

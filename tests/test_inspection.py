@@ -432,6 +432,14 @@ def test_text_and_html_show_every_layer_and_every_finding_with_its_section():
         assert f"\u2717 {finding.code} at {finding.layer}" in text and f"notebook {finding.section}" in text
         assert f"<b>\u2717 {finding.code}</b>" in page and f"notebook {finding.section}" in page
     assert page.count("<tr>") == 1 + len(report.layers)
+    assert "the layer before it, `0`, adds a bias" in text
+
+
+def test_findings_of_one_code_are_grouped_and_counted_in_words():
+    two = nn.Sequential(nn.BatchNorm1d(5), nn.BatchNorm1d(5))
+    three = nn.Sequential(nn.BatchNorm1d(5), nn.BatchNorm1d(5), nn.BatchNorm1d(5))
+    assert "\u2717 small-batch-statistics at 0 (and 1 more layer alike: 1)\n" in str(inspect(two, torch.randn(4, 5)))
+    assert "at 0 (and 2 more layers alike: 1, 2)\n" in str(inspect(three, torch.randn(4, 5)))
 
 
 # --- the command line -------------------------------------------------------------------------------------------

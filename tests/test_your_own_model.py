@@ -12,7 +12,7 @@ from normlab.checks import check_fine_tuning_setup, check_inference_setup
 from normlab.experiments import inside_batch_norm as ib
 from normlab.experiments import your_own_model as yom
 from normlab.finetune import freeze_batch_norm
-from normlab.plots.your_own_model import plot_elements_per_statistic
+from normlab.plots.your_own_model import plot_elements_per_statistic, plot_running_statistics_drift
 
 
 def head(bias=False, momentum=0.1):
@@ -133,3 +133,14 @@ def test_the_elements_figure_draws_each_layers_counts():
     assert [list(line.get_ydata()) for line in ax.lines] == [[4, 8], [3, 3]]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
     assert ax.get_xlabel() == "batch size (samples per replica)"
+
+
+def test_running_statistics_are_each_batch_norms_buffers_and_the_drift_figure_draws_them():
+    model = nn.Sequential(nn.BatchNorm1d(2), nn.LayerNorm(2), nn.BatchNorm1d(2, track_running_stats=False))
+    model[0].running_mean.fill_(0.5)
+    stats = yom.running_statistics(model)
+    assert stats == {"0": ([0.5, 0.5], [1.0, 1.0])}
+    fig = plot_running_statistics_drift(stats, {"0": ([0.25, 0.75], [2.0, 1.0])})
+    means = fig.axes[0].collections[0].get_offsets().tolist()
+    assert means == [[0.5, 0.25], [0.5, 0.75]]
+    assert fig.axes[1].get_xlabel() == "running variance, pretrained"

@@ -120,6 +120,16 @@ def running_stats_change(before: nn.Module, after: nn.Module) -> float:
     return max(changes, default=0.0)
 
 
+def running_statistics(model: nn.Module) -> dict[str, tuple[list[float], list[float]]]:
+    """Each BatchNorm layer's running mean and running variance, by qualified name, as lists (§3's figure)."""
+    layers = ((name, m) for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    return {
+        name: (m.running_mean.tolist(), m.running_var.tolist())
+        for name, m in layers
+        if m.running_mean is not None and m.running_var is not None
+    }
+
+
 def elements_per_statistic(name: str, batch_sizes: tuple[int, ...]) -> list[int]:
     """For each batch size, how many numbers each statistic of architecture ``name``'s first normalization layer
     is computed from in training mode, as :func:`normlab.inspect` reports it (§2)."""

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
 
+from normlab.compare import plotted
 from normlab.style import OKABE_ITO, new_figure
 
 
@@ -28,4 +29,24 @@ def plot_elements_per_statistic(batch_sizes: Sequence[int], elements: Mapping[st
     ax.set_yticks(ends, [str(n) for n in ends])
     ax.minorticks_off()
     ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def plot_running_statistics_drift(
+    before: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    after: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+) -> Figure:
+    """Each channel's running mean and running variance after fine-tuning against before, one colour per layer
+    (§3): a frozen layer's points would lie on the diagonal."""
+    fig, axes = new_figure(ncols=2, figsize=(8.6, 3.9))
+    for ax, which, statistic in zip(axes, (0, 1), ("running mean", "running variance")):
+        values = []
+        for (name, stats), color, marker in zip(before.items(), OKABE_ITO, "os^D"):
+            x, y = plotted(stats[which]), plotted(after[name][which])
+            ax.scatter(x, y, color=color, marker=marker, s=22, label=f"layer {name} ({len(x)} channels)")
+            values += x + y
+        ends = [min(values), max(values)]
+        ax.plot(ends, ends, color="0.5", ls="--", lw=1, label="unchanged")
+        ax.set(xlabel=f"{statistic}, pretrained", ylabel=f"{statistic}, after fine-tuning", title=statistic)
+    axes[0].legend(loc="upper left", fontsize="small")
     return fig
