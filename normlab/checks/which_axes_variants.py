@@ -2,8 +2,8 @@ r"""Notebook 02's norms as data, and their diagnosis (shared with notebook 03's 
 
 Probes are standardized inside every group, every dim of its own size, so a reduction over the wrong dims gives
 other numbers. A candidate (:class:`Variant`) is y = affine((x - c) / div(s, eps)), s = sum((x - c)^2) / (n - k),
-one choice per factor (the dims sharing c and s, c the mean or 0, k = 0 or 1, where eps goes, the affine step),
-named by the codes of the factors it changes. :func:`diagnose_outputs` asks: is the result a dense finite tensor
+the right norm with one factor changed (the dims sharing c and s, c the mean or 0, k = 0 or 1, where eps goes, the
+affine step), named by that factor's code. :func:`diagnose_outputs` asks: is the result a dense finite tensor
 of x's shape and dtype; which candidate gives it (none: ``unknown``); is it right near 3000 in float32 (if only
 in float64: ``one-pass-variance``).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from itertools import combinations, product
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -295,7 +295,7 @@ EPS_MODES = {"inside": None, "outside": "eps-outside-sqrt", "missing": "missing-
 AFFINE_MODES = dict(
     both=None, none="missing-affine", gamma="missing-affine", beta="missing-affine", swapped="swapped-affine"
 )
-# The order in which combined mistakes are named: the first one is the result's `mistake`.
+# The order in which a module's mistakes are named (notebook 03's module checker).
 PRIORITY = ("reshape-not-transpose", "wrong-axes", "subtracts-mean", "unbiased-variance", "eps-outside-sqrt") + (
     "missing-eps",
     "swapped-affine",
@@ -305,30 +305,26 @@ PRIORITY = ("reshape-not-transpose", "wrong-axes", "subtracts-mean", "unbiased-v
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of computing the norm, right or wrong."""
+    """One way of computing the norm, right (``code`` empty) or with the one mistake ``code`` names."""
 
     grouping: Grouping
     centered: bool
     correction: int = 0
     eps_mode: str = "inside"
     affine: str = "both"
-
-    def mistakes(self, spec: NormSpec) -> tuple[str, ...]:
-        """The mistake codes this variant makes, most important first (empty for the correct one)."""
-        found = [self.grouping.mistake] if self.grouping != spec.grouping else []
-        found += ["subtracts-mean"] if self.centered and not spec.centered else []
-        found += ["unbiased-variance"] if self.correction else []
-        found += [code for code in (EPS_MODES[self.eps_mode], AFFINE_MODES[self.affine]) if code]
-        return tuple(sorted(found, key=PRIORITY.index))
+    code: str = ""
 
 
 def all_variants(spec: NormSpec) -> list[Variant]:
-    """Every variant but the correct one, simplest first: fewest mistakes, then by :data:`PRIORITY`."""
-    groupings = [spec.grouping, *spec.grouping.other_reductions(), *spec.alternatives]
-    affines = [a for a in AFFINE_MODES if spec.centered or a in ("both", "none")]
-    choices = product(groupings, sorted({spec.centered, True}), (0, 1), EPS_MODES, affines)
-    wrong = [(codes, v) for v in (Variant(*choice) for choice in choices) if (codes := v.mistakes(spec))]
-    return [v for _, v in sorted(wrong, key=lambda pair: (len(pair[0]), PRIORITY.index(pair[0][0])))]
+    """The norm with each mistake this checker knows, one at a time."""
+    right = Variant(spec.grouping, spec.centered)
+    groupings = (*spec.alternatives, *spec.grouping.other_reductions())
+    variants = [replace(right, grouping=g, code=g.mistake) for g in groupings]
+    variants += [replace(right, centered=True, code="subtracts-mean")] if not spec.centered else []
+    variants += [replace(right, correction=1, code="unbiased-variance")]
+    variants += [replace(right, eps_mode=mode, code=code) for mode, code in EPS_MODES.items() if code]
+    affines = [(mode, code) for mode, code in AFFINE_MODES.items() if code and (spec.centered or mode == "none")]
+    return variants + [replace(right, affine=mode, code=code) for mode, code in affines]
 
 
 def divide(centered_x: Tensor, spread: Tensor, eps: float, eps_mode: str, fixed_eps: float) -> Tensor:
@@ -359,27 +355,20 @@ def broadcast_params(spec: NormSpec, probe: Probe, grouping: Grouping | None = N
     return place(probe.gamma), None if probe.beta is None else place(probe.beta)
 
 
-def normalized(spec: NormSpec, v: Variant, probe: Probe) -> Tensor:
-    """(x - c) / div(s, eps) as ``v`` computes it, with statistics shared along ``v.grouping.reduced``."""
+def variant_output(spec: NormSpec, v: Variant, probe: Probe) -> Tensor:
+    """The output of ``v`` on ``probe`` (use a float64 probe for exact values)."""
     g, x = v.grouping, probe.x.reshape(v.grouping.view_shape)
     centered_x = x - x.mean(dim=g.reduced, keepdim=True) if v.centered else x
     spread = centered_x.pow(2).sum(dim=g.reduced, keepdim=True) / (g.group_size - v.correction)
-    return divide(centered_x, spread, probe.eps, v.eps_mode, spec.default_eps).reshape(probe.x.shape)
-
-
-def variant_output(spec: NormSpec, v: Variant, probe: Probe) -> Tensor:
-    """The output of ``v`` on ``probe`` (use a float64 probe for exact values)."""
-    return apply_affine(normalized(spec, v, probe), *broadcast_params(spec, probe, v.grouping), v.affine)
+    z = divide(centered_x, spread, probe.eps, v.eps_mode, spec.default_eps).reshape(probe.x.shape)
+    return apply_affine(z, *broadcast_params(spec, probe, v.grouping), v.affine)
 
 
 def first_match(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence[Tensor]) -> Variant | None:
-    """The simplest wrong variant whose outputs equal the learner's on every (float64) probe, or None."""
-    zs: dict[tuple, Tensor] = {}  # per probe, the normalized x of each statistics, shared by the affine steps
+    """The wrong variant whose outputs equal the learner's on every (float64) probe, or None."""
 
     def gives(v: Variant, i: int) -> bool:
-        if (key := (i, v.grouping, v.centered, v.correction, v.eps_mode)) not in zs:
-            zs[key] = normalized(spec, v, probes[i])
-        y = apply_affine(zs[key], *broadcast_params(spec, probes[i], v.grouping), v.affine)
+        y = variant_output(spec, v, probes[i])
         return bool(((y - outputs[i]).abs() <= probes[i].tolerance * (1 + y.abs())).all())
 
     return next((v for v in all_variants(spec) if all(gives(v, i) for i in range(len(outputs)))), None)
@@ -681,9 +670,8 @@ def diagnose_outputs(
             return Verdict(
                 "unknown", observe_difference(spec, exact[wrong[0]], outputs[wrong[0]], references[wrong[0]])
             )
-        mistake, *also = match.mistakes(spec)
-        i = 1 if mistake in ("eps-outside-sqrt", "missing-eps") else 0  # eps shows on the large-eps probe
-        return Verdict(mistake, OBSERVERS[mistake](spec, exact[i], outputs[i], references[i], match), also=tuple(also))
+        i = 1 if match.code in ("eps-outside-sqrt", "missing-eps") else 0  # eps shows on the large-eps probe
+        return Verdict(match.code, OBSERVERS[match.code](spec, exact[i], outputs[i], references[i], match))
     if not spec.centered:
         return None
     far, expected = probes[2], references[2]  # values near 3000 in float32: right, wrong only in float32, or wrong
