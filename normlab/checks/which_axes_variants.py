@@ -275,18 +275,10 @@ def reference(spec: NormSpec, probe: Probe) -> Tensor:
 # -- the candidates: the norm with each mistake ----------------------------------------------------
 
 EPS_MODES = {"inside": None, "outside": "eps-outside-sqrt", "missing": "missing-eps", "fixed": "missing-eps"}
-AFFINE_MODES = dict(
-    both=None, none="missing-affine", gamma="missing-affine", beta="missing-affine", swapped="swapped-affine"
-)
+AFFINE_MODES = {"both": None, **dict.fromkeys(("none", "gamma", "beta"), "missing-affine"), "swapped": "swapped-affine"}
 # The order in which a module's mistakes are named (notebook 03's module checker).
-PRIORITY = (
-    "wrong-axes",
-    "subtracts-mean",
-    "unbiased-variance",
-    "eps-outside-sqrt",
-    "missing-eps",
-    "swapped-affine",
-) + ("missing-affine",)
+PRIORITY = ("wrong-axes", "subtracts-mean", "unbiased-variance", "eps-outside-sqrt", "missing-eps", "swapped-affine")
+PRIORITY += ("missing-affine",)
 
 
 @dataclass(frozen=True)
@@ -650,14 +642,9 @@ def diagnose_outputs(
     output = call(far, f"{verb} on {far.description}", reader(spec, far.x.dtype, expected))
     if close(output, expected, far.tolerance):
         return None
-
-    def any_float(value: LearnerValue) -> Tensor | None:  # right in float64, whatever dtype it returns
-        if isinstance(value, Tensor) and tuple(value.shape) == spec.shape and value.layout == torch.strided:
-            return as_float64(value)
-        return None
-
     try:
-        in_float64 = call(far.to(torch.float64), f"{verb} on {far.description}, in float64", any_float)
+        read = reader(spec, torch.float64, expected)
+        in_float64 = call(far.to(torch.float64), f"{verb} on {far.description}, in float64", read)
     except Verdict as verdict:
         if verdict.mistake == "interrupted":
             raise
