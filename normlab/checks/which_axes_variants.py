@@ -277,8 +277,8 @@ def reference(spec: NormSpec, probe: Probe) -> Tensor:
 EPS_MODES = {"inside": None, "outside": "eps-outside-sqrt", "missing": "missing-eps", "fixed": "missing-eps"}
 AFFINE_MODES = {"both": None, **dict.fromkeys(("none", "gamma", "beta"), "missing-affine"), "swapped": "swapped-affine"}
 # The order in which a module's mistakes are named (notebook 03's module checker).
-PRIORITY = ("wrong-axes", "subtracts-mean", "unbiased-variance", "eps-outside-sqrt", "missing-eps", "swapped-affine")
-PRIORITY += ("missing-affine",)
+PRIORITY: tuple[str, ...] = ("wrong-axes", "subtracts-mean", "unbiased-variance", "eps-outside-sqrt", "missing-eps")
+PRIORITY += ("swapped-affine", "missing-affine")
 
 
 @dataclass(frozen=True)
