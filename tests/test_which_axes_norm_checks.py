@@ -247,20 +247,6 @@ def bn_nlc_without_transpose(x, gamma, beta, eps=1e-5):
     return (x - mean) / torch.sqrt(var + eps) * gamma + beta
 
 
-def bn_nlc_reshaped_for_torch(x, gamma, beta, eps=1e-5):
-    n, length, c = x.shape
-    y = F.batch_norm(x.reshape(n, c, length), None, None, gamma, beta, training=True, eps=eps)  # not a transpose
-    return y.reshape(n, length, c)
-
-
-def bn_nlc_reshaped_then_affine(x, gamma, beta, eps=1e-5):
-    n, length, c = x.shape
-    xr = x.reshape(n, c, length)
-    mean = xr.mean(dim=(0, 2), keepdim=True)
-    var = xr.var(dim=(0, 2), keepdim=True)  # and the unbiased variance as well
-    return ((xr - mean) / torch.sqrt(var + eps)).reshape(n, length, c) * gamma + beta
-
-
 def bn_unbiased(x, gamma, beta, eps=1e-5):
     mean = x.mean(dim=(0, 1), keepdim=True)
     var = x.var(dim=(0, 1), keepdim=True)  # torch.var divides by n - 1 by default
@@ -388,8 +374,6 @@ MISTAKEN = [
     ("non-finite", check_batch_norm, bn_all_nan, NLC),
     ("non-finite", check_batch_norm, bn_subtracts_eps, NLC),
     ("wrong-axes", check_batch_norm, bn_nlc_without_transpose, NLC),
-    ("reshape-not-transpose", check_batch_norm, bn_nlc_reshaped_for_torch, NLC),
-    ("reshape-not-transpose", check_batch_norm, bn_nlc_reshaped_then_affine, NLC),
     ("wrong-axes", check_layer_norm, ln_nchw_per_channel, {"layout": "NCHW"}),
     ("wrong-axes", check_layer_norm, bn_nc_by_hand, {"layout": "NC"}),
     ("wrong-axes", check_group_norm, gn_without_reshape, {"num_groups": 2}),
@@ -459,7 +443,8 @@ def test_every_functional_mistake_code_is_tested_here():
         # tests/test_your_own_model.py (the checkers' own codes) and tests/test_inspection.py (every finding code):
         *("backbone-trains", "nothing-trains", "not-a-model", "not-the-model", *FINDINGS),
     }
-    assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere
+    dropped = {"reshape-not-transpose"}  # named by no checker since the cutx pass; its phrase in _result.py goes too
+    assert {code for code, *_ in MISTAKEN} == set(MISTAKES) - tested_elsewhere - dropped
 
 
 def test_a_stub_is_not_solved_yet_rather_than_a_mistake():
@@ -540,15 +525,6 @@ def test_wrong_axes_names_the_dims_and_the_norm_they_belong_to():
     assert "channels 0, 4, 8, ... share statistics" in check_group_norm(gn_interleaved_groups, 4).observed
 
 
-def test_a_reshape_instead_of_a_transpose_is_named_with_every_other_mistake():
-    result = check_batch_norm(bn_nlc_reshaped_for_torch, layout="NLC")
-    assert result.also == ()
-    assert "statistics per 'channel' of x.reshape(N, C, L) = x.reshape(4, 3, 5)" in result.observed
-    assert "`x.transpose(1, 2)`" in result.hint
-    both = check_batch_norm(bn_nlc_reshaped_then_affine, layout="NLC")
-    assert (both.mistake, both.also) == ("reshape-not-transpose", ("unbiased-variance",))
-
-
 def test_unbiased_variance_is_measured_as_sqrt_n_minus_1_over_n():
     observed = check_batch_norm(bn_unbiased, layout="NLC").observed
     assert "0.9747 times the reference's (in every channel)" in observed
@@ -568,11 +544,12 @@ def test_eps_mistakes_quote_the_divisor_measured_on_the_tiny_variance_channel():
     assert "Your 0.1000 is sqrt(variance) = 0.1000: eps is missing" in missing
 
 
-def test_combined_mistakes_name_one_that_is_there_and_list_the_rest():
+def test_several_mistakes_at_once_are_unknown_with_the_numbers():
     result = check_batch_norm(bn_three_mistakes, layout="NLC")
-    assert result.mistake == "unbiased-variance"
-    assert result.also == ("missing-eps", "missing-affine")
-    assert "Also:" in result.message and "missing-eps" in result.message
+    assert (result.mistake, result.also) == ("unknown", ())
+    assert (
+        "differs from the reference by up to" in result.observed and "matches none of the mistakes" in result.observed
+    )
 
 
 # ---------------------------------------------------------------- robustness

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from itertools import combinations, product
+from itertools import product
 
 import torch
 from torch import Tensor
@@ -159,20 +159,8 @@ def masked_norm(x, mask, gamma, beta, eps=EPS, *, dims=(0, 1), counts=("real", "
     return torch.where(mask[..., None], y, 0.0) if zeroed else y
 
 
-def mixes_of_ways(fn: Callable, ways: dict[str, list[dict]], apart: set[str]) -> dict[tuple[str, ...], list[Callable]]:
-    """Every combination of the codes of ``ways`` (but those holding all of ``apart``), fewest first, each with
-    ``partial(fn, **keywords)`` for every way of making each of its mistakes (as :func:`mistake_mixes` for one)."""
-    mixes: dict[tuple[str, ...], list[Callable]] = {}
-    for key in (key for k in range(1, len(ways) + 1) for key in combinations(ways, k) if not apart <= set(key)):
-        mixes[key] = [
-            partial(fn, **{k: v for way in chosen for k, v in way.items()})
-            for chosen in product(*(ways[code] for code in key))
-        ]
-    return mixes
-
-
 def _how(dims=(0, 1), counts=("real", "real"), correction=0, zeroed=True) -> str:
-    """What :func:`masked_norm` with these keywords did (its first mistake), in the words of a message."""
+    """What :func:`masked_norm` with these keywords did, in the words of a message."""
     words = "; ".join(w for w in dict.fromkeys(COUNT_WORDS[c] for c in counts) if w)
     return (
         f"Your output matches one mean and variance per {PER_WORDS[dims]}."
@@ -241,7 +229,7 @@ MASKED = Exercise(
     ),
     probes=lambda: [masked_probe()],
     right=masked_batch_norm_reference,
-    mistakes=mixes_of_ways(masked_norm, WAYS, apart={"padding-in-statistics", "wrong-axes"}),
+    mistakes={code: [partial(masked_norm, **way) for way in ways] for code, ways in WAYS.items()},
     read=_read_masked,
     same=_same,
     show=_show,

@@ -2,8 +2,8 @@ r"""Notebook 02's norms as data, and their diagnosis (shared with notebook 03's 
 
 Probes are standardized inside every group, every dim of its own size, so a reduction over the wrong dims gives
 other numbers. A candidate (:class:`Variant`) is y = affine((x - c) / div(s, eps)), s = sum((x - c)^2) / (n - k),
-one choice per factor (the dims sharing c and s, c the mean or 0, k = 0 or 1, where eps goes, the affine step),
-named by the codes of the factors it changes. :func:`diagnose_outputs` asks: is the result a dense finite tensor
+the right norm with one factor changed (the dims sharing c and s, c the mean or 0, k = 0 or 1, where eps goes, the
+affine step), named by that factor's code. :func:`diagnose_outputs` asks: is the result a dense finite tensor
 of x's shape and dtype; which candidate gives it (none: ``unknown``); is it right near 3000 in float32 (if only
 in float64: ``one-pass-variance``).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from itertools import combinations, product
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -39,16 +39,13 @@ GROUP_SIZE, GROUP_NORM_HW = 3, (4, 5)  # channels per group, and H, W of the Gro
 @dataclass(frozen=True)
 class Grouping:
     """A view of the input (``letters`` name its dims; input dim i is view dims ``layout_dims[i]``) whose elements
-    along ``reduced`` share statistics; a wrong one has a ``description``, a ``mistake`` code and perhaps the
-    ``param_view`` in which gamma and beta broadcast against it."""
+    along ``reduced`` share statistics; a wrong one may have a ``description``."""
 
     view_shape: tuple[int, ...]
     letters: str
     reduced: tuple[int, ...]
     layout_dims: tuple[tuple[int, ...], ...]
     description: str = ""
-    mistake: str = "wrong-axes"
-    param_view: tuple[int, ...] | None = None
 
     @property
     def group_size(self) -> int:
@@ -161,23 +158,9 @@ def _spec(norm: str, layout: str, unit: str, param_view: tuple[int, ...], *alter
 
 
 def batch_norm_spec(layout: str) -> NormSpec:
-    """BatchNorm: one statistic per channel, over every other dim; gamma and beta of shape (C,). On NLC input,
-    x.reshape(N, C, L) normalized per 'channel' (gamma and beta in that view or in x's) is a mistake of its own."""
+    """BatchNorm: one statistic per channel, over every other dim; gamma and beta of shape (C,)."""
     shape, c = SHAPES["batch"][layout], layout.index("C")
-    view = tuple(s if d == c else 1 for d, s in enumerate(shape))
-    if layout != "NLC":
-        return _spec("batch", layout, "channel", view)
-    reshaped = (shape[0], shape[2], shape[1])
-    description = (
-        f"statistics per 'channel' of x.reshape(N, C, L) = x.reshape{reshaped}, over its N and L: a reshape keeps the "
-        "memory order, so each of those 'channels' holds a run of consecutive values of a sample, mixing x's "
-        "positions and channels"
-    )
-    alternatives = (
-        Grouping(reshaped, "NCL", (0, 2), ((0,), (1, 2), (1, 2)), description, "reshape-not-transpose", params)
-        for params in ((1, reshaped[1], 1), None)
-    )
-    return _spec("batch", layout, "channel", view, *alternatives)
+    return _spec("batch", layout, "channel", tuple(s if d == c else 1 for d, s in enumerate(shape)))
 
 
 def layer_norm_spec(layout: str) -> NormSpec:
@@ -292,43 +275,34 @@ def reference(spec: NormSpec, probe: Probe) -> Tensor:
 # -- the candidates: the norm with each mistake ----------------------------------------------------
 
 EPS_MODES = {"inside": None, "outside": "eps-outside-sqrt", "missing": "missing-eps", "fixed": "missing-eps"}
-AFFINE_MODES = dict(
-    both=None, none="missing-affine", gamma="missing-affine", beta="missing-affine", swapped="swapped-affine"
-)
-# The order in which combined mistakes are named: the first one is the result's `mistake`.
-PRIORITY = ("reshape-not-transpose", "wrong-axes", "subtracts-mean", "unbiased-variance", "eps-outside-sqrt") + (
-    "missing-eps",
-    "swapped-affine",
-    "missing-affine",
-)
+AFFINE_MODES = {"both": None, **dict.fromkeys(("none", "gamma", "beta"), "missing-affine"), "swapped": "swapped-affine"}
+# The order in which a module's mistakes are named (notebook 03's module checker).
+PRIORITY: tuple[str, ...] = ("wrong-axes", "subtracts-mean", "unbiased-variance", "eps-outside-sqrt", "missing-eps")
+PRIORITY += ("swapped-affine", "missing-affine")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of computing the norm, right or wrong."""
+    """One way of computing the norm, right (``code`` empty) or with the one mistake ``code`` names."""
 
     grouping: Grouping
     centered: bool
     correction: int = 0
     eps_mode: str = "inside"
     affine: str = "both"
-
-    def mistakes(self, spec: NormSpec) -> tuple[str, ...]:
-        """The mistake codes this variant makes, most important first (empty for the correct one)."""
-        found = [self.grouping.mistake] if self.grouping != spec.grouping else []
-        found += ["subtracts-mean"] if self.centered and not spec.centered else []
-        found += ["unbiased-variance"] if self.correction else []
-        found += [code for code in (EPS_MODES[self.eps_mode], AFFINE_MODES[self.affine]) if code]
-        return tuple(sorted(found, key=PRIORITY.index))
+    code: str = ""
 
 
 def all_variants(spec: NormSpec) -> list[Variant]:
-    """Every variant but the correct one, simplest first: fewest mistakes, then by :data:`PRIORITY`."""
-    groupings = [spec.grouping, *spec.grouping.other_reductions(), *spec.alternatives]
-    affines = [a for a in AFFINE_MODES if spec.centered or a in ("both", "none")]
-    choices = product(groupings, sorted({spec.centered, True}), (0, 1), EPS_MODES, affines)
-    wrong = [(codes, v) for v in (Variant(*choice) for choice in choices) if (codes := v.mistakes(spec))]
-    return [v for _, v in sorted(wrong, key=lambda pair: (len(pair[0]), PRIORITY.index(pair[0][0])))]
+    """The norm with each mistake this checker knows, one at a time."""
+    right = Variant(spec.grouping, spec.centered)
+    groupings = (*spec.alternatives, *spec.grouping.other_reductions())
+    variants = [replace(right, grouping=g, code="wrong-axes") for g in groupings]
+    variants += [replace(right, centered=True, code="subtracts-mean")] if not spec.centered else []
+    variants += [replace(right, correction=1, code="unbiased-variance")]
+    variants += [replace(right, eps_mode=mode, code=code) for mode, code in EPS_MODES.items() if code]
+    affines = [(mode, code) for mode, code in AFFINE_MODES.items() if code and (spec.centered or mode == "none")]
+    return variants + [replace(right, affine=mode, code=code) for mode, code in affines]
 
 
 def divide(centered_x: Tensor, spread: Tensor, eps: float, eps_mode: str, fixed_eps: float) -> Tensor:
@@ -346,40 +320,25 @@ def apply_affine(z: Tensor, gamma: Tensor, beta: Tensor | None, mode: str, undo:
     return (z - shift) / scale if undo else z * scale + shift
 
 
-def broadcast_params(spec: NormSpec, probe: Probe, grouping: Grouping | None = None) -> tuple[Tensor, Tensor | None]:
-    """gamma and beta shaped to broadcast against the input, or applied in the view of a grouping with a
-    ``param_view`` (as code that normalizes ``x.reshape(...)`` with a per-channel norm does)."""
-    view = None if grouping is None else grouping.param_view
-
-    def place(param: Tensor) -> Tensor:
-        if view is None:
-            return param.reshape(spec.param_view)
-        return param.reshape(view).expand(grouping.view_shape).reshape(probe.x.shape)  # type: ignore[union-attr]
-
-    return place(probe.gamma), None if probe.beta is None else place(probe.beta)
-
-
-def normalized(spec: NormSpec, v: Variant, probe: Probe) -> Tensor:
-    """(x - c) / div(s, eps) as ``v`` computes it, with statistics shared along ``v.grouping.reduced``."""
-    g, x = v.grouping, probe.x.reshape(v.grouping.view_shape)
-    centered_x = x - x.mean(dim=g.reduced, keepdim=True) if v.centered else x
-    spread = centered_x.pow(2).sum(dim=g.reduced, keepdim=True) / (g.group_size - v.correction)
-    return divide(centered_x, spread, probe.eps, v.eps_mode, spec.default_eps).reshape(probe.x.shape)
+def broadcast_params(spec: NormSpec, probe: Probe) -> tuple[Tensor, Tensor | None]:
+    """gamma and beta shaped to broadcast against the input."""
+    return probe.gamma.reshape(spec.param_view), None if probe.beta is None else probe.beta.reshape(spec.param_view)
 
 
 def variant_output(spec: NormSpec, v: Variant, probe: Probe) -> Tensor:
     """The output of ``v`` on ``probe`` (use a float64 probe for exact values)."""
-    return apply_affine(normalized(spec, v, probe), *broadcast_params(spec, probe, v.grouping), v.affine)
+    g, x = v.grouping, probe.x.reshape(v.grouping.view_shape)
+    centered_x = x - x.mean(dim=g.reduced, keepdim=True) if v.centered else x
+    spread = centered_x.pow(2).sum(dim=g.reduced, keepdim=True) / (g.group_size - v.correction)
+    z = divide(centered_x, spread, probe.eps, v.eps_mode, spec.default_eps).reshape(probe.x.shape)
+    return apply_affine(z, *broadcast_params(spec, probe), v.affine)
 
 
 def first_match(spec: NormSpec, probes: Sequence[Probe], outputs: Sequence[Tensor]) -> Variant | None:
-    """The simplest wrong variant whose outputs equal the learner's on every (float64) probe, or None."""
-    zs: dict[tuple, Tensor] = {}  # per probe, the normalized x of each statistics, shared by the affine steps
+    """The wrong variant whose outputs equal the learner's on every (float64) probe, or None."""
 
     def gives(v: Variant, i: int) -> bool:
-        if (key := (i, v.grouping, v.centered, v.correction, v.eps_mode)) not in zs:
-            zs[key] = normalized(spec, v, probes[i])
-        y = apply_affine(zs[key], *broadcast_params(spec, probes[i], v.grouping), v.affine)
+        y = variant_output(spec, v, probes[i])
         return bool(((y - outputs[i]).abs() <= probes[i].tolerance * (1 + y.abs())).all())
 
     return next((v for v in all_variants(spec) if all(gives(v, i) for i in range(len(outputs)))), None)
@@ -441,12 +400,12 @@ def _range(t: Tensor) -> str:
     return f"all {low}" if low == high else f"from {low} to {high}"
 
 
-def _both_stats(spec: NormSpec, probe: Probe, output: Tensor, ref: Tensor, affine: str, g: Grouping, params=None):
+def _both_stats(spec: NormSpec, probe: Probe, output: Tensor, ref: Tensor, affine: str, g: Grouping):
     """Per group of ``g``: (mean, std or root mean square) of the learner's normalized values (gamma and beta undone
-    as ``affine`` and ``params``'s view apply them), and of the reference's."""
+    as ``affine`` applies them), and of the reference's."""
     stats = []
-    for t, mode, view in ((output, affine, params), (ref, "both", None)):
-        tv = apply_affine(t, *broadcast_params(spec, probe, view), mode, undo=True).reshape(g.view_shape)
+    for t, mode in ((output, affine), (ref, "both")):
+        tv = apply_affine(t, *broadcast_params(spec, probe), mode, undo=True).reshape(g.view_shape)
         mean = tv.mean(dim=g.reduced, keepdim=True)
         spread = ((tv - mean) if spec.centered else tv).pow(2).mean(dim=g.reduced).sqrt()
         stats.append((mean.flatten(), spread.flatten()))
@@ -458,10 +417,10 @@ def describe_group_stats(
 ) -> str:
     """Per group, the mean and spread of the learner's normalized values against the reference's: in the
     reference's groups, or in ``grouping`` (the sets the learner's code normalized together) where they differ more."""
-    stats = _both_stats(spec, probe, output, reference, affine, spec.grouping, grouping)
+    stats = _both_stats(spec, probe, output, reference, affine, spec.grouping)
     per, same = f"Per {spec.unit}", ""
     if grouping is not None:
-        theirs = _both_stats(spec, probe, output, reference, affine, grouping, grouping)
+        theirs = _both_stats(spec, probe, output, reference, affine, grouping)
         gap = [max((a - b).abs().max().item() for a, b in zip(*s)) for s in (stats, theirs)]
         if gap[1] > gap[0]:
             stats, per, same = theirs, "Within each set of values your code normalized together", " over the same sets"
@@ -551,10 +510,9 @@ def observe_subtracts_mean(spec: NormSpec, probe: Probe, output: Tensor, referen
     )
 
 
-OBSERVERS = {"reshape-not-transpose": observe_wrong_axes, "wrong-axes": observe_wrong_axes}
-OBSERVERS |= {"subtracts-mean": observe_subtracts_mean, "unbiased-variance": observe_unbiased}
-OBSERVERS |= dict.fromkeys(("eps-outside-sqrt", "missing-eps"), observe_eps)
-OBSERVERS |= dict.fromkeys(("swapped-affine", "missing-affine"), observe_affine)
+OBSERVERS = {"wrong-axes": observe_wrong_axes, "subtracts-mean": observe_subtracts_mean, "missing-eps": observe_eps}
+OBSERVERS |= {"unbiased-variance": observe_unbiased, "eps-outside-sqrt": observe_eps, "missing-affine": observe_affine}
+OBSERVERS |= {"swapped-affine": observe_affine}
 
 
 def _index(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
@@ -600,11 +558,6 @@ def hints(spec: NormSpec, signature: str) -> dict[str, str]:
     return {
         "wrong-axes": f"{spec.title} on {spec.layout} input: {spec.formula}.",
         "subtracts-mean": f"RMSNorm does not subtract the mean: {spec.formula}.",
-        "reshape-not-transpose": (
-            "Swap the dims with `x.transpose(1, 2)` (or `x.permute(0, 2, 1)`), which moves each channel's values "
-            "together to dim 1, normalize, then transpose back; `x.reshape(N, C, L)` only relabels the memory. Or "
-            f"reduce over batch and sequence directly: {spec.formula}."
-        ),
         "unbiased-variance": (
             "Divide by n: `x.var(dim=..., keepdim=True, correction=0)` (or `unbiased=False`), or "
             "`((x - mean) ** 2).mean(dim=..., keepdim=True)`. `torch.var` divides by n - 1 unless told otherwise."
@@ -681,23 +634,17 @@ def diagnose_outputs(
             return Verdict(
                 "unknown", observe_difference(spec, exact[wrong[0]], outputs[wrong[0]], references[wrong[0]])
             )
-        mistake, *also = match.mistakes(spec)
-        i = 1 if mistake in ("eps-outside-sqrt", "missing-eps") else 0  # eps shows on the large-eps probe
-        return Verdict(mistake, OBSERVERS[mistake](spec, exact[i], outputs[i], references[i], match), also=tuple(also))
+        i = 1 if match.code in ("eps-outside-sqrt", "missing-eps") else 0  # eps shows on the large-eps probe
+        return Verdict(match.code, OBSERVERS[match.code](spec, exact[i], outputs[i], references[i], match))
     if not spec.centered:
         return None
     far, expected = probes[2], references[2]  # values near 3000 in float32: right, wrong only in float32, or wrong
     output = call(far, f"{verb} on {far.description}", reader(spec, far.x.dtype, expected))
     if close(output, expected, far.tolerance):
         return None
-
-    def any_float(value: LearnerValue) -> Tensor | None:  # right in float64, whatever dtype it returns
-        if isinstance(value, Tensor) and tuple(value.shape) == spec.shape and value.layout == torch.strided:
-            return as_float64(value)
-        return None
-
     try:
-        in_float64 = call(far.to(torch.float64), f"{verb} on {far.description}, in float64", any_float)
+        read = reader(spec, torch.float64, expected)
+        in_float64 = call(far.to(torch.float64), f"{verb} on {far.description}, in float64", read)
     except Verdict as verdict:
         if verdict.mistake == "interrupted":
             raise
