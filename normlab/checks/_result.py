@@ -54,6 +54,18 @@ def declare(codes: dict[str, tuple[str, str]]) -> None:
             HINTS[code] = hint
 
 
+def word_table(text: str) -> dict[str, str]:
+    """``code: words`` lines as a dict (a checker's hints)."""
+    return dict(line.split(": ", 1) for line in text.strip().splitlines())
+
+
+def declare_table(text: str) -> None:
+    """:func:`declare` the codes of ``code: phrase | hint`` lines (the hint may be left out)."""
+    for code, words in word_table(text).items():
+        phrase, _, hint = words.partition(" | ")
+        declare({code: (phrase, hint)})
+
+
 # Okabe-Ito colours (as in normlab.style): bluish green, orange, vermillion; and each status's mark.
 _COLOURS = {"passed": "#009E73", "not-solved": "#E69F00", "mistake": "#D55E00"}
 _MARKS = {"passed": "\u2713", "not-solved": "\u2026", "mistake": "\u2717"}

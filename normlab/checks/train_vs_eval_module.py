@@ -14,9 +14,8 @@ from torch.nn import Module, Parameter
 from normlab import functional as F
 from normlab._errors import shape_str
 from normlab.checks import which_axes_variants as norms
-from normlab.checks._result import CheckResult
+from normlab.checks._result import CheckResult, word_table
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, close, learner_name, num, run_check, vector
-from normlab.checks.train_vs_eval import word_table
 
 TORCH_NAMES = ("weight", "bias", "running_mean", "running_var")
 STATISTICS = TORCH_NAMES[2:]
