@@ -315,7 +315,7 @@ def test_mistake_mixes_gives_every_combination_fewest_first_each_made_by_the_ref
             "no-divide",
             "count 2 (expected 2); mean [4.0000, 8.0000] (expected [2.0000, 4.0000]).",
         ),
-        (lambda x: x.mean(0), "not-a-tensor", "<lambda> returned Tensor; expected a tuple of 2: (count, mean)."),
+        (lambda x: x.mean(0), "not-a-tensor", "<lambda> returned a Tensor; expected a tuple of 2: (count, mean)."),
         (
             lambda x: (2,),
             "not-a-tensor",

@@ -301,17 +301,19 @@ class Answer:
         return shown if self.kind == "number" else f"[{shown}]"
 
 
+vector = Answer("numbers").show  # [0.1234, -1.5000, ...] for a 1-D tensor
+
+
 def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
     """An exercise's read, same, show and passed for a function that returns ``returns`` (one value, or a tuple)."""
     names, kinds, single = [name for name, _ in returns], [a for _, a in returns], len(returns) == 1
 
     def read(value: LearnerValue) -> object:
         if not single and not (isinstance(value, (tuple, list)) and len(value) == len(returns)):
-            got = f"a {type(value).__name__} of {len(value)} value(s)" if isinstance(value, (tuple, list)) else ""
+            got = f" of {len(value)} value(s)" if isinstance(value, (tuple, list)) else ""
+            got = "None" if value is None else f"a {type(value).__name__}{got}"
             code = "not-a-tensor" if any(a.kind == "tensor" for a in kinds) else "not-a-number"
-            raise Verdict(
-                code, f"returned {got or type(value).__name__}; expected a tuple of {len(names)}: ({', '.join(names)})."
-            )
+            raise Verdict(code, f"returned {got}; expected a tuple of {len(names)}: ({', '.join(names)}).")
         read = []
         for name, a, part in zip(names, kinds, [value] if single else value):
             role = "" if single else f" as {name}"
@@ -435,13 +437,8 @@ def read_tensor(value: LearnerValue, shape: tuple[int, ...], role: str = "") -> 
 
 
 def read_tensors(value: LearnerValue, shapes: Mapping[str, tuple[int, ...]]) -> tuple[Tensor, ...]:
-    """A tuple (or list) of one tensor per name in ``shapes``, each read by :func:`read_tensor`."""
-    if not isinstance(value, (tuple, list)) or len(value) != len(shapes):
-        got = f"a {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
-        raise Verdict(
-            "not-a-tensor", f"returned {got}; expected a tuple ({', '.join(shapes)}) of {len(shapes)} tensors."
-        )
-    return tuple(read_tensor(v, shape, f" as {name}") for v, (name, shape) in zip(value, shapes.items()))
+    """A tuple (or list) of one tensor per name in ``shapes`` (two or more), each read by :func:`read_tensor`."""
+    return _judges([(name, Answer("tensor", shape)) for name, shape in shapes.items()])["read"](value)
 
 
 def as_float64(value: Tensor) -> Tensor:
@@ -460,11 +457,6 @@ def num(value: float | Tensor, spec: str = ".4f") -> str:
     """A number (a float or a one-element tensor) as ``spec`` says, never "-0.0000" (a sign of rounding noise)."""
     shown = f"{value:{spec}}"
     return shown[1:] if shown.startswith("-") and float(shown) == 0 else shown
-
-
-def vector(t: Tensor) -> str:
-    """[0.1234, -1.5000, ...] for a 1-D tensor."""
-    return "[" + ", ".join(num(v) for v in t.flatten().tolist()) + "]"
 
 
 def close(a: Tensor, b: Tensor, tolerance: float) -> bool:
