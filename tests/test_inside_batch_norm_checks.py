@@ -251,12 +251,12 @@ SHAPES = "when called on dy and x of shape (8, 3)"
         (
             lambda dy, x, gamma, eps=1e-5: None,
             "not-a-tensor",
-            "<lambda> returned a NoneType; expected a tuple (dx, dgamma, dbeta) of 3 tensors.",
+            "<lambda> returned None; expected a tuple of 3: (dx, dgamma, dbeta).",
         ),
         (
             lambda dy, x, gamma, eps=1e-5: (dy, dy),
             "not-a-tensor",
-            "<lambda> returned a tuple of length 2; expected a tuple (dx, dgamma, dbeta) of 3 tensors.",
+            "<lambda> returned a tuple of 2 value(s); expected a tuple of 3: (dx, dgamma, dbeta).",
         ),
         (
             lambda dy, x, gamma, eps=1e-5: (dy, "a", dy.sum(0)),

@@ -77,7 +77,7 @@ def test_running_stats_update_names_changed_buffers_and_a_wrong_return():
     none = check_running_stats_update(up_none)
     assert (none.mistake, none.observed) == (
         "not-a-tensor",
-        "up_none returned a NoneType; expected a tuple (new_mean, new_var) of 2 tensors.",
+        "up_none returned None; expected a tuple of 2: (new_mean, new_var).",
     )
 
 

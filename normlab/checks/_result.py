@@ -25,18 +25,6 @@ MISTAKES: dict[str, str] = {
     "swapped-affine": "gamma and beta are swapped",
     "one-pass-variance": "your variance E[x^2] - E[x]^2 loses precision in float32",
     "subtracts-mean": "you subtracted the mean (that is LayerNorm, not RMSNorm)",
-    "momentum-reversed": "your momentum works the other way round (the Keras convention)",
-    "running-var-biased": "running_var stores the biased variance",
-    "stats-not-updated": "the running statistics are not updated in training",
-    "updates-in-eval": "the running statistics change in eval mode",
-    "eval-uses-batch-stats": "eval mode normalizes with the batch's own statistics",
-    "stats-not-detached": "the running statistics keep an autograd graph",
-    "ignores-momentum": "your module ignores the momentum it is given",
-    "mode-from-grad": "your module takes grad mode (torch.is_grad_enabled()) for train/eval mode",
-    "not-a-module": "your class is not a torch.nn.Module",
-    "stats-not-buffers": "the running statistics are plain attributes, not registered buffers",
-    "params-not-parameters": "gamma and beta are plain tensors, not nn.Parameter",
-    "nonstandard-names": "weight, bias or the running statistics have names other than torch's",
 }
 
 HINTS: dict[str, str] = {}  # code -> the hint declared with it (a checker may say more in its own hints)
@@ -52,6 +40,20 @@ def declare(codes: dict[str, tuple[str, str]]) -> None:
         MISTAKES[code] = phrase
         if hint:
             HINTS[code] = hint
+
+
+def word_table(text: str) -> dict[str, str]:
+    """``code: words`` lines as a dict (a checker's hints)."""
+    return dict(line.split(": ", 1) for line in text.strip().splitlines())
+
+
+def declare_table(text: str) -> dict[str, str]:
+    """:func:`declare` the codes of ``code: phrase | hint`` lines (the hint may be left out); their hints, by code."""
+    hints = {}
+    for code, words in word_table(text).items():
+        phrase, _, hints[code] = words.partition(" | ")
+        declare({code: (phrase, hints[code])})
+    return {code: hint for code, hint in hints.items() if hint}
 
 
 # Okabe-Ito colours (as in normlab.style): bluish green, orange, vermillion; and each status's mark.

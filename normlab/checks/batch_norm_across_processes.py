@@ -5,13 +5,15 @@ from functools import partial
 
 import torch
 
-from normlab.checks._result import CheckResult, declare
+from normlab.checks._result import CheckResult, declare_table
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Answer, Exercise, Probe, mistake_mixes, run_exercise
 
-declare({"unweighted-means": ("you gave every replica the same weight although their counts differ", "")})
-declare({"unweighted-mean": ("you took the plain mean of the replicas' means although their counts differ", "")})
-declare({"averaged-variances": ("you averaged the replicas' variances and left out the spread of their means", "")})
-declare({"variance-bias-mix-up": ("you mixed up the biased variance (divide by n) and the unbiased one (n - 1)", "")})
+declare_table("""
+unweighted-means: you gave every replica the same weight although their counts differ | Weight each replica by its count, `counts[:, None]`, in the mean and in the variance.
+unweighted-mean: you took the plain mean of the replicas' means although their counts differ | Your m2 weights each replica by its count: weight the mean too, `(counts[:, None] * means).sum(0) / counts.sum()`, and take the spread around that mean.
+averaged-variances: you averaged the replicas' variances and left out the spread of their means | Add the spread of the means to m2: `(counts[:, None] * (means - mean) ** 2).sum(0)`.
+variance-bias-mix-up: you mixed up the biased variance (divide by n) and the unbiased one (n - 1) | All biased: a replica's m2 is `n * variance`, and the global variance is m2 / count.
+""")
 PER_CHANNEL = Answer("tensor", shape=(3,), atol=1e-9)
 
 
@@ -48,11 +50,6 @@ COMBINE = Exercise(
     },
     returns=(("count", Answer(spec="g")), ("mean", PER_CHANNEL), ("biased variance", PER_CHANNEL)),
     hints={
-        "unweighted-means": "Weight each replica by its count, `counts[:, None]`, in the mean and in the variance.",
-        "unweighted-mean": "Your m2 weights each replica by its count: weight the mean too, "
-        "`(counts[:, None] * means).sum(0) / counts.sum()`, and take the spread around that mean.",
-        "averaged-variances": "Add the spread of the means to m2: `(counts[:, None] * (means - mean) ** 2).sum(0)`.",
-        "variance-bias-mix-up": "All biased: a replica's m2 is `n * variance`, and the global variance is m2 / count.",
         "wrong-shape": "Return one value per channel: reduce over dim 0, the replicas.",
         "unknown": "Combine in three steps: the total count, the count-weighted mean, then m2 summed over replicas.",
     },

@@ -15,9 +15,8 @@ from torch.overrides import TorchFunctionMode
 
 from normlab._errors import shape_str
 from normlab.checks import runner
-from normlab.checks._result import CheckResult
+from normlab.checks._result import CheckResult, declare_table, word_table
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Exercise, Probe, Verdict
-from normlab.checks.train_vs_eval import declare_table, word_table
 
 PATHS = "the direct path (1/s), the path through mu (1/n, then -1/s for each x_hat_j) and through v"
 declare_table(f"""

@@ -25,40 +25,25 @@ from torch import Tensor
 
 from normlab._errors import shape_str
 from normlab.checks._limits import INTERRUPT, is_library
-from normlab.checks._result import HINTS, MISTAKES, CheckResult, bounded, declare  # noqa: F401 - MISTAKES for checkers
+from normlab.checks._result import HINTS, CheckResult, bounded, declare_table
 from normlab.checks._session import Session
 
 LearnerValue = Any  # what learner code returns: anything, looked at (isinstance, getattr) before use
 DEFAULT_TIME_LIMIT = 10.0  # seconds per call: correct code takes milliseconds; a loaded machine must not fail it
 
-declare(
-    {
-        "raised": ("your code raised an exception", ""),
-        "too-slow": (
-            "your code did not finish within the time limit",
-            "Look for a loop that never ends, or a computation much larger than the input needs.",
-        ),
-        "interrupted": (
-            "the check was interrupted while your code ran",
-            "Run the check again and let it finish; if your code hangs, look for a loop that never ends.",
-        ),
-        "async-function": (
-            "your function is `async def`: calling it returns a coroutine, not a result",
-            "Define it with a plain `def` (no `async`, no `await`): the check calls it like any function.",
-        ),
-        "mutates-input": (
-            "your code changed its input in place",
-            "Compute into new tensors: `x = x - mean` makes a new tensor, while `x -= mean` or `x.sub_(mean)` "
-            "overwrites the caller's input.",
-        ),
-        "not-a-tensor": ("a torch.Tensor was expected, and something else came back", ""),
-        "not-a-number": ("a number (or a list of numbers) was expected, and something else came back", ""),
-        "wrong-shape": ("a tensor has the wrong shape", ""),
-        "wrong-dtype": ("your result has another dtype than its input", ""),
-        "non-finite": ("your result contains NaN or inf", ""),
-        "unknown": ("the result is wrong in a way the checker does not recognise", ""),
-    }
-)
+declare_table("""
+raised: your code raised an exception
+too-slow: your code did not finish within the time limit | Look for a loop that never ends, or a computation much larger than the input needs.
+interrupted: the check was interrupted while your code ran | Run the check again and let it finish; if your code hangs, look for a loop that never ends.
+async-function: your function is `async def`: calling it returns a coroutine, not a result | Define it with a plain `def` (no `async`, no `await`): the check calls it like any function.
+mutates-input: your code changed its input in place | Compute into new tensors: `x = x - mean` makes a new tensor, while `x -= mean` or `x.sub_(mean)` overwrites the caller's input.
+not-a-tensor: a torch.Tensor was expected, and something else came back
+not-a-number: a number (or a list of numbers) was expected, and something else came back
+wrong-shape: a tensor has the wrong shape
+wrong-dtype: your result has another dtype than its input
+non-finite: your result contains NaN or inf
+unknown: the result is wrong in a way the checker does not recognise
+""")
 NOT_SOLVED_HINT = "Replace `raise NotImplementedError` with your code, run that cell, then run this check again."
 STILL_RUNNING = (
     "the checker could not stop it: the check ran outside the main thread, where a call blocked in C (such as "
@@ -119,9 +104,9 @@ class Check:
         changes_mode: str = "mutates-input",
     ) -> LearnerValue:
         """``read(fn(*copies of args, **kwargs))`` within the time limit, or the :class:`Verdict` of a call that gave
-        no usable value, raised. ``action`` says when ("called on (kappa, shrink) = (2, 0.3)"); ``names`` name the
-        arguments in notes on in-place changes; ``copied``: ``args`` are the learner's copies already;
-        ``changes_mode``: the code for a module left in another train/eval mode, nothing else changed."""
+        no usable value, raised. ``action`` says when ("called on ..."); ``names`` name the arguments in notes on
+        in-place changes; ``copied``: ``args`` are copies already; ``changes_mode``: the code for a module whose
+        train/eval mode alone changed."""
         who = who or self.who
         originals = [fresh_copy(a) for a in args] if copied else list(args)
         copies = list(args) if copied else [fresh_copy(a) for a in args]
@@ -316,17 +301,19 @@ class Answer:
         return shown if self.kind == "number" else f"[{shown}]"
 
 
+vector = Answer("numbers").show  # [0.1234, -1.5000, ...] for a 1-D tensor
+
+
 def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
     """An exercise's read, same, show and passed for a function that returns ``returns`` (one value, or a tuple)."""
     names, kinds, single = [name for name, _ in returns], [a for _, a in returns], len(returns) == 1
 
     def read(value: LearnerValue) -> object:
         if not single and not (isinstance(value, (tuple, list)) and len(value) == len(returns)):
-            got = f"a {type(value).__name__} of {len(value)} value(s)" if isinstance(value, (tuple, list)) else ""
+            got = f" of {len(value)} value(s)" if isinstance(value, (tuple, list)) else ""
+            got = "None" if value is None else f"a {type(value).__name__}{got}"
             code = "not-a-tensor" if any(a.kind == "tensor" for a in kinds) else "not-a-number"
-            raise Verdict(
-                code, f"returned {got or type(value).__name__}; expected a tuple of {len(names)}: ({', '.join(names)})."
-            )
+            raise Verdict(code, f"returned {got}; expected a tuple of {len(names)}: ({', '.join(names)}).")
         read = []
         for name, a, part in zip(names, kinds, [value] if single else value):
             role = "" if single else f" as {name}"
@@ -360,16 +347,9 @@ def _judges(returns: Sequence[tuple[str, Answer]]) -> dict[str, Callable]:
 
 @dataclass(frozen=True)
 class Exercise:
-    """An exercise as data: see the model in :mod:`normlab.checks`.
-
-    ``probes()`` builds the inputs (inside the session); ``right`` and every function in ``mistakes`` (code, or a
-    tuple of codes made at once, the first named -> implementations) are called like the learner's function. ``read``
-    turns a returned value into what ``same`` compares (or raises a :class:`Verdict`); ``show(answers, right)`` says
-    what was seen, with numbers, ``passed(answers, right)`` what a pass saw; ``returns`` (the returned values' names
-    and :class:`Answer`) makes those not given. ``inspect(check, probe, args, answer)`` may raise a Verdict after
-    each call, for what answers alone cannot show (hooks left on a model); ``changes_mode`` is the code for a model
-    the call left in another train/eval mode.
-    """
+    """An exercise as data (the model in :mod:`normlab.checks`; CONTRIBUTING's "Adding a checker" has each field).
+    ``mistakes`` maps a code, or a tuple of codes made at once (the first named), to implementations; ``returns``
+    makes ``read``, ``same``, ``show`` and ``passed`` where they are not given."""
 
     name: str
     checked: str
@@ -381,9 +361,9 @@ class Exercise:
     show: Callable[[list, list], str] | None = None
     passed: Callable[[list, list], str] | None = None
     hints: Mapping[str, str] = field(default_factory=dict)
-    inspect: Callable[[Check, Probe, tuple, Any], None] | None = None
+    inspect: Callable[[Check, Probe, tuple, Any], None] | None = None  # raises a Verdict the answers cannot show
     returns: Sequence[tuple[str, Answer]] = ()  # (("count", Answer()), ("mean", Answer("tensor", (3,))))
-    changes_mode: str = "mutates-input"
+    changes_mode: str = "mutates-input"  # the code for a model the call left in another train/eval mode
 
     def __post_init__(self) -> None:
         for name, judge in (_judges(self.returns) if self.returns else {}).items():
@@ -457,13 +437,8 @@ def read_tensor(value: LearnerValue, shape: tuple[int, ...], role: str = "") -> 
 
 
 def read_tensors(value: LearnerValue, shapes: Mapping[str, tuple[int, ...]]) -> tuple[Tensor, ...]:
-    """A tuple (or list) of one tensor per name in ``shapes``, each read by :func:`read_tensor`."""
-    if not isinstance(value, (tuple, list)) or len(value) != len(shapes):
-        got = f"a {type(value).__name__}" + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
-        raise Verdict(
-            "not-a-tensor", f"returned {got}; expected a tuple ({', '.join(shapes)}) of {len(shapes)} tensors."
-        )
-    return tuple(read_tensor(v, shape, f" as {name}") for v, (name, shape) in zip(value, shapes.items()))
+    """A tuple (or list) of one tensor per name in ``shapes`` (two or more), each read by :func:`read_tensor`."""
+    return _judges([(name, Answer("tensor", shape)) for name, shape in shapes.items()])["read"](value)
 
 
 def as_float64(value: Tensor) -> Tensor:
@@ -482,11 +457,6 @@ def num(value: float | Tensor, spec: str = ".4f") -> str:
     """A number (a float or a one-element tensor) as ``spec`` says, never "-0.0000" (a sign of rounding noise)."""
     shown = f"{value:{spec}}"
     return shown[1:] if shown.startswith("-") and float(shown) == 0 else shown
-
-
-def vector(t: Tensor) -> str:
-    """[0.1234, -1.5000, ...] for a 1-D tensor."""
-    return "[" + ", ".join(num(v) for v in t.flatten().tolist()) + "]"
 
 
 def close(a: Tensor, b: Tensor, tolerance: float) -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from normlab.checks._result import CheckResult, declare
+from normlab.checks._result import CheckResult, declare_table, word_table
 from normlab.checks.runner import (
     DEFAULT_TIME_LIMIT,
     Check,
@@ -25,21 +25,6 @@ from normlab.checks.runner import (
     run_exercise,
     vector,
 )
-
-
-def word_table(text: str) -> dict[str, str]:
-    """``code: words`` lines as a dict: a checker's hints (a generic helper: it belongs in the runner)."""
-    return dict(line.split(": ", 1) for line in text.strip().splitlines())
-
-
-def declare_table(text: str) -> None:
-    """:func:`declare` the codes of ``code: phrase | hint`` lines (a generic helper: it belongs in the runner)."""
-    codes = {}
-    for code, words in word_table(text).items():
-        phrase, _, hint = words.partition(" | ")
-        codes[code] = (phrase, hint)
-    declare(codes)
-
 
 declare_table("""
 eps-not-ported: eps is not the Keras layer's epsilon (Keras's default is 1e-3, PyTorch's 1e-5) | Pass `eps=epsilon`: Keras's default is 1e-3, PyTorch's 1e-5, and eps changes every output.

@@ -14,9 +14,8 @@ from torch.nn import Module, Parameter
 from normlab import functional as F
 from normlab._errors import shape_str
 from normlab.checks import which_axes_variants as norms
-from normlab.checks._result import CheckResult
+from normlab.checks._result import CheckResult, declare_table, word_table
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, close, learner_name, num, run_check, vector
-from normlab.checks.train_vs_eval import word_table
 
 TORCH_NAMES = ("weight", "bias", "running_mean", "running_var")
 STATISTICS = TORCH_NAMES[2:]
@@ -59,19 +58,19 @@ MOMENTUM, SECOND_MOMENTUM = 0.1, 0.3  # with a momentum fixed in the code, the b
 TRAIN_BUFFERS = ((-1.5, 2.0, -1.0, 1.25), (2.0, 0.5, 3.0, 0.25))  # (shift, factor), from the unbiased variance
 EVAL_BUFFERS = ((1.0, -0.5, 2.0, -1.5), (2.5, 0.4, 1.5, 4.0))  # (shift, factor), from the biased variance
 RULE = "`running = (1 - momentum) * running + momentum * batch_stat`"
-MODULE_HINTS = word_table(f"""
-mode-from-grad: Decide with `if self.training:` (`model.train()` and `model.eval()` set it), not by grad mode.
-eval-uses-batch-stats: Normalize with `self.running_mean` and `self.running_var` in eval mode, not the batch's.
-updates-in-eval: Update the buffers only `if self.training:`; `model.eval()` sets it to False.
-stats-not-updated: In training mode update both buffers under `torch.no_grad()` in every forward pass.
-momentum-reversed: PyTorch's rule is {RULE}: momentum = 0.1 is the weight of the new batch.
-ignores-momentum: Keep the argument, `self.momentum = momentum`, and use it in the update: {RULE}.
-running-var-biased: Store the unbiased variance, `var * n / (n - 1)`, while normalizing with the biased one.
-stats-not-detached: Update the buffers under `torch.no_grad()`: a buffer holds numbers, not a graph.
-not-a-module: Subclass torch.nn.Module, call `super().__init__()` first and compute in `forward`.
-stats-not-buffers: Register them: `self.register_buffer('running_mean', torch.zeros(num_features))`.
-params-not-parameters: Wrap them: `self.weight = torch.nn.Parameter(torch.ones(num_features))`, bias likewise.
-nonstandard-names: Use torch's names (weight, bias, running_mean, running_var): `load_state_dict` needs them.
+MODULE_HINTS = declare_table(f"""
+mode-from-grad: your module takes grad mode (torch.is_grad_enabled()) for train/eval mode | Decide with `if self.training:` (`model.train()` and `model.eval()` set it), not by grad mode.
+eval-uses-batch-stats: eval mode normalizes with the batch's own statistics | Normalize with `self.running_mean` and `self.running_var` in eval mode, not the batch's.
+updates-in-eval: the running statistics change in eval mode | Update the buffers only `if self.training:`; `model.eval()` sets it to False.
+stats-not-updated: the running statistics are not updated in training | In training mode update both buffers under `torch.no_grad()` in every forward pass.
+momentum-reversed: your momentum works the other way round (the Keras convention) | PyTorch's rule is {RULE}: momentum = 0.1 is the weight of the new batch.
+ignores-momentum: your module ignores the momentum it is given | Keep the argument, `self.momentum = momentum`, and use it in the update: {RULE}.
+running-var-biased: running_var stores the biased variance | Store the unbiased variance, `var * n / (n - 1)`, while normalizing with the biased one.
+stats-not-detached: the running statistics keep an autograd graph | Update the buffers under `torch.no_grad()`: a buffer holds numbers, not a graph.
+not-a-module: your class is not a torch.nn.Module | Subclass torch.nn.Module, call `super().__init__()` first and compute in `forward`.
+stats-not-buffers: the running statistics are plain attributes, not registered buffers | Register them: `self.register_buffer('running_mean', torch.zeros(num_features))`.
+params-not-parameters: gamma and beta are plain tensors, not nn.Parameter | Wrap them: `self.weight = torch.nn.Parameter(torch.ones(num_features))`, bias likewise.
+nonstandard-names: weight, bias or the running statistics have names other than torch's | Use torch's names (weight, bias, running_mean, running_var): `load_state_dict` needs them.
 """)  # in the order in which the module's own mistakes are named (MODULE_ORDER)
 # The order in which a module's mistakes are named: what it computes first, how it is built last.
 MODULE_ORDER = ("non-finite", *norms.PRIORITY, "one-pass-variance", *MODULE_HINTS, "unknown")

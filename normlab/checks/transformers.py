@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from normlab._errors import shape_str
-from normlab.checks._result import CheckResult
+from normlab.checks._result import CheckResult, declare_table, word_table
 from normlab.checks.runner import (
     DEFAULT_TIME_LIMIT,
     Check,
@@ -25,7 +25,6 @@ from normlab.checks.runner import (
     read_tensor,
     run_check,
 )
-from normlab.checks.train_vs_eval import declare_table, word_table
 from normlab.checks.which_axes import check_layer_norm
 
 declare_table("""
@@ -53,12 +52,7 @@ FORMULAS = {  # where LN sits and which residuals are kept: the code shown and r
     "h = x + attention(LN(x)); y = mlp(LN(h))": ("missing-residual",),
     "h = attention(LN(x)); y = mlp(LN(h))": ("missing-residual",),
     "h = LN(x + attention(x)); y = LN(h + mlp(h))": ("post-ln-placement",),
-    "h = LN(attention(x)); y = LN(h + mlp(h))": ("post-ln-placement", "missing-residual"),
-    "h = LN(x + attention(x)); y = LN(mlp(h))": ("post-ln-placement", "missing-residual"),
-    "h = LN(attention(x)); y = LN(mlp(h))": ("post-ln-placement", "missing-residual"),
     "h = LN(x) + attention(LN(x)); y = LN(h) + mlp(LN(h))": ("residual-after-norm",),
-    "h = attention(LN(x)); y = LN(h) + mlp(LN(h))": ("residual-after-norm", "missing-residual"),
-    "h = LN(x) + attention(LN(x)); y = mlp(LN(h))": ("residual-after-norm", "missing-residual"),
 }
 DIMS = {(-1,): "E (each token's features)", (1,): "L (the sequence)", (1, 2): "L and E", (0,): "N (the batch)"}
 

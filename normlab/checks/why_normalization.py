@@ -9,27 +9,25 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from normlab.checks._result import CheckResult, declare
+from normlab.checks._result import CheckResult, declare_table
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Answer, Exercise, Probe, Verdict, mistake_mixes, run_exercise
 
-declare(
-    {
-        "rounded-down": ("you rounded the step count down: one step short of the target", ""),
-        "strict-inequality": ("you counted until (1 - 1/kappa)**k < shrink; <= is asked: one step too many", ""),
-        "approximate-steps": ("you used the approximation kappa * ln(1/shrink) instead of counting exactly", ""),
-        "squared-factor": ("you shrank by (1 - 1/kappa)^2 per step: the loss's factor, not the error's", ""),
-        "natural-step": ("you returned the natural step 1/lambda_max, not the largest stable one 2/lambda_max", ""),
-        "smallest-eigenvalue": ("you used the smallest eigenvalue of the Hessian; the largest decides stability", ""),
-        "hessian-without-n": ("your Hessian X^T X is missing the 1/n of the mean loss", ""),
-        "no-abs": ("you counted only outputs near +1; |y| > threshold counts those near -1 too", ""),
-        "percent-not-fraction": ("you returned percentages (0-100) where fractions (0-1) were asked", ""),
-        "inputs-not-outputs": ("you thresholded the activation's input z instead of its output tanh(z)", ""),
-        "hooks-left": ("your forward hooks are still registered on the model after your function returned", ""),
-        "changes-mode": ("your function left the model in another train/eval mode than it found it in", ""),
-        "ignores-threshold": ("your function ignores the threshold it is given", ""),
-        "wrong-count": ("you returned another number of values than the model has tanh layers", ""),
-    }
-)
+declare_table("""
+rounded-down: you rounded the step count down: one step short of the target | k = ln(shrink) / ln(1 - 1/kappa) is rarely whole: round it up with `math.ceil`, not `int`.
+strict-inequality: you counted until (1 - 1/kappa)**k < shrink; <= is asked: one step too many | At (2, 0.25) two steps give 0.5**2 = 0.25 <= shrink: `math.ceil` keeps a whole k, while `int(k) + 1`, a loop on `>=` or a float32 log add a step.
+approximate-steps: you used the approximation kappa * ln(1/shrink) instead of counting exactly | Count exactly, `math.ceil(math.log(shrink) / math.log(1 - 1 / kappa))`: kappa * ln(1/shrink) is for large kappa.
+squared-factor: you shrank by (1 - 1/kappa)^2 per step: the loss's factor, not the error's | The error shrinks by (1 - 1/kappa) per step (the loss by its square): count for the error.
+natural-step: you returned the natural step 1/lambda_max, not the largest stable one 2/lambda_max | A step multiplies the error along eigenvector i by 1 - eta * lambda_i: stable while eta < 2 / lambda_i.
+smallest-eigenvalue: you used the smallest eigenvalue of the Hessian; the largest decides stability | Every direction must stay stable, so the most curved decides: the largest eigenvalue of H.
+hessian-without-n: your Hessian X^T X is missing the 1/n of the mean loss | The loss is a mean over n rows, so its Hessian is `x.T @ x / n`, with n = `x.shape[0]`.
+no-abs: you counted only outputs near +1; |y| > threshold counts those near -1 too | A unit is saturated near -1 too: count `y.abs() > threshold`.
+percent-not-fraction: you returned percentages (0-100) where fractions (0-1) were asked | Return fractions between 0 and 1 (the mean of a boolean tensor), not percentages.
+inputs-not-outputs: you thresholded the activation's input z instead of its output tanh(z) | A hook `hook(module, inputs, output)` sees z as `inputs[0]`: threshold `output`, tanh(z).
+hooks-left: your forward hooks are still registered on the model after your function returned | Keep the handles `register_forward_hook` returns; call `handle.remove()` on each, in a `finally`.
+changes-mode: your function left the model in another train/eval mode than it found it in | Hooks and `torch.no_grad()` need no mode change; if you call `model.eval()`, keep `was = model.training` first and call `model.train(was)` before returning (in a `finally`).
+ignores-threshold: your function ignores the threshold it is given | Use the `threshold` argument instead of the number 0.97.
+wrong-count: you returned another number of values than the model has tanh layers | Hook every `nn.Tanh` in `model.modules()`, in order, and return one fraction per Tanh.
+""")
 
 KAPPA_PROBES = ((142.1, 0.01), (3.2, 0.01), (2.0, 0.3), (2.0, 0.25), (45.5, 0.001), (1.0, 0.5))  # 0.25 = 0.5**2
 ROUNDINGS = (math.floor, math.ceil, round)
@@ -72,11 +70,6 @@ STEPS = Exercise(
     },
     returns=(("steps", Answer(spec="g")),),
     hints={
-        "rounded-down": "k = ln(shrink) / ln(1 - 1/kappa) is rarely whole: round it up with `math.ceil`, not `int`.",
-        "strict-inequality": "At (2, 0.25) two steps give 0.5**2 = 0.25 <= shrink: `math.ceil` keeps a whole k, while "
-        "`int(k) + 1`, a loop on `>=` or a float32 log add a step.",
-        "approximate-steps": "Count exactly, `math.ceil(math.log(shrink) / math.log(1 - 1 / kappa))`: kappa * ln(1/shrink) is for large kappa.",
-        "squared-factor": "The error shrinks by (1 - 1/kappa) per step (the loss by its square): count for the error.",
         "raised": "kappa = 1 makes 1 - 1/kappa = 0, whose log is undefined: one step is enough then.",
         "unknown": "Solve (1 - 1/kappa)**k <= shrink for k: k >= ln(shrink) / ln(1 - 1/kappa), then round up.",
     },
@@ -111,9 +104,6 @@ STABLE = Exercise(
     mistakes=mistake_mixes(largest_stable_learning_rate, ("natural-step", "smallest-eigenvalue", "hessian-without-n")),
     returns=(("learning rates", LEARNING_RATES),),
     hints={
-        "natural-step": "A step multiplies the error along eigenvector i by 1 - eta * lambda_i: stable while eta < 2 / lambda_i.",
-        "smallest-eigenvalue": "Every direction must stay stable, so the most curved decides: the largest eigenvalue of H.",
-        "hessian-without-n": "The loss is a mean over n rows, so its Hessian is `x.T @ x / n`, with n = `x.shape[0]`.",
         "unknown": "Return `2 / torch.linalg.eigvalsh(x.T @ x / x.shape[0])[-1]`: 2 over the Hessian's largest eigenvalue.",
     },
 )
@@ -181,14 +171,6 @@ SATURATION = Exercise(
     inspect=_after_saturation_call,
     changes_mode="changes-mode",
     hints={
-        "no-abs": "A unit is saturated near -1 too: count `y.abs() > threshold`.",
-        "percent-not-fraction": "Return fractions between 0 and 1 (the mean of a boolean tensor), not percentages.",
-        "inputs-not-outputs": "A hook `hook(module, inputs, output)` sees z as `inputs[0]`: threshold `output`, tanh(z).",
-        "hooks-left": "Keep the handles `register_forward_hook` returns; call `handle.remove()` on each, in a `finally`.",
-        "changes-mode": "Hooks and `torch.no_grad()` need no mode change; if you call `model.eval()`, keep "
-        "`was = model.training` first and call `model.train(was)` before returning (in a `finally`).",
-        "ignores-threshold": "Use the `threshold` argument instead of the number 0.97.",
-        "wrong-count": "Hook every `nn.Tanh` in `model.modules()`, in order, and return one fraction per Tanh.",
         "unknown": "Hook each `nn.Tanh` to keep `(output.abs() > threshold).double().mean()`; run the model; unhook.",
     },
 )

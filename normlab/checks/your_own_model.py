@@ -6,20 +6,20 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from normlab.checks._result import CheckResult, declare
+from normlab.checks._result import CheckResult, declare, declare_table
 from normlab.checks.runner import DEFAULT_TIME_LIMIT, Check, Verdict, run_check
 from normlab.experiments.inside_batch_norm import build_digits_cnn
 from normlab.experiments.your_own_model import digits_images
 from normlab.inspection import FINDINGS, inspect
 
 declare({code: (f"the doctor finds {meaning}", "") for code, (meaning, _) in FINDINGS.items()})
-declare({"backbone-trains": ("the pretrained backbone's parameters still train", "")})
-declare({"nothing-trains": ("no parameter of your model requires grad", "")})
-declare({"not-a-model": ("your function did not return a torch.nn.Module", "")})
-declare({"not-the-model": ("the model you returned is not built on the one you were given", "")})
+declare_table("""
+backbone-trains: the pretrained backbone's parameters still train | Freeze the backbone with `backbone.requires_grad_(False)`: only the new head trains here.
+nothing-trains: no parameter of your model requires grad | The new head must train: leave `requires_grad=True` on its parameters.
+not-a-model: your function did not return a torch.nn.Module
+not-the-model: the model you returned is not built on the one you were given
+""")
 FINE_TUNING_HINTS = {
-    "backbone-trains": "Freeze the backbone with `backbone.requires_grad_(False)`: only the new head trains here.",
-    "nothing-trains": "The new head must train: leave `requires_grad=True` on its parameters.",
     "not-a-model": "Return the model itself, e.g. `return nn.Sequential(backbone, head)`.",
     "not-the-model": "Build the model on the backbone you are given: `nn.Sequential(backbone, head)`.",
     "raised": "The digits and the backbone are float64: build the head in float64 too (`head.double()`).",
