@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch._inductor  # see below the imports
 
 from normlab.checks import check_batch_norm, check_batch_norm_module
 from normlab.checks._result import MAX_TEXT
@@ -31,6 +32,8 @@ from normlab.checks._session import MAX_PRINTED
 from tests.test_train_vs_eval_module_checks import HandBN, KeepsGraph
 from tests.test_which_axes_norm_checks import bn_nlc_by_hand
 
+# torch._inductor is what use_deterministic_algorithms imports (seconds under load), and sympy with it. Imported at
+# collection, sympy's warnings filter is in place before any `untouched` snapshot (a test that imported it erred).
 ROOT = Path(__file__).parents[1]
 LEARNER = textwrap.dedent(
     """
@@ -279,9 +282,6 @@ def changes_everything(x, gamma, beta, eps=1e-5):
 def test_global_settings_changed_by_learner_code_are_put_back_and_reported(untouched):
     torch_precision, numpy_precision = torch._tensor_str.PRINT_OPTS.precision, np.get_printoptions()["precision"]
     limit = sys.getrecursionlimit()
-    importlib.import_module(
-        "torch._inductor"
-    )  # which use_deterministic_algorithms imports: seconds on a loaded machine
     result = check_batch_norm(changes_everything, layout="NLC")
     assert result.passed, result.message
     said = "\n".join(result.session)

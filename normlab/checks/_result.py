@@ -17,7 +17,6 @@ from dataclasses import dataclass
 # own codes beside it, with :func:`declare`; importing normlab.checks declares them all.
 MISTAKES: dict[str, str] = {
     "wrong-axes": "you took the statistics over the wrong dims",
-    "reshape-not-transpose": "you reshaped (N, L, C) to (N, C, L) where a transpose was needed",
     "unbiased-variance": "you divided by the unbiased variance (n - 1)",
     "eps-outside-sqrt": "you added eps outside the square root",
     "missing-eps": "eps is missing",
