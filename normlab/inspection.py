@@ -73,16 +73,23 @@ LOW_PRECISION_ULPS = 2  # a custom norm in float16 may differ from its float32 s
 # code -> (what it means, the notebook section that teaches it): the stable finding codes.
 FINDINGS: dict[str, tuple[str, str]] = {
     "frozen-but-updating": (
-        "a BatchNorm whose affine parameters do not require grad, in training mode, so its running statistics "
-        "still change",
+        "a BatchNorm whose affine parameters do not require grad, in training mode, so it normalizes with each "
+        "batch's statistics, not its stored ones, and its running statistics still change (unless its momentum "
+        "is 0 or it keeps none)",
         "03 §7",
     ),
     "eval-mode-in-training": (
-        'purpose="training" and a norm layer in eval mode whose parameters require grad',
+        'purpose="training" and a norm layer in eval mode whose parameters require grad, where eval mode changes '
+        "what it computes (it normalizes with running statistics: not LayerNorm, GroupNorm or RMSNorm)",
         "03 §7",
     ),
     "train-mode-in-inference": (
         'purpose="inference" and a BatchNorm (or another layer with running statistics) in training mode',
+        "03 §3",
+    ),
+    "batch-statistics-in-inference": (
+        'purpose="inference" and a BatchNorm in eval mode that keeps no running statistics '
+        "(track_running_stats=False), so it still normalizes with the batch's statistics",
         "03 §3",
     ),
     "initial-running-stats": (
@@ -257,7 +264,13 @@ def _layer_row(layer: NormLayer) -> tuple[str, ...]:
     running = "-"
     if layer.running_stats is not None:
         r = layer.running_stats
-        running = "initial values" if r.initial else f"{r.batches_tracked} batches" if r.batches_tracked else "set"
+        running = (
+            "initial values"
+            if r.initial
+            else f"{r.batches_tracked} batch{'es' if r.batches_tracked > 1 else ''}"
+            if r.batches_tracked
+            else "set"
+        )
         running += f", momentum {r.momentum:g}" if r.momentum is not None else ""
     return (_display(layer.name), kind, layer.mode, _shape(layer.input_shape), dims, stats, dtype, running)
 
@@ -305,24 +318,30 @@ def _batch_norm_like(layer: NormLayer) -> bool:
 
 
 def frozen_but_updating(layer: NormLayer, purpose: str, replicas: int) -> tuple[str, str] | None:
-    r = layer.running_stats
-    if not (_batch_norm_like(layer) and layer.mode == "train" and layer.trainable is False and r and r.moved_by_pass):
+    if not (_batch_norm_like(layer) and layer.mode == "train" and layer.trainable is False):
         return None
+    r = layer.running_stats
+    if r and r.moved_by_pass:
+        also = (
+            f", and this one pass moved its running statistics by up to {r.moved_by_pass:.3g} (put back afterwards): "
+            "buffers are not parameters, the forward pass updates them"
+        )
+    else:  # momentum 0 or track_running_stats=False: nothing moves, yet the batch's statistics are used
+        also = " (its running statistics did not move in this pass, but they are not what it normalizes with)"
     return (
-        f"none of its parameters requires grad, but it is in training mode, and this one pass moved its running "
-        f"statistics by up to {r.moved_by_pass:.3g} (put back afterwards): buffers are not parameters, the forward "
-        "pass updates them",
+        "none of its parameters requires grad, but it is in training mode: it normalizes each batch with that "
+        f"batch's own statistics, not its stored ones{also}",
         "keep it in eval mode after every model.train() (normlab.finetune.freeze_batch_norm(frozen_part) does it once "
         "and for all), or let its parameters train",
     )
 
 
 def eval_mode_in_training(layer: NormLayer, purpose: str, replicas: int) -> tuple[str, str] | None:
-    if not (purpose == "training" and layer.mode == "eval" and layer.trainable):
-        return None
-    how = "normalizes with its running statistics, not the batch's, " if layer.uses_running_stats else ""
+    if not (purpose == "training" and layer.mode == "eval" and layer.trainable and layer.uses_running_stats):
+        return None  # a norm without running statistics computes the same in either mode
     return (
-        f"it is in eval mode while its parameters require grad: it {how}while its weights train",
+        "it is in eval mode while its parameters require grad: it normalizes with its running statistics, not the "
+        "batch's, while its weights train",
         "call model.train() before training; to freeze the layer instead, also set requires_grad=False on its "
         "parameters (normlab.finetune.freeze_batch_norm for BatchNorm)",
     )
@@ -334,11 +353,31 @@ def train_mode_in_inference(layer: NormLayer, purpose: str, replicas: int) -> tu
     if not (layer.kind in ("BatchNorm", "SyncBatchNorm") or layer.running_stats is not None):
         return None
     moved = layer.running_stats.moved_by_pass if layer.running_stats else 0.0
+    if 0 in layer.reduced_dims:
+        uses = (
+            f"each batch with that batch's own statistics ({layer.statistics} × {layer.elements_per_statistic} "
+            "values), so a prediction depends on the rest of the batch"
+        )
+    else:  # InstanceNorm with running statistics: each sample's own statistics
+        uses = "each sample with its own statistics instead of the running ones it keeps for eval mode"
     return (
-        f"it is in training mode: it normalizes each batch with that batch's own statistics "
-        f"({layer.statistics} × {layer.elements_per_statistic} values), so a prediction depends on the rest of the "
-        f"batch, and this pass moved its running statistics by up to {moved:.3g} (put back afterwards)",
+        f"it is in training mode: it normalizes {uses}, and this pass moved its running statistics by up to "
+        f"{moved:.3g} (put back afterwards)",
         "call model.eval() before inference (and run it under torch.no_grad() or torch.inference_mode())",
+    )
+
+
+def batch_statistics_in_inference(layer: NormLayer, purpose: str, replicas: int) -> tuple[str, str] | None:
+    if not (purpose == "inference" and layer.mode == "eval" and _batch_norm_like(layer)):
+        return None
+    if layer.uses_running_stats or 0 not in layer.reduced_dims:
+        return None
+    return (
+        "it is in eval mode but keeps no running statistics (track_running_stats=False), so it still normalizes "
+        f"each batch with that batch's own statistics ({layer.statistics} × {layer.elements_per_statistic} values): "
+        "a prediction depends on the rest of the batch",
+        "build it with track_running_stats=True and estimate its running statistics "
+        "(normlab.finetune.recalibrate_batch_norm), or use a norm that does not use the batch (GroupNorm, LayerNorm)",
     )
 
 
@@ -443,6 +482,7 @@ RULES: dict[str, Rule] = {
     "frozen-but-updating": frozen_but_updating,
     "eval-mode-in-training": eval_mode_in_training,
     "train-mode-in-inference": train_mode_in_inference,
+    "batch-statistics-in-inference": batch_statistics_in_inference,
     "initial-running-stats": initial_running_stats,
     "corrupt-running-stats": corrupt_running_stats,
     "reversed-momentum": reversed_momentum,
@@ -476,6 +516,12 @@ def _check_arguments(model: object, purpose: object, replicas: object) -> None:
         raise TypeError(
             f"normlab.inspect expects a model (a torch.nn.Module); got {type(model).__name__}. "
             "Fix: pass the model itself, e.g. normlab.inspect(model, x), not its parameters, output or state_dict."
+        )
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(
+            f"normlab.inspect expects the Python model (a torch.nn.Module); got a TorchScript module "
+            f"({type(model).__name__}, from torch.jit.trace or torch.jit.script). Fix: inspect the model before you "
+            "trace or script it."
         )
     if purpose not in PURPOSES:
         raise ValueError(
@@ -953,11 +999,19 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of replicas, at least 1; got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the report of ``module:factory`` on a random input of the given shape; exit 1 when it has findings."""
+    """Print the report of ``module:factory`` on a random input of the given shape; exit 1 when it has findings,
+    2 when the model cannot be built or inspected (argparse's status for a usage error)."""
     parser = argparse.ArgumentParser(
         prog="python -m normlab.inspect",
-        description="Inspect the normalization layers of a model: print the report, exit 1 when it has findings.",
+        description="Inspect the normalization layers of a model: print the report; exit 1 when it has findings, "
+        "2 when the model cannot be built or run on the input.",
     )
     parser.add_argument("target", help="MODULE:FACTORY, a function (called without arguments) that returns the model")
     parser.add_argument(
@@ -965,7 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"), default="float32")
     parser.add_argument("--purpose", choices=PURPOSES, default="training")
-    parser.add_argument("--replicas", type=int, default=1, help="data-parallel replicas (default 1)")
+    parser.add_argument("--replicas", type=_positive_int, default=1, help="data-parallel replicas (default 1)")
     options = parser.parse_args(argv)
     try:
         model = _load_model(options.target)
@@ -973,6 +1027,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"cannot build the model from {options.target!r}: {type(error).__name__}: {error}")
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(options.input_shape, generator=generator).to(getattr(torch, options.dtype))
-    report = inspect(model, x, purpose=options.purpose, replicas=options.replicas)
+    try:
+        report = inspect(model, x, purpose=options.purpose, replicas=options.replicas)
+    except Exception as error:  # the model's own error, with where it happened (no traceback: exit 2, not 1)
+        parser.exit(
+            2,
+            f"{parser.prog}: error: the model raised {type(error).__name__}: {error}\n"
+            f"The input was a random {options.dtype} tensor of shape {options.input_shape}. Fix: give --input-shape "
+            "and --dtype of one real batch, or make FACTORY return the model in that dtype (e.g. model.half()).\n",
+        )
     print(report)
     return 1 if report.findings else 0

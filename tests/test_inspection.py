@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import runpy
 import sys
+import warnings
 
 import pytest
 import torch
@@ -65,16 +66,24 @@ def test_frozen_but_updating_is_found_and_the_statistics_are_put_back():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # ... and they were put back
     [finding] = report.findings
     assert finding.section == "03 §7" and "normlab.finetune.freeze_batch_norm" in finding.fix
+    assert "1 batch, momentum 0.1" in str(report)
+    for still in (nn.BatchNorm2d(4, momentum=0.0), nn.BatchNorm2d(4, track_running_stats=False)):  # nothing moves,
+        unmoved = conv_bn().requires_grad_(False)  # yet each batch is normalized with its own statistics
+        unmoved[1] = still.requires_grad_(False)
+        report = inspect(unmoved, images())
+        assert (
+            codes(report) == {"frozen-but-updating": ["1"]} and "did not move in this pass" in report.findings[0].seen
+        )
     with freeze_batch_norm(model):  # eval mode (kept through model.train()) and no grad: frozen for real
         assert codes(inspect(model.train(), images())) == {}
 
 
 def test_eval_mode_in_training_names_every_norm_in_eval_whose_parameters_train():
-    model = warmed_up(conv_bn(), images(), "eval")
-    assert codes(inspect(model, images(), purpose="training")) == {"eval-mode-in-training": ["1", "6"]}
+    model = warmed_up(conv_bn(), images(), "eval")  # the LayerNorm (6) computes the same in either mode: not named
+    assert codes(inspect(model, images(), purpose="training")) == {"eval-mode-in-training": ["1"]}
     assert codes(inspect(model.train(), images(), purpose="training")) == {}
-    model[6].requires_grad_(False)
-    assert codes(inspect(model.eval(), images(), purpose="training")) == {"eval-mode-in-training": ["1"]}
+    model[1].requires_grad_(False)  # frozen in eval mode: what freeze_batch_norm does
+    assert codes(inspect(model.eval(), images(), purpose="training")) == {}
 
 
 def test_train_mode_in_inference_names_layers_with_running_statistics_only():
@@ -83,6 +92,17 @@ def test_train_mode_in_inference_names_layers_with_running_statistics_only():
     assert codes(report) == {"train-mode-in-inference": ["1"]}  # not the LayerNorm: it has no running statistics
     assert "batch's own statistics (4 × 128 values)" in report.findings[0].seen  # 4 channels, 8 × 4 × 4 values
     assert codes(inspect(model.eval(), images(), purpose="inference")) == {}
+    [instance] = inspect(nn.InstanceNorm2d(3, track_running_stats=True), images(), purpose="inference").findings
+    assert instance.code == "train-mode-in-inference" and "each sample with its own statistics" in instance.seen
+
+
+def test_batch_statistics_in_inference_when_a_batch_norm_keeps_no_running_statistics():
+    model = conv_bn()
+    model[1] = nn.BatchNorm2d(4, track_running_stats=False)  # in eval mode too, it uses the batch's statistics
+    report = inspect(model.eval(), images(), purpose="inference")
+    assert codes(report) == {"batch-statistics-in-inference": ["1"]}
+    assert "keeps no running statistics (track_running_stats=False)" in report.findings[0].seen
+    assert codes(inspect(warmed_up(conv_bn(), images(), "eval"), images(), purpose="inference")) == {}
 
 
 def test_initial_running_stats_only_when_they_are_used():
@@ -371,6 +391,12 @@ def test_a_failing_forward_still_leaves_the_model_as_found():
 # --- bad input --------------------------------------------------------------------------------------------------
 
 
+def traced_linear() -> nn.Module:
+    with warnings.catch_warnings():  # torch 2.13 deprecates torch.jit.trace; learners' older code still has it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.trace(nn.Linear(3, 3), torch.randn(2, 3))
+
+
 def test_errors_say_what_was_expected_what_was_given_and_the_fix():
     with pytest.raises(TypeError, match=r"^normlab.inspect expects a model \(a torch.nn.Module\); got Tensor. Fix: "):
         inspect(torch.randn(3), torch.randn(3))
@@ -382,6 +408,8 @@ def test_errors_say_what_was_expected_what_was_given_and_the_fix():
         inspect(nn.Linear(3, 3), torch.randn(2, 3), replicas=0)
     with pytest.raises(TypeError, match=r"^example_input must be a tensor, a tuple .* got str\. Fix: "):
         inspect(nn.Linear(3, 3), "x")
+    with pytest.raises(TypeError, match=r"got a TorchScript module \(.*\)\. Fix: inspect the model before you"):
+        inspect(traced_linear(), torch.randn(2, 3))
     with torch.device("meta"):
         meta = nn.BatchNorm1d(3)
     with pytest.raises(ValueError, match=r"^the model is on the meta device: .*got a \(3,\) meta tensor\)\. Fix: "):
@@ -462,6 +490,12 @@ def test_the_command_line_prints_the_report_and_exits_1_on_findings(capsys):
         usage.value.code == 2
         and "cannot build the model from 'test_inspection:no_such_factory'" in capsys.readouterr().err
     )
+    with pytest.raises(SystemExit) as refused:
+        main(["test_inspection:small_batch_model", "--input-shape", "8,3,6,6", "--replicas", "0"])
+    assert refused.value.code == 2 and "a whole number of replicas, at least 1; got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as failed:  # a model that raises is an error (2), not a finding (1)
+        main(["test_inspection:small_batch_model", "--input-shape", "8,4,6,6"])
+    assert failed.value.code == 2 and "the model raised RuntimeError: " in capsys.readouterr().err
 
 
 def test_python_dash_m_normlab_inspect_runs_the_command_line_and_the_name_stays_the_function(monkeypatch, capsys):

@@ -55,6 +55,27 @@ def without_the_backbone(backbone):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).double()
 
 
+def froze_with_momentum_zero(backbone):  # a forum "fix": nothing moves, yet each batch uses its own statistics
+    backbone.requires_grad_(False)
+    for layer in backbone.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.momentum = 0.0
+    return nn.Sequential(backbone, head().double())
+
+
+def stopped_tracking(backbone):  # another: no running statistics updated, batch statistics used
+    backbone.requires_grad_(False)
+    for layer in backbone.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.track_running_stats = False
+    return nn.Sequential(backbone, head().double())
+
+
+def put_the_handle_in_the_model(backbone):
+    backbone.requires_grad_(False)
+    return nn.Sequential(freeze_batch_norm(backbone), head().double())
+
+
 def froze_everything(backbone):
     return nn.Sequential(backbone.eval(), nn.Linear(64, 10).double()).requires_grad_(False)
 
@@ -71,6 +92,8 @@ def froze_everything(backbone):
         (forgot_to_freeze, 32, "backbone-trains", ()),
         (froze_in_eval_mode_only, 32, "eval-mode-in-training", ()),
         (froze_everything, 32, "nothing-trains", ()),
+        (froze_with_momentum_zero, 32, "frozen-but-updating", ()),
+        (stopped_tracking, 32, "frozen-but-updating", ()),
         (lambda backbone: "model", 32, "not-a-model", ()),
     ],
 )
@@ -81,6 +104,12 @@ def test_the_fine_tuning_checker_names_what_the_doctor_finds(fn, batch_size, mis
     if mistake == "frozen-but-updating":
         assert "normlab.inspect found frozen-but-updating at `0.0.1`:" in result.observed
         assert "(see notebook 03 §7)" in result.observed
+
+
+def test_a_raised_error_gets_the_hint_for_its_likely_cause():
+    result = check_fine_tuning_setup(put_the_handle_in_the_model, 32)
+    assert result.mistake == "raised" and "FrozenBatchNorm is not a Module subclass" in result.observed
+    assert "`freeze_batch_norm(backbone)` returns a handle, so put `backbone` itself in your model." in result.hint
 
 
 def test_the_inference_checker_passes_eval_mode_and_names_training_mode():

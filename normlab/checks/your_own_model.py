@@ -22,7 +22,9 @@ not-the-model: the model you returned is not built on the one you were given
 FINE_TUNING_HINTS = {
     "not-a-model": "Return the model itself, e.g. `return nn.Sequential(backbone, head)`.",
     "not-the-model": "Build the model on the backbone you are given: `nn.Sequential(backbone, head)`.",
-    "raised": "The digits and the backbone are float64: build the head in float64 too (`head.double()`).",
+    "raised": "Read the error's last line. Double and Float: the digits and the backbone are float64, so build the "
+    "head in float64 too (`head.double()`). FrozenBatchNorm is not a Module: `freeze_batch_norm(backbone)` returns "
+    "a handle, so put `backbone` itself in your model.",
 }
 INFERENCE_HINTS = {
     "not-a-model": "Return the model you were given, set up for predictions.",

@@ -2,8 +2,8 @@
 
 The architectures are Hugging Face ``transformers`` model classes built from small configs with random weights:
 the layers, their classes and the dims they normalize are the architecture's own; the widths (12 to 24 channels,
-hidden size 16) and depths (one or two blocks; MobileNetV2 keeps its 17) are cut down so that each builds and runs
-in a fraction of a second. No width equals the batch size 8 the notebook uses, so no two dims of a table look
+hidden size 16) and depths (one or two blocks) are cut down so that each builds and runs in a fraction of a second,
+except MobileNetV2's, which keeps its 17 blocks at a depth multiplier of 0.75 (16 to 1280 channels). No width equals the batch size 8 the notebook uses, so no two dims of a table look
 alike. Nothing is downloaded.
 """
 
