@@ -2,9 +2,9 @@
 
 §3's digits MLP with BatchNorm statistics over groups of 32 (the whole batch), 16, 8, 4 and 2 rows,
 and without BatchNorm, each over 8 seeds in float64, take about 40 s on one core: over what the
-notebook can spend, and the runs with the smallest groups divide by the spread of two values, so
-their accuracies may change with the CPU's rounding. The notebook reads this file, and its figure
-plots the same numbers on every machine. tests/test_train_vs_eval.py re-trains one entry.
+notebook can spend, and the runs with groups of 2 rows (and of 4 on CPUs without vector
+instructions) are chaotic: the CPU's rounding changes their per-seed accuracies, so this file holds
+one machine's numbers. The notebook reads it, and its figure plots the same numbers on every machine. tests/test_train_vs_eval.py re-trains one entry.
 Usage: ``python scripts/precompute_train_vs_eval.py [output.json]``.
 """
 

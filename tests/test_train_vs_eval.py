@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -408,12 +409,38 @@ def test_the_cache_holds_what_the_precompute_script_trains():
     assert noise == pytest.approx(groups_of_8.noise[1], rel=1e-8)
 
 
-def test_a_cache_trained_otherwise_is_refused(monkeypatch):
+def test_a_cache_trained_otherwise_is_refused_with_the_script_that_retrains_it(monkeypatch):
     monkeypatch.setattr(te, "BATCH_NOISE_STEPS", 301)
     with pytest.raises(
         ValueError, match=r"batch_noise\.json was trained with .*'steps': 300.*Fix: run scripts/precompute"
-    ):
+    ) as refused:
         te.load_batch_noise_runs()
+    (script,) = re.findall(r"Fix: run (scripts/\S+\.py)\.$", str(refused.value))
+    root = Path(__file__).resolve().parent.parent
+    assert (root / script).is_file(), f"the message names {script}, which does not exist"
+    assert script in (te.batch_noise_runs.__doc__ or "")  # the docstring names the same script
+
+
+def test_near_sign_fraction_counts_standardized_values_near_plus_or_minus_one():
+    """Against torch's batch_norm per group; a group of 2 gives the sign of a - b, up to eps."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 16, generator=g, dtype=torch.float64)
+    for group_size in (2, 4, 16):
+        standardized = torch.cat(
+            [torch.nn.functional.batch_norm(rows, None, None, training=True) for rows in x.split(group_size)]
+        )
+        expected = ((standardized.abs() - 1).abs() <= 0.01).double().mean().item()
+        assert te.near_sign_fraction(x, group_size) == pytest.approx(expected, abs=1e-12)
+    pairs = torch.tensor([[0.0, 0.0], [0.1, 0.02]], dtype=torch.float64)  # a - b = -0.1 and -0.02
+    # |z| = |a - b| / sqrt((a - b)^2 + 4 eps): 0.998 for 0.1 (within 1% of 1), 0.953 for 0.02 (not)
+    assert te.near_sign_fraction(pairs, 2) == pytest.approx(0.5, abs=1e-12)
+    assert te.near_sign_fraction(pairs, 2, tolerance=0.05) == pytest.approx(1.0, abs=1e-12)
+    two_and_two = torch.tensor([[-1.0], [-1.0], [1.0], [1.0]], dtype=torch.float64)  # mean 0, biased variance 1
+    one_apart = torch.tensor([[0.0], [0.0], [0.0], [4.0]], dtype=torch.float64)  # z = -0.58 (3 times) and 1.73
+    assert te.near_sign_fraction(two_and_two, 4) == pytest.approx(1.0, abs=1e-12)
+    assert te.near_sign_fraction(one_apart, 4) == 0.0
+    with pytest.raises(ValueError, match=r"takes \(N, C\) values; got shape \(4, 2, 3\)\. Fix: x\.flatten\(1\)\."):
+        te.near_sign_fraction(torch.zeros(4, 2, 3), 2)
 
 
 def test_plot_batch_noise_draws_every_seed_of_the_cache():

@@ -606,6 +606,23 @@ class GhostBatchNorm1d(nn.BatchNorm1d):
         return y * self.weight + self.bias if self.affine else y
 
 
+def near_sign_fraction(x: Tensor, group_size: int, tolerance: float = 0.01, eps: float = 1e-5) -> float:
+    r"""The share of x's values that standardizing in groups of ``group_size`` rows puts within ``tolerance`` of ±1.
+
+    Each column of each group of consecutive rows of x (N, C) is standardized with its own mean and
+    biased variance, as :class:`GhostBatchNorm1d`'s training mode does before γ and β. Two values
+    a, b become :math:`\pm |a - b| / \sqrt{(a - b)^2 + 4\epsilon}`: ±1 up to ε, the sign of a - b,
+    whatever a and b are, so a group of 2 makes the layer close to a sign function. Larger groups
+    spread the values out. Notebook 03, §5.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"near_sign_fraction takes (N, C) values; got shape {tuple(x.shape)}. Fix: x.flatten(1).")
+    layer = GhostBatchNorm1d(x.shape[1], group_size, eps=eps, affine=False, dtype=x.dtype, device=x.device)
+    with torch.no_grad():
+        standardized = layer(x)  # training mode: each group's own statistics
+    return ((standardized.abs() - 1).abs() <= tolerance).double().mean().item()
+
+
 BATCH_NOISE_GROUPS = (None, 32, 16, 8, 4, 2)  # rows per BatchNorm statistic in batches of 32; None: no BatchNorm
 BATCH_NOISE_SEEDS = tuple(range(8))
 BATCH_NOISE_STEPS, BATCH_NOISE_BATCH_SIZE, BATCH_NOISE_LR = 300, 32, 0.1  # how §3's digits model is trained
@@ -692,7 +709,10 @@ def batch_noise_runs(
 ) -> BatchNoiseRuns:
     """Every setting of ``group_sizes`` over ``seeds``: about 40 s on one core, so notebook 03 reads a cache.
 
-    ``scripts/precompute_batch_noise.py`` writes it; :func:`load_batch_noise_runs` reads it.
+    The runs with groups of 2 rows (and of 4 on CPUs without vector instructions) are chaotic: the
+    CPU's rounding changes their per-seed accuracies, so re-trained elsewhere they differ from the cache.
+
+    ``scripts/precompute_train_vs_eval.py`` writes it; :func:`load_batch_noise_runs` reads it.
     """
     settings = []
     for group_size in group_sizes:
@@ -742,7 +762,7 @@ def load_batch_noise_runs() -> BatchNoiseRuns:
     if data["training"] != _batch_noise_training():
         raise ValueError(
             f"{BATCH_NOISE_FILE} was trained with {data['training']}, not {_batch_noise_training()}. "
-            "Fix: run scripts/precompute_batch_noise.py."
+            "Fix: run scripts/precompute_train_vs_eval.py."
         )
     settings = tuple(
         BatchNoiseSetting(s["group_size"], tuple(s["test_accuracy"]), tuple(s["train_accuracy"]), tuple(s["noise"]))
