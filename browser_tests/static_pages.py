@@ -104,9 +104,12 @@ class OfflineVisit:
 
 
 @contextmanager
-def visit_offline(browser: Browser, folder: Path, name: str) -> Iterator[OfflineVisit]:
-    """Serve ``folder``, open ``name`` in a fresh context whose requests are guarded; close both after."""
-    context = browser.new_context(viewport=VIEWPORT)
+def visit_offline(
+    browser: Browser, folder: Path, name: str, viewport: dict[str, int] | None = None
+) -> Iterator[OfflineVisit]:
+    """Serve ``folder``, open ``name`` in a fresh context (``viewport``, else VIEWPORT) whose requests are
+    guarded; close both after."""
+    context = browser.new_context(viewport=viewport or VIEWPORT)
     try:
         with serving(folder) as server:
             visit = OfflineVisit(context.new_page(), guard_requests(context, server), [])

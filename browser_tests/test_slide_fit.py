@@ -1,0 +1,131 @@
+"""Every slide of every deck fits a projector: 1280x720 and an older 1024x768.
+
+Each deck is opened once per screen size; every slide is then shown in turn (reveal.js's
+own navigation, by the address) and measured in the page. A slide fails when its content
+is taller than the slide (the room loses its bottom), when code or output is cut off on
+the right (a pre or output area that scrolls sideways, or anything that sticks out of the
+slide), or when its code type is drawn smaller than MIN_CODE_PX screen pixels. Each
+failing slide is named by its number (the one reveal.js shows, bottom right, and that
+docs/instructor_guide.md uses) and its first heading or first line of code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page
+from static_pages import BUILD, built_pages, visit_offline, wait_for_math
+
+SLIDES = BUILD / "slides"
+DECKS = built_pages(SLIDES, ".slides.html", "slides") if SLIDES.exists() else []
+SCREENS = {"1280x720": {"width": 1280, "height": 720}, "1024x768": {"width": 1024, "height": 768}}
+# The smallest code type the room may be shown, in screen pixels at either size (1/45 of a 720-pixel-high screen).
+MIN_CODE_PX = 16
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+
+# Ready: reveal.js laid the deck out and every widget view was drawn (an explorer with its figure).
+DECK_READY_JS = f"""() => document.querySelector('.reveal.ready') !== null
+    && [...document.querySelectorAll('.jp-OutputArea-output')].every(o => !o.querySelector(
+        'script[type="{WIDGET_VIEW_MIME}"]') || o.querySelector('.jupyter-widgets img'))"""
+
+# Show each slide in turn (by the address, as a reader's link does) and measure it. Lengths are in the
+# slide's own pixels (reveal.js scales the whole slide to the screen), code type in screen pixels.
+MEASURE_SLIDES_JS = """async () => {
+    const frame = () => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+    const slidesBox = document.querySelector('.reveal .slides');
+    const width = parseFloat(slidesBox.style.width), height = parseFloat(slidesBox.style.height);
+    const slides = [];
+    [...document.querySelectorAll('.reveal .slides > section')].forEach((top, h) => {
+        const stack = top.querySelectorAll(':scope > section');
+        (stack.length ? [...stack] : [top]).forEach((slide, v) => slides.push({slide, h, v}));
+    });
+    const label = (slide) => {
+        const heading = slide.querySelector('h1, h2, h3, h4');
+        if (heading) return heading.textContent.replace(/¶/g, '').trim().slice(0, 70);
+        const code = slide.querySelector('.jp-InputArea pre');
+        if (code) return code.textContent.split('\\n')[0].trim().slice(0, 70);
+        return (slide.textContent.trim().split('\\n')[0] || '(empty)').slice(0, 70);
+    };
+    const what = (el) => (el.className && typeof el.className === 'string'
+        ? el.tagName.toLowerCase() + '.' + el.className.trim().split(/\\s+/)[0] : el.tagName.toLowerCase());
+    const results = [];
+    for (const [n, {slide, h, v}] of slides.entries()) {
+        location.hash = `#/${h}/${v}`;
+        await frame();
+        const scale = slidesBox.getBoundingClientRect().width / width;
+        const box = slide.getBoundingClientRect();
+        const cut = [];
+        for (const el of slide.querySelectorAll('pre, .jp-OutputArea-output, .jp-RenderedHTMLCommon, table')) {
+            if (el.getClientRects().length && el.scrollWidth > el.clientWidth + 1
+                && getComputedStyle(el).overflowX !== 'visible') {
+                cut.push(`${what(el)} scrolls ${el.scrollWidth - el.clientWidth}px`);
+            }
+        }
+        if (slide.scrollWidth > width + 1) cut.push(`the slide is ${slide.scrollWidth}px wide`);
+        // What the room reads (text, pictures, formulas) must lie inside the slide; a box's padding may not.
+        const right = box.left + width * scale + 1, left = box.left - 1;
+        const outside = new Set();
+        const walker = document.createTreeWalker(slide, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            if (!node.textContent.trim()) continue;
+            const range = document.createRange();
+            range.selectNodeContents(node);
+            for (const r of range.getClientRects()) {
+                if (r.width > 0 && (r.right > right || r.left < left)) outside.add(node.parentElement);
+            }
+        }
+        for (const el of slide.querySelectorAll('img, svg, canvas')) {
+            const r = el.getBoundingClientRect();
+            if (r.width > 0 && (r.right > right || r.left < left)) outside.add(el);
+        }
+        if (outside.size) cut.push(`${[...outside].slice(0, 3).map(what).join(', ')} beyond the slide's edge`);
+        const codeSizes = [...slide.querySelectorAll('pre')].filter(p => p.getClientRects().length)
+            .map(p => parseFloat(getComputedStyle(p).fontSize) * scale);
+        results.push({
+            number: n + 1, h, v, label: label(slide), cut,
+            tall: Math.max(0, slide.scrollHeight - height),
+            code_px: codeSizes.length ? Math.min(...codeSizes) : null,
+        });
+    }
+    return {width, height, results};
+}"""
+
+
+def measure_deck(page: Page) -> dict:
+    """Wait for the deck (math typeset, widgets drawn), then measure every slide."""
+    page.wait_for_function(DECK_READY_JS, timeout=60_000, polling=250)
+    wait_for_math(page)
+    return page.evaluate(MEASURE_SLIDES_JS)
+
+
+def misfits(measured: dict) -> list[str]:
+    """One line per slide that does not fit, naming it."""
+    lines = []
+    for slide in measured["results"]:
+        problems = list(slide["cut"])
+        if slide["tall"] > 0:
+            problems.append(f"{slide['tall']}px taller than the slide")
+        if slide["code_px"] is not None and slide["code_px"] < MIN_CODE_PX - 0.05:
+            problems.append(f"code type {slide['code_px']:.1f}px < {MIN_CODE_PX}px")
+        if problems:
+            lines.append(f"slide {slide['number']} ({slide['h']}/{slide['v']}) {slide['label']!r}: {'; '.join(problems)}")
+    return lines
+
+
+@pytest.mark.parametrize("screen", SCREENS, ids=list(SCREENS))
+@pytest.mark.parametrize("deck", DECKS, ids=[p.name.removesuffix(".slides.html") for p in DECKS])
+def test_every_slide_fits_the_screen(deck: Path, screen: str, browser: Browser, run_log: list[str]) -> None:
+    with visit_offline(browser, SLIDES, deck.name, SCREENS[screen]) as visit:
+        measured = measure_deck(visit.page)
+    results = measured["results"]
+    bad = misfits(measured)
+    cut = sum(bool(s["cut"]) for s in results)
+    tall = sum(s["tall"] > 0 for s in results)
+    sizes = [s["code_px"] for s in results if s["code_px"] is not None]
+    run_log.append(
+        f"fit {deck.name} at {screen}: {len(results)} slides, {cut} cut off on the right, {tall} taller than the "
+        f"slide ({measured['width']:.0f}x{measured['height']:.0f}); smallest code type {min(sizes):.1f}px"
+    )
+    assert results, f"{deck.name}: no slides measured"
+    assert not bad, f"{deck.name} at {screen}: {len(bad)} of {len(results)} slides do not fit:\n" + "\n".join(bad)
