@@ -26,9 +26,12 @@ WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 
 # Ready: reveal.js laid the deck out and every widget view was drawn (an explorer with its figure).
 DECK_READY_JS = f"""() => document.querySelector('.reveal.ready') !== null
+    && document.body.classList.contains('normlab-paginated')
     && [...document.querySelectorAll('.jp-OutputArea-output')].every(o => !o.querySelector(
         'script[type="{WIDGET_VIEW_MIME}"]') || o.querySelector('.jupyter-widgets img'))"""
 
+# A slide is measured where it rests, not while reveal.js slides it in.
+NO_TRANSITIONS_CSS = ".reveal .slides section, .reveal .slides { transition: none !important; }"
 # Show each slide in turn (by the address, as a reader's link does) and measure it. Lengths are in the
 # slide's own pixels (reveal.js scales the whole slide to the screen), code type in screen pixels.
 MEASURE_SLIDES_JS = """async () => {
@@ -71,7 +74,13 @@ MEASURE_SLIDES_JS = """async () => {
             if (!node.textContent.trim()) continue;
             const range = document.createRange();
             range.selectNodeContents(node);
-            for (const r of range.getClientRects()) {
+            const whole = range.getBoundingClientRect();
+            if (whole.right <= right && whole.left >= left) continue;
+            // Word by word: a wrapped line's trailing spaces hang past the edge, and nobody reads them.
+            for (const word of node.textContent.matchAll(/\\S+/g)) {
+                range.setStart(node, word.index);
+                range.setEnd(node, word.index + word[0].length);
+                const r = range.getBoundingClientRect();
                 if (r.width > 0 && (r.right > right || r.left < left)) outside.add(node.parentElement);
             }
         }
@@ -96,6 +105,7 @@ def measure_deck(page: Page) -> dict:
     """Wait for the deck (math typeset, widgets drawn), then measure every slide."""
     page.wait_for_function(DECK_READY_JS, timeout=60_000, polling=250)
     wait_for_math(page)
+    page.add_style_tag(content=NO_TRANSITIONS_CSS)
     return page.evaluate(MEASURE_SLIDES_JS)
 
 
@@ -109,7 +119,9 @@ def misfits(measured: dict) -> list[str]:
         if slide["code_px"] is not None and slide["code_px"] < MIN_CODE_PX - 0.05:
             problems.append(f"code type {slide['code_px']:.1f}px < {MIN_CODE_PX}px")
         if problems:
-            lines.append(f"slide {slide['number']} ({slide['h']}/{slide['v']}) {slide['label']!r}: {'; '.join(problems)}")
+            lines.append(
+                f"slide {slide['number']} ({slide['h']}/{slide['v']}) {slide['label']!r}: {'; '.join(problems)}"
+            )
     return lines
 
 
@@ -129,3 +141,29 @@ def test_every_slide_fits_the_screen(deck: Path, screen: str, browser: Browser, 
     )
     assert results, f"{deck.name}: no slides measured"
     assert not bad, f"{deck.name} at {screen}: {len(bad)} of {len(results)} slides do not fit:\n" + "\n".join(bad)
+
+
+# A slide made to fail both ways: a line of code that cannot wrap, and a box taller than the slide.
+PLANT_MISFITS_JS = """() => {
+    const first = document.querySelector('.reveal .slides > section > section');
+    const pre = document.createElement('pre');
+    pre.style.whiteSpace = 'pre';
+    pre.style.overflowX = 'auto';
+    pre.textContent = 'x = ' + '1'.repeat(300);
+    first.appendChild(pre);
+    const second = document.querySelectorAll('.reveal .slides > section > section')[1];
+    const tall = document.createElement('div');
+    tall.style.height = '2000px';
+    second.appendChild(tall);
+}"""
+
+
+def test_the_fit_check_names_a_slide_cut_off_and_a_slide_too_tall(browser: Browser) -> None:
+    deck = DECKS[0]
+    with visit_offline(browser, SLIDES, deck.name, SCREENS["1280x720"]) as visit:
+        visit.page.wait_for_function(DECK_READY_JS, timeout=60_000, polling=250)
+        visit.page.evaluate(PLANT_MISFITS_JS)
+        bad = misfits(measure_deck(visit.page))
+    assert len(bad) == 2, bad
+    assert bad[0].startswith("slide 1 (0/0) ") and "pre scrolls" in bad[0] and "beyond the slide's edge" in bad[0]
+    assert bad[1].startswith("slide 2 ") and "px taller than the slide" in bad[1]

@@ -85,6 +85,7 @@ def test_deck_opens_advances_and_shows_notes_offline(deck: Path, browser: Browse
     with visit_offline(browser, SLIDES, deck.name) as visit:
         page, requests, errors = visit.page, visit.requests, visit.errors
         page.locator(".reveal.ready").wait_for(timeout=30_000)
+        page.locator("body.normlab-paginated").wait_for(state="attached", timeout=60_000)  # tall slides cut first
         first, total = slide_number(page)
         page.keyboard.press("Space")  # next slide, down a vertical stack first
         page.wait_for_function(

@@ -131,14 +131,16 @@ def notebook_title(nb: nbformat.NotebookNode, fallback: str) -> str:
 
 
 def slides_exporter() -> Exporter:
-    """reveal.js 5 from vendor/, speaker notes (press S), slide numbers, tall slides scroll."""
+    """reveal.js 5 from vendor/, speaker notes (press S), slide numbers; a 1024x720 slide, and one taller than
+    that continues on slides below it (nbconvert_templates/normlab_reveal/paginate.js)."""
     return SlidesExporter(
         template_name="normlab_reveal",
         extra_template_basedirs=[str(TEMPLATES)],
         reveal_url_prefix=f"{VENDOR}/reveal.js",
         reveal_theme="white",  # "simple" and most others @import Google Fonts; white bundles its font
         reveal_number="c/t",
-        reveal_scroll=True,
+        reveal_width="1024",
+        reveal_height="720",
         exclude_input_prompt=True,
         exclude_output_prompt=True,
         **exporter_options(),
