@@ -4,7 +4,7 @@ Each deck is opened once per screen size; every slide is then shown in turn (rev
 own navigation, by the address) and measured in the page. A slide fails when its content
 is taller than the slide (the room loses its bottom), when code or output is cut off on
 the right (a pre or output area that scrolls sideways, or anything that sticks out of the
-slide), or when its code type is drawn smaller than MIN_CODE_PX screen pixels. Each
+slide), when it is blank, or when its code type is drawn smaller than MIN_CODE_PX screen pixels. Each
 failing slide is named by its number (the one reveal.js shows, bottom right, and that
 docs/instructor_guide.md uses) and its first heading or first line of code.
 """
@@ -93,6 +93,7 @@ MEASURE_SLIDES_JS = """async () => {
             .map(p => parseFloat(getComputedStyle(p).fontSize) * scale);
         results.push({
             number: n + 1, h, v, label: label(slide), cut,
+            blank: !slide.textContent.trim() && !slide.querySelector('img, svg, canvas'),
             tall: Math.max(0, slide.scrollHeight - height),
             code_px: codeSizes.length ? Math.min(...codeSizes) : null,
         });
@@ -113,7 +114,7 @@ def misfits(measured: dict) -> list[str]:
     """One line per slide that does not fit, naming it."""
     lines = []
     for slide in measured["results"]:
-        problems = list(slide["cut"])
+        problems = list(slide["cut"]) + (["the slide is blank"] if slide["blank"] else [])
         if slide["tall"] > 0:
             problems.append(f"{slide['tall']}px taller than the slide")
         if slide["code_px"] is not None and slide["code_px"] < MIN_CODE_PX - 0.05:

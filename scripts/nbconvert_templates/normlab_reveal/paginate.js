@@ -20,9 +20,11 @@ function normlabSettled() {
     return mathDone && viewsDrawn && imagesDecoded;
 }
 
+// The children of `node` that show something (text, a picture, a widget); an empty box is never cut off alone.
 function normlabContent(node) {
     return Array.prototype.filter.call(node.children, function(child) {
-        return !child.matches('aside.notes, script, style') && child.getClientRects().length > 0;
+        return !child.matches('aside.notes, script, style') && child.getClientRects().length > 0
+            && (child.textContent.trim() || child.matches('img, svg, canvas') || child.querySelector('img, svg, canvas'));
     });
 }
 
