@@ -1,6 +1,6 @@
 // A slide taller than the deck's height continues on new slides below it (a vertical stack in reveal.js).
-// It runs once, when the math is typeset, every widget view is drawn and every image decoded, since
-// those set the heights; then reveal.js re-reads the slides and the body gets the class normlab-paginated.
+// It runs once, before reveal.js starts, when the math is typeset, every widget view is drawn and every image
+// decoded (those set the heights); the body then gets the class normlab-paginated.
 // A slide is cut between its cells; a cell too tall alone is cut between its parts (code, then output;
 // a paragraph, a list item; a block of code or printed text, between lines); a picture or a table stays whole.
 var NORMLAB_WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]';
@@ -91,10 +91,9 @@ function normlabCutOnce(section, height, scale) {
     return true;
 }
 
-function normlabPaginate(Reveal) {
+// Cut every slide taller than `height` (the slides box is laid out at the deck's size, unscaled, meanwhile).
+function normlabPaginate(height) {
     var reveal = document.querySelector('.reveal'), slidesBox = reveal.querySelector('.slides');
-    var height = Reveal.getConfig().height;
-    reveal.classList.add('normlab-measuring');
     var scale = slidesBox.getBoundingClientRect().width / slidesBox.offsetWidth;
     var queue = Array.prototype.slice.call(reveal.querySelectorAll('.slides > section > section'));
     var added = 0;
@@ -106,19 +105,22 @@ function normlabPaginate(Reveal) {
         added += made.length;
         queue = made.concat(queue);
     }
-    reveal.classList.remove('normlab-measuring');
-    Reveal.sync();
     document.body.dataset.normlabSlidesAdded = added;
-    document.body.classList.add('normlab-paginated');
 }
 
-function normlabPaginateWhenSettled(Reveal) {
-    var started = Date.now(), calm = 0;
+// Lay every slide out (unseen) until the page has settled, cut the tall ones, then call `start` (which starts
+// reveal.js): the slides, and so the slide numbers and the addresses #/h/v, are final before reveal.js reads
+// them. The speaker view's previews, which load the deck again, then agree with it from their first slide.
+function normlabPaginateThen(height, start) {
+    var reveal = document.querySelector('.reveal'), started = Date.now(), calm = 0;
+    reveal.classList.add('normlab-measuring');
     var poll = setInterval(function() {
         calm = normlabSettled() ? calm + 1 : 0;
         if (calm >= 2 || Date.now() - started > 30000) {
             clearInterval(poll);
-            normlabPaginate(Reveal);
+            normlabPaginate(height);
+            reveal.classList.remove('normlab-measuring');
+            start();
         }
-    }, 200);
+    }, 100);
 }
