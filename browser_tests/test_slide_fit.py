@@ -11,9 +11,11 @@ docs/instructor_guide.md uses) and its first heading or first line of code.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from lab_harness import REPO
 from playwright.sync_api import Browser, Page
 from static_pages import BUILD, built_pages, visit_offline, wait_for_math
 
@@ -92,7 +94,7 @@ MEASURE_SLIDES_JS = """async () => {
         const codeSizes = [...slide.querySelectorAll('pre')].filter(p => p.getClientRects().length)
             .map(p => parseFloat(getComputedStyle(p).fontSize) * scale);
         results.push({
-            number: n + 1, h, v, label: label(slide), cut,
+            number: n + 1, h, v, label: label(slide), cut, text: slide.textContent.replace(/\\s+/g, ' '),
             blank: !slide.textContent.trim() && !slide.querySelector('img, svg, canvas'),
             tall: Math.max(0, slide.scrollHeight - height),
             code_px: codeSizes.length ? Math.min(...codeSizes) : null,
@@ -108,6 +110,17 @@ def measure_deck(page: Page) -> dict:
     wait_for_math(page)
     page.add_style_tag(content=NO_TRANSITIONS_CSS)
     return page.evaluate(MEASURE_SLIDES_JS)
+
+
+MEASURED: dict[tuple[str, str], dict] = {}  # (deck, screen) -> what the fit test measured, for the guide's walk
+
+
+def measured_deck(browser: Browser, deck: Path, screen: str) -> dict:
+    """The deck measured at ``screen``: once per run, whichever test asks first."""
+    if (deck.name, screen) not in MEASURED:
+        with visit_offline(browser, SLIDES, deck.name, SCREENS[screen]) as visit:
+            MEASURED[deck.name, screen] = measure_deck(visit.page)
+    return MEASURED[deck.name, screen]
 
 
 def misfits(measured: dict) -> list[str]:
@@ -129,8 +142,7 @@ def misfits(measured: dict) -> list[str]:
 @pytest.mark.parametrize("screen", SCREENS, ids=list(SCREENS))
 @pytest.mark.parametrize("deck", DECKS, ids=[p.name.removesuffix(".slides.html") for p in DECKS])
 def test_every_slide_fits_the_screen(deck: Path, screen: str, browser: Browser, run_log: list[str]) -> None:
-    with visit_offline(browser, SLIDES, deck.name, SCREENS[screen]) as visit:
-        measured = measure_deck(visit.page)
+    measured = measured_deck(browser, deck, screen)
     results = measured["results"]
     bad = misfits(measured)
     cut = sum(bool(s["cut"]) for s in results)
@@ -168,3 +180,57 @@ def test_the_fit_check_names_a_slide_cut_off_and_a_slide_too_tall(browser: Brows
     assert len(bad) == 2, bad
     assert bad[0].startswith("slide 1 (0/0) ") and "pre scrolls" in bad[0] and "beyond the slide's edge" in bad[0]
     assert bad[1].startswith("slide 2 ") and "px taller than the slide" in bad[1]
+
+
+GUIDE = REPO / "docs" / "instructor_guide.md"
+# The path's table: "| 0:05–0:25 | 01 §1 Feature scales | 01, slides 3–11 | ...".
+PATH_ROW = re.compile(r"^\| [\d:–]+ \| (?P<stop>[^|]+) \| (?P<deck>\d\d), slides (?P<first>\d+)–(?P<last>\d+) \|", re.M)
+# Under a stop's heading ("### 0:05–0:25 · Feature scales (01 §1)"), each paragraph or bullet that names slides
+# ("Slide 6", "slides 21–24") quotes what they show: `code` and "printed text with a number".
+STOP_HEADING = re.compile(r"^### .*\((?P<deck>\d\d)\b[^)]*\)$")
+SLIDE_REF = re.compile(r"[Ss]lides? (\d+)(?:–(\d+))?")
+QUOTED = re.compile(r"`([^`]+)`|\"([^\"]*\d[^\"]*)\"")
+
+
+def guide_stops() -> list[tuple[str, list[int], list[str], str]]:
+    """(deck, slide numbers, quoted texts, the guide's line) for every line of the path that names slides."""
+    path = GUIDE.read_text().split("## The path", 1)[1].split("\n## ", 1)[0]
+    stops, deck = [], None
+    for line in path.splitlines():
+        heading = STOP_HEADING.match(line)
+        if heading:
+            deck = heading["deck"]
+            continue
+        refs = [(int(a), int(b or a)) for a, b in SLIDE_REF.findall(line)]
+        if deck and refs and not line.startswith("|"):
+            numbers = [n for a, b in refs for n in range(a, b + 1)]
+            quoted = [code or text for code, text in QUOTED.findall(line)]
+            stops.append((deck, numbers, quoted, line))
+    return stops
+
+
+def test_the_guides_90_minute_path_shows_what_it_says_at_1280x720(browser: Browser) -> None:
+    """Every slide the instructor guide's path names exists, fits, starts the section named, and shows what is quoted."""
+    decks = {deck.name[:2]: deck for deck in DECKS}
+    rows = list(PATH_ROW.finditer(GUIDE.read_text()))
+    stops = guide_stops()
+    assert len(rows) == 6 and len(stops) >= 12, (len(rows), len(stops))
+    problems = []
+    for row in rows:
+        measured = measured_deck(browser, decks[row["deck"]], "1280x720")
+        slides = measured["results"]
+        first, last = int(row["first"]), int(row["last"])
+        if last > len(slides):
+            problems.append(f"{row['deck']}, slides {first}–{last}: the deck has {len(slides)} slides")
+            continue
+        section = re.search(r"§(\d+)", row["stop"])
+        if section and not slides[first - 1]["label"].startswith(f"{section[1]} · "):
+            problems.append(f"{row['deck']} slide {first} opens {slides[first - 1]['label']!r}, not §{section[1]}")
+        problems += [f"{row['deck']}: {line}" for line in misfits({"results": slides[first - 1 : last]})]
+    for deck, numbers, quoted, line in stops:
+        slides = measured_deck(browser, decks[deck], "1280x720")["results"]
+        shown = " ".join(slides[n - 1]["text"] for n in numbers if n <= len(slides))
+        missing = [q for q in quoted if " ".join(q.split()) not in shown]
+        if max(numbers) > len(slides) or missing:
+            problems.append(f"{deck}, slides {numbers}: not shown {missing} ({line[:60]}...)")
+    assert not problems, "\n".join(problems)
