@@ -101,6 +101,7 @@ class OfflineVisit:
     page: Page
     requests: RequestLog
     errors: list[str]
+    missing: list[str] = field(default_factory=list)  # "404 <url>": a file the page asked this server for, not there
 
 
 @contextmanager
@@ -114,6 +115,7 @@ def visit_offline(
         with serving(folder) as server:
             visit = OfflineVisit(context.new_page(), guard_requests(context, server), [])
             visit.page.on("pageerror", lambda error: visit.errors.append(str(error)))
+            context.on("response", lambda r: visit.missing.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             visit.page.goto(server.url(name), wait_until="load")
             yield visit
     finally:
