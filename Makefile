@@ -28,9 +28,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[lab,test]"
 	@touch $(STAMP)
 
-## JupyterLab on notebooks/, bound to 127.0.0.1, token authentication left on.
+## JupyterLab on notebooks/, bound to 127.0.0.1, token authentication left on. lab-settings/overrides.json
+## changes one default: code cells wrap their long lines, so a projected cell is never cut off on the right.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --LabApp.app_settings_dir=$(CURDIR)/lab-settings $(ROOT_FLAG) $(LAB_ARGS)
 
 ## The whole suite: lint, then the unit tests and nbval over every notebook in one pytest run. One run keeps
 ## both processes busy to the end (the notebooks, the longest files, go first; the unit tests fill in).

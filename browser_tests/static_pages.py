@@ -101,16 +101,21 @@ class OfflineVisit:
     page: Page
     requests: RequestLog
     errors: list[str]
+    missing: list[str] = field(default_factory=list)  # "404 <url>": a file the page asked this server for, not there
 
 
 @contextmanager
-def visit_offline(browser: Browser, folder: Path, name: str) -> Iterator[OfflineVisit]:
-    """Serve ``folder``, open ``name`` in a fresh context whose requests are guarded; close both after."""
-    context = browser.new_context(viewport=VIEWPORT)
+def visit_offline(
+    browser: Browser, folder: Path, name: str, viewport: dict[str, int] | None = None
+) -> Iterator[OfflineVisit]:
+    """Serve ``folder``, open ``name`` in a fresh context (``viewport``, else VIEWPORT) whose requests are
+    guarded; close both after."""
+    context = browser.new_context(viewport=viewport or VIEWPORT)
     try:
         with serving(folder) as server:
             visit = OfflineVisit(context.new_page(), guard_requests(context, server), [])
             visit.page.on("pageerror", lambda error: visit.errors.append(str(error)))
+            context.on("response", lambda r: visit.missing.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             visit.page.goto(server.url(name), wait_until="load")
             yield visit
     finally:

@@ -84,6 +84,7 @@ def test_site_page_renders_offline(page_path: Path, browser: Browser, run_log: l
         f"moves without a kernel: {[move[0] for move in moves]}"
     )
     assert requests.refused == [], f"{page_path.name} asked another host for: {requests.refused}"
+    assert not visit.missing, f"{page_path.name} asked for files the build does not hold: {visit.missing}"
     assert not errors, f"{page_path.name}: JavaScript errors: {errors}"
     assert formulas > 0 and not math_errors, f"{page_path.name}: {formulas} formulas typeset, errors {math_errors}"
     assert figures > 0 and not broken, f"{page_path.name}: {figures} images, broken: {broken}"

@@ -85,6 +85,7 @@ def test_deck_opens_advances_and_shows_notes_offline(deck: Path, browser: Browse
     with visit_offline(browser, SLIDES, deck.name) as visit:
         page, requests, errors = visit.page, visit.requests, visit.errors
         page.locator(".reveal.ready").wait_for(timeout=30_000)
+        page.locator("body.normlab-paginated").wait_for(state="attached", timeout=60_000)  # tall slides cut first
         first, total = slide_number(page)
         page.keyboard.press("Space")  # next slide, down a vertical stack first
         page.wait_for_function(
@@ -130,6 +131,7 @@ def test_deck_opens_advances_and_shows_notes_offline(deck: Path, browser: Browse
         f"{len(requests.local)} local requests, refused: {requests.refused}; explorer moves: {[m[0] for m in moves]}"
     )
     assert requests.refused == [], f"{deck.name} asked another host for: {requests.refused}"
+    assert not visit.missing, f"{deck.name} asked for files the build does not hold: {visit.missing}"
     assert not errors, f"{deck.name}: JavaScript errors: {errors}"
     assert (first, second) == (1, 2) and total > 2, f"{deck.name}: slide {first} then {second} of {total}"
     assert formulas > 0 and not math_errors, f"{deck.name}: {formulas} formulas typeset, errors {math_errors}"
